@@ -1,0 +1,10 @@
+"""`gateway` command line. Importing the command modules registers their commands."""
+
+from gateway.cli import init_cmd  # noqa: F401
+from gateway.cli.main import cli
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    cli()

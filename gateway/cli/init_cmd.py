@@ -1,0 +1,101 @@
+"""`gateway init DIR` and `gateway keys new`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gateway.cli.main import cli
+from gateway.protocol.keys import new_key_pair
+
+CONFIG_TEMPLATE = '''\
+# 应急资源数据交换前置机 — gateway configuration.
+# Relative paths are relative to this file. Secrets are never written here:
+# use {{env = "NAME"}} or {{credential = "name"}} (systemd LoadCredential=).
+
+[department]
+code = "{code}"          # department code registered at the township hub
+name = "{name}"
+
+[hub]
+url = "{hub_url}"
+hub_key = "keys/hub.pub"     # the hub's public key, to verify receipts (from the hub operator)
+# ca_file = "ca.pem"         # custom CA for the hub's TLS certificate
+# client_cert = "client.pem" # optional TLS client certificate
+# client_key = "client.key"
+timeout = 30
+batch_size = 500
+
+[keys]
+signing_key = "keys/gateway.key"   # Ed25519 private key (mode 0600); its .pub goes to the hub
+key_id = "{code}-1"
+
+[state]
+path = "state/gateway.db"
+
+[web]
+listen = "127.0.0.1:8710"
+secret_key = {{env = "GATEWAY_WEB_SECRET"}}
+api_token = {{env = "GATEWAY_API_TOKEN"}}   # token department systems send to the local API
+
+[freshness]
+default_days = 90            # 数据至少每季度更新一次
+expiry_warn_days = [30, 90]
+# [freshness.days]
+# stock = 30
+
+# [standard]
+# category_codes = "gbt38565.csv"   # optional GB/T 38565 code table; structure is always checked
+# extra_units = ["盏"]
+
+# One [[sources]] block per source. Example: a table in the department's database.
+# [[sources]]
+# name = "stock_db"
+# type = "sql"
+# record_type = "stock"
+# mapping = "mappings/stock_db.toml"
+# strategy = "cursor"          # cursor | fingerprint | append | snapshot
+# every = "15m"                # or cron = "0 2 * * *"
+# [sources.settings]
+# url = {{env = "STOCK_DB_URL"}}
+# table = "dept_stock"
+# key_columns = ["id"]
+# cursor_column = "updated_at"
+'''
+
+
+@cli.command("init")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--code", default="dept001", show_default=True, help="Department code registered at the hub.")
+@click.option("--name", default="某某部门", show_default=True, help="Department name.")
+@click.option("--hub-url", default="http://127.0.0.1:8700", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing config and key.")
+def init(directory: Path, code: str, name: str, hub_url: str, force: bool) -> None:
+    """Write a commented starting config and a new Ed25519 signing key pair into DIRECTORY."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = directory / "gateway.toml"
+    key = directory / "keys" / "gateway.key"
+    if not force and (cfg.exists() or key.exists()):
+        raise click.ClickException(f"{cfg} or {key} exists already; use --force to overwrite")
+    cfg.write_text(CONFIG_TEMPLATE.format(code=code, name=name, hub_url=hub_url), encoding="utf-8")
+    (directory / "mappings").mkdir(exist_ok=True)
+    new_key_pair(key, key.with_suffix(".pub"))
+    click.echo(f"wrote {cfg}")
+    click.echo(f"wrote {key} (private, mode 0600) and {key.with_suffix('.pub')} (give this to the hub operator)")
+
+
+@cli.group("keys")
+def keys() -> None:
+    """Signing keys."""
+
+
+@keys.command("new")
+@click.argument("private_key", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True)
+def keys_new(private_key: Path, force: bool) -> None:
+    """Create an Ed25519 key pair: PRIVATE_KEY (mode 0600) and PRIVATE_KEY.pub."""
+    if private_key.exists() and not force:
+        raise click.ClickException(f"{private_key} exists; use --force to replace it")
+    new_key_pair(private_key, private_key.with_suffix(".pub"))
+    click.echo(f"wrote {private_key} and {private_key.with_suffix('.pub')}")

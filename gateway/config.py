@@ -1,0 +1,407 @@
+"""Gateway configuration: one TOML file, checked at load with every problem reported at once.
+
+Relative paths are resolved against the config file's folder. Secrets are never
+required inline: any secret setting may be ``{env = "NAME"}`` (an environment
+variable) or ``{credential = "name"}`` (a systemd credential file under
+``$CREDENTIALS_DIRECTORY``), or ``{file = "path"}``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.standard.schema import RECORD_TYPES
+
+STRATEGIES = ("cursor", "fingerprint", "append", "snapshot")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_EVERY_RE = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+
+
+def resolve_secret(value: Any, path: str, problems: list[ConfigProblem] | None = None) -> str | None:
+    """Turn a secret setting into its value; report what is missing instead of raising when asked."""
+
+    def fail(msg: str) -> None:
+        if problems is None:
+            raise ConfigError([ConfigProblem(path, msg)])
+        problems.append(ConfigProblem(path, msg))
+
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, dict) or len(value) != 1:
+        fail('expected a string or one of {env = "NAME"}, {credential = "name"}, {file = "path"}')
+        return None
+    (kind, ref), = value.items()
+    if kind == "env":
+        v = os.environ.get(str(ref))
+        if v is None:
+            fail(f"environment variable {ref} is not set")
+        return v
+    if kind == "credential":
+        cdir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not cdir:
+            fail(f"credential {ref!r} requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
+            return None
+        p = Path(cdir) / str(ref)
+        if not p.is_file():
+            fail(f"credential file {p} not found")
+            return None
+        return p.read_text(encoding="utf-8").strip()
+    if kind == "file":
+        p = Path(str(ref))
+        if not p.is_file():
+            fail(f"secret file {p} not found")
+            return None
+        return p.read_text(encoding="utf-8").strip()
+    fail(f"unknown secret reference {kind!r}; use env, credential or file")
+    return None
+
+
+def parse_every(text: str) -> int | None:
+    """'90s', '15m', '2h', '1d' -> seconds; None when not of that form."""
+    m = _EVERY_RE.match(text.strip())
+    if not m:
+        return None
+    n, unit = int(m.group(1)), m.group(2)
+    return n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+class Checker:
+    """Collects problems while reading a TOML document, so all of them are reported at once."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.problems: list[ConfigProblem] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(ConfigProblem(path, message))
+
+    def table(self, doc: dict[str, Any], key: str, path: str = "", required: bool = True) -> dict[str, Any]:
+        p = f"{path}.{key}" if path else key
+        v = doc.get(key)
+        if v is None:
+            if required:
+                self.problem(p, "missing section")
+            return {}
+        if not isinstance(v, dict):
+            self.problem(p, "expected a table")
+            return {}
+        return v
+
+    def value(
+        self,
+        doc: dict[str, Any],
+        key: str,
+        path: str,
+        typ: type | tuple[type, ...],
+        required: bool = False,
+        default: Any = None,
+        choices: Iterable[Any] | None = None,
+    ) -> Any:
+        p = f"{path}.{key}" if path else key
+        if key not in doc:
+            if required:
+                self.problem(p, "required setting is missing")
+            return default
+        v = doc[key]
+        # bool is an int subclass; do not let true pass as a number.
+        if not isinstance(v, typ) or (isinstance(v, bool) and bool not in (typ if isinstance(typ, tuple) else (typ,))):
+            names = "/".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+            self.problem(p, f"expected {names}, got {type(v).__name__} {v!r}")
+            return default
+        if choices is not None and v not in tuple(choices):
+            self.problem(p, f"{v!r} is not one of {', '.join(map(str, choices))}")
+            return default
+        return v
+
+    def path(self, doc: dict[str, Any], key: str, path: str, required: bool = False, must_exist: bool = True) -> Path | None:
+        v = self.value(doc, key, path, str, required)
+        if not v:
+            return None
+        p = Path(v)
+        if not p.is_absolute():
+            p = self.base_dir / p
+        if must_exist and not p.exists():
+            self.problem(f"{path}.{key}" if path else key, f"file not found: {p}")
+        return p
+
+    def unknown(self, doc: dict[str, Any], known: Iterable[str], path: str) -> None:
+        known = set(known)
+        for k in doc:
+            if k not in known:
+                hint = _closest(k, known)
+                self.problem(f"{path}.{k}" if path else k, "unknown setting" + (f"; did you mean {hint!r}?" if hint else ""))
+
+    def raise_if_any(self, file: str | None) -> None:
+        if self.problems:
+            raise ConfigError(self.problems, file)
+
+
+def _closest(word: str, options: Iterable[str]) -> str | None:
+    import difflib
+
+    m = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return m[0] if m else None
+
+
+@dataclass
+class SourceConfig:
+    name: str
+    type: str
+    record_type: str
+    mapping: Path | None
+    strategy: str
+    every_seconds: int | None = None
+    cron: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+    lag_seconds: int = 0
+    reconcile_deletes: bool = False
+
+
+@dataclass
+class HubLink:
+    url: str
+    hub_key: Path | None
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    timeout: float = 30.0
+    batch_size: int = 500
+    max_batch_bytes: int = 4_000_000
+
+
+@dataclass
+class WebConfig:
+    listen: str = "127.0.0.1:8710"
+    secret_key: str | None = None
+    api_token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+@dataclass
+class GatewayConfig:
+    file: Path
+    department_code: str
+    department_name: str
+    hub: HubLink
+    signing_key: Path | None
+    key_id: str
+    state_path: Path
+    web: WebConfig
+    sources: list[SourceConfig]
+    freshness_days: dict[str, int]
+    expiry_warn_days: tuple[int, ...] = (30, 90)
+    category_codes: Path | None = None
+    extra_units: tuple[str, ...] = ()
+
+    @property
+    def base_dir(self) -> Path:
+        return self.file.parent
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"no source named {name!r} in {self.file} (have: {', '.join(s.name for s in self.sources)})")
+
+
+SOURCE_KEYS = (
+    "name", "type", "record_type", "mapping", "strategy", "every", "cron", "settings", "enabled",
+    "lag_seconds", "reconcile_deletes",
+)
+
+
+def _check_adapter_settings(chk: Checker, kind: str, settings: dict[str, Any], path: str) -> dict[str, Any]:
+    """Check a source's settings against its adapter's declared settings table."""
+    from gateway.adapters import registry
+
+    try:
+        cls = registry.adapter_class(kind)
+    except KeyError as e:
+        chk.problem(f"{path}.type", str(e.args[0]))
+        return settings
+    except Exception as e:  # a plug-in that fails to import is a config problem, not a crash
+        chk.problem(f"{path}.type", f"adapter {kind!r} failed to load: {e}")
+        return settings
+    spec = getattr(cls, "settings_spec", ())
+    out: dict[str, Any] = {}
+    sp = f"{path}.settings"
+    for s in spec:
+        if s.name not in settings:
+            if s.required:
+                chk.problem(f"{sp}.{s.name}", f"required setting is missing ({s.help})" if s.help else "required setting is missing")
+            out[s.name] = s.default
+            continue
+        v = settings[s.name]
+        if s.secret and isinstance(v, dict):
+            v = resolve_secret(v, f"{sp}.{s.name}", chk.problems)
+        elif not isinstance(v, s.type):
+            names = "/".join(t.__name__ for t in (s.type if isinstance(s.type, tuple) else (s.type,)))
+            chk.problem(f"{sp}.{s.name}", f"expected {names}, got {type(v).__name__} {v!r}")
+            continue
+        if s.choices is not None and v not in s.choices:
+            chk.problem(f"{sp}.{s.name}", f"{v!r} is not one of {', '.join(map(str, s.choices))}")
+            continue
+        out[s.name] = v
+    if spec:
+        chk.unknown(settings, [s.name for s in spec], sp)
+    else:
+        out = dict(settings)
+    return out
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    """Read and check a gateway config; raises ConfigError listing every problem."""
+    file = Path(path).resolve()
+    try:
+        doc = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem("(file)", f"config file not found: {file}")]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([ConfigProblem("(syntax)", str(e))], str(file)) from None
+    chk = Checker(file.parent)
+    chk.unknown(doc, ("department", "hub", "keys", "state", "web", "sources", "freshness", "standard"), "")
+
+    dep = chk.table(doc, "department")
+    code = chk.value(dep, "code", "department", str, required=True, default="")
+    if code and not re.fullmatch(r"[A-Za-z0-9_-]{2,40}", code):
+        chk.problem("department.code", "use 2-40 letters, digits, '-' or '_'")
+    name = chk.value(dep, "name", "department", str, required=True, default="")
+    chk.unknown(dep, ("code", "name"), "department")
+
+    hubd = chk.table(doc, "hub")
+    url = chk.value(hubd, "url", "hub", str, required=True, default="")
+    if url and not re.match(r"^https?://", url):
+        chk.problem("hub.url", "must start with http:// or https://")
+    hub = HubLink(
+        url=url.rstrip("/"),
+        hub_key=chk.path(hubd, "hub_key", "hub", must_exist=False),
+        ca_file=chk.path(hubd, "ca_file", "hub"),
+        client_cert=chk.path(hubd, "client_cert", "hub"),
+        client_key=chk.path(hubd, "client_key", "hub"),
+        timeout=float(chk.value(hubd, "timeout", "hub", (int, float), default=30.0)),
+        batch_size=chk.value(hubd, "batch_size", "hub", int, default=500),
+        max_batch_bytes=chk.value(hubd, "max_batch_bytes", "hub", int, default=4_000_000),
+    )
+    if hub.batch_size is not None and not (1 <= hub.batch_size <= 10_000):
+        chk.problem("hub.batch_size", "must be between 1 and 10000")
+    chk.unknown(hubd, ("url", "hub_key", "ca_file", "client_cert", "client_key", "timeout", "batch_size", "max_batch_bytes"), "hub")
+
+    keys = chk.table(doc, "keys")
+    signing_key = chk.path(keys, "signing_key", "keys", required=True)
+    key_id = chk.value(keys, "key_id", "keys", str, required=True, default="")
+    chk.unknown(keys, ("signing_key", "key_id"), "keys")
+
+    state = chk.table(doc, "state", required=False)
+    state_path = chk.path(state, "path", "state", must_exist=False) or (file.parent / "state" / "gateway.db")
+    chk.unknown(state, ("path",), "state")
+
+    webd = chk.table(doc, "web", required=False)
+    web = WebConfig(
+        listen=chk.value(webd, "listen", "web", str, default="127.0.0.1:8710"),
+        secret_key=resolve_secret(webd.get("secret_key"), "web.secret_key", chk.problems),
+        api_token=resolve_secret(webd.get("api_token"), "web.api_token", chk.problems),
+        tls_cert=chk.path(webd, "tls_cert", "web"),
+        tls_key=chk.path(webd, "tls_key", "web"),
+    )
+    if web.listen and not re.fullmatch(r"[^:\s]+:\d{1,5}", web.listen):
+        chk.problem("web.listen", "expected host:port")
+    chk.unknown(webd, ("listen", "secret_key", "api_token", "tls_cert", "tls_key"), "web")
+
+    fresh = chk.table(doc, "freshness", required=False)
+    default_days = chk.value(fresh, "default_days", "freshness", int, default=90)
+    days = {t: default_days for t in RECORD_TYPES}
+    per = chk.table(fresh, "days", "freshness", required=False)
+    for t, d in per.items():
+        if t not in RECORD_TYPES:
+            chk.problem(f"freshness.days.{t}", f"unknown record type; expected one of {', '.join(RECORD_TYPES)}")
+        elif not isinstance(d, int) or isinstance(d, bool) or d <= 0:
+            chk.problem(f"freshness.days.{t}", "expected a positive number of days")
+        else:
+            days[t] = d
+    warn = chk.value(fresh, "expiry_warn_days", "freshness", list, default=[30, 90])
+    chk.unknown(fresh, ("default_days", "days", "expiry_warn_days"), "freshness")
+
+    std = chk.table(doc, "standard", required=False)
+    category_codes = chk.path(std, "category_codes", "standard")
+    extra_units = tuple(chk.value(std, "extra_units", "standard", list, default=[]))
+    chk.unknown(std, ("category_codes", "extra_units"), "standard")
+
+    sources: list[SourceConfig] = []
+    raw_sources = doc.get("sources", [])
+    if not isinstance(raw_sources, list):
+        chk.problem("sources", "expected an array of tables ([[sources]])")
+        raw_sources = []
+    seen: set[str] = set()
+    for i, s in enumerate(raw_sources):
+        p = f"sources[{i}]"
+        if not isinstance(s, dict):
+            chk.problem(p, "expected a table")
+            continue
+        sname = chk.value(s, "name", p, str, required=True, default="")
+        if sname and not _NAME_RE.match(sname):
+            chk.problem(f"{p}.name", "use 1-64 letters, digits, '.', '-' or '_'")
+        if sname in seen:
+            chk.problem(f"{p}.name", f"duplicate source name {sname!r}")
+        seen.add(sname)
+        kind = chk.value(s, "type", p, str, required=True, default="")
+        rtype = chk.value(s, "record_type", p, str, required=True, default="", choices=RECORD_TYPES)
+        mapping = chk.path(s, "mapping", p, required=True)
+        strategy = chk.value(s, "strategy", p, str, default="fingerprint", choices=STRATEGIES)
+        every = chk.value(s, "every", p, str)
+        every_s = None
+        if every is not None:
+            every_s = parse_every(every)
+            if every_s is None or every_s <= 0:
+                chk.problem(f"{p}.every", "expected a duration like '90s', '15m', '2h' or '1d'")
+        cron = chk.value(s, "cron", p, str)
+        if cron is not None:
+            if every is not None:
+                chk.problem(f"{p}.cron", "give either every or cron, not both")
+            elif len(cron.split()) != 5:
+                chk.problem(f"{p}.cron", "expected 5 fields: minute hour day month weekday")
+        settings = chk.table(s, "settings", p, required=False)
+        if kind:
+            settings = _check_adapter_settings(chk, kind, settings, p)
+        lag = chk.value(s, "lag_seconds", p, int, default=0)
+        chk.unknown(s, SOURCE_KEYS, p)
+        sources.append(
+            SourceConfig(
+                name=sname,
+                type=kind,
+                record_type=rtype,
+                mapping=mapping,
+                strategy=strategy,
+                every_seconds=every_s,
+                cron=cron,
+                settings=settings,
+                enabled=chk.value(s, "enabled", p, bool, default=True),
+                lag_seconds=lag or 0,
+                reconcile_deletes=chk.value(s, "reconcile_deletes", p, bool, default=False),
+            )
+        )
+
+    chk.raise_if_any(str(file))
+    return GatewayConfig(
+        file=file,
+        department_code=code,
+        department_name=name,
+        hub=hub,
+        signing_key=signing_key,
+        key_id=key_id,
+        state_path=state_path,
+        web=web,
+        sources=sources,
+        freshness_days=days,
+        expiry_warn_days=tuple(int(x) for x in warn),
+        category_codes=category_codes,
+        extra_units=extra_units,
+    )

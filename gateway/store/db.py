@@ -1,0 +1,69 @@
+"""Open the gateway state store: SQLite in WAL mode, synchronous=FULL, migrated at start-up."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import Connection
+
+from gateway.store import tables
+
+# Each migration brings the schema from version n-1 to n. Append, never edit a
+# released one.
+Migration = Callable[[Connection], None]
+
+
+def _v1(conn: Connection) -> None:
+    tables.metadata.create_all(conn)
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1)]
+LATEST = MIGRATIONS[-1][0]
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # FULL: every commit is fsync'd, so what we put into the outbox survives power loss.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def open_store(path: str | Path) -> Engine:
+    """Open (creating if needed) and migrate the state store at `path`."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{p}", future=True)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    migrate(engine)
+    return engine
+
+
+def current_version(conn: Connection) -> int:
+    if not conn.dialect.has_table(conn, "schema_version"):
+        return 0
+    v = conn.execute(select(tables.schema_version.c.version).order_by(tables.schema_version.c.version.desc())).first()
+    return int(v[0]) if v else 0
+
+
+def migrate(engine: Engine) -> int:
+    """Apply pending migrations in order, each in its own transaction. Returns the version."""
+    with engine.begin() as conn:
+        version = current_version(conn)
+    for number, step in MIGRATIONS:
+        if number <= version:
+            continue
+        with engine.begin() as conn:
+            step(conn)
+            conn.execute(tables.schema_version.insert().values(version=number, applied_at=utcnow()))
+        version = number
+    return version

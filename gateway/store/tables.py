@@ -1,0 +1,185 @@
+"""The gateway's own state: one SQLAlchemy Core metadata, versioned by migrations.py."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", String, nullable=False),
+)
+
+# Saved adapter position per source (cursor value, processed files ...), JSON.
+source_positions = Table(
+    "source_positions",
+    metadata,
+    Column("source", String, primary_key=True),
+    Column("position", Text, nullable=True),
+    Column("updated_at", String, nullable=False),
+)
+
+# Latest enqueued state per record: the fingerprint (version hash of the mapped
+# record) and the per-key sequence number. Drives change and delete detection.
+fingerprints = Table(
+    "fingerprints",
+    metadata,
+    Column("source", String, nullable=False),
+    Column("record_type", String, nullable=False),
+    Column("record_key", String, nullable=False),
+    Column("source_key", String, nullable=False),
+    Column("version", String, nullable=False),  # "" once deleted
+    Column("seq", Integer, nullable=False),
+    Column("mapping_version", Integer, nullable=True),
+    Column("updated_at", String, nullable=True),  # from the source
+    Column("checked_at", String, nullable=False),  # last time the gateway saw the row
+    Column("deleted", Integer, nullable=False, default=0),
+    UniqueConstraint("record_type", "record_key", name="uq_fingerprint_record"),
+    Index("ix_fingerprints_source_key", "source", "source_key"),
+)
+
+# Records waiting for (or done with) delivery, in enqueue order.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String, nullable=False),
+    Column("record_type", String, nullable=False),
+    Column("record_key", String, nullable=False),
+    Column("op", String, nullable=False),  # upsert | delete
+    Column("seq", Integer, nullable=False),
+    Column("version", String, nullable=False),
+    Column("data", Text, nullable=True),  # canonical JSON of the standard record; NULL for delete
+    Column("updated_at", String, nullable=True),
+    Column("provenance", Text, nullable=False),  # JSON
+    Column("enqueued_at", String, nullable=False),
+    # pending -> sent (in a batch, awaiting receipt) -> delivered | dead
+    Column("state", String, nullable=False, default="pending"),
+    Column("batch_id", String, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Index("ix_outbox_state_id", "state", "id"),
+    Index("ix_outbox_record", "record_type", "record_key"),
+)
+
+# Every verified receipt entry the hub returned, one row per record.
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", Integer, ForeignKey("outbox.id"), nullable=True),
+    Column("batch_id", String, nullable=False),
+    Column("record_type", String, nullable=False),
+    Column("record_key", String, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("status", String, nullable=False),  # accepted | rejected | duplicate | stale
+    Column("reasons", Text, nullable=True),  # JSON list
+    Column("hub_seq", Integer, nullable=True),
+    Column("hub_time", String, nullable=True),
+    Column("log_head", String, nullable=True),  # hub receipt-log head hash at this batch
+    Column("received_at", String, nullable=False),
+    Index("ix_receipts_record", "record_type", "record_key"),
+    Index("ix_receipts_batch", "batch_id"),
+)
+
+# The signed batch receipts as the hub sent them: the evidence a department keeps.
+batch_receipts = Table(
+    "batch_receipts",
+    metadata,
+    Column("batch_id", String, primary_key=True),
+    Column("body", LargeBinary, nullable=False),  # receipt document exactly as signed
+    Column("signature", String, nullable=False),
+    Column("hub_key_id", String, nullable=False),
+    Column("log_seq", Integer, nullable=True),
+    Column("log_head", String, nullable=True),
+    Column("received_at", String, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", Integer, ForeignKey("outbox.id"), nullable=False),
+    Column("record_type", String, nullable=False),
+    Column("record_key", String, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("reasons", Text, nullable=False),  # JSON list from the hub
+    Column("created_at", String, nullable=False),
+    Column("resolved_at", String, nullable=True),
+    Column("resolved_by", String, nullable=True),
+    Column("resolution", String, nullable=True),  # retried | resolved
+)
+
+mapping_versions = Table(
+    "mapping_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content", Text, nullable=False),  # mapping file text (TOML)
+    Column("author", String, nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_at", String, nullable=False),
+    UniqueConstraint("source", "version", name="uq_mapping_version"),
+)
+
+# One row per extract cycle, for the dashboard and `gateway sync` summaries.
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String, nullable=False),
+    Column("started_at", String, nullable=False),
+    Column("finished_at", String, nullable=True),
+    Column("status", String, nullable=False, default="running"),  # running | ok | failed
+    Column("rows_read", Integer, nullable=False, default=0),
+    Column("new", Integer, nullable=False, default=0),
+    Column("changed", Integer, nullable=False, default=0),
+    Column("deleted", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+    Column("problems", Text, nullable=True),  # JSON list (first N RowProblems)
+    Column("error", Text, nullable=True),
+    Column("seconds", Float, nullable=True),
+    Index("ix_sync_runs_source", "source", "id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String, nullable=False, unique=True),
+    Column("display_name", String, nullable=False, default=""),
+    Column("password_hash", String, nullable=False),
+    Column("role", String, nullable=False),  # admin | clerk | viewer
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", String, nullable=True),
+    Column("created_at", String, nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String, nullable=False),  # UTC ISO 8601
+    Column("actor", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("target", String, nullable=True),
+    Column("before", Text, nullable=True),  # JSON
+    Column("after", Text, nullable=True),  # JSON
+    Column("remote_addr", String, nullable=True),
+)
