@@ -20,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union, final
+from typing import Any, ClassVar, final
 
 from gateway.errors import RowProblem
 
@@ -47,7 +47,7 @@ class Checkpoint:
     note: str = ""
 
 
-Event = Union[SourceRow, RowProblem, Checkpoint]
+Event = SourceRow | RowProblem | Checkpoint
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Adapter(ABC):
         """Column names/paths, reflected or sampled; None when unknown."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections; called once the adapter is no longer used."""
 
     @final
