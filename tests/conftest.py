@@ -39,3 +39,7 @@ def pg_url() -> Iterator[str]:
 def mysql_url() -> Iterator[str]:
     """A fresh, empty MariaDB database (dropped afterwards)."""
     yield from _new_database(MY_ADMIN, "mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4")
+
+
+# Each area's fixtures live in tests/fixtures/<area>.py; list them here.
+pytest_plugins: list[str] = []
