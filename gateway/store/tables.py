@@ -76,6 +76,28 @@ outbox = Table(
     Index("ix_outbox_record", "record_type", "record_key"),
 )
 
+# One row per batch the push client built. A batch keeps its id and its
+# `created` until its receipt is stored, so a resend after a crash or a lost
+# response rebuilds the very same body and the hub answers with its original
+# receipt. Also what the deliveries page shows about attempts and errors.
+outbox_batches = Table(
+    "outbox_batches",
+    metadata,
+    Column("batch_id", String, primary_key=True),
+    Column("source", String, nullable=False),
+    Column("created", String, nullable=False),  # the batch body's `created`
+    Column("records", Integer, nullable=False),
+    # sent -> receipted, or released (rows went back to pending unsent, e.g. 413)
+    Column("state", String, nullable=False, default="sent"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_attempt_at", String, nullable=True),
+    Column("last_status", String, nullable=True),  # HTTP status or error kind of the last attempt
+    Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", String, nullable=True),
+    Column("receipted_at", String, nullable=True),
+    Index("ix_outbox_batches_state", "state", "created"),
+)
+
 # Every verified receipt entry the hub returned, one row per record.
 receipts = Table(
     "receipts",
