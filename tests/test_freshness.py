@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import orjson
+
+from gateway.freshness import freshness_report
+from gateway.store import open_store
+from gateway.store.tables import fingerprints, outbox
+
+NOW = dt.datetime(2026, 6, 30, 12, 0, tzinfo=dt.UTC)
+
+
+def _put(eng, rtype: str, key: str, data: dict, enqueued: dt.datetime, updated_at: str | None = None, deleted: int = 0):  # type: ignore[no-untyped-def]
+    with eng.begin() as c:
+        c.execute(fingerprints.insert().values(
+            source="s", record_type=rtype, record_key=key, source_key=key, version="v" if not deleted else "",
+            seq=1, updated_at=updated_at, checked_at=NOW.isoformat(), deleted=deleted,
+        ))
+        c.execute(outbox.insert().values(
+            source="s", record_type=rtype, record_key=key, op="upsert", seq=1, version="v",
+            data=orjson.dumps(data).decode(), updated_at=updated_at, provenance="{}",
+            enqueued_at=enqueued.isoformat(), state="delivered",
+        ))
+
+
+def test_stale_and_expiring_records_are_listed_with_reasons(tmp_path: Path) -> None:
+    eng = open_store(tmp_path / "gw.db")
+    old = NOW - dt.timedelta(days=120)
+    recent = NOW - dt.timedelta(days=5)
+    # A material last changed 120 days ago: stale under the default 90 days.
+    _put(eng, "material", "M1", {"material_id": "M1"}, old)
+    # A material whose source says it changed 10 days ago, although enqueued long ago.
+    _put(eng, "material", "M2", {"material_id": "M2"}, old, updated_at=(NOW - dt.timedelta(days=10)).isoformat())
+    # A stock row enqueued long ago but physically checked last week: fresh.
+    _put(eng, "stock", "A|D|1", {"material_id": "A", "depot_id": "D", "batch_no": "1",
+                                 "checked_date": "2026-06-23", "expiry_date": "2026-07-20"}, old)
+    # A stock row neither updated nor checked for 100 days, expiring in 60 days.
+    _put(eng, "stock", "B|D|", {"material_id": "B", "depot_id": "D", "batch_no": "",
+                                "checked_date": "2026-03-22", "expiry_date": "2026-08-29"}, old)
+    # Already expired, fresh otherwise.
+    _put(eng, "stock", "C|D|", {"material_id": "C", "depot_id": "D", "checked_date": "2026-06-29",
+                                "expiry_date": "2026-06-01"}, recent)
+    # Far from expiry, fresh: not listed at all.
+    _put(eng, "stock", "E|D|", {"material_id": "E", "depot_id": "D", "checked_date": "2026-06-29",
+                                "expiry_date": "2028-01-01"}, recent)
+    # Deleted records are never stale.
+    _put(eng, "depot", "D9", {"depot_id": "D9"}, old, deleted=1)
+
+    rep = freshness_report(eng, {"material": 90, "stock": 90, "depot": 90}, (30, 90), now=NOW)
+    assert rep.records == 6
+    assert [(r.record_type, r.record_key) for r in rep.stale] == [("material", "M1"), ("stock", "B|D|")]
+    m1 = rep.stale[0]
+    assert m1.days_since == 120 and "90 天" in m1.message
+    assert rep.stale[1].last_check == dt.date(2026, 3, 22)
+
+    assert [(s.record_key, s.days_left, s.warn_days) for s in rep.expiring] == [
+        ("C|D|", -29, 30), ("A|D|1", 20, 30), ("B|D|", 60, 90),
+    ]
+    assert "已过期" in rep.expiring[0].message
+    assert rep.expiring_counts() == {"expired": 1, "30": 1, "90": 1}
+
+    # A shorter period for stock makes the week-old check stale too.
+    rep = freshness_report(eng, {"material": 90, "stock": 5}, (30,), now=NOW)
+    assert ("stock", "A|D|1") in {(r.record_type, r.record_key) for r in rep.stale}
+    assert [s.record_key for s in rep.expiring] == ["C|D|", "A|D|1"]
