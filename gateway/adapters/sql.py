@@ -1,0 +1,236 @@
+"""The `sql` adapter: any database SQLAlchemy can reach, streamed with a server-side cursor.
+
+Tables are reflected and every configured name (table, key, cursor and typed
+columns) is checked against the database's own catalog and quoted by
+SQLAlchemy; nothing from the config is pasted into SQL text. A `query` source
+runs exactly one SELECT/WITH in a read-only transaction where the dialect has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+
+from gateway.adapters.base import Adapter, Event, Position, Setting, SourceRow
+from gateway.adapters.sqlrows import (
+    COMMON_SETTINGS,
+    check_column_types,
+    check_select,
+    decode_value,
+    lagged,
+    stream_events,
+)
+from gateway.errors import ConfigError, ConfigProblem, RetriableError, RowProblem, SkippableError, SourceError
+
+# Dialects whose drivers can hand back text in a typed column (SQLite type
+# affinity, MySQL zero dates), so reflected types are checked row by row there.
+_LOOSE_DIALECTS = ("sqlite", "mysql", "mariadb")
+
+
+def reflected_kind(t: sa.types.TypeEngine[Any]) -> str:
+    if isinstance(t, sa.Integer):
+        return "int"
+    if isinstance(t, sa.Numeric):
+        return "decimal"
+    if isinstance(t, sa.DateTime):
+        return "datetime"
+    if isinstance(t, sa.Date):
+        return "date"
+    return "str"
+
+
+def key_after(cols: list[sa.ColumnElement[Any]], values: list[Any]) -> sa.ColumnElement[bool]:
+    """(c1, c2, ...) > (v1, v2, ...) written out, since row-value comparison is not portable."""
+    ors = []
+    for i, c in enumerate(cols):
+        eqs = [cols[j] == values[j] for j in range(i)]
+        ors.append(sa.and_(*eqs, c > values[i]))
+    return sa.or_(*ors)
+
+
+def settings_problem(source: str, key: str, message: str) -> ConfigError:
+    return ConfigError([ConfigProblem(f"sources.{source}.settings.{key}", message)])
+
+
+class SqlAdapter(Adapter):
+    name = "sql"
+    supports_keys = True
+    settings_spec: tuple[Setting, ...] = (
+        Setting("url", str, required=True, secret=True, help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db"),
+        *COMMON_SETTINGS,
+    )
+
+    def __init__(self, source: str, settings: Mapping[str, Any]) -> None:
+        super().__init__(source, settings)
+        s = self.settings
+        if bool(s.get("table")) == bool(s.get("query")):
+            raise settings_problem(source, "table", "give either table or query")
+        keys = s.get("key_columns") or []
+        if not keys or not all(isinstance(k, str) and k for k in keys):
+            raise settings_problem(source, "key_columns", "list the columns that identify a row")
+        self.key_columns: list[str] = list(keys)
+        self.cursor_column: str | None = s.get("cursor_column") or None
+        self.lag_seconds = int(s.get("lag_seconds") or 0)
+        self.chunk_size = max(1, int(s.get("chunk_size") or 1000))
+        if s.get("query"):
+            try:
+                self.query: str | None = check_select(s["query"])
+            except ValueError as e:
+                raise settings_problem(source, "query", str(e)) from None
+        else:
+            self.query = None
+        try:
+            self.engine = sa.create_engine(s["url"], pool_pre_ping=True)
+        except (SQLAlchemyError, ValueError, ImportError) as e:
+            raise settings_problem(source, "url", f"cannot use this URL: {e}") from None
+        self._from: sa.FromClause | None = None
+        self._names: list[str] = []
+        self._checks: dict[str, str] = {}
+
+    # -- set-up: reflect and check every configured name ----------------------------
+
+    @property
+    def where(self) -> str:
+        return f"table {self.settings['table']}" if self.query is None else "query"
+
+    def _prepare(self) -> sa.FromClause:
+        if self._from is not None:
+            return self._from
+        try:
+            if self.query is None:
+                try:
+                    self._from = sa.Table(
+                        self.settings["table"], sa.MetaData(), schema=self.settings.get("schema"), autoload_with=self.engine
+                    )
+                except NoSuchTableError:
+                    have = sa.inspect(self.engine).get_table_names(schema=self.settings.get("schema"))
+                    have += sa.inspect(self.engine).get_view_names(schema=self.settings.get("schema"))
+                    raise SourceError(
+                        f"source {self.source}: table {self.settings['table']!r} not found (have: {', '.join(sorted(have)) or 'none'})"
+                    ) from None
+            else:
+                with self._connect() as conn:
+                    res = conn.execute(sa.text(self.query))
+                    names = list(res.keys())
+                    res.close()
+                self._from = sa.text(self.query).columns(*[sa.column(n) for n in names]).subquery("q")
+        except SQLAlchemyError as e:
+            raise RetriableError(f"source {self.source}: cannot read the database: {e}") from e
+        self._names = [c.name for c in self._from.columns]
+        problems = []
+        for k in (*self.key_columns, *([self.cursor_column] if self.cursor_column else [])):
+            if k not in self._names:
+                problems.append(ConfigProblem(f"sources.{self.source}.settings", f"column {k!r} not found (have: {', '.join(self._names)})"))
+        if problems:
+            raise ConfigError(problems)
+        loose = self.engine.dialect.name in _LOOSE_DIALECTS
+        reflected = {c.name: reflected_kind(c.type) for c in self._from.columns} if loose else {}
+        self._checks = {c: k for c, k in reflected.items() if k != "str"}
+        self._checks.update(check_column_types(self.settings.get("column_types"), self._names, f"sources.{self.source}.settings"))
+        return self._from
+
+    def _connect(self) -> Connection:
+        conn = self.engine.connect()
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            conn = conn.execution_options(postgresql_readonly=True)
+        elif dialect in ("mysql", "mariadb"):
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        elif dialect == "sqlite":
+            conn.exec_driver_sql("PRAGMA query_only = ON")
+        return conn
+
+    def _select(self, cols: list[str] | None = None) -> sa.Select[Any]:
+        frm = self._prepare()
+        names = cols or self._names
+        # Raw DBAPI values: type checks are ours, so a bad cell becomes a RowProblem, not a crash.
+        return sa.select(*[sa.type_coerce(frm.c[n], sa.types.NullType()).label(n) for n in names])
+
+    # -- the adapter interface ------------------------------------------------------
+
+    def columns(self) -> list[str]:
+        self._prepare()
+        return list(self._names)
+
+    def fetch(self, position: Position | None) -> Iterator[Event]:
+        frm = self._prepare()
+        keys = [frm.c[k] for k in self.key_columns]
+        stmt = self._select()
+        if self.cursor_column:
+            cur = frm.c[self.cursor_column]
+            stmt = stmt.order_by(cur, *keys)
+            if position and position.get("cursor"):
+                value = decode_value(position["cursor"])
+                if self.lag_seconds:
+                    stmt = stmt.where(cur >= lagged(value, self.lag_seconds))
+                else:
+                    last = [decode_value(v) for v in position.get("key", [])]
+                    stmt = stmt.where(sa.or_(cur > value, sa.and_(cur == value, key_after(keys, last))))
+        else:
+            stmt = stmt.order_by(*keys)
+            if position and position.get("after"):
+                stmt = stmt.where(key_after(keys, [decode_value(v) for v in position["after"]]))
+        try:
+            with self._connect() as conn:
+                res = conn.execution_options(stream_results=True, yield_per=self.chunk_size).execute(stmt)
+                yield from stream_events(
+                    source=self.source,
+                    where=self.where,
+                    names=self._names,
+                    rows=res,
+                    key_columns=self.key_columns,
+                    cursor_column=self.cursor_column,
+                    checks=self._checks,
+                    chunk_size=self.chunk_size,
+                    start=position,
+                )
+        except SQLAlchemyError as e:
+            raise RetriableError(f"source {self.source}: reading failed: {e}") from e
+
+    def keys(self) -> Iterator[str]:
+        self._prepare()
+        stmt = self._select(self.key_columns)
+        try:
+            with self._connect() as conn:
+                res = conn.execution_options(stream_results=True, yield_per=self.chunk_size * 10).execute(stmt)
+                for row in res:
+                    yield "|".join("" if v is None else str(v) for v in row)
+        except SQLAlchemyError as e:
+            raise RetriableError(f"source {self.source}: reading keys failed: {e}") from e
+
+    def fetch_one(self, key: str) -> SourceRow | None:
+        frm = self._prepare()
+        parts = key.split("|", len(self.key_columns) - 1)
+        if len(parts) != len(self.key_columns):
+            return None
+        conds = []
+        for col, part in zip(self.key_columns, parts, strict=True):
+            c = frm.c[col]
+            if reflected_kind(c.type) == "int" and self.query is None:
+                try:
+                    conds.append(c == int(part))
+                except ValueError:
+                    return None
+            else:
+                conds.append(c == part)
+        stmt = self._select().where(*conds)
+        with self._connect() as conn:
+            rows = conn.execute(stmt).all()
+        for e in stream_events(
+            source=self.source, where=self.where, names=self._names, rows=rows, key_columns=self.key_columns,
+            cursor_column=self.cursor_column, checks=self._checks, chunk_size=self.chunk_size, start=None,
+        ):
+            if isinstance(e, RowProblem):
+                err = SkippableError(str(e))
+                err.problem = e  # type: ignore[attr-defined]
+                raise err
+            if isinstance(e, SourceRow):
+                return e
+        return None
+
+    def close(self) -> None:
+        self.engine.dispose()
