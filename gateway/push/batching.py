@@ -1,0 +1,233 @@
+"""Batches from the outbox: claim pending rows in order, rebuild a sent batch byte for byte.
+
+A batch holds rows of one source, oldest outbox id first, bounded by count and
+by body size. Claiming marks the rows `sent` with the batch id and records the
+batch (id, created) in the same transaction; until its receipt is stored the
+batch is never rebuilt differently, so every resend carries the same batch id
+and the same body, and the hub answers a batch it has seen with its original
+receipt.
+
+Per-key order: a record key belongs to one source (fingerprints are unique per
+type and key), rows of a source are batched in outbox order, and one batch is
+in flight per gateway at a time (the push lock), so the hub sees the edits of a
+key in the order they were made. The hub also refuses a lower `seq` than it
+holds as `stale`, so even an out-of-order arrival cannot undo a newer edit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, bindparam, select, update
+
+from gateway.protocol.batch import encode_batch, make_batch, make_record
+from gateway.protocol.canonical import canonical_json
+from gateway.store.db import utcnow
+from gateway.store.tables import outbox, outbox_batches
+
+# Room for the envelope around the records ({"batch_id":..,"department":..}).
+_ENVELOPE_ROOM = 1024
+
+_COLUMNS = (
+    outbox.c.id,
+    outbox.c.source,
+    outbox.c.record_type,
+    outbox.c.record_key,
+    outbox.c.op,
+    outbox.c.seq,
+    outbox.c.version,
+    outbox.c.data,
+    outbox.c.updated_at,
+    outbox.c.provenance,
+)
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    outbox_id: int
+    record_type: str
+    record_key: str
+    seq: int
+    version: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    source: str
+    created: str
+    rows: tuple[BatchRow, ...]
+    body: bytes  # canonical JSON, exactly what is signed and sent
+
+    @property
+    def outbox_ids(self) -> list[int]:
+        return [r.outbox_id for r in self.rows]
+
+
+def new_batch_id() -> str:
+    return str(uuid.uuid4())
+
+
+def wire_record(row: Any, department: str) -> dict[str, Any]:
+    """One outbox row as the batch carries it (see docs/protocol.md)."""
+    return make_record(
+        row.record_type,
+        department,
+        row.record_key,
+        row.op,
+        row.seq,
+        row.version,
+        orjson.loads(row.data) if row.data is not None else None,
+        updated_at=row.updated_at,
+        provenance=orjson.loads(row.provenance) if row.provenance else None,
+    )
+
+
+def batch_body(batch_id: str, department: str, source: str, created: str, records: list[dict[str, Any]]) -> bytes:
+    return encode_batch(make_batch(department, source, records, batch_id=batch_id, created=created))
+
+
+def _batch_row(row: Any) -> BatchRow:
+    return BatchRow(row.id, row.record_type, row.record_key, row.seq, row.version)
+
+
+def claim_batch(
+    engine: Engine,
+    department: str,
+    *,
+    batch_size: int,
+    max_bytes: int,
+    only_ids: Iterable[int] | None = None,
+) -> Batch | None:
+    """Take the oldest pending rows (of the oldest pending row's source) into a new batch; None if none.
+
+    `only_ids` restricts the batch to those outbox rows (the per-record push).
+    A single record larger than `max_bytes` still goes alone: the hub decides.
+    """
+    ids = sorted(set(only_ids)) if only_ids is not None else None
+    pending = outbox.c.state == "pending"
+    with engine.begin() as conn:
+        first = select(outbox.c.source).where(pending).order_by(outbox.c.id).limit(1)
+        if ids is not None:
+            if not ids:
+                return None
+            first = first.where(outbox.c.id.in_(ids))
+        source = conn.execute(first).scalar()
+        if source is None:
+            return None
+        q = select(*_COLUMNS).where(pending, outbox.c.source == source).order_by(outbox.c.id).limit(batch_size)
+        if ids is not None:
+            q = q.where(outbox.c.id.in_(ids))
+        records: list[dict[str, Any]] = []
+        rows: list[BatchRow] = []
+        size = _ENVELOPE_ROOM
+        for row in conn.execute(q):
+            rec = wire_record(row, department)
+            n = len(canonical_json(rec)) + 1
+            if rows and size + n > max_bytes:
+                break
+            size += n
+            records.append(rec)
+            rows.append(_batch_row(row))
+        batch_id, created = new_batch_id(), utcnow()
+        conn.execute(
+            outbox_batches.insert().values(
+                batch_id=batch_id, source=source, created=created, records=len(rows), state="sent", attempts=0
+            )
+        )
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("oid"), pending)
+            .values(state="sent", batch_id=batch_id),
+            [{"oid": r.outbox_id} for r in rows],
+        )
+    return Batch(batch_id, source, created, tuple(rows), batch_body(batch_id, department, source, created, records))
+
+
+def inflight_batch_ids(engine: Engine, only_ids: Sequence[int] | None = None) -> list[str]:
+    """Batches sent but not yet receipted, oldest first (left by a crash, a lost response, a refusal)."""
+    with engine.connect() as conn:
+        if only_ids is not None:
+            q = (
+                select(outbox.c.batch_id)
+                .where(outbox.c.id.in_(list(only_ids)), outbox.c.state == "sent")
+                .distinct()
+            )
+            wanted = {r[0] for r in conn.execute(q)}
+            if not wanted:
+                return []
+        else:
+            wanted = None
+        q2 = (
+            select(outbox_batches.c.batch_id)
+            .where(outbox_batches.c.state == "sent")
+            .order_by(outbox_batches.c.created, outbox_batches.c.batch_id)
+        )
+        return [b for (b,) in conn.execute(q2) if wanted is None or b in wanted]
+
+
+def load_batch(engine: Engine, batch_id: str, department: str) -> Batch | None:
+    """Rebuild a sent batch exactly as first built; None when none of its rows is still `sent`."""
+    with engine.connect() as conn:
+        head = conn.execute(
+            select(outbox_batches.c.source, outbox_batches.c.created).where(outbox_batches.c.batch_id == batch_id)
+        ).first()
+        if head is None:
+            return None
+        q = select(*_COLUMNS).where(outbox.c.batch_id == batch_id, outbox.c.state == "sent").order_by(outbox.c.id)
+        found = conn.execute(q).all()
+    if not found:
+        with engine.begin() as conn:
+            conn.execute(
+                update(outbox_batches)
+                .where(outbox_batches.c.batch_id == batch_id, outbox_batches.c.state == "sent")
+                .values(state="released", last_error="no rows left in state sent")
+            )
+        return None
+    records = [wire_record(r, department) for r in found]
+    body = batch_body(batch_id, department, head.source, head.created, records)
+    return Batch(batch_id, head.source, head.created, tuple(_batch_row(r) for r in found), body)
+
+
+def note_attempt(engine: Engine, batch_id: str) -> None:
+    """Count a send attempt before the request goes out, so a crash mid-request is counted too."""
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            update(outbox_batches)
+            .where(outbox_batches.c.batch_id == batch_id)
+            .values(attempts=outbox_batches.c.attempts + 1, last_attempt_at=now)
+        )
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.batch_id == batch_id, outbox.c.state == "sent")
+            .values(attempts=outbox.c.attempts + 1)
+        )
+
+
+def note_failure(engine: Engine, batch_id: str, status: str, error: str, next_attempt_at: str | None) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(outbox_batches)
+            .where(outbox_batches.c.batch_id == batch_id)
+            .values(last_status=status, last_error=error[:2000], next_attempt_at=next_attempt_at)
+        )
+
+
+def release_batch(engine: Engine, batch_id: str, reason: str) -> None:
+    """Put a batch's rows back to pending, unsent (the hub said it did not take the batch at all)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.batch_id == batch_id, outbox.c.state == "sent")
+            .values(state="pending", batch_id=None)
+        )
+        conn.execute(
+            update(outbox_batches)
+            .where(outbox_batches.c.batch_id == batch_id)
+            .values(state="released", last_error=reason[:2000])
+        )

@@ -1,0 +1,261 @@
+"""The push client: drain the outbox batch by batch, or push given records now.
+
+Store transactions are short and never span an HTTP call: claim a batch
+(commit), send it, store its verified receipt (commit). So sync keeps
+enqueueing while the hub is slow or down, and a kill at any moment leaves
+either pending rows, a `sent` batch that is resent with the same id, or a
+stored receipt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from gateway.config import GatewayConfig
+from gateway.logs import log
+from gateway.push.backoff import REFUSED_BACKOFF, Backoff
+from gateway.push.batching import (
+    Batch,
+    claim_batch,
+    inflight_batch_ids,
+    load_batch,
+    note_attempt,
+    note_failure,
+    release_batch,
+)
+from gateway.push.deadletters import bury_locally
+from gateway.push.lock import push_lock
+from gateway.push.receipts import ReceiptResult, ReceiptUnverified, results_for, store_receipt
+from gateway.push.transport import BatchConflict, BatchRefused, BatchTooLarge, HubTransport, HubUnavailable
+from gateway.store.db import utcnow
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class PushSummary:
+    batches: int = 0  # batches whose receipt was verified and stored
+    accepted: int = 0
+    duplicate: int = 0
+    stale: int = 0
+    rejected: int = 0  # now dead letters
+    returned: int = 0  # rows a receipt did not mention: back to pending
+    failed_attempts: int = 0
+    last_error: str | None = None
+    refused: str | None = None  # the hub refused a batch outright: pushing paused, a person must act
+    gave_up: bool = False  # the hub stayed unreachable for longer than give_up_after
+    stopped: bool = False
+    retry_in: float | None = None  # when the caller should try again (after a refusal)
+    results: list[ReceiptResult] = field(default_factory=list, repr=False)
+
+    @property
+    def delivered(self) -> int:
+        return self.accepted + self.duplicate + self.stale
+
+    def count(self, results: list[ReceiptResult], keep: bool) -> None:
+        self.batches += 1
+        for r in results:
+            setattr(self, r.status, getattr(self, r.status) + 1)
+        if keep:
+            self.results.extend(results)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("results")
+        d["delivered"] = self.delivered
+        return d
+
+
+def _after(seconds: float) -> str:
+    import datetime as dt
+
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+class PushClient:
+    """Pushes this gateway's outbox to its hub. One HTTP session; use as a context manager."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        engine: Engine,
+        *,
+        backoff: Backoff | None = None,
+        transport: HubTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.department = config.department_code
+        self.transport = transport or HubTransport(config)
+        self.backoff = backoff or Backoff()
+        self.batch_size = config.hub.batch_size
+        self.max_bytes = config.hub.max_batch_bytes
+
+    def __enter__(self) -> PushClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # -- one batch ---------------------------------------------------------
+
+    def next_batch(self, only_ids: list[int] | None = None) -> Batch | None:
+        """A batch left `sent` (resent unchanged) first, else a new one from pending rows."""
+        for batch_id in inflight_batch_ids(self.engine, only_ids):
+            batch = load_batch(self.engine, batch_id, self.department)
+            if batch is not None:
+                return batch
+        return claim_batch(
+            self.engine, self.department, batch_size=self.batch_size, max_bytes=self.max_bytes, only_ids=only_ids
+        )
+
+    def push_batch(self, batch: Batch) -> list[ReceiptResult]:
+        """Send one batch once and store its verified receipt. Errors are noted on the batch, then raised."""
+        note_attempt(self.engine, batch.batch_id)
+        try:
+            got = self.transport.send(batch)
+            return store_receipt(self.engine, batch, got.body, got.signature, got.doc, self.department)
+        except (HubUnavailable, BatchRefused, BatchTooLarge, BatchConflict) as e:
+            note_failure(self.engine, batch.batch_id, str(e.status), str(e), None)
+            raise
+        except ReceiptUnverified as e:
+            note_failure(self.engine, batch.batch_id, "unverified", str(e), None)
+            raise
+
+    def _shrink(self, batch: Batch, e: BatchTooLarge) -> None:
+        """413: halve the batch size for this client; a lone record that is still too large is a dead letter."""
+        if len(batch.rows) > 1:
+            release_batch(self.engine, batch.batch_id, str(e))
+            self.batch_size = max(1, len(batch.rows) // 2)
+            log(LOG, logging.WARNING, "hub says batch too large; sending smaller batches", batch_size=self.batch_size)
+        else:
+            bury_locally(self.engine, batch, "payload_too_large", "记录过大，中心拒收 / record too large for the hub (413)")
+
+    # -- the outbox --------------------------------------------------------
+
+    def drain(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        max_batches: int | None = None,
+        give_up_after: float | None = None,
+        keep_results: bool = False,
+    ) -> PushSummary:
+        """Push until the outbox has nothing pending or sent, `stop` is set, or `max_batches` are receipted.
+
+        A retriable failure is retried with backoff, the same batch each time,
+        until it succeeds or the hub has been failing for `give_up_after`
+        seconds (None: until `stop`). A refused batch ends the run (see
+        PushSummary.refused); its rows stay `sent` for a later run.
+        """
+        stop = stop or threading.Event()
+        summary = PushSummary()
+        failing_since: float | None = None
+        while not stop.is_set() and (max_batches is None or summary.batches < max_batches):
+            batch = self.next_batch()
+            if batch is None:
+                break
+            try:
+                results = self.push_batch(batch)
+            except (HubUnavailable, ReceiptUnverified) as e:
+                summary.failed_attempts += 1
+                summary.last_error = str(e)
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if give_up_after is not None and now - failing_since >= give_up_after:
+                    summary.gave_up = True
+                    break
+                delay = self.backoff.next_delay(e.retry_after)
+                note_failure(self.engine, batch.batch_id, getattr(e, "status", "unverified"), str(e), _after(delay))
+                log(LOG, logging.WARNING, "push failed; retrying", batch_id=batch.batch_id, error=str(e), retry_in=round(delay, 2))
+                if stop.wait(delay):
+                    break
+                continue
+            except BatchTooLarge as e:
+                self._shrink(batch, e)
+                continue
+            except BatchConflict as e:
+                # Safe to re-batch: the hub deduplicates per record (version, seq) too.
+                release_batch(self.engine, batch.batch_id, str(e))
+                log(LOG, logging.ERROR, "batch id conflict at the hub; records re-batched", batch_id=batch.batch_id)
+                continue
+            except BatchRefused as e:
+                summary.refused = summary.last_error = str(e)
+                summary.retry_in = REFUSED_BACKOFF
+                note_failure(self.engine, batch.batch_id, str(e.status), str(e), _after(REFUSED_BACKOFF))
+                log(LOG, logging.ERROR, "hub refused batch; pushing paused until a person acts", batch_id=batch.batch_id, error=str(e))
+                break
+            failing_since = None
+            self.backoff.reset()
+            summary.count(results, keep_results)
+            returned = len(batch.rows) - len(results)
+            summary.returned += returned
+            log(
+                LOG, logging.INFO, "batch delivered", batch_id=batch.batch_id, records=len(batch.rows),
+                rejected=sum(1 for r in results if not r.delivered),
+            )
+            if returned:
+                # A receipt that skips records is a hub fault; pause rather than spin on it.
+                if stop.wait(self.backoff.next_delay()):
+                    break
+        summary.stopped = stop.is_set()
+        return summary
+
+    def push_ids(self, outbox_ids: Iterable[int], *, attempts: int = 3, lock_wait: float = 60.0) -> list[ReceiptResult]:
+        """Push these outbox rows now (the per-record path) and return their verified receipt results.
+
+        Rows already delivered return their stored results. Raises
+        HubUnavailable/ReceiptUnverified after `attempts` tries, BatchRefused at
+        once; the rows then stay queued for the push worker.
+        """
+        ids = sorted(set(outbox_ids))
+        quick = Backoff(base=0.5, cap=5.0, rng=self.backoff.rng)
+        with push_lock(self.config.state_path, wait=lock_wait):
+            tries = 0
+            while (batch := self.next_batch(ids)) is not None:
+                try:
+                    if len(self.push_batch(batch)) < len(batch.rows):
+                        tries += 1  # the receipt skipped rows; do not loop on a faulty hub
+                        if tries >= attempts:
+                            break
+                except BatchTooLarge as e:
+                    self._shrink(batch, e)
+                except BatchConflict as e:
+                    release_batch(self.engine, batch.batch_id, str(e))
+                    tries += 1
+                    if tries >= attempts:
+                        raise
+                except (HubUnavailable, ReceiptUnverified) as e:
+                    tries += 1
+                    if tries >= attempts:
+                        raise
+                    time.sleep(quick.next_delay(e.retry_after))
+        return results_for(self.engine, ids)
+
+
+def push_pending(
+    config: GatewayConfig,
+    engine: Engine,
+    *,
+    stop: threading.Event | None = None,
+    max_batches: int | None = None,
+    give_up_after: float | None = None,
+    backoff: Backoff | None = None,
+    lock_wait: float = 0.0,
+) -> PushSummary:
+    """Drain the outbox once (see PushClient.drain). Raises PushBusy if another push holds the lock."""
+    with push_lock(config.state_path, wait=lock_wait), PushClient(config, engine, backoff=backoff) as client:
+        started = utcnow()
+        summary = client.drain(stop=stop, max_batches=max_batches, give_up_after=give_up_after)
+        log(LOG, logging.INFO, "push run finished", started=started, **summary.as_dict())
+        return summary

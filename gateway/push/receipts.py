@@ -1,0 +1,179 @@
+"""Store a verified receipt and settle its batch's rows, all in one transaction.
+
+A record counts as delivered only once the hub's signed receipt that says so is
+stored here: the signed document goes into batch_receipts exactly as received
+(the department's evidence), one row per record into receipts, and the outbox
+rows move to `delivered` (accepted, duplicate, stale) or `dead` with a dead
+letter carrying the hub's reasons (rejected). A row the receipt does not
+mention goes back to `pending` and is sent again in a later batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from gateway.errors import RetriableError
+from gateway.logs import log
+from gateway.push.batching import Batch, BatchRow
+from gateway.store.db import utcnow
+from gateway.store.tables import batch_receipts, dead_letters, outbox, outbox_batches, receipts
+
+LOG = logging.getLogger(__name__)
+
+DELIVERED_STATUSES = ("accepted", "duplicate", "stale")
+
+
+class ReceiptUnverified(RetriableError):
+    """The hub's answer cannot be taken as a receipt for this batch; the batch stays `sent` and is retried."""
+
+
+@dataclass(frozen=True)
+class ReceiptResult:
+    """What the hub said about one record, as stored from a verified receipt."""
+
+    outbox_id: int | None
+    batch_id: str
+    record_type: str
+    record_key: str
+    seq: int
+    status: str  # accepted | rejected | duplicate | stale
+    reasons: list[Any]
+    hub_seq: int | None
+    hub_time: str | None
+    log_head: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status in DELIVERED_STATUSES
+
+
+def match_results(doc: dict[str, Any], batch: Batch, department: str) -> tuple[list[tuple[BatchRow, dict[str, Any]]], list[BatchRow]]:
+    """Pair the receipt's results with the batch's rows by (type, key, seq).
+
+    Raises ReceiptUnverified when the receipt is not about this batch at all.
+    Returns (matched pairs, rows the receipt does not mention).
+    """
+    if doc.get("batch_id") != batch.batch_id:
+        raise ReceiptUnverified(f"receipt is for batch {doc.get('batch_id')!r}, not {batch.batch_id}")
+    if doc.get("department") != department:
+        raise ReceiptUnverified(f"receipt is for department {doc.get('department')!r}, not {department!r}")
+    results = doc.get("results")
+    if not isinstance(results, list):
+        raise ReceiptUnverified("receipt has no results list")
+    by_id: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for r in results:
+        if isinstance(r, dict) and r.get("status") in (*DELIVERED_STATUSES, "rejected"):
+            by_id[(str(r.get("type")), str(r.get("key")), r.get("seq"))] = r  # type: ignore[index]
+    matched: list[tuple[BatchRow, dict[str, Any]]] = []
+    missing: list[BatchRow] = []
+    for row in batch.rows:
+        r = by_id.get((row.record_type, row.record_key, row.seq))
+        if r is None:
+            missing.append(row)
+        else:
+            matched.append((row, r))
+    return matched, missing
+
+
+def store_receipt(
+    engine: Engine, batch: Batch, body: bytes, signature: str, doc: dict[str, Any], department: str
+) -> list[ReceiptResult]:
+    """Record a verified receipt and settle the batch's rows; idempotent per batch id."""
+    matched, missing = match_results(doc, batch, department)
+    now = utcnow()
+    hub_time, log_head = doc.get("hub_time"), doc.get("log_head")
+    out = [
+        ReceiptResult(
+            row.outbox_id, batch.batch_id, row.record_type, row.record_key, row.seq, str(r["status"]),
+            list(r.get("reasons") or []), r.get("hub_seq"), hub_time, log_head,
+        )
+        for row, r in matched
+    ]
+    with engine.begin() as conn:
+        # First statement is a write, so the whole transaction holds the write
+        # lock from here; a second pusher storing the same receipt finds the row.
+        ins = sqlite_insert(batch_receipts).prefix_with("OR IGNORE").values(
+            batch_id=batch.batch_id, body=body, signature=signature, hub_key_id=str(doc.get("hub_key_id", "")),
+            log_seq=doc.get("log_seq"), log_head=log_head, received_at=now,
+        )
+        if conn.execute(ins).rowcount == 0:
+            log(LOG, logging.INFO, "receipt already stored", batch_id=batch.batch_id)
+            return results_for(engine, batch.outbox_ids, conn=conn)
+        if out:
+            conn.execute(
+                receipts.insert(),
+                [
+                    {
+                        "outbox_id": x.outbox_id, "batch_id": x.batch_id, "record_type": x.record_type,
+                        "record_key": x.record_key, "seq": x.seq, "status": x.status,
+                        "reasons": orjson.dumps(x.reasons).decode() if x.reasons else None,
+                        "hub_seq": x.hub_seq, "hub_time": hub_time, "log_head": log_head, "received_at": now,
+                    }
+                    for x in out
+                ],
+            )
+        settle = (
+            update(outbox)
+            .where(outbox.c.id == bindparam("oid"), outbox.c.batch_id == batch.batch_id, outbox.c.state == "sent")
+            .values(state=bindparam("new_state"))
+        )
+        conn.execute(settle, [{"oid": x.outbox_id, "new_state": "delivered" if x.delivered else "dead"} for x in out])
+        rejected = [x for x in out if not x.delivered]
+        if rejected:
+            conn.execute(
+                dead_letters.insert(),
+                [
+                    {
+                        "outbox_id": x.outbox_id, "record_type": x.record_type, "record_key": x.record_key,
+                        "seq": x.seq, "reasons": orjson.dumps(x.reasons).decode(), "created_at": now,
+                    }
+                    for x in rejected
+                ],
+            )
+        if missing:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == bindparam("oid"), outbox.c.batch_id == batch.batch_id, outbox.c.state == "sent")
+                .values(state="pending", batch_id=None),
+                [{"oid": m.outbox_id} for m in missing],
+            )
+        conn.execute(
+            update(outbox_batches)
+            .where(outbox_batches.c.batch_id == batch.batch_id)
+            .values(state="receipted", receipted_at=now, last_status="200", last_error=None, next_attempt_at=None)
+        )
+    if missing:
+        log(
+            LOG, logging.ERROR, "receipt does not mention some records; they go back to pending",
+            batch_id=batch.batch_id, missing=len(missing), first=f"{missing[0].record_type}/{missing[0].record_key}",
+        )
+    if rejected:
+        log(LOG, logging.WARNING, "hub rejected records; kept as dead letters", batch_id=batch.batch_id, rejected=len(rejected))
+    return out
+
+
+def results_for(engine: Engine, outbox_ids: Iterable[int], conn: Any = None) -> list[ReceiptResult]:
+    """The latest stored receipt result of each given outbox row (rows without one are left out)."""
+    ids = sorted(set(outbox_ids))
+    if not ids:
+        return []
+    q = select(receipts).where(receipts.c.outbox_id.in_(ids)).order_by(receipts.c.id)
+    if conn is None:
+        with engine.connect() as c:
+            rows: Sequence[Any] = c.execute(q).all()
+    else:
+        rows = conn.execute(q).all()
+    latest: dict[int, ReceiptResult] = {}
+    for r in rows:
+        latest[r.outbox_id] = ReceiptResult(
+            r.outbox_id, r.batch_id, r.record_type, r.record_key, r.seq, r.status,
+            orjson.loads(r.reasons) if r.reasons else [], r.hub_seq, r.hub_time, r.log_head,
+        )
+    return [latest[i] for i in ids if i in latest]

@@ -1,0 +1,162 @@
+"""The HTTP side of pushing: one requests.Session to the hub, signed requests, answers sorted by recovery.
+
+Each answer becomes exactly one of:
+- a verified receipt (signature checked with the hub's public key);
+- HubUnavailable (retriable: connection refused/reset, timeout, 408, 429, 5xx, a 401 `replay`; Retry-After kept);
+- ReceiptUnverified (retriable: a 2xx whose receipt does not verify, or is not about this batch);
+- BatchTooLarge (413: the hub did not take the batch; send fewer records at a time);
+- BatchConflict (409 batch_id_conflict: the rows go back to pending and leave in a new batch);
+- BatchRefused (fatal for the batch: 400/401/403/409/422 ... a person has to act).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from gateway.config import GatewayConfig
+from gateway.errors import FatalError, RetriableError
+from gateway.logs import log
+from gateway.protocol.batch import PROTOCOL_VERSION, VERSION_HEADER
+from gateway.protocol.keys import read_private_key, read_public_key
+from gateway.protocol.receipts import RECEIPT_HEADER, ReceiptInvalid, verify_receipt
+from gateway.protocol.signing import sign_request
+from gateway.push.backoff import parse_retry_after
+from gateway.push.batching import Batch
+from gateway.push.receipts import ReceiptUnverified
+
+LOG = logging.getLogger(__name__)
+
+BATCHES_PATH = "/api/v1/batches"
+RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class HubUnavailable(RetriableError):
+    def __init__(self, message: str, status: str, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after)
+        self.status = status
+
+
+class BatchRefused(FatalError):
+    """The hub refused the whole batch (signature, key, protocol); retrying unchanged will not help."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BatchTooLarge(FatalError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.status = 413
+
+
+class BatchConflict(FatalError):
+    """409 batch_id_conflict: the hub holds different content under this batch id; re-batch the rows."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class VerifiedReceipt:
+    body: bytes  # exactly as received and signed
+    signature: str  # Receipt-Signature header value as received
+    doc: dict[str, Any]
+
+
+def _excerpt(resp: requests.Response) -> str:
+    try:
+        return resp.text[:500]
+    except Exception:  # an undecodable body says nothing useful anyway
+        return ""
+
+
+def _error_code(resp: requests.Response) -> str | None:
+    try:
+        doc = resp.json()
+    except ValueError:
+        return None
+    return doc.get("error") if isinstance(doc, dict) else None
+
+
+class HubTransport:
+    """A session to the hub's batch endpoint with this gateway's signing key and the hub's receipt key."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        hub = config.hub
+        if not hub.url:
+            raise FatalError("hub.url is not set; nothing to push to")
+        if hub.hub_key is None or not hub.hub_key.is_file():
+            raise FatalError(
+                f"hub.hub_key {hub.hub_key}: the hub's public key is needed to verify receipts; "
+                "without it no record can be marked delivered (ask the hub operator for it)"
+            )
+        if config.signing_key is None or not config.signing_key.is_file():
+            raise FatalError(f"keys.signing_key {config.signing_key}: signing key not found (gateway keys new ...)")
+        self.url = hub.url + BATCHES_PATH
+        self.path = urlsplit(self.url).path
+        self.key = read_private_key(config.signing_key)
+        self.key_id = config.key_id
+        self.hub_public_key = read_public_key(hub.hub_key)
+        self.timeout = hub.timeout
+        self.session = requests.Session()
+        # TLS verification stays on; a private CA is added, never verification turned off.
+        self.session.verify = str(hub.ca_file) if hub.ca_file else True
+        if hub.client_cert:
+            self.session.cert = (str(hub.client_cert), str(hub.client_key)) if hub.client_key else str(hub.client_cert)
+        self.session.headers.update({"Content-Type": "application/json", VERSION_HEADER: PROTOCOL_VERSION})
+
+    def close(self) -> None:
+        self.session.close()
+
+    def send(self, batch: Batch) -> VerifiedReceipt:
+        """POST one batch; return its verified receipt or raise one of the errors above."""
+        headers = sign_request("POST", self.path, batch.body, self.key, self.key_id)
+        try:
+            resp = self.session.post(self.url, data=batch.body, headers=headers, timeout=self.timeout)
+        except requests.Timeout as e:
+            raise HubUnavailable(f"hub did not answer within {self.timeout}s: {e}", "timeout") from None
+        except requests.exceptions.SSLError as e:
+            # A certificate problem does not fix itself quickly, but it may be a
+            # half-open connection through a middlebox: retried, with backoff.
+            raise HubUnavailable(f"TLS error talking to the hub: {e}", "tls") from None
+        except requests.ConnectionError as e:
+            raise HubUnavailable(f"cannot reach the hub: {e}", "connection") from None
+        with resp:
+            return self._answer(batch, resp)
+
+    def _answer(self, batch: Batch, resp: requests.Response) -> VerifiedReceipt:
+        code = resp.status_code
+        if code in RETRIABLE_STATUSES:
+            ra = parse_retry_after(resp.headers.get("Retry-After"))
+            raise HubUnavailable(f"hub answered {code}: {_excerpt(resp)}", str(code), ra)
+        if code == 413:
+            raise BatchTooLarge(f"hub answered 413 (batch of {len(batch.rows)} records, {len(batch.body)} bytes)")
+        if not 200 <= code < 300:
+            if code >= 500:
+                raise HubUnavailable(f"hub answered {code}: {_excerpt(resp)}", str(code))
+            error = _error_code(resp)
+            if code == 401 and error == "replay":
+                # Every attempt is signed afresh; a replay means a copy of our request got there first.
+                raise HubUnavailable(f"hub saw this request's nonce already: {_excerpt(resp)}", "replay")
+            if code == 409 and error == "batch_id_conflict":
+                raise BatchConflict(f"hub holds other content under batch id {batch.batch_id}: {_excerpt(resp)}")
+            raise BatchRefused(f"hub refused batch {batch.batch_id} with {code}: {_excerpt(resp)}", code)
+        signature = resp.headers.get(RECEIPT_HEADER)
+        body = resp.content
+        if not signature:
+            log(LOG, logging.ERROR, "hub answer carries no receipt signature; batch not delivered", batch_id=batch.batch_id, status=code)
+            raise ReceiptUnverified(f"answer to batch {batch.batch_id} has no {RECEIPT_HEADER} header")
+        try:
+            doc = verify_receipt(body, signature, self.hub_public_key)
+        except ReceiptInvalid as e:
+            log(
+                LOG, logging.ERROR, "RECEIPT DOES NOT VERIFY with the configured hub key; batch not delivered",
+                batch_id=batch.batch_id, error=str(e),
+            )
+            raise ReceiptUnverified(f"receipt for batch {batch.batch_id} does not verify: {e}") from None
+        return VerifiedReceipt(body, signature, doc)
