@@ -1,0 +1,159 @@
+"""`gateway run`: scheduler, push worker, admin UI + local API and pg-notify listeners in one process.
+
+Shutdown order (SIGTERM/SIGINT) is chosen so nothing is lost:
+1. the web server stops accepting (requests in progress finish);
+2. pg-notify listeners stop (a key not yet handled is caught by the next scheduled sync);
+3. the scheduler shuts down waiting for a sync in flight (state and outbox commit together);
+4. the push worker finishes its batch in flight, or leaves it `sent` to be resent with the same id.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Engine
+
+from gateway.api.local import LocalAPI, attach_api
+from gateway.config import GatewayConfig
+from gateway.logs import log
+from gateway.service.record_push import RecordPusher
+from gateway.store import open_store
+
+LOG = logging.getLogger("gateway.service")
+
+
+def build_web_app(config: GatewayConfig, engine: Engine, api: LocalAPI) -> Flask:
+    """The admin UI with the local API registered alongside."""
+    from gateway.web import create_app
+
+    app = create_app(config, engine)
+    attach_api(app, api)
+    return app
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class GatewayService:
+    """The gateway's long-running process. start() returns once everything runs; stop() is graceful."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        engine: Engine | None = None,
+        *,
+        web: bool = True,
+        listen: str | None = None,
+        pg_listen: bool = True,
+        run_at_start: bool = True,
+        push_idle_poll: float = 30.0,
+    ) -> None:
+        from gateway.push.worker import PushWorker
+        from gateway.scheduler.jobs import build_scheduler
+
+        self.config = config
+        self.engine = engine or open_store(config.state_path)
+        self.worker = PushWorker(config, self.engine, idle_poll=push_idle_poll)
+        self.pusher = RecordPusher(config, self.engine, wake=self.worker.wake)
+        self.scheduler = build_scheduler(config, self.engine, on_synced=self._after_sync, run_at_start=run_at_start)
+        self.api = LocalAPI(config, self.engine, self.pusher, self.scheduler)
+        self.listen = listen or config.web.listen
+        self.want_web = web
+        self.want_pg = pg_listen
+        self.server: Any = None
+        self.app: Flask | None = None
+        self.listeners: list[Any] = []
+        self._server_thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    # -- hooks ---------------------------------------------------------------
+
+    def _after_sync(self, source: str, summary: Any) -> None:
+        # Push what the sync enqueued now, not at the worker's next poll.
+        self.worker.wake()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> GatewayService:
+        self.worker.start()
+        self.worker.wake()  # deliver whatever a previous run left in the outbox
+        if self.want_web:
+            self._start_web()
+        if self.want_pg:
+            self._start_pg_listeners()
+        self.scheduler.start()
+        log(
+            LOG, logging.INFO, "gateway started", department=self.config.department_code,
+            listen=self.listen if self.want_web else None, jobs=[j.id for j in self.scheduler.get_jobs()],
+            pg_listeners=[lst.source for lst in self.listeners],
+        )
+        return self
+
+    def _start_web(self) -> None:
+        from waitress.server import create_server
+
+        self.app = build_web_app(self.config, self.engine, self.api)
+        host, port = split_listen(self.listen)
+        self.server = create_server(self.app, host=host, port=port, threads=8, ident="gateway")
+        self.listen = f"{host}:{self.server.effective_port}"
+        self._server_thread = threading.Thread(target=self._serve, name="web", daemon=True)
+        self._server_thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            # close() from stop() ends the asyncore loop with EBADF on some platforms.
+            if not self._stopped.is_set():
+                raise
+
+    def _start_pg_listeners(self) -> None:
+        from gateway.service.pg_listen import listeners_for
+
+        for lst in listeners_for(self.config, self.pusher):
+            lst.start()
+            self.listeners.append(lst)
+
+    def stop(self, timeout: float = 50.0) -> bool:
+        """Stop everything in the safe order; True when the push worker ended within `timeout`."""
+        if self._stopped.is_set():
+            return True
+        self._stopped.set()
+        log(LOG, logging.INFO, "gateway stopping")
+        if self.server is not None:
+            self.server.close()
+        for lst in self.listeners:
+            lst.stop()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        clean = self.worker.stop(timeout)
+        self.pusher.close()
+        if self._server_thread is not None:
+            self._server_thread.join(5)
+        log(LOG, logging.INFO, "gateway stopped", push_worker_clean=clean)
+        return clean
+
+    def run_until_signal(self) -> int:
+        """Start, wait for SIGTERM/SIGINT, stop gracefully. Returns the exit code (0)."""
+        got = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log(LOG, logging.INFO, "signal received", signal=signal.Signals(signum).name)
+            got.set()
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not got.wait(1.0):
+                pass
+        finally:
+            self.stop()
+            for s, h in old.items():
+                signal.signal(s, h)
+        return 0
