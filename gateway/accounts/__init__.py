@@ -1,0 +1,9 @@
+"""Per-person accounts shared by the gateway admin UI and the hub operators' UI.
+
+scrypt password hashes, roles and permissions, login throttling and lockout,
+CSRF tokens, secure session cookies, the audit log, and Chinese error pages.
+"""
+
+from gateway.accounts.store import AccountError, AccountStore, LoginRefused, User
+
+__all__ = ["AccountError", "AccountStore", "LoginRefused", "User"]

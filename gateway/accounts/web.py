@@ -1,0 +1,243 @@
+"""The accounts blueprint shared by both UIs: login/logout, users, audit log, access checks.
+
+An app (or the hub UI blueprint) attaches it with ``attach(app, ui)``; views
+guard themselves with ``@require("permission")``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from gateway.accounts import csrf
+from gateway.accounts.labels import audit_label
+from gateway.accounts.store import AccountError, AccountStore, LoginRefused, User
+
+SESSION_USER = "uid"
+SESSION_AT = "login_at"
+SESSION_HOURS = 8
+
+
+@dataclass
+class NavItem:
+    endpoint: str
+    label: str
+    permission: str = "view"
+
+
+@dataclass
+class AccountsUI:
+    """What the shared pages need to know about the app they serve."""
+
+    store: AccountStore
+    permissions: Mapping[str, frozenset[str]]
+    home_endpoint: str
+    title: str
+    nav: list[NavItem] = field(default_factory=list)
+
+    def allowed(self, user: User | None, permission: str) -> bool:
+        return user is not None and user.role in self.permissions.get(permission, frozenset())
+
+
+def ui() -> AccountsUI:
+    return current_app.extensions["accounts_ui"]
+
+
+def current_user() -> User | None:
+    return g.get("user")
+
+
+def actor() -> str:
+    u = current_user()
+    return u.username if u else "-"
+
+
+def remote_addr() -> str | None:
+    return request.remote_addr
+
+
+def audit(action: str, target: str | None = None, before: Any = None, after: Any = None, conn: Any = None) -> None:
+    """Audit a change made by the logged-in user in this request."""
+    ui().store.record(action, target, actor=actor(), before=before, after=after, remote_addr=remote_addr(), conn=conn)
+
+
+def require(permission: str = "view") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapped(*a: Any, **kw: Any) -> Any:
+            user = current_user()
+            if user is None:
+                if request.method == "GET" and "/api/" not in request.path:
+                    return redirect(url_for("accounts.login", next=request.full_path.rstrip("?")))
+                abort(401)
+            if not ui().allowed(user, permission):
+                abort(403)
+            return view(*a, **kw)
+
+        wrapped._permission = permission  # type: ignore[attr-defined]
+        return wrapped
+
+    return deco
+
+
+def _load_user() -> None:
+    g.user = None
+    uid = session.get(SESSION_USER)
+    if uid is None:
+        return
+    at = session.get(SESSION_AT)
+    if not at or dt.datetime.fromisoformat(at) < dt.datetime.now(dt.UTC) - dt.timedelta(hours=SESSION_HOURS):
+        session.clear()
+        return
+    # Loaded per request so a deleted user or changed role takes effect at once.
+    g.user = ui().store.get(int(uid))
+    if g.user is None:
+        session.clear()
+
+
+def _safe_next(target: str | None) -> str | None:
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+def make_blueprint(url_prefix: str = "") -> Blueprint:
+    bp = Blueprint(
+        "accounts", __name__, url_prefix=url_prefix + "/accounts",
+        template_folder="templates", static_folder="static", static_url_path="/static",
+    )
+
+    @bp.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        error = None
+        if request.method == "POST":
+            username = request.form.get("username", "").strip()
+            password = request.form.get("password", "")
+            try:
+                user = ui().store.authenticate(username, password, remote_addr())
+            except LoginRefused as e:
+                error = str(e)
+            else:
+                # A fresh session on login: nothing from before (fixation) carries over.
+                session.clear()
+                session.permanent = True
+                session[SESSION_USER] = user.id
+                session[SESSION_AT] = dt.datetime.now(dt.UTC).isoformat()
+                return redirect(_safe_next(request.args.get("next")) or url_for(ui().home_endpoint))
+        return render_template("accounts/login.html", error=error), (401 if error else 200)
+
+    @bp.route("/logout", methods=["POST"])
+    def logout() -> Any:
+        if current_user():
+            ui().store.record("logout", actor(), actor=actor(), remote_addr=remote_addr())
+        session.clear()
+        return redirect(url_for("accounts.login"))
+
+    @bp.route("/users")
+    @require("manage_users")
+    def users() -> Any:
+        return render_template("accounts/users.html", users=ui().store.list(), roles=ui().store.roles)
+
+    @bp.route("/users", methods=["POST"])
+    @require("manage_users")
+    def users_change() -> Any:
+        store, f, who = ui().store, request.form, actor()
+        action, name = f.get("action", ""), f.get("username", "").strip()
+        try:
+            if action == "add":
+                store.add(name, f.get("password", ""), f.get("role", ""), f.get("display_name", ""), actor=who)
+                flash(f"已添加用户 {name}", "ok")
+            elif action == "role":
+                if name == who:
+                    raise AccountError("不能修改自己的角色")
+                store.set_role(name, f.get("role", ""), who)
+                flash(f"已修改 {name} 的角色", "ok")
+            elif action == "password":
+                store.set_password(name, f.get("password", ""), who)
+                flash(f"已重置 {name} 的密码", "ok")
+            elif action == "unlock":
+                store.unlock(name, who)
+                flash(f"已解锁 {name}", "ok")
+            elif action == "delete":
+                if name == who:
+                    raise AccountError("不能删除自己的账户")
+                store.delete(name, who)
+                flash(f"已删除用户 {name}", "ok")
+            else:
+                abort(400)
+        except AccountError as e:
+            flash(str(e), "error")
+        return redirect(url_for("accounts.users"))
+
+    @bp.route("/audit")
+    @require("manage_users")
+    def audit_log() -> Any:
+        before = request.args.get("before", type=int)
+        rows = ui().store.audit_page(before, 100, request.args.get("actor") or None, request.args.get("action") or None)
+        return render_template("accounts/audit.html", rows=rows, next_before=rows[-1]["id"] if len(rows) == 100 else None)
+
+    return bp
+
+
+def attach(app: Flask, accounts_ui: AccountsUI, url_prefix: str = "", tls: bool = False) -> None:
+    """Wire the shared accounts pages, user loading, session cookie flags and CSRF into `app`."""
+    app.extensions["accounts_ui"] = accounts_ui
+    app.register_blueprint(make_blueprint(url_prefix))
+    app.before_request(_load_user)
+    secure_cookies(app, tls)
+    app.add_template_filter(audit_label, "audit_label")
+
+    @app.context_processor
+    def _ctx() -> dict[str, Any]:
+        u = current_user()
+        a = ui()
+        return {
+            "current_user": u,
+            "app_title": a.title,
+            "role_label": a.store.roles.get(u.role, u.role) if u else "",
+            "nav_items": [n for n in a.nav if a.allowed(u, n.permission)],
+            "can": lambda perm: a.allowed(u, perm),
+            "csrf_token": csrf.csrf_token,
+        }
+
+
+def secure_cookies(app: Flask, tls: bool) -> None:
+    tls = tls or app.config.get("PREFERRED_URL_SCHEME") == "https"
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",  # Strict would drop the session when following a link from mail
+        SESSION_COOKIE_SECURE=bool(tls),
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=SESSION_HOURS),
+    )
+
+    @app.after_request
+    def _headers(resp: Any) -> Any:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        )
+        return resp

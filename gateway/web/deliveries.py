@@ -1,0 +1,179 @@
+"""推送与回执: batches, per-record receipts, dead letters (retry/resolve) and each record's history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from gateway.accounts.web import actor, audit, require
+from gateway.standard.schema import RECORD_TYPES
+from gateway.store import tables as t
+from gateway.store.db import utcnow
+from gateway.web import status
+from gateway.web.app import gw
+
+bp = Blueprint("deliveries", __name__, url_prefix="/deliveries")
+PAGE = 50
+
+
+def _reasons(text: str | None) -> list[str]:
+    """The hub's reasons as display strings (each may be a dict with a Chinese message)."""
+    if not text:
+        return []
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return [text]
+    out = []
+    for it in items if isinstance(items, list) else [items]:
+        if isinstance(it, dict):
+            label = it.get("label") or it.get("field") or ""
+            msg = it.get("message") or it.get("rule") or json.dumps(it, ensure_ascii=False)
+            out.append(f"{label}：{msg}" if label and label not in str(msg) else str(msg))
+        else:
+            out.append(str(it))
+    return out
+
+
+@bp.app_template_filter("reasons")
+def reasons_filter(text: str | None) -> list[str]:
+    return _reasons(text)
+
+
+@bp.get("/")
+@require("view")
+def index() -> Any:
+    b = t.outbox_batches
+    before = request.args.get("before")
+    q = select(b).order_by(b.c.created.desc(), b.c.batch_id.desc()).limit(PAGE)
+    if before:
+        q = q.where(b.c.created < before)
+    rc = t.receipts
+    with gw().engine.connect() as c:
+        batches = [dict(x) for x in c.execute(q).mappings()]
+        ids = [x["batch_id"] for x in batches]
+        counts: dict[str, dict[str, int]] = {}
+        if ids:
+            for bid, st, n in c.execute(
+                select(rc.c.batch_id, rc.c.status, func.count()).where(rc.c.batch_id.in_(ids)).group_by(rc.c.batch_id, rc.c.status)
+            ):
+                counts.setdefault(bid, {})[st] = n
+    return render_template(
+        "deliveries.html", batches=batches, counts=counts, backlog=status.outbox_backlog(gw().engine),
+        state_labels=status.STATE_LABELS, receipt_labels=status.RECEIPT_LABELS,
+        next_before=batches[-1]["created"] if len(batches) == PAGE else None,
+    )
+
+
+@bp.get("/batch/<batch_id>")
+@require("view")
+def batch(batch_id: str) -> Any:
+    rc, br, b = t.receipts, t.batch_receipts, t.outbox_batches
+    with gw().engine.connect() as c:
+        info = c.execute(select(b).where(b.c.batch_id == batch_id)).mappings().first()
+        signed = c.execute(select(br).where(br.c.batch_id == batch_id)).mappings().first()
+        rows = [dict(x) for x in c.execute(select(rc).where(rc.c.batch_id == batch_id).order_by(rc.c.id)).mappings()]
+    if info is None and signed is None and not rows:
+        abort(404)
+    return render_template(
+        "batch.html", batch_id=batch_id, info=info, signed=signed, rows=rows,
+        receipt_labels=status.RECEIPT_LABELS, types=RECORD_TYPES,
+    )
+
+
+@bp.get("/dead-letters")
+@require("view")
+def dead_letters() -> Any:
+    d, o = t.dead_letters, t.outbox
+    show_all = request.args.get("all") == "1"
+    q = (
+        select(d, o.c.source, o.c.provenance)
+        .join(o, o.c.id == d.c.outbox_id)
+        .order_by(d.c.id.desc())
+        .limit(200)
+    )
+    if not show_all:
+        q = q.where(d.c.resolved_at.is_(None))
+    with gw().engine.connect() as c:
+        rows = [dict(x) for x in c.execute(q).mappings()]
+    for r in rows:
+        r["operator"] = json.loads(r["provenance"] or "{}").get("operator") or ""
+    return render_template("dead_letters.html", rows=rows, show_all=show_all, types=RECORD_TYPES)
+
+
+def _dead_letter(dl_id: int) -> dict[str, Any]:
+    d = t.dead_letters
+    with gw().engine.connect() as c:
+        row = c.execute(select(d).where(d.c.id == dl_id)).mappings().first()
+    if row is None:
+        abort(404)
+    return dict(row)
+
+
+@bp.post("/dead-letters/<int:dl_id>/retry")
+@require("manage_deliveries")
+def retry(dl_id: int) -> Any:
+    """Put the record back in the outbox queue (after the cause was fixed, e.g. at the hub)."""
+    dl = _dead_letter(dl_id)
+    if dl["resolved_at"]:
+        flash("该死信已处理过", "error")
+        return redirect(url_for("deliveries.dead_letters"))
+    d, o = t.dead_letters, t.outbox
+    with gw().engine.begin() as c:
+        c.execute(o.update().where(o.c.id == dl["outbox_id"]).values(state="pending", batch_id=None))
+        c.execute(d.update().where(d.c.id == dl_id).values(resolved_at=utcnow(), resolved_by=actor(), resolution="retried"))
+        audit("dead_letter.retry", f"{dl['record_type']}:{dl['record_key']}", {"dead_letter": dl_id}, {"outbox_id": dl["outbox_id"], "state": "pending"}, conn=c)
+    _wake_push()
+    flash(f"已将 {dl['record_key']} 重新加入推送队列", "ok")
+    return redirect(url_for("deliveries.dead_letters"))
+
+
+@bp.post("/dead-letters/<int:dl_id>/resolve")
+@require("manage_deliveries")
+def resolve(dl_id: int) -> Any:
+    dl = _dead_letter(dl_id)
+    note = request.form.get("note", "").strip()[:500]
+    d = t.dead_letters
+    with gw().engine.begin() as c:
+        c.execute(d.update().where(d.c.id == dl_id).values(resolved_at=utcnow(), resolved_by=actor(), resolution="resolved"))
+        audit("dead_letter.resolve", f"{dl['record_type']}:{dl['record_key']}", {"dead_letter": dl_id}, {"note": note}, conn=c)
+    flash(f"已将 {dl['record_key']} 标记为已处理", "ok")
+    return redirect(url_for("deliveries.dead_letters"))
+
+
+def _wake_push() -> None:
+    """Wake the running push worker, when one is attached to this app (gateway run)."""
+    worker = gw().push_worker
+    if worker is not None:
+        worker.wake()
+
+
+@bp.get("/history/<record_type>/<path:key>")
+@require("view")
+def history(record_type: str, key: str) -> Any:
+    if record_type not in RECORD_TYPES:
+        abort(404)
+    o, rc, d, fp = t.outbox, t.receipts, t.dead_letters, t.fingerprints
+    with gw().engine.connect() as c:
+        versions = [dict(x) for x in c.execute(
+            select(o).where(o.c.record_type == record_type, o.c.record_key == key).order_by(o.c.id.desc()).limit(100)
+        ).mappings()]
+        receipts = [dict(x) for x in c.execute(
+            select(rc).where(rc.c.record_type == record_type, rc.c.record_key == key).order_by(rc.c.id.desc()).limit(100)
+        ).mappings()]
+        dead = [dict(x) for x in c.execute(
+            select(d).where(d.c.record_type == record_type, d.c.record_key == key).order_by(d.c.id.desc())
+        ).mappings()]
+        finger = c.execute(select(fp).where(fp.c.record_type == record_type, fp.c.record_key == key)).mappings().first()
+    if not versions and finger is None:
+        abort(404)
+    for v in versions:
+        v["prov"] = json.loads(v["provenance"] or "{}")
+        v["record"] = json.loads(v["data"]) if v["data"] else None
+    return render_template(
+        "history.html", rt=RECORD_TYPES[record_type], key=key, versions=versions, receipts=receipts, dead=dead,
+        finger=finger, state_labels=status.STATE_LABELS, receipt_labels=status.RECEIPT_LABELS,
+    )

@@ -1,0 +1,101 @@
+"""Read-only queries behind the dashboard: sync runs, outbox backlog, receipts, dead letters, hub health."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+from sqlalchemy import Engine, func, select
+
+from gateway.config import GatewayConfig
+from gateway.store import tables as t
+
+STATE_LABELS = {"pending": "待推送", "sent": "已发送待回执", "delivered": "已送达", "dead": "被拒（死信）"}
+RUN_LABELS = {"running": "运行中", "ok": "成功", "failed": "失败"}
+RECEIPT_LABELS = {"accepted": "已接收", "rejected": "被拒绝", "duplicate": "重复（已接收）", "stale": "过期版本"}
+
+
+def schedule_text(every_seconds: int | None, cron: str | None) -> str:
+    if cron:
+        return f"定时：{cron}"
+    if not every_seconds:
+        return "仅手动"
+    for unit, n in (("天", 86400), ("小时", 3600), ("分钟", 60)):
+        if every_seconds % n == 0:
+            return f"每 {every_seconds // n} {unit}"
+    return f"每 {every_seconds} 秒"
+
+
+def last_runs(engine: Engine) -> dict[str, dict[str, Any]]:
+    """The latest sync run of every source (one indexed lookup per source via max(id))."""
+    r = t.sync_runs
+    latest = select(func.max(r.c.id)).group_by(r.c.source).scalar_subquery()
+    with engine.connect() as c:
+        rows = c.execute(select(r).where(r.c.id.in_(latest))).mappings().all()
+    return {row["source"]: dict(row) for row in rows}
+
+
+def last_failures(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
+    r = t.sync_runs
+    with engine.connect() as c:
+        rows = c.execute(select(r).where(r.c.status == "failed").order_by(r.c.id.desc()).limit(limit)).mappings()
+        return [dict(x) for x in rows]
+
+
+def source_rows(config: GatewayConfig | None, engine: Engine) -> list[dict[str, Any]]:
+    runs = last_runs(engine)
+    out = []
+    names = [s.name for s in config.sources] if config else []
+    for name in names + sorted(set(runs) - set(names)):
+        sc = next((s for s in config.sources if s.name == name), None) if config else None
+        out.append({
+            "name": name,
+            "type": sc.type if sc else "local" if name == "local" else "?",
+            "record_type": sc.record_type if sc else "",
+            "schedule": schedule_text(sc.every_seconds, sc.cron) if sc else "—",
+            "enabled": sc.enabled if sc else True,
+            "strategy": sc.strategy if sc else "",
+            "run": runs.get(name),
+        })
+    return out
+
+
+def outbox_backlog(engine: Engine) -> dict[str, int]:
+    o = t.outbox
+    with engine.connect() as c:
+        rows = c.execute(select(o.c.state, func.count()).group_by(o.c.state)).all()
+    counts = {k: 0 for k in STATE_LABELS}
+    counts.update({state: n for state, n in rows})
+    return counts
+
+
+def last_receipt(engine: Engine) -> dict[str, Any] | None:
+    b = t.batch_receipts
+    with engine.connect() as c:
+        row = c.execute(select(b.c.batch_id, b.c.received_at, b.c.log_seq).order_by(b.c.received_at.desc()).limit(1)).first()
+    return dict(row._mapping) if row else None
+
+
+def open_dead_letters(engine: Engine) -> int:
+    d = t.dead_letters
+    with engine.connect() as c:
+        return int(c.execute(select(func.count()).select_from(d).where(d.c.resolved_at.is_(None))).scalar_one())
+
+
+def hub_health(config: GatewayConfig | None, timeout: float = 3.0) -> dict[str, Any]:
+    """GET {hub}/healthz with a short timeout; any answer below 500 means the hub is reachable."""
+    if config is None or not config.hub.url:
+        return {"ok": False, "message": "未配置汇聚平台地址"}
+    url = config.hub.url + "/healthz"
+    verify: Any = str(config.hub.ca_file) if config.hub.ca_file else True
+    t0 = time.monotonic()
+    try:
+        resp = requests.get(url, timeout=timeout, verify=verify)
+    except requests.RequestException as e:
+        kind = "连接超时" if isinstance(e, requests.Timeout) else "无法连接"
+        return {"ok": False, "message": f"{kind}：{config.hub.url}", "url": url}
+    ms = round((time.monotonic() - t0) * 1000)
+    if resp.status_code >= 500:
+        return {"ok": False, "message": f"汇聚平台返回错误状态 {resp.status_code}", "url": url, "ms": ms}
+    return {"ok": True, "message": f"可访问（{ms} 毫秒）", "url": url, "ms": ms}
