@@ -1,0 +1,67 @@
+"""The odbc adapter, live through unixODBC and psqlODBC against PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.adapters.base import SourceRow
+from gateway.adapters.odbc import OdbcAdapter
+from gateway.errors import SourceError
+from tests.adapter_conformance import AdapterConformance, iter_rows, make_rows
+from tests.test_sql_adapter import PgSource
+
+
+class OdbcSource(PgSource):
+    bulk_rows = 20_000
+
+    def __init__(self, url: str, odbc: str, table: str = "conf_items") -> None:
+        super().__init__(url)
+        self.odbc = odbc
+        self.table_name = table
+
+    def adapter(self, position: Any = None) -> OdbcAdapter:
+        return OdbcAdapter(
+            "conf",
+            {
+                "odbc_connect": self.odbc,
+                "table": self.table_name,
+                "key_columns": ["id"],
+                "cursor_column": "id",
+                "chunk_size": 500,
+                "column_types": {"qty": "int"},
+            },
+        )
+
+
+class TestOdbcPostgres(AdapterConformance):
+    @pytest.fixture
+    def source(self, pg_url: str, pg_odbc: str):  # type: ignore[no-untyped-def]
+        s = OdbcSource(pg_url, pg_odbc)
+        yield s
+        s.close()
+
+
+def test_odbc_quotes_odd_names_and_refuses_unknown_tables(pg_url: str, pg_odbc: str) -> None:
+    eng = sa.create_engine(pg_url)
+    with eng.begin() as c:
+        c.exec_driver_sql('CREATE TABLE "库存 表" ("编 号" int primary key, "名称""x" text)')
+        c.exec_driver_sql('INSERT INTO "库存 表" VALUES (1, \'帐篷\'), (2, \'棉被\')')
+    eng.dispose()
+    a = OdbcAdapter("o", {"odbc_connect": pg_odbc, "table": "库存 表", "key_columns": ["编 号"]})
+    rows = list(iter_rows(a.fetch(None)))
+    assert [(r.key, r.data['名称"x']) for r in rows] == [("1", "帐篷"), ("2", "棉被")]
+    assert isinstance(a.fetch_one("2"), SourceRow) and a.fetch_one("3") is None
+    assert sorted(a.keys()) == ["1", "2"]
+    with pytest.raises(SourceError, match="库存 表"):
+        OdbcAdapter("o", {"odbc_connect": pg_odbc, "table": '库存 表"; DROP TABLE "库存 表', "key_columns": ["x"]}).columns()
+
+
+def test_odbc_query_source(pg_url: str, pg_odbc: str) -> None:
+    src = OdbcSource(pg_url, pg_odbc)
+    src.write(make_rows(1, 4))
+    a = OdbcAdapter("o", {"odbc_connect": pg_odbc, "query": "SELECT id, name FROM conf_items WHERE id > 2", "key_columns": ["id"]})
+    assert [r.key for r in iter_rows(a.fetch(None))] == ["3", "4"]
+    src.close()
