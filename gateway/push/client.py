@@ -89,6 +89,7 @@ class PushClient:
         *,
         backoff: Backoff | None = None,
         transport: HubTransport | None = None,
+        lock_wait: float = 60.0,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -97,6 +98,7 @@ class PushClient:
         self.backoff = backoff or Backoff()
         self.batch_size = config.hub.batch_size
         self.max_bytes = config.hub.max_batch_bytes
+        self.lock_wait = lock_wait  # how long to wait for another pusher's batch in flight
 
     def __enter__(self) -> PushClient:
         return self
@@ -162,39 +164,32 @@ class PushClient:
         summary = PushSummary()
         failing_since: float | None = None
         while not stop.is_set() and (max_batches is None or summary.batches < max_batches):
-            batch = self.next_batch()
+            batch, results, error = self._step()
             if batch is None:
                 break
-            try:
-                results = self.push_batch(batch)
-            except (HubUnavailable, ReceiptUnverified) as e:
+            if isinstance(error, HubUnavailable | ReceiptUnverified):
                 summary.failed_attempts += 1
-                summary.last_error = str(e)
+                summary.last_error = str(error)
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if give_up_after is not None and now - failing_since >= give_up_after:
                     summary.gave_up = True
                     break
-                delay = self.backoff.next_delay(e.retry_after)
-                note_failure(self.engine, batch.batch_id, getattr(e, "status", "unverified"), str(e), _after(delay))
-                log(LOG, logging.WARNING, "push failed; retrying", batch_id=batch.batch_id, error=str(e), retry_in=round(delay, 2))
+                delay = self.backoff.next_delay(error.retry_after)
+                note_failure(self.engine, batch.batch_id, getattr(error, "status", "unverified"), str(error), _after(delay))
+                log(LOG, logging.WARNING, "push failed; retrying", batch_id=batch.batch_id, error=str(error), retry_in=round(delay, 2))
                 if stop.wait(delay):
                     break
                 continue
-            except BatchTooLarge as e:
-                self._shrink(batch, e)
-                continue
-            except BatchConflict as e:
-                # Safe to re-batch: the hub deduplicates per record (version, seq) too.
-                release_batch(self.engine, batch.batch_id, str(e))
-                log(LOG, logging.ERROR, "batch id conflict at the hub; records re-batched", batch_id=batch.batch_id)
-                continue
-            except BatchRefused as e:
-                summary.refused = summary.last_error = str(e)
+            if isinstance(error, BatchRefused):
+                summary.refused = summary.last_error = str(error)
                 summary.retry_in = REFUSED_BACKOFF
-                note_failure(self.engine, batch.batch_id, str(e.status), str(e), _after(REFUSED_BACKOFF))
-                log(LOG, logging.ERROR, "hub refused batch; pushing paused until a person acts", batch_id=batch.batch_id, error=str(e))
+                note_failure(self.engine, batch.batch_id, str(error.status), str(error), _after(REFUSED_BACKOFF))
+                log(LOG, logging.ERROR, "hub refused batch; pushing paused until a person acts", batch_id=batch.batch_id, error=str(error))
                 break
+            if error is not None:  # 413 or 409: handled, the rows leave again in other batches
+                continue
+            assert results is not None
             failing_since = None
             self.backoff.reset()
             summary.count(results, keep_results)
@@ -211,7 +206,30 @@ class PushClient:
         summary.stopped = stop.is_set()
         return summary
 
-    def push_ids(self, outbox_ids: Iterable[int], *, attempts: int = 3, lock_wait: float = 60.0) -> list[ReceiptResult]:
+    def _step(self, only_ids: list[int] | None = None) -> tuple[Batch | None, list[ReceiptResult] | None, Exception | None]:
+        """Choose and send one batch holding the push lock; errors come back, not raised.
+
+        The lock is held for one batch only, so a per-record push can slip in
+        between two batches of a long drain, and backoff pauses hold nothing.
+        """
+        with push_lock(self.config.state_path, wait=self.lock_wait):
+            batch = self.next_batch(only_ids)
+            if batch is None:
+                return None, None, None
+            try:
+                return batch, self.push_batch(batch), None
+            except BatchTooLarge as e:
+                self._shrink(batch, e)
+                return batch, None, e
+            except BatchConflict as e:
+                # Safe to re-batch: the hub deduplicates per record (version, seq) too.
+                release_batch(self.engine, batch.batch_id, str(e))
+                log(LOG, logging.ERROR, "batch id conflict at the hub; records re-batched", batch_id=batch.batch_id)
+                return batch, None, e
+            except (HubUnavailable, ReceiptUnverified, BatchRefused) as e:
+                return batch, None, e
+
+    def push_ids(self, outbox_ids: Iterable[int], *, attempts: int = 3) -> list[ReceiptResult]:
         """Push these outbox rows now (the per-record path) and return their verified receipt results.
 
         Rows already delivered return their stored results. Raises
@@ -220,26 +238,21 @@ class PushClient:
         """
         ids = sorted(set(outbox_ids))
         quick = Backoff(base=0.5, cap=5.0, rng=self.backoff.rng)
-        with push_lock(self.config.state_path, wait=lock_wait):
-            tries = 0
-            while (batch := self.next_batch(ids)) is not None:
-                try:
-                    if len(self.push_batch(batch)) < len(batch.rows):
-                        tries += 1  # the receipt skipped rows; do not loop on a faulty hub
-                        if tries >= attempts:
-                            break
-                except BatchTooLarge as e:
-                    self._shrink(batch, e)
-                except BatchConflict as e:
-                    release_batch(self.engine, batch.batch_id, str(e))
-                    tries += 1
-                    if tries >= attempts:
-                        raise
-                except (HubUnavailable, ReceiptUnverified) as e:
-                    tries += 1
-                    if tries >= attempts:
-                        raise
-                    time.sleep(quick.next_delay(e.retry_after))
+        tries = 0
+        while True:
+            batch, results, error = self._step(ids)
+            if batch is None:
+                break
+            if isinstance(error, BatchRefused):
+                raise error
+            if error is not None or (results is not None and len(results) < len(batch.rows)):
+                tries += 1  # also when a receipt skipped rows: do not loop on a faulty hub
+                if tries >= attempts:
+                    if isinstance(error, HubUnavailable | ReceiptUnverified):
+                        raise error
+                    break
+                if isinstance(error, HubUnavailable | ReceiptUnverified):
+                    time.sleep(quick.next_delay(error.retry_after))
         return results_for(self.engine, ids)
 
 
@@ -251,10 +264,10 @@ def push_pending(
     max_batches: int | None = None,
     give_up_after: float | None = None,
     backoff: Backoff | None = None,
-    lock_wait: float = 0.0,
+    lock_wait: float = 60.0,
 ) -> PushSummary:
-    """Drain the outbox once (see PushClient.drain). Raises PushBusy if another push holds the lock."""
-    with push_lock(config.state_path, wait=lock_wait), PushClient(config, engine, backoff=backoff) as client:
+    """Drain the outbox once (see PushClient.drain). Raises PushBusy if another pusher keeps the lock past `lock_wait`."""
+    with PushClient(config, engine, backoff=backoff, lock_wait=lock_wait) as client:
         started = utcnow()
         summary = client.drain(stop=stop, max_batches=max_batches, give_up_after=give_up_after)
         log(LOG, logging.INFO, "push run finished", started=started, **summary.as_dict())

@@ -126,6 +126,8 @@ class HubTransport:
             raise HubUnavailable(f"TLS error talking to the hub: {e}", "tls") from None
         except requests.ConnectionError as e:
             raise HubUnavailable(f"cannot reach the hub: {e}", "connection") from None
+        except requests.RequestException as e:  # a response cut short, a broken encoding
+            raise HubUnavailable(f"broken answer from the hub: {e}", "broken") from None
         with resp:
             return self._answer(batch, resp)
 
