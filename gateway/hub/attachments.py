@@ -1,0 +1,100 @@
+"""Agreement and plan attachments: content-addressed files, type checked by content.
+
+A file is stored once under `<dir>/<sha256[:2]>/<sha256>`, written to a
+temporary name, fsync'd and renamed, so a crash never leaves half a file under
+its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from gateway.hub import tables
+from gateway.hub.db import utcnow
+
+OLE2 = bytes.fromhex("D0CF11E0A1B11AE1")
+
+
+class AttachmentRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    sha256: str
+    size: int
+    type: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"sha256": self.sha256, "size": self.size, "type": self.type}
+
+
+def detect_type(data: bytes, name: str | None = None) -> str | None:
+    """pdf, doc, wps, docx or ofd judged by content (the name only tells doc from wps)."""
+    if data.startswith(b"%PDF-"):
+        return "pdf"
+    if data.startswith(OLE2):
+        return "wps" if (name or "").lower().endswith(".wps") else "doc"
+    if data.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, ValueError):
+            return None
+        if any(n.startswith("word/") for n in names):
+            return "docx"
+        if any(n == "OFD.xml" or n.endswith("/OFD.xml") for n in names):
+            return "ofd"
+    return None
+
+
+def path_for(base: Path, sha256: str) -> Path:
+    return base / sha256[:2] / sha256
+
+
+def store_attachment(engine: Engine, base: Path, data: bytes, *, department: str, name: str | None, max_bytes: int) -> StoredAttachment:
+    if len(data) > max_bytes:
+        raise AttachmentRefused("too_large", f"附件超过大小上限 {max_bytes} 字节 / attachment larger than {max_bytes} bytes")
+    if not data:
+        raise AttachmentRefused("attachment_type", "附件为空 / empty attachment")
+    kind = detect_type(data, name)
+    if kind is None:
+        raise AttachmentRefused(
+            "attachment_type", "附件类型不支持，仅限 pdf、doc、docx、wps、ofd（按内容判断）/ attachment must be pdf, doc, docx, wps or ofd by content"
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    target = path_for(base, digest)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{digest}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(tables.attachments.c.sha256).where(tables.attachments.c.sha256 == digest)).first() is None:
+                conn.execute(insert(tables.attachments).values(
+                    sha256=digest, size=len(data), type=kind, name=name, department=department, stored_at=utcnow()
+                ))
+    except IntegrityError:
+        pass  # the same file uploaded at the same moment by another request: stored either way
+    return StoredAttachment(digest, len(data), kind)
+
+
+def attachment_info(engine: Engine, sha256: str) -> dict | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(tables.attachments).where(tables.attachments.c.sha256 == sha256)).mappings().first()
+    return dict(row) if row else None

@@ -1,0 +1,240 @@
+"""Hub configuration: one TOML file, checked at load with every problem reported at once.
+
+The departments, keys and grants listed here seed the registry in the hub
+database at start-up; the CLI manages it from then on (see docs/hub.md).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.config import Checker, resolve_secret
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.protocol.keys import public_key_from_text
+from gateway.standard.schema import RECORD_TYPES
+
+CODE_RE = re.compile(r"^[A-Za-z0-9_-]{2,40}$")
+KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+HUB_KEYS = ("listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads")
+ATTACHMENT_KEYS = ("dir", "max_bytes")
+DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
+KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
+GRANT_KEYS = ("reader", "owner", "record_types", "confidential")
+
+
+@dataclass
+class KeyConfig:
+    key_id: str
+    public_key: str  # base64 of the raw Ed25519 public key
+    revoked: bool = False
+
+
+@dataclass
+class DepartmentConfig:
+    code: str
+    name: str
+    record_types: tuple[str, ...]
+    keys: list[KeyConfig] = field(default_factory=list)
+
+
+@dataclass
+class GrantConfig:
+    reader: str
+    owner: str
+    record_types: tuple[str, ...]
+    confidential: bool = False
+
+
+@dataclass
+class HubConfig:
+    file: Path | None
+    listen: str = "127.0.0.1:8700"
+    database: str = "sqlite:///state/hub.db"
+    signing_key: Path | None = None
+    key_id: str = "hub-1"
+    clock_window: int = 300
+    max_batch_bytes: int = 16_000_000
+    max_in_flight: int = 16
+    threads: int = 8
+    attachments_dir: Path = Path("state/attachments")
+    attachment_max_bytes: int = 20_000_000
+    departments: list[DepartmentConfig] = field(default_factory=list)
+    grants: list[GrantConfig] = field(default_factory=list)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+def _database_url(value: str | None, base: Path) -> str:
+    """A plain path means SQLite at that path (relative to the config file)."""
+    if not value:
+        return f"sqlite:///{base / 'state' / 'hub.db'}"
+    if "://" in value:
+        if value.startswith("sqlite:///") and not value.startswith("sqlite:////") and value != "sqlite:///:memory:":
+            rel = value.removeprefix("sqlite:///")
+            return f"sqlite:///{base / rel}"
+        return value
+    p = Path(value)
+    return f"sqlite:///{p if p.is_absolute() else base / p}"
+
+
+def _record_types(chk: Checker, doc: dict[str, Any], path: str) -> tuple[str, ...]:
+    v = chk.value(doc, "record_types", path, list, default=list(RECORD_TYPES))
+    bad = [t for t in v if t not in RECORD_TYPES]
+    for t in bad:
+        chk.problem(f"{path}.record_types", f"unknown record type {t!r}; expected one of {', '.join(RECORD_TYPES)}")
+    return tuple(t for t in v if t in RECORD_TYPES)
+
+
+def _key(chk: Checker, k: Any, path: str) -> KeyConfig | None:
+    if not isinstance(k, dict):
+        chk.problem(path, "expected a table")
+        return None
+    kid = chk.value(k, "key_id", path, str, required=True, default="")
+    if kid and not KEY_ID_RE.match(kid):
+        chk.problem(f"{path}.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
+    text = chk.value(k, "public_key", path, str)
+    kfile = chk.path(k, "public_key_file", path)
+    if text and kfile:
+        chk.problem(f"{path}.public_key", "give public_key or public_key_file, not both")
+    elif kfile and kfile.is_file():
+        text = kfile.read_text(encoding="ascii", errors="replace").strip()
+    elif not text and not kfile:
+        chk.problem(f"{path}.public_key", "required: public_key (base64) or public_key_file")
+    if text:
+        try:
+            public_key_from_text(text)
+        except Exception:
+            chk.problem(f"{path}.public_key", "not a base64 Ed25519 public key (32 bytes)")
+            text = None
+    revoked = chk.value(k, "revoked", path, bool, default=False)
+    chk.unknown(k, KEY_KEYS, path)
+    if not kid or not text:
+        return None
+    return KeyConfig(kid, text.strip().removeprefix("ed25519:"), revoked)
+
+
+def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None = None) -> HubConfig:
+    """Check a parsed hub config document; raises ConfigError listing every problem."""
+    chk = Checker(base_dir)
+    chk.unknown(doc, ("hub", "attachments", "departments", "grants"), "")
+    hub = chk.table(doc, "hub")
+    listen = chk.value(hub, "listen", "hub", str, default="127.0.0.1:8700")
+    if listen and not re.fullmatch(r"[^\s]+:\d{1,5}", listen):
+        chk.problem("hub.listen", "expected host:port")
+    database = _database_url(resolve_secret(hub.get("database"), "hub.database", chk.problems), base_dir)
+    signing_key = chk.path(hub, "signing_key", "hub", required=True)
+    if "signing_key" in hub and signing_key is not None and not signing_key.exists():
+        chk.problems[-1] = ConfigProblem("hub.signing_key", f"file not found: {signing_key} (create it with `gateway keys new {signing_key}`)")
+    key_id = chk.value(hub, "key_id", "hub", str, required=True, default="")
+    if key_id and not KEY_ID_RE.match(key_id):
+        chk.problem("hub.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
+    window = chk.value(hub, "clock_window", "hub", int, default=300)
+    if window is not None and not (5 <= window <= 3600):
+        chk.problem("hub.clock_window", "must be between 5 and 3600 seconds")
+    max_batch = chk.value(hub, "max_batch_bytes", "hub", int, default=16_000_000)
+    if max_batch is not None and max_batch < 1024:
+        chk.problem("hub.max_batch_bytes", "must be at least 1024")
+    in_flight = chk.value(hub, "max_in_flight", "hub", int, default=16)
+    if in_flight is not None and in_flight < 1:
+        chk.problem("hub.max_in_flight", "must be at least 1")
+    threads = chk.value(hub, "threads", "hub", int, default=8)
+    if threads is not None and threads < 1:
+        chk.problem("hub.threads", "must be at least 1")
+    chk.unknown(hub, HUB_KEYS, "hub")
+
+    att = chk.table(doc, "attachments", required=False)
+    att_dir = chk.path(att, "dir", "attachments", must_exist=False) or base_dir / "state" / "attachments"
+    att_max = chk.value(att, "max_bytes", "attachments", int, default=20_000_000)
+    if att_max is not None and att_max < 1:
+        chk.problem("attachments.max_bytes", "must be positive")
+    chk.unknown(att, ATTACHMENT_KEYS, "attachments")
+
+    departments: list[DepartmentConfig] = []
+    codes: set[str] = set()
+    key_ids: set[str] = set()
+    raw = doc.get("departments", [])
+    if not isinstance(raw, list):
+        chk.problem("departments", "expected an array of tables ([[departments]])")
+        raw = []
+    for i, d in enumerate(raw):
+        p = f"departments[{i}]"
+        if not isinstance(d, dict):
+            chk.problem(p, "expected a table")
+            continue
+        code = chk.value(d, "code", p, str, required=True, default="")
+        if code and not CODE_RE.match(code):
+            chk.problem(f"{p}.code", "use 2-40 letters, digits, '-' or '_'")
+        if code in codes:
+            chk.problem(f"{p}.code", f"duplicate department code {code!r}")
+        codes.add(code)
+        name = chk.value(d, "name", p, str, required=True, default="")
+        types = _record_types(chk, d, p)
+        keys: list[KeyConfig] = []
+        raw_keys = d.get("keys", [])
+        if not isinstance(raw_keys, list):
+            chk.problem(f"{p}.keys", "expected an array of tables ([[departments.keys]])")
+            raw_keys = []
+        for j, k in enumerate(raw_keys):
+            kc = _key(chk, k, f"{p}.keys[{j}]")
+            if kc is None:
+                continue
+            if kc.key_id in key_ids:
+                chk.problem(f"{p}.keys[{j}].key_id", f"duplicate key id {kc.key_id!r} (a key belongs to one department)")
+            key_ids.add(kc.key_id)
+            keys.append(kc)
+        chk.unknown(d, DEPARTMENT_KEYS, p)
+        departments.append(DepartmentConfig(code, name, types, keys))
+
+    grants: list[GrantConfig] = []
+    raw = doc.get("grants", [])
+    if not isinstance(raw, list):
+        chk.problem("grants", "expected an array of tables ([[grants]])")
+        raw = []
+    for i, g in enumerate(raw):
+        p = f"grants[{i}]"
+        if not isinstance(g, dict):
+            chk.problem(p, "expected a table")
+            continue
+        reader = chk.value(g, "reader", p, str, required=True, default="")
+        owner = chk.value(g, "owner", p, str, required=True, default="")
+        for role, v in (("reader", reader), ("owner", owner)):
+            if v and v not in codes:
+                chk.problem(f"{p}.{role}", f"department {v!r} is not listed under [[departments]]")
+        grants.append(GrantConfig(reader, owner, _record_types(chk, g, p), chk.value(g, "confidential", p, bool, default=False)))
+        chk.unknown(g, GRANT_KEYS, p)
+
+    chk.raise_if_any(str(file) if file else None)
+    return HubConfig(
+        file=file,
+        listen=listen,
+        database=database,
+        signing_key=signing_key,
+        key_id=key_id,
+        clock_window=window,
+        max_batch_bytes=max_batch,
+        max_in_flight=in_flight,
+        threads=threads,
+        attachments_dir=att_dir,
+        attachment_max_bytes=att_max,
+        departments=departments,
+        grants=grants,
+    )
+
+
+def load_hub_config(path: str | Path) -> HubConfig:
+    file = Path(path).resolve()
+    try:
+        doc = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem("(file)", f"config file not found: {file}")]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([ConfigProblem("(syntax)", str(e))], str(file)) from None
+    return hub_config_from_dict(doc, file.parent, file)

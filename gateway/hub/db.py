@@ -1,0 +1,85 @@
+"""Open the hub database (SQLite or PostgreSQL) and run the serialised write transaction.
+
+Every write that appends to the receipt log goes through `serialized(engine)`:
+SQLite takes the write lock at BEGIN (BEGIN IMMEDIATE), PostgreSQL locks the
+single `log_head` row with SELECT ... FOR UPDATE. Either way log entries chain
+and hub_seq grows in commit order, across threads and processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy.engine import Connection, make_url
+
+from gateway.hub import tables
+
+LATEST = 1
+GENESIS = "0" * 64
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _json_dumps(obj: object) -> str:
+    return orjson.dumps(obj).decode("utf-8")
+
+
+def _sqlite_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred and late).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("hub_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def open_hub_db(url: str, *, create: bool = True) -> Engine:
+    """Engine for the hub database at `url`, with its tables created (version 1)."""
+    u = make_url(url)
+    kw: dict[str, object] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kw)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+    else:
+        engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kw)
+    if create:
+        migrate(engine)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    with engine.begin() as conn:
+        tables.metadata.create_all(conn)
+        if conn.execute(select(tables.hub_schema_version.c.version)).first() is None:
+            conn.execute(insert(tables.hub_schema_version).values(version=LATEST, applied_at=utcnow()))
+        if conn.execute(select(tables.log_head.c.id)).first() is None:
+            conn.execute(insert(tables.log_head).values(id=1, log_seq=0, log_head=GENESIS, hub_seq=0))
+
+
+@contextmanager
+def serialized(engine: Engine) -> Iterator[tuple[Connection, dict]]:
+    """A transaction holding the hub's write lock; yields (connection, head row as dict)."""
+    with engine.connect() as raw:
+        conn = raw.execution_options(hub_immediate=True)
+        with conn.begin():
+            q = select(tables.log_head).where(tables.log_head.c.id == 1)
+            if conn.dialect.name != "sqlite":
+                q = q.with_for_update()
+            head = dict(conn.execute(q).mappings().one())
+            yield conn, head

@@ -1,0 +1,262 @@
+"""Ingest a verified batch: validate each record, order it against the stored state, store, log, sign.
+
+Two steps, so that the CPU-heavy part runs outside the write lock:
+- `check_records` (no database): each record's envelope and its standard
+  validation (`gateway.standard.validate.normalize`);
+- `store_batch` (one serialised transaction): load the stored state of the
+  batch's keys and of the referenced materials/depots/agreements/attachments in
+  a few queries, decide each record's status in order, write the accepted ones
+  with one executemany upsert, append the receipt-log entry, store the per-record
+  receipts and the signed receipt. All or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, and_, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from gateway.hub import tables
+from gateway.hub.db import serialized
+from gateway.hub.receipt_log import append
+from gateway.protocol.batch import PROTOCOL_VERSION, Batch, record_problems
+from gateway.protocol.canonical import canonical_json
+from gateway.protocol.receipts import sign_receipt
+from gateway.standard.schema import FILE_REF, RECORD_TYPES, record_key
+from gateway.standard.validate import ValidationContext, normalize
+
+CHUNK = 2000  # keys per IN (...) query: well under SQLite's and PostgreSQL's parameter limits
+
+# Cross-record rules: (record type, field, referenced type, rule id, message template).
+REFERENCES = (
+    ("stock", "material_id", "material", "material_exists", "物资编码“{v}”不存在：须先报送该物资的基础信息"),
+    ("stock", "depot_id", "depot", "depot_exists", "储备库编码“{v}”不存在：须先报送该储备库信息"),
+    ("capacity", "agreement_no", "agreement", "agreement_exists", "关联协议编号“{v}”不存在：须先报送该协议信息"),
+)
+FILE_FIELDS = {t: tuple(f.name for f in rt.fields if f.kind == FILE_REF) for t, rt in RECORD_TYPES.items()}
+
+
+def reason(fld: str, label: str, value: object, rule: str, message: str) -> dict[str, Any]:
+    return {"field": fld, "label": label, "value": value, "rule": rule, "message": message}
+
+
+@dataclass
+class Candidate:
+    rec: dict[str, Any]
+    clean: dict[str, Any] | None = None
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    envelope_ok: bool = True
+
+
+def check_records(records: Iterable[dict[str, Any]], context: ValidationContext | None = None) -> list[Candidate]:
+    """Envelope and standard validation of every record; never touches the database."""
+    out: list[Candidate] = []
+    for rec in records:
+        c = Candidate(rec)
+        for fld, value, rule, message in record_problems(rec):
+            c.reasons.append(reason(fld, fld, value, rule, message))
+        if c.reasons:
+            c.envelope_ok = False
+        elif rec["op"] == "upsert":
+            clean, errors = normalize(rec["type"], rec["data"], context=context)
+            c.reasons.extend(e.as_dict() for e in errors)
+            if not errors:
+                key = record_key(rec["type"], clean)
+                if key != rec["key"]:
+                    c.reasons.append(reason("key", "记录键", rec["key"], "key_mismatch", f"记录键与数据不符：按数据应为“{key}”"))
+                c.clean = clean
+        out.append(c)
+    return out
+
+
+def _chunks(items: list, n: int = CHUNK) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _stored_state(conn: Connection, department: str, keys_by_type: dict[str, set[str]]) -> dict[tuple[str, str], tuple[int, str, bool]]:
+    r = tables.records.c
+    state: dict[tuple[str, str], tuple[int, str, bool]] = {}
+    for typ, keys in keys_by_type.items():
+        for part in _chunks(sorted(keys)):
+            q = select(r.key, r.seq, r.version, r.deleted).where(and_(r.department == department, r.type == typ, r.key.in_(part)))
+            for key, seq, version, deleted in conn.execute(q):
+                state[(typ, key)] = (int(seq), version, bool(deleted))
+    return state
+
+
+def _attachments_held(conn: Connection, hashes: set[str]) -> set[str]:
+    held: set[str] = set()
+    for part in _chunks(sorted(hashes)):
+        held.update(h for (h,) in conn.execute(select(tables.attachments.c.sha256).where(tables.attachments.c.sha256.in_(part))))
+    return held
+
+
+def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    mod = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = mod.insert(tables.records)
+    ex = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["department", "type", "key"],
+        set_={c: ex[c] for c in ("seq", "version", "data", "updated_at", "deleted", "provenance", "hub_seq", "log_seq", "received_at")},
+    )
+    conn.execute(stmt, rows)
+
+
+@dataclass
+class StoredBatch:
+    receipt: bytes
+    signature: str
+    replayed: bool  # True: the batch id was seen before; this is the original receipt
+    conflict: str | None = None  # set when the batch id is taken by other content
+
+
+def stored_receipt(conn: Connection, batch_id: str, department: str, digest: str) -> StoredBatch | None:
+    row = conn.execute(select(tables.batches).where(tables.batches.c.batch_id == batch_id)).mappings().first()
+    if row is None:
+        return None
+    if row["department"] != department or row["request_digest"] != digest:
+        return StoredBatch(b"", "", True, conflict="batch id used before with other content or by another department")
+    return StoredBatch(bytes(row["receipt"]), row["signature"], True)
+
+
+def store_batch(
+    engine: Engine,
+    hub_key: Ed25519PrivateKey,
+    hub_key_id: str,
+    batch: Batch,
+    candidates: list[Candidate],
+    *,
+    key_id: str,
+    digest: str,
+) -> StoredBatch:
+    dept = batch.department
+    keys_by_type: dict[str, set[str]] = {}
+    refs_by_type: dict[str, set[str]] = {}
+    hashes: set[str] = set()
+    for c in candidates:
+        if not c.envelope_ok:
+            continue
+        keys_by_type.setdefault(c.rec["type"], set()).add(c.rec["key"])
+        if c.clean is None:
+            continue
+        for typ, fld, ref_type, _, _ in REFERENCES:
+            if c.rec["type"] == typ and c.clean.get(fld):
+                refs_by_type.setdefault(ref_type, set()).add(str(c.clean[fld]))
+        for fld in FILE_FIELDS[c.rec["type"]]:
+            ref = c.clean.get(fld)
+            if isinstance(ref, dict) and ref.get("sha256"):
+                hashes.add(str(ref["sha256"]))
+
+    with serialized(engine) as (conn, head):
+        again = stored_receipt(conn, batch.batch_id, dept, digest)
+        if again is not None:
+            return again
+        state = _stored_state(conn, dept, {t: keys_by_type.get(t, set()) | refs_by_type.get(t, set()) for t in keys_by_type.keys() | refs_by_type.keys()})
+        held = _attachments_held(conn, hashes) if hashes else set()
+        hub_seq = int(head["hub_seq"])
+        log_seq = int(head["log_seq"]) + 1
+        results: list[dict[str, Any]] = []
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        history: list[dict[str, Any]] = []
+        counts = {"accepted": 0, "rejected": 0, "duplicate": 0, "stale": 0}
+        for c in candidates:
+            rec = c.rec
+            status, reasons, this_seq = _decide(c, state, held)
+            if status == "accepted":
+                hub_seq += 1
+                this_seq = hub_seq
+                deleted = rec["op"] == "delete"
+                state[(rec["type"], rec["key"])] = (rec["seq"], rec["version"], deleted)
+                rows[(rec["type"], rec["key"])] = {
+                    "department": dept, "type": rec["type"], "key": rec["key"], "seq": rec["seq"],
+                    "version": rec["version"], "data": None if deleted else c.clean, "updated_at": rec.get("updated_at"),
+                    "deleted": deleted, "provenance": rec.get("provenance"), "hub_seq": hub_seq, "log_seq": log_seq,
+                }
+                history.append({"department": dept, "type": rec["type"], "key": rec["key"], "seq": rec["seq"],
+                                "version": rec["version"], "op": rec["op"], "hub_seq": hub_seq, "log_seq": log_seq})
+            counts[status] += 1
+            results.append({
+                "key": rec.get("key") if isinstance(rec.get("key"), str) else "",
+                "type": rec.get("type") if isinstance(rec.get("type"), str) else "",
+                "seq": rec.get("seq") if isinstance(rec.get("seq"), int) else None,
+                "version": rec.get("version") if isinstance(rec.get("version"), str) else None,
+                "status": status, "hub_seq": this_seq, "reasons": reasons,
+            })
+        entry = append(
+            conn, head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
+            counts=counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)}, hub_seq=hub_seq,
+        )
+        now = entry.time
+        for row in rows.values():
+            row["received_at"] = now
+        _upsert(conn, list(rows.values()))
+        if history:
+            for h in history:
+                h["received_at"] = now
+            conn.execute(insert(tables.record_history), history)
+        doc = {
+            "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": now,
+            "log_seq": entry.seq, "log_head": entry.entry_hash, "results": results,
+        }
+        body, signature = sign_receipt(doc, hub_key, hub_key_id)
+        conn.execute(insert(tables.batches).values(
+            batch_id=batch.batch_id, department=dept, source=batch.source, request_digest=digest, log_seq=entry.seq,
+            receipt=body, signature=signature, received_at=now,
+        ))
+        if results:
+            conn.execute(insert(tables.receipts), [
+                {"log_seq": entry.seq, "batch_id": batch.batch_id, "department": dept, "type": r["type"], "key": r["key"],
+                 "seq": r["seq"], "status": r["status"], "hub_time": now,
+                 "reasons": canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None}
+                for r in results
+            ])
+        return StoredBatch(body, signature, False)
+
+
+def _decide(c: Candidate, state: dict[tuple[str, str], tuple[int, str, bool]], held: set[str]) -> tuple[str, list, int | None]:
+    """Status and reasons of one record against the state so far (stored plus earlier in this batch)."""
+    if not c.envelope_ok:
+        return "rejected", c.reasons, None
+    rec = c.rec
+    typ, key, seq, version = rec["type"], rec["key"], rec["seq"], rec["version"]
+    stored = state.get((typ, key))
+    if stored is not None:
+        s_seq, s_version, s_deleted = stored
+        if seq < s_seq:
+            return "stale", [], None
+        if seq == s_seq:
+            if version == s_version:
+                return "duplicate", [], None
+            return "rejected", [reason("seq", "序号", seq, "seq_conflict",
+                                       f"序号 {seq} 已用于另一版本的该记录；同一序号不能对应不同内容")], None
+        if version == s_version and s_deleted == (rec["op"] == "delete"):
+            return "duplicate", [], None
+    if c.reasons:
+        return "rejected", c.reasons, None
+    if rec["op"] == "delete":
+        return "accepted", [], None
+    reasons = []
+    for r_type, fld, ref_type, rule, template in REFERENCES:
+        v = c.clean.get(fld) if c.clean else None
+        if r_type == typ and v:
+            ref = state.get((ref_type, str(v)))
+            if ref is None or ref[2]:
+                label = RECORD_TYPES[typ][fld].label
+                reasons.append(reason(fld, label, v, rule, template.format(v=v)))
+    for fld in FILE_FIELDS[typ]:
+        ref = c.clean.get(fld) if c.clean else None
+        if isinstance(ref, dict) and ref.get("sha256") and ref["sha256"] not in held:
+            label = RECORD_TYPES[typ][fld].label
+            reasons.append(reason(fld, label, ref["sha256"], "attachment_exists",
+                                  f"{label}“{ref.get('name') or ref['sha256'][:12]}”未上传：须先上传附件"))
+    if reasons:
+        return "rejected", reasons, None
+    return "accepted", [], None

@@ -1,0 +1,174 @@
+"""The department registry in the hub database: departments, their keys, and read grants.
+
+Seeded from the hub config at start-up (`sync_from_config`) and managed with
+`gateway hub department ...`. A revoked key stays revoked: the config can
+revoke a key but never brings one back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from gateway.errors import FatalError
+from gateway.hub import tables
+from gateway.hub.config import CODE_RE, KEY_ID_RE, HubConfig
+from gateway.hub.db import utcnow
+from gateway.protocol.keys import public_key_from_text
+from gateway.protocol.signing import KeyRevoked
+from gateway.standard.schema import RECORD_TYPES
+
+
+class RegistryError(FatalError):
+    pass
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    key_id: str
+    department: str
+    public_key: str
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class Department:
+    code: str
+    name: str
+    record_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grant:
+    reader: str
+    owner: str
+    record_type: str
+    confidential: bool
+
+
+def _check_types(types: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    bad = [t for t in types if t not in RECORD_TYPES]
+    if bad:
+        raise RegistryError(f"unknown record type(s) {', '.join(bad)}; expected {', '.join(RECORD_TYPES)}")
+    return tuple(types)
+
+
+def add_department(conn: Connection, code: str, name: str, record_types: tuple[str, ...] | list[str] = tuple(RECORD_TYPES)) -> None:
+    """Add a department or update its name and record types."""
+    if not CODE_RE.match(code):
+        raise RegistryError(f"department code {code!r}: use 2-40 letters, digits, '-' or '_'")
+    types = list(_check_types(record_types))
+    found = conn.execute(select(tables.departments.c.code).where(tables.departments.c.code == code)).first()
+    if found:
+        conn.execute(update(tables.departments).where(tables.departments.c.code == code).values(name=name, record_types=types))
+    else:
+        conn.execute(insert(tables.departments).values(code=code, name=name, record_types=types, created_at=utcnow()))
+
+
+def add_key(conn: Connection, department: str, key_id: str, public_key: str) -> None:
+    """Register a key for a department. A key id is never reused, not even after revocation."""
+    if not KEY_ID_RE.match(key_id):
+        raise RegistryError(f"key id {key_id!r}: use 1-128 letters, digits, '_', '.', ':' or '-'")
+    try:
+        public_key_from_text(public_key)
+    except Exception:
+        raise RegistryError(f"key {key_id}: not a base64 Ed25519 public key") from None
+    if conn.execute(select(tables.departments.c.code).where(tables.departments.c.code == department)).first() is None:
+        raise RegistryError(f"no department {department!r}; add it first")
+    row = conn.execute(select(tables.department_keys).where(tables.department_keys.c.key_id == key_id)).mappings().first()
+    text = public_key.strip().removeprefix("ed25519:")
+    if row is None:
+        conn.execute(insert(tables.department_keys).values(key_id=key_id, department=department, public_key=text, added_at=utcnow()))
+    elif row["department"] != department or row["public_key"] != text:
+        raise RegistryError(f"key id {key_id} is registered already (department {row['department']}) with another key")
+
+
+def revoke_key(conn: Connection, key_id: str) -> bool:
+    """Revoke a key from now on; False when it was revoked already."""
+    row = conn.execute(select(tables.department_keys).where(tables.department_keys.c.key_id == key_id)).mappings().first()
+    if row is None:
+        raise RegistryError(f"no key {key_id!r}")
+    if row["revoked_at"]:
+        return False
+    conn.execute(update(tables.department_keys).where(tables.department_keys.c.key_id == key_id).values(revoked_at=utcnow()))
+    return True
+
+
+def set_grant(conn: Connection, reader: str, owner: str, record_types: tuple[str, ...] | list[str], confidential: bool = False) -> None:
+    for code in (reader, owner):
+        if conn.execute(select(tables.departments.c.code).where(tables.departments.c.code == code)).first() is None:
+            raise RegistryError(f"no department {code!r}")
+    g = tables.grants.c
+    for t in _check_types(record_types):
+        conn.execute(delete(tables.grants).where(and_(g.reader == reader, g.owner == owner, g.record_type == t)))
+        conn.execute(insert(tables.grants).values(reader=reader, owner=owner, record_type=t, confidential=confidential, granted_at=utcnow()))
+
+
+def remove_grant(conn: Connection, reader: str, owner: str, record_types: tuple[str, ...] | list[str]) -> None:
+    g = tables.grants.c
+    conn.execute(delete(tables.grants).where(and_(g.reader == reader, g.owner == owner, g.record_type.in_(list(record_types)))))
+
+
+def sync_from_config(engine: Engine, config: HubConfig) -> None:
+    """Bring the registry up to what the config lists (adds and updates; never un-revokes)."""
+    with engine.begin() as conn:
+        for d in config.departments:
+            add_department(conn, d.code, d.name, d.record_types)
+            for k in d.keys:
+                add_key(conn, d.code, k.key_id, k.public_key)
+                if k.revoked:
+                    revoke_key(conn, k.key_id)
+        for gr in config.grants:
+            set_grant(conn, gr.reader, gr.owner, gr.record_types, gr.confidential)
+
+
+def key_entry(conn: Connection, key_id: str) -> KeyEntry | None:
+    row = conn.execute(select(tables.department_keys).where(tables.department_keys.c.key_id == key_id)).mappings().first()
+    if row is None:
+        return None
+    return KeyEntry(row["key_id"], row["department"], row["public_key"], bool(row["revoked_at"]))
+
+
+def key_lookup(entry: KeyEntry | None) -> Ed25519PublicKey | None:
+    """For `verify_request`: the public key, None when unknown, KeyRevoked when revoked."""
+    if entry is None:
+        return None
+    if entry.revoked:
+        raise KeyRevoked(entry.key_id)
+    return public_key_from_text(entry.public_key)
+
+
+def department(conn: Connection, code: str) -> Department | None:
+    row = conn.execute(select(tables.departments).where(tables.departments.c.code == code)).mappings().first()
+    if row is None:
+        return None
+    return Department(row["code"], row["name"], tuple(row["record_types"] or ()))
+
+
+def list_departments(conn: Connection) -> list[tuple[Department, list[KeyEntry]]]:
+    out = []
+    keys = conn.execute(select(tables.department_keys).order_by(tables.department_keys.c.key_id)).mappings().all()
+    for row in conn.execute(select(tables.departments).order_by(tables.departments.c.code)).mappings():
+        d = Department(row["code"], row["name"], tuple(row["record_types"] or ()))
+        out.append((d, [KeyEntry(k["key_id"], k["department"], k["public_key"], bool(k["revoked_at"])) for k in keys if k["department"] == d.code]))
+    return out
+
+
+def list_grants(conn: Connection) -> list[Grant]:
+    g = tables.grants.c
+    rows = conn.execute(select(tables.grants).order_by(g.reader, g.owner, g.record_type)).mappings()
+    return [Grant(r["reader"], r["owner"], r["record_type"], bool(r["confidential"])) for r in rows]
+
+
+def read_grant(conn: Connection, reader: str, owner: str, record_type: str) -> Grant | None:
+    """What `reader` may read of `owner`'s `record_type`; a department reads all of its own."""
+    if reader == owner:
+        return Grant(reader, owner, record_type, True)
+    g = tables.grants.c
+    row = conn.execute(
+        select(tables.grants).where(and_(g.reader == reader, g.owner == owner, g.record_type == record_type))
+    ).mappings().first()
+    return Grant(reader, owner, record_type, bool(row["confidential"])) if row else None

@@ -1,0 +1,194 @@
+"""The hub's database: one SQLAlchemy Core metadata (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+# SQLite wants INTEGER PRIMARY KEY for an auto-increment rowid.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+hub_schema_version = Table(
+    "hub_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", String, nullable=False),
+)
+
+# --- registry -------------------------------------------------------------
+departments = Table(
+    "departments",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    Column("name", String, nullable=False),
+    Column("record_types", Json, nullable=False),  # list of record types it may write
+    Column("created_at", String, nullable=False),
+)
+
+department_keys = Table(
+    "department_keys",
+    metadata,
+    Column("key_id", String(128), primary_key=True),
+    Column("department", String(40), nullable=False),
+    Column("public_key", String, nullable=False),  # base64 of the raw Ed25519 key
+    Column("added_at", String, nullable=False),
+    Column("revoked_at", String, nullable=True),
+    Index("ix_department_keys_department", "department"),
+)
+
+# reader may read owner's records of record_type; confidential: also confidential fields.
+grants = Table(
+    "grants",
+    metadata,
+    Column("reader", String(40), primary_key=True),
+    Column("owner", String(40), primary_key=True),
+    Column("record_type", String(20), primary_key=True),
+    Column("confidential", Boolean, nullable=False, default=False),
+    Column("granted_at", String, nullable=False),
+)
+
+# Replay cache: a (key, nonce) pair is refused until it expires (created + window).
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("key_id", String(128), primary_key=True),
+    Column("nonce", String(128), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_nonces_expires", "expires_at"),
+)
+
+# --- records --------------------------------------------------------------
+records = Table(
+    "records",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("department", String(40), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("key", String, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("version", String, nullable=False),
+    Column("data", Json, nullable=True),  # normalised standard record; NULL once deleted
+    Column("updated_at", String, nullable=True),  # from the source
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("provenance", Json, nullable=True),
+    Column("hub_seq", BigInteger, nullable=False),  # global write order (commit order)
+    Column("log_seq", BigInteger, nullable=False),  # the batch's receipt-log entry
+    Column("received_at", String, nullable=False),
+    UniqueConstraint("department", "type", "key", name="uq_records_key"),
+    Index("ix_records_read", "department", "type", "hub_seq"),
+    Index("ix_records_hub_seq", "hub_seq"),
+)
+
+# Every accepted state, without data: who changed what, when, from which batch.
+record_history = Table(
+    "record_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("department", String(40), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("key", String, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("version", String, nullable=False),
+    Column("op", String(10), nullable=False),
+    Column("hub_seq", BigInteger, nullable=False),
+    Column("log_seq", BigInteger, nullable=False),
+    Column("received_at", String, nullable=False),
+    Index("ix_record_history_key", "department", "type", "key"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(36), primary_key=True),
+    Column("department", String(40), nullable=False),
+    Column("source", String, nullable=True),
+    Column("request_digest", String, nullable=False),
+    Column("log_seq", BigInteger, nullable=False),
+    Column("receipt", LargeBinary, nullable=False),  # the signed receipt body, exact bytes
+    Column("signature", String, nullable=False),
+    Column("received_at", String, nullable=False),
+)
+
+# --- receipt log ----------------------------------------------------------
+# Hash-chained: entry_hash = sha256(canonical JSON of every other column).
+receipt_log = Table(
+    "receipt_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", String, nullable=False),
+    Column("department", String(40), nullable=True),
+    Column("key_id", String(128), nullable=True),
+    Column("kind", String(20), nullable=False),  # batch | refused | read | attachment
+    Column("status", String(40), nullable=False),  # ok, or the refusal's error code
+    Column("batch_id", String(36), nullable=True),
+    Column("counts", Text, nullable=False),  # canonical JSON {"accepted": n, ...}
+    Column("request_digest", String, nullable=True),
+    Column("summary", Text, nullable=False),  # canonical JSON
+    Column("prev_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    Index("ix_receipt_log_department", "department", "seq"),
+    Index("ix_receipt_log_time", "time"),
+)
+
+# One row, locked by every append: the serialisation point of the log and of
+# hub_seq, and the hub's signed checkpoint of the head.
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("log_seq", BigInteger, nullable=False),
+    Column("log_head", String(64), nullable=False),
+    Column("hub_seq", BigInteger, nullable=False),
+    Column("signature", String, nullable=True),  # hub signature over {"log_head","log_seq"}
+    Column("signed_at", String, nullable=True),
+)
+
+# Per-record outcome of every batch, for the operators' UI (keyset paging on id).
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("log_seq", BigInteger, nullable=False),
+    Column("batch_id", String(36), nullable=False),
+    Column("department", String(40), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("key", String, nullable=False),
+    Column("seq", BigInteger, nullable=True),
+    Column("status", String(10), nullable=False),
+    Column("reasons", Text, nullable=True),  # canonical JSON list, NULL when none
+    Column("hub_time", String, nullable=False),
+    Index("ix_receipts_department", "department", "id"),
+    Index("ix_receipts_status", "status", "id"),
+    Index("ix_receipts_time", "hub_time"),
+    Index("ix_receipts_key", "department", "type", "key"),
+    Index("ix_receipts_log_seq", "log_seq"),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("type", String(10), nullable=False),
+    Column("name", String, nullable=True),
+    Column("department", String(40), nullable=False),  # first uploader
+    Column("stored_at", String, nullable=False),
+)
+
+# The operators UI adds its accounts/audit tables and browse indexes to this metadata.
+from gateway.hub import ui_tables  # noqa: E402,F401
