@@ -1,0 +1,252 @@
+"""The file-drop code path shared by the folder, sftp and xml adapters.
+
+Each poll: list the drop folder; refuse unsafe names (reported once, nothing
+read); skip hidden, temporary and marker files and those not yet complete;
+copy each new complete file to a local spool file while hashing it; skip a
+content (sha256) processed before under any name; stream its rows; commit; and
+only then move it to archive_dir / error_dir. See tracking.py for the position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from abc import abstractmethod
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from gateway.adapters.base import Adapter, Checkpoint, Event, Position, Setting, SourceRow
+from gateway.adapters.filenames import REASONS, is_ignored, is_marker, markers_for, matches, refusal
+from gateway.adapters.files.settings import DROP, PARSING
+from gateway.adapters.files.store import Entry, FileStore
+from gateway.adapters.files.tracking import Ledger
+from gateway.adapters.formats import FileUnreadable, FormatOptions, ParsedRow, format_for, read_rows
+from gateway.adapters.formats.xml_rows import compile_record_path
+from gateway.errors import RowProblem, SourceError
+
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+_TABULAR = ("csv", "xlsx", "xls")
+
+
+def printable(name: str) -> str:
+    """A file name safe to show in a log line or web page (control characters escaped)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in name)
+
+
+def key_text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v.strip() or None
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    return str(v)
+
+
+class FileDropAdapter(Adapter):
+    """Base of adapters that read dropped files; subclasses only say where the files are."""
+
+    settings_spec: ClassVar[tuple[Setting, ...]] = DROP + PARSING
+    default_format: ClassVar[str | None] = None
+
+    def __init__(self, source: str, settings: Any) -> None:
+        merged = {s.name: s.default for s in self.settings_spec}
+        merged.update({k: v for k, v in dict(settings).items() if v is not None})
+        super().__init__(source, merged)
+        s = self.settings
+        keys = s["key_columns"]
+        self.key_columns: list[str] = [keys] if isinstance(keys, str) else [str(k) for k in keys or []]
+        if not self.key_columns:
+            raise SourceError(f"source {source}: key_columns is empty; name the column(s) that identify a row")
+        self.options = FormatOptions(
+            encoding=s["encoding"], delimiter=_unescape(s["delimiter"]), quotechar=s["quotechar"],
+            header_row=int(s["header_row"]), sheet=s.get("sheet"), record_path=s.get("record_path"),
+            namespaces=dict(s.get("namespaces") or {}), max_depth=int(s["max_depth"]), max_text_bytes=int(s["max_text_bytes"]),
+        )
+        try:
+            compile_record_path(self.options.record_path, self.options.namespaces)
+        except FileUnreadable as e:
+            raise SourceError(f"source {source}: {e.message}") from None
+
+    @abstractmethod
+    def open_store(self) -> FileStore:
+        """Connect to where the files are (raises SourceError / RetriableError)."""
+
+    def completion_rule(self) -> str:
+        return str(self.settings["completion"])
+
+    # -- the poll -------------------------------------------------------------------------
+
+    def fetch(self, position: Position | None) -> Iterator[Event]:
+        ledger = Ledger.load(position)
+        store = self.open_store()
+        try:
+            yield from self._poll(store, ledger)
+        finally:
+            store.close()
+
+    def _poll(self, store: FileStore, ledger: Ledger) -> Iterator[Event]:
+        s = self.settings
+        now = time.time()
+        entries = store.list()
+        present = {e.name for e in entries}
+        ledger.prune(present, now, float(s["remember_days"]), int(s["max_files_remembered"]))
+        if ledger.current and ledger.current.get("name") not in present:
+            ledger.current = None
+        ready: list[Entry] = []
+        for e in sorted(entries, key=lambda e: (e.mtime, e.name)):
+            rule = refusal(e.name)
+            if rule:
+                if ledger.refused.get(e.name) != [e.size, e.mtime, rule]:
+                    ledger.refused[e.name] = [e.size, e.mtime, rule]
+                    shown = printable(e.name)
+                    yield RowProblem(self.source, f"{store.label}/{shown}", None, shown, rule, f"{REASONS[rule]}，已拒绝，未读取")
+                continue
+            if is_ignored(e.name) or is_marker(e.name) or not matches(e.name, s["pattern"]):
+                continue
+            if (r := ledger.refused.get(e.name)) and r[:2] == [e.size, e.mtime]:
+                continue  # unreadable or too large, reported already; wait for a new version
+            sha = ledger.identified(e)
+            if sha:
+                self._tidy(store, e, ledger.files[sha], present)  # processed, but the move did not happen yet
+                continue
+            if self._complete(e, present, ledger, now):
+                ready.append(e)
+        for e in ready:
+            yield from self._take(store, e, ledger, present)
+        yield Checkpoint(ledger.position())
+
+    def _complete(self, e: Entry, present: set[str], ledger: Ledger, now: float) -> bool:
+        rule = self.completion_rule()
+        if rule == "atomic":
+            return True
+        if rule == "marker":
+            return any(m in present for m in markers_for(e.name))
+        return ledger.stable(e, now, float(self.settings["stable_seconds"]))
+
+    def _take(self, store: FileStore, e: Entry, ledger: Ledger, present: set[str]) -> Iterator[Event]:
+        try:
+            spool, sha, size = self._spool(store, e)
+        except FileNotFoundError:
+            return  # gone between listing and reading
+        except (FileUnreadable, OSError) as err:
+            rule = err.rule if isinstance(err, FileUnreadable) else "file.unreadable"
+            msg = err.message if isinstance(err, FileUnreadable) else str(err)
+            ledger.refused[e.name] = [e.size, e.mtime, rule]
+            yield RowProblem(self.source, e.name, None, None, rule, f"文件 {e.name} 无法读取：{msg}")
+            return
+        try:
+            if e.size >= 0 and size != e.size:
+                ledger.pending[e.name] = [size, e.mtime, time.time()]
+                return  # still being written after all: try again next poll
+            if sha in ledger.files:
+                ledger.seen[e.name] = [e.size, e.mtime, sha]
+                ledger.pending.pop(e.name, None)
+                log.info("skip duplicate content", extra={"fields": {"source": self.source, "file": e.name, "sha256": sha}})
+                yield Checkpoint(ledger.position(), note=f"{e.name}: same content as {ledger.files[sha]['name']}, skipped")
+                self._tidy(store, e, ledger.files[sha], present)
+                return
+            yield from self._rows(spool, e, sha, ledger)
+        finally:
+            spool.unlink(missing_ok=True)
+        self._tidy(store, e, ledger.files[sha], present)
+
+    def _rows(self, spool: Path, e: Entry, sha: str, ledger: Ledger) -> Iterator[Event]:
+        s = self.settings
+        append = s["mode"] == "append"
+        every = int(s["checkpoint_rows"] or 0)
+        cur = ledger.current or {}
+        skip = int(cur.get("rows", 0)) if cur.get("sha256") == sha and cur.get("name") == e.name else 0
+        count = problems = 0
+        status, rule = "done", None
+        fmt = format_for(e.name, s["format"] if s["format"] != "auto" else self.default_format)
+        try:
+            if fmt is None:
+                raise FileUnreadable("file.unknown_format", "无法由扩展名判断文件格式，请设置 format")
+            for item in read_rows(spool, e.name, fmt, self.options, self.source):
+                count += 1
+                if count == 1 and fmt in _TABULAR and isinstance(item, ParsedRow):
+                    missing = [c for c in self.key_columns if c not in item.data]
+                    if missing:
+                        raise FileUnreadable("file.key_column_missing", f"表头中没有主键列 {', '.join(missing)}")
+                if count <= skip:
+                    continue
+                if isinstance(item, RowProblem):
+                    problems += 1
+                    yield item
+                else:
+                    key = self._key(item.data)
+                    if key is None:
+                        problems += 1
+                        yield RowProblem(self.source, item.locator, ",".join(self.key_columns), None, "file.key_missing", "主键列为空，该行无法识别")
+                    else:
+                        yield SourceRow(key, item.data, item.locator, version=sha)
+                if append and every and count % every == 0:
+                    ledger.current = {"sha256": sha, "name": e.name, "rows": count}
+                    yield Checkpoint(ledger.position())
+        except FileUnreadable as err:
+            problems += 1
+            status, rule = "failed", err.rule
+            where = f"{e.name}:{err.where}" if err.where else e.name
+            yield RowProblem(self.source, where, err.field, err.value, err.rule, f"文件 {e.name} 无法读取：{err.message}")
+        ledger.record(e, sha, status, time.time(), problems, rule)
+        snapshot = s["mode"] == "snapshot" and status == "done" and problems == 0
+        note = f"{e.name}: {count} rows, {problems} problem(s)"
+        if s["mode"] == "snapshot" and not snapshot:
+            note += "; not a complete snapshot, deletes not inferred"
+        yield Checkpoint(ledger.position(), snapshot=snapshot, note=note)
+
+    def _key(self, data: dict[str, Any]) -> str | None:
+        parts = []
+        for c in self.key_columns:
+            t = key_text(data.get(c))
+            if t is None:
+                return None
+            parts.append(t)
+        return "|".join(parts)
+
+    def _spool(self, store: FileStore, e: Entry) -> tuple[Path, str, int]:
+        """Copy the file to a private local temp file while hashing it: (path, sha256, bytes)."""
+        limit = int(self.settings["max_file_bytes"])
+        if e.size > limit:
+            raise FileUnreadable("file.too_large", f"文件大小 {e.size} 字节超过上限 {limit}")
+        fd, tmp = tempfile.mkstemp(prefix="gw-drop-", dir=self.settings.get("spool_dir"))
+        path = Path(tmp)
+        h, n = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as out, store.open(e.name) as src:
+                while chunk := src.read(_CHUNK):
+                    n += len(chunk)
+                    if n > limit:
+                        raise FileUnreadable("file.too_large", f"文件超过大小上限 {limit} 字节")
+                    h.update(chunk)
+                    out.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path, h.hexdigest(), n
+
+    def _tidy(self, store: FileStore, e: Entry, info: dict[str, Any], present: set[str]) -> None:
+        folder = self.settings.get("archive_dir") if info.get("status") == "done" else self.settings.get("error_dir")
+        if not folder or not store.can_move:
+            return
+        try:
+            dest = store.move(e.name, folder)
+            for m in markers_for(e.name):
+                if m in present:
+                    store.move(m, folder)
+            log.info("moved file", extra={"fields": {"source": self.source, "file": e.name, "to": dest}})
+        except OSError as err:  # stays in place; the next poll tries again
+            log.warning("could not move file", extra={"fields": {"source": self.source, "file": e.name, "error": str(err)}})
+
+
+def _unescape(delimiter: str) -> str:
+    return {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(delimiter, delimiter)

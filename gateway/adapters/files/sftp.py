@@ -1,0 +1,127 @@
+"""The `sftp` adapter: a remote drop folder read over SFTP (paramiko).
+
+Host keys are checked against the configured known_hosts file; an unknown or
+changed key stops the source with a SourceError naming the host, key type and
+fingerprint. Symlinks and other non-regular entries are ignored.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import stat
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+import paramiko
+
+from gateway.adapters.base import Setting
+from gateway.adapters.files.drop import FileDropAdapter
+from gateway.adapters.files.hostkeys import RefuseUnknownHost, changed_key_error, host_entry
+from gateway.adapters.files.settings import DROP, PARSING
+from gateway.adapters.files.store import Entry, free_name
+from gateway.errors import RetriableError, SourceError
+
+TRANSPORT = (
+    Setting("host", str, required=True, help="SFTP server host name or address"),
+    Setting("port", int, default=22, help="SFTP server port"),
+    Setting("username", str, required=True, help="Login name"),
+    Setting("password", str, secret=True, help="Password (give as {env = ...} or {credential = ...})"),
+    Setting("key_file", str, help="Private key file for key authentication"),
+    Setting("key_passphrase", str, secret=True, help="Passphrase of key_file, if any"),
+    Setting("known_hosts", str, default="~/.ssh/known_hosts", help="known_hosts file with the server's pinned host key"),
+    Setting("path", str, default=".", help="Remote drop folder"),
+    Setting("timeout", (int, float), default=30, help="Connect and read timeout, seconds"),
+)
+
+
+class SftpStore:
+    can_move = True
+
+    def __init__(self, source: str, settings: dict[str, Any]) -> None:
+        host, port = settings["host"], int(settings["port"])
+        self.root = settings["path"] or "."
+        self.label = f"sftp://{host}:{port}/{self.root.lstrip('/')}"
+        known_hosts = Path(settings["known_hosts"]).expanduser()
+        client = paramiko.SSHClient()
+        if known_hosts.exists():
+            client.load_host_keys(str(known_hosts))
+        client.set_missing_host_key_policy(RefuseUnknownHost(source, known_hosts))
+        try:
+            client.connect(
+                host, port=port, username=settings["username"], password=settings.get("password"),
+                key_filename=str(Path(settings["key_file"]).expanduser()) if settings.get("key_file") else None,
+                passphrase=settings.get("key_passphrase"), timeout=float(settings["timeout"]),
+                banner_timeout=float(settings["timeout"]), auth_timeout=float(settings["timeout"]),
+                allow_agent=False, look_for_keys=False,
+            )
+            self.sftp = client.open_sftp()
+            self.sftp.get_channel().settimeout(float(settings["timeout"]))
+        except paramiko.BadHostKeyException as e:
+            client.close()
+            raise changed_key_error(source, host_entry(host, port), known_hosts, e.key, e.expected_key) from None
+        except paramiko.AuthenticationException as e:
+            client.close()
+            raise SourceError(f"source {source}: SFTP login as {settings['username']} at {host}:{port} failed: {e}") from None
+        except SourceError:
+            client.close()
+            raise
+        except (OSError, paramiko.SSHException) as e:
+            client.close()
+            raise RetriableError(f"source {source}: cannot connect to SFTP {host}:{port}: {e}") from e
+        self.client = client
+
+    def _path(self, name: str, folder: str | None = None) -> str:
+        base = self.root if folder is None else (folder if folder.startswith("/") else posixpath.join(self.root, folder))
+        return posixpath.join(base, name)
+
+    def list(self) -> list[Entry]:
+        try:
+            attrs = self.sftp.listdir_attr(self.root)
+        except FileNotFoundError:
+            raise SourceError(f"remote drop folder {self.label} does not exist") from None
+        except PermissionError:
+            raise SourceError(f"no permission to list remote drop folder {self.label}") from None
+        except UnicodeDecodeError as e:
+            raise SourceError(f"remote folder {self.label} holds a file name that is not UTF-8: {e}") from None
+        except (OSError, paramiko.SSHException) as e:
+            raise RetriableError(f"listing {self.label} failed: {e}") from e
+        return [
+            Entry(a.filename, int(a.st_size or 0), float(a.st_mtime or 0))
+            for a in attrs
+            if a.st_mode is not None and stat.S_ISREG(a.st_mode)
+        ]
+
+    def open(self, name: str) -> BinaryIO:
+        f = self.sftp.open(self._path(name), "rb")
+        f.prefetch()
+        return f  # type: ignore[return-value]
+
+    def _exists(self, folder: str, name: str) -> bool:
+        try:
+            self.sftp.stat(posixpath.join(folder, name))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def move(self, name: str, folder: str) -> str:
+        target = folder if folder.startswith("/") else posixpath.join(self.root, folder)
+        try:
+            self.sftp.stat(target)
+        except FileNotFoundError:
+            self.sftp.mkdir(target)
+        final = free_name(self._exists, target, name)
+        self.sftp.rename(self._path(name), posixpath.join(target, final))
+        return posixpath.join(target, final)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class SftpAdapter(FileDropAdapter):
+    name = "sftp"
+    settings_spec: ClassVar[tuple[Setting, ...]] = TRANSPORT + DROP + PARSING
+
+    def open_store(self) -> SftpStore:
+        if not self.settings.get("password") and not self.settings.get("key_file"):
+            raise SourceError(f"source {self.source}: give password or key_file for SFTP login")
+        return SftpStore(self.source, self.settings)
