@@ -287,26 +287,26 @@ def parse_items_text(text: str) -> list[dict[str, str]]:
     return items
 
 
-def normalize_item(item: Mapping[str, Any], today: date, ctx: ValidationContext) -> tuple[dict | None, list[tuple[str, str]]]:
-    """One agreement item -> (canonical item or None, [(rule, message), ...])."""
+def normalize_item(item: Mapping[str, Any], today: date, ctx: ValidationContext) -> tuple[dict | None, list[tuple[str, str, str]]]:
+    """One agreement item -> (canonical item or None, [(field, rule, message), ...])."""
     out: dict[str, Any] = {}
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str, str]] = []
     if "_bad" in item:
-        return None, [("items.format", f"“{item['_bad']}”格式应为 物资编码:数量:计量单位")]
+        return None, [("", "items.format", f"“{item['_bad']}”格式应为 物资编码:数量:计量单位")]
     extra = set(item) - set(ITEM_FIELDS)
     if extra:
-        problems.append(("unknown_field", f"未知的项目字段 {', '.join(sorted(map(str, extra)))}"))
-    for name, conv, label in ((n, c, lb) for n, c, lb in zip(ITEM_FIELDS, (_item_id, _item_qty, _item_unit), ("物资编码", "数量", "计量单位"), strict=False)):
+        problems.append(("", "items.unknown_field", f"未知的项目字段 {', '.join(sorted(map(str, extra)))}"))
+    for name, conv, label in zip(ITEM_FIELDS, (_item_id, _item_qty, _item_unit), ("物资编码", "数量", "计量单位"), strict=False):
         v = item.get(name)
         if v.__class__ is str:
             v = v.strip()
         if v is None or v == "":
-            problems.append(("required", f"{label}必填"))
+            problems.append((name, "items.required", f"{label}必填"))
             continue
         try:
             out[name] = conv(v, today, ctx)
         except Invalid as e:
-            problems.append((e.rule, e.message))
+            problems.append((name, f"items.{e.rule}", e.message))
     return (None if problems else out), problems
 
 
@@ -323,7 +323,7 @@ def items(f: Field) -> Converter:
         for i, item in enumerate(raw, start=1):
             norm, probs = normalize_item(item, today, ctx)
             result.append(norm)
-            problems.extend((f"items.{rule}", f"{label}第 {i} 项：{msg}") for rule, msg in probs)
+            problems.extend((rule, f"{label}第 {i} 项：{msg}") for _, rule, msg in probs)
         if problems:
             raise Invalid(problems[0][0], problems[0][1], tuple(problems[1:]))
         return result

@@ -1,0 +1,89 @@
+"""`gateway template` and `gateway import`: the standard's spreadsheet path (no --config needed)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from gateway.cli.main import Context, cli, domain_errors
+from gateway.standard.schema import RECORD_TYPES
+
+
+@cli.command("template")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Template file (.xlsx).")
+@click.option("--type", "types", multiple=True, type=click.Choice(list(RECORD_TYPES)), help="Only these record types (repeatable).")
+def template(out: Path, types: tuple[str, ...]) -> None:
+    """Write the XLSX collection template (Chinese headers, drop-downs, 说明 sheet)."""
+    from gateway.spreadsheet.template import write_template
+
+    write_template(out, types or None)
+    click.echo(f"wrote {out}")
+
+
+def _context(ctx: click.Context):  # type: ignore[no-untyped-def]
+    """Code table and extra units from --config when one is given; defaults otherwise."""
+    from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext
+
+    obj = ctx.find_object(Context)
+    if obj is None or obj.config_path is None:
+        return DEFAULT_CONTEXT
+    return ValidationContext.from_config(obj.config)
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--type", "record_type", type=click.Choice(list(RECORD_TYPES)),
+              help="Record type of a CSV file; for a workbook, import only this type's sheet.")
+@click.option("--encoding", help="CSV encoding (default: detect UTF-8 / UTF-8 BOM / GB18030).")
+@click.option("--errors-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Error report: .xlsx (a copy of the workbook with a 错误说明 column) or .csv (an error list).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+@domain_errors
+def import_(ctx: click.Context, file: Path, record_type: str | None, encoding: str | None,
+            errors_out: Path | None, as_json: bool) -> None:
+    """Validate FILE (standard workbook .xlsx, or CSV with --type) and report records and row errors.
+
+    Exit code 0 when every row is valid, 1 when some rows have errors.
+    """
+    from gateway.spreadsheet.export import write_error_csv, write_error_list_xlsx, write_error_workbook
+    from gateway.spreadsheet.importer import import_csv, import_workbook
+
+    vctx = _context(ctx)
+    is_csv = file.suffix.lower() in (".csv", ".txt")
+    if is_csv:
+        if record_type is None:
+            raise click.UsageError("a CSV file needs --type (material, depot, stock, agreement or capacity)")
+        result = import_csv(file, record_type, encoding, context=vctx)
+    else:
+        result = import_workbook(file, context=vctx)
+        if record_type is not None:
+            label = RECORD_TYPES[record_type].label
+            result.records = [r for r in result.records if r.record_type == record_type]
+            sheets = {label, record_type} | ({"协议物资"} if record_type == "agreement" else set())
+            result.errors = [e for e in result.errors if e.sheet in sheets]
+    if errors_out is not None and result.errors:
+        if errors_out.suffix.lower() == ".csv":
+            write_error_csv(result, errors_out)
+        elif is_csv:
+            write_error_list_xlsx(result, errors_out)
+        else:
+            write_error_workbook(file, result, errors_out)
+    if as_json:
+        click.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"{file}:")
+        counts = result.counts()
+        for name, rt in RECORD_TYPES.items():
+            if name in counts:
+                click.echo(f"  {rt.label} ({name}): {counts[name]} 条记录")
+        if not counts:
+            click.echo("  没有有效记录")
+        click.echo(f"  错误 {len(result.errors)} 条" + (f"，报告已写入 {errors_out}" if errors_out and result.errors else ""))
+        for e in result.errors:
+            click.echo(f"    {e.sheet} 第 {e.row} 行 {e.label or e.field} [{e.rule}] {e.message}")
+    if result.errors:
+        sys.exit(1)

@@ -1,0 +1,295 @@
+"""Import the standard workbook (or a CSV of one record type) with a row-level error report.
+
+Rows are streamed (openpyxl read-only, csv line by line) and each is
+normalised by gateway.standard.validate; a bad row yields RowErrors naming
+sheet, row, field label, value and rule, and never stops the others.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from openpyxl import load_workbook
+
+from gateway.errors import RowProblem, SourceError
+from gateway.spreadsheet import encoding as enc
+from gateway.spreadsheet.layout import ERROR_HEADER, ITEM_COLUMNS, ITEMS_SHEET, sheet_to_type
+from gateway.spreadsheet.safe_cells import restore
+from gateway.standard.converters import normalize_item
+from gateway.standard.schema import RECORD_TYPES, Field
+from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext, normalize
+
+
+@dataclass(frozen=True)
+class RowError:
+    sheet: str
+    row: int  # spreadsheet row number (1 = header); for CSV the record number counting the header
+    field: str
+    label: str
+    value: object
+    rule: str
+    message: str  # Chinese
+
+    def as_dict(self) -> dict[str, object]:
+        return {"sheet": self.sheet, "row": self.row, "field": self.field, "label": self.label,
+                "value": _jsonable(self.value), "rule": self.rule, "message": self.message}
+
+    def to_row_problem(self, source: str) -> RowProblem:
+        return RowProblem(source, f"{self.sheet} 第 {self.row} 行", self.field or None, self.value, self.rule, self.message)
+
+    def __str__(self) -> str:
+        return f"{self.sheet} 第 {self.row} 行 {self.label or self.field}：{self.message} [{self.rule}]"
+
+
+@dataclass(frozen=True)
+class ImportedRecord:
+    record_type: str
+    sheet: str
+    row: int
+    data: dict[str, Any]
+
+
+@dataclass
+class ImportResult:
+    source: str
+    records: list[ImportedRecord] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    encoding: str | None = None  # CSV only: the detected or given encoding
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(r.record_type for r in self.records))
+
+    def bad_rows(self) -> dict[str, dict[int, list[RowError]]]:
+        out: dict[str, dict[int, list[RowError]]] = {}
+        for e in self.errors:
+            out.setdefault(e.sheet, {}).setdefault(e.row, []).append(e)
+        return out
+
+    def summary(self) -> dict[str, object]:
+        return {"source": self.source, "records": self.counts(), "error_count": len(self.errors),
+                "errors": [e.as_dict() for e in self.errors]}
+
+
+def _jsonable(v: object) -> object:
+    return v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
+
+
+def _blank(v: object) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
+class _Columns:
+    """Which column holds which field, read from the header row(s)."""
+
+    def __init__(self, fields: Mapping[str, Field], first: tuple, second: tuple | None) -> None:
+        self.problems: list[tuple[int, str]] = []  # (column index, header text)
+        self.ignored: set[int] = set()
+        names = [str(v).strip() if v is not None else "" for v in (second or ())]
+        if second is not None and any(names) and all(n in fields or not n for n in names):
+            self.by_index = {i: n for i, n in enumerate(names) if n}
+            self.header_rows = 2
+            # blank names under the error column of an error report are expected
+            self.ignored = {i for i, v in enumerate(first) if str(v or "").strip() == ERROR_HEADER}
+            return
+        by_label = {f.label: f.name for f in fields.values()} | {n: n for n in fields}
+        self.by_index = {}
+        self.header_rows = 1
+        for i, v in enumerate(first):
+            text = str(v).strip().rstrip("*＊").strip() if v is not None else ""
+            if not text:
+                continue
+            if text == ERROR_HEADER:
+                self.ignored.add(i)
+            elif text in by_label and by_label[text] not in self.by_index.values():
+                self.by_index[i] = by_label[text]
+            else:
+                self.problems.append((i, str(v)))
+
+    def row_dict(self, values: tuple) -> dict[str, Any] | None:
+        """Field -> value for one row; None when the row is blank."""
+        out: dict[str, Any] = {}
+        n = len(values)
+        for i, name in self.by_index.items():
+            v = values[i] if i < n else None
+            if not _blank(v):
+                out[name] = restore(v)
+        return out or None
+
+
+def _header_errors(sheet: str, cols: _Columns) -> Iterator[RowError]:
+    for _, text in cols.problems:
+        yield RowError(sheet, 1, "", text, text, "unknown_column", f"表头“{text}”不是本表的字段（或重复），该列未导入")
+
+
+def _rows(sheet: str, record_type: str, rows: Iterator[tuple[int, tuple]], ctx: ValidationContext,
+          today: date | None, items: _Items | None = None) -> Iterator[ImportedRecord | RowError]:
+    fields = RECORD_TYPES[record_type].field_map
+    try:
+        _, first = next(rows)
+    except StopIteration:
+        return
+    second_row = next(rows, None)
+    cols = _Columns(fields, first, second_row[1] if second_row else None)
+    yield from _header_errors(sheet, cols)
+    pending = [] if cols.header_rows == 2 or second_row is None else [second_row]
+    for row_no, values in _chain(pending, rows):
+        data = cols.row_dict(values)
+        if data is None:
+            continue
+        if items is not None:
+            no = str(data.get("agreement_no", "")).strip()
+            items.seen.add(no)
+            if "items" not in data:
+                bad = items.bad.get(no)
+                if bad:
+                    yield RowError(sheet, row_no, "items", "协议物资", no, "items.invalid",
+                                   f"协议物资有误（见“{ITEMS_SHEET}”表第 {'、'.join(map(str, bad))} 行），本协议未导入")
+                    continue
+                data["items"] = items.good.get(no, [])
+        out, errors = normalize(record_type, data, today=today, context=ctx)
+        if errors:
+            for e in errors:
+                yield RowError(sheet, row_no, e.field, e.label, _jsonable(e.value), e.rule, e.message)
+        else:
+            yield ImportedRecord(record_type, sheet, row_no, out)
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+@dataclass
+class _Items:
+    good: dict[str, list[dict]] = field(default_factory=dict)
+    bad: dict[str, list[int]] = field(default_factory=dict)
+    rows: dict[str, list[int]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+
+_ITEM_FIELDS = {f.name: f for f in ITEM_COLUMNS}
+
+
+def _item_rows(rows: Iterator[tuple[int, tuple]], ctx: ValidationContext, today: date,
+               items: _Items) -> Iterator[RowError]:
+    try:
+        _, first = next(rows)
+    except StopIteration:
+        return
+    second_row = next(rows, None)
+    cols = _Columns(_ITEM_FIELDS, first, second_row[1] if second_row else None)
+    yield from _header_errors(ITEMS_SHEET, cols)
+    pending = [] if cols.header_rows == 2 or second_row is None else [second_row]
+    for row_no, values in _chain(pending, rows):
+        data = cols.row_dict(values)
+        if data is None:
+            continue
+        no = data.pop("agreement_no", None)
+        no = str(no).strip() if no is not None else ""
+        item, problems = normalize_item(data, today, ctx)
+        if not no:
+            problems.insert(0, ("agreement_no", "required", "协议编号必填"))
+        items.rows.setdefault(no, []).append(row_no)
+        if problems:
+            items.bad.setdefault(no, []).append(row_no)
+            for fname, rule, message in problems:
+                label = _ITEM_FIELDS[fname].label if fname else ""
+                yield RowError(ITEMS_SHEET, row_no, fname, label, _jsonable(data.get(fname)) if fname else None, rule, message)
+        else:
+            items.good.setdefault(no, []).append(item)
+
+
+def _sheet_rows(ws: Any) -> Iterator[tuple[int, tuple]]:
+    ws.reset_dimensions()  # trust the cells, not a dimension tag other tools may get wrong
+    return enumerate(ws.iter_rows(values_only=True), start=1)
+
+
+def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
+                  today: date | None = None) -> Iterator[ImportedRecord | RowError]:
+    """Stream records and row errors of a standard workbook, sheet by sheet."""
+    ctx = context or DEFAULT_CONTEXT
+    ref = today or ctx.today or date.today()
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # openpyxl raises several types for a file that is not XLSX
+        raise SourceError(f"{path}: 无法作为 XLSX 工作簿读取：{e}") from e
+    try:
+        names = sheet_to_type()
+        items = _Items()
+        if ITEMS_SHEET in wb.sheetnames:  # items first: agreements need them
+            yield from _item_rows(_sheet_rows(wb[ITEMS_SHEET]), ctx, ref, items)
+        for title in wb.sheetnames:
+            rtype = names.get(title)
+            if rtype is None:
+                continue
+            yield from _rows(title, rtype, _sheet_rows(wb[title]), ctx, ref, items if rtype == "agreement" else None)
+        for no, rows in items.rows.items():
+            if no and no not in items.seen:
+                for r in rows:
+                    yield RowError(ITEMS_SHEET, r, "agreement_no", "协议编号", no, "items.orphan",
+                                   f"协议编号“{no}”在“协议信息”表中不存在")
+    finally:
+        wb.close()
+
+
+def _collect(source: str, stream: Iterable[ImportedRecord | RowError]) -> ImportResult:
+    result = ImportResult(source)
+    for x in stream:
+        (result.records if isinstance(x, ImportedRecord) else result.errors).append(x)  # type: ignore[arg-type]
+    return result
+
+
+def import_workbook(path: str | Path, *, context: ValidationContext | None = None,
+                    today: date | None = None) -> ImportResult:
+    """Every valid record of the workbook plus every row error."""
+    return _collect(str(path), iter_workbook(path, context=context, today=today))
+
+
+def iter_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
+             context: ValidationContext | None = None, today: date | None = None,
+             result: ImportResult | None = None) -> Iterator[ImportedRecord | RowError]:
+    """Stream one CSV file of `record_type` (header: Chinese labels or field names)."""
+    if record_type not in RECORD_TYPES:
+        raise KeyError(f"unknown record type {record_type!r}; expected one of {', '.join(RECORD_TYPES)}")
+    ctx = context or DEFAULT_CONTEXT
+    sheet = Path(path).name
+    with open(path, "rb") as f:
+        codec = enc.ALIASES.get(encoding.lower(), encoding.lower()) if encoding else enc.detect_file(f)
+        if result is not None:
+            result.encoding = codec
+        lines = enc.Lines(f, codec)
+        reader = csv.reader(lines)
+
+        def numbered() -> Iterator[tuple[int, tuple]]:
+            last_line = 0
+            for n, row in enumerate(reader, start=1):
+                span = range(last_line + 1, reader.line_num + 1)
+                last_line = reader.line_num
+                bad = [lines.bad[i] for i in span if i in lines.bad]
+                if bad:
+                    bad_rows[n] = bad[0]
+                    yield n, ()
+                else:
+                    yield n, tuple(row)
+
+        bad_rows: dict[int, str] = {}
+        yield from _rows(sheet, record_type, numbered(), ctx, today)
+        # rows that could not be decoded were yielded empty (skipped); report them now
+        for n, reason in sorted(bad_rows.items()):
+            yield RowError(sheet, n, "", "", None, "encoding", f"第 {n} 行{reason}，该行未导入")
+
+
+def import_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
+               context: ValidationContext | None = None, today: date | None = None) -> ImportResult:
+    """Every valid record of a CSV file of one record type plus every row error."""
+    result = ImportResult(str(path))
+    stream = iter_csv(path, record_type, encoding, context=context, today=today, result=result)
+    for x in stream:
+        (result.records if isinstance(x, ImportedRecord) else result.errors).append(x)  # type: ignore[arg-type]
+    return result
