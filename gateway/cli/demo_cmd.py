@@ -1,0 +1,31 @@
+"""`gateway demo`: the whole exchange on one machine with embedded defaults."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gateway.cli.main import cli, domain_errors
+
+
+@cli.command("demo")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
+              help="Folder for the sample department, configs, keys and state.")
+@click.option("--once", is_flag=True, help="One full cycle, then exit: 0 only when every valid record was delivered.")
+@click.option("--fresh", is_flag=True, help="Start over: empty the demo folder first.")
+@domain_errors
+def demo(directory: Path, once: bool, fresh: bool) -> None:
+    """Create a sample department and a local hub, extract-and-load every source, show what was delivered.
+
+    Without --once the gateway keeps running on its schedule (admin UI and hub UI
+    URLs are printed) until Ctrl-C. Re-running in the same folder reuses it.
+    """
+    from gateway.demo.runner import DemoError, run_demo
+
+    try:
+        code = run_demo(directory, once=once, fresh=fresh, echo=click.echo)
+    except DemoError as e:
+        raise click.ClickException(str(e)) from None
+    sys.exit(code)

@@ -1,0 +1,169 @@
+"""`gateway demo`: a sample department, a local hub and the gateway, end to end on embedded defaults."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.demo import sample
+from gateway.demo.files import write_department
+from gateway.demo.layout import (
+    DEFAULT_GATEWAY_PORT,
+    DEFAULT_HUB_PORT,
+    SOURCE_ORDER,
+    DemoLayout,
+    free_port,
+    write_configs,
+)
+from gateway.demo.report import DemoReport, build_report, format_report
+from gateway.logs import log
+
+LOG = logging.getLogger("gateway.demo")
+MARKER = ".gateway-demo"  # only a folder holding this is ever emptied by --fresh
+ADMIN_USER = "demo-admin"
+
+Echo = Callable[[str], None]
+
+
+class DemoError(Exception):
+    pass
+
+
+def prepare_folder(root: Path, fresh: bool) -> bool:
+    """Create (or with `fresh`, empty) the demo folder. True when the sample data must be written."""
+    marker = root / MARKER
+    if root.exists() and any(root.iterdir()) and not marker.exists():
+        raise DemoError(f"{root} is not empty and was not made by `gateway demo`; choose another --dir")
+    if fresh and marker.exists():
+        for child in root.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by `gateway demo`; `gateway demo --fresh` may empty this folder\n", encoding="utf-8")
+    return not (root / "department" / "yjwz.db").exists()
+
+
+def _department_paths(root: Path) -> dict[str, Path]:
+    d = root / "department"
+    return {"database": d / "yjwz.db", "drop": d / "drop", "legacy": d / "legacy"}
+
+
+def _api_token(root: Path) -> str:
+    p = root / "state" / "api_token"
+    if p.exists():
+        return p.read_text().strip()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tok = secrets.token_urlsafe(24)
+    p.write_text(tok + "\n")
+    p.chmod(0o600)
+    return tok
+
+
+def ensure_admin(engine: Any) -> str:
+    """The demo admin account with a fresh random password (printed once by the caller)."""
+    from gateway.accounts import AccountStore
+    from gateway.accounts.roles import GATEWAY_ROLES
+    from gateway.store import tables
+
+    store = AccountStore(engine, tables.users, tables.audit, GATEWAY_ROLES)
+    password = secrets.token_urlsafe(12)
+    if store.by_name(ADMIN_USER):
+        store.set_password(ADMIN_USER, password, actor="demo")
+    else:
+        store.add(ADMIN_USER, password, "admin", display_name="演示管理员", actor="demo")
+    return password
+
+
+def sync_all(config: Any, engine: Any, echo: Echo) -> dict[str, Any]:
+    """One extract-and-load of every source, in dependency order (materials before stock)."""
+    from gateway.sync import sync_source
+
+    out: dict[str, Any] = {}
+    names = [n for n in SOURCE_ORDER if any(s.name == n for s in config.sources)]
+    for name in names:
+        try:
+            out[name] = sync_source(config, name, engine, operator="demo")
+        except Exception as e:  # report the source and go on with the others
+            log(LOG, logging.ERROR, "demo sync failed", source=name, error=str(e))
+            echo(f"数据源 {name} 同步失败：{e}")
+    return out
+
+
+def run_cycle(config: Any, engine: Any, echo: Echo, give_up_after: float = 60.0) -> DemoReport:
+    """Extract-and-load every source, push until the outbox is drained, and report from the store."""
+    from gateway.push.client import push_pending
+
+    summaries = sync_all(config, engine, echo)
+    push_pending(config, engine, give_up_after=give_up_after, lock_wait=30.0)
+    return build_report(engine, [(s.name, s.record_type) for s in config.sources], summaries)
+
+
+def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading.Event | None = None) -> int:
+    """The whole demo. Returns the exit code: 0 when every valid record was delivered with a verified receipt."""
+    from gateway.config import load_gateway_config
+    from gateway.demo.hub_server import HubServer
+    from gateway.store import open_store
+
+    root = root.resolve()
+    first = prepare_folder(root, fresh)
+    if first:
+        write_department(root, sample.build())
+        echo(f"示例部门数据已生成：{root / 'department'}")
+    else:
+        echo(f"沿用已有演示目录 {root}（--fresh 可重新生成）")
+    layout = DemoLayout(root, free_port(DEFAULT_HUB_PORT), free_port(DEFAULT_GATEWAY_PORT))
+    write_configs(layout, _department_paths(root), _api_token(root))
+    config = load_gateway_config(layout.gateway_config)
+
+    hub = HubServer(layout.hub_config).start()
+    engine = open_store(config.state_path)
+    service = None
+    try:
+        password = ensure_admin(engine)
+        report = run_cycle(config, engine, echo)
+        echo("")
+        echo(format_report(report))
+        echo("")
+        if once:
+            ok = report.complete
+            echo("全部有效记录均已送达并取得已验证的中心回执。" if ok else f"仍有 {report.waiting} 条记录未取得回执。")
+            return 0 if ok else 1
+        from gateway.service.runtime import GatewayService
+
+        service = GatewayService(config, engine, listen=f"127.0.0.1:{layout.gateway_port}", run_at_start=False).start()
+        echo(f"前置机管理界面：{layout.gateway_url}/   用户 {ADMIN_USER}  密码 {password}（仅显示这一次）")
+        echo(f"乡镇中心界面：  {layout.hub_url}/")
+        echo(f"本地接口：curl -H 'Authorization: Bearer {config.web.api_token}' -H 'Content-Type: application/json' "
+             f"-d '{{\"source\":\"materials\",\"key\":\"WZ-0001\"}}' {layout.gateway_url}/api/local/push")
+        echo(f"配置：{layout.gateway_config}  {layout.hub_config}")
+        echo("按计划继续同步中；按 Ctrl-C 退出。")
+        if stop is not None:
+            stop.wait()
+        else:
+            _wait_for_interrupt()
+        return 0
+    finally:
+        if service is not None:
+            service.stop()
+        hub.stop()
+        engine.dispose()
+
+
+def _wait_for_interrupt() -> None:
+    ev = threading.Event()
+    import signal
+
+    old = {s: signal.signal(s, lambda *_: ev.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not ev.wait(1.0):
+            pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
