@@ -20,15 +20,14 @@ class HubServer:
         self._closing = False
 
     def start(self, timeout: float = 15.0) -> HubServer:
-        from waitress.server import create_server
-
-        from gateway.hub import create_app
+        from gateway.hub.app import create_app
         from gateway.hub.config import load_hub_config
+        from gateway.hub.server import make_server
 
         self.config = load_hub_config(self.config_path)
         self.app = create_app(self.config)
         host, port = self.config.host_port
-        self.server = create_server(self.app, host=host, port=port, threads=4, ident="hub")
+        self.server = make_server(self.app, host, port, threads=4)
         self._thread = threading.Thread(target=self._serve, name="demo-hub", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -60,6 +59,6 @@ class HubServer:
             self.server.close()
         if self._thread is not None:
             self._thread.join(5)
-        engine = getattr(self.app, "extensions", {}).get("hub_engine") if self.app is not None else None
-        if engine is not None and hasattr(engine, "dispose"):
-            engine.dispose()
+        hub = self.app.extensions.get("hub") if self.app is not None else None
+        if hub is not None:
+            hub.engine.dispose()

@@ -18,8 +18,9 @@ HUB_DEPARTMENT = "330110"  # the hub's own code, for its key id
 DEFAULT_HUB_PORT = 8700
 DEFAULT_GATEWAY_PORT = 8710
 
-# The order sources are synced in: materials before the stock that refers to them.
-SOURCE_ORDER = ("materials", "depots", "agreements", "capacity", "stock", "township_drop", "legacy_depots")
+# The order sources are synced in: the hub checks that stock refers to known
+# materials and depots, so those go first.
+SOURCE_ORDER = ("materials", "depots", "legacy_depots", "agreements", "capacity", "stock", "township_drop")
 
 MAPPINGS: dict[str, str] = {
     "materials": '''\
@@ -144,18 +145,18 @@ responsible_phone = "联系电话"
 ''',
     "legacy_depots": '''\
 record_type = "depot"
-description = "旧仓储系统导出的村级储备室（GBK 编码 XML，带命名空间）"
+description = "旧仓储系统导出的村级储备室（GBK 编码 XML，带命名空间；列名为元素的本地名）"
 
 [fields]
-depot_id = {path = "ck:BM"}
-depot_name = {path = "ck:MC"}
-depot_level = {path = "ck:JB"}
-region_code = {path = "ck:QH"}
-address = {path = "ck:DZ"}
-mgmt_unit_name = {path = "ck:DW"}
-contact_name = {path = "ck:FZR"}
-contact_phone = {path = "ck:DH"}
-floor_area_m2 = {path = "ck:MJ"}
+depot_id = "BM"
+depot_name = "MC"
+depot_level = "JB"
+region_code = "QH"
+address = "DZ"
+mgmt_unit_name = "DW"
+contact_name = "FZR"
+contact_phone = "DH"
+floor_area_m2 = "MJ"
 ''',
 }
 
@@ -232,7 +233,7 @@ every = "30s"
 [sources.settings]
 path = "{drop.as_posix()}"
 pattern = "*.csv;*.xlsx"
-key_columns = ["物资编码", "储备库编码", "批次号"]
+key_columns = ["物资编码", "储备库编码"]
 completion = "atomic"   # the demo writes each file under a temporary name and renames it
 ''')
         else:
@@ -248,7 +249,7 @@ path = "{legacy.as_posix()}"
 pattern = "*.xml"
 mode = "snapshot"
 completion = "atomic"
-key_columns = ["ck:BM"]
+key_columns = ["BM"]
 record_path = "ck:CK"
 namespaces = {{ck = "http://yjgl.yuhang.example.cn/ckgl/2009"}}
 ''')

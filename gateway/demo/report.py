@@ -12,6 +12,8 @@ from sqlalchemy import Engine, func, select
 from gateway.store.tables import dead_letters, outbox, receipts, sync_runs
 
 DELIVERED = ("accepted", "duplicate", "stale")
+GATEWAY = "前置机校验"
+HUB = "中心拒收"
 
 
 @dataclass
@@ -49,9 +51,13 @@ class DemoReport:
         return sum(line.delivered for line in self.lines)
 
     @property
+    def hub_rejected(self) -> int:
+        return sum(1 for r in self.rejections if r.by == HUB)
+
+    @property
     def complete(self) -> bool:
-        """Every valid record delivered with a verified receipt, nothing left waiting."""
-        return self.waiting == 0 and self.delivered > 0
+        """Every record that passed the gateway's checks delivered with a verified receipt: none waiting, none refused."""
+        return self.waiting == 0 and self.hub_rejected == 0 and self.delivered > 0
 
 
 def _get(obj: Any, name: str, default: Any = 0) -> Any:
@@ -119,7 +125,7 @@ def build_report(engine: Engine, sources: list[tuple[str, str]], summaries: dict
             problems = _last_problems(engine, name)
         for p in problems:
             where, fld, value, reason = _problem_fields(p)
-            rep.rejections.append(Rejection(name, where, fld, value, reason, "前置机校验"))
+            rep.rejections.append(Rejection(name, where, fld, value, reason, GATEWAY))
         line.rejected = len(problems)
         rep.lines.append(line)
     by_source = {line.source: line for line in rep.lines}
@@ -127,7 +133,7 @@ def build_report(engine: Engine, sources: list[tuple[str, str]], summaries: dict
         reasons = orjson.loads(reasons_text) if reasons_text else []
         for r in reasons or [{}]:
             r = r if isinstance(r, dict) else {"message": str(r)}
-            rep.rejections.append(Rejection(source, key, r.get("field"), r.get("value"), str(r.get("message") or ""), "中心拒收"))
+            rep.rejections.append(Rejection(source, key, r.get("field"), r.get("value"), str(r.get("message") or ""), HUB))
         if source in by_source:
             by_source[source].rejected += 1
     return rep

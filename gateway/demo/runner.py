@@ -133,7 +133,10 @@ def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading
         echo("")
         if once:
             ok = report.complete
-            echo("全部有效记录均已送达并取得已验证的中心回执。" if ok else f"仍有 {report.waiting} 条记录未取得回执。")
+            if ok:
+                echo("全部有效记录均已送达并取得已验证的中心回执。")
+            else:
+                echo(f"未完成：{report.waiting} 条记录尚未取得回执，{report.hub_rejected} 条被中心拒收。")
             return 0 if ok else 1
         from gateway.service.runtime import GatewayService
 
