@@ -5,11 +5,13 @@ from gateway.cli import (
     files_cmd,  # noqa: F401
     hub_cmd,  # noqa: F401
     init_cmd,  # noqa: F401
+    mapping_cmd,  # noqa: F401
     pgnotify_cmd,  # noqa: F401
     push_cmd,  # noqa: F401
     run_cmd,  # noqa: F401
     spreadsheet_cmd,  # noqa: F401
     standard_cmd,  # noqa: F401
+    sync_cmd,  # noqa: F401
     users_cmd,  # noqa: F401
 )
 from gateway.cli.main import cli
