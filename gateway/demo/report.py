@@ -51,6 +51,10 @@ class DemoReport:
         return sum(line.delivered for line in self.lines)
 
     @property
+    def gateway_rejected(self) -> int:
+        return sum(1 for r in self.rejections if r.by == GATEWAY)
+
+    @property
     def hub_rejected(self) -> int:
         return sum(1 for r in self.rejections if r.by == HUB)
 

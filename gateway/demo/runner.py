@@ -132,11 +132,15 @@ def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading
         echo(format_report(report))
         echo("")
         if once:
-            ok = report.complete
+            # The sample holds a known number of bad rows; any other rejection
+            # (an unreadable file, say) means valid records did not arrive.
+            unexpected = report.gateway_rejected - len(sample.build().expected_rejections)
+            ok = report.complete and unexpected == 0
             if ok:
                 echo("全部有效记录均已送达并取得已验证的中心回执。")
             else:
-                echo(f"未完成：{report.waiting} 条记录尚未取得回执，{report.hub_rejected} 条被中心拒收。")
+                echo(f"未完成：{report.waiting} 条记录尚未取得回执，{report.hub_rejected} 条被中心拒收，"
+                     f"{max(unexpected, 0)} 条意外的校验问题。")
             return 0 if ok else 1
         from gateway.service.runtime import GatewayService
 
