@@ -218,7 +218,9 @@ class FileDropAdapter(Adapter):
         limit = int(self.settings["max_file_bytes"])
         if e.size > limit:
             raise FileUnreadable("file.too_large", f"文件大小 {e.size} 字节超过上限 {limit}")
-        fd, tmp = tempfile.mkstemp(prefix="gw-drop-", dir=self.settings.get("spool_dir"))
+        # Keep the extension: openpyxl decides by it whether it may open a workbook.
+        suffix = "".join(c for c in Path(e.name).suffix[:12] if c.isascii() and (c.isalnum() or c == "."))
+        fd, tmp = tempfile.mkstemp(prefix="gw-drop-", suffix=suffix, dir=self.settings.get("spool_dir"))
         path = Path(tmp)
         h, n = hashlib.sha256(), 0
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.adapters.formats import FileUnreadable, FormatOptions, ParsedRow
-from gateway.adapters.formats.table import rows_from_cells
+from gateway.adapters.formats.table import BadCell, rows_from_cells
 from gateway.errors import RowProblem
 
 
@@ -62,15 +62,15 @@ def read_xls(path: Path, name: str, opts: FormatOptions, source: str) -> Iterato
             raise FileUnreadable("xls.no_sheet", f"工作表 {opts.sheet!r} 不存在（有：{', '.join(book.sheet_names())}）") from e
         title = sheet.name
 
-        def cells() -> Iterator[tuple[int, list[Any]] | RowProblem]:
+        def cells() -> Iterator[tuple[int, list[Any]] | BadCell]:
             for r in range(sheet.nrows):
                 values: list[Any] = []
-                bad: RowProblem | None = None
+                bad: BadCell | None = None
                 for c, cell in enumerate(sheet.row(r)):
                     v, problem = _xls_value(cell, book.datemode)
                     if problem and bad is None:
-                        bad = RowProblem(source, f"{name}:{title}!row {r + 1}", f"column {c + 1}", cell.value, "xls.cell_error", problem)
-                    values.append(v)
+                        bad = BadCell(r + 1, values, c, "xls.cell_error", problem)
+                    values.append(v if not problem else _xls_error_text(cell))
                 yield bad if bad else (r + 1, values)
 
         yield from rows_from_cells(cells(), opts.header_row, lambda n: f"{name}:{title}!row {n}", source)
@@ -96,3 +96,9 @@ def _xls_value(cell: Any, datemode: int) -> tuple[Any, str | None]:
     if t == xlrd.XL_CELL_ERROR:
         return None, f"单元格含 Excel 错误值 {xlrd.error_text_from_code.get(v, v)}"
     return v, None
+
+
+def _xls_error_text(cell: Any) -> str:
+    import xlrd
+
+    return str(xlrd.error_text_from_code.get(cell.value, cell.value))
