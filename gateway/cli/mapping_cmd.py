@@ -39,12 +39,16 @@ def preview_cmd(ctx: Context, source: str, limit: int, as_json: bool) -> None:
     """Map the first LIMIT rows of SOURCE and show each record or each field's error."""
     from gateway.adapters.base import SourceRow
     from gateway.mappings import load_mapping, preview
+    from gateway.standard.validate import ValidationContext
     from gateway.sync.pipeline import open_adapter, source_rows
 
     sc = _source(ctx, source)
     with open_adapter(ctx.config, sc) as adapter:
         cols = adapter.columns()
-        mapping = load_mapping(sc.mapping, sc.record_type, cols, source=sc.name, source_rows=source_rows(ctx.config))
+        mapping = load_mapping(
+            sc.mapping, sc.record_type, cols, source=sc.name, source_rows=source_rows(ctx.config),
+            context=ValidationContext.from_config(ctx.config),
+        )
         rows = (e for e in adapter.fetch(None) if isinstance(e, SourceRow))
         result = preview(mapping, islice(rows, limit), limit)
     if as_json:

@@ -22,7 +22,7 @@ from gateway.errors import MappingError, RowProblem
 from gateway.mappings.expr import ExprError, compile_expr, compile_template
 from gateway.mappings.transforms import TransformContext, TransformFailure
 from gateway.standard.schema import RECORD_TYPES
-from gateway.standard.validate import normalize
+from gateway.standard.validate import ValidationContext, normalize
 
 FieldFn = Callable[[Mapping[str, Any]], Any]
 SOURCE_KINDS = ("column", "path", "expr", "template", "constant")
@@ -50,6 +50,8 @@ class CompiledMapping:
     version: int | None = None
     source: str = ""
     file: str | None = None
+    # Extra units and the category code table from the gateway config; None = the schema's defaults.
+    context: ValidationContext | None = None
     _raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def map_fields(self, data: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
@@ -69,7 +71,7 @@ class CompiledMapping:
                 continue
             if v is not None:
                 out[name] = v
-        clean, errors = normalize(self.record_type, out)
+        clean, errors = normalize(self.record_type, out, context=self.context)
         if not errors and not failed:
             return clean, []
         problems = list(failed or [])
@@ -85,14 +87,13 @@ class CompiledMapping:
         else:
             data, locator = row, ""
         record, problems = self.map_fields(data)
-        return record, [
-            RowProblem(self.source, locator, p.field, p.value, p.rule, f"{p.label}：{p.message}") for p in problems
-        ]
+        return record, [RowProblem(self.source, locator, p.field, p.value, p.rule, p.message) for p in problems]
 
 
 def _problem(record_type: str, name: str, value: Any, rule: str, message: str) -> FieldProblem:
     f = RECORD_TYPES[record_type].field_map.get(name)
-    return FieldProblem(name, f.label if f else name, value, rule, message)
+    label = f.label if f else name
+    return FieldProblem(name, label, value, rule, f"{label}：{message}")
 
 
 def _raw_value(raw: Mapping[str, Any], name: str, data: Mapping[str, Any]) -> Any:
@@ -115,6 +116,7 @@ def load_mapping(
     version: int | None = None,
     base_dir: Path | None = None,
     source_rows: Callable[[str], Any] | None = None,
+    context: ValidationContext | None = None,
 ) -> CompiledMapping:
     """Compile a mapping file (a Path, or TOML text). Raises MappingError listing every problem.
 
@@ -184,6 +186,7 @@ def load_mapping(
         version=version,
         source=source,
         file=file,
+        context=context,
         _raw=raw_fields,
     )
 

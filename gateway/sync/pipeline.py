@@ -32,6 +32,7 @@ from gateway.config import GatewayConfig, SourceConfig
 from gateway.errors import FatalError, RowProblem, SkippableError
 from gateway.mappings import CompiledMapping, current_version, load_mapping
 from gateway.standard.schema import record_key
+from gateway.standard.validate import ValidationContext
 from gateway.store.db import utcnow
 from gateway.store.tables import source_positions, sync_runs
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, begin_immediate, iso_updated_at
@@ -108,7 +109,8 @@ def compile_for(config: GatewayConfig, sc: SourceConfig, engine: Engine, operato
         raise FatalError(f"source {sc.name} has no mapping file")
     text = sc.mapping.read_text(encoding="utf-8")
     mapping = load_mapping(
-        text, sc.record_type, source=sc.name, base_dir=sc.mapping.parent, source_rows=source_rows(config)
+        text, sc.record_type, source=sc.name, base_dir=sc.mapping.parent, source_rows=source_rows(config),
+        context=ValidationContext.from_config(config),
     )
     mapping.file = str(sc.mapping)
     mapping.version = current_version(engine, sc.name, text, author=operator)
