@@ -70,6 +70,7 @@ def authenticate(body: bytes) -> Caller:
     try:
         negotiate(request.headers.get(VERSION_HEADER))
     except UnsupportedProtocol as e:
+        h.log_refusal(400, "unsupported_protocol", str(e), body=body)
         raise Refused(400, "unsupported_protocol", str(e), supported=list(SUPPORTED_VERSIONS)) from None
     entry: registry.KeyEntry | None = None
 

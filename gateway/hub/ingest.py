@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, and_, insert, select
+from sqlalchemy import Engine, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -110,6 +110,18 @@ def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     conn.execute(stmt, rows)
 
 
+def _bump_seqs(conn: Connection, department: str, bumps: list[dict[str, Any]]) -> None:
+    if not bumps:
+        return
+    r = tables.records.c
+    stmt = (
+        update(tables.records)
+        .where(and_(r.department == department, r.type == bindparam("b_type"), r.key == bindparam("b_key")))
+        .values(seq=bindparam("b_seq"))
+    )
+    conn.execute(stmt, bumps)
+
+
 @dataclass
 class StoredBatch:
     receipt: bytes
@@ -166,10 +178,19 @@ def store_batch(
         results: list[dict[str, Any]] = []
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
+        bumps: dict[tuple[str, str], dict[str, Any]] = {}
         counts = {"accepted": 0, "rejected": 0, "duplicate": 0, "stale": 0}
         for c in candidates:
             rec = c.rec
             status, reasons, this_seq = _decide(c, state, held)
+            if status == "duplicate" and state[(rec["type"], rec["key"])][0] < rec["seq"]:
+                # Same content under a newer seq: keep the newer seq, so an older state arriving later is stale.
+                s_seq, s_version, s_deleted = state[(rec["type"], rec["key"])]
+                state[(rec["type"], rec["key"])] = (rec["seq"], s_version, s_deleted)
+                if (rec["type"], rec["key"]) in rows:
+                    rows[(rec["type"], rec["key"])]["seq"] = rec["seq"]
+                else:
+                    bumps[(rec["type"], rec["key"])] = {"b_type": rec["type"], "b_key": rec["key"], "b_seq": rec["seq"]}
             if status == "accepted":
                 hub_seq += 1
                 this_seq = hub_seq
@@ -198,6 +219,7 @@ def store_batch(
         for row in rows.values():
             row["received_at"] = now
         _upsert(conn, list(rows.values()))
+        _bump_seqs(conn, dept, [b for k, b in bumps.items() if k not in rows])
         if history:
             for h in history:
                 h["received_at"] = now

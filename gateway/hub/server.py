@@ -12,12 +12,13 @@ from gateway.hub.config import HubConfig
 LOG = logging.getLogger(__name__)
 
 
-def make_server(app: Flask, host: str, port: int, threads: int = 8):  # type: ignore[no-untyped-def]
-    """A waitress server bound now (port 0 picks a free one: read `.effective_port`)."""
-    # Request bodies are buffered by waitress; allow the largest body the app accepts.
-    limit = int(app.config.get("MAX_CONTENT_LENGTH") or 0) + 65536
+def make_server(app: Flask, host: str, port: int, threads: int = 8, **adjustments: object):  # type: ignore[no-untyped-def]
+    """A waitress server bound now (port 0 picks a free one: read `.effective_port`); extra waitress adjustments by name."""
+    # Waitress buffers bodies (to disk past a threshold). Its own cut-off sits well above the app's
+    # limit so that an oversized body normally gets the app's JSON 413, not waitress's plain one.
+    limit = 4 * int(app.config.get("MAX_CONTENT_LENGTH") or 0) + 65536
     return create_server(app, host=host, port=port, threads=threads, max_request_body_size=limit,
-                         ident="gateway-hub", clear_untrusted_proxy_headers=True)
+                         ident="gateway-hub", clear_untrusted_proxy_headers=True, **adjustments)
 
 
 def serve(config: HubConfig) -> None:
