@@ -200,10 +200,22 @@ def make_blueprint(url_prefix: str = "") -> Blueprint:
     return bp
 
 
-def attach(app: Flask, accounts_ui: AccountsUI, url_prefix: str = "", tls: bool = False) -> None:
-    """Wire the shared accounts pages, user loading, session cookie flags and CSRF into `app`."""
+def attach(app: Flask, accounts_ui: AccountsUI, url_prefix: str = "", tls: bool = False, whole_app: bool = True) -> None:
+    """Wire the shared accounts pages, user loading and session cookie flags into `app`.
+
+    `whole_app`: the app is all UI (the gateway), so CSRF checks and Chinese
+    error pages cover every route; otherwise (the hub, whose API has its own
+    rules) only the accounts pages get them here and the caller adds its own
+    blueprint.
+    """
     app.extensions["accounts_ui"] = accounts_ui
-    app.register_blueprint(make_blueprint(url_prefix))
+    bp = make_blueprint(url_prefix)
+    if not whole_app:
+        from gateway.accounts import errors
+
+        csrf.protect(bp)
+        errors.install(bp)
+    app.register_blueprint(bp)
     app.before_request(_load_user)
     secure_cookies(app, tls)
     app.add_template_filter(audit_label, "audit_label")
@@ -215,6 +227,7 @@ def attach(app: Flask, accounts_ui: AccountsUI, url_prefix: str = "", tls: bool 
         return {
             "current_user": u,
             "app_title": a.title,
+            "home_url": url_for(a.home_endpoint),
             "role_label": a.store.roles.get(u.role, u.role) if u else "",
             "nav_items": [n for n in a.nav if a.allowed(u, n.permission)],
             "can": lambda perm: a.allowed(u, perm),

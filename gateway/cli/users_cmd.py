@@ -93,15 +93,16 @@ user_commands(cli, lambda ctx: _gateway_store(ctx.find_object(Context)), GATEWAY
 
 
 def _hub_store(ctx: click.Context) -> AccountStore:
-    from gateway.hub.ui.tables import hub_account_store
+    from gateway.cli.hub_cmd import HubContext
+    from gateway.hub.ui_tables import hub_account_store
 
-    return hub_account_store(ctx)
+    return hub_account_store(ctx.find_object(HubContext).engine)
 
 
 def _attach_hub() -> None:
     """Add `gateway hub user ...` once the hub's command group exists."""
     try:
-        from gateway.cli.hub_cmd import hub  # type: ignore[import-not-found]
+        from gateway.cli.hub_cmd import hub
     except ImportError:
         return
     user_commands(hub, _hub_store, HUB_ROLES)

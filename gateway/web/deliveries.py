@@ -8,10 +8,10 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from gateway.accounts.web import actor, audit, require
+from gateway.accounts.web import actor, require
+from gateway.push.deadletters import DeadLetterNotOpen, resolve_dead_letter, retry_dead_letter
 from gateway.standard.schema import RECORD_TYPES
 from gateway.store import tables as t
-from gateway.store.db import utcnow
 from gateway.web import status
 from gateway.web.app import gw
 
@@ -118,14 +118,11 @@ def _dead_letter(dl_id: int) -> dict[str, Any]:
 def retry(dl_id: int) -> Any:
     """Put the record back in the outbox queue (after the cause was fixed, e.g. at the hub)."""
     dl = _dead_letter(dl_id)
-    if dl["resolved_at"]:
-        flash("该死信已处理过", "error")
+    try:
+        retry_dead_letter(gw().engine, dl_id, actor(), request.form.get("note", "").strip()[:500] or None)
+    except DeadLetterNotOpen:
+        flash("该死信不存在或已处理过", "error")
         return redirect(url_for("deliveries.dead_letters"))
-    d, o = t.dead_letters, t.outbox
-    with gw().engine.begin() as c:
-        c.execute(o.update().where(o.c.id == dl["outbox_id"]).values(state="pending", batch_id=None))
-        c.execute(d.update().where(d.c.id == dl_id).values(resolved_at=utcnow(), resolved_by=actor(), resolution="retried"))
-        audit("dead_letter.retry", f"{dl['record_type']}:{dl['record_key']}", {"dead_letter": dl_id}, {"outbox_id": dl["outbox_id"], "state": "pending"}, conn=c)
     _wake_push()
     flash(f"已将 {dl['record_key']} 重新加入推送队列", "ok")
     return redirect(url_for("deliveries.dead_letters"))
@@ -135,11 +132,11 @@ def retry(dl_id: int) -> Any:
 @require("manage_deliveries")
 def resolve(dl_id: int) -> Any:
     dl = _dead_letter(dl_id)
-    note = request.form.get("note", "").strip()[:500]
-    d = t.dead_letters
-    with gw().engine.begin() as c:
-        c.execute(d.update().where(d.c.id == dl_id).values(resolved_at=utcnow(), resolved_by=actor(), resolution="resolved"))
-        audit("dead_letter.resolve", f"{dl['record_type']}:{dl['record_key']}", {"dead_letter": dl_id}, {"note": note}, conn=c)
+    try:
+        resolve_dead_letter(gw().engine, dl_id, actor(), request.form.get("note", "").strip()[:500] or None)
+    except DeadLetterNotOpen:
+        flash("该死信不存在或已处理过", "error")
+        return redirect(url_for("deliveries.dead_letters"))
     flash(f"已将 {dl['record_key']} 标记为已处理", "ok")
     return redirect(url_for("deliveries.dead_letters"))
 

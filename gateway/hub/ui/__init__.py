@@ -1,0 +1,9 @@
+"""The hub operators' web UI: receipt log, department status, the 通报 report, record browser.
+
+Registered on the hub app with ``app.register_blueprint(gateway.hub.ui.bp)``;
+registering also attaches the shared accounts pages (login, users, audit) under /ui.
+"""
+
+from gateway.hub.ui.views import bp
+
+__all__ = ["bp"]

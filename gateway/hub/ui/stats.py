@@ -1,0 +1,251 @@
+"""Queries behind the operators' pages: receipts and log pages (keyset), department status, the 通报.
+
+Date filters are turned into seq/id bounds through the time indexes once, so
+every page then walks only the primary key (or a (column, seq) index) and
+stays fast however long the log grows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy.engine import Connection
+
+from gateway.hub.tables import departments, receipt_log, receipts, records
+from gateway.standard.schema import RECORD_TYPES
+
+PAGE = 50
+DEFAULT_FRESHNESS_DAYS = 90
+STATUS_LABELS = {"accepted": "已接收", "rejected": "被拒绝", "duplicate": "重复", "stale": "过期版本"}
+KIND_LABELS = {"batch": "批次", "refused": "拒绝请求", "read": "共享读取", "attachment": "附件"}
+ON_TIME, LATE, MISSING = "按时更新", "更新滞后", "未报送"
+
+
+@dataclass
+class Filters:
+    department: str = ""
+    date_from: str = ""  # YYYY-MM-DD, inclusive
+    date_to: str = ""  # YYYY-MM-DD, inclusive
+    status: str = ""
+    record_type: str = ""
+    key: str = ""
+    kind: str = ""
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> Filters:
+        f = cls(**{k: (args.get(k) or "").strip() for k in cls.__dataclass_fields__})
+        for name in ("date_from", "date_to"):
+            try:
+                if getattr(f, name):
+                    dt.date.fromisoformat(getattr(f, name))
+            except ValueError:
+                setattr(f, name, "")
+        return f
+
+    def as_args(self) -> dict[str, str]:
+        return {k: v for k, v in vars(self).items() if v}
+
+
+def _day_after(d: str) -> str:
+    return (dt.date.fromisoformat(d) + dt.timedelta(days=1)).isoformat()
+
+
+def _bounds(conn: Connection, time_col: Any, id_col: Any, f: Filters) -> tuple[int | None, int | None]:
+    """(lowest, highest) id inside the date range, found through the time index; ids grow with time."""
+    lo = hi = None
+    if f.date_from:
+        lo = conn.execute(select(func.min(id_col)).where(time_col >= f.date_from)).scalar()
+        if lo is None:
+            return 1, 0  # nothing on or after the start
+    if f.date_to:
+        hi = conn.execute(select(func.max(id_col)).where(time_col < _day_after(f.date_to))).scalar()
+        if hi is None:
+            return 1, 0
+    return lo, hi
+
+
+def receipt_page(engine: Engine, f: Filters, before: int | None = None, limit: int = PAGE) -> list[dict[str, Any]]:
+    """Per-record receipts, newest first, `limit` from below id `before`."""
+    r = receipts.c
+    with engine.connect() as conn:
+        lo, hi = _bounds(conn, r.hub_time, r.id, f)
+        q = select(receipts).order_by(r.id.desc()).limit(limit)
+        q = _receipt_where(q, f, lo, hi, before)
+        return [dict(x) for x in conn.execute(q).mappings()]
+
+
+def _receipt_where(q: Any, f: Filters, lo: int | None, hi: int | None, before: int | None) -> Any:
+    r = receipts.c
+    if f.department:
+        q = q.where(r.department == f.department)
+    if f.status:
+        q = q.where(r.status == f.status)
+    if f.record_type:
+        q = q.where(r.type == f.record_type)
+    if f.key:
+        q = q.where(r.key == f.key)
+    if lo is not None:
+        q = q.where(r.id >= lo)
+    if hi is not None:
+        q = q.where(r.id <= hi)
+    if before is not None:
+        q = q.where(r.id < before)
+    return q
+
+
+def receipts_for_export(engine: Engine, f: Filters, limit: int = 1_000_000) -> Iterator[dict[str, Any]]:
+    """All receipts matching the filters, newest first, streamed."""
+    r = receipts.c
+    with engine.connect() as conn:
+        lo, hi = _bounds(conn, r.hub_time, r.id, f)
+        q = _receipt_where(select(receipts).order_by(r.id.desc()).limit(limit), f, lo, hi, None)
+        for row in conn.execution_options(stream_results=True, yield_per=2000).execute(q).mappings():
+            yield dict(row)
+
+
+def log_page(engine: Engine, f: Filters, before: int | None = None, limit: int = PAGE) -> list[dict[str, Any]]:
+    """Receipt log entries (batches, refusals ...), newest first, keyset on seq."""
+    lg = receipt_log.c
+    with engine.connect() as conn:
+        lo, hi = _bounds(conn, lg.time, lg.seq, f)
+        q = select(receipt_log).order_by(lg.seq.desc()).limit(limit)
+        if f.department:
+            q = q.where(lg.department == f.department)
+        if f.kind:
+            q = q.where(lg.kind == f.kind)
+        if f.status:
+            q = q.where(lg.status == f.status)
+        if f.key:  # a record key: the log entries of the batches that carried it
+            batch_ids = select(receipts.c.batch_id).where(receipts.c.key == f.key)
+            if f.department:
+                batch_ids = batch_ids.where(receipts.c.department == f.department)
+            q = q.where(lg.batch_id.in_(batch_ids))
+        if lo is not None:
+            q = q.where(lg.seq >= lo)
+        if hi is not None:
+            q = q.where(lg.seq <= hi)
+        if before is not None:
+            q = q.where(lg.seq < before)
+        return [dict(x) for x in conn.execute(q).mappings()]
+
+
+def department_names(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {c: n for c, n in conn.execute(select(departments.c.code, departments.c.name).order_by(departments.c.code))}
+
+
+def _cutoffs(now: dt.datetime, days: Mapping[str, int]) -> dict[str, tuple[str, str]]:
+    """Per record type: (timestamp, date) before which a record counts as stale."""
+    out = {}
+    for t in RECORD_TYPES:
+        c = now - dt.timedelta(days=int(days.get(t, DEFAULT_FRESHNESS_DAYS)))
+        out[t] = (c.isoformat(), c.date().isoformat())
+    return out
+
+
+def _stale_condition(cutoffs: Mapping[str, tuple[str, str]]) -> Any:
+    """A live record is stale when neither its arrival, its source update time nor its check date is recent."""
+    r = records.c
+    checked = r.data["checked_date"].as_string()
+    per_type = []
+    for t, (ts, day) in cutoffs.items():
+        per_type.append(and_(
+            r.type == t,
+            r.received_at < ts,
+            or_(r.updated_at.is_(None), r.updated_at < ts),
+            or_(checked.is_(None), checked < day),
+        ))
+    return or_(*per_type)
+
+
+@dataclass
+class DepartmentRow:
+    code: str
+    name: str
+    by_type: dict[str, int] = field(default_factory=dict)
+    records: int = 0
+    updated: int = 0  # records whose current version arrived in the period
+    stale: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    receipts: int = 0
+    last_push: str | None = None
+    pushes: int = 0  # batch log entries in the period
+    verdict: str = ""
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rejected / self.receipts if self.receipts else 0.0
+
+
+def department_status(
+    engine: Engine,
+    freshness_days: Mapping[str, int] | None = None,
+    period: tuple[str, str] | None = None,
+    now: dt.datetime | None = None,
+) -> list[DepartmentRow]:
+    """Per department: records by type, updated in period, stale, receipts and rejects in period, last push, 评价.
+
+    `period` is (first day, last day) inclusive; default the last 90 days. Staleness is measured at the period's end.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    if period is None:
+        period = ((now - dt.timedelta(days=90)).date().isoformat(), now.date().isoformat())
+    p_from, p_to = period
+    p_end = _day_after(p_to)
+    at = min(now, dt.datetime.fromisoformat(p_end).replace(tzinfo=dt.UTC))
+    cutoffs = _cutoffs(at, freshness_days or {})
+    r, lg, rc = records.c, receipt_log.c, receipts.c
+    rows = {c: DepartmentRow(c, n) for c, n in department_names(engine).items()}
+
+    def row(code: str | None) -> DepartmentRow:
+        code = code or ""
+        if code not in rows:
+            rows[code] = DepartmentRow(code, code)
+        return rows[code]
+
+    with engine.connect() as conn:
+        live = r.deleted.is_(False)
+        for dep, typ, n in conn.execute(select(r.department, r.type, func.count()).where(live).group_by(r.department, r.type)):
+            d = row(dep)
+            d.by_type[typ] = n
+            d.records += n
+        in_period = and_(live, r.received_at >= p_from, r.received_at < p_end)
+        for dep, n in conn.execute(select(r.department, func.count()).where(in_period).group_by(r.department)):
+            row(dep).updated = n
+        for dep, n in conn.execute(
+            select(r.department, func.count()).where(live, _stale_condition(cutoffs)).group_by(r.department)
+        ):
+            row(dep).stale = n
+        lo, hi = _bounds(conn, rc.hub_time, rc.id, Filters(date_from=p_from, date_to=p_to))
+        q = select(rc.department, rc.status, func.count()).group_by(rc.department, rc.status)
+        if lo is not None:
+            q = q.where(rc.id >= lo)
+        if hi is not None:
+            q = q.where(rc.id <= hi)
+        for dep, st, n in conn.execute(q):
+            d = row(dep)
+            d.receipts += n
+            if st == "rejected":
+                d.rejected += n
+            elif st == "accepted":
+                d.accepted += n
+        # Last push: the newest batch entry per department, via the (department, seq) index.
+        last = select(lg.department, func.max(lg.seq).label("seq")).where(lg.kind == "batch").group_by(lg.department).subquery()
+        for dep, t in conn.execute(select(last.c.department, lg.time).join(receipt_log, lg.seq == last.c.seq)):
+            row(dep).last_push = t
+        llo, lhi = _bounds(conn, lg.time, lg.seq, Filters(date_from=p_from, date_to=p_to))
+        q = select(lg.department, func.count()).where(lg.kind == "batch").group_by(lg.department)
+        if llo is not None:
+            q = q.where(lg.seq >= llo)
+        if lhi is not None:
+            q = q.where(lg.seq <= lhi)
+        for dep, n in conn.execute(q):
+            row(dep).pushes = n
+    for d in rows.values():
+        d.verdict = MISSING if d.pushes == 0 else LATE if d.stale else ON_TIME
+    return sorted(rows.values(), key=lambda d: d.code)

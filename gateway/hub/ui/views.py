@@ -1,0 +1,259 @@
+"""Views of the operators' UI (blueprint hub_ui, mounted at /ui on the hub app)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, send_file, url_for
+from sqlalchemy import select
+
+from gateway.accounts import csrf, errors
+from gateway.accounts.roles import HUB_PERMISSIONS
+from gateway.accounts.web import AccountsUI, NavItem, attach, audit, require
+from gateway.hub.tables import record_history, records
+from gateway.hub.ui import exports, stats
+from gateway.hub.ui_tables import hub_account_store
+from gateway.standard.schema import RECORD_TYPES
+
+bp = Blueprint("hub_ui", __name__, url_prefix="/ui", template_folder="templates",
+               static_folder=None)
+csrf.protect(bp)
+errors.install(bp)
+
+NAV = [
+    NavItem("hub_ui.receipts", "回执查询"),
+    NavItem("hub_ui.log", "回执日志"),
+    NavItem("hub_ui.departments", "部门状态"),
+    NavItem("hub_ui.report", "更新通报"),
+    NavItem("hub_ui.records_page", "数据浏览"),
+    NavItem("accounts.users", "用户", "manage_users"),
+    NavItem("accounts.audit_log", "审计日志", "manage_users"),
+]
+VERIFY_CACHE_SECONDS = 300
+
+
+def _hub() -> Any:
+    return current_app.extensions["hub"]
+
+
+def _engine() -> Any:
+    return _hub().engine
+
+
+def _secret_key(hub: Any) -> str:
+    """A session key kept beside the hub's attachments folder, generated once (never a default)."""
+    path = Path(hub.config.attachments_dir).parent / "ui_secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+@bp.record_once
+def _setup(state: Any) -> None:
+    app = state.app
+    hub = app.extensions["hub"]
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(hub)
+    app.config.setdefault("FRESHNESS_DAYS", {})
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    ui = AccountsUI(hub_account_store(hub.engine), HUB_PERMISSIONS, "hub_ui.receipts", "乡镇应急资源汇聚中心", NAV)
+    attach(app, ui, url_prefix="/ui", tls=bool(app.config.get("UI_TLS")), whole_app=False)
+
+
+@bp.app_template_filter("status_label")
+def status_label(s: str) -> str:
+    return stats.STATUS_LABELS.get(s, s)
+
+
+@bp.app_template_filter("reason_list")
+def reason_list(text: str | None) -> list[str]:
+    if not text:
+        return []
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return [text]
+    out = []
+    for it in items if isinstance(items, list) else [items]:
+        if isinstance(it, dict):
+            label, msg = it.get("label") or it.get("field") or "", it.get("message") or it.get("rule") or ""
+            out.append(f"{label}：{msg}" if label and label not in msg else msg)
+        else:
+            out.append(str(it))
+    return out
+
+
+def _common() -> dict[str, Any]:
+    return {"departments": stats.department_names(_engine()), "types": RECORD_TYPES,
+            "status_labels": stats.STATUS_LABELS, "kind_labels": stats.KIND_LABELS}
+
+
+@bp.get("/")
+@require("view")
+def index() -> Any:
+    return redirect(url_for("hub_ui.receipts"))
+
+
+@bp.get("/receipts")
+@require("view")
+def receipts() -> Any:
+    f = stats.Filters.from_args(request.args)
+    before = request.args.get("before", type=int)
+    rows = stats.receipt_page(_engine(), f, before)
+    nxt = rows[-1]["id"] if len(rows) == stats.PAGE else None
+    return render_template("hub_ui/receipts.html", rows=rows, f=f, next_before=nxt, before=before, **_common())
+
+
+@bp.get("/receipts/export.<fmt>")
+@require("export")
+def export_receipts(fmt: str) -> Any:
+    if fmt not in ("csv", "xlsx"):
+        abort(404)
+    f = stats.Filters.from_args(request.args)
+    audit("receipts.export", fmt, after=f.as_args())
+    engine = _engine()  # the CSV is streamed after this view returns, outside the app context
+    names = stats.department_names(engine)
+    headers = ["回执编号", "日志序号", "批次号", "部门编码", "部门名称", "记录类型", "记录键", "序号", "结果", "原因", "中心时间"]
+
+    def rows() -> Any:
+        for r in stats.receipts_for_export(engine, f):
+            yield [r["id"], r["log_seq"], r["batch_id"], r["department"], names.get(r["department"], ""),
+                   RECORD_TYPES[r["type"]].label if r["type"] in RECORD_TYPES else r["type"], r["key"], r["seq"],
+                   stats.STATUS_LABELS.get(r["status"], r["status"]), "；".join(reason_list(r["reasons"])), r["hub_time"]]
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M")
+    if fmt == "csv":
+        resp = Response(exports.csv_bytes(headers, rows()), mimetype="text/csv; charset=utf-8")
+        resp.headers["Content-Disposition"] = f"attachment; filename=receipts-{stamp}.csv"
+        return resp
+    return send_file(exports.xlsx_file([("回执", headers, rows())]), as_attachment=True,
+                     download_name=f"receipts-{stamp}.xlsx",
+                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+@bp.get("/log")
+@require("view")
+def log() -> Any:
+    f = stats.Filters.from_args(request.args)
+    before = request.args.get("before", type=int)
+    rows = stats.log_page(_engine(), f, before)
+    for r in rows:
+        r["counts_d"] = json.loads(r["counts"] or "{}")
+        r["summary_d"] = json.loads(r["summary"] or "{}")
+    nxt = rows[-1]["seq"] if len(rows) == stats.PAGE else None
+    cache = current_app.extensions.get("hub_ui_verify")
+    return render_template("hub_ui/log.html", rows=rows, f=f, next_before=nxt, verdict=cache, **_common())
+
+
+@bp.get("/log/verify")
+@require("view")
+def verify() -> Any:
+    """Recompute the hash chain (read-only; cached for a few minutes since it reads the whole log)."""
+    cache = current_app.extensions.get("hub_ui_verify")
+    if not cache or cache["at"] < time.monotonic() - VERIFY_CACHE_SECONDS or request.args.get("fresh"):
+        from gateway.hub.receipt_log import verify_log
+
+        t0 = time.monotonic()
+        verdict = verify_log(_engine(), hub_public_key=_hub().key.public_key())
+        cache = {"at": time.monotonic(), "verdict": verdict, "seconds": round(time.monotonic() - t0, 2),
+                 "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        current_app.extensions["hub_ui_verify"] = cache
+    return render_template("hub_ui/verify.html", v=cache["verdict"], cache=cache)
+
+
+def _period() -> tuple[str, str]:
+    today = dt.datetime.now(dt.UTC).date()
+    p_from = request.args.get("from") or (today - dt.timedelta(days=90)).isoformat()
+    p_to = request.args.get("to") or today.isoformat()
+    try:
+        a, b = dt.date.fromisoformat(p_from), dt.date.fromisoformat(p_to)
+    except ValueError:
+        abort(400, description="日期格式应为 YYYY-MM-DD")
+    if a > b:
+        abort(400, description="开始日期不能晚于结束日期")
+    return a.isoformat(), b.isoformat()
+
+
+@bp.get("/departments")
+@require("view")
+def departments() -> Any:
+    rows = stats.department_status(_engine(), current_app.config["FRESHNESS_DAYS"])
+    return render_template("hub_ui/departments.html", rows=rows, **_common())
+
+
+@bp.get("/report")
+@require("view")
+def report() -> Any:
+    period = _period()
+    rows = stats.department_status(_engine(), current_app.config["FRESHNESS_DAYS"], period)
+    return render_template("hub_ui/report.html", rows=rows, period=period, **_common())
+
+
+@bp.get("/report.xlsx")
+@require("export")
+def report_xlsx() -> Any:
+    period = _period()
+    rows = stats.department_status(_engine(), current_app.config["FRESHNESS_DAYS"], period)
+    audit("report.export", f"{period[0]}~{period[1]}")
+    headers = ["部门编码", "部门名称", *[t.label for t in RECORD_TYPES.values()], "记录合计", "期内更新",
+               "超期未更新(90天)", "期内回执", "被拒绝", "拒收率", "期内报送批次", "最近报送", "评价"]
+    body = [
+        [d.code, d.name, *[d.by_type.get(t, 0) for t in RECORD_TYPES], d.records, d.updated, d.stale, d.receipts,
+         d.rejected, f"{d.reject_rate:.1%}", d.pushes, (d.last_push or "")[:19], d.verdict]
+        for d in rows
+    ]
+    f = exports.xlsx_file([(f"通报 {period[0]}至{period[1]}", headers, body)])
+    return send_file(f, as_attachment=True, download_name=f"update-report-{period[0]}-{period[1]}.xlsx",
+                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+@bp.get("/records")
+@require("view")
+def records_page() -> Any:
+    r = records.c
+    dep, typ, key = (request.args.get(k, "").strip() for k in ("department", "record_type", "key"))
+    before = request.args.get("before", type=int)
+    q = select(r.id, r.department, r.type, r.key, r.seq, r.version, r.deleted, r.received_at, r.updated_at).order_by(r.id.desc()).limit(stats.PAGE)
+    if dep:
+        q = q.where(r.department == dep)
+    if typ:
+        q = q.where(r.type == typ)
+    if key:
+        q = q.where(r.key.startswith(key, autoescape=True))
+    if before:
+        q = q.where(r.id < before)
+    with _engine().connect() as c:
+        rows = [dict(x) for x in c.execute(q).mappings()]
+    nxt = rows[-1]["id"] if len(rows) == stats.PAGE else None
+    return render_template("hub_ui/records.html", rows=rows, next_before=nxt,
+                           args={"department": dep, "record_type": typ, "key": key}, **_common())
+
+
+@bp.get("/records/<int:record_id>")
+@require("view")
+def record_detail(record_id: int) -> Any:
+    r, h = records.c, record_history.c
+    with _engine().connect() as c:
+        row = c.execute(select(records).where(r.id == record_id)).mappings().first()
+        if row is None:
+            abort(404)
+        hist = [dict(x) for x in c.execute(
+            select(record_history).where(h.department == row["department"], h.type == row["type"], h.key == row["key"])
+            .order_by(h.id.desc()).limit(100)
+        ).mappings()]
+    return render_template("hub_ui/record.html", rec=dict(row), rt=RECORD_TYPES.get(row["type"]), hist=hist, **_common())
+
+
+@bp.route("/<path:rest>", methods=["GET", "POST"])
+def not_found(rest: str) -> Any:
+    """Unknown pages under /ui get the UI's Chinese 404, not the API's JSON one."""
+    abort(404)

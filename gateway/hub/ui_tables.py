@@ -1,0 +1,51 @@
+"""Tables and indexes of the hub operators' UI, on the hub's own metadata.
+
+Imported by gateway.hub.tables, so the hub's schema creation (create_all)
+includes them: UI accounts and their audit log, plus the indexes the receipt
+log browser pages by.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, Integer, String, Table, Text
+
+from gateway.hub.tables import metadata, receipt_log
+
+hub_users = Table(
+    "ui_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String, nullable=False, default=""),
+    Column("password_hash", String, nullable=False),
+    Column("role", String(20), nullable=False),  # operator | viewer
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", String, nullable=True),
+    Column("created_at", String, nullable=False),
+)
+
+hub_audit = Table(
+    "ui_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("target", String, nullable=True),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Column("remote_addr", String, nullable=True),
+)
+
+# Receipt log browser: "status = X" and "kind = X" filters page by seq.
+Index("ix_receipt_log_status_seq", receipt_log.c.status, receipt_log.c.seq)
+Index("ix_receipt_log_kind_seq", receipt_log.c.kind, receipt_log.c.seq)
+
+
+def hub_account_store(engine):  # type: ignore[no-untyped-def]
+    from gateway.accounts import AccountStore
+    from gateway.accounts.roles import HUB_ROLES
+
+    # The hub DB may predate the UI tables: create just these if missing.
+    metadata.create_all(engine, tables=[hub_users, hub_audit])
+    return AccountStore(engine, hub_users, hub_audit, HUB_ROLES)

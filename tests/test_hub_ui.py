@@ -1,0 +1,138 @@
+"""The hub operators' UI on a real hub: receipts from signed batches, filters, exports, report, log check."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import openpyxl
+import pytest
+
+from gateway.hub.app import create_app
+from gateway.hub.config import load_hub_config
+from gateway.hub.ui_tables import hub_account_store
+from tests.fixtures.hub import batch_body, record, sample
+from tests.fixtures.web import PASSWORD, csrf_of, login
+
+
+@pytest.fixture
+def hub_ui(live_hub):  # type: ignore[no-untyped-def]
+    """The live hub with two accepted records, one rejected, and an operator and a viewer account."""
+    recs = [
+        record("material", sample("material", 1)),
+        record("material", sample("material", 2, material_name="=HYPERLINK(\"http://x\")")),
+        record("material", sample("material", 3, category_code="9999999")),
+    ]
+    resp = live_hub.post("/api/v1/batches", batch_body(recs))
+    assert resp.status_code == 200, resp.text
+    store = hub_account_store(live_hub.engine)
+    store.add("op", PASSWORD, "operator")
+    store.add("look", PASSWORD, "viewer")
+    # The same hub app in-process (same config and database), for the Flask test client.
+    live_hub.ui_app = create_app(load_hub_config(live_hub.config_path))
+    return live_hub
+
+
+def _client(hub, user: str):  # type: ignore[no-untyped-def]
+    c = hub.ui_app.test_client()
+    r = login(c, user, prefix="/ui")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    return c
+
+
+def test_login_required_and_chinese_pages(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    c = hub_ui.ui_app.test_client()
+    r = c.get("/ui/receipts")
+    assert r.status_code == 302 and "/ui/accounts/login" in r.headers["Location"]
+    r = c.post("/ui/accounts/login", data={"username": "op", "password": PASSWORD})
+    assert r.status_code == 400 and "CSRF" in r.get_data(as_text=True)
+    c = _client(hub_ui, "op")
+    r = c.get("/ui/no-such-page")
+    assert r.status_code == 404 and "页面不存在" in r.get_data(as_text=True)
+    cookie = hub_ui.ui_app.test_client()
+    assert "HttpOnly" in login(cookie, "op", prefix="/ui").headers["Set-Cookie"]
+    # The hub's own API keeps its JSON errors and needs no CSRF token.
+    assert hub_ui.ui_app.test_client().get("/api/v1/nothing").is_json
+
+
+def test_receipt_browser_filters_and_pages(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    c = _client(hub_ui, "look")
+    page = c.get("/ui/receipts").get_data(as_text=True)
+    assert "WZ-0001" in page and "WZ-0003" in page and "被拒绝" in page and "物资分类代码" in page
+    page = c.get("/ui/receipts?status=rejected").get_data(as_text=True)
+    assert "WZ-0003" in page and "WZ-0001" not in page
+    page = c.get("/ui/receipts?key=WZ-0002&department=dept001").get_data(as_text=True)
+    assert "WZ-0002" in page and "WZ-0001" not in page
+    page = c.get("/ui/receipts?date_from=2000-01-01&date_to=2000-01-02").get_data(as_text=True)
+    assert "没有符合条件的回执" in page
+    # Keyset paging: the first id on page 2 is below the last on page 1.
+    page = c.get("/ui/receipts?before=2").get_data(as_text=True)
+    assert "WZ-0001" in page and "WZ-0002" not in page
+    log = c.get("/ui/log").get_data(as_text=True)
+    assert "批次" in log and "正常" in log
+    assert "哈希链完整" in c.get("/ui/log/verify").get_data(as_text=True)
+
+
+def test_export_is_operator_only_and_neutralises_formulas(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    assert _client(hub_ui, "look").get("/ui/receipts/export.csv").status_code == 403
+    c = _client(hub_ui, "op")
+    r = c.get("/ui/receipts/export.csv?record_type=material")
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0][0] == "回执编号" and len(rows) == 4
+    assert {row[6] for row in rows[1:]} == {"WZ-0001", "WZ-0002", "WZ-0003"}
+    assert any("物资分类代码" in row[9] for row in rows[1:])
+    r = c.get("/ui/receipts/export.xlsx?status=rejected")
+    ws = openpyxl.load_workbook(io.BytesIO(r.data)).active
+    values = [[cell.value for cell in row] for row in ws.iter_rows()]
+    assert values[0][6] == "记录键" and [v[6] for v in values[1:]] == ["WZ-0003"]
+    audit = c.get("/ui/accounts/audit").get_data(as_text=True)
+    assert "导出回执日志" in audit
+
+
+def test_export_cells_never_become_formulas(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    bad = record("material", sample("material", 9, material_id="=1+2"))
+    assert hub_ui.post("/api/v1/batches", batch_body([bad])).status_code == 200
+    c = _client(hub_ui, "op")
+    rows = list(csv.reader(io.StringIO(c.get("/ui/receipts/export.csv").get_data(as_text=True).lstrip("\ufeff"))))
+    assert "'=1+2" in [row[6] for row in rows]
+    ws = openpyxl.load_workbook(io.BytesIO(c.get("/ui/receipts/export.xlsx").data)).active
+    cell = next(row[6] for row in ws.iter_rows() if str(row[6].value).endswith("=1+2"))
+    assert cell.data_type == "s" and cell.value == "'=1+2"
+
+
+def test_department_status_and_update_report(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    c = _client(hub_ui, "op")
+    page = c.get("/ui/departments").get_data(as_text=True)
+    assert "应急管理局" in page and "卫生健康委" in page and "按时更新" in page and "未报送" in page
+    page = c.get("/ui/report").get_data(as_text=True)
+    assert "更新情况通报" in page and "评价" in page
+    r = c.get("/ui/report.xlsx")
+    ws = openpyxl.load_workbook(io.BytesIO(r.data)).active
+    rows = [[cell.value for cell in row] for row in ws.iter_rows()]
+    head = rows[0]
+    by_code = {row[0]: dict(zip(head, row, strict=True)) for row in rows[1:]}
+    assert by_code["dept001"]["应急物资基础信息"] == 2 and by_code["dept001"]["被拒绝"] == 1
+    assert by_code["dept001"]["评价"] == "按时更新" and by_code["dept002"]["评价"] == "未报送"
+    assert c.get("/ui/report?from=2026-05-01&to=2026-01-01").status_code == 400
+
+
+def test_record_browser_shows_labels_and_history(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    c = _client(hub_ui, "look")
+    page = c.get("/ui/records?record_type=material&key=WZ-0001").get_data(as_text=True)
+    assert "WZ-0001" in page and "WZ-0002" not in page
+    import re
+
+    rid = re.search(r"/ui/records/(\d+)", page).group(1)
+    detail = c.get(f"/ui/records/{rid}").get_data(as_text=True)
+    assert "物资名称" in detail and "折叠床" in detail and "实物储备" in detail and "变更历史" in detail
+
+
+def test_user_admin_is_operator_only(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    assert _client(hub_ui, "look").get("/ui/accounts/users").status_code == 403
+    c = _client(hub_ui, "op")
+    tok = csrf_of(c, "/ui/accounts/users")
+    r = c.post("/ui/accounts/users", data={"action": "add", "username": "new1", "password": "Another-pass-22",
+                                             "role": "viewer", "csrf_token": tok})
+    assert r.status_code == 302
+    assert hub_account_store(hub_ui.engine).by_name("new1").role == "viewer"
