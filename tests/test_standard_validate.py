@@ -232,6 +232,15 @@ def test_file_ref() -> None:
     assert err.rule == "file_ref.format"
 
 
+def test_absurdly_large_numbers_are_rejected_not_crashed_on() -> None:
+    (err,) = validate("stock", stock(quantity="1e999"), context=CTX)
+    assert err.rule == "type.decimal" and "数值过大" in err.message
+    (err,) = validate("stock", stock(quantity=1e300), context=CTX)
+    assert err.rule == "type.decimal"
+    errors = validate("material", {"shelf_life_months": "1e20"}, context=CTX)
+    assert ("shelf_life_months", "type.int") in rules(errors)
+
+
 def test_field_error_as_dict() -> None:
     (err,) = validate("stock", stock(quantity="x"), context=CTX)
     assert err.as_dict() == {"field": "quantity", "label": "储备数量", "value": "x", "rule": "type.decimal",

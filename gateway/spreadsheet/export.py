@@ -23,14 +23,16 @@ def csv_fields(record_type: str) -> tuple[Field, ...]:
     return tuple(f for f in RECORD_TYPES[record_type].fields if f.kind != FILE_REF)
 
 
-def _cell_text(f: Field, v: Any) -> str:
+def _text(v: Any) -> str:
     if v is None:
         return ""
-    if f.kind == ITEMS:
-        return ";".join(f"{i['material_id']}:{_cell_text(f, i['quantity'])}:{i['unit']}" for i in v)
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _cell_text(f: Field, v: Any) -> str:
+    if f.kind == ITEMS and v is not None:
+        return ";".join(f"{i['material_id']}:{_text(i['quantity'])}:{i['unit']}" for i in v)
+    return _text(v)
 
 
 def export_csv(records: Iterable[Mapping[str, Any]], record_type: str, out: str | Path, *,

@@ -95,12 +95,20 @@ def _bounds(f: Field) -> Callable[[float | int], None]:
     return check
 
 
-def _parse_decimal(s: str) -> Decimal | None:
+MAX_DIGITS = 15  # integer digits; beyond this a value is a typo, not a quantity (and floats lose precision)
+
+
+def _parse_decimal(v: str | Decimal, label: str, rule: str) -> Decimal | None:
+    """A finite Decimal from text or a Decimal; None if it is not a number; Invalid if absurdly large."""
     try:
-        d = Decimal(s.replace(",", ""))
+        d = Decimal(v.replace(",", "")) if isinstance(v, str) else v
     except InvalidOperation:
         return None
-    return d if d.is_finite() else None
+    if not d.is_finite():
+        return None
+    if d.adjusted() >= MAX_DIGITS:
+        raise Invalid(rule, f"{label}数值过大（整数部分最多 {MAX_DIGITS} 位），实际为“{v}”")
+    return d
 
 
 def integer(f: Field) -> Converter:
@@ -113,7 +121,7 @@ def integer(f: Field) -> Converter:
         elif t is float and v.is_integer():
             n = int(v)
         else:
-            d = _parse_decimal(v) if t is str else v if isinstance(v, Decimal) and v.is_finite() else None
+            d = _parse_decimal(v, label, "type.int") if t is str or isinstance(v, Decimal) else None
             if d is None or d != d.to_integral_value():
                 raise Invalid("type.int", f"{label}应为整数，实际为“{v}”")
             n = int(d)
@@ -135,9 +143,11 @@ def decimal(f: Field) -> Converter:
         if t is float:
             if not math.isfinite(v):
                 raise Invalid("type.decimal", f"{label}应为数字，实际为“{v}”")
+            if abs(v) >= 10.0**MAX_DIGITS:
+                raise Invalid("type.decimal", f"{label}数值过大（整数部分最多 {MAX_DIGITS} 位），实际为“{v}”")
             n: int | float = round(v, scale) if scale is not None else v
         else:
-            d = _parse_decimal(v) if t is str else v if isinstance(v, Decimal) and v.is_finite() else None
+            d = _parse_decimal(v, label, "type.decimal") if t is str or isinstance(v, Decimal) else None
             if d is None:
                 raise Invalid("type.decimal", f"{label}应为数字，实际为“{v}”")
             if quantum is not None:

@@ -88,3 +88,46 @@ def fields_markdown() -> str:
             out.append("记录规则：" + "；".join(f"`{r}` {RECORD_RULE_TEXT.get(r, r)}" for r in rt.rules))
         out.append("")
     return "\n".join(out)
+
+
+# Every rule id a FieldError or import RowError can carry, with its meaning.
+# Ids are stable: other systems and reports key on them.
+RULE_IDS: dict[str, str] = {
+    "required": "必填字段为空",
+    "unknown_field": "记录中有标准之外的字段",
+    "type.string": "应为文本",
+    "type.int": "应为整数",
+    "type.decimal": "应为数字",
+    "type.items": "协议物资应为物资列表",
+    "max_len": "超过最大长度（按字符计）",
+    "min": "小于下限（或不大于开区间下限）",
+    "max": "大于上限",
+    "enum": "不是代码表中的代码或名称",
+    "unit": "计量单位不在单位列表中（可在配置 standard.extra_units 扩展）",
+    "date.format": "不是可识别的日期格式",
+    "date.invalid": "日期不存在（如 2023-02-30）",
+    "not_future": "事件日期晚于当天",
+    "date.order": "日期先后顺序错误（生产日期 ≤ 有效期至；签订 ≤ 生效 ≤ 到期）",
+    "coords_need_system": "经纬度须成对填写，并填写坐标系",
+    "category.structure": "物资分类代码不符合 GB/T 38565 结构",
+    "category.unknown": "物资分类代码不在配置的分类代码表中",
+    "division.format": "行政区划代码应为 6 或 12 位数字",
+    "division.province": "行政区划代码前两位不是省级代码",
+    "uscc.length": "统一社会信用代码不是 18 位",
+    "uscc.charset": "统一社会信用代码含不允许的字符（I、O、S、V、Z 等）",
+    "uscc.division": "统一社会信用代码第 3–8 位不是数字",
+    "uscc.check": "统一社会信用代码校验位错误",
+    "phone.format": "电话号码格式错误",
+    "file_ref.format": "附件引用缺少 sha256、大小或文件名",
+    "file_ref.type": "附件文件类型不允许",
+    "items.<规则>": "协议物资某一项违反 <规则>，如 items.min（数量须大于 0）、items.required、items.unit",
+    "items.format": "协议物资文本格式错误，应为 物资编码:数量:计量单位，多项用 ; 分隔",
+    "items.invalid": "（表格导入）该协议的协议物资行有错误，协议未导入",
+    "items.orphan": "（表格导入）协议物资行的协议编号在协议信息表中不存在",
+    "unknown_column": "（表格导入）表头不是本表字段，该列未导入",
+    "encoding": "（CSV 导入）该行无法按文件编码解码",
+}
+
+
+def known_rule(rule: str) -> bool:
+    return rule in RULE_IDS or (rule.startswith("items.") and rule[6:] in RULE_IDS)
