@@ -28,6 +28,7 @@ class HubServer:
         self.app = create_app(self.config)
         host, port = self.config.host_port
         self.server = make_server(self.app, host, port, threads=4)
+        self.server.adj.asyncore_loop_timeout = 0.2  # so stop() ends the serving thread promptly
         self._thread = threading.Thread(target=self._serve, name="demo-hub", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -44,7 +45,7 @@ class HubServer:
     def _serve(self) -> None:
         try:
             self.server.run()
-        except OSError:
+        except (OSError, ValueError):
             if not self._closing:
                 raise
 
@@ -57,6 +58,8 @@ class HubServer:
         self._closing = True
         if self.server is not None:
             self.server.close()
+            self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
+            self.server.asyncore.close_all(self.server._map)
         if self._thread is not None:
             self._thread.join(5)
         hub = self.app.extensions.get("hub") if self.app is not None else None

@@ -100,7 +100,9 @@ class GatewayService:
 
         self.app = build_web_app(self.config, self.engine, self.api)
         host, port = split_listen(self.listen)
-        self.server = create_server(self.app, host=host, port=port, threads=8, ident="gateway")
+        # A short loop timeout lets stop() end the serving thread promptly.
+        self.server = create_server(self.app, host=host, port=port, threads=8, ident="gateway",
+                                    asyncore_loop_timeout=0.2, clear_untrusted_proxy_headers=True)
         self.listen = f"{host}:{self.server.effective_port}"
         self._server_thread = threading.Thread(target=self._serve, name="web", daemon=True)
         self._server_thread.start()
@@ -108,10 +110,16 @@ class GatewayService:
     def _serve(self) -> None:
         try:
             self.server.run()
-        except OSError:
-            # close() from stop() ends the asyncore loop with EBADF on some platforms.
+        except (OSError, ValueError):
+            # stop() closes the sockets under the loop.
             if not self._stopped.is_set():
                 raise
+
+    def _stop_web(self) -> None:
+        server, self.server = self.server, None
+        server.close()  # stop accepting
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)  # requests in progress finish
+        server.asyncore.close_all(server._map)  # idle keep-alive channels too; the loop then returns
 
     def _start_pg_listeners(self) -> None:
         from gateway.service.pg_listen import listeners_for
@@ -127,7 +135,7 @@ class GatewayService:
         self._stopped.set()
         log(LOG, logging.INFO, "gateway stopping")
         if self.server is not None:
-            self.server.close()
+            self._stop_web()
         for lst in self.listeners:
             lst.stop()
         if self.scheduler.running:
