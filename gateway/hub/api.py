@@ -190,6 +190,14 @@ def get_attachment(sha256: str) -> Response:
     info = attachment_info(h.engine, sha256) if _SHA_RE.match(sha256) else None
     if info is None:
         raise Refused(404, "not_found", f"无此附件 / no attachment {sha256}")
+    owner = info["department"]
+    with h.engine.connect() as conn:
+        allowed = owner == caller.department or any(g.reader == caller.department and g.owner == owner
+                                                    for g in registry.list_grants(conn))
+    if not allowed:
+        msg = f"部门 {caller.department} 无权读取部门 {owner} 的附件 / department may not read attachments of {owner}"
+        h.log_refusal(403, "read_not_granted", msg, key_id=caller.key_id, department=caller.department)
+        raise Refused(403, "read_not_granted", msg)
     _log_read(h, caller, {"attachment": sha256})
     return send_file(path_for(h.config.attachments_dir, sha256), mimetype="application/octet-stream",
                      download_name=info["name"] or f"{sha256}.{info['type']}")
@@ -223,12 +231,12 @@ def get_records() -> Response:
         raise Refused(400, "malformed_request", "查询参数错误 / bad query parameters", problems=problems)
     with h.engine.connect() as conn:
         grant = registry.read_grant(conn, caller.department, owner, rtype)
-        if grant is None:
-            msg = (f"部门 {caller.department} 无权读取部门 {owner} 的 {rtype} / department {caller.department} "
-                   f"may not read {rtype} of department {owner}")
-            h.log_refusal(403, "read_not_granted", msg, key_id=caller.key_id, department=caller.department)
-            raise Refused(403, "read_not_granted", msg)
-        page = read_page(conn, owner, rtype, after, limit, grant.confidential)
+        page = read_page(conn, owner, rtype, after, limit, grant.confidential) if grant else None
+    if page is None:
+        msg = (f"部门 {caller.department} 无权读取部门 {owner} 的 {rtype} / department {caller.department} "
+               f"may not read {rtype} of department {owner}")
+        h.log_refusal(403, "read_not_granted", msg, key_id=caller.key_id, department=caller.department)
+        raise Refused(403, "read_not_granted", msg)
     _log_read(h, caller, {"owner": owner, "type": rtype, "after": after, "count": len(page["records"]),
                           "withheld": page["withheld"]})
     return json_response(page)

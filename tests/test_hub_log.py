@@ -1,0 +1,119 @@
+"""The receipt log's hash chain: concurrent appends chain, and verify-log names the first bad entry."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+from click.testing import CliRunner
+from sqlalchemy import delete, select, update
+
+from gateway.cli import cli
+from gateway.hub import tables
+from gateway.hub.receipt_log import head_message, verify_log
+from gateway.protocol.keys import public_key_from_text, read_private_key
+from gateway.protocol.signing import b64, sign_request
+from tests.fixtures.hub import LiveHub, batch_body, record, sample
+
+BATCHES = "/api/v1/batches"
+
+
+def fill(hub: LiveHub, n: int = 6) -> list[tuple[bytes, str]]:
+    """n batches plus one refused request; returns the receipts (body, signature header)."""
+    out = []
+    for i in range(1, n + 1):
+        r = hub.post(BATCHES, batch_body([record("material", sample("material", i))]))
+        assert r.status_code == 200
+        out.append((r.content, r.headers["Receipt-Signature"]))
+    assert hub.post(BATCHES, batch_body([]), key_id="nobody-1").status_code == 401
+    return out
+
+
+def verdict(hub: LiveHub, heads=()):  # type: ignore[no-untyped-def]
+    return verify_log(hub.engine, heads, public_key_from_text(hub.hub_public_key))
+
+
+def test_concurrent_ingests_chain_correctly(live_hub: LiveHub) -> None:
+    others = [live_hub.add_department(f"dept1{i}") for i in range(4)]
+    errors: list[str] = []
+
+    def push(idx: int) -> None:
+        key, key_id = others[idx]
+        with requests.Session() as s:
+            for n in range(1, 11):
+                body = batch_body([record("material", sample("material", n), department=f"dept1{idx}")], f"dept1{idx}")
+                h = {"Protocol-Version": "1", **sign_request("POST", BATCHES, body, key, key_id)}
+                r = s.post(live_hub.url + BATCHES, data=body, headers=h, timeout=60)
+                if r.status_code != 200:
+                    errors.append(r.text)
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    v = verdict(live_hub)
+    assert v.ok, str(v)
+    assert v.entries == 40 and v.last_seq == 40
+    with live_hub.engine.connect() as c:
+        hub_seqs = [r[0] for r in c.execute(select(tables.records.c.hub_seq).order_by(tables.records.c.hub_seq))]
+    assert hub_seqs == list(range(1, 41))
+
+
+def _heads_of(receipts: list[tuple[bytes, str]]) -> list[tuple[int, str]]:
+    return [(d["log_seq"], d["log_head"]) for d in (orjson.loads(b) for b, _ in receipts)]
+
+
+@pytest.mark.parametrize("damage, first_bad", [
+    ("flip", 3), ("delete", 3), ("reorder", 3), ("truncate", 6), ("truncate_and_rewind", 6),
+])
+def test_verify_log_names_the_first_bad_entry(live_hub: LiveHub, damage: str, first_bad: int) -> None:
+    receipts = fill(live_hub)  # entries 1-6 batches, 7 a refusal
+    assert verdict(live_hub, _heads_of(receipts)).ok
+    log = tables.receipt_log
+    with live_hub.engine.begin() as c:
+        if damage == "flip":
+            s = c.execute(select(log.c.summary).where(log.c.seq == 3)).scalar_one()
+            c.execute(update(log).where(log.c.seq == 3).values(summary=s.replace('"records":1', '"records":2')))
+        elif damage == "delete":
+            c.execute(delete(log).where(log.c.seq == 3))
+        elif damage == "reorder":
+            c.execute(update(log).where(log.c.seq == 3).values(seq=-3))
+            c.execute(update(log).where(log.c.seq == 4).values(seq=3))
+            c.execute(update(log).where(log.c.seq == -3).values(seq=4))
+        else:
+            c.execute(delete(log).where(log.c.seq >= 6))
+            if damage == "truncate_and_rewind":
+                # Someone with the hub's own key rewinds its checkpoint too: only the gateways' heads tell.
+                last = c.execute(select(log.c.seq, log.c.entry_hash).where(log.c.seq == 5)).one()
+                key = read_private_key(live_hub.dir / "keys" / "hub.key")
+                c.execute(update(tables.log_head).values(log_seq=5, log_head=last.entry_hash,
+                                                         signature=b64(key.sign(head_message(5, last.entry_hash)))))
+    v = verdict(live_hub, _heads_of(receipts))
+    assert not v.ok and v.first_bad_seq == first_bad, str(v)
+    if damage == "truncate_and_rewind":
+        assert verdict(live_hub).ok  # without a gateway's head the rewound log looks whole
+        assert "gateway holds a signed head at entry 6" in str(v)
+
+
+def test_verify_log_cli_with_heads_file(live_hub: LiveHub, tmp_path: Path) -> None:
+    receipts = fill(live_hub, 3)
+    heads = tmp_path / "heads.json"
+    heads.write_text(orjson.dumps([{"receipt": b.decode(), "signature": s} for b, s in receipts]).decode(), encoding="utf-8")
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log", "--heads", str(heads)])
+    assert ok.exit_code == 0, ok.output
+    assert "intact: 4 entries" in ok.output
+    with live_hub.engine.begin() as c:
+        c.execute(delete(tables.receipt_log).where(tables.receipt_log.c.seq == 2))
+    bad = runner.invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log", "--heads", str(heads)])
+    assert bad.exit_code == 1 and "first bad entry: 2" in bad.output
+    forged = tmp_path / "forged.json"
+    body, sig = receipts[0]
+    forged.write_text(orjson.dumps({"receipt": body.decode().replace('"log_seq":1', '"log_seq":9'), "signature": sig}).decode())
+    res = runner.invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log", "--heads", str(forged)])
+    assert res.exit_code == 2 and "signature" in res.output
