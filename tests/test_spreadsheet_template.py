@@ -193,8 +193,30 @@ def test_plain_workbook_with_label_headers_only(tmp_path: Path) -> None:
     ws.append(["M1", 5, "箱", "2025-01-01", "红"])
     ws.append([None, None, None, None, None])
     ws.append(["M2", 6, "箱", "2025-01-02", None])
+    ws.append(["M1", 7, "箱", "2025-01-03", None])  # same key (material, no depot, no batch) as row 2
     wb.save(tmp_path / "p.xlsx")
     result = import_workbook(tmp_path / "p.xlsx", context=CTX)
     assert [(r.row, r.data["material_id"]) for r in result.records] == [(2, "M1"), (4, "M2")]
+    head, dup = result.errors
+    assert (head.row, head.rule, head.value) == (1, "unknown_column", "颜色")
+    assert (dup.row, dup.field, dup.rule) == (5, "material_id", "duplicate_key")
+    assert "第 2 行" in dup.message
+
+
+def test_column_added_by_a_clerk_next_to_the_hidden_names_row(tmp_path: Path) -> None:
+    """A labelled column without a field name under it is matched by its label, not dropped."""
+    wb = openpyxl.load_workbook(write_template(tmp_path / "t.xlsx", ("stock",)))
+    ws = wb[STOCK_SHEET]
+    col = columns(ws)
+    extra = ws.max_column + 1
+    ws.cell(1, extra, "备注")
+    for name, value in {"material_id": "M1", "quantity": 1, "unit": "箱", "checked_date": "2025-01-01"}.items():
+        ws.cell(3, col[name], value)
+    ws.cell(3, extra, "x")
+    ws.cell(1, col["batch_no"]).value = "批次"  # an edited header is fine: row 2 decides
+    ws.cell(3, col["batch_no"], "B7")
+    wb.save(tmp_path / "f.xlsx")
+    result = import_workbook(tmp_path / "f.xlsx", context=CTX)
+    assert [r.data["batch_no"] for r in result.records] == ["B7"]
     (err,) = result.errors
-    assert (err.row, err.rule, err.value) == (1, "unknown_column", "颜色")
+    assert (err.row, err.rule, err.value) == (1, "unknown_column", "备注")

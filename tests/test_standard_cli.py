@@ -79,3 +79,26 @@ def test_fields_table_command() -> None:
     assert r.exit_code == 0
     for rt in RECORD_TYPES.values():
         assert rt.label in r.output
+
+
+def test_import_enqueue_queues_valid_records_once(tmp_path: Path, monkeypatch) -> None:
+    import sqlalchemy as sa
+
+    from gateway.store import open_store, tables
+
+    monkeypatch.setenv("GATEWAY_WEB_SECRET", "s")
+    monkeypatch.setenv("GATEWAY_API_TOKEN", "t")
+    assert run("init", str(tmp_path / "gw")).exit_code == 0
+    cfg = str(tmp_path / "gw" / "gateway.toml")
+    filled = _filled_template(tmp_path)
+    assert CliRunner().invoke(cli, ["import", str(filled), "--enqueue"]).exit_code == 2  # needs --config
+    r = run("-c", cfg, "import", str(filled), "--enqueue", "--operator", "张三")
+    assert r.exit_code == 1 and "已入队：应急物资管理信息 新增 1" in r.output
+    r = run("-c", cfg, "import", str(filled), "--enqueue", "--json")
+    assert json.loads(r.output)["enqueued"] == {"stock": {"new": 0, "changed": 0, "unchanged": 1}}
+    engine = open_store(tmp_path / "gw" / "state" / "gateway.db")
+    with engine.connect() as c:
+        rows = c.execute(sa.select(tables.outbox)).all()
+    engine.dispose()
+    assert len(rows) == 1
+    assert rows[0].source == "spreadsheet" and json.loads(rows[0].provenance)["operator"] == "张三"

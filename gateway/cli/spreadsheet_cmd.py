@@ -41,14 +41,20 @@ def _context(ctx: click.Context):  # type: ignore[no-untyped-def]
 @click.option("--errors-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Error report: .xlsx (a copy of the workbook with a 错误说明 column) or .csv (an error list).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--enqueue", is_flag=True,
+              help="Queue the valid records for pushing to the hub (needs --config); bad rows are not queued.")
+@click.option("--operator", default="cli", show_default=True, help="With --enqueue: recorded as who entered the records.")
 @click.pass_context
 @domain_errors
 def import_(ctx: click.Context, file: Path, record_type: str | None, encoding: str | None,
-            errors_out: Path | None, as_json: bool) -> None:
+            errors_out: Path | None, as_json: bool, enqueue: bool, operator: str) -> None:
     """Validate FILE (standard workbook .xlsx, or CSV with --type) and report records and row errors.
 
-    Exit code 0 when every row is valid, 1 when some rows have errors.
+    Exit code 0 when every row is valid, 1 when some rows have errors (valid rows
+    are still queued with --enqueue; re-importing them later sends nothing twice).
     """
+    if enqueue and ctx.find_object(Context).config_path is None:  # type: ignore[union-attr]
+        raise click.UsageError("--enqueue needs --config FILE (or $GATEWAY_CONFIG)")
     from gateway.spreadsheet.export import write_error_csv, write_error_list_xlsx, write_error_workbook
     from gateway.spreadsheet.importer import import_csv, import_workbook
 
@@ -72,8 +78,12 @@ def import_(ctx: click.Context, file: Path, record_type: str | None, encoding: s
             write_error_list_xlsx(result, errors_out)
         else:
             write_error_workbook(file, result, errors_out)
+    queued = _enqueue(ctx, result, operator) if enqueue else None
     if as_json:
-        click.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
+        summary = result.summary()
+        if queued is not None:
+            summary["enqueued"] = queued
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
         click.echo(f"{file}:")
         counts = result.counts()
@@ -85,5 +95,28 @@ def import_(ctx: click.Context, file: Path, record_type: str | None, encoding: s
         click.echo(f"  错误 {len(result.errors)} 条" + (f"，报告已写入 {errors_out}" if errors_out and result.errors else ""))
         for e in result.errors:
             click.echo(f"    {e.sheet} 第 {e.row} 行 {e.label or e.field} [{e.rule}] {e.message}")
+        if queued is not None:
+            click.echo("  已入队：" + "；".join(
+                f"{RECORD_TYPES[t].label} 新增 {c['new']}、变更 {c['changed']}、未变 {c['unchanged']}" for t, c in queued.items()
+            ) if queued else "  没有可入队的记录")
     if result.errors:
         sys.exit(1)
+
+
+def _enqueue(ctx: click.Context, result, operator: str) -> dict[str, dict[str, int]]:  # type: ignore[no-untyped-def]
+    """Queue valid records per type through the sync pipeline (source "spreadsheet", key = record key)."""
+    from gateway.standard.schema import record_key
+    from gateway.store import open_store
+    from gateway.sync import enqueue_records
+
+    engine = open_store(ctx.find_object(Context).config.state_path)  # type: ignore[union-attr]
+    out: dict[str, dict[str, int]] = {}
+    try:
+        for name in RECORD_TYPES:
+            recs = [(record_key(name, r.data), r.data) for r in result.records if r.record_type == name]
+            if recs:
+                s = enqueue_records(engine, "spreadsheet", name, recs, operator, want_ids=False)
+                out[name] = {"new": s.new, "changed": s.changed, "unchanged": s.unchanged}
+    finally:
+        engine.dispose()
+    return out

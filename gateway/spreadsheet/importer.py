@@ -22,7 +22,7 @@ from gateway.spreadsheet import encoding as enc
 from gateway.spreadsheet.layout import ERROR_HEADER, ITEM_COLUMNS, ITEMS_SHEET, sheet_to_type
 from gateway.spreadsheet.safe_cells import restore
 from gateway.standard.converters import normalize_item
-from gateway.standard.schema import RECORD_TYPES, Field
+from gateway.standard.schema import RECORD_TYPES, Field, record_key
 from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext, normalize
 
 
@@ -89,27 +89,24 @@ class _Columns:
 
     def __init__(self, fields: Mapping[str, Field], first: tuple, second: tuple | None) -> None:
         self.problems: list[tuple[int, str]] = []  # (column index, header text)
-        self.ignored: set[int] = set()
         names = [str(v).strip() if v is not None else "" for v in (second or ())]
-        if second is not None and any(names) and all(n in fields or not n for n in names):
-            self.by_index = {i: n for i, n in enumerate(names) if n}
-            self.header_rows = 2
-            # blank names under the error column of an error report are expected
-            self.ignored = {i for i, v in enumerate(first) if str(v or "").strip() == ERROR_HEADER}
-            return
+        # The template's hidden row 2 holds field names; without it, row 1 labels decide.
+        two_rows = second is not None and any(names) and all(n in fields or not n for n in names)
+        self.header_rows = 2 if two_rows else 1
+        if not two_rows:
+            names = []
         by_label = {f.label: f.name for f in fields.values()} | {n: n for n in fields}
-        self.by_index = {}
-        self.header_rows = 1
-        for i, v in enumerate(first):
-            text = str(v).strip().rstrip("*＊").strip() if v is not None else ""
-            if not text:
-                continue
-            if text == ERROR_HEADER:
-                self.ignored.add(i)
-            elif text in by_label and by_label[text] not in self.by_index.values():
-                self.by_index[i] = by_label[text]
+        self.by_index: dict[int, str] = {}
+        for i in range(max(len(first), len(names))):
+            raw = first[i] if i < len(first) else None
+            text = str(raw).strip().rstrip("*＊").strip() if raw is not None else ""
+            name = names[i] if i < len(names) and names[i] else by_label.get(text, "")
+            if not name and (not text or text == ERROR_HEADER):
+                continue  # empty column, or the 错误说明 column of an earlier error report
+            if name and name not in self.by_index.values():
+                self.by_index[i] = name
             else:
-                self.problems.append((i, str(v)))
+                self.problems.append((i, str(raw if raw is not None else name)))
 
     def row_dict(self, values: tuple) -> dict[str, Any] | None:
         """Field -> value for one row; None when the row is blank."""
@@ -128,8 +125,12 @@ def _header_errors(sheet: str, cols: _Columns) -> Iterator[RowError]:
 
 
 def _rows(sheet: str, record_type: str, rows: Iterator[tuple[int, tuple]], ctx: ValidationContext,
-          today: date | None, items: _Items | None = None) -> Iterator[ImportedRecord | RowError]:
-    fields = RECORD_TYPES[record_type].field_map
+          today: date | None, items: _Items | None = None,
+          keys: dict[str, tuple[str, int]] | None = None) -> Iterator[ImportedRecord | RowError]:
+    rt = RECORD_TYPES[record_type]
+    fields = rt.field_map
+    keys = {} if keys is None else keys  # record key -> (sheet, row) where first seen
+    key_label = "、".join(fields[k].label for k in rt.key)
     try:
         _, first = next(rows)
     except StopIteration:
@@ -156,8 +157,15 @@ def _rows(sheet: str, record_type: str, rows: Iterator[tuple[int, tuple]], ctx: 
         if errors:
             for e in errors:
                 yield RowError(sheet, row_no, e.field, e.label, _jsonable(e.value), e.rule, e.message)
-        else:
-            yield ImportedRecord(record_type, sheet, row_no, out)
+            continue
+        key = record_key(record_type, out)
+        first_seen = keys.setdefault(key, (sheet, row_no))
+        if first_seen != (sheet, row_no):
+            where = f"第 {first_seen[1]} 行" if first_seen[0] == sheet else f"“{first_seen[0]}”表第 {first_seen[1]} 行"
+            yield RowError(sheet, row_no, rt.key[0], fields[rt.key[0]].label, key, "duplicate_key",
+                           f"{key_label}与{where}重复（{key}），同一记录只能出现一次")
+            continue
+        yield ImportedRecord(record_type, sheet, row_no, out)
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:
@@ -224,11 +232,13 @@ def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
         items = _Items()
         if ITEMS_SHEET in wb.sheetnames:  # items first: agreements need them
             yield from _item_rows(_sheet_rows(wb[ITEMS_SHEET]), ctx, ref, items)
+        keys: dict[str, dict[str, tuple[str, int]]] = {}
         for title in wb.sheetnames:
             rtype = names.get(title)
             if rtype is None:
                 continue
-            yield from _rows(title, rtype, _sheet_rows(wb[title]), ctx, ref, items if rtype == "agreement" else None)
+            yield from _rows(title, rtype, _sheet_rows(wb[title]), ctx, ref,
+                             items if rtype == "agreement" else None, keys.setdefault(rtype, {}))
         for no, rows in items.rows.items():
             if no and no not in items.seen:
                 for r in rows:
