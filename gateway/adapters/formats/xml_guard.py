@@ -66,17 +66,18 @@ def _check_doctype(text: str, complete: bool) -> None:
                 raise FileUnreadable("xml.prolog_too_large", f"文档开头 {PROLOG_LIMIT} 字节内没有根元素")
             return  # empty or truncated: the parser reports it
         if text.startswith("<?", i):
-            j = text.find("?>", i)
+            end = "?>"
         elif text.startswith("<!--", i):
-            j = text.find("-->", i)
+            end = "-->"
         elif text[i:i + 9].upper() == "<!DOCTYPE":
             _refuse_doctype(text, i + 9, complete)
             return
         else:
             return  # the root element (or junk the parser will reject)
+        j = text.find(end, i + 2)
         if j < 0:
             raise FileUnreadable("xml.prolog_too_large", "文档开头的处理指令或注释过长或未结束")
-        i = j + 2
+        i = j + len(end)
 
 
 def _refuse_doctype(text: str, k: int, complete: bool) -> None:

@@ -140,7 +140,7 @@ def read_xml(path: Path, name: str, opts: FormatOptions, source: str) -> Iterato
     index = 0
     max_text = opts.max_text_bytes
     try:
-        for event, elem in etree.iterparse(str(path), **kwargs):
+        for event, elem in _pull(path, kwargs, opts.max_text_bytes):
             if event == "start":
                 stack.append(_split_tag(elem.tag))
                 if len(stack) > opts.max_depth:
@@ -171,9 +171,44 @@ def read_xml(path: Path, name: str, opts: FormatOptions, source: str) -> Iterato
         msg = str(e)
         rule = next((r for needle, r in _LIBXML_LIMITS if needle.lower() in msg.lower()), "xml.malformed")
         line = e.position[0] if e.position else None
-        field = "/".join(local for _, local in stack[-max(in_record, 1):]) if stack else None
+        inside = stack[-(in_record - 1):] if in_record > 1 else stack[-1:]
+        field = "/".join(local for _, local in inside) or None
         value = _line_text(path, line, prolog.parse_encoding or prolog.declared_encoding) if line and rule == "xml.malformed" else None
         raise FileUnreadable(rule, f"XML 解析失败：{msg}", f"line {line}" if line else "", field, value) from e
+
+
+def _pull(path: Path, kwargs: dict[str, Any], max_text: int) -> Iterator[tuple[str, Any]]:
+    """Feed the parser in chunks, refusing a run of more than `max_text` bytes without a '<'.
+
+    Neither a text node nor an attribute value can contain '<' (in any encoding we
+    accept), so such a run is one oversized value: stop before the parser buffers it.
+    """
+    parser = etree.XMLPullParser(**kwargs)
+    run = 0
+    slack = 1 << 16  # room for the markup around a value of exactly max_text bytes
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            first = chunk.find(b"<")
+            if first < 0:
+                run += len(chunk)
+            elif run + first <= max_text + slack:
+                run = len(chunk) - chunk.rfind(b"<") - 1
+            else:
+                run += first
+            if run > max_text + slack:
+                raise FileUnreadable("xml.text_too_large", f"元素文本或属性值超过 {max_text} 字节，已拒绝")
+            try:
+                parser.feed(chunk)
+            except etree.XMLSyntaxError:
+                yield from parser.read_events()  # what was parsed before the error still counts
+                raise
+            yield from parser.read_events()
+        try:
+            parser.close()
+        except etree.XMLSyntaxError:
+            yield from parser.read_events()
+            raise
+        yield from parser.read_events()
 
 
 def _line_text(path: Path, line: int, encoding: str | None, limit: int = 200) -> str | None:
