@@ -19,7 +19,7 @@ from gateway.push.receipts import ReceiptUnverified, results_for, store_receipt
 from gateway.push.status import delivery_status
 from gateway.store import open_store
 from gateway.store.tables import audit, batch_receipts, outbox, outbox_batches, receipts
-from tests.fixtures.push import DEPARTMENT, Edit, enqueue, material
+from tests.fixtures.push import DEPARTMENT, Edit, enqueue, material, mkey
 
 HUB_KEY = new_private_key()
 
@@ -61,15 +61,15 @@ def receipt_for(batch: Batch, statuses: dict[str, str] | None = None, skip: set[
 
 
 def test_batches_take_pending_rows_in_order_bounded_by_count_and_bytes_one_source_at_a_time(engine: Engine) -> None:
-    ids = enqueue(engine, [Edit(f"WZ-{i}", 1, material(i)) for i in range(5)])
+    ids = enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(5)])
     other = enqueue(engine, [Edit("D-1", 1, material(99), source="other_db")])
-    ids += enqueue(engine, [Edit(f"WZ-{i}", 2, material(i, spec_model="新型号")) for i in range(2)])
+    ids += enqueue(engine, [Edit(mkey(i), 2, material(i, spec_model="新型号")) for i in range(2)])
 
     b1 = claim_batch(engine, DEPARTMENT, batch_size=3, max_bytes=10**6)
     assert b1 is not None and b1.outbox_ids == ids[:3] and b1.source == "wz_db"
     doc = orjson.loads(b1.body)
     assert doc["batch_id"] == b1.batch_id and doc["department"] == DEPARTMENT and doc["source"] == "wz_db"
-    assert [r["key"] for r in doc["records"]] == ["WZ-0", "WZ-1", "WZ-2"]
+    assert [r["key"] for r in doc["records"]] == [mkey(0), mkey(1), mkey(2)]
     assert doc["records"][0]["data"] == material(0) and doc["records"][0]["provenance"]["operator"] == "张三"
     st = states(engine)
     assert [st[i] for i in ids] == ["sent"] * 3 + ["pending"] * 4
@@ -94,7 +94,7 @@ def test_a_single_record_larger_than_the_byte_bound_still_leaves_alone(engine: E
 
 
 def test_a_sent_batch_is_rebuilt_byte_for_byte_after_a_restart(engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    enqueue(engine, [Edit(f"WZ-{i}", 1, material(i)) for i in range(4)] + [Edit("WZ-0", 2, None)])
+    enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(4)] + [Edit("WZ-0", 2, None)])
     b = claim_batch(engine, DEPARTMENT, batch_size=10, max_bytes=10**6)
     assert b is not None
     engine.dispose()
@@ -106,13 +106,13 @@ def test_a_sent_batch_is_rebuilt_byte_for_byte_after_a_restart(engine: Engine, t
 
 
 def test_receipt_settles_rows_keeps_the_signed_document_and_dead_letters_rejections(engine: Engine) -> None:
-    ids = enqueue(engine, [Edit(f"WZ-{i}", 1, material(i)) for i in range(5)])
+    ids = enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(5)])
     b = claim_batch(engine, DEPARTMENT, batch_size=10, max_bytes=10**6)
     assert b is not None
-    body, sig, doc = receipt_for(b, {"WZ-1": "duplicate", "WZ-2": "stale", "WZ-3": "rejected"}, skip={"WZ-4"})
+    body, sig, doc = receipt_for(b, {mkey(1): "duplicate", mkey(2): "stale", mkey(3): "rejected"}, skip={mkey(4)})
     results = store_receipt(engine, b, body, sig, doc, DEPARTMENT)
 
-    assert {r.record_key: r.status for r in results} == {"WZ-0": "accepted", "WZ-1": "duplicate", "WZ-2": "stale", "WZ-3": "rejected"}
+    assert {r.record_key: r.status for r in results} == {mkey(0): "accepted", mkey(1): "duplicate", mkey(2): "stale", mkey(3): "rejected"}
     st = states(engine)
     # Not mentioned by the receipt: back to pending, to leave in a later batch.
     assert [st[i] for i in ids] == ["delivered", "delivered", "delivered", "dead", "pending"]
@@ -124,7 +124,7 @@ def test_receipt_settles_rows_keeps_the_signed_document_and_dead_letters_rejecti
         assert c.execute(select(outbox.c.batch_id).where(outbox.c.id == ids[4])).scalar() is None
         assert c.execute(select(outbox_batches.c.state)).scalar() == "receipted"
     dl = list_dead_letters(engine)
-    assert [(d.record_key, d.seq, d.source) for d in dl] == [("WZ-3", 1, "wz_db")]
+    assert [(d.record_key, d.seq, d.source) for d in dl] == [(mkey(3), 1, "wz_db")]
     assert dl[0].reasons[0]["label"] == "计量单位" and dl[0].reasons[0]["rule"] == "units"
     assert [r.status for r in results_for(engine, ids)] == ["accepted", "duplicate", "stale", "rejected"]
 
@@ -156,10 +156,12 @@ def test_dead_letter_retry_requeues_the_same_row_and_resolve_records_who(engine:
     store_receipt(engine, b, *receipt_for(b, {"WZ-1": "rejected", "WZ-2": "rejected"}), DEPARTMENT)
     d1, d2 = list_dead_letters(engine)
 
-    assert retry_dead_letter(engine, d1.id, "李四", "中心已补录物资") == ids[0]
+    later = enqueue(engine, [Edit("WZ-3", 1, material(3))])
+    requeued = retry_dead_letter(engine, d1.id, "李四", "中心已补录物资")
+    assert requeued > later[0]  # behind what was queued before the retry
     assert resolve_dead_letter(engine, d2.id, "王五") == ids[1]
     st = states(engine)
-    assert st[ids[0]] == "pending" and st[ids[1]] == "dead"
+    assert st[requeued] == "pending" and st[ids[0]] == "dead" and st[ids[1]] == "dead"
     assert list_dead_letters(engine) == []
     handled = {d.id: d for d in list_dead_letters(engine, include_handled=True)}
     assert (handled[d1.id].resolution, handled[d1.id].resolved_by) == ("retried", "李四")
@@ -170,14 +172,15 @@ def test_dead_letter_retry_requeues_the_same_row_and_resolve_records_who(engine:
         resolve_dead_letter(engine, 999, "李四")
     with engine.connect() as c:
         assert [r.action for r in c.execute(select(audit).order_by(audit.c.id))] == ["dead_letter.retry", "dead_letter.resolve"]
-    # The retried row leaves again, same seq and data, in a new batch.
+    # The retried record leaves again, same seq and data, in a new batch, after the row queued before it.
     again = claim_batch(engine, DEPARTMENT, batch_size=10, max_bytes=10**6)
-    assert again is not None and again.outbox_ids == [ids[0]] and again.batch_id != b.batch_id
-    assert orjson.loads(again.body)["records"][0]["seq"] == 1
+    assert again is not None and again.outbox_ids == [later[0], requeued] and again.batch_id != b.batch_id
+    first_time, second_time = orjson.loads(b.body)["records"][0], orjson.loads(again.body)["records"][1]
+    assert second_time == first_time
 
 
 def test_released_batch_rows_go_back_to_pending_and_status_counts_them(engine: Engine) -> None:
-    enqueue(engine, [Edit(f"WZ-{i}", 1, material(i)) for i in range(3)])
+    enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(3)])
     b = claim_batch(engine, DEPARTMENT, batch_size=10, max_bytes=10**6)
     assert b is not None
     st = delivery_status(engine)

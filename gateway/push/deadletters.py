@@ -1,10 +1,11 @@
 """Dead letters: records the hub rejected, kept with its reasons until a person handles them.
 
 A rejected record is never retried on its own and never dropped. Two ways out:
-- retry: the same outbox row (same seq, same data) goes back to `pending` and
-  is sent in a later batch. For rejections whose cause lay outside the record
-  (a material the hub did not know yet, a department permission since granted).
-  If a newer edit of the key was delivered meanwhile, the hub answers `stale`.
+- retry: the same record (same seq, same data) is queued again, behind what is
+  already queued, and sent in a later batch. For rejections whose cause lay
+  outside the record (a material the hub did not know yet, a department
+  permission since granted). If a newer edit of the key was delivered
+  meanwhile, the hub answers `stale`.
 - resolve: the row stays `dead`; who and when are recorded. For rejections
   fixed at the source: the corrected record is a new edit with a higher seq
   that sync enqueues as usual.
@@ -23,6 +24,9 @@ from gateway.errors import GatewayError
 from gateway.push.batching import Batch
 from gateway.store.db import utcnow
 from gateway.store.tables import audit, dead_letters, outbox, outbox_batches
+
+# What a retry copies from the rejected outbox row: the record exactly as first enqueued.
+_COPIED = ("source", "record_type", "record_key", "op", "seq", "version", "data", "updated_at", "provenance")
 
 
 class DeadLetterNotOpen(GatewayError):
@@ -75,26 +79,36 @@ def _close(conn: Any, dead_letter_id: int, actor: str, resolution: str, now: str
     return int(conn.execute(select(dead_letters.c.outbox_id).where(dead_letters.c.id == dead_letter_id)).scalar_one())
 
 
-def _audit(conn: Any, actor: str, action: str, dead_letter_id: int, outbox_id: int, now: str, note: str | None) -> None:
+def _audit(
+    conn: Any, actor: str, action: str, dead_letter_id: int, outbox_id: int, now: str, note: str | None, **after: Any
+) -> None:
     conn.execute(
         audit.insert().values(
             at=now, actor=actor, action=action, target=f"dead_letter:{dead_letter_id}",
             before=orjson.dumps({"outbox_id": outbox_id, "state": "dead"}).decode(),
-            after=orjson.dumps({"outbox_id": outbox_id, "note": note}).decode(),
+            after=orjson.dumps({"outbox_id": outbox_id, "note": note, **after}).decode(),
         )
     )
 
 
 def retry_dead_letter(engine: Engine, dead_letter_id: int, actor: str, note: str | None = None) -> int:
-    """Re-queue the rejected outbox row for another attempt; returns its outbox id."""
+    """Queue the rejected record again, as it was, behind everything already queued; returns the new outbox id.
+
+    The copy goes to the back of the outbox (a new row, same seq, version and
+    data) so that whatever was enqueued before the retry -- typically the very
+    record whose absence caused the rejection -- reaches the hub first. The
+    rejected row itself stays `dead`, with its receipt, as history.
+    """
     now = utcnow()
     with engine.begin() as conn:
         oid = _close(conn, dead_letter_id, actor, "retried", now)
-        conn.execute(
-            update(outbox).where(outbox.c.id == oid, outbox.c.state == "dead").values(state="pending", batch_id=None)
-        )
-        _audit(conn, actor, "dead_letter.retry", dead_letter_id, oid, now, note)
-    return oid
+        row = conn.execute(select(outbox).where(outbox.c.id == oid)).one()
+        copy = {c: getattr(row, c) for c in _COPIED}
+        new_id = conn.execute(
+            outbox.insert().values(**copy, enqueued_at=now, state="pending", batch_id=None, attempts=0)
+        ).inserted_primary_key[0]
+        _audit(conn, actor, "dead_letter.retry", dead_letter_id, oid, now, note, requeued_as=new_id)
+    return int(new_id)
 
 
 def resolve_dead_letter(engine: Engine, dead_letter_id: int, actor: str, note: str | None = None) -> int:

@@ -1,0 +1,220 @@
+"""The push client against a real hub on loopback: delivery, receipts, refusals, dead letters, the CLI."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from gateway.cli import cli
+from gateway.hub import registry
+from gateway.protocol.keys import new_key_pair, public_key_text, read_private_key
+from gateway.push.backoff import Backoff
+from gateway.push.client import PushClient, push_pending
+from gateway.push.deadletters import list_dead_letters
+from gateway.push.worker import PushWorker
+from gateway.store.tables import batch_receipts, outbox
+from tests.fixtures.hub import sample
+from tests.fixtures.push import Edit, GatewayDir, enqueue, material, mkey
+from tests.push_checks import all_receipts_verify, expected_state, hub_accepted_twice, hub_state, outbox_states
+
+FAST = dict(give_up_after=0)  # one try per batch: these tests look at single outcomes
+
+
+def fast_backoff() -> Backoff:
+    return Backoff(base=0.01, cap=0.05, rng=random.Random(3))
+
+
+def edits_mix(n: int) -> list[Edit]:
+    """n new materials, then a changed version of every 5th, then a delete of every 7th."""
+    out = [Edit(mkey(i), 1, material(i)) for i in range(n)]
+    out += [Edit(mkey(i), 2, material(i, spec_model="二型")) for i in range(0, n, 5)]
+    out += [Edit(mkey(i), 3, None) for i in range(0, n, 7)]
+    return out
+
+
+def run(config_path: Any, *args: str) -> Any:
+    return CliRunner().invoke(cli, ["--config", str(config_path), *args], catch_exceptions=False)
+
+
+def test_push_pending_makes_the_hub_equal_to_the_source_and_keeps_verifiable_receipts(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    gateway_dir.for_hub(live_hub, batch_size=400)
+    engine = gateway_dir.store()
+    edits = edits_mix(1500)
+    enqueue(engine, edits)
+
+    res = run(gateway_dir.config_path, "push-pending")
+    assert res.exit_code == 0, res.output
+    assert len(edits) == 2015  # 1500 new, 300 changed, 215 deleted
+    assert "已送达 2015" in res.output
+    assert outbox_states(engine) == {"delivered": len(edits)}
+    assert hub_state(live_hub) == expected_state(edits)
+    assert hub_accepted_twice(live_hub) == 0
+    assert all_receipts_verify(engine, gateway_dir.hub_public_key) >= 5
+
+    res = run(gateway_dir.config_path, "deliveries")
+    assert "已送达 delivered 2015" in res.output and "待推送 pending   0" in res.output
+    # Nothing left: a second run sends nothing.
+    res = run(gateway_dir.config_path, "push-pending", "--json")
+    assert '"batches": 0' in res.output
+
+
+def test_per_record_push_returns_the_verified_receipt_and_a_repeat_answers_from_the_store(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    config = gateway_dir.for_hub(live_hub)
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(3)])  # older backlog
+    ids = enqueue(engine, [Edit(mkey(9), 1, material(9))])
+    with PushClient(config, engine) as client:
+        results = client.push_ids(ids)
+        assert [(r.record_key, r.status, r.delivered) for r in results] == [(mkey(9), "accepted", True)]
+        assert results[0].hub_seq is not None and results[0].log_head
+        assert outbox_states(engine) == {"pending": 3, "delivered": 1}  # only that record went
+        assert client.push_ids(ids) == results
+
+
+def test_a_rejected_record_becomes_a_dead_letter_and_retry_delivers_it_once_the_cause_is_gone(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    gateway_dir.for_hub(live_hub)
+    engine = gateway_dir.store()
+    depot, stock = sample("depot"), sample("stock", material_id="WZ-0077")
+    enqueue(engine, [Edit("KU-01", 1, depot, "depot"), Edit("WZ-0077|KU-01|B1", 1, stock, "stock"),
+                     Edit(mkey(5), 1, material(5, reserve_mode="9"))])
+    res = run(gateway_dir.config_path, "push-pending")
+    assert res.exit_code == 0, res.output
+    assert "退回 2" in res.output
+    assert outbox_states(engine) == {"delivered": 1, "dead": 2}
+
+    listing = run(gateway_dir.config_path, "dead-letters", "list").output
+    assert "WZ-0077|KU-01|B1" in listing and "material_exists" in listing
+    assert "储备方式" in listing  # the hub names the field by its Chinese label
+    by_key = {d.record_key: d for d in list_dead_letters(engine)}
+
+    # The material reaches the hub; now the stock record can be retried as it was.
+    enqueue(engine, [Edit("WZ-0077", 1, material(77, material_id="WZ-0077"))])
+    assert run(gateway_dir.config_path, "dead-letters", "retry", str(by_key["WZ-0077|KU-01|B1"].id), "--by", "李四").exit_code == 0
+    assert run(gateway_dir.config_path, "dead-letters", "resolve", str(by_key[mkey(5)].id), "--by", "李四", "--note", "源数据已改").exit_code == 0
+    assert run(gateway_dir.config_path, "push-pending").exit_code == 0
+    assert outbox_states(engine) == {"delivered": 3, "dead": 2}  # the first stock attempt stays dead as history
+    assert hub_state(live_hub)[("stock", "WZ-0077|KU-01|B1")][0] == 1
+    assert ("material", mkey(5)) not in hub_state(live_hub)
+    assert "没有死信" in run(gateway_dir.config_path, "dead-letters", "list").output
+    again = run(gateway_dir.config_path, "dead-letters", "retry", str(by_key[mkey(5)].id))
+    assert again.exit_code == 1 and "已处理" in again.output
+
+
+def test_a_receipt_signed_by_another_key_is_refused_and_nothing_counts_as_delivered(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    config = gateway_dir.for_hub(live_hub)
+    new_key_pair(gateway_dir.root / "keys" / "impostor.key", gateway_dir.hub_public_key)  # the gateway now trusts another key
+    engine = gateway_dir.store()
+    edits = [Edit(mkey(i), 1, material(i)) for i in range(20)]
+    enqueue(engine, edits)
+
+    summary = push_pending(config, engine, backoff=fast_backoff(), **FAST)
+    assert summary.gave_up and summary.delivered == 0 and "does not verify" in (summary.last_error or "")
+    assert outbox_states(engine) == {"sent": 20}
+    with engine.connect() as c:
+        assert c.execute(select(batch_receipts)).first() is None
+    # The hub did store them; with the right key the same batch is resent and its original receipt kept.
+    assert len(hub_state(live_hub)) == 20
+    gateway_dir.for_hub(live_hub)
+    summary = push_pending(config, engine, backoff=fast_backoff(), **FAST)
+    assert summary.accepted == 20 and outbox_states(engine) == {"delivered": 20}
+    assert hub_accepted_twice(live_hub) == 0
+
+
+def test_a_tampered_receipt_is_refused_until_an_intact_one_arrives(gateway_dir: GatewayDir, live_hub: Any, fault_proxy: Any) -> None:
+    from tests.fixtures.faultproxy import Faults
+
+    proxy = fault_proxy(live_hub.url, Faults(tamper=1.0)).start()
+    config = gateway_dir.for_hub(live_hub, url=proxy.url)
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(10)])
+    summary = push_pending(config, engine, backoff=fast_backoff(), **FAST)
+    assert proxy.stats["tamper"] == 1
+    assert summary.delivered == 0 and "does not verify" in (summary.last_error or "")
+    assert outbox_states(engine) == {"sent": 10}
+    proxy.faults.tamper = 0.0
+    summary = push_pending(config, engine, backoff=fast_backoff(), **FAST)
+    assert summary.accepted == 10 and outbox_states(engine) == {"delivered": 10}
+    assert all_receipts_verify(engine, gateway_dir.hub_public_key) == 1
+
+
+def test_an_unregistered_key_pauses_pushing_keeps_the_records_and_flags_the_batch(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    gateway_dir.for_hub(live_hub)
+    new_key_pair(gateway_dir.root / "keys" / "gateway.key", gateway_dir.root / "keys" / "gateway.pub")  # a new key ...
+    gateway_dir.write_config(live_hub.url, key_id="dept001-9")  # ... not registered at the hub yet
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(5)])
+
+    res = run(gateway_dir.config_path, "push-pending", "--retry-for", "0")
+    assert res.exit_code == 2 and "unknown_key" in res.output
+    assert outbox_states(engine) == {"sent": 5}
+    status = run(gateway_dir.config_path, "deliveries").output
+    assert "REFUSED" in status and "401" in status and "unknown_key" in status
+
+    with live_hub.engine.begin() as conn:  # the hub operator registers the key
+        registry.add_key(conn, "dept001", "dept001-9", public_key_text(read_private_key(gateway_dir.root / "keys" / "gateway.key").public_key()))
+    res = run(gateway_dir.config_path, "push-pending")
+    assert res.exit_code == 0 and outbox_states(engine) == {"delivered": 5}
+    assert "REFUSED" not in run(gateway_dir.config_path, "deliveries").output
+
+
+def test_hub_down_sync_keeps_enqueueing_and_the_worker_delivers_when_it_returns(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    config = gateway_dir.for_hub(live_hub, batch_size=50)
+    engine = gateway_dir.store()
+    live_hub.stop()
+    worker = PushWorker(config, engine, idle_poll=60, backoff=Backoff(base=0.05, cap=0.3, rng=random.Random(5))).start()
+    try:
+        first = [Edit(mkey(i), 1, material(i)) for i in range(100)]
+        enqueue(engine, first)
+        worker.wake()
+        deadline = time.monotonic() + 20
+        while outbox_states(engine).get("sent", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outbox_states(engine)["sent"] == 50
+        # The worker is retrying a batch; the store still takes new work at once.
+        more = [Edit(mkey(i), 2, material(i, spec_model="改")) for i in range(50)]
+        t0 = time.monotonic()
+        enqueue(engine, more)
+        assert time.monotonic() - t0 < 5  # not blocked behind the push (busy_timeout would be 30 s)
+        assert outbox_states(engine).get("delivered", 0) == 0
+        live_hub.start()
+        worker.wake()
+        deadline = time.monotonic() + 30
+        while outbox_states(engine) != {"delivered": 150} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert outbox_states(engine) == {"delivered": 150}
+        assert hub_state(live_hub) == expected_state(first + more)
+    finally:
+        assert worker.stop(10)
+
+
+def test_stop_lets_the_batch_in_flight_finish(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    config = gateway_dir.for_hub(live_hub, batch_size=100)
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(2000)])
+    stop = threading.Event()
+    got: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: got.setdefault("s", push_pending(config, engine, stop=stop)))
+    t.start()
+    while outbox_states(engine).get("delivered", 0) == 0:
+        time.sleep(0.01)
+    stop.set()
+    t.join(30)
+    states = outbox_states(engine)
+    # Stopped between batches: no batch left half-done, the rest still pending.
+    assert got["s"].stopped and states.get("sent", 0) == 0 and states["pending"] > 0
+    assert states["delivered"] == 100 * got["s"].batches
+
+
+def test_outbox_rows_carry_their_batch_and_attempts(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    config = gateway_dir.for_hub(live_hub)
+    engine = gateway_dir.store()
+    ids = enqueue(engine, [Edit(mkey(1), 1, material(1))])
+    push_pending(config, engine)
+    with engine.connect() as c:
+        row = c.execute(select(outbox.c.state, outbox.c.batch_id, outbox.c.attempts).where(outbox.c.id == ids[0])).one()
+    assert row.state == "delivered" and row.batch_id and row.attempts == 1
