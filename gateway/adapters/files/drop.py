@@ -16,7 +16,7 @@ import tempfile
 import time
 from abc import abstractmethod
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -168,6 +168,7 @@ class FileDropAdapter(Adapter):
         count = problems = 0
         status, rule = "done", None
         fmt = format_for(e.name, s["format"] if s["format"] != "auto" else self.default_format)
+        changed_at = datetime.fromtimestamp(e.mtime, tz=UTC)  # the file's time is when the source changed these rows
         try:
             if fmt is None:
                 raise FileUnreadable("file.unknown_format", "无法由扩展名判断文件格式，请设置 format")
@@ -188,7 +189,7 @@ class FileDropAdapter(Adapter):
                         problems += 1
                         yield RowProblem(self.source, item.locator, ",".join(self.key_columns), None, "file.key_missing", "主键列为空，该行无法识别")
                     else:
-                        yield SourceRow(key, item.data, item.locator, version=sha)
+                        yield SourceRow(key, item.data, item.locator, version=changed_at)
                 if append and every and count % every == 0:
                     ledger.current = {"sha256": sha, "name": e.name, "rows": count}
                     yield Checkpoint(ledger.position())
