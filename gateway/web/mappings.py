@@ -1,23 +1,164 @@
-"""字段映射 (placeholder until the editor lands)."""
+"""字段映射: per source, map each standard field with transforms, live preview, versions, diff, rollback."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 
-from gateway.accounts.web import require
+from gateway.accounts.web import actor, audit, require
+from gateway.config import SourceConfig
+from gateway.errors import FatalError, MappingError
+from gateway.mappings import diff, list_versions, load_mapping, preview, rollback, save_version
+from gateway.standard.schema import RECORD_TYPES
+from gateway.web import mapping_form as mf
+from gateway.web.app import gw
+from gateway.web.sources import sample, source_config
 
 bp = Blueprint("mappings", __name__, url_prefix="/mappings")
+
+
+def _mapped_sources() -> list[SourceConfig]:
+    cfg = gw().config
+    return [s for s in cfg.sources if s.mapping is not None] if cfg else []
+
+
+def _source(name: str) -> SourceConfig:
+    sc = source_config(name)
+    if sc.mapping is None:
+        abort(404)
+    return sc
+
+
+def _current_text(sc: SourceConfig) -> str:
+    try:
+        return Path(sc.mapping).read_text(encoding="utf-8")  # type: ignore[arg-type]
+    except OSError:
+        return ""
+
+
+def _compile(sc: SourceConfig, text: str, columns: list[str] | None) -> Any:
+    from gateway.standard.validate import ValidationContext
+    from gateway.sync.pipeline import source_rows
+
+    cfg = gw().config
+    return load_mapping(
+        text, sc.record_type, columns or None, source=sc.name, base_dir=Path(sc.mapping).parent,  # type: ignore[arg-type]
+        source_rows=source_rows(cfg), context=ValidationContext.from_config(cfg),
+    )
 
 
 @bp.get("/")
 @require("view")
 def index() -> Any:
-    return render_template("accounts/error.html", code=200, title="字段映射", message="建设中")
+    rows = []
+    for sc in _mapped_sources():
+        versions = list_versions(gw().engine, sc.name)
+        rows.append({"s": sc, "latest": versions[-1] if versions else None, "count": len(versions)})
+    return render_template("mappings.html", rows=rows, types=RECORD_TYPES)
 
 
 @bp.get("/<source>")
 @require("view")
 def edit(source: str) -> Any:
-    return index()
+    sc = _source(source)
+    rt = RECORD_TYPES[sc.record_type]
+    text = _current_text(sc)
+    rows, description = mf.rows_from_text(text, rt)
+    columns, _sample_rows, sample_error = sample(sc)
+    versions = list_versions(gw().engine, sc.name)
+    return render_template(
+        "mapping_edit.html", s=sc, rt=rt, rows=rows, description=description, columns=columns,
+        sample_error=sample_error, versions=list(reversed(versions)), kinds=mf.KIND_LABELS, text=text,
+    )
+
+
+@bp.post("/<source>/api/preview")
+@require("view")
+def api_preview(source: str) -> Any:
+    """Map the sample rows with the form as it is now (not saved); per field values or Chinese errors."""
+    sc = _source(source)
+    rt = RECORD_TYPES[sc.record_type]
+    try:
+        text = mf.text_from_rows(sc.record_type, mf.rows_from_form(request.form, rt), request.form.get("description", ""))
+    except mf.FormProblem as e:
+        return jsonify({"ok": False, "problems": str(e).splitlines(), "rows": []})
+    columns, rows, err = sample(sc)
+    try:
+        mapping = _compile(sc, text, columns)
+    except MappingError as e:
+        return jsonify({"ok": False, "problems": [mf.problem_text(p, rt) for p in e.problems], "rows": [], "text": text})
+    out = []
+    for p in preview(mapping, rows, 20):
+        out.append({
+            "locator": p.locator, "key": p.key, "ok": p.ok, "record": p.record,
+            "errors": [{"field": e.field, "label": e.label, "value": None if e.value is None else str(e.value),
+                        "message": e.message} for e in p.errors],
+        })
+    return jsonify({
+        "ok": True, "text": text, "rows": out, "sample_error": err,
+        "fields": [{"name": f.name, "label": f.label} for f in rt.fields],
+        "summary": f"样例 {len(out)} 行：{sum(1 for r in out if r['ok'])} 行通过，{sum(1 for r in out if not r['ok'])} 行有错误",
+    })
+
+
+@bp.post("/<source>")
+@require("edit_mappings")
+def save(source: str) -> Any:
+    sc = _source(source)
+    rt = RECORD_TYPES[sc.record_type]
+    comment = request.form.get("comment", "").strip()
+    if not comment:
+        flash("请填写修改说明", "error")
+        return redirect(url_for("mappings.edit", source=source))
+    try:
+        text = mf.text_from_rows(sc.record_type, mf.rows_from_form(request.form, rt), request.form.get("description", ""))
+        columns, _rows, _err = sample(sc)
+        _compile(sc, text, columns)
+    except mf.FormProblem as e:
+        flash(f"未保存：{e}", "error")
+        return redirect(url_for("mappings.edit", source=source))
+    except MappingError as e:
+        flash("未保存：" + "；".join(mf.problem_text(p, rt) for p in e.problems), "error")
+        return redirect(url_for("mappings.edit", source=source))
+    old = list_versions(gw().engine, sc.name)
+    path = Path(sc.mapping)  # type: ignore[arg-type]
+    # The file is what sync reads; write it atomically, then record the version.
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    n = save_version(gw().engine, sc.name, text, actor(), comment)
+    audit("mapping.save", sc.name, {"version": old[-1].version if old else None}, {"version": n, "comment": comment})
+    flash(f"已保存为版本 {n}", "ok")
+    return redirect(url_for("mappings.edit", source=source))
+
+
+@bp.get("/<source>/diff")
+@require("view")
+def show_diff(source: str) -> Any:
+    sc = _source(source)
+    a, b = request.args.get("a", type=int), request.args.get("b", type=int)
+    if a is None or b is None:
+        abort(400, description="请选择要比较的两个版本")
+    try:
+        text = diff(gw().engine, sc.name, a, b)
+    except FatalError:
+        abort(404)
+    return render_template("mapping_diff.html", s=sc, a=a, b=b, lines=text.splitlines())
+
+
+@bp.post("/<source>/rollback")
+@require("edit_mappings")
+def do_rollback(source: str) -> Any:
+    sc = _source(source)
+    version = request.form.get("version", type=int)
+    if version is None:
+        abort(400)
+    try:
+        n = rollback(gw().engine, sc.name, version, actor(), Path(sc.mapping))  # type: ignore[arg-type]
+    except FatalError:
+        abort(404)
+    audit("mapping.rollback", sc.name, {"to_version": version}, {"version": n})
+    flash(f"已回滚到版本 {version}（保存为新版本 {n}）", "ok")
+    return redirect(url_for("mappings.edit", source=source))

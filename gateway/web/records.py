@@ -1,23 +1,183 @@
-"""记录录入 (placeholder)."""
+"""记录录入: create or edit one standard record, checked as you type, enqueued and pushed at once."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from sqlalchemy import select
 
-from gateway.accounts.web import require
+from gateway.accounts.web import actor, audit, require
+from gateway.errors import GatewayError
+from gateway.standard import schema as sch
+from gateway.standard.schema import RECORD_TYPES, RecordType, record_key
+from gateway.store import tables as t
+from gateway.web import status
+from gateway.web.app import gw
 
 bp = Blueprint("records", __name__, url_prefix="/records")
+LOCAL_SOURCE = "local"
+
+
+def _type(name: str) -> RecordType:
+    if name not in RECORD_TYPES:
+        abort(404)
+    return RECORD_TYPES[name]
+
+
+def _context() -> Any:
+    from gateway.standard.validate import ValidationContext
+
+    cfg = gw().config
+    return ValidationContext.from_config(cfg) if cfg is not None else None
+
+
+def form_to_data(rt: RecordType, form: Mapping[str, str]) -> dict[str, Any]:
+    """The form's values as a raw record: empty inputs left out, agreement items parsed from lines."""
+    data: dict[str, Any] = {}
+    for f in rt.fields:
+        if f.kind == sch.FILE_REF:
+            continue
+        raw = (form.get(f.name) or "").strip()
+        if not raw:
+            continue
+        if f.kind == sch.ITEMS:
+            items = []
+            for line in raw.splitlines():
+                parts = [p.strip() for p in line.replace("，", ",").split(",")]
+                if any(parts):
+                    items.append({"material_id": parts[0], "quantity": parts[1] if len(parts) > 1 else "",
+                                  "unit": parts[2] if len(parts) > 2 else ""})
+            data[f.name] = items
+        else:
+            data[f.name] = raw
+    return data
+
+
+def data_to_form(rt: RecordType, data: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for f in rt.fields:
+        v = data.get(f.name)
+        if v is None:
+            continue
+        if f.kind == sch.ITEMS and isinstance(v, list):
+            out[f.name] = "\n".join(f"{i.get('material_id', '')},{i.get('quantity', '')},{i.get('unit', '')}" for i in v)
+        else:
+            out[f.name] = str(v)
+    return out
+
+
+def check(rt: RecordType, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from gateway.standard.validate import normalize
+
+    clean, errors = normalize(rt.name, data, context=_context())
+    return clean, [{"field": e.field, "label": e.label, "value": None if e.value is None else str(e.value),
+                    "rule": e.rule, "message": e.message} for e in errors]
+
+
+def latest_data(record_type: str, key: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(data, provenance) of the newest enqueued version of a record."""
+    o = t.outbox
+    with gw().engine.connect() as c:
+        row = c.execute(
+            select(o.c.data, o.c.provenance).where(o.c.record_type == record_type, o.c.record_key == key)
+            .order_by(o.c.id.desc()).limit(1)
+        ).first()
+    if row is None:
+        return None, None
+    return (json.loads(row.data) if row.data else None), json.loads(row.provenance or "{}")
 
 
 @bp.get("/")
 @require("view")
 def index() -> Any:
-    return render_template("accounts/error.html", code=200, title="记录录入", message="建设中")
+    fp = t.fingerprints
+    with gw().engine.connect() as c:
+        rows = [dict(x) for x in c.execute(
+            select(fp).where(fp.c.source == LOCAL_SOURCE).order_by(fp.c.checked_at.desc()).limit(100)
+        ).mappings()]
+    return render_template("records.html", rows=rows, types=RECORD_TYPES)
+
+
+def _render_form(rt: RecordType, values: Mapping[str, str], errors: list[dict[str, Any]], key: str | None,
+                 code: int = 200) -> Any:
+    by_field: dict[str, list[str]] = {}
+    for e in errors:
+        by_field.setdefault(e["field"] or "", []).append(e["message"])
+    units = list(sch.UNITS) + list(gw().config.extra_units if gw().config else ())
+    return render_template("record_form.html", rt=rt, values=values, errors=by_field, key=key, units=units,
+                           sch=sch), code
+
+
+@bp.get("/<record_type>/new")
+@require("edit_records")
+def new(record_type: str) -> Any:
+    return _render_form(_type(record_type), {}, [], None)
 
 
 @bp.get("/<record_type>/edit/<path:key>")
-@require("view")
+@require("edit_records")
 def edit(record_type: str, key: str) -> Any:
-    return index()
+    rt = _type(record_type)
+    data, _prov = latest_data(record_type, key)
+    if data is None:
+        abort(404)
+    return _render_form(rt, data_to_form(rt, data), [], key)
+
+
+@bp.post("/api/validate/<record_type>")
+@require("view")
+def api_validate(record_type: str) -> Any:
+    """The standard's checks on a form as typed (JSON {"data": {...}} or form fields)."""
+    rt = _type(record_type)
+    body = request.get_json(silent=True)
+    raw = body.get("data") if isinstance(body, dict) and isinstance(body.get("data"), dict) else None
+    data = form_to_data(rt, raw if raw is not None else request.form)
+    clean, errors = check(rt, data)
+    return jsonify({"ok": not errors, "errors": errors, "key": record_key(rt.name, clean) if not errors else None})
+
+
+@bp.post("/<record_type>")
+@require("edit_records")
+def save(record_type: str) -> Any:
+    rt = _type(record_type)
+    data = form_to_data(rt, request.form)
+    clean, errors = check(rt, data)
+    if errors:
+        return _render_form(rt, request.form, errors, request.form.get("_key") or None, 422)
+    key = record_key(rt.name, clean)
+    before, _ = latest_data(rt.name, key)
+    from gateway.sync import enqueue_records
+
+    summary = enqueue_records(gw().engine, LOCAL_SOURCE, rt.name, [(key, clean)], operator=actor())
+    audit("record.save", f"{rt.name}:{key}", before, clean)
+    ids = list(summary.outbox_ids)
+    outcome = push_now(ids) if ids else {"status": "unchanged", "message": "内容与上次相同，无需重新推送", "results": []}
+    return render_template("record_result.html", rt=rt, key=key, outcome=outcome, record=clean,
+                           receipt_labels=status.RECEIPT_LABELS)
+
+
+def push_now(ids: list[int]) -> dict[str, Any]:
+    """Push these outbox rows at once and return the verified receipt results (or why they wait)."""
+    cfg = gw().config
+    if cfg is None:
+        return {"status": "queued", "message": "未加载配置，记录已入队", "results": []}
+    from gateway.push import PushClient
+
+    try:
+        with PushClient(cfg, gw().engine) as client:
+            results = client.push_ids(ids, attempts=2)
+    except GatewayError as e:
+        current_app.logger.warning("immediate push of %s failed: %s", ids, e)
+        if gw().push_worker is not None:
+            gw().push_worker.wake()
+        return {"status": "queued", "message": "已保存并入队，暂时无法送达汇聚平台，将自动重试", "results": []}
+    res = [vars(r) if not hasattr(r, "__dataclass_fields__") else {k: getattr(r, k) for k in r.__dataclass_fields__}
+           for r in results]
+    if not res:
+        return {"status": "queued", "message": "已入队，尚未收到回执，将自动重试", "results": []}
+    if all(r["status"] in ("accepted", "duplicate", "stale") for r in res):
+        return {"status": "delivered", "message": "汇聚平台已签收（回执已验签）", "results": res}
+    return {"status": "rejected", "message": "汇聚平台拒收，原因见下", "results": res}

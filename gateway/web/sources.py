@@ -48,7 +48,12 @@ def shown_settings(sc: SourceConfig) -> dict[str, Any]:
 
 
 def open_adapter(sc: SourceConfig) -> Any:
-    return registry.adapter_class(sc.type)(sc.name, sc.settings)
+    from gateway.sync import open_adapter as open_for
+
+    cfg = gw().config
+    if cfg is None:
+        return registry.adapter_class(sc.type)(sc.name, sc.settings)
+    return open_for(cfg, sc)
 
 
 def sample(sc: SourceConfig, limit: int = SAMPLE_ROWS) -> tuple[list[str], list[SourceRow], str | None]:
@@ -111,10 +116,12 @@ def run_sync(name: str) -> Any:
         abort(503)
     audit("sync.run", name)
     try:
-        summary = sync_source(gw().config, gw().engine, sc.name)
+        s = sync_source(gw().config, sc.name, gw().engine, operator=actor())
+        summary = f"读取 {s.rows_read} 行，新增 {s.new}，变更 {s.changed}，删除 {s.deleted}，未变 {s.unchanged}，错误行 {s.rejected}"
     except Exception as e:
         current_app.logger.warning("manual sync of %s by %s failed: %s", name, actor(), e)
         flash(f"同步失败：{e}", "error")
     else:
         flash(f"同步完成：{summary}", "ok")
+
     return redirect(url_for("sources.detail", name=name))
