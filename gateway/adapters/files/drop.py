@@ -16,6 +16,7 @@ import tempfile
 import time
 from abc import abstractmethod
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -82,6 +83,40 @@ class FileDropAdapter(Adapter):
 
     def completion_rule(self) -> str:
         return str(self.settings["completion"])
+
+    def columns(self) -> list[str] | None:
+        """Columns (or XML paths) of the newest matching file, for the mapping editor; None without one."""
+        store = self.open_store()
+        try:
+            pattern = self.settings["pattern"]
+            entries = [
+                e for e in store.list()
+                if refusal(e.name) is None and not is_ignored(e.name) and not is_marker(e.name) and matches(e.name, pattern)
+            ]
+            if not entries:
+                return None
+            newest = max(entries, key=lambda e: (e.mtime, e.name))
+            spool, _, _ = self._spool(store, newest)
+        except (FileUnreadable, OSError):
+            return None
+        finally:
+            store.close()
+        try:
+            fmt = format_for(newest.name, self.settings["format"] if self.settings["format"] != "auto" else self.default_format)
+            if fmt is None:
+                return None
+            found: dict[str, None] = {}
+            with closing(read_rows(spool, newest.name, fmt, self.options, self.source)) as items:
+                for n, item in enumerate(items):
+                    if isinstance(item, ParsedRow):
+                        found.update(dict.fromkeys(item.data))  # XML records may each miss optional elements
+                    if n >= 50:
+                        break
+            return list(found) or None
+        except FileUnreadable:
+            return None
+        finally:
+            spool.unlink(missing_ok=True)
 
     # -- the poll -------------------------------------------------------------------------
 

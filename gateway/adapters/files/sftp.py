@@ -7,6 +7,7 @@ fingerprint. Symlinks and other non-regular entries are ignored.
 
 from __future__ import annotations
 
+import io
 import posixpath
 import stat
 from pathlib import Path
@@ -32,6 +33,32 @@ TRANSPORT = (
     Setting("path", str, default=".", help="Remote drop folder"),
     Setting("timeout", (int, float), default=30, help="Connect and read timeout, seconds"),
 )
+
+
+class _RemoteFile(io.RawIOBase):
+    """A remote file whose transport failures are retriable, not a verdict on the file."""
+
+    def __init__(self, f: paramiko.SFTPFile, where: str) -> None:
+        self.f = f
+        self.where = where
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.f.read(size if size >= 0 else None)
+        except (OSError, paramiko.SSHException) as e:
+            raise RetriableError(f"reading {self.where} broke off: {e}") from e
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
 
 
 class SftpStore:
@@ -92,9 +119,14 @@ class SftpStore:
         ]
 
     def open(self, name: str) -> BinaryIO:
-        f = self.sftp.open(self._path(name), "rb")
-        f.prefetch()
-        return f  # type: ignore[return-value]
+        try:
+            f = self.sftp.open(self._path(name), "rb")
+            f.prefetch()
+        except (FileNotFoundError, PermissionError):
+            raise
+        except (OSError, paramiko.SSHException) as e:
+            raise RetriableError(f"opening {self.label}/{name} failed: {e}") from e
+        return _RemoteFile(f, f"{self.label}/{name}")  # type: ignore[return-value]
 
     def _exists(self, folder: str, name: str) -> bool:
         try:

@@ -49,6 +49,7 @@ class FormatOptions:
     max_depth: int = 256
     max_text_bytes: int = 10_000_000
     max_line_bytes: int = 1_000_000
+    max_unpacked_bytes: int = 4_000_000_000  # XLSX: total size of the unzipped parts
 
 
 def format_for(name: str, configured: str | None) -> str | None:

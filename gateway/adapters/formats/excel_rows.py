@@ -19,6 +19,9 @@ from gateway.errors import RowProblem
 def read_xlsx(path: Path, name: str, opts: FormatOptions, source: str) -> Iterator[ParsedRow | RowProblem]:
     import openpyxl
 
+    from gateway.adapters.formats.xlsx_guard import check_xlsx
+
+    check_xlsx(path, opts.max_unpacked_bytes)
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError) as e:
