@@ -279,3 +279,17 @@ def test_cli_sync_prints_counts_and_rejections(tmp_path: Path) -> None:
     data = json.loads(r.output)
     assert (data["unchanged"], data["rejected"], data["new"]) == (7, 1, 0)
     src.dispose()
+
+
+def test_cli_sync_keeps_records_queued_when_the_hub_is_unreachable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    cfg = write_config(tmp_path, [source_entry("kc", url, "fingerprint")])
+    src = seed_source(url, 3)
+    from gateway.cli import cli
+
+    r = CliRunner().invoke(cli, ["--config", str(cfg.file), "sync", "kc", "--push-retry-for", "0"])
+    assert r.exit_code == 0, r.output
+    assert "新增 3" in r.output and "记录已入队" in r.output
+    with open_store(cfg.state_path).connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.state == "pending")).scalar() == 3
+    src.dispose()

@@ -78,4 +78,5 @@ def _push(config, engine, retry_for: float) -> str:  # type: ignore[no-untyped-d
         result = push_pending(config, engine, give_up_after=retry_for)
     except GatewayError as e:
         return f"记录已入队，暂未送达中心（{e}），将由推送任务重试"
-    return str(result)
+    as_dict = getattr(result, "as_dict", None)
+    return json.dumps(as_dict(), ensure_ascii=False, default=str) if as_dict else str(result)

@@ -30,6 +30,7 @@ from gateway.adapters import registry
 from gateway.adapters.base import Adapter, Checkpoint, SourceRow
 from gateway.config import GatewayConfig, SourceConfig
 from gateway.errors import FatalError, RowProblem, SkippableError
+from gateway.logs import log
 from gateway.mappings import CompiledMapping, current_version, load_mapping
 from gateway.standard.schema import record_key
 from gateway.standard.validate import ValidationContext
@@ -208,12 +209,13 @@ def sync_source(
             _extract(run, adapter)
         summary.seconds = time.monotonic() - t0
         _finish(engine, run_id, summary, "ok", None)
-        LOG.info("sync finished", extra={"source": sc.name, **{k: v for k, v in summary.as_dict().items() if k != "problems"}})
+        log(LOG, logging.INFO, "sync finished", **{k: v for k, v in summary.as_dict().items() if k != "problems"})
         return summary
     except BaseException as e:
         s = summary or SyncSummary(sc.name)
         s.seconds = time.monotonic() - t0
         _finish(engine, run_id, s, "failed", f"{type(e).__name__}: {e}")
+        log(LOG, logging.ERROR, "sync failed", source=sc.name, run_id=run_id, error=str(e), error_type=type(e).__name__)
         raise
 
 
