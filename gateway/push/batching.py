@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, select, update
 
 from gateway.protocol.batch import encode_batch, make_batch, make_record
 from gateway.protocol.canonical import canonical_json
@@ -139,12 +139,14 @@ def claim_batch(
                 batch_id=batch_id, source=source, created=created, records=len(rows), state="sent", attempts=0
             )
         )
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id == bindparam("oid"), pending)
-            .values(state="sent", batch_id=batch_id),
-            [{"oid": r.outbox_id} for r in rows],
+        # The claimed rows are exactly the pending rows of this source from the
+        # first to the last claimed id (read in id order, cut at count or bytes).
+        claim = update(outbox).where(
+            pending, outbox.c.source == source, outbox.c.id.between(rows[0].outbox_id, rows[-1].outbox_id)
         )
+        if ids is not None:
+            claim = claim.where(outbox.c.id.in_([r.outbox_id for r in rows]))
+        conn.execute(claim.values(state="sent", batch_id=batch_id))
     return Batch(batch_id, source, created, tuple(rows), batch_body(batch_id, department, source, created, records))
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import RetriableError
@@ -119,14 +119,12 @@ def store_receipt(
                     for x in out
                 ],
             )
-        settle = (
-            update(outbox)
-            .where(outbox.c.id == bindparam("oid"), outbox.c.batch_id == batch.batch_id, outbox.c.state == "sent")
-            .values(state=bindparam("new_state"))
-        )
-        conn.execute(settle, [{"oid": x.outbox_id, "new_state": "delivered" if x.delivered else "dead"} for x in out])
+        of_batch = (outbox.c.batch_id == batch.batch_id, outbox.c.state == "sent")
         rejected = [x for x in out if not x.delivered]
         if rejected:
+            conn.execute(
+                update(outbox).where(*of_batch, outbox.c.id.in_([x.outbox_id for x in rejected])).values(state="dead")
+            )
             conn.execute(
                 dead_letters.insert(),
                 [
@@ -140,10 +138,11 @@ def store_receipt(
         if missing:
             conn.execute(
                 update(outbox)
-                .where(outbox.c.id == bindparam("oid"), outbox.c.batch_id == batch.batch_id, outbox.c.state == "sent")
-                .values(state="pending", batch_id=None),
-                [{"oid": m.outbox_id} for m in missing],
+                .where(*of_batch, outbox.c.id.in_([m.outbox_id for m in missing]))
+                .values(state="pending", batch_id=None)
             )
+        # What is left `sent` in this batch is what the receipt says was delivered.
+        conn.execute(update(outbox).where(*of_batch).values(state="delivered"))
         conn.execute(
             update(outbox_batches)
             .where(outbox_batches.c.batch_id == batch.batch_id)
