@@ -65,3 +65,24 @@ def test_odbc_query_source(pg_url: str, pg_odbc: str) -> None:
     a = OdbcAdapter("o", {"odbc_connect": pg_odbc, "query": "SELECT id, name FROM conf_items WHERE id > 2", "key_columns": ["id"]})
     assert [r.key for r in iter_rows(a.fetch(None))] == ["3", "4"]
     src.close()
+
+
+def test_odbc_source_syncs_changes_and_deletes(pg_url: str, pg_odbc: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.store import open_store
+    from gateway.sync import sync_one, sync_source
+    from tests.test_sync_pipeline import kc, seed_source, write_config
+
+    entry = {"name": "legacy", "type": "odbc", "record_type": "stock", "mapping": "stock.toml", "strategy": "cursor",
+             "reconcile_deletes": True,
+             "settings": {"odbc_connect": pg_odbc, "table": "kc", "key_columns": ["id"], "cursor_column": "updated_at"}}
+    cfg = write_config(tmp_path, [entry])
+    src = seed_source(pg_url, 40)
+    store = open_store(cfg.state_path)
+    assert sync_source(cfg, "legacy", store).new == 40
+    with src.begin() as c:
+        c.execute(kc.update().where(kc.c.id == 3).values(sl="77箱", updated_at=sa.func.now()))
+        c.execute(kc.delete().where(kc.c.id.in_([5, 6])))
+    s = sync_source(cfg, "legacy", store)
+    assert (s.new, s.changed, s.deleted) == (0, 1, 2)
+    assert sync_one(cfg, "legacy", "5", store).outbox_ids == []  # already deleted
+    src.dispose()
