@@ -18,10 +18,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, and_, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
+from gateway.hub.bulk import write_receipts, write_records
 from gateway.hub.db import serialized
 from gateway.hub.receipt_log import append
 from gateway.protocol.batch import PROTOCOL_VERSION, Batch, record_problems
@@ -97,19 +97,6 @@ def _attachments_held(conn: Connection, hashes: set[str]) -> set[str]:
     return held
 
 
-def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    mod = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = mod.insert(tables.records)
-    ex = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["department", "type", "key"],
-        set_={c: ex[c] for c in ("seq", "version", "data", "updated_at", "deleted", "provenance", "hub_seq", "log_seq", "received_at")},
-    )
-    conn.execute(stmt, rows)
-
-
 def _bump_seqs(conn: Connection, department: str, bumps: list[dict[str, Any]]) -> None:
     if not bumps:
         return
@@ -177,7 +164,6 @@ def store_batch(
         log_seq = int(head["log_seq"]) + 1
         results: list[dict[str, Any]] = []
         rows: dict[tuple[str, str], dict[str, Any]] = {}
-        history: list[dict[str, Any]] = []
         bumps: dict[tuple[str, str], dict[str, Any]] = {}
         counts = {"accepted": 0, "rejected": 0, "duplicate": 0, "stale": 0}
         for c in candidates:
@@ -201,8 +187,6 @@ def store_batch(
                     "version": rec["version"], "data": None if deleted else c.clean, "updated_at": rec.get("updated_at"),
                     "deleted": deleted, "provenance": rec.get("provenance"), "hub_seq": hub_seq, "log_seq": log_seq,
                 }
-                history.append({"department": dept, "type": rec["type"], "key": rec["key"], "seq": rec["seq"],
-                                "version": rec["version"], "op": rec["op"], "hub_seq": hub_seq, "log_seq": log_seq})
             counts[status] += 1
             results.append({
                 "key": rec.get("key") if isinstance(rec.get("key"), str) else "",
@@ -218,12 +202,8 @@ def store_batch(
         now = entry.time
         for row in rows.values():
             row["received_at"] = now
-        _upsert(conn, list(rows.values()))
+        write_records(conn, list(rows.values()))
         _bump_seqs(conn, dept, [b for k, b in bumps.items() if k not in rows])
-        if history:
-            for h in history:
-                h["received_at"] = now
-            conn.execute(insert(tables.record_history), history)
         doc = {
             "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": now,
             "log_seq": entry.seq, "log_head": entry.entry_hash, "results": results,
@@ -233,13 +213,11 @@ def store_batch(
             batch_id=batch.batch_id, department=dept, source=batch.source, request_digest=digest, log_seq=entry.seq,
             receipt=body, signature=signature, received_at=now,
         ))
-        if results:
-            conn.execute(insert(tables.receipts), [
-                {"log_seq": entry.seq, "batch_id": batch.batch_id, "department": dept, "type": r["type"], "key": r["key"],
-                 "seq": r["seq"], "status": r["status"], "hub_time": now,
-                 "reasons": canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None}
-                for r in results
-            ])
+        write_receipts(conn, [
+            (entry.seq, batch.batch_id, dept, r["type"], r["key"], r["seq"], r["status"],
+             canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None, now)
+            for r in results
+        ])
         return StoredBatch(body, signature, False)
 
 
