@@ -22,7 +22,7 @@ from tests.test_files_folder import FolderSource, csv_bytes, events, last_positi
 class SftpSource(FolderSource):
     """Files dropped into a folder the sshd serves; the adapter reads them over SFTP."""
 
-    bulk_rows = 50_000
+    bulk_rows = 30_000
 
     def __init__(self, sshd: Sshd, root: Path, known_hosts: Path, **settings: Any) -> None:
         super().__init__(root)
@@ -192,3 +192,81 @@ def test_missing_remote_folder_is_a_source_error(source: SftpSource) -> None:
     shutil.rmtree(source.root)
     with pytest.raises(SourceError, match="does not exist"):
         events(source.adapter())
+
+
+class CuttingRelay:
+    """A TCP relay on loopback that cuts the connection after `limit` bytes from the server."""
+
+    def __init__(self, port: int, limit: int) -> None:
+        import socket
+        import threading
+
+        self.target, self.limit = port, limit
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, self.limit), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                sent += len(data)
+                if limit is not None and sent > limit:
+                    break
+        except OSError:
+            pass
+        import socket
+
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # close() alone would not wake the other direction's recv
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_connection_cut_mid_transfer_is_retried_not_held_against_the_file(source: SftpSource, sshd: Sshd) -> None:
+    from gateway.errors import RetriableError
+
+    source.write(make_rows(1, 40_000))  # about 1.5 MB
+    relay = CuttingRelay(sshd.port, 300_000)
+    try:
+        cut = SftpSource(sshd, source.root, Path(source.settings["known_hosts"]))
+        cut.settings["port"] = relay.port
+        # known_hosts pins the key for the real port; pin it for the relay's port too.
+        Path(source.settings["known_hosts"]).write_text(sshd.known_hosts_line() + sshd.known_hosts_line().replace(f":{sshd.port} ", f":{relay.port} "))
+        seen: list[Any] = []
+        with pytest.raises(RetriableError):
+            seen.extend(cut.adapter().fetch(None))
+        assert not [e for e in seen if isinstance(e, SourceRow)], "nothing of a half-copied file is read"
+    finally:
+        relay.close()
+    assert len(rows(events(source.adapter()))) == 40_000, "the next poll reads the whole file"
+
+
+def test_xml_export_dropped_over_sftp(source: SftpSource) -> None:
+    from tests.test_xml_source import GBK_EXPORT
+
+    source.settings.update(record_path="x:物资", namespaces={"x": "urn:dept:item"}, key_columns=["@编码"], mode="snapshot")
+    source.drop(GBK_EXPORT.format(enc="GBK").encode("gbk"), ".xml")
+    evs = events(source.adapter())
+    assert [(r.key, r.data["名称"]) for r in rows(evs)] == [("A001", "帐篷（喆牌）"), ("A002", "棉被&褥子")]
+    assert [e.snapshot for e in evs if not isinstance(e, (SourceRow, RowProblem))] == [True, False]

@@ -57,7 +57,10 @@ class _RemoteFile(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        self.f.close()
+        try:
+            self.f.close()
+        except (OSError, paramiko.SSHException):
+            pass  # the connection is gone; the error that matters was raised by read()
         super().close()
 
 
