@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.store import open_store
-from gateway.store.tables import outbox
+from gateway.store.tables import outbox, sync_runs
 from gateway.sync import sync_source
 from tests.test_sync_pipeline import apply_churn, seed_source, source_entry, write_config
 
@@ -106,6 +106,9 @@ def check_seed(seed: int, pg_url: str, tmp: Path) -> None:
     got, want = outbox_set(crashed), outbox_set(ref)
     assert len(got) == len(set(got)), "no record enqueued twice"
     assert sorted(got) == sorted(want)
+    with crashed.connect() as c:
+        statuses = c.execute(sa.select(sync_runs.c.status)).scalars().all()
+    assert statuses.count("interrupted") == kills and "running" not in statuses
     src.dispose()
 
 

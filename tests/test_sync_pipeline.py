@@ -293,3 +293,17 @@ def test_cli_sync_keeps_records_queued_when_the_hub_is_unreachable(tmp_path: Pat
     with open_store(cfg.state_path).connect() as c:
         assert c.execute(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.state == "pending")).scalar() == 3
     src.dispose()
+
+
+def test_one_sync_per_source_at_a_time(tmp_path: Path) -> None:
+    from gateway.sync.lock import SyncBusy, source_lock
+
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    cfg = write_config(tmp_path, [source_entry("kc", url, "fingerprint")])
+    src = seed_source(url, 2)
+    store = open_store(cfg.state_path)
+    with source_lock(cfg.state_path, "kc"):
+        with pytest.raises(SyncBusy, match="正在同步"):
+            sync_source(cfg, "kc", store)
+    assert sync_source(cfg, "kc", store).new == 2
+    src.dispose()

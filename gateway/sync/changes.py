@@ -203,8 +203,9 @@ class ChangeWriter:
         ).all()
         return self._delete(conn, [(r.record_key, r.source_key, int(r.seq)) for r in rows])
 
-    def delete_missing_keys(self, conn: Connection, keys: Iterable[str]) -> int:
-        """Key-set reconciliation: enqueue deletes for live records whose source key is not in `keys`."""
+    @staticmethod
+    def load_current_keys(conn: Connection, keys: Iterable[str]) -> None:
+        """Stream the source's current key set into a TEMP table (before the write lock is taken)."""
         conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS current_keys (k TEXT PRIMARY KEY)")
         conn.exec_driver_sql("DELETE FROM current_keys")
         ins = text("INSERT OR IGNORE INTO current_keys (k) VALUES (:k)")
@@ -216,15 +217,18 @@ class ChangeWriter:
                 buf = []
         if buf:
             conn.execute(ins, buf)
+
+    def delete_missing_keys(self, conn: Connection) -> int:
+        """Key-set reconciliation: enqueue deletes for live records whose source key is not in current_keys."""
         rows = conn.execute(
             text(
                 "SELECT record_key, source_key, seq FROM fingerprints WHERE source = :s AND record_type = :t "
-                "AND deleted = 0 AND source_key NOT IN (SELECT k FROM current_keys)"
+                "AND deleted = 0 AND source_key NOT IN (SELECT k FROM temp.current_keys)"
             ),
             {"s": self.source, "t": self.record_type},
         ).all()
         n = self._delete(conn, [(r.record_key, r.source_key, int(r.seq)) for r in rows])
-        conn.exec_driver_sql("DELETE FROM current_keys")
+        conn.exec_driver_sql("DELETE FROM temp.current_keys")
         return n
 
     def delete_source_key(self, conn: Connection, source_key: str, want_ids: bool = False) -> Counts:

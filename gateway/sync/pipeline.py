@@ -37,6 +37,7 @@ from gateway.standard.validate import ValidationContext
 from gateway.store.db import utcnow
 from gateway.store.tables import source_positions, sync_runs
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, begin_immediate, iso_updated_at
+from gateway.sync.lock import source_lock
 
 LOG = logging.getLogger("gateway.sync")
 COMMIT_ROWS = 2000  # rows per transaction when the adapter checkpoints less often
@@ -163,14 +164,20 @@ class _Run:
             Mapped(row.key, record_key(self.sc.record_type, record), record, iso_updated_at(row.version))
         )
 
-    def commit(self, extra: Callable[[Connection], None] | None = None) -> None:
-        with self.engine.begin() as conn:
-            begin_immediate(conn)
-            counts = self.writer.write(conn, self.buffer)
-            self.writer.mark_seen(conn, self.rejected_keys)
-            if extra is not None:
-                extra(conn)
-            _save_state(conn, self.sc.name, self.state)
+    def commit(
+        self, extra: Callable[[Connection], None] | None = None, prepare: Callable[[Connection], None] | None = None
+    ) -> None:
+        with self.engine.connect() as conn:
+            if prepare is not None:  # slow reads (the key set) happen before the write lock is taken
+                prepare(conn)
+                conn.commit()
+            with conn.begin():
+                begin_immediate(conn)
+                counts = self.writer.write(conn, self.buffer)
+                self.writer.mark_seen(conn, self.rejected_keys)
+                if extra is not None:
+                    extra(conn)
+                _save_state(conn, self.sc.name, self.state)
         self._count(counts)
         self.buffer, self.rejected_keys = [], []
         if self.progress is not None:
@@ -194,10 +201,21 @@ class _Run:
 def sync_source(
     config: GatewayConfig, source_name: str, engine: Engine, *, operator: str = "system", progress: Progress | None = None
 ) -> SyncSummary:
-    """Run one extract cycle of `source_name`; recorded in sync_runs. Raises on a fatal/retriable failure."""
+    """Run one extract cycle of `source_name`; recorded in sync_runs. Raises on a fatal/retriable failure
+    (SyncBusy when another sync of the same source is running)."""
     sc = config.source(source_name)
+    with source_lock(config.state_path, sc.name):
+        return _sync_locked(config, sc, engine, operator, progress)
+
+
+def _sync_locked(config: GatewayConfig, sc: SourceConfig, engine: Engine, operator: str, progress: Progress | None) -> SyncSummary:
     started, t0 = utcnow(), time.monotonic()
     with engine.begin() as conn:
+        # Holding the lock, any run still marked running was killed before it could finish.
+        conn.execute(
+            sync_runs.update().where(sync_runs.c.source == sc.name, sync_runs.c.status == "running")
+            .values(status="interrupted", error="进程中断（下次同步已从上次保存的位置继续）")
+        )
         run_id = int(conn.execute(sync_runs.insert().values(source=sc.name, started_at=started, status="running")).inserted_primary_key[0])
     summary: SyncSummary | None = None
     try:
@@ -269,15 +287,20 @@ def _extract(run: _Run, adapter: Adapter) -> None:
     def finish(conn: Connection) -> None:
         if full:
             run.deletes_at_snapshot_end(conn)  # a scan without a snapshot marker ends with the stream
-        if strategy == "cursor" and sc.reconcile_deletes:
-            run.summary.deleted += run.writer.delete_missing_keys(conn, adapter.keys())
+        if reconcile:
+            run.summary.deleted += run.writer.delete_missing_keys(conn)
         state["complete"] = True
         if strategy != "snapshot":
             state.pop("epoch", None)
         if full:
             state.pop("adapter", None)
 
-    run.commit(finish)
+    reconcile = strategy == "cursor" and sc.reconcile_deletes
+
+    def load_keys(conn: Connection) -> None:
+        ChangeWriter.load_current_keys(conn, adapter.keys())
+
+    run.commit(finish, load_keys if reconcile else None)
 
 
 def _finish(engine: Engine, run_id: int, s: SyncSummary, status: str, error: str | None) -> None:
