@@ -1,0 +1,52 @@
+"""The gateway side of one measured run, in its own process so its peak RSS is its own.
+
+    python bench/gateway_side.py CONFIG SOURCE [SOURCE ...]
+
+Syncs each source (extract, map, validate, detect changes, enqueue) and then
+pushes the outbox to the hub until every row has a verified, stored receipt.
+Prints one JSON line: seconds for sync and push, counts, and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import time
+
+import orjson
+from sqlalchemy import func, select
+
+from gateway.config import load_gateway_config
+from gateway.push import push_pending
+from gateway.store import open_store
+from gateway.store.tables import outbox, receipts
+from gateway.sync import sync_source
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    config = load_gateway_config(argv[0])
+    engine = open_store(config.state_path)
+    out: dict = {"sources": {}}
+    t0 = time.perf_counter()
+    for name in argv[1:]:
+        s = sync_source(config, name, engine)
+        out["sources"][name] = {k: v for k, v in s.as_dict().items() if k != "problems"}
+        out["sources"][name]["first_problems"] = [p.as_dict() for p in s.problems[:3]]
+    t1 = time.perf_counter()
+    summary = push_pending(config, engine, give_up_after=60)
+    t2 = time.perf_counter()
+    with engine.connect() as conn:
+        undelivered = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.state != "delivered")).scalar()
+        receipted = conn.execute(select(func.count()).select_from(receipts)).scalar()
+    out.update(
+        sync_s=t1 - t0, push_s=t2 - t1, total_s=t2 - t0, push=summary.as_dict(), undelivered=int(undelivered or 0),
+        receipts=int(receipted or 0), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    print(orjson.dumps(out, default=str).decode(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
