@@ -307,3 +307,24 @@ def test_one_sync_per_source_at_a_time(tmp_path: Path) -> None:
             sync_source(cfg, "kc", store)
     assert sync_source(cfg, "kc", store).new == 2
     src.dispose()
+
+
+def test_lookup_table_from_another_source(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    src = seed_source(url, 4)
+    with src.begin() as c:
+        c.exec_driver_sql("CREATE TABLE ck_map (old TEXT PRIMARY KEY, new TEXT)")
+        c.exec_driver_sql("INSERT INTO ck_map VALUES ('CK1', 'D-001'), ('CK2', 'D-002'), ('CK3', 'D-003'), ('CK4', 'D-004')")
+    mapping = STOCK_MAPPING.replace(
+        'depot_id = { column = "ckbm" }',
+        'depot_id = { column = "ckbm", transforms = [{ lookup = { source = "depot_codes", key = "old", value = "new" } }] }',
+    )
+    codes = {"name": "depot_codes", "type": "sql", "record_type": "depot", "mapping": "stock.toml", "strategy": "fingerprint",
+             "enabled": False, "settings": {"url": url, "table": "ck_map", "key_columns": ["old"]}}
+    cfg = write_config(tmp_path, [source_entry("kc", url, "fingerprint"), codes], mapping)
+    store = open_store(cfg.state_path)
+    s = sync_source(cfg, "kc", store)
+    assert (s.new, s.rejected) == (4, 0)
+    depots = sorted(json.loads(r.data)["depot_id"] for r in outbox_rows(store))
+    assert depots == ["D-001", "D-002", "D-003", "D-004"]
+    src.dispose()
