@@ -54,9 +54,9 @@ class XmlAdapter(FileDropAdapter):
             raise SourceError(f"source {source}: give exactly one of path or url")
         self.settings["format"] = "xml"
         path = self.settings.get("path")
-        if path and Path(path).expanduser().is_file():
-            # One file: its folder is the store and its name the only pattern.
-            p = Path(path).expanduser()
+        p = Path(path).expanduser() if path else None
+        if p is not None and (p.is_file() or (not p.is_dir() and p.suffix.lower() == ".xml")):
+            # One file (perhaps not exported yet): its folder is the store, its name the only pattern.
             self.settings["path"], self.settings["pattern"] = str(p.parent), _glob_literal(p.name)
 
     def completion_rule(self) -> str:

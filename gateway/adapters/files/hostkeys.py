@@ -41,14 +41,14 @@ class RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
         raise SourceError(
-            f"source {self.source}: SFTP host {hostname} presented an unknown {key.get_name()} host key "
+            f"SFTP 服务器主机密钥未受信任，已拒绝连接。source {self.source}: SFTP host {hostname} presented an unknown {key.get_name()} host key "
             f"{fingerprint(key)}, which is not in {self.known_hosts}; refusing to connect. {trust_hint(self.source)}"
         )
 
 
 def changed_key_error(source: str, host: str, known_hosts: Path, got: paramiko.PKey, expected: paramiko.PKey) -> SourceError:
     return SourceError(
-        f"source {source}: SFTP host {host} HOST KEY CHANGED: it presented {got.get_name()} {fingerprint(got)} "
+        f"SFTP 服务器主机密钥已改变，已拒绝连接（可能是冒充的服务器）。source {source}: SFTP host {host} HOST KEY CHANGED: it presented {got.get_name()} {fingerprint(got)} "
         f"but {known_hosts} pins {expected.get_name()} {fingerprint(expected)}; refusing to connect (this may be an "
         f"impostor). If the server was re-keyed, confirm the new fingerprint with its admin and run: "
         f"gateway --config FILE sftp trust {source} --replace"

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from gateway.errors import SourceError
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -61,14 +63,19 @@ class LocalStore:
 
     def list(self) -> list[Entry]:
         out = []
-        with os.scandir(self.root) as it:
-            for e in it:
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    out.append(Entry(e.name, st.st_size, st.st_mtime))
+        try:
+            with os.scandir(self.root) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        out.append(Entry(e.name, st.st_size, st.st_mtime))
+        except FileNotFoundError:
+            raise SourceError(f"drop folder {self.root} does not exist") from None
+        except OSError as e:
+            raise SourceError(f"cannot list drop folder {self.root}: {e}") from None
         return out
 
     def open(self, name: str) -> BinaryIO:
