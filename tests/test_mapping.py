@@ -229,3 +229,19 @@ def test_cli_mapping_preview_and_versions(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, [*base, "versions", "kc"])
     assert r.exit_code == 0 and r.output.startswith("v1 ")
     src.dispose()
+
+
+def test_preview_takes_an_adapter_event_stream() -> None:
+    from gateway.adapters.base import Checkpoint
+    from gateway.errors import RowProblem
+
+    m = material()
+    events = [
+        SourceRow("1", row(), "t key=1"),
+        Checkpoint({"cursor": 1}),
+        RowProblem("src", "t key=2", "fl", "x", "type:int", "列 fl 的值 'x' 不是整数"),
+        SourceRow("3", row(), "t key=3"),
+    ]
+    result = preview(m, iter(events), limit=20)
+    assert [(r.locator, r.ok) for r in result] == [("t key=1", True), ("t key=2", False), ("t key=3", True)]
+    assert result[1].errors[0].rule == "type:int"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-from itertools import islice
 
 import click
 
@@ -37,7 +36,6 @@ def mapping_group() -> None:
 @domain_errors
 def preview_cmd(ctx: Context, source: str, limit: int, as_json: bool) -> None:
     """Map the first LIMIT rows of SOURCE and show each record or each field's error."""
-    from gateway.adapters.base import SourceRow
     from gateway.mappings import load_mapping, preview
     from gateway.standard.validate import ValidationContext
     from gateway.sync.pipeline import open_adapter, source_rows
@@ -49,8 +47,7 @@ def preview_cmd(ctx: Context, source: str, limit: int, as_json: bool) -> None:
             sc.mapping, sc.record_type, cols, source=sc.name, source_rows=source_rows(ctx.config),
             context=ValidationContext.from_config(ctx.config),
         )
-        rows = (e for e in adapter.fetch(None) if isinstance(e, SourceRow))
-        result = preview(mapping, islice(rows, limit), limit)
+        result = preview(mapping, adapter.fetch(None), limit)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in result], ensure_ascii=False, indent=2, default=str))
         return

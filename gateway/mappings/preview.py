@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from gateway.adapters.base import SourceRow
+from gateway.adapters.base import Checkpoint, SourceRow
+from gateway.errors import RowProblem
 from gateway.mappings.compile import CompiledMapping, FieldProblem
 
 
@@ -33,9 +34,16 @@ class PreviewRow:
         }
 
 
-def preview(mapping: CompiledMapping, rows: Iterable[SourceRow | Mapping[str, Any]], limit: int = 20) -> list[PreviewRow]:
+def preview(mapping: CompiledMapping, rows: Iterable[Any], limit: int = 20) -> list[PreviewRow]:
+    """Map up to `limit` rows. `rows` may be SourceRows, plain dicts, or an adapter's raw event
+    stream: checkpoints are skipped and unreadable rows (RowProblem) are shown as such."""
     out: list[PreviewRow] = []
-    for i, row in enumerate(islice(rows, limit), start=1):
+    events = (e for e in rows if not isinstance(e, Checkpoint))
+    for i, row in enumerate(islice(events, limit), start=1):
+        if isinstance(row, RowProblem):
+            label = row.field or ""
+            out.append(PreviewRow({}, "", row.locator, None, [FieldProblem(label, label, row.value, row.rule, row.message)]))
+            continue
         if isinstance(row, SourceRow):
             data, key, locator = row.data, row.key, row.locator
         else:
