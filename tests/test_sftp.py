@@ -270,3 +270,16 @@ def test_xml_export_dropped_over_sftp(source: SftpSource) -> None:
     evs = events(source.adapter())
     assert [(r.key, r.data["名称"]) for r in rows(evs)] == [("A001", "帐篷（喆牌）"), ("A002", "棉被&褥子")]
     assert [e.snapshot for e in evs if not isinstance(e, (SourceRow, RowProblem))] == [True, False]
+
+
+def test_growing_remote_file_waits_until_stable(source: SftpSource) -> None:
+    source.settings.update(completion="stable", stable_seconds=0)
+    data = csv_bytes(make_rows(1, 30))
+    f = source.root / "growing.csv"
+    f.write_bytes(data[:100])
+    first = events(source.adapter())
+    with f.open("ab") as out:
+        out.write(data[100:])
+    second = events(source.adapter(), last_position(first))
+    third = events(source.adapter(), last_position(second))
+    assert (len(rows(first)), len(rows(second)), len(rows(third))) == (0, 0, 30)

@@ -75,8 +75,11 @@ def rows_from_cells(
                 header = header_names(values)
                 continue
             header = [f"column_{i}" for i in range(1, len(values) + 1)]
-        if all(_blank(v) for v in values):
-            continue
+        for v in values:  # a plain loop: this runs once per row of every file
+            if v is not None and (type(v) is not str or v.strip()):
+                break
+        else:
+            continue  # a fully blank row
         if len(values) > len(header):
             extra = [v for v in values[len(header):] if not _blank(v)]
             if extra:
