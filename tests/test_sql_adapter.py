@@ -174,3 +174,18 @@ def test_fetch_one_and_keys(sqlite_source: SqliteSource) -> None:
         assert isinstance(row, SourceRow) and row.data["name"] == "物资3号帐篷"
         assert a.fetch_one("99") is None
         assert sorted(a.keys(), key=int) == ["1", "2", "3", "4", "5"]
+
+
+class PgQuerySource(PgSource):
+    def adapter(self, position: Any = None) -> SqlAdapter:
+        settings = {k: v for k, v in self.settings.items() if k != "table"}
+        return SqlAdapter("conf", {**settings, "query": "SELECT id, name, qty, day FROM conf_items WHERE id > 0"})
+
+
+class TestPostgresQuery(AdapterConformance):
+    @pytest.fixture
+    def source(self, pg_url: str):  # type: ignore[no-untyped-def]
+        s = PgQuerySource(pg_url)
+        s.bulk_rows = 10_000
+        yield s
+        s.close()

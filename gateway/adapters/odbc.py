@@ -109,7 +109,7 @@ class OdbcAdapter(Adapter):
             if schema:
                 frm = _quote(schema, quote) + "." + frm
         else:
-            cur.execute(self.query)
+            cur.execute(f"SELECT * FROM ({self.query}) q WHERE 1 = 0")  # shape only, no rows
             self._names = [d[0] for d in cur.description]
             cur.close()
             conn.rollback()

@@ -114,7 +114,8 @@ class SqlAdapter(Adapter):
                     ) from None
             else:
                 with self._connect() as conn:
-                    res = conn.execute(sa.text(self.query))
+                    # Column names without running the whole query: an empty result of the same shape.
+                    res = conn.execute(sa.text(f"SELECT * FROM ({self.query}) q WHERE 1 = 0"))
                     names = list(res.keys())
                     res.close()
                 self._from = sa.text(self.query).columns(*[sa.column(n) for n in names]).subquery("q")
