@@ -220,3 +220,19 @@ def test_column_added_by_a_clerk_next_to_the_hidden_names_row(tmp_path: Path) ->
     assert [r.data["batch_no"] for r in result.records] == ["B7"]
     (err,) = result.errors
     assert (err.row, err.rule, err.value) == (1, "unknown_column", "备注")
+
+
+def test_files_that_are_not_workbooks_are_refused_with_a_clear_error(tmp_path: Path) -> None:
+    import zipfile
+
+    from gateway.errors import SourceError
+
+    notzip = tmp_path / "x.xlsx"
+    notzip.write_text("物资编码,数量\n", encoding="utf-8")
+    with pytest.raises(SourceError, match="x.xlsx"):
+        import_workbook(notzip)
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/worksheets/sheet1.xml", b"<a>" + b" " * (4 << 20) + b"</a>")
+    with pytest.raises(SourceError, match="过大"):
+        import_workbook(bomb)

@@ -25,6 +25,8 @@ from gateway.standard.converters import normalize_item
 from gateway.standard.schema import RECORD_TYPES, Field, record_key
 from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext, normalize
 
+MAX_UNPACKED_BYTES = 1 << 30  # a clerk's workbook unzips to far less; more is a zip bomb
+
 
 @dataclass(frozen=True)
 class RowError:
@@ -221,8 +223,15 @@ def _sheet_rows(ws: Any) -> Iterator[tuple[int, tuple]]:
 def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
                   today: date | None = None) -> Iterator[ImportedRecord | RowError]:
     """Stream records and row errors of a standard workbook, sheet by sheet."""
+    from gateway.adapters.formats import FileUnreadable
+    from gateway.adapters.formats.xlsx_guard import check_xlsx
+
     ctx = context or DEFAULT_CONTEXT
     ref = today or ctx.today or date.today()
+    try:
+        check_xlsx(Path(path), MAX_UNPACKED_BYTES)  # zip bombs and DOCTYPE parts, before openpyxl sees it
+    except FileUnreadable as e:
+        raise SourceError(f"{path}: {e.message}") from e
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except Exception as e:  # openpyxl raises several types for a file that is not XLSX
