@@ -1,0 +1,165 @@
+"""Per-record push latency: local API call -> verified hub receipt, over N edits.
+
+    .venv/bin/python bench/push_latency.py [N] [--profile]
+
+Starts a hub (`gateway hub run`, SQLite, its own process) and the gateway service (admin UI +
+local API) on loopback, edits one material row in a department SQLite
+database, calls POST /api/local/push and times until the answer carrying the
+hub's verified receipt arrives. Prints p50/p95/p99 (target: p50 <= 15 ms,
+p99 <= 50 ms). --profile runs the edits under cProfile and prints the top
+functions by cumulative time.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from gateway.config import load_gateway_config
+from gateway.demo.layout import free_port
+from gateway.protocol.keys import new_key_pair
+from gateway.service.runtime import GatewayService
+
+TOKEN = "bench-token"
+MAPPING = """\
+record_type = "material"
+[fields]
+material_id = "wzbm"
+material_name = "wzmc"
+category_code = "fldm"
+unit = "jldw"
+reserve_mode = {column = "cbfs", transforms = ["code"]}
+"""
+
+
+def setup(root: Path, rows: int) -> tuple[Path, Path]:
+    new_key_pair(root / "keys" / "gateway.key", root / "keys" / "gateway.pub")
+    new_key_pair(root / "hub" / "hub.key", root / "hub" / "hub.pub")
+    db = sqlite3.connect(root / "dept.db")
+    with db:
+        db.execute("CREATE TABLE wz (wzbm TEXT PRIMARY KEY, wzmc TEXT, fldm TEXT, jldw TEXT, cbfs TEXT)")
+        db.executemany("INSERT INTO wz VALUES (?, ?, '1010100', '张', '实物储备')",
+                       [(f"WZ-{i:05d}", f"折叠床{i}") for i in range(rows)])
+    db.close()
+    (root / "materials.toml").write_text(MAPPING, encoding="utf-8")
+    hub_port, gw_port = free_port(0), free_port(0)
+    (root / "hub" / "hub.toml").write_text(f"""
+[hub]
+listen = "127.0.0.1:{hub_port}"
+database = "hub.db"
+signing_key = "hub.key"
+key_id = "hub-1"
+[[departments]]
+code = "bench"
+name = "基准测试部门"
+[[departments.keys]]
+key_id = "bench-1"
+public_key_file = "../keys/gateway.pub"
+""", encoding="utf-8")
+    (root / "gateway.toml").write_text(f"""
+[department]
+code = "bench"
+name = "基准测试部门"
+[hub]
+url = "http://127.0.0.1:{hub_port}"
+hub_key = "hub/hub.pub"
+[keys]
+signing_key = "keys/gateway.key"
+key_id = "bench-1"
+[web]
+listen = "127.0.0.1:{gw_port}"
+api_token = "{TOKEN}"
+[[sources]]
+name = "materials"
+type = "sql"
+record_type = "material"
+mapping = "materials.toml"
+[sources.settings]
+url = "sqlite:///{root / 'dept.db'}"
+table = "wz"
+key_columns = ["wzbm"]
+""", encoding="utf-8")
+    return root / "hub" / "hub.toml", root / "gateway.toml"
+
+
+def start_hub(config: Path, url: str) -> subprocess.Popen[bytes]:
+    """The hub in its own process, as in a deployment (no GIL shared with the gateway)."""
+    exe = Path(sys.executable).with_name("gateway")
+    proc = subprocess.Popen([str(exe), "--log-level", "WARNING", "hub", "--config", str(config), "run"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/api/v1/hub", timeout=1).status_code == 200:
+                return proc
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("hub did not start")
+
+
+def percentile(values: list[float], p: float) -> float:
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))
+    return s[k]
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if args else 1000
+    profile = "--profile" in sys.argv
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        hub_cfg, gw_cfg = setup(root, n)
+        config = load_gateway_config(gw_cfg)
+        hub = start_hub(hub_cfg, config.hub.url)
+        svc = GatewayService(config, pg_listen=False, run_at_start=False).start()
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {TOKEN}"
+        url = f"http://{svc.listen}/api/local/push"
+        db = sqlite3.connect(root / "dept.db", isolation_level=None)
+        latencies: list[float] = []
+        prof = cProfile.Profile() if profile else None
+        try:
+            for i in range(20):  # warm-up: connections, compiled mapping, first fsyncs
+                session.post(url, json={"source": "materials", "key": f"WZ-{i:05d}"}).raise_for_status()
+            if prof:
+                prof.enable()
+            for i in range(n):
+                key = f"WZ-{i:05d}"
+                db.execute("UPDATE wz SET wzmc = ? WHERE wzbm = ?", (f"折叠床{i}-改{time.time_ns()}", key))
+                t0 = time.perf_counter()
+                r = session.post(url, json={"source": "materials", "key": key, "operator": "基准"})
+                dt = time.perf_counter() - t0
+                body = r.json()
+                if r.status_code != 200 or body["status"] != "delivered" or body["receipts"][0]["status"] != "accepted":
+                    raise SystemExit(f"edit {key} not delivered: {r.status_code} {body}")
+                latencies.append(dt * 1000)
+        finally:
+            if prof:
+                prof.disable()
+            db.close()
+            svc.stop()
+            hub.terminate()
+            hub.wait(10)
+        ms = latencies
+        print(f"per-record push, local API -> verified receipt, {len(ms)} edits (SQLite source, SQLite hub, loopback)")
+        print(f"  p50 {percentile(ms, 50):6.1f} ms   (target <= 15)")
+        print(f"  p95 {percentile(ms, 95):6.1f} ms")
+        print(f"  p99 {percentile(ms, 99):6.1f} ms   (target <= 50)")
+        print(f"  mean {statistics.fmean(ms):5.1f} ms   max {max(ms):6.1f} ms")
+        if prof:
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
+
+
+if __name__ == "__main__":
+    main()
