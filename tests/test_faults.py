@@ -140,7 +140,7 @@ def test_kill_9_of_gateway_and_hub_during_a_50k_push_loses_nothing_and_stores_no
     gateway_dir: GatewayDir, live_hub_process: Any
 ) -> None:
     hub = live_hub_process
-    gateway_dir.for_hub(hub, batch_size=1000, timeout=20)
+    gateway_dir.for_hub(hub, batch_size=2000, timeout=20)
     engine = gateway_dir.store()
     db = gateway_dir.root / "state" / "gateway.db"
     edits = source_edits(40_000, seed=5)
@@ -161,7 +161,7 @@ def test_kill_9_of_gateway_and_hub_during_a_50k_push_loses_nothing_and_stores_no
             proc = _push_process(gateway_dir.config_path, log)
         deadline = time.monotonic() + 60
         while _delivered(db) < point and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.02)
         time.sleep(rng.uniform(0, 0.15))
         if n in hub_kills:
             hub.kill()
