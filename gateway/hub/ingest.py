@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, and_, bindparam, insert, select, update
+from sqlalchemy import Engine, String, and_, any_, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
@@ -82,9 +83,12 @@ def _chunks(items: list, n: int = CHUNK) -> Iterator[list]:
 def _stored_state(conn: Connection, department: str, keys_by_type: dict[str, set[str]]) -> dict[tuple[str, str], tuple[int, str, bool]]:
     r = tables.records.c
     state: dict[tuple[str, str], tuple[int, str, bool]] = {}
+    pg = conn.dialect.name == "postgresql"
     for typ, keys in keys_by_type.items():
-        for part in _chunks(sorted(keys)):
-            q = select(r.key, r.seq, r.version, r.deleted).where(and_(r.department == department, r.type == typ, r.key.in_(part)))
+        for part in _chunks(sorted(keys)) if not pg else [sorted(keys)]:
+            # PostgreSQL: one array parameter instead of thousands of bound values.
+            match = r.key == any_(bindparam("keys", part, type_=ARRAY(String))) if pg else r.key.in_(part)
+            q = select(r.key, r.seq, r.version, r.deleted).where(and_(r.department == department, r.type == typ, match))
             for key, seq, version, deleted in conn.execute(q):
                 state[(typ, key)] = (int(seq), version, bool(deleted))
     return state
