@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.adapters.base import Checkpoint, SourceRow
@@ -80,7 +81,7 @@ def problems(evs: list[Any]) -> list[RowProblem]:
 
 def last_position(evs: list[Any]) -> Any:
     pos = [e for e in evs if isinstance(e, Checkpoint)][-1].position
-    return json.loads(json.dumps(pos))  # what the pipeline stores and hands back
+    return orjson.loads(orjson.dumps(pos))  # stored and handed back as the sync pipeline does
 
 
 def test_growing_file_is_read_only_once_stable(tmp_path: Path) -> None:
@@ -194,8 +195,12 @@ def test_hostile_file_names_are_refused_unread(tmp_path: Path, name: str, rule: 
 
 def test_undecodable_file_name_is_refused(tmp_path: Path) -> None:
     os.close(os.open(os.path.join(os.fsencode(tmp_path), b"gbk-\xd6\xd0.csv"), os.O_CREAT | os.O_WRONLY))
-    [p] = problems(events(FolderSource(tmp_path, completion="atomic").adapter()))
-    assert p.rule == "filename.undecodable"
+    (tmp_path / "全角　空格.csv").write_bytes(csv_bytes(make_rows(1, 1)))  # U+3000 is an ordinary character
+    evs = events(FolderSource(tmp_path, completion="atomic").adapter())
+    [p] = problems(evs)
+    assert p.rule == "filename.undecodable" and p.value == "gbk-\\udcd6\\udcd0.csv"
+    assert len(rows(evs)) == 1
+    assert problems(events(FolderSource(tmp_path, completion="atomic").adapter(), last_position(evs))) == []
 
 
 def test_hidden_temporary_and_symlinked_files_are_ignored(tmp_path: Path) -> None:

@@ -39,9 +39,9 @@ def refusal(name: str) -> str | None:
     if "/" in name or "\\" in name:
         return "filename.separator"
     for ch in name:
-        if 0xDC80 <= ord(ch) <= 0xDCFF:  # surrogateescape'd raw byte
+        if 0xD800 <= ord(ch) <= 0xDFFF:  # surrogateescape'd raw byte (or a lone surrogate)
             return "filename.undecodable"
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch != "\u200d":
+        if _unsafe_char(ch):
             return "filename.control_char"
     try:
         if len(name.encode("utf-8")) > MAX_NAME_BYTES:
@@ -49,6 +49,21 @@ def refusal(name: str) -> str | None:
     except UnicodeEncodeError:
         return "filename.undecodable"
     return None
+
+
+def _unsafe_char(ch: str) -> bool:
+    return 0xD800 <= ord(ch) <= 0xDFFF or (unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch != "\u200d")
+
+
+def shown(name: str) -> str:
+    """`name` with the characters `refusal` objects to escaped: safe for logs, pages and JSON.
+
+    A safe name is returned unchanged (so it can key the position); an unsafe one
+    can no longer break a log line, fake a direction of text or upset a JSON encoder.
+    """
+    if not any(_unsafe_char(ch) for ch in name):
+        return name
+    return "".join((f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}") if _unsafe_char(ch) else ch for ch in name)
 
 
 def is_marker(name: str) -> bool:

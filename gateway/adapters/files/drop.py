@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gateway.adapters.base import Adapter, Checkpoint, Event, Position, Setting, SourceRow
-from gateway.adapters.filenames import REASONS, is_ignored, is_marker, markers_for, matches, refusal
+from gateway.adapters.filenames import REASONS, is_ignored, is_marker, markers_for, matches, refusal, shown
 from gateway.adapters.files.settings import DROP, PARSING
 from gateway.adapters.files.store import Entry, FileStore
 from gateway.adapters.files.tracking import Ledger
@@ -33,11 +33,6 @@ from gateway.errors import RowProblem, SourceError
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _TABULAR = ("csv", "xlsx", "xls")
-
-
-def printable(name: str) -> str:
-    """A file name safe to show in a log line or web page (control characters escaped)."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in name)
 
 
 def key_text(v: Any) -> str | None:
@@ -133,17 +128,17 @@ class FileDropAdapter(Adapter):
         now = time.time()
         entries = store.list()
         present = {e.name for e in entries}
-        ledger.prune(present, now, float(s["remember_days"]), int(s["max_files_remembered"]))
+        ledger.prune({shown(n) for n in present}, now, float(s["remember_days"]), int(s["max_files_remembered"]))
         if ledger.current and ledger.current.get("name") not in present:
             ledger.current = None
         ready: list[Entry] = []
         for e in sorted(entries, key=lambda e: (e.mtime, e.name)):
             rule = refusal(e.name)
             if rule:
-                if ledger.refused.get(e.name) != [e.size, e.mtime, rule]:
-                    ledger.refused[e.name] = [e.size, e.mtime, rule]
-                    shown = printable(e.name)
-                    yield RowProblem(self.source, f"{store.label}/{shown}", None, shown, rule, f"{REASONS[rule]}，已拒绝，未读取")
+                safe = shown(e.name)  # the raw name may not even be valid JSON text
+                if ledger.refused.get(safe) != [e.size, e.mtime, rule]:
+                    ledger.refused[safe] = [e.size, e.mtime, rule]
+                    yield RowProblem(self.source, f"{store.label}/{safe}", None, safe, rule, f"{REASONS[rule]}，已拒绝，未读取")
                 continue
             if is_ignored(e.name) or is_marker(e.name) or not matches(e.name, s["pattern"]):
                 continue
