@@ -41,6 +41,7 @@ class Rejection:
 class DemoReport:
     lines: list[SourceLine] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    failed_sources: dict[str, str] = field(default_factory=dict)  # source -> error of its sync
 
     @property
     def waiting(self) -> int:
@@ -61,7 +62,7 @@ class DemoReport:
     @property
     def complete(self) -> bool:
         """Every record that passed the gateway's checks delivered with a verified receipt: none waiting, none refused."""
-        return self.waiting == 0 and self.hub_rejected == 0 and self.delivered > 0
+        return not self.failed_sources and self.waiting == 0 and self.hub_rejected == 0 and self.delivered > 0
 
 
 def _get(obj: Any, name: str, default: Any = 0) -> Any:

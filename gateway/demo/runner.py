@@ -81,28 +81,36 @@ def ensure_admin(engine: Any) -> str:
     return password
 
 
-def sync_all(config: Any, engine: Any, echo: Echo) -> dict[str, Any]:
-    """One extract-and-load of every source, in dependency order (materials before stock)."""
+def sync_all(config: Any, engine: Any, echo: Echo) -> tuple[dict[str, Any], dict[str, str]]:
+    """One extract-and-load of every source, in dependency order (materials before stock).
+
+    Returns (summary per source, error per source that failed).
+    """
     from gateway.sync import sync_source
 
     out: dict[str, Any] = {}
+    failed: dict[str, str] = {}
     names = [n for n in SOURCE_ORDER if any(s.name == n for s in config.sources)]
+    names += [s.name for s in config.sources if s.name not in names]
     for name in names:
         try:
             out[name] = sync_source(config, name, engine, operator="demo")
         except Exception as e:  # report the source and go on with the others
             log(LOG, logging.ERROR, "demo sync failed", source=name, error=str(e))
             echo(f"数据源 {name} 同步失败：{e}")
-    return out
+            failed[name] = str(e)
+    return out, failed
 
 
 def run_cycle(config: Any, engine: Any, echo: Echo, give_up_after: float = 60.0) -> DemoReport:
     """Extract-and-load every source, push until the outbox is drained, and report from the store."""
     from gateway.push.client import push_pending
 
-    summaries = sync_all(config, engine, echo)
+    summaries, failed = sync_all(config, engine, echo)
     push_pending(config, engine, give_up_after=give_up_after, lock_wait=30.0)
-    return build_report(engine, [(s.name, s.record_type) for s in config.sources], summaries)
+    report = build_report(engine, [(s.name, s.record_type) for s in config.sources], summaries)
+    report.failed_sources = failed
+    return report
 
 
 def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading.Event | None = None) -> int:
@@ -139,8 +147,8 @@ def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading
             if ok:
                 echo("全部有效记录均已送达并取得已验证的中心回执。")
             else:
-                echo(f"未完成：{report.waiting} 条记录尚未取得回执，{report.hub_rejected} 条被中心拒收，"
-                     f"{max(unexpected, 0)} 条意外的校验问题。")
+                echo(f"未完成：{len(report.failed_sources)} 个数据源同步失败，{report.waiting} 条记录尚未取得回执，"
+                     f"{report.hub_rejected} 条被中心拒收，{max(unexpected, 0)} 条意外的校验问题。")
             return 0 if ok else 1
         from gateway.service.runtime import GatewayService
 
