@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from gateway.hub.tables import metadata, receipt_log
+from gateway.hub.tables import metadata, receipt_log, receipts, records
 
 hub_users = Table(
     "ui_users",
@@ -37,15 +37,28 @@ hub_audit = Table(
     Column("remote_addr", String, nullable=True),
 )
 
-# Receipt log browser: "status = X" and "kind = X" filters page by seq.
-Index("ix_receipt_log_status_seq", receipt_log.c.status, receipt_log.c.seq)
-Index("ix_receipt_log_kind_seq", receipt_log.c.kind, receipt_log.c.seq)
+UI_INDEXES = (
+    # Receipt log browser: "status = X" and "kind = X" filters page by seq.
+    Index("ix_receipt_log_status_seq", receipt_log.c.status, receipt_log.c.seq),
+    Index("ix_receipt_log_kind_seq", receipt_log.c.kind, receipt_log.c.seq),
+    Index("ix_receipt_log_department_kind_seq", receipt_log.c.department, receipt_log.c.kind, receipt_log.c.seq),
+    # Department status and the report count from these alone (covering: no row lookups).
+    Index("ix_records_freshness", records.c.department, records.c.type, records.c.deleted,
+          records.c.received_at, records.c.updated_at),
+    Index("ix_receipts_department_status", receipts.c.department, receipts.c.status, receipts.c.id),
+)
+
+
+def ensure_ui_schema(engine) -> None:  # type: ignore[no-untyped-def]
+    """Create the UI tables and indexes a hub database made before them lacks (idempotent)."""
+    metadata.create_all(engine, tables=[hub_users, hub_audit])
+    for ix in UI_INDEXES:
+        ix.create(engine, checkfirst=True)
 
 
 def hub_account_store(engine):  # type: ignore[no-untyped-def]
     from gateway.accounts import AccountStore
     from gateway.accounts.roles import HUB_ROLES
 
-    # The hub DB may predate the UI tables: create just these if missing.
-    metadata.create_all(engine, tables=[hub_users, hub_audit])
+    ensure_ui_schema(engine)
     return AccountStore(engine, hub_users, hub_audit, HUB_ROLES)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, case, func, or_, select
 from sqlalchemy.engine import Connection
 
 from gateway.hub.tables import departments, receipt_log, receipts, records
@@ -55,14 +55,16 @@ def _day_after(d: str) -> str:
 
 
 def _bounds(conn: Connection, time_col: Any, id_col: Any, f: Filters) -> tuple[int | None, int | None]:
-    """(lowest, highest) id inside the date range, found through the time index; ids grow with time."""
+    """(lowest, highest) id inside the date range; ids grow with time, so each end is one seek in the time index."""
     lo = hi = None
     if f.date_from:
-        lo = conn.execute(select(func.min(id_col)).where(time_col >= f.date_from)).scalar()
+        lo = conn.execute(select(id_col).where(time_col >= f.date_from).order_by(time_col, id_col).limit(1)).scalar()
         if lo is None:
             return 1, 0  # nothing on or after the start
     if f.date_to:
-        hi = conn.execute(select(func.max(id_col)).where(time_col < _day_after(f.date_to))).scalar()
+        hi = conn.execute(
+            select(id_col).where(time_col < _day_after(f.date_to)).order_by(time_col.desc(), id_col.desc()).limit(1)
+        ).scalar()
         if hi is None:
             return 1, 0
     return lo, hi
@@ -147,19 +149,22 @@ def _cutoffs(now: dt.datetime, days: Mapping[str, int]) -> dict[str, tuple[str, 
     return out
 
 
-def _stale_condition(cutoffs: Mapping[str, tuple[str, str]]) -> Any:
-    """A live record is stale when neither its arrival, its source update time nor its check date is recent."""
+def _stale_by_time(cutoffs: Mapping[str, tuple[str, str]], types: list[str]) -> Any:
+    """Neither the record's arrival nor its source update time is recent (for types without a check date)."""
     r = records.c
+    return or_(*[
+        and_(r.type == t, r.received_at < cutoffs[t][0], or_(r.updated_at.is_(None), r.updated_at < cutoffs[t][0]))
+        for t in types
+    ])
+
+
+def _stale_stock(cutoffs: Mapping[str, tuple[str, str]]) -> Any:
+    """Stock is also fresh when its 核查日期 (checked_date) is recent."""
+    r = records.c
+    ts, day = cutoffs["stock"]
     checked = r.data["checked_date"].as_string()
-    per_type = []
-    for t, (ts, day) in cutoffs.items():
-        per_type.append(and_(
-            r.type == t,
-            r.received_at < ts,
-            or_(r.updated_at.is_(None), r.updated_at < ts),
-            or_(checked.is_(None), checked < day),
-        ))
-    return or_(*per_type)
+    return and_(r.type == "stock", r.received_at < ts, or_(r.updated_at.is_(None), r.updated_at < ts),
+                or_(checked.is_(None), checked < day))
 
 
 @dataclass
@@ -210,17 +215,22 @@ def department_status(
 
     with engine.connect() as conn:
         live = r.deleted.is_(False)
-        for dep, typ, n in conn.execute(select(r.department, r.type, func.count()).where(live).group_by(r.department, r.type)):
+        # One pass over the covering index: counts, updated in period, stale (all types but stock).
+        timed = [t for t in RECORD_TYPES if t != "stock"]
+        q = select(
+            r.department, r.type, func.count(),
+            func.sum(case((and_(r.received_at >= p_from, r.received_at < p_end), 1), else_=0)),
+            func.sum(case((_stale_by_time(cutoffs, timed), 1), else_=0)),
+        ).where(live).group_by(r.department, r.type)
+        for dep, typ, n, updated, stale in conn.execute(q):
             d = row(dep)
             d.by_type[typ] = n
             d.records += n
-        in_period = and_(live, r.received_at >= p_from, r.received_at < p_end)
-        for dep, n in conn.execute(select(r.department, func.count()).where(in_period).group_by(r.department)):
-            row(dep).updated = n
-        for dep, n in conn.execute(
-            select(r.department, func.count()).where(live, _stale_condition(cutoffs)).group_by(r.department)
-        ):
-            row(dep).stale = n
+            d.updated += int(updated or 0)
+            d.stale += int(stale or 0)
+        # Stock also counts as fresh by its check date; only old stock rows are read for it.
+        for dep, n in conn.execute(select(r.department, func.count()).where(live, _stale_stock(cutoffs)).group_by(r.department)):
+            row(dep).stale += n
         lo, hi = _bounds(conn, rc.hub_time, rc.id, Filters(date_from=p_from, date_to=p_to))
         q = select(rc.department, rc.status, func.count()).group_by(rc.department, rc.status)
         if lo is not None:
@@ -234,9 +244,16 @@ def department_status(
                 d.rejected += n
             elif st == "accepted":
                 d.accepted += n
-        # Last push: the newest batch entry per department, via the (department, seq) index.
-        last = select(lg.department, func.max(lg.seq).label("seq")).where(lg.kind == "batch").group_by(lg.department).subquery()
-        for dep, t in conn.execute(select(last.c.department, lg.time).join(receipt_log, lg.seq == last.c.seq)):
+        # Last push: per department one seek in the (department, kind, seq) index.
+        inner = receipt_log.alias("inner_log")
+        last_seq = (
+            select(func.max(inner.c.seq)).where(inner.c.department == departments.c.code, inner.c.kind == "batch")
+            .correlate(departments).scalar_subquery()
+        )
+        for dep, t in conn.execute(
+            select(departments.c.code, receipt_log.c.time)
+            .select_from(departments.join(receipt_log, receipt_log.c.seq == last_seq))
+        ):
             row(dep).last_push = t
         llo, lhi = _bounds(conn, lg.time, lg.seq, Filters(date_from=p_from, date_to=p_to))
         q = select(lg.department, func.count()).where(lg.kind == "batch").group_by(lg.department)
