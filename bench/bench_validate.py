@@ -34,12 +34,13 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     data = rows(n)
     ctx = ValidationContext(today=date(2025, 1, 1))
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     bad = 0
     for r in data:
         bad += bool(normalize("stock", r, context=ctx)[1])
-    dt = time.perf_counter() - t
-    print(f"{n} stock records normalised in {dt:.3f} s ({n / dt:,.0f}/s), {bad} with errors")
+    dt, dcpu = time.perf_counter() - t, time.process_time() - cpu
+    # CPU time is the fair figure on a shared machine; wall time includes waiting for a core.
+    print(f"{n} stock records normalised in {dcpu:.3f} s CPU ({n / dcpu:,.0f}/s), {dt:.3f} s wall, {bad} with errors")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ def integer(f: Field) -> Converter:
 def decimal(f: Field) -> Converter:
     label, bounds, scale = f.label, _bounds(f), f.scale
     quantum = Decimal(1).scaleb(-scale) if scale is not None else None
+    max_places = scale if scale is not None else MAX_DIGITS
 
     def conv(v: Any, today: date, ctx: ValidationContext) -> int | float:
         t = v.__class__
@@ -146,6 +147,16 @@ def decimal(f: Field) -> Converter:
             if abs(v) >= 10.0**MAX_DIGITS:
                 raise Invalid("type.decimal", f"{label}数值过大（整数部分最多 {MAX_DIGITS} 位），实际为“{v}”")
             n: int | float = round(v, scale) if scale is not None else v
+        elif t is str and 0 < len(v) <= MAX_DIGITS and v.isascii() and (dot := v.find(".")) != 0 and (
+            v.isdigit() if dot < 0 else (v[:dot].isdigit() and v[dot + 1 :].isdigit() and len(v) - dot - 1 <= max_places)
+        ):
+            # Fast path for plain text like "120" or "35.5" (no sign, no more places than the
+            # scale): float() gives exactly what the Decimal route would.
+            if dot < 0:
+                n = int(v)
+                bounds(n)
+                return n
+            n = float(v)
         else:
             d = _parse_decimal(v, label, "type.decimal") if t is str or isinstance(v, Decimal) else None
             if d is None:
@@ -269,6 +280,8 @@ def phone_number(f: Field) -> Converter:
     label, max_len = f.label, f.max_len
 
     def conv(v: Any, today: date, ctx: ValidationContext) -> str:
+        if v.__class__ is str and len(v) == 11 and v[0] == "1" and v[1] in "3456789" and v.isascii() and v.isdigit():
+            return v  # a plain mobile number, the common case
         s = phone.normalize(_as_text(v, label))
         if not phone.is_valid(s):
             raise Invalid("phone.format", f"{label}“{v}”不是有效的电话号码（手机 11 位；座机 区号-号码，可带分机）")
