@@ -119,3 +119,11 @@ def test_append_files_are_deltas(tmp_path: Path, jsondrop: Path) -> None:
     drop_file(jsondrop, "02.json", rows(range(6, 8)) + rows(range(1, 2), qty=9))
     assert counts(sync_source(cfg, "drop", store)) == (2, 1, 0, 0)
 
+
+
+def test_sync_one_on_a_source_that_cannot_reread_a_row(tmp_path: Path, jsondrop: Path) -> None:
+    from gateway.sync import sync_one
+
+    cfg = config(tmp_path, jsondrop, "append")
+    r = sync_one(cfg, "drop", "1", open_store(cfg.state_path))
+    assert r.outbox_ids == [] and r.problems[0].rule == "fetch_one" and "不支持" in r.problems[0].message

@@ -326,6 +326,9 @@ def sync_one(config: GatewayConfig, source_name: str, source_key: str, engine: E
         except SkippableError as e:
             p = getattr(e, "problem", None) or RowProblem(sc.name, source_key, None, None, "read", str(e))
             return OneResult(sc.name, source_key, None, problems=[p])
+        except NotImplementedError:
+            msg = f"数据源 {sc.name}（{sc.type}）不支持按键重读单条记录，请运行整个数据源的同步"
+            return OneResult(sc.name, source_key, None, problems=[RowProblem(sc.name, source_key, None, None, "fetch_one", msg)])
     if row is None:
         with engine.begin() as conn:
             begin_immediate(conn)
