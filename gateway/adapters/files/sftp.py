@@ -35,6 +35,36 @@ TRANSPORT = (
 )
 
 
+def _listdir_attr(sftp: paramiko.SFTPClient, path: str) -> list[paramiko.SFTPAttributes]:
+    """paramiko's listdir_attr, except that a name which is not UTF-8 (a GBK name on an old
+    Windows server) no longer fails the whole listing: it arrives surrogate-escaped and is
+    refused on its own as filename.undecodable."""
+    from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR, SFTPError
+
+    t, msg = sftp._request(CMD_OPENDIR, path)
+    if t != CMD_HANDLE:
+        raise SFTPError("Expected handle")
+    handle = msg.get_binary()
+    out = []
+    try:
+        while True:
+            try:
+                t, msg = sftp._request(CMD_READDIR, handle)
+            except EOFError:
+                break
+            if t != CMD_NAME:
+                raise SFTPError("Expected name response")
+            for _ in range(msg.get_int()):
+                name = msg.get_string().decode("utf-8", "surrogateescape")
+                longname = msg.get_string().decode("utf-8", "replace")
+                attr = paramiko.SFTPAttributes._from_msg(msg, name, longname)
+                if name not in (".", ".."):
+                    out.append(attr)
+    finally:
+        sftp._request(CMD_CLOSE, handle)
+    return out
+
+
 class _RemoteFile(io.RawIOBase):
     """A remote file whose transport failures are retriable, not a verdict on the file."""
 
@@ -106,13 +136,11 @@ class SftpStore:
 
     def list(self) -> list[Entry]:
         try:
-            attrs = self.sftp.listdir_attr(self.root)
+            attrs = _listdir_attr(self.sftp, self.root)
         except FileNotFoundError:
             raise SourceError(f"remote drop folder {self.label} does not exist") from None
         except PermissionError:
             raise SourceError(f"no permission to list remote drop folder {self.label}") from None
-        except UnicodeDecodeError as e:
-            raise SourceError(f"remote folder {self.label} holds a file name that is not UTF-8: {e}") from None
         except (OSError, paramiko.SSHException) as e:
             raise RetriableError(f"listing {self.label} failed: {e}") from e
         return [
