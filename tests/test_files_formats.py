@@ -158,3 +158,13 @@ def test_unreadable_file_is_one_problem_naming_it(tmp_path: Path, name: str, dat
     [p] = problems(evs)
     assert p.rule == rule and name in p.locator and name in p.message
     assert rows(evs) == []
+
+
+def test_unterminated_quote_is_reported_with_the_lines_it_swallowed(tmp_path: Path) -> None:
+    p = tmp_path / "q.csv"
+    p.write_bytes(b'id,name\n1,ok\n2,"unterminated\n' + b"3,filler line\n" * 100_000 + b"4,x\n")
+    out = list(read_rows(p, "q.csv", "csv", FormatOptions(), "s"))
+    bad = [o for o in out if not isinstance(o, ParsedRow)]
+    assert len(bad) == 1 and bad[0].rule == "csv.malformed" and bad[0].locator == "q.csv:line 3"
+    assert "第 3–" in bad[0].message and "未读取" in bad[0].message
+    assert [o.data["id"] for o in out if isinstance(o, ParsedRow)][-1] == "4", "reading goes on after the damage"

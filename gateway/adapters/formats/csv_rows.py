@@ -44,7 +44,11 @@ def _records(lines: LineDecoder, name: str, opts: FormatOptions, source: str) ->
         except StopIteration:
             return
         except csv.Error as e:
-            yield RowProblem(source, f"{name}:line {start}", None, None, "csv.malformed", f"CSV 格式错误：{e}")
+            span = f"第 {start} 行" if lines.line <= start else f"第 {start}–{lines.line} 行"
+            yield RowProblem(
+                source, f"{name}:line {start}", None, None, "csv.malformed",
+                f"CSV 格式错误（常见原因：引号未闭合）：{e}；{span}未读取",
+            )
             start = lines.line + 1
             continue
         end = lines.line
