@@ -204,6 +204,15 @@ def test_category_membership_only_with_a_table() -> None:
     assert err.rule == "category.unknown" and "t1" in err.message
 
 
+def test_context_from_settings_is_hashable_and_loads_the_table(tmp_path) -> None:
+    p = tmp_path / "codes.csv"
+    p.write_text("code,name\n1000000,基本生活保障物资\n", encoding="utf-8")
+    ctx = ValidationContext.from_settings(category_codes=p, extra_units=["盏"], today=TODAY)
+    assert hash(ctx) and ctx.category_table.name("1000000") == "基本生活保障物资"
+    rec = {"material_id": "M", "material_name": "灯", "category_code": "2010000", "unit": "盏", "reserve_mode": "1"}
+    assert [e.rule for e in validate("material", rec, context=ctx)] == ["category.unknown"]
+
+
 def test_extra_units_from_the_context() -> None:
     (err,) = validate("stock", stock(unit="盏"), context=CTX)
     assert err.rule == "unit"
@@ -230,6 +239,17 @@ def test_file_ref() -> None:
     assert err.rule == "file_ref.type"
     (err,) = validate("agreement", agreement(attachment={**ref, "size": -1}), context=CTX)
     assert err.rule == "file_ref.format"
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [("12", 12), ("007", 7), ("12.5", 12.5), (".5", 0.5), ("5.", 5), ("2.000", 2), ("12.3456", 12.346),
+     ("1.0005", 1.001), ("1,200.25", 1200.25), ("1e3", 1000), ("１２", 12), (Decimal("0.0004"), 0), (3.14159, 3.142)],
+)
+def test_decimal_spellings_agree_with_decimal_half_up_rounding(given: object, expected: float) -> None:
+    out, errors = normalize("stock", stock(quantity=given), context=CTX)
+    assert errors == []
+    assert out["quantity"] == expected and type(out["quantity"]) is type(expected)
 
 
 def test_absurdly_large_numbers_are_rejected_not_crashed_on() -> None:

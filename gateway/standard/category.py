@@ -17,6 +17,7 @@ import csv
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 LEVEL1 = frozenset("123")
 BUILTIN_TABLE = Path(__file__).parent / "data" / "gbt38565.csv"
@@ -56,7 +57,7 @@ def parent(code: str) -> str | None:
     return code[:cut] + "0" * (7 - cut)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: hashable, so contexts holding one stay hashable
 class CategoryTable:
     """A loaded code table: code -> name, plus which codes have listed children."""
 
@@ -71,7 +72,7 @@ class CategoryTable:
         # Level-1 codes have the virtual root as parent: mark it when any are listed.
         if any(level(c) == 1 for c in names):
             with_children |= {""}
-        return cls(version, names, with_children)
+        return cls(version, MappingProxyType(names), with_children)
 
     def membership_problem(self, code: str) -> str | None:
         """None if every level of `code` that the table covers is listed (or a 99 catch-all)."""
