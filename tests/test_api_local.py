@@ -110,3 +110,27 @@ def test_cli_push_prints_the_receipt_and_exits_by_outcome(service_env) -> None: 
     r = CliRunner().invoke(cli, ["--config", cfg_path, "push", "materials", "WZ-0003"])
     assert r.exit_code == 75, r.output
     assert "已入队" in r.output
+
+
+def test_record_form_in_the_admin_ui_pushes_at_once(service_env) -> None:  # type: ignore[no-untyped-def]
+    from gateway.accounts import AccountStore
+    from gateway.accounts.roles import GATEWAY_ROLES
+    from gateway.store import tables
+    from tests.fixtures.web import PASSWORD, client_as, csrf_of
+
+    cfg = service_env.config()
+    svc = GatewayService(cfg, pg_listen=False, run_at_start=False).start()
+    try:
+        assert svc.app.extensions["gateway"].push_worker is svc.worker
+        AccountStore(svc.engine, tables.users, tables.audit, GATEWAY_ROLES).add("clerk1", PASSWORD, "clerk")
+        c = client_as(svc.app, "clerk1")
+        tok = csrf_of(c, "/records/material/new")
+        r = c.post("/records/material", data={
+            "csrf_token": tok, "material_id": "WZ-0100", "material_name": "冲锋舟", "category_code": "2040201",
+            "unit": "艘", "reserve_mode": "1",
+        })
+        assert r.status_code == 200, r.get_data(as_text=True)[:2000]
+        assert "已签收" in r.get_data(as_text=True)
+        assert service_env.hub_record("material", "WZ-0100")["material_name"] == "冲锋舟"
+    finally:
+        svc.stop()

@@ -26,11 +26,14 @@ from gateway.store import open_store
 LOG = logging.getLogger("gateway.service")
 
 
-def build_web_app(config: GatewayConfig, engine: Engine, api: LocalAPI) -> Flask:
-    """The admin UI with the local API registered alongside."""
+def build_web_app(config: GatewayConfig, engine: Engine, api: LocalAPI, push_worker: Any = None) -> Flask:
+    """The admin UI with the local API registered alongside; the UI wakes `push_worker` after edits."""
     from gateway.web import create_app
 
     app = create_app(config, engine)
+    ui = app.extensions.get("gateway")
+    if ui is not None and hasattr(ui, "push_worker"):
+        ui.push_worker = push_worker
     attach_api(app, api)
     return app
 
@@ -98,7 +101,7 @@ class GatewayService:
     def _start_web(self) -> None:
         from waitress.server import create_server
 
-        self.app = build_web_app(self.config, self.engine, self.api)
+        self.app = build_web_app(self.config, self.engine, self.api, self.worker)
         host, port = split_listen(self.listen)
         # A short loop timeout lets stop() end the serving thread promptly.
         self.server = create_server(self.app, host=host, port=port, threads=8, ident="gateway",
