@@ -61,9 +61,9 @@ def test_seeded_hub_errors_dropped_and_cut_responses_end_in_the_source_state(
     gateway_dir: GatewayDir, live_hub: Any, fault_proxy: Any
 ) -> None:
     proxy = fault_proxy(live_hub.url, Faults(refuse=0.3, drop_response=0.1, truncate=0.05), seed=11).start()
-    config = gateway_dir.for_hub(live_hub, url=proxy.url, batch_size=100)
+    config = gateway_dir.for_hub(live_hub, url=proxy.url, batch_size=60)
     engine = gateway_dir.store()
-    edits = source_edits(3000, seed=11)
+    edits = source_edits(1500, seed=11)
     enqueue(engine, edits)
 
     summary = push_pending(config, engine, backoff=Backoff(base=0.005, cap=0.02, rng=random.Random(11)), give_up_after=60)

@@ -218,3 +218,41 @@ def test_outbox_rows_carry_their_batch_and_attempts(gateway_dir: GatewayDir, liv
     with engine.connect() as c:
         row = c.execute(select(outbox.c.state, outbox.c.batch_id, outbox.c.attempts).where(outbox.c.id == ids[0])).one()
     assert row.state == "delivered" and row.batch_id and row.attempts == 1
+
+
+def test_too_large_batches_are_split_and_a_lone_oversized_record_becomes_a_dead_letter(
+    gateway_dir: GatewayDir, live_hub: Any, fault_proxy: Any
+) -> None:
+    from tests.fixtures.faultproxy import Faults
+
+    proxy = fault_proxy(live_hub.url, Faults(limit_bytes=1500)).start()
+    config = gateway_dir.for_hub(live_hub, url=proxy.url, batch_size=100)
+    engine = gateway_dir.store()
+    edits = [Edit(mkey(i), 1, material(i)) for i in range(16)]
+    big = Edit(mkey(99), 1, material(99, usage_desc="很长的说明" * 40, spec_model="长" * 100, brand="牌" * 100, manufacturer="厂" * 100))
+    edits.insert(8, big)
+    enqueue(engine, edits)
+    summary = push_pending(config, engine, **FAST)
+    assert proxy.stats["too_large"] >= 2 and summary.accepted == 16
+    assert outbox_states(engine) == {"delivered": 16, "dead": 1}
+    (dl,) = list_dead_letters(engine)
+    assert dl.record_key == mkey(99) and dl.reasons[0]["rule"] == "payload_too_large"
+    assert hub_state(live_hub) == expected_state([e for e in edits if e is not big])
+
+
+def test_wake_pushes_a_new_edit_at_once_not_at_the_next_poll(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    config = gateway_dir.for_hub(live_hub)
+    engine = gateway_dir.store()
+    worker = PushWorker(config, engine, idle_poll=3600).start()
+    try:
+        deadline = time.monotonic() + 10
+        while worker.last_summary is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # the first (empty) run is over; the worker now sleeps for an hour
+        enqueue(engine, [Edit(mkey(1), 1, material(1))])
+        worker.wake()
+        deadline = time.monotonic() + 10
+        while outbox_states(engine) != {"delivered": 1} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert outbox_states(engine) == {"delivered": 1}
+    finally:
+        assert worker.stop(10)

@@ -62,6 +62,7 @@ class Batch:
     created: str
     rows: tuple[BatchRow, ...]
     body: bytes  # canonical JSON, exactly what is signed and sent
+    resend: bool = False  # rebuilt from the store: its first attempt was counted already
 
     @property
     def outbox_ids(self) -> list[int]:
@@ -134,9 +135,11 @@ def claim_batch(
             records.append(rec)
             rows.append(_batch_row(row))
         batch_id, created = new_batch_id(), utcnow()
+        # The claim counts as the first attempt (saves a commit per batch on the common path).
         conn.execute(
             outbox_batches.insert().values(
-                batch_id=batch_id, source=source, created=created, records=len(rows), state="sent", attempts=0
+                batch_id=batch_id, source=source, created=created, records=len(rows), state="sent", attempts=1,
+                last_attempt_at=created,
             )
         )
         # The claimed rows are exactly the pending rows of this source from the
@@ -146,7 +149,7 @@ def claim_batch(
         )
         if ids is not None:
             claim = claim.where(outbox.c.id.in_([r.outbox_id for r in rows]))
-        conn.execute(claim.values(state="sent", batch_id=batch_id))
+        conn.execute(claim.values(state="sent", batch_id=batch_id, attempts=outbox.c.attempts + 1))
     return Batch(batch_id, source, created, tuple(rows), batch_body(batch_id, department, source, created, records))
 
 
@@ -192,11 +195,11 @@ def load_batch(engine: Engine, batch_id: str, department: str) -> Batch | None:
         return None
     records = [wire_record(r, department) for r in found]
     body = batch_body(batch_id, department, head.source, head.created, records)
-    return Batch(batch_id, head.source, head.created, tuple(_batch_row(r) for r in found), body)
+    return Batch(batch_id, head.source, head.created, tuple(_batch_row(r) for r in found), body, resend=True)
 
 
 def note_attempt(engine: Engine, batch_id: str) -> None:
-    """Count a send attempt before the request goes out, so a crash mid-request is counted too."""
+    """Count a resend before the request goes out, so a crash mid-request is counted too."""
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(

@@ -123,7 +123,8 @@ class PushClient:
 
     def push_batch(self, batch: Batch) -> list[ReceiptResult]:
         """Send one batch once and store its verified receipt. Errors are noted on the batch, then raised."""
-        note_attempt(self.engine, batch.batch_id)
+        if batch.resend:
+            note_attempt(self.engine, batch.batch_id)
         try:
             got = self.transport.send(batch)
             return store_receipt(self.engine, batch, got.body, got.signature, got.doc, self.department)
