@@ -111,3 +111,14 @@ def test_error_csv_lists_every_error(tmp_path: Path) -> None:
     assert lines[1].startswith("stock.csv,2,物资编码,material_id,,required,")
     assert "'=1+2" in lines[2]  # the bad value is echoed neutralised
     assert {ln.split(",")[5] for ln in lines[1:]} == {"required", "type.decimal", "unit", "date.invalid"}
+
+
+def test_unknown_encoding_name_is_a_clear_error(tmp_path: Path) -> None:
+    import pytest
+
+    from gateway.errors import SourceError
+
+    p = tmp_path / "s.csv"
+    p.write_text("物资编码\n", encoding="utf-8")
+    with pytest.raises(SourceError, match="未知的文件编码"):
+        import_csv(p, "stock", encoding="klingon")

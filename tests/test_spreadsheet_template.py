@@ -194,10 +194,13 @@ def test_plain_workbook_with_label_headers_only(tmp_path: Path) -> None:
     ws.append([None, None, None, None, None])
     ws.append(["M2", 6, "箱", "2025-01-02", None])
     ws.append(["M1", 7, "箱", "2025-01-03", None])  # same key (material, no depot, no batch) as row 2
+    wb.create_sheet("Sheet2")  # empty: ignored
+    wb.create_sheet("库存").append(["物资编码"])  # not a sheet of the template: reported, not silently skipped
     wb.save(tmp_path / "p.xlsx")
     result = import_workbook(tmp_path / "p.xlsx", context=CTX)
     assert [(r.row, r.data["material_id"]) for r in result.records] == [(2, "M1"), (4, "M2")]
-    head, dup = result.errors
+    head, dup, sheet = result.errors
+    assert (sheet.sheet, sheet.rule) == ("库存", "unknown_sheet")
     assert (head.row, head.rule, head.value) == (1, "unknown_column", "颜色")
     assert (dup.row, dup.field, dup.rule) == (5, "material_id", "duplicate_key")
     assert "第 2 行" in dup.message

@@ -7,6 +7,7 @@ sheet, row, field label, value and rule, and never stops the others.
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,7 +20,14 @@ from openpyxl import load_workbook
 
 from gateway.errors import RowProblem, SourceError
 from gateway.spreadsheet import encoding as enc
-from gateway.spreadsheet.layout import ERROR_HEADER, ITEM_COLUMNS, ITEMS_SHEET, sheet_to_type
+from gateway.spreadsheet.layout import (
+    ERROR_HEADER,
+    INSTRUCTIONS_SHEET,
+    ITEM_COLUMNS,
+    ITEMS_SHEET,
+    LISTS_SHEET,
+    sheet_to_type,
+)
 from gateway.spreadsheet.safe_cells import restore
 from gateway.standard.converters import normalize_item
 from gateway.standard.schema import RECORD_TYPES, Field, record_key
@@ -215,6 +223,11 @@ def _item_rows(rows: Iterator[tuple[int, tuple]], ctx: ValidationContext, today:
             items.good.setdefault(no, []).append(item)
 
 
+def _has_cells(ws: Any) -> bool:
+    ws.reset_dimensions()
+    return any(not _blank(v) for row in ws.iter_rows(max_row=5, values_only=True) for v in row)
+
+
 def _sheet_rows(ws: Any) -> Iterator[tuple[int, tuple]]:
     ws.reset_dimensions()  # trust the cells, not a dimension tag other tools may get wrong
     return enumerate(ws.iter_rows(values_only=True), start=1)
@@ -245,6 +258,9 @@ def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
         for title in wb.sheetnames:
             rtype = names.get(title)
             if rtype is None:
+                if title not in (ITEMS_SHEET, INSTRUCTIONS_SHEET, LISTS_SHEET) and _has_cells(wb[title]):
+                    yield RowError(title, 1, "", "", title, "unknown_sheet",
+                                   f"工作表“{title}”不是标准模板的工作表（应为 {'、'.join(rt.label for rt in RECORD_TYPES.values())} 或 {ITEMS_SHEET}），未导入")
                 continue
             yield from _rows(title, rtype, _sheet_rows(wb[title]), ctx, ref,
                              items if rtype == "agreement" else None, keys.setdefault(rtype, {}))
@@ -278,6 +294,11 @@ def iter_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
         raise KeyError(f"unknown record type {record_type!r}; expected one of {', '.join(RECORD_TYPES)}")
     ctx = context or DEFAULT_CONTEXT
     sheet = Path(path).name
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise SourceError(f"{path}: 未知的文件编码 {encoding!r}（可用 utf-8、gb18030、gbk）") from None
     with open(path, "rb") as f:
         codec = enc.ALIASES.get(encoding.lower(), encoding.lower()) if encoding else enc.detect_file(f)
         if result is not None:

@@ -125,6 +125,7 @@ RULE_IDS: dict[str, str] = {
     "items.invalid": "（表格导入）该协议的协议物资行有错误，协议未导入",
     "items.orphan": "（表格导入）协议物资行的协议编号在协议信息表中不存在",
     "duplicate_key": "（表格导入）同一文件中记录主键重复，后出现的行未导入",
+    "unknown_sheet": "（表格导入）工作表名称不是标准模板的工作表，未导入",
     "unknown_column": "（表格导入）表头不是本表字段，该列未导入",
     "encoding": "（CSV 导入）该行无法按文件编码解码",
 }
