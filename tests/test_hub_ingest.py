@@ -255,3 +255,15 @@ def test_receipt_log_head_in_receipt_matches_log(live_hub: LiveHub, n: int) -> N
     entry = log_entries(live_hub, "batch")[-1]
     assert (doc["log_seq"], doc["log_head"]) == (entry["seq"], entry["entry_hash"])
     assert orjson.loads(entry["counts"]) == {"accepted": 1, "duplicate": 0, "rejected": 0, "stale": 0}
+
+
+def test_odd_records_are_rejected_alone_never_fail_the_batch(live_hub: LiveHub) -> None:
+    odd_type = {**record("material", sample("material", 1)), "type": "weapon"}
+    huge_seq = record("material", sample("material", 2), seq=2**63)  # past a signed 64-bit column
+    odd_data = record("material", {**sample("material", 3), "material_name": ["a", {"b": 1}]})
+    body = batch_body([odd_type, huge_seq, odd_data, record("material", sample("material", 4))])
+    doc = receipt(live_hub, live_hub.post(BATCHES, body))
+    assert statuses(doc) == ["rejected", "rejected", "rejected", "accepted"]
+    assert doc["results"][0]["reasons"][0]["rule"] == "record_type"
+    assert doc["results"][1]["reasons"][0]["field"] == "seq"
+    assert doc["results"][2]["reasons"][0]["field"] == "material_name"

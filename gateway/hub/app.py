@@ -39,7 +39,7 @@ class Hub:
         self.engine = engine or open_hub_db(config.database)
         registry.sync_from_config(self.engine, config)
         self.in_flight = threading.BoundedSemaphore(config.max_in_flight)
-        self.context = ValidationContext()
+        self.context = ValidationContext.from_settings(category_codes=config.category_codes, extra_units=config.extra_units)
         Path(config.attachments_dir).mkdir(parents=True, exist_ok=True)
 
     def log_refusal(self, status: int, code: str, message: str, *, key_id: str | None = None,

@@ -25,6 +25,7 @@ ATTACHMENT_KEYS = ("dir", "max_bytes")
 DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
 KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
 GRANT_KEYS = ("reader", "owner", "record_types", "confidential")
+STANDARD_KEYS = ("category_codes", "extra_units")
 
 
 @dataclass
@@ -65,6 +66,8 @@ class HubConfig:
     attachment_max_bytes: int = 20_000_000
     departments: list[DepartmentConfig] = field(default_factory=list)
     grants: list[GrantConfig] = field(default_factory=list)
+    category_codes: Path | None = None  # as the gateways' [standard] section: validate alike
+    extra_units: tuple[str, ...] = ()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -124,7 +127,7 @@ def _key(chk: Checker, k: Any, path: str) -> KeyConfig | None:
 def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None = None) -> HubConfig:
     """Check a parsed hub config document; raises ConfigError listing every problem."""
     chk = Checker(base_dir)
-    chk.unknown(doc, ("hub", "attachments", "departments", "grants"), "")
+    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard"), "")
     hub = chk.table(doc, "hub")
     listen = chk.value(hub, "listen", "hub", str, default="127.0.0.1:8700")
     if listen and not re.fullmatch(r"[^\s]+:\d{1,5}", listen):
@@ -156,6 +159,13 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     if att_max is not None and att_max < 1:
         chk.problem("attachments.max_bytes", "must be positive")
     chk.unknown(att, ATTACHMENT_KEYS, "attachments")
+
+    std = chk.table(doc, "standard", required=False)
+    category_codes = chk.path(std, "category_codes", "standard")
+    extra_units = chk.value(std, "extra_units", "standard", list, default=[])
+    if any(not isinstance(u, str) or not u for u in extra_units):
+        chk.problem("standard.extra_units", "expected a list of unit names")
+    chk.unknown(std, STANDARD_KEYS, "standard")
 
     departments: list[DepartmentConfig] = []
     codes: set[str] = set()
@@ -226,6 +236,8 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         attachment_max_bytes=att_max,
         departments=departments,
         grants=grants,
+        category_codes=category_codes,
+        extra_units=tuple(extra_units),
     )
 
 

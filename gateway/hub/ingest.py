@@ -25,7 +25,7 @@ from gateway.hub import tables
 from gateway.hub.bulk import write_receipts, write_records
 from gateway.hub.db import serialized
 from gateway.hub.receipt_log import append
-from gateway.protocol.batch import PROTOCOL_VERSION, Batch, record_problems
+from gateway.protocol.batch import MAX_SEQ, PROTOCOL_VERSION, Batch, record_problems
 from gateway.protocol.canonical import canonical_json
 from gateway.protocol.receipts import sign_receipt
 from gateway.standard.schema import FILE_REF, RECORD_TYPES, record_key
@@ -61,10 +61,18 @@ def check_records(records: Iterable[dict[str, Any]], context: ValidationContext 
         c = Candidate(rec)
         for fld, value, rule, message in record_problems(rec):
             c.reasons.append(reason(fld, fld, value, rule, message))
+        if isinstance(rec.get("type"), str) and rec["type"] not in RECORD_TYPES:
+            c.reasons.append(reason("type", "记录类型", rec["type"], "record_type",
+                                    f"未知记录类型“{rec['type']}”，应为 {', '.join(RECORD_TYPES)} 之一"))
         if c.reasons:
             c.envelope_ok = False
         elif rec["op"] == "upsert":
-            clean, errors = normalize(rec["type"], rec["data"], context=context)
+            try:
+                clean, errors = normalize(rec["type"], rec["data"], context=context)
+            except Exception as e:  # one odd record must never fail the batch
+                c.reasons.append(reason("data", "数据", None, "invalid", f"记录无法校验：{e}"))
+                out.append(c)
+                continue
             c.reasons.extend(e.as_dict() for e in errors)
             if not errors:
                 key = record_key(rec["type"], clean)
@@ -195,7 +203,7 @@ def store_batch(
             results.append({
                 "key": rec.get("key") if isinstance(rec.get("key"), str) else "",
                 "type": rec.get("type") if isinstance(rec.get("type"), str) else "",
-                "seq": rec.get("seq") if isinstance(rec.get("seq"), int) else None,
+                "seq": rec["seq"] if _valid_seq(rec.get("seq")) else None,
                 "version": rec.get("version") if isinstance(rec.get("version"), str) else None,
                 "status": status, "hub_seq": this_seq, "reasons": reasons,
             })
@@ -223,6 +231,10 @@ def store_batch(
             for r in results
         ])
         return StoredBatch(body, signature, False)
+
+
+def _valid_seq(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEQ
 
 
 def _decide(c: Candidate, state: dict[tuple[str, str], tuple[int, str, bool]], held: set[str]) -> tuple[str, list, int | None]:

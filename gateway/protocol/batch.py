@@ -32,6 +32,7 @@ VERSION_HEADER = "Protocol-Version"
 OPS = ("upsert", "delete")
 RECORD_FIELDS = ("type", "department", "key", "op", "seq", "version", "updated_at", "provenance", "data")
 PROVENANCE_FIELDS = ("source", "source_key", "mapping_version", "operator")
+MAX_SEQ = 2**63 - 1  # a signed 64-bit integer in the hub's database
 
 
 class UnsupportedProtocol(Exception):
@@ -172,8 +173,8 @@ def record_problems(rec: Mapping[str, Any]) -> list[tuple[str, object, str, str]
     if rec.get("op") not in OPS:
         out.append(("op", rec.get("op"), "envelope", "op 须为 upsert 或 delete / op must be upsert or delete"))
     seq = rec.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        out.append(("seq", seq, "envelope", "seq 须为非负整数 / seq must be a non-negative integer"))
+    if not isinstance(seq, int) or isinstance(seq, bool) or not (0 <= seq <= MAX_SEQ):
+        out.append(("seq", seq, "envelope", "seq 须为 0 至 2^63-1 的整数 / seq must be an integer from 0 to 2^63-1"))
     if rec.get("updated_at") is not None and not isinstance(rec.get("updated_at"), str):
         out.append(("updated_at", rec.get("updated_at"), "envelope", "updated_at 须为 ISO 8601 字符串 / must be an ISO 8601 string"))
     if not isinstance(rec.get("provenance", {}), dict):
