@@ -256,3 +256,51 @@ def test_wake_pushes_a_new_edit_at_once_not_at_the_next_poll(gateway_dir: Gatewa
         assert outbox_states(engine) == {"delivered": 1}
     finally:
         assert worker.stop(10)
+
+
+def test_tls_is_verified_against_the_configured_ca_and_never_skipped(gateway_dir: GatewayDir, live_hub: Any, fault_proxy: Any) -> None:
+    import ssl
+
+    from tests.fixtures.faultproxy import Faults
+    from tests.fixtures.push import tls_files
+
+    ca, cert, key = tls_files(gateway_dir.root / "tls")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    proxy = fault_proxy(live_hub.url, Faults(), tls=ctx).start()
+    assert proxy.url.startswith("https://")
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(3)])
+
+    # Without the private CA the hub's certificate is not trusted: nothing is sent in clear, nothing delivered.
+    config = gateway_dir.for_hub(live_hub, url=proxy.url)
+    summary = push_pending(config, engine, **FAST)
+    assert summary.delivered == 0 and "TLS" in (summary.last_error or "")
+    assert outbox_states(engine) == {"sent": 3}
+
+    config = gateway_dir.for_hub(live_hub, url=proxy.url, ca_file=str(ca))
+    summary = push_pending(config, engine, **FAST)
+    assert summary.accepted == 3 and outbox_states(engine) == {"delivered": 3}
+
+
+def test_after_a_refusal_the_worker_does_not_spin_even_when_woken(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    gateway_dir.for_hub(live_hub)
+    config = gateway_dir.write_config(live_hub.url, key_id="dept001-8")  # not registered at the hub
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(1), 1, material(1))])
+    worker = PushWorker(config, engine, idle_poll=0.05).start()
+    try:
+        deadline = time.monotonic() + 10
+        while worker.last_error is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "unknown_key" in (worker.last_error or "")
+        for _ in range(5):
+            worker.wake()
+            time.sleep(0.1)
+        with engine.connect() as c:
+            from gateway.store.tables import outbox_batches
+
+            (attempts,) = c.execute(select(outbox_batches.c.attempts)).one()
+        assert attempts == 1 and outbox_states(engine) == {"sent": 1}
+    finally:
+        assert worker.stop(10)

@@ -105,7 +105,10 @@ class HubTransport:
         self.timeout = hub.timeout
         self.session = requests.Session()
         # TLS verification stays on; a private CA is added, never verification turned off.
-        self.session.verify = str(hub.ca_file) if hub.ca_file else True
+        # Passed with every request, not only set on the session: requests lets
+        # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE override a session-level CA (psf/requests#3829).
+        self.verify: str | bool = str(hub.ca_file) if hub.ca_file else True
+        self.session.verify = self.verify
         if hub.client_cert:
             self.session.cert = (str(hub.client_cert), str(hub.client_key)) if hub.client_key else str(hub.client_cert)
         self.session.headers.update({"Content-Type": "application/json", VERSION_HEADER: PROTOCOL_VERSION})
@@ -117,7 +120,7 @@ class HubTransport:
         """POST one batch; return its verified receipt or raise one of the errors above."""
         headers = sign_request("POST", self.path, batch.body, self.key, self.key_id)
         try:
-            resp = self.session.post(self.url, data=batch.body, headers=headers, timeout=self.timeout)
+            resp = self.session.post(self.url, data=batch.body, headers=headers, timeout=self.timeout, verify=self.verify)
         except requests.Timeout as e:
             raise HubUnavailable(f"hub did not answer within {self.timeout}s: {e}", "timeout") from None
         except requests.exceptions.SSLError as e:
