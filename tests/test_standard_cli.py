@@ -102,3 +102,17 @@ def test_import_enqueue_queues_valid_records_once(tmp_path: Path, monkeypatch) -
     engine.dispose()
     assert len(rows) == 1
     assert rows[0].source == "spreadsheet" and json.loads(rows[0].provenance)["operator"] == "张三"
+
+
+def test_import_csv_with_xlsx_error_report_and_encoding_option(tmp_path: Path) -> None:
+    p = tmp_path / "stock.csv"
+    p.write_bytes("物资编码,储备数量,计量单位,核查日期\r\nM1,1,箱,2025-01-01\r\nM2,-1,箱,2025-01-01\r\n".encode("gbk"))
+    report = tmp_path / "errors.xlsx"
+    r = run("import", str(p), "--type", "stock", "--encoding", "gbk", "--errors-out", str(report))
+    assert r.exit_code == 1 and "stock.csv 第 3 行 储备数量 [min]" in r.output
+    ws = openpyxl.load_workbook(report).active
+    assert ws.title == "错误说明"
+    # the value came from CSV as text "-1": exported text starting with '-' is neutralised
+    assert [c.value for c in ws[2]][:6] == ["stock.csv", 3, "储备数量", "quantity", "'-1", "min"]
+    r = CliRunner().invoke(cli, ["import", str(p), "--type", "stock", "--encoding", "nope"])
+    assert r.exit_code == 2 and "未知的文件编码" in r.output

@@ -267,6 +267,16 @@ def test_field_error_as_dict() -> None:
                              "message": "储备数量应为数字，实际为“x”"}
 
 
+def test_field_error_as_dict_is_json_ready() -> None:
+    import json
+
+    errors = validate("stock", stock(quantity=Decimal("-1.5"), checked_date=datetime(2030, 1, 1, 8), extra=date(2020, 1, 2)),
+                      context=CTX)
+    dumped = json.loads(json.dumps([e.as_dict() for e in errors], ensure_ascii=False))
+    assert {d["field"]: d["value"] for d in dumped} == {"extra": "2020-01-02", "quantity": "-1.5",
+                                                         "checked_date": "2030-01-01T08:00:00"}
+
+
 def test_unknown_record_type() -> None:
     with pytest.raises(KeyError):
         normalize("vehicle", {})

@@ -21,6 +21,16 @@ from gateway.standard.converters import Converter, Invalid, converter
 from gateway.standard.schema import UNITS, Field, record_type
 
 
+def _jsonable(v: object) -> object:
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v.isoformat() if isinstance(v, date) else str(v)
+
+
 @dataclass(frozen=True)
 class FieldError:
     field: str  # standard field name; record rules name their first field
@@ -30,7 +40,9 @@ class FieldError:
     message: str  # Chinese, for a clerk
 
     def as_dict(self) -> dict[str, object]:
-        return {"field": self.field, "label": self.label, "value": self.value, "rule": self.rule, "message": self.message}
+        """JSON-ready: a value that JSON cannot carry (date, Decimal, ...) becomes its text."""
+        return {"field": self.field, "label": self.label, "value": _jsonable(self.value), "rule": self.rule,
+                "message": self.message}
 
     def __str__(self) -> str:
         return f"{self.message} [{self.rule}]"
