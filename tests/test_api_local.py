@@ -71,6 +71,7 @@ def test_healthz_reports_scheduler_store_and_hub(service_env) -> None:  # type: 
         assert h["scheduler"]["running"] is True
         assert {j["id"] for j in h["scheduler"]["jobs"]} == {"sync:materials", "freshness"}
         assert h["store"]["ok"] is True and h["hub"]["ok"] is True and h["hub"]["url"] == service_env.hub.url
+        assert h["push_worker"]["alive"] is True
         # With the hub down, health says so (503) and names the hub.
         service_env.hub.stop()
         svc.api._hub_cache = None

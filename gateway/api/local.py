@@ -35,6 +35,7 @@ class LocalAPI:
     engine: Engine
     pusher: RecordPusher
     scheduler: Any = None  # apscheduler BackgroundScheduler
+    worker: Any = None  # gateway.push.worker.PushWorker
     started: float = field(default_factory=time.time)
     _hub_cache: tuple[float, dict[str, Any]] | None = None
     _hub_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -110,6 +111,9 @@ def healthz() -> Any:
         running = bool(sched.running)
         out["scheduler"] = {"running": running, "jobs": job_status(sched) if running else []}
         ok = ok and running
+    if api.worker is not None:
+        out["push_worker"] = {"alive": bool(api.worker.alive), "last_error": api.worker.last_error}
+        ok = ok and bool(api.worker.alive)
     try:
         with api.engine.connect() as c:
             c.execute(text("SELECT 1"))

@@ -15,14 +15,21 @@ from gateway.cli.main import cli, domain_errors
               help="Folder for the sample department, configs, keys and state.")
 @click.option("--once", is_flag=True, help="One full cycle, then exit: 0 only when every valid record was delivered.")
 @click.option("--fresh", is_flag=True, help="Start over: empty the demo folder first.")
+@click.pass_context
 @domain_errors
-def demo(directory: Path, once: bool, fresh: bool) -> None:
+def demo(ctx: click.Context, directory: Path, once: bool, fresh: bool) -> None:
     """Create a sample department and a local hub, extract-and-load every source, show what was delivered.
 
     Without --once the gateway keeps running on its schedule (admin UI and hub UI
     URLs are printed) until Ctrl-C. Re-running in the same folder reuses it.
     """
+    import logging
+
     from gateway.demo.runner import DemoError, run_demo
+
+    if ctx.parent is not None and ctx.parent.get_parameter_source("log_level") == click.core.ParameterSource.DEFAULT:
+        # The demo talks to a person: show the report, not every INFO log line (--log-level INFO for those).
+        logging.getLogger().setLevel(logging.WARNING)
 
     try:
         code = run_demo(directory, once=once, fresh=fresh, echo=click.echo)

@@ -26,6 +26,7 @@ from gateway.logs import log
 LOG = logging.getLogger("gateway.demo")
 MARKER = ".gateway-demo"  # only a folder holding this is ever emptied by --fresh
 ADMIN_USER = "demo-admin"
+HUB_OPERATOR = "demo-operator"
 
 Echo = Callable[[str], None]
 
@@ -78,6 +79,21 @@ def ensure_admin(engine: Any) -> str:
         store.set_password(ADMIN_USER, password, actor="demo")
     else:
         store.add(ADMIN_USER, password, "admin", display_name="演示管理员", actor="demo")
+    return password
+
+
+def ensure_hub_operator(hub: Any) -> str | None:
+    """A demo operator account in the hub's UI, with a fresh random password; None when the hub has no UI."""
+    try:
+        from gateway.hub.ui_tables import hub_account_store
+    except ImportError:
+        return None
+    store = hub_account_store(hub.app.extensions["hub"].engine)
+    password = secrets.token_urlsafe(12)
+    if store.by_name(HUB_OPERATOR):
+        store.set_password(HUB_OPERATOR, password, actor="demo")
+    else:
+        store.add(HUB_OPERATOR, password, "operator", display_name="演示运维人员", actor="demo")
     return password
 
 
@@ -154,7 +170,11 @@ def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading
 
         service = GatewayService(config, engine, listen=f"127.0.0.1:{layout.gateway_port}", run_at_start=False).start()
         echo(f"前置机管理界面：{layout.gateway_url}/   用户 {ADMIN_USER}  密码 {password}（仅显示这一次）")
-        echo(f"乡镇中心界面：  {layout.hub_url}/")
+        hub_password = ensure_hub_operator(hub)
+        if hub_password:
+            echo(f"乡镇中心界面：  {layout.hub_url}/ui/   用户 {HUB_OPERATOR}  密码 {hub_password}（仅显示这一次）")
+        else:
+            echo(f"乡镇中心：      {layout.hub_url}/")
         echo(f"本地接口：curl -H 'Authorization: Bearer {config.web.api_token}' -H 'Content-Type: application/json' "
              f"-d '{{\"source\":\"materials\",\"key\":\"WZ-0001\"}}' {layout.gateway_url}/api/local/push")
         echo(f"配置：{layout.gateway_config}  {layout.hub_config}")

@@ -86,8 +86,15 @@ def listeners_for(config: GatewayConfig, pusher: RecordPusher) -> list[PgListene
             continue
         try:
             t = target_for(config, src.name)
-            if installed(t):
-                out.append(PgListener(t, pusher))
-        except Exception as e:  # a database that is down now is retried by its scheduled sync
-            log(LOG, logging.WARNING, "cannot check pg-notify trigger", source=src.name, error=str(e))
+        except Exception as e:
+            log(LOG, logging.WARNING, "pg-notify not possible for source", source=src.name, error=str(e))
+            continue
+        try:
+            if not installed(t):
+                continue
+        except psycopg.Error as e:
+            # The database is down now: listen anyway; the listener reconnects until it is back
+            # (LISTEN on a channel no trigger feeds costs one idle connection, nothing more).
+            log(LOG, logging.WARNING, "cannot check pg-notify trigger; listening anyway", source=src.name, error=str(e))
+        out.append(PgListener(t, pusher))
     return out

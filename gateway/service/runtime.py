@@ -65,7 +65,7 @@ class GatewayService:
         self.worker = PushWorker(config, self.engine, idle_poll=push_idle_poll)
         self.pusher = RecordPusher(config, self.engine, wake=self.worker.wake)
         self.scheduler = build_scheduler(config, self.engine, on_synced=self._after_sync, run_at_start=run_at_start)
-        self.api = LocalAPI(config, self.engine, self.pusher, self.scheduler)
+        self.api = LocalAPI(config, self.engine, self.pusher, self.scheduler, self.worker)
         self.listen = listen or config.web.listen
         self.want_web = web
         self.want_pg = pg_listen
