@@ -65,3 +65,21 @@ def test_stale_and_expiring_records_are_listed_with_reasons(tmp_path: Path) -> N
     rep = freshness_report(eng, {"material": 90, "stock": 5}, (30,), now=NOW)
     assert ("stock", "A|D|1") in {(r.record_type, r.record_key) for r in rep.stale}
     assert [s.record_key for s in rep.expiring] == ["C|D|", "A|D|1"]
+
+
+def test_daily_job_logs_a_summary_and_each_finding(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+    from types import SimpleNamespace
+
+    from gateway.freshness import log_freshness
+
+    eng = open_store(tmp_path / "gw.db")
+    _put(eng, "depot", "CK-1", {"depot_id": "CK-1"}, NOW - dt.timedelta(days=200))
+    cfg = SimpleNamespace(freshness_days={"depot": 90}, expiry_warn_days=(30, 90))
+    with caplog.at_level(logging.INFO, logger="gateway.freshness"):
+        rep = log_freshness(cfg, eng, now=NOW)
+    assert len(rep.stale) == 1
+    summary = next(r for r in caplog.records if r.getMessage() == "freshness check")
+    assert summary.levelno == logging.WARNING and summary.fields["stale_by_type"] == {"depot": 1}
+    line = next(r for r in caplog.records if r.getMessage() == "stale record")
+    assert line.fields["key"] == "CK-1" and line.fields["days_since"] == 200
