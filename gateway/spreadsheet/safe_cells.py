@@ -1,23 +1,27 @@
 """Formula-injection-safe CSV and XLSX export (CSV injection / DDE).
 
 Every CSV or XLSX the project writes goes through here: a text cell that
-starts with = + - @ TAB or CR gets a leading apostrophe, so a spreadsheet
-program shows it as text instead of evaluating it; in XLSX such a cell is
-also stored as a string, never as a formula. Numbers, dates and None pass
+starts with = + - @ TAB or CR (other than a plain negative number such as
+-1.5) gets a leading apostrophe, so a spreadsheet program shows it as text
+instead of evaluating it; in XLSX such a cell is also stored as a string,
+never as a formula. Numbers, dates and None pass
 through unchanged. `restore` undoes it on import, so export → import round-trips.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from typing import IO, Any
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# A plain negative number evaluates to itself: no need to disfigure "-1" in a report.
+_NEGATIVE_NUMBER = re.compile(r"-\d+(?:\.\d+)?", re.ASCII)
 
 
 def neutralise(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(TRIGGERS):
+    if isinstance(value, str) and value.startswith(TRIGGERS) and not _NEGATIVE_NUMBER.fullmatch(value):
         return "'" + value
     return value
 
