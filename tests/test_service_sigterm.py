@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import func, select
 
 from gateway.hub.tables import record_history, records
@@ -19,12 +21,18 @@ from tests.fixtures.push import Edit, enqueue, material
 N = 6000
 
 
-def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start(cfg: Path, log: Path, *web: str) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("gateway")
     return subprocess.Popen(
-        [str(exe), "--config", str(cfg), "run", "--no-web"],
+        [str(exe), "--config", str(cfg), "run", *(web or ("--no-web",))],
         stdout=log.open("ab"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
+
+
+def _started_line(log: Path) -> dict | None:
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    started = [x for x in lines if x.get("msg") == "gateway started"]
+    return started[-1] if len(started) == 2 else None
 
 
 def _states(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -53,8 +61,12 @@ def test_sigterm_mid_push_then_restart_delivers_everything_exactly_once(service_
     assert set(states) <= {"delivered", "pending", "sent"}
     assert '"msg": "gateway stopped"' in log.read_text()
 
-    proc = _start(cfg.file, log)
+    # The restart serves the admin UI and local API too; its health page shows the drain.
+    proc = _start(cfg.file, log, "--listen", "127.0.0.1:0")
     try:
+        started = service_env.wait(lambda: _started_line(log), timeout=30)
+        health = requests.get(f"http://{started['listen']}/healthz", timeout=10).json()
+        assert health["scheduler"]["running"] and health["push_worker"]["alive"] and health["hub"]["ok"]
         service_env.wait(lambda: _states(engine) == {"delivered": N}, timeout=120, poll=0.2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
