@@ -209,3 +209,15 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after("Sun, 29 Nov 2026 01:00:30 GMT", now=now) == 30.0
     assert parse_retry_after("Sun, 29 Nov 2026 00:59:00 GMT", now=now) == 0.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_a_result_about_other_content_does_not_settle_the_row(engine: Engine) -> None:
+    ids = enqueue(engine, [Edit(mkey(1), 1, material(1)), Edit(mkey(2), 1, material(2))])
+    b = claim_batch(engine, DEPARTMENT, batch_size=10, max_bytes=10**6)
+    assert b is not None
+    body, sig, doc = receipt_for(b)
+    doc["results"][1]["version"] = "0" * 64  # the hub speaks of a version we never sent
+    signed, sig2 = sign_receipt(doc, HUB_KEY, "hub-1")
+    store_receipt(engine, b, signed, sig2, verify_receipt(signed, sig2, HUB_KEY.public_key()), DEPARTMENT)
+    st = states(engine)
+    assert st[ids[0]] == "delivered" and st[ids[1]] == "pending"

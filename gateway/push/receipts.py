@@ -55,7 +55,7 @@ class ReceiptResult:
 
 
 def match_results(doc: dict[str, Any], batch: Batch, department: str) -> tuple[list[tuple[BatchRow, dict[str, Any]]], list[BatchRow]]:
-    """Pair the receipt's results with the batch's rows by (type, key, seq).
+    """Pair the receipt's results with the batch's rows by (type, key, seq, version).
 
     Raises ReceiptUnverified when the receipt is not about this batch at all.
     Returns (matched pairs, rows the receipt does not mention).
@@ -67,14 +67,15 @@ def match_results(doc: dict[str, Any], batch: Batch, department: str) -> tuple[l
     results = doc.get("results")
     if not isinstance(results, list):
         raise ReceiptUnverified("receipt has no results list")
-    by_id: dict[tuple[str, str, int], dict[str, Any]] = {}
+    # The version is part of the match: a result about other content is no receipt for ours.
+    by_id: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     for r in results:
         if isinstance(r, dict) and r.get("status") in (*DELIVERED_STATUSES, "rejected"):
-            by_id[(str(r.get("type")), str(r.get("key")), r.get("seq"))] = r  # type: ignore[index]
+            by_id[(str(r.get("type")), str(r.get("key")), r.get("seq"), str(r.get("version")))] = r  # type: ignore[index]
     matched: list[tuple[BatchRow, dict[str, Any]]] = []
     missing: list[BatchRow] = []
     for row in batch.rows:
-        r = by_id.get((row.record_type, row.record_key, row.seq))
+        r = by_id.get((row.record_type, row.record_key, row.seq, row.version))
         if r is None:
             missing.append(row)
         else:
