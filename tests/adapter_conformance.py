@@ -9,7 +9,8 @@ A test module subclasses ``AdapterConformance`` and provides a fixture named
   "day" (ISO date string);
 - ``write_bad_row()``: add one row that cannot be read (a value the adapter's
   declared type conversion rejects, a zero date, a broken XML element ...);
-- ``bulk_rows: int``: how many rows the memory test writes.
+- ``bulk_rows: int``: how many rows the memory test writes (20_000 or more, so
+  that keeping rows would show as growth).
 
 The same tests then run against every adapter: every row comes with a
 locator and a stable key, a saved position resumes, a bad row is reported and
@@ -30,6 +31,7 @@ from gateway.adapters.base import Adapter, Checkpoint, SourceRow
 from gateway.errors import RowProblem
 
 MEMORY_BOUND = 30 * 1024 * 1024  # bytes traced by tracemalloc while streaming bulk_rows rows
+GROWTH_BOUND = 4 * 1024 * 1024  # allowed growth between row bulk_rows/4 and the last row (use bulk_rows >= 20_000)
 
 
 class ConformanceSource(Protocol):
@@ -137,17 +139,25 @@ class AdapterConformance:
         source.write(make_rows(1, n, "批量"))
         adapter = source.adapter()
         count = 0
+        at_quarter = at_end = 0
         tracemalloc.start()
         try:
             with adapter:
                 for e in adapter.fetch(None):
                     if isinstance(e, SourceRow):
                         count += 1
+                        if count == n // 4:
+                            at_quarter = tracemalloc.get_traced_memory()[0]
+                        elif count == n:
+                            at_end = tracemalloc.get_traced_memory()[0]
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
         assert count == n
         assert peak < MEMORY_BOUND, f"peak {peak / 1e6:.1f} MB while streaming {n} rows"
+        # Kept rows would make memory grow with every row read (~0.5 KB each); streaming stays level.
+        growth = at_end - at_quarter
+        assert growth < GROWTH_BOUND, f"memory grew {growth / 1e6:.1f} MB over the last {n - n // 4} rows"
 
     def test_checkpoint_positions_are_json(self, source: ConformanceSource) -> None:
         source.write(make_rows(1, 12))

@@ -186,6 +186,6 @@ class TestPostgresQuery(AdapterConformance):
     @pytest.fixture
     def source(self, pg_url: str):  # type: ignore[no-untyped-def]
         s = PgQuerySource(pg_url)
-        s.bulk_rows = 10_000
+        s.bulk_rows = 20_000
         yield s
         s.close()
