@@ -166,3 +166,14 @@ def test_spreadsheet_template_and_import_with_error_report(gw_site) -> None:  # 
     with engine.connect() as conn:
         queued = [(o.record_key, json.loads(o.provenance)["operator"]) for o in conn.execute(select(t.outbox))]
     assert queued == [("XL-1", "clerk")]
+
+
+def test_manual_sync_is_admin_only_and_shows_on_the_dashboard(gw_site) -> None:  # type: ignore[no-untyped-def]
+    clerk = client_as(gw_site, "clerk")
+    assert clerk.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(clerk, "/sources/")}).status_code == 403
+    c = client_as(gw_site, "admin")
+    r = c.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(c, "/sources/")}, follow_redirects=True)
+    page = r.get_data(as_text=True)
+    assert "同步完成：读取 3 行，新增 2" in page and "错误行 1" in page
+    page = c.get("/dashboard/").get_data(as_text=True)
+    assert "成功" in page and "待推送" in page
