@@ -30,7 +30,7 @@ import workspace as W  # noqa: E402
 
 RESULTS = HERE / "results"
 DEFAULT_PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-SRC_DB, FLOOR_DB, HUB_DB = "bench_src", "bench_floor", "bench_hub"
+SRC_DB, FLOOR_DB, HUB_DB, DLT_PREFIX = "bench_src", "bench_floor", "bench_hub", "bench_dlt"
 DLT_BACKENDS = ("sqlalchemy", "pyarrow")  # sqlalchemy is dlt's default backend
 
 TARGETS = {
@@ -96,21 +96,29 @@ def step_full(pg: str, ws: W.Workspace, rows: int, repeat: int) -> tuple[dict[st
         if setup["undelivered"]:
             raise RuntimeError(f"materials/depots not delivered: {setup}")
         hub.reset_peak()
+        hub_cpu = hub.cpu_seconds() or 0.0
+        pg_cpu = W.PgCpu(pg, (SRC_DB, HUB_DB))
         out = gateway_side(ws, "cursor", "stock")
+        out["pg_cpu_s"] = pg_cpu.stop()
         out["hub_peak_rss_mb"] = hub.peak_rss_mb()
+        out["hub_cpu_s"] = (hub.cpu_seconds() or 0.0) - hub_cpu
         st = out["sources"]["stock"]
         ok = out["undelivered"] == 0 and out["push"]["accepted"] == rows and st["new"] == rows
         if not ok:
             raise RuntimeError(f"full run {r + 1} did not deliver every record: {out}")
         say(f"  full run {r + 1}: {out['total_s']:.2f} s (sync {out['sync_s']:.2f} s, push {out['push_s']:.2f} s), "
-            f"gateway {out['peak_rss_mb']:.0f} MB, hub {out['hub_peak_rss_mb'] or 0:.0f} MB")
+            f"CPU gateway {out['cpu_s']:.1f} s (sync {out['sync_cpu_s']:.1f}), hub {out['hub_cpu_s']:.1f} s, "
+            f"PostgreSQL {out['pg_cpu_s']:.1f} s; "
+            f"peak RSS gateway {out['peak_rss_mb']:.0f} MB, hub {out['hub_peak_rss_mb'] or 0:.0f} MB")
         runs.append(out)
     assert hub is not None
     s = med([x["total_s"] for x in runs])
     return {
         "seconds": s, "records_per_s": rows / s, "sync_s": med([x["sync_s"] for x in runs]),
         "push_s": med([x["push_s"] for x in runs]), "gateway_peak_rss_mb": med([x["peak_rss_mb"] for x in runs]),
-        "hub_peak_rss_mb": med([x["hub_peak_rss_mb"] or 0 for x in runs]), "runs": runs,
+        "hub_peak_rss_mb": med([x["hub_peak_rss_mb"] or 0 for x in runs]),
+        "gateway_cpu_s": med([x["cpu_s"] for x in runs]), "gateway_sync_cpu_s": med([x["sync_cpu_s"] for x in runs]),
+        "hub_cpu_s": med([x["hub_cpu_s"] for x in runs]), "pg_cpu_s": med([x["pg_cpu_s"] for x in runs]), "runs": runs,
     }, hub
 
 
@@ -123,7 +131,7 @@ def dlt_available() -> str | None:
 
 def _dlt_urls(pg: str, backend: str) -> tuple[str, str, str]:
     src = data.db_url(pg, SRC_DB).replace("postgresql://", "postgresql+psycopg2://", 1)
-    name = f"bench_dlt_{backend}"
+    name = f"{DLT_PREFIX}_{backend}"
     # dlt's postgres destination insists on a password; trust auth ignores it.
     dest = data.db_url(pg, name).replace("postgres@", "postgres:bench@", 1)
     return src, dest, name
@@ -210,16 +218,21 @@ def step_ingest(pg: str, ws: W.Workspace, records: int, repeat: int, hub: W.HubP
     for r in range(repeat):
         hub = fresh_hub(pg, ws, hub)
         hub.reset_peak()
-        x = ingest.run_ingest(ws.hub_url, ws.keys, W.INGEST_DEPARTMENTS, records)
+        pg_cpu = W.PgCpu(pg, (HUB_DB,))
+        x = ingest.run_ingest(ws.hub_url, ws.keys, W.INGEST_DEPARTMENTS, records, hub)
+        x["pg_cpu_s"] = pg_cpu.stop()
         x["hub_peak_rss_mb"] = hub.peak_rss_mb()
         if x["errors"] or x["statuses"].get("accepted") != x["records"]:
             raise RuntimeError(f"ingest run {r + 1} not all accepted: {x}")
-        say(f"  ingest run {r + 1}: {x['records_per_s']:,.0f} records/s, hub {x['hub_peak_rss_mb'] or 0:.0f} MB")
+        say(f"  ingest run {r + 1}: {x['records_per_s']:,.0f} records/s, hub CPU {x['hub_cpu_s']:.1f} s, "
+            f"peak RSS {x['hub_peak_rss_mb'] or 0:.0f} MB")
         runs.append(x)
     s = med([x["seconds"] for x in runs])
     assert hub is not None
     return {"records": runs[0]["records"], "seconds": s, "records_per_s": runs[0]["records"] / s,
-            "hub_peak_rss_mb": med([x["hub_peak_rss_mb"] or 0 for x in runs]), "runs": runs}, hub
+            "hub_peak_rss_mb": med([x["hub_peak_rss_mb"] or 0 for x in runs]),
+            "hub_cpu_s": med([x["hub_cpu_s"] for x in runs]), "pg_cpu_s": med([x["pg_cpu_s"] for x in runs]),
+            "runs": runs}, hub
 
 
 # ---- report --------------------------------------------------------------------------
@@ -247,6 +260,9 @@ def table(res: dict[str, Any]) -> str:
         check("full_records_per_s", fu["records_per_s"]))
     add("  of which sync / push", f"{fu['sync_s']:.2f} s / {fu['push_s']:.2f} s")
     add("  full / floor", f"{fu['seconds'] / fl['seconds']:.1f}x the floor's time")
+    cpu = fu["gateway_cpu_s"] + fu["hub_cpu_s"] + fu["pg_cpu_s"]
+    add("  CPU s: gateway (sync) / hub / PG", f"{fu['gateway_cpu_s']:.1f} ({fu['gateway_sync_cpu_s']:.1f}) / {fu['hub_cpu_s']:.1f} / {fu['pg_cpu_s']:.1f}",
+        f"{n / cpu:,.0f} rec per CPU-second; on 2 idle cores at best ~{2 * n / cpu:,.0f} rec/s")
     dl = res.get("dlt")
     if isinstance(dl, dict) and "skipped" not in dl:
         for b in DLT_BACKENDS:
@@ -274,6 +290,9 @@ def table(res: dict[str, Any]) -> str:
     ing = res["ingest"]
     add("hub ingest, 8 gateways", f"{ing['records_per_s']:,.0f} rec/s ({ing['records']:,} in {ing['seconds']:.2f} s)",
         check("ingest_records_per_s", ing["records_per_s"]))
+    icpu = ing["hub_cpu_s"] + ing["pg_cpu_s"]
+    add("  CPU s: hub / PG", f"{ing['hub_cpu_s']:.1f} / {ing['pg_cpu_s']:.1f}",
+        f"{ing['records'] / max(icpu, 0.01):,.0f} rec per CPU-second (load generator not counted)")
     add("peak RSS gateway (full)", f"{fu['gateway_peak_rss_mb']:.0f} MB", check("peak_rss_mb", fu["gateway_peak_rss_mb"]))
     add("peak RSS hub (full)", f"{fu['hub_peak_rss_mb']:.0f} MB", check("peak_rss_mb", fu["hub_peak_rss_mb"]))
     add("peak RSS hub (ingest)", f"{ing['hub_peak_rss_mb']:.0f} MB", check("peak_rss_mb", ing["hub_peak_rss_mb"]))
@@ -298,9 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="folder for keys, configs and state (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir and bench databases afterwards")
     ap.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    ap.add_argument("--db-prefix", default="bench", help="prefix of the databases it creates (default bench: bench_src ...)")
     a = ap.parse_args(argv)
+    global SRC_DB, FLOOR_DB, HUB_DB, DLT_PREFIX
+    SRC_DB, FLOOR_DB, HUB_DB, DLT_PREFIX = (f"{a.db_prefix}_{x}" for x in ("src", "floor", "hub", "dlt"))
     if a.smoke:
-        a.rows, a.repeat, a.edits = 10_000, 1, min(a.edits, 50)
+        a.rows, a.repeat, a.edits = 10_000, 1, min(a.edits, 20)
         a.ingest_records = a.ingest_records or 8_000
     records = a.ingest_records or a.rows
     root = a.workdir or Path(tempfile.mkdtemp(prefix="gateway-bench-"))
@@ -340,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         if hub is not None:
             hub.stop()
         if not a.keep:
-            for name in (HUB_DB, FLOOR_DB, *(f"bench_dlt_{b}" for b in DLT_BACKENDS)):
+            for name in (HUB_DB, FLOOR_DB, *(f"{DLT_PREFIX}_{b}" for b in DLT_BACKENDS), *([SRC_DB] if a.smoke else [])):
                 try:
                     data.drop_database(a.pg, name)
                 except Exception:  # noqa: BLE001 - clean-up must not hide the real error

@@ -255,6 +255,10 @@ class HubProcess:
             return None
         return proc_peak_rss_mb(self.proc.pid)
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the hub process so far."""
+        return None if self.proc is None else proc_cpu_seconds(self.proc.pid)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -264,6 +268,57 @@ class HubProcess:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PgCpu:
+    """CPU time of the PostgreSQL backends serving the given databases, polled from pg_stat_activity and /proc.
+
+    A poller thread notes each backend's CPU time every `every` seconds, so a
+    backend that starts and ends during the run (the gateway's source reader)
+    is counted up to its last poll. Backends alive at start count from there.
+    """
+
+    def __init__(self, admin_url: str, databases: tuple[str, ...], every: float = 0.25) -> None:
+        import threading
+
+        import psycopg
+
+        self.conn = psycopg.connect(admin_url, autocommit=True)
+        self.databases, self.every = list(databases), every
+        self.base = self._snapshot()
+        self.last = dict(self.base)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="pg-cpu")
+        self._thread.start()
+
+    def _snapshot(self) -> dict[int, float]:
+        pids = [r[0] for r in self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND pid <> pg_backend_pid()", (self.databases,))]
+        return {pid: proc_cpu_seconds(pid) for pid in pids}
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.every):
+            for pid, cpu in self._snapshot().items():
+                if cpu:
+                    self.last[pid] = cpu
+
+    def stop(self) -> float:
+        """Stop polling; CPU seconds used by those backends since the start."""
+        self._stop.set()
+        self._thread.join()
+        for pid, cpu in self._snapshot().items():
+            if cpu:
+                self.last[pid] = cpu
+        self.conn.close()
+        return sum(max(0.0, cpu - self.base.get(pid, 0.0)) for pid, cpu in self.last.items())
 
 
 def proc_peak_rss_mb(pid: int) -> float | None:

@@ -1,0 +1,58 @@
+"""bench/run --smoke: every benchmark step runs on 10k rows and reports its row (works, not how fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+ROWS = (
+    "floor: COPY table -> other DB",
+    "full: sync + push, verified receipts",
+    "  of which sync / push",
+    "  full / floor",
+    "incremental cursor (+reconcile)",
+    "incremental fingerprint",
+    "per-record push",
+    "hub ingest, 8 gateways",
+    "peak RSS gateway (full)",
+    "peak RSS hub (full)",
+    "peak RSS hub (ingest)",
+)
+
+
+@pytest.mark.slow
+def test_bench_smoke_prints_every_row_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    prefix = "smoke" + uuid.uuid4().hex[:8]
+    r = subprocess.run(
+        [str(REPO / "bench" / "run"), "--smoke", "--out", str(out), "--db-prefix", prefix, "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=280, env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    table = r.stdout.split("measure", 1)[-1]
+    for label in ROWS:
+        assert label in table, f"row {label!r} missing from the table:\n{table}"
+    # dlt is an optional bench dependency: either its rows or the reason it was skipped.
+    assert ("dlt sqlalchemy full" in table and "dlt pyarrow incremental" in table) or "dlt  " in table or "skipped" in table
+
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert res["rows"] == 10_000 and res["smoke"] is True
+    assert res["full"]["records_per_s"] > 0 and res["full"]["runs"][0]["push"]["accepted"] == 10_000
+    assert res["floor"]["runs"][0]["rows"] == 10_000
+    inc = res["incremental"]
+    assert inc["changes"] == {"updated": 100, "inserted": 50, "deleted": 20}
+    assert inc["cursor"]["total_s"] > 0 and inc["fingerprint"]["total_s"] > 0
+    assert res["latency"]["edits"] == 20 and res["latency"]["outcomes"] == {"delivered": 20}
+    assert 0 < res["latency"]["p50_ms"] <= res["latency"]["p99_ms"]
+    assert res["ingest"]["runs"][0]["statuses"] == {"accepted": res["ingest"]["records"]}
+    assert res["full"]["gateway_peak_rss_mb"] > 0 and res["full"]["hub_peak_rss_mb"] > 0
+    assert "skipped" in res["dlt"] or res["dlt"]["pyarrow"]["runs"][0]["rows"] == 10_000
+    assert res["table"] in r.stdout
