@@ -9,11 +9,12 @@ stored receipt.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Engine
@@ -53,29 +54,33 @@ class PushSummary:
     gave_up: bool = False  # the hub stayed unreachable for longer than give_up_after
     stopped: bool = False
     retry_in: float | None = None  # when the caller should try again (after a refusal)
-    results: list[ReceiptResult] = field(default_factory=list, repr=False)
 
     @property
     def delivered(self) -> int:
         return self.accepted + self.duplicate + self.stale
 
-    def count(self, results: list[ReceiptResult], keep: bool) -> None:
+    def count(self, results: list[ReceiptResult]) -> None:
         self.batches += 1
         for r in results:
             setattr(self, r.status, getattr(self, r.status) + 1)
-        if keep:
-            self.results.extend(results)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("results")
         d["delivered"] = self.delivered
         return d
 
 
-def _after(seconds: float) -> str:
-    import datetime as dt
+@dataclass
+class Step:
+    """One batch's attempt: its receipt results, or the error and how long to wait before the next try."""
 
+    batch: Batch | None
+    results: list[ReceiptResult] | None = None
+    error: Exception | None = None
+    delay: float = 0.0
+
+
+def _after(seconds: float) -> str:
     return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
@@ -122,18 +127,41 @@ class PushClient:
         )
 
     def push_batch(self, batch: Batch) -> list[ReceiptResult]:
-        """Send one batch once and store its verified receipt. Errors are noted on the batch, then raised."""
+        """Send one batch once and store its verified receipt; raises the transport's errors."""
         if batch.resend:
             note_attempt(self.engine, batch.batch_id)
-        try:
-            got = self.transport.send(batch)
-            return store_receipt(self.engine, batch, got.body, got.signature, got.doc, self.department)
-        except (HubUnavailable, BatchRefused, BatchTooLarge, BatchConflict) as e:
-            note_failure(self.engine, batch.batch_id, str(e.status), str(e), None)
-            raise
-        except ReceiptUnverified as e:
-            note_failure(self.engine, batch.batch_id, "unverified", str(e), None)
-            raise
+        got = self.transport.send(batch)
+        return store_receipt(self.engine, batch, got.body, got.signature, got.doc, self.department)
+
+    def _step(self, backoff: Backoff, only_ids: list[int] | None = None) -> Step:
+        """Choose and send one batch holding the push lock; a failure is handled or noted, and returned.
+
+        The lock is held for one batch only, so a per-record push can slip in
+        between two batches of a long drain, and backoff pauses hold nothing.
+        """
+        with push_lock(self.config.state_path, wait=self.lock_wait):
+            batch = self.next_batch(only_ids)
+            if batch is None:
+                return Step(None)
+            try:
+                return Step(batch, self.push_batch(batch))
+            except (HubUnavailable, ReceiptUnverified) as e:
+                delay = backoff.next_delay(e.retry_after)
+                note_failure(self.engine, batch.batch_id, getattr(e, "status", "unverified"), str(e), _after(delay))
+                log(LOG, logging.WARNING, "push failed; will retry", batch_id=batch.batch_id, error=str(e), retry_in=round(delay, 2))
+                return Step(batch, error=e, delay=delay)
+            except BatchRefused as e:
+                note_failure(self.engine, batch.batch_id, str(e.status), str(e), _after(REFUSED_BACKOFF))
+                log(LOG, logging.ERROR, "hub refused batch; pushing paused until a person acts", batch_id=batch.batch_id, error=str(e))
+                return Step(batch, error=e, delay=REFUSED_BACKOFF)
+            except BatchTooLarge as e:
+                self._shrink(batch, e)
+                return Step(batch, error=e)
+            except BatchConflict as e:
+                # Safe to re-batch: the hub deduplicates per record (version, seq) too.
+                release_batch(self.engine, batch.batch_id, str(e))
+                log(LOG, logging.ERROR, "batch id conflict at the hub; records re-batched", batch_id=batch.batch_id)
+                return Step(batch, error=e)
 
     def _shrink(self, batch: Batch, e: BatchTooLarge) -> None:
         """413: halve the batch size for this client; a lone record that is still too large is a dead letter."""
@@ -152,7 +180,6 @@ class PushClient:
         stop: threading.Event | None = None,
         max_batches: int | None = None,
         give_up_after: float | None = None,
-        keep_results: bool = False,
     ) -> PushSummary:
         """Push until the outbox has nothing pending or sent, `stop` is set, or `max_batches` are receipted.
 
@@ -165,70 +192,39 @@ class PushClient:
         summary = PushSummary()
         failing_since: float | None = None
         while not stop.is_set() and (max_batches is None or summary.batches < max_batches):
-            batch, results, error = self._step()
-            if batch is None:
+            step = self._step(self.backoff)
+            if step.batch is None:
                 break
-            if isinstance(error, HubUnavailable | ReceiptUnverified):
+            if isinstance(step.error, BatchRefused):
+                summary.refused = summary.last_error = str(step.error)
+                summary.retry_in = step.delay
+                break
+            if isinstance(step.error, HubUnavailable | ReceiptUnverified):
                 summary.failed_attempts += 1
-                summary.last_error = str(error)
+                summary.last_error = str(step.error)
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if give_up_after is not None and now - failing_since >= give_up_after:
                     summary.gave_up = True
                     break
-                delay = self.backoff.next_delay(error.retry_after)
-                note_failure(self.engine, batch.batch_id, getattr(error, "status", "unverified"), str(error), _after(delay))
-                log(LOG, logging.WARNING, "push failed; retrying", batch_id=batch.batch_id, error=str(error), retry_in=round(delay, 2))
-                if stop.wait(delay):
-                    break
+                stop.wait(step.delay)
                 continue
-            if isinstance(error, BatchRefused):
-                summary.refused = summary.last_error = str(error)
-                summary.retry_in = REFUSED_BACKOFF
-                note_failure(self.engine, batch.batch_id, str(error.status), str(error), _after(REFUSED_BACKOFF))
-                log(LOG, logging.ERROR, "hub refused batch; pushing paused until a person acts", batch_id=batch.batch_id, error=str(error))
-                break
-            if error is not None:  # 413 or 409: handled, the rows leave again in other batches
+            if step.results is None:  # 413 or 409: handled, the rows leave again in other batches
                 continue
-            assert results is not None
             failing_since = None
             self.backoff.reset()
-            summary.count(results, keep_results)
-            returned = len(batch.rows) - len(results)
+            summary.count(step.results)
+            returned = len(step.batch.rows) - len(step.results)
             summary.returned += returned
             log(
-                LOG, logging.INFO, "batch delivered", batch_id=batch.batch_id, records=len(batch.rows),
-                rejected=sum(1 for r in results if not r.delivered),
+                LOG, logging.INFO, "batch delivered", batch_id=step.batch.batch_id, records=len(step.batch.rows),
+                rejected=sum(1 for r in step.results if not r.delivered),
             )
             if returned:
                 # A receipt that skips records is a hub fault; pause rather than spin on it.
-                if stop.wait(self.backoff.next_delay()):
-                    break
+                stop.wait(self.backoff.next_delay())
         summary.stopped = stop.is_set()
         return summary
-
-    def _step(self, only_ids: list[int] | None = None) -> tuple[Batch | None, list[ReceiptResult] | None, Exception | None]:
-        """Choose and send one batch holding the push lock; errors come back, not raised.
-
-        The lock is held for one batch only, so a per-record push can slip in
-        between two batches of a long drain, and backoff pauses hold nothing.
-        """
-        with push_lock(self.config.state_path, wait=self.lock_wait):
-            batch = self.next_batch(only_ids)
-            if batch is None:
-                return None, None, None
-            try:
-                return batch, self.push_batch(batch), None
-            except BatchTooLarge as e:
-                self._shrink(batch, e)
-                return batch, None, e
-            except BatchConflict as e:
-                # Safe to re-batch: the hub deduplicates per record (version, seq) too.
-                release_batch(self.engine, batch.batch_id, str(e))
-                log(LOG, logging.ERROR, "batch id conflict at the hub; records re-batched", batch_id=batch.batch_id)
-                return batch, None, e
-            except (HubUnavailable, ReceiptUnverified, BatchRefused) as e:
-                return batch, None, e
 
     def push_ids(self, outbox_ids: Iterable[int], *, attempts: int = 3) -> list[ReceiptResult]:
         """Push these outbox rows now (the per-record path) and return their verified receipt results.
@@ -240,20 +236,16 @@ class PushClient:
         ids = sorted(set(outbox_ids))
         quick = Backoff(base=0.5, cap=5.0, rng=self.backoff.rng)
         tries = 0
-        while True:
-            batch, results, error = self._step(ids)
-            if batch is None:
-                break
-            if isinstance(error, BatchRefused):
-                raise error
-            if error is not None or (results is not None and len(results) < len(batch.rows)):
+        while (step := self._step(quick, ids)).batch is not None:
+            if isinstance(step.error, BatchRefused):
+                raise step.error
+            if step.error is not None or (step.results is not None and len(step.results) < len(step.batch.rows)):
                 tries += 1  # also when a receipt skipped rows: do not loop on a faulty hub
                 if tries >= attempts:
-                    if isinstance(error, HubUnavailable | ReceiptUnverified):
-                        raise error
+                    if isinstance(step.error, HubUnavailable | ReceiptUnverified):
+                        raise step.error
                     break
-                if isinstance(error, HubUnavailable | ReceiptUnverified):
-                    time.sleep(quick.next_delay(error.retry_after))
+                time.sleep(step.delay)
         return results_for(self.engine, ids)
 
 
