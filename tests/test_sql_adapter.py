@@ -19,7 +19,7 @@ ITEMS = sa.MetaData()
 class SqlSource:
     """A conformance source over one table `conf_items` in a real database."""
 
-    bulk_rows = 30_000
+    bulk_rows = 20_000
 
     def __init__(self, url: str, qty_type: Any, settings: dict[str, Any] | None = None) -> None:
         self.url = url

@@ -127,3 +127,35 @@ def test_sync_one_on_a_source_that_cannot_reread_a_row(tmp_path: Path, jsondrop:
     cfg = config(tmp_path, jsondrop, "append")
     r = sync_one(cfg, "drop", "1", open_store(cfg.state_path))
     assert r.outbox_ids == [] and r.problems[0].rule == "fetch_one" and "不支持" in r.problems[0].message
+
+
+def test_a_checkpoint_is_committed_before_the_adapter_resumes(tmp_path: Path, jsondrop: Path) -> None:
+    """File adapters archive a file right after its checkpoint; by then its rows must be in the outbox."""
+    import sqlalchemy as sa
+
+    from gateway.store.tables import outbox, source_positions
+
+    cfg = config(tmp_path, jsondrop, "append")
+    store = open_store(cfg.state_path)
+    drop_file(jsondrop, "01.json", rows(range(1, 4)))
+    drop_file(jsondrop, "02.json", rows(range(4, 6)))
+    seen: list[tuple[int, str | None]] = []
+    cls = registry.adapter_class("jsondrop")
+    original = cls.fetch
+
+    def watching_fetch(self, position):  # type: ignore[no-untyped-def]
+        for e in original(self, position):
+            yield e
+            if type(e).__name__ == "Checkpoint":  # resumed: look at what is durable now
+                with store.connect() as c:
+                    n = c.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
+                    pos = c.execute(sa.select(source_positions.c.position)).scalar_one()
+                seen.append((n, pos))
+
+    cls.fetch = watching_fetch
+    try:
+        sync_source(cfg, "drop", store)
+    finally:
+        cls.fetch = original
+    assert [n for n, _ in seen] == [3, 5]
+    assert '"01.json"' in (seen[0][1] or "") and '"02.json"' in (seen[1][1] or "")

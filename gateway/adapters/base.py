@@ -9,6 +9,9 @@ memory, a stream of events:
   stream continues with the next one;
 - ``Checkpoint``: everything yielded so far may be committed together with this
   position; after a crash the adapter is restarted from the last committed one.
+  The sync pipeline commits *before* it asks for the next event, so when
+  fetch() resumes after a ``yield Checkpoint(...)`` that checkpoint is durable
+  (a file adapter may then move the file to its archive).
 
 Adapters know nothing of mapping, delivery or the hub. Adding a source type is
 adding a module with an ``Adapter`` subclass and registering it in the
