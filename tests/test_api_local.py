@@ -52,8 +52,10 @@ def test_local_api_pushes_one_edit_and_returns_the_verified_receipt(service_env)
         assert p["field"] == "category_code" and p["value"] == "1000100" and "物资分类代码" in p["message"]
         assert service_env.hub_record("material", "WZ-0002") is None
 
-        # Unknown source and malformed bodies are client errors.
+        # Unknown source or row, and malformed bodies, are client errors.
         assert _post(svc, {"source": "nope", "key": "1"}).status_code == 404
+        r = _post(svc, {"source": "materials", "key": "WZ-7777"})
+        assert r.status_code == 404 and r.json()["status"] == "not_found"
         assert _post(svc, {"key": "1"}).status_code == 400
         assert _post(svc, ["materials", "WZ-0001"]).status_code == 400
     finally:
@@ -104,6 +106,12 @@ def test_cli_push_prints_the_receipt_and_exits_by_outcome(service_env) -> None: 
     r = CliRunner().invoke(cli, ["--config", cfg_path, "push", "materials", "WZ-0003", "--json"])
     assert r.exit_code == 1
     assert '"status": "invalid"' in r.output and "category_code" in r.output
+
+    # A source that cannot be read: a clear failure, nothing enqueued.
+    service_env.db_path.rename(service_env.db_path.with_suffix(".away"))
+    r = CliRunner().invoke(cli, ["--config", cfg_path, "push", "materials", "WZ-0003"])
+    assert r.exit_code == 1 and "无法读取数据源 materials" in r.output, r.output
+    service_env.db_path.with_suffix(".away").rename(service_env.db_path)
 
     # Hub unreachable: the edit is queued (exit 75) and delivered later by the push worker.
     service_env.set_material("WZ-0003", "折叠床（成人）")

@@ -15,14 +15,14 @@ from sqlalchemy import Engine, func, select, text
 
 from gateway.config import GatewayConfig
 from gateway.logs import log
-from gateway.service.record_push import DELIVERED, INVALID, NOT_FOUND, QUEUED, REJECTED, RecordPusher
+from gateway.service.record_push import DELIVERED, FAILED, INVALID, NOT_FOUND, QUEUED, REJECTED, RecordPusher
 from gateway.store.tables import outbox, sync_runs
 
 LOG = logging.getLogger("gateway.api")
 EXT = "gateway_local_api"
 HUB_CHECK_TTL = 10.0  # seconds a hub reachability answer is reused (healthz may be polled often)
 
-STATUS_CODES = {DELIVERED: 200, QUEUED: 202, INVALID: 422, REJECTED: 422, NOT_FOUND: 404}
+STATUS_CODES = {DELIVERED: 200, QUEUED: 202, INVALID: 422, REJECTED: 422, NOT_FOUND: 404, FAILED: 503}
 
 bp = Blueprint("local_api", __name__)
 

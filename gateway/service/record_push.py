@@ -29,7 +29,8 @@ DELIVERED = "delivered"  # the hub's verified receipt says accepted (or duplicat
 INVALID = "invalid"  # the record failed validation at the gateway; nothing was sent
 REJECTED = "rejected"  # the hub rejected it; the receipt carries the reasons
 QUEUED = "queued"  # enqueued, but the hub could not be reached now; the push worker will deliver it
-NOT_FOUND = "not_found"  # no such source
+NOT_FOUND = "not_found"  # no such source, or no such row in it (and never seen)
+FAILED = "failed"  # the source could not be read (database down, file missing); nothing changed
 
 
 @dataclass
@@ -120,7 +121,11 @@ class RecordPusher:
             self.config.source(source)
         except KeyError as e:
             return PushOutcome(source, key, NOT_FOUND, str(e.args[0]))
-        res = sync_one(self.config, source, key, self.engine, operator=operator)
+        try:
+            res = sync_one(self.config, source, key, self.engine, operator=operator)
+        except GatewayError as e:
+            log(LOG, logging.ERROR, "local edit: source not readable", source=source, key=key, error=str(e))
+            return PushOutcome(source, key, FAILED, f"无法读取数据源 {source}：{e}")
         problems = [_problem_dict(p) for p in (getattr(res, "problems", None) or [])]
         ids = [int(i) for i in (getattr(res, "outbox_ids", None) or [])]
         if problems and not ids:
@@ -130,7 +135,7 @@ class RecordPusher:
             # Unchanged since the last push: answer with that push's receipt.
             ids = _latest_outbox_ids(self.engine, source, key)
             if not ids:
-                return PushOutcome(source, key, INVALID, f"数据源 {source} 中没有键为 {key} 的记录", problems=problems)
+                return PushOutcome(source, key, NOT_FOUND, f"数据源 {source} 中没有键为 {key} 的记录", problems=problems)
         try:
             results = self._push_ids(ids)
         except GatewayError as e:
