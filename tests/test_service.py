@@ -68,3 +68,20 @@ def test_scheduled_sync_delivers_and_picks_up_later_changes(service_env) -> None
     assert states == {"delivered": 5}
     assert receipted == 5
     assert not svc.scheduler.running and not svc.worker.alive
+
+
+def test_run_reports_a_taken_port_clearly(service_env) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        service_env.config(listen=f"127.0.0.1:{port}")
+        r = CliRunner().invoke(cli, ["--config", str(service_env.root / "gateway.toml"), "run"])
+    assert r.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in r.output

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from gateway.api.local import LocalAPI, attach_api
 from gateway.config import GatewayConfig
+from gateway.errors import FatalError
 from gateway.logs import log
 from gateway.service.record_push import RecordPusher
 from gateway.store import open_store
@@ -104,8 +105,11 @@ class GatewayService:
         self.app = build_web_app(self.config, self.engine, self.api, self.worker)
         host, port = split_listen(self.listen)
         # A short loop timeout lets stop() end the serving thread promptly.
-        self.server = create_server(self.app, host=host, port=port, threads=8, ident="gateway",
-                                    asyncore_loop_timeout=0.2, clear_untrusted_proxy_headers=True)
+        try:
+            self.server = create_server(self.app, host=host, port=port, threads=8, ident="gateway",
+                                        asyncore_loop_timeout=0.2, clear_untrusted_proxy_headers=True)
+        except OSError as e:
+            raise FatalError(f"cannot listen on {self.listen} (web.listen or --listen): {e}") from None
         self.listen = f"{host}:{self.server.effective_port}"
         self._server_thread = threading.Thread(target=self._serve, name="web", daemon=True)
         self._server_thread.start()
