@@ -204,9 +204,12 @@ def test_mapping_change_reenqueues_records_whose_mapped_version_differs(tmp_path
     s = sync_source(cfg, "kc", store)
     assert s.mapping_version == 2
     ck3 = sum(1 for i in range(1, 51) if i % 7 == 3)
-    # The depot code is part of the stock key: old keys are not deleted by a cursor source, new keys appear.
-    assert s.new == ck3 and s.unchanged == 50 - ck3
-    prov = json.loads(outbox_rows(store, mark)[0].provenance)
+    # The depot code is part of the stock key: those records move to new keys, the old keys are deleted.
+    assert (s.new, s.deleted, s.unchanged) == (ck3, ck3, 50 - ck3)
+    moved = outbox_rows(store, mark)
+    assert sorted(r.op for r in moved) == ["delete"] * ck3 + ["upsert"] * ck3
+    assert all("CK3A" in r.record_key for r in moved if r.op == "upsert")
+    prov = json.loads(moved[0].provenance)
     assert prov == {"source": "kc", "source_key": prov["source_key"], "mapping_version": 2, "operator": "system"}
     src.dispose()
 

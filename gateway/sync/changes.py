@@ -104,6 +104,24 @@ class ChangeWriter:
                 out[r.record_key] = r
         return out
 
+    def _moved(self, conn: Connection, latest: dict[str, tuple[Mapped, str, str]]) -> list[tuple[str, str, int]]:
+        """Live records whose source row now maps to another record key (a key field was edited,
+        or a new mapping changes keys): the old record is deleted."""
+        by_source_key = {m.source_key: rkey for rkey, (m, _, _) in latest.items()}
+        keys = list(by_source_key)
+        out: list[tuple[str, str, int]] = []
+        for i in range(0, len(keys), LOOKUP_CHUNK):
+            rows = conn.execute(
+                select(fp.c.record_key, fp.c.source_key, fp.c.seq).where(
+                    fp.c.source == self.source, fp.c.record_type == self.record_type, fp.c.deleted == 0,
+                    fp.c.source_key.in_(keys[i : i + LOOKUP_CHUNK]),
+                )
+            )
+            for r in rows:
+                if r.record_key != by_source_key[r.source_key] and r.record_key not in latest:
+                    out.append((r.record_key, r.source_key, int(r.seq)))
+        return out
+
     def write(self, conn: Connection, items: Iterable[Mapped], want_ids: bool = False) -> Counts:
         """Classify and enqueue a chunk of records (new / changed / unchanged)."""
         latest: dict[str, tuple[Mapped, str, str]] = {}
@@ -114,6 +132,7 @@ class ChangeWriter:
         if not latest:
             return counts
         have = self._existing(conn, list(latest))
+        counts.deleted += self._delete(conn, self._moved(conn, latest), counts, want_ids)
         now = utcnow()
         stamp = now_iso()
         ob_rows, fp_new, fp_changed, fp_seen = [], [], [], []
