@@ -23,11 +23,11 @@ from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
 from gateway.hub.bulk import write_receipts, write_records
-from gateway.hub.db import serialized
+from gateway.hub.db import serialized, utcnow
 from gateway.hub.receipt_log import append
 from gateway.protocol.batch import MAX_SEQ, PROTOCOL_VERSION, Batch, record_problems
 from gateway.protocol.canonical import canonical_json
-from gateway.protocol.receipts import sign_receipt
+from gateway.protocol.receipts import STATUSES, sign_receipt
 from gateway.standard.schema import FILE_REF, RECORD_TYPES, record_key
 from gateway.standard.validate import ValidationContext, normalize
 
@@ -172,53 +172,18 @@ def store_batch(
             return again
         state = _stored_state(conn, dept, {t: keys_by_type.get(t, set()) | refs_by_type.get(t, set()) for t in keys_by_type.keys() | refs_by_type.keys()})
         held = _attachments_held(conn, hashes) if hashes else set()
-        hub_seq = int(head["hub_seq"])
-        log_seq = int(head["log_seq"]) + 1
-        results: list[dict[str, Any]] = []
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
-        bumps: dict[tuple[str, str], dict[str, Any]] = {}
-        counts = {"accepted": 0, "rejected": 0, "duplicate": 0, "stale": 0}
-        for c in candidates:
-            rec = c.rec
-            status, reasons, this_seq = _decide(c, state, held)
-            if status == "duplicate" and state[(rec["type"], rec["key"])][0] < rec["seq"]:
-                # Same content under a newer seq: keep the newer seq, so an older state arriving later is stale.
-                s_seq, s_version, s_deleted = state[(rec["type"], rec["key"])]
-                state[(rec["type"], rec["key"])] = (rec["seq"], s_version, s_deleted)
-                if (rec["type"], rec["key"]) in rows:
-                    rows[(rec["type"], rec["key"])]["seq"] = rec["seq"]
-                else:
-                    bumps[(rec["type"], rec["key"])] = {"b_type": rec["type"], "b_key": rec["key"], "b_seq": rec["seq"]}
-            if status == "accepted":
-                hub_seq += 1
-                this_seq = hub_seq
-                deleted = rec["op"] == "delete"
-                state[(rec["type"], rec["key"])] = (rec["seq"], rec["version"], deleted)
-                rows[(rec["type"], rec["key"])] = {
-                    "department": dept, "type": rec["type"], "key": rec["key"], "seq": rec["seq"],
-                    "version": rec["version"], "data": None if deleted else c.clean, "updated_at": rec.get("updated_at"),
-                    "deleted": deleted, "provenance": rec.get("provenance"), "hub_seq": hub_seq, "log_seq": log_seq,
-                }
-            counts[status] += 1
-            results.append({
-                "key": rec.get("key") if isinstance(rec.get("key"), str) else "",
-                "type": rec.get("type") if isinstance(rec.get("type"), str) else "",
-                "seq": rec["seq"] if _valid_seq(rec.get("seq")) else None,
-                "version": rec.get("version") if isinstance(rec.get("version"), str) else None,
-                "status": status, "hub_seq": this_seq, "reasons": reasons,
-            })
+        now = utcnow()
+        out = _apply(candidates, state, held, dept, int(head["hub_seq"]), int(head["log_seq"]) + 1, now)
         entry = append(
             conn, head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
-            counts=counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)}, hub_seq=hub_seq,
+            counts=out.counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)},
+            hub_seq=out.hub_seq, time=now,
         )
-        now = entry.time
-        for row in rows.values():
-            row["received_at"] = now
-        write_records(conn, list(rows.values()))
-        _bump_seqs(conn, dept, [b for k, b in bumps.items() if k not in rows])
+        write_records(conn, list(out.rows.values()))
+        _bump_seqs(conn, dept, [b for k, b in out.bumps.items() if k not in out.rows])
         doc = {
             "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": now,
-            "log_seq": entry.seq, "log_head": entry.entry_hash, "results": results,
+            "log_seq": entry.seq, "log_head": entry.entry_hash, "results": out.results,
         }
         body, signature = sign_receipt(doc, hub_key, hub_key_id)
         conn.execute(insert(tables.batches).values(
@@ -228,37 +193,84 @@ def store_batch(
         write_receipts(conn, [
             (entry.seq, batch.batch_id, dept, r["type"], r["key"], r["seq"], r["status"],
              canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None, now)
-            for r in results
+            for r in out.results
         ])
         return StoredBatch(body, signature, False)
+
+
+@dataclass
+class Outcome:
+    hub_seq: int  # the last hub_seq handed out
+    results: list[dict[str, Any]] = field(default_factory=list)  # receipt results, in batch order
+    rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # final accepted state per key
+    bumps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # seq-only advances
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+
+
+def _apply(candidates: list[Candidate], state: dict[tuple[str, str], tuple[int, str, bool]], held: set[str],
+           dept: str, hub_seq: int, log_seq: int, now: str) -> Outcome:
+    """Decide every record in order, updating `state` as it goes; collect the rows to write."""
+    out = Outcome(hub_seq)
+    for c in candidates:
+        rec = c.rec
+        status, reasons = _decide(c, state, held)
+        this_seq = None
+        if status == "duplicate" and state[(rec["type"], rec["key"])][0] < rec["seq"]:
+            # Same content under a newer seq: keep the newer seq, so an older state arriving later is stale.
+            k = (rec["type"], rec["key"])
+            state[k] = (rec["seq"], *state[k][1:])
+            if k in out.rows:
+                out.rows[k]["seq"] = rec["seq"]
+            else:
+                out.bumps[k] = {"b_type": rec["type"], "b_key": rec["key"], "b_seq": rec["seq"]}
+        elif status == "accepted":
+            out.hub_seq += 1
+            this_seq = out.hub_seq
+            deleted = rec["op"] == "delete"
+            state[(rec["type"], rec["key"])] = (rec["seq"], rec["version"], deleted)
+            out.rows[(rec["type"], rec["key"])] = {
+                "department": dept, "type": rec["type"], "key": rec["key"], "seq": rec["seq"],
+                "version": rec["version"], "data": None if deleted else c.clean, "updated_at": rec.get("updated_at"),
+                "deleted": deleted, "provenance": rec.get("provenance"), "hub_seq": this_seq, "log_seq": log_seq,
+                "received_at": now,
+            }
+        out.counts[status] += 1
+        out.results.append({
+            "key": rec.get("key") if isinstance(rec.get("key"), str) else "",
+            "type": rec.get("type") if isinstance(rec.get("type"), str) else "",
+            "seq": rec["seq"] if _valid_seq(rec.get("seq")) else None,
+            "version": rec.get("version") if isinstance(rec.get("version"), str) else None,
+            "status": status, "hub_seq": this_seq, "reasons": reasons,
+        })
+    return out
 
 
 def _valid_seq(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEQ
 
 
-def _decide(c: Candidate, state: dict[tuple[str, str], tuple[int, str, bool]], held: set[str]) -> tuple[str, list, int | None]:
+def _decide(c: Candidate, state: dict[tuple[str, str], tuple[int, str, bool]], held: set[str]) -> tuple[str, list]:
     """Status and reasons of one record against the state so far (stored plus earlier in this batch)."""
     if not c.envelope_ok:
-        return "rejected", c.reasons, None
+        return "rejected", c.reasons
     rec = c.rec
     typ, key, seq, version = rec["type"], rec["key"], rec["seq"], rec["version"]
     stored = state.get((typ, key))
     if stored is not None:
         s_seq, s_version, s_deleted = stored
         if seq < s_seq:
-            return "stale", [], None
+            return "stale", []
         if seq == s_seq:
             if version == s_version:
-                return "duplicate", [], None
+                return "duplicate", []
             return "rejected", [reason("seq", "序号", seq, "seq_conflict",
-                                       f"序号 {seq} 已用于另一版本的该记录；同一序号不能对应不同内容")], None
+                                       f"序号 {seq} 已用于另一版本的该记录；同一序号不能对应不同内容")]
         if version == s_version and s_deleted == (rec["op"] == "delete"):
-            return "duplicate", [], None
+            return "duplicate", []
     if c.reasons:
-        return "rejected", c.reasons, None
+        return "rejected", c.reasons
     if rec["op"] == "delete":
-        return "accepted", [], None
+        return "accepted", []
     reasons = []
     for r_type, fld, ref_type, rule, template in REFERENCES:
         v = c.clean.get(fld) if c.clean else None
@@ -274,5 +286,5 @@ def _decide(c: Candidate, state: dict[tuple[str, str], tuple[int, str, bool]], h
             reasons.append(reason(fld, label, ref["sha256"], "attachment_exists",
                                   f"{label}“{ref.get('name') or ref['sha256'][:12]}”未上传：须先上传附件"))
     if reasons:
-        return "rejected", reasons, None
-    return "accepted", [], None
+        return "rejected", reasons
+    return "accepted", []
