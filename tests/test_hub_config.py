@@ -105,3 +105,15 @@ def test_every_setting_and_command_is_documented() -> None:
     missing += [f"hub {c}" for c in ours if c != "department" and f"hub --config hub.toml {c}" not in doc]
     missing += [f"department {c}" for c in department.commands if f"department {c}" not in doc]
     assert missing == [], f"docs/hub.md does not mention {missing}"
+
+
+def test_signing_key_from_a_systemd_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "creds"
+    new_key_pair(creds / "hub_signing_key", tmp_path / "hub.pub")
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text('[hub]\nsigning_key = {credential = "hub_signing_key"}\nkey_id = "hub-1"\n', encoding="utf-8")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY"):
+        load_hub_config(cfg)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert load_hub_config(cfg).signing_key == creds / "hub_signing_key"

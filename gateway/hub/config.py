@@ -6,6 +6,7 @@ database at start-up; the CLI manages it from then on (see docs/hub.md).
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -88,6 +89,30 @@ def _database_url(value: str | None, base: Path) -> str:
     return f"sqlite:///{p if p.is_absolute() else base / p}"
 
 
+def _key_file(chk: Checker, value: Any, base: Path) -> Path | None:
+    """The signing key file: a path, {file = "path"}, or {credential = "name"} (systemd LoadCredential=)."""
+    if value is None:
+        chk.problem("hub.signing_key", "required setting is missing")
+        return None
+    if isinstance(value, dict) and set(value) == {"credential"}:
+        cdir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not cdir:
+            chk.problem("hub.signing_key", "credential requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
+            return None
+        p = Path(cdir) / str(value["credential"])
+    elif isinstance(value, dict) and set(value) == {"file"}:
+        p = Path(str(value["file"]))
+    elif isinstance(value, str) and value:
+        p = Path(value)
+    else:
+        chk.problem("hub.signing_key", 'expected a path, {file = "path"} or {credential = "name"}')
+        return None
+    p = p if p.is_absolute() else base / p
+    if not p.is_file():
+        chk.problem("hub.signing_key", f"file not found: {p} (create it with `gateway keys new {p}`)")
+    return p
+
+
 def _record_types(chk: Checker, doc: dict[str, Any], path: str) -> tuple[str, ...]:
     v = chk.value(doc, "record_types", path, list, default=list(RECORD_TYPES))
     bad = [t for t in v if t not in RECORD_TYPES]
@@ -133,9 +158,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     if listen and not re.fullmatch(r"[^\s]+:\d{1,5}", listen):
         chk.problem("hub.listen", "expected host:port")
     database = _database_url(resolve_secret(hub.get("database"), "hub.database", chk.problems), base_dir)
-    signing_key = chk.path(hub, "signing_key", "hub", required=True)
-    if "signing_key" in hub and signing_key is not None and not signing_key.exists():
-        chk.problems[-1] = ConfigProblem("hub.signing_key", f"file not found: {signing_key} (create it with `gateway keys new {signing_key}`)")
+    signing_key = _key_file(chk, hub.get("signing_key"), base_dir)
     key_id = chk.value(hub, "key_id", "hub", str, required=True, default="")
     if key_id and not KEY_ID_RE.match(key_id):
         chk.problem("hub.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
