@@ -30,6 +30,13 @@ def test_dashboard_and_source_pages(gw_site) -> None:  # type: ignore[no-untyped
     page = c.get("/dashboard/").get_data(as_text=True)
     assert "wz_db" in page and "每 15 分钟" in page and "尚未运行" in page and "应急管理局" in page
     assert c.get("/dashboard/api/hub").get_json()["ok"] is True
+    # The wrong hub key in the config is caught here, before receipts fail to verify.
+    from gateway.protocol.keys import new_key_pair
+
+    cfg = gw_site.extensions["gateway"].config
+    new_key_pair(cfg.hub.hub_key.with_suffix(".other"), cfg.hub.hub_key)
+    health = c.get("/dashboard/api/hub").get_json()
+    assert health["ok"] is False and "公钥" in health["message"]
     page = c.get("/sources/wz_db").get_data(as_text=True)
     assert "wzbm" in page and "折叠床" in page and "site-test-secret" not in page
 

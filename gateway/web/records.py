@@ -102,13 +102,14 @@ def index() -> Any:
 
 
 def _render_form(rt: RecordType, values: Mapping[str, str], errors: list[dict[str, Any]], key: str | None,
-                 code: int = 200) -> Any:
+                 code: int = 200, source: str | None = None) -> Any:
     by_field: dict[str, list[str]] = {}
     for e in errors:
         by_field.setdefault(e["field"] or "", []).append(e["message"])
     units = list(sch.UNITS) + list(gw().config.extra_units if gw().config else ())
+    synced = source if source and source not in (LOCAL_SOURCE, "spreadsheet") else None
     return render_template("record_form.html", rt=rt, values=values, errors=by_field, key=key, units=units,
-                           sch=sch), code
+                           sch=sch, synced_from=synced), code
 
 
 @bp.get("/<record_type>/new")
@@ -121,10 +122,10 @@ def new(record_type: str) -> Any:
 @require("edit_records")
 def edit(record_type: str, key: str) -> Any:
     rt = _type(record_type)
-    data, _prov = latest_data(record_type, key)
+    data, prov = latest_data(record_type, key)
     if data is None:
         abort(404)
-    return _render_form(rt, data_to_form(rt, data), [], key)
+    return _render_form(rt, data_to_form(rt, data), [], key, source=(prov or {}).get("source"))
 
 
 @bp.post("/api/validate/<record_type>")

@@ -84,10 +84,14 @@ def open_dead_letters(engine: Engine) -> int:
 
 
 def hub_health(config: GatewayConfig | None, timeout: float = 3.0) -> dict[str, Any]:
-    """GET {hub}/healthz with a short timeout; any answer below 500 means the hub is reachable."""
+    """GET {hub}/api/v1/hub (the hub's unauthenticated info) with a short timeout.
+
+    Also compares the hub's public key with the one this gateway verifies
+    receipts against, the most common set-up mistake.
+    """
     if config is None or not config.hub.url:
         return {"ok": False, "message": "未配置汇聚平台地址"}
-    url = config.hub.url + "/healthz"
+    url = config.hub.url + "/api/v1/hub"
     verify: Any = str(config.hub.ca_file) if config.hub.ca_file else True
     t0 = time.monotonic()
     try:
@@ -96,6 +100,14 @@ def hub_health(config: GatewayConfig | None, timeout: float = 3.0) -> dict[str, 
         kind = "连接超时" if isinstance(e, requests.Timeout) else "无法连接"
         return {"ok": False, "message": f"{kind}：{config.hub.url}", "url": url}
     ms = round((time.monotonic() - t0) * 1000)
-    if resp.status_code >= 500:
-        return {"ok": False, "message": f"汇聚平台返回错误状态 {resp.status_code}", "url": url, "ms": ms}
-    return {"ok": True, "message": f"可访问（{ms} 毫秒）", "url": url, "ms": ms}
+    if resp.status_code != 200:
+        return {"ok": False, "message": f"汇聚平台返回状态 {resp.status_code}", "url": url, "ms": ms}
+    out: dict[str, Any] = {"ok": True, "message": f"可访问（{ms} 毫秒）", "url": url, "ms": ms}
+    try:
+        info = resp.json()
+        mine = config.hub.hub_key.read_text(encoding="ascii").strip() if config.hub.hub_key else None
+    except (ValueError, OSError):
+        return out
+    if mine and info.get("hub_public_key") and info["hub_public_key"] != mine:
+        out.update(ok=False, message="可访问，但平台公钥与本机配置的 hub_key 不一致，回执将无法验签")
+    return out
