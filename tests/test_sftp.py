@@ -133,13 +133,17 @@ def test_trust_command_pins_the_key_only_when_confirmed(sshd: Sshd, tmp_path: Pa
 
 def test_trust_refuses_to_overwrite_a_changed_key_without_replace(sshd: Sshd, tmp_path: Path) -> None:
     kh = tmp_path / "known_hosts"
-    kh.write_text(sshd.known_hosts_line(sshd.new_key("old_host_key").with_suffix(".pub")))
+    old_keys = [sshd.new_key("old_host_key"), sshd.new_key("old_rsa_key", "rsa")]
+    other = "otherhost ssh-ed25519 " + old_keys[0].with_suffix(".pub").read_text().split()[1] + "\n"
+    kh.write_text("".join(sshd.known_hosts_line(k.with_suffix(".pub")) for k in old_keys) + other)
     cfg = _config(tmp_path, sshd, kh)
     r = CliRunner().invoke(cli, ["--config", str(cfg), "sftp", "trust", "remote", "--yes"])
     assert r.exit_code == 2 and "--replace" in r.output and "DIFFERENT" in r.output
     r = CliRunner().invoke(cli, ["--config", str(cfg), "sftp", "trust", "remote", "--yes", "--replace"])
     assert r.exit_code == 0, r.output
-    assert kh.read_text().split() == sshd.known_hosts_line().split()
+    lines = kh.read_text().splitlines()
+    assert sorted(line.split()[0] for line in lines) == [f"[{sshd.host}]:{sshd.port}", "otherhost"]
+    assert sshd.known_hosts_line().strip() in lines, "both old keys of the host are gone, the new one pinned"
 
 
 def test_archive_over_sftp_and_nothing_read_twice(source: SftpSource) -> None:

@@ -32,7 +32,7 @@ def trust_hint(source: str) -> str:
     return f"if this is the right server, check the fingerprint with its admin and run: gateway --config FILE sftp trust {source}"
 
 
-class RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
+class RefuseUnknownHost(paramiko.RejectPolicy):
     """paramiko's RejectPolicy, with an error that says what to do."""
 
     def __init__(self, source: str, known_hosts: Path) -> None:
@@ -94,7 +94,11 @@ def pin_host_key(known_hosts: Path, host: str, port: int, key: paramiko.PKey, re
         if not replace:
             raise SourceError(f"{known_hosts} already pins a different {key.get_name()} key for {name}; use --replace")
         hk = paramiko.HostKeys(str(known_hosts))
-        hk.pop(name, None)  # drop every old key of this host, the server was re-keyed
+        while True:  # drop every old key of this host (paramiko deletes one entry per call)
+            try:
+                del hk[name]
+            except KeyError:
+                break
         hk.add(name, key.get_name(), key)
         hk.save(str(known_hosts))
         return "replaced"
