@@ -127,7 +127,7 @@ class FileDropAdapter(Adapter):
         s = self.settings
         now = time.time()
         entries = store.list()
-        present = {e.name for e in entries}
+        present = {e.name: e for e in entries}
         ledger.prune({shown(n) for n in present}, now, float(s["remember_days"]), int(s["max_files_remembered"]))
         if ledger.current and ledger.current.get("name") not in present:
             ledger.current = None
@@ -154,15 +154,16 @@ class FileDropAdapter(Adapter):
             yield from self._take(store, e, ledger, present)
         yield Checkpoint(ledger.position())
 
-    def _complete(self, e: Entry, present: set[str], ledger: Ledger, now: float) -> bool:
+    def _complete(self, e: Entry, present: dict[str, Entry], ledger: Ledger, now: float) -> bool:
         rule = self.completion_rule()
         if rule == "atomic":
             return True
         if rule == "marker":
-            return any(m in present for m in markers_for(e.name))
+            # A marker older than the file marks an earlier version: the file was rewritten since.
+            return any(m in present and present[m].mtime >= e.mtime for m in markers_for(e.name))
         return ledger.stable(e, now, float(self.settings["stable_seconds"]))
 
-    def _take(self, store: FileStore, e: Entry, ledger: Ledger, present: set[str]) -> Iterator[Event]:
+    def _take(self, store: FileStore, e: Entry, ledger: Ledger, present: dict[str, Entry]) -> Iterator[Event]:
         try:
             spool, sha, size = self._spool(store, e)
         except FileNotFoundError:
@@ -267,7 +268,7 @@ class FileDropAdapter(Adapter):
             raise
         return path, h.hexdigest(), n
 
-    def _tidy(self, store: FileStore, e: Entry, info: dict[str, Any], present: set[str]) -> None:
+    def _tidy(self, store: FileStore, e: Entry, info: dict[str, Any], present: dict[str, Entry]) -> None:
         folder = self.settings.get("archive_dir") if info.get("status") == "done" else self.settings.get("error_dir")
         if not folder or not store.can_move:
             return
