@@ -26,6 +26,17 @@ def expected_state(edits: Iterable[Edit]) -> State:
     return out
 
 
+def outbox_state(engine: Engine) -> State:
+    """The final state per (type, key) as the gateway enqueued it (highest seq wins)."""
+    out: State = {}
+    with engine.connect() as c:
+        for r in c.execute(select(outbox.c.record_type, outbox.c.record_key, outbox.c.seq, outbox.c.version, outbox.c.op)):
+            k = (r.record_type, r.record_key)
+            if k not in out or r.seq > out[k][0]:
+                out[k] = (r.seq, r.version, r.op == "delete")
+    return out
+
+
 def hub_state(hub: Any, department: str = "dept001") -> State:
     from gateway.hub.tables import records
 

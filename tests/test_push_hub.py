@@ -18,9 +18,17 @@ from gateway.push.client import PushClient, push_pending
 from gateway.push.deadletters import list_dead_letters
 from gateway.push.worker import PushWorker
 from gateway.store.tables import batch_receipts, outbox
+from gateway.sync import enqueue_records
 from tests.fixtures.hub import sample
 from tests.fixtures.push import Edit, GatewayDir, enqueue, material, mkey
-from tests.push_checks import all_receipts_verify, expected_state, hub_accepted_twice, hub_state, outbox_states
+from tests.push_checks import (
+    all_receipts_verify,
+    expected_state,
+    hub_accepted_twice,
+    hub_state,
+    outbox_state,
+    outbox_states,
+)
 
 FAST = dict(give_up_after=0)  # one try per batch: these tests look at single outcomes
 
@@ -175,19 +183,22 @@ def test_hub_down_sync_keeps_enqueueing_and_the_worker_delivers_when_it_returns(
         while outbox_states(engine).get("sent", 0) == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert outbox_states(engine)["sent"] == 50
-        # The worker is retrying a batch; the store still takes new work at once.
+        # The worker is retrying a batch; the store still takes new work at once, from the
+        # real local-edit enqueue path as from any other.
         more = [Edit(mkey(i), 2, material(i, spec_model="改")) for i in range(50)]
         t0 = time.monotonic()
         enqueue(engine, more)
+        local = enqueue_records(engine, "local", "material", [(mkey(500 + i), material(500 + i)) for i in range(20)], "张三")
         assert time.monotonic() - t0 < 5  # not blocked behind the push (busy_timeout would be 30 s)
-        assert outbox_states(engine).get("delivered", 0) == 0
+        assert local.new == 20 and outbox_states(engine).get("delivered", 0) == 0
         live_hub.start()
         worker.wake()
         deadline = time.monotonic() + 30
-        while outbox_states(engine) != {"delivered": 150} and time.monotonic() < deadline:
+        while outbox_states(engine) != {"delivered": 170} and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert outbox_states(engine) == {"delivered": 150}
-        assert hub_state(live_hub) == expected_state(first + more)
+        assert outbox_states(engine) == {"delivered": 170}
+        assert hub_state(live_hub) == outbox_state(engine)
+        assert {k: v for k, v in hub_state(live_hub).items() if int(k[1][3:]) < 500} == expected_state(first + more)
     finally:
         assert worker.stop(10)
 

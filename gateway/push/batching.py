@@ -112,6 +112,9 @@ def claim_batch(
     ids = sorted(set(only_ids)) if only_ids is not None else None
     pending = outbox.c.state == "pending"
     with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # Read and claim under one write lock: the rows read are the rows marked.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         first = select(outbox.c.source).where(pending).order_by(outbox.c.id).limit(1)
         if ids is not None:
             if not ids:
