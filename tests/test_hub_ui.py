@@ -70,6 +70,10 @@ def test_receipt_browser_filters_and_pages(hub_ui) -> None:  # type: ignore[no-u
     assert "WZ-0001" in page and "WZ-0002" not in page
     log = c.get("/ui/log").get_data(as_text=True)
     assert "批次" in log and "正常" in log
+    # From a log entry to the receipts of its batch.
+    page = c.get("/ui/receipts?log_seq=1").get_data(as_text=True)
+    assert "WZ-0001" in page and "WZ-0003" in page
+    assert "没有符合条件的回执" in c.get("/ui/receipts?log_seq=99").get_data(as_text=True)
     assert "哈希链完整" in c.get("/ui/log/verify").get_data(as_text=True)
 
 

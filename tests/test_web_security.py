@@ -59,6 +59,16 @@ def test_json_post_without_csrf_header_gets_chinese_json_error(gw_app) -> None: 
     assert body["error"] == "csrf" and "CSRF" in body["message"]
 
 
+def test_json_endpoints_answer_json_in_chinese_when_not_logged_in(gw_app) -> None:  # type: ignore[no-untyped-def]
+    c = gw_app.test_client()
+    tok = csrf_of(c)  # an anonymous session still has a token
+    r = c.post("/records/api/validate/material", json={"data": {}}, headers={"X-CSRF-Token": tok})
+    assert r.status_code == 401 and r.get_json()["message"] == "请先登录。"
+    viewer = client_as(gw_app, "viewer")
+    r = viewer.post("/sources/nope/sync", headers={"X-CSRF-Token": csrf_of(viewer, "/dashboard/"), "Accept": "application/json"})
+    assert r.status_code == 403 and "无权" in r.get_json()["error"]
+
+
 def test_session_cookie_flags(gw_app, gw_engine) -> None:  # type: ignore[no-untyped-def]
     c = gw_app.test_client()
     cookie = login(c, "admin").headers["Set-Cookie"]

@@ -34,6 +34,7 @@ class Filters:
     record_type: str = ""
     key: str = ""
     kind: str = ""
+    log_seq: str = ""  # the receipts of one receipt-log entry (one batch)
 
     @classmethod
     def from_args(cls, args: Mapping[str, str]) -> Filters:
@@ -90,6 +91,8 @@ def _receipt_where(q: Any, f: Filters, lo: int | None, hi: int | None, before: i
         q = q.where(r.type == f.record_type)
     if f.key:
         q = q.where(r.key == f.key)
+    if f.log_seq.isdigit():
+        q = q.where(r.log_seq == int(f.log_seq))
     if lo is not None:
         q = q.where(r.id >= lo)
     if hi is not None:
