@@ -7,7 +7,9 @@ exactly-once and hostile names.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -90,7 +92,12 @@ class LocalStore:
         target = self._folder(folder)
         target.mkdir(parents=True, exist_ok=True)
         final = free_name(lambda d, n: (target / n).exists(), str(target), name)
-        os.replace(self.root / name, target / final)
+        try:
+            os.replace(self.root / name, target / final)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            shutil.move(self.root / name, target / final)  # archive on another file system: copy, then delete
         return str(target / final)
 
     def close(self) -> None:
