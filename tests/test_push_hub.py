@@ -275,9 +275,9 @@ def test_tls_is_verified_against_the_configured_ca_and_never_skipped(gateway_dir
     from tests.fixtures.faultproxy import Faults
     from tests.fixtures.push import tls_files
 
-    ca, cert, key = tls_files(gateway_dir.root / "tls")
+    tls = tls_files(gateway_dir.root / "tls")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+    ctx.load_cert_chain(tls["server_cert"], tls["server_key"])
     proxy = fault_proxy(live_hub.url, Faults(), tls=ctx).start()
     assert proxy.url.startswith("https://")
     engine = gateway_dir.store()
@@ -289,9 +289,32 @@ def test_tls_is_verified_against_the_configured_ca_and_never_skipped(gateway_dir
     assert summary.delivered == 0 and "TLS" in (summary.last_error or "")
     assert outbox_states(engine) == {"sent": 3}
 
-    config = gateway_dir.for_hub(live_hub, url=proxy.url, ca_file=str(ca))
+    config = gateway_dir.for_hub(live_hub, url=proxy.url, ca_file=str(tls["ca"]))
     summary = push_pending(config, engine, **FAST)
     assert summary.accepted == 3 and outbox_states(engine) == {"delivered": 3}
+
+
+def test_a_hub_that_requires_a_client_certificate_gets_the_configured_one(gateway_dir: GatewayDir, live_hub: Any, fault_proxy: Any) -> None:
+    import ssl
+
+    from tests.fixtures.faultproxy import Faults
+    from tests.fixtures.push import tls_files
+
+    tls = tls_files(gateway_dir.root / "tls")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls["ca"])
+    ctx.load_cert_chain(tls["server_cert"], tls["server_key"])
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    proxy = fault_proxy(live_hub.url, Faults(), tls=ctx).start()
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(1), 1, material(1))])
+
+    config = gateway_dir.for_hub(live_hub, url=proxy.url, ca_file=str(tls["ca"]))
+    assert push_pending(config, engine, **FAST).delivered == 0
+    config = gateway_dir.for_hub(
+        live_hub, url=proxy.url, ca_file=str(tls["ca"]), client_cert=str(tls["client_cert"]), client_key=str(tls["client_key"])
+    )
+    assert push_pending(config, engine, **FAST).accepted == 1
+    assert outbox_states(engine) == {"delivered": 1}
 
 
 def test_after_a_refusal_the_worker_does_not_spin_even_when_woken(gateway_dir: GatewayDir, live_hub: Any) -> None:
