@@ -5,6 +5,7 @@
 The hub runs as `gateway hub --config F run` in its own process (on a fresh
 PostgreSQL database for `pg`); the gateways are threads of this process, each
 with its own department and key. Prints records/s over the wall time of all posts.
+Figures and what limits them: docs/hub.md, "Performance".
 """
 
 from __future__ import annotations
