@@ -110,6 +110,8 @@ def claim_batch(
     A single record larger than `max_bytes` still goes alone: the hub decides.
     """
     ids = sorted(set(only_ids)) if only_ids is not None else None
+    if ids == []:
+        return None
     pending = outbox.c.state == "pending"
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
@@ -117,8 +119,6 @@ def claim_batch(
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         first = select(outbox.c.source).where(pending).order_by(outbox.c.id).limit(1)
         if ids is not None:
-            if not ids:
-                return None
             first = first.where(outbox.c.id.in_(ids))
         source = conn.execute(first).scalar()
         if source is None:

@@ -148,7 +148,9 @@ class PushClient:
             except (HubUnavailable, ReceiptUnverified) as e:
                 delay = backoff.next_delay(e.retry_after)
                 note_failure(self.engine, batch.batch_id, getattr(e, "status", "unverified"), str(e), _after(delay))
-                log(LOG, logging.WARNING, "push failed; will retry", batch_id=batch.batch_id, error=str(e), retry_in=round(delay, 2))
+                # An answer that is no valid receipt is a security matter, not a network hiccup: say so loudly.
+                level = logging.ERROR if isinstance(e, ReceiptUnverified) else logging.WARNING
+                log(LOG, level, "push failed; will retry", batch_id=batch.batch_id, error=str(e), retry_in=round(delay, 2))
                 return Step(batch, error=e, delay=delay)
             except BatchRefused as e:
                 note_failure(self.engine, batch.batch_id, str(e.status), str(e), _after(REFUSED_BACKOFF))
