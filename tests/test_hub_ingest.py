@@ -261,9 +261,11 @@ def test_odd_records_are_rejected_alone_never_fail_the_batch(live_hub: LiveHub) 
     odd_type = {**record("material", sample("material", 1)), "type": "weapon"}
     huge_seq = record("material", sample("material", 2), seq=2**63)  # past a signed 64-bit column
     odd_data = record("material", {**sample("material", 3), "material_name": ["a", {"b": 1}]})
-    body = batch_body([odd_type, huge_seq, odd_data, record("material", sample("material", 4))])
+    no_department = {k: v for k, v in record("material", sample("material", 5)).items() if k != "department"}
+    body = batch_body([odd_type, huge_seq, odd_data, record("material", sample("material", 4)), no_department])
     doc = receipt(live_hub, live_hub.post(BATCHES, body))
-    assert statuses(doc) == ["rejected", "rejected", "rejected", "accepted"]
+    assert statuses(doc) == ["rejected", "rejected", "rejected", "accepted", "rejected"]
+    assert doc["results"][4]["reasons"][0]["field"] == "department"
     assert doc["results"][0]["reasons"][0]["rule"] == "record_type"
     assert doc["results"][1]["reasons"][0]["field"] == "seq"
     assert doc["results"][2]["reasons"][0]["field"] == "material_name"

@@ -132,7 +132,8 @@ def post_batch() -> Response:
         raise refuse(400, "unsupported_protocol", str(e), supported=list(SUPPORTED_VERSIONS)) from None
     except BatchMalformed as e:
         raise refuse(400, "malformed_batch", "批次格式错误 / malformed batch", problems=e.problems) from None
-    foreign = sorted({r.get("department") for r in batch.records if r.get("department") != caller.department}, key=str)
+    # A record naming another department fails the whole batch; one naming none is rejected alone (envelope).
+    foreign = sorted({d for r in batch.records if isinstance(d := r.get("department"), str) and d != caller.department})
     if batch.department != caller.department or foreign:
         who = batch.department if batch.department != caller.department else ", ".join(map(str, foreign))
         raise refuse(403, "department_mismatch",

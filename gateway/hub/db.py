@@ -65,6 +65,9 @@ def open_hub_db(url: str, *, create: bool = True) -> Engine:
 
 def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Hub processes starting together on one database: one creates the schema, the others wait.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727465)")
         tables.metadata.create_all(conn)
         if conn.execute(select(tables.hub_schema_version.c.version)).first() is None:
             conn.execute(insert(tables.hub_schema_version).values(version=LATEST, applied_at=utcnow()))
