@@ -126,6 +126,14 @@ def test_duplicate_stale_and_seq_conflict(live_hub: LiveHub) -> None:
     with live_hub.engine.connect() as c:
         row = c.execute(select(tables.records).where(tables.records.c.key == "WZ-0001")).mappings().one()
     assert row["seq"] == 6 and row["data"]["material_name"] == "折叠床（加宽）"
+    # The hub keeps every record's outcome for the operators, and the history of accepted states.
+    rc = tables.receipts.c
+    with live_hub.engine.connect() as c:
+        kept = c.execute(select(rc.seq, rc.status, rc.reasons).where(rc.batch_id == doc["batch_id"]).order_by(rc.id)).all()
+        history = c.execute(select(tables.record_history.c.seq).where(tables.record_history.c.key == "WZ-0001")).all()
+    assert [(k.seq, k.status) for k in kept] == [(5, "duplicate"), (4, "stale"), (5, "rejected"), (6, "duplicate"), (5, "stale")]
+    assert "seq_conflict" in kept[2].reasons and kept[0].reasons is None
+    assert [h.seq for h in history] == [5]
 
 
 def test_out_of_order_batches_end_in_the_same_state(live_hub: LiveHub) -> None:

@@ -54,6 +54,13 @@ def hub() -> Hub:
     return current_app.extensions["hub"]
 
 
+def refused(status: int, code: str, message: str, *, key_id: str | None = None, department: str | None = None,
+            body: bytes = b"", **extra: object) -> Refused:
+    """Write the refusal to the receipt log and return the exception that answers it."""
+    hub().log_refusal(status, code, message, key_id=key_id, department=department, body=body, extra=extra or None)
+    return Refused(status, code, message, **extra)
+
+
 @api.errorhandler(Refused)
 def _refused(e: Refused) -> Response:
     return error(e.status, e.code, e.message, **e.extra)
@@ -70,8 +77,7 @@ def authenticate(body: bytes) -> Caller:
     try:
         negotiate(request.headers.get(VERSION_HEADER))
     except UnsupportedProtocol as e:
-        h.log_refusal(400, "unsupported_protocol", str(e), body=body)
-        raise Refused(400, "unsupported_protocol", str(e), supported=list(SUPPORTED_VERSIONS)) from None
+        raise refused(400, "unsupported_protocol", str(e), body=body, supported=list(SUPPORTED_VERSIONS)) from None
     entry: registry.KeyEntry | None = None
 
     def lookup(key_id: str):  # type: ignore[no-untyped-def]
@@ -84,9 +90,8 @@ def authenticate(body: bytes) -> Caller:
     try:
         v = verify_request(request.method, _target(), request.headers, body, lookup, now=now, window=h.config.clock_window)
     except SignatureRefused as e:
-        dept = entry.department if entry else None
-        h.log_refusal(e.status, e.reason, e.message, key_id=e.key_id, department=dept, body=body)
-        raise Refused(e.status, e.reason, e.message) from None
+        raise refused(e.status, e.reason, e.message, key_id=e.key_id, department=entry.department if entry else None,
+                      body=body) from None
     assert entry is not None
     try:
         with h.engine.begin() as conn:
@@ -94,18 +99,18 @@ def authenticate(body: bytes) -> Caller:
             if random.random() < 0.01:  # keep the replay cache small without a separate job
                 conn.execute(delete(tables.nonces).where(tables.nonces.c.expires_at < int(now)))
     except IntegrityError:
-        msg = f"nonce 已使用过（重放）/ nonce {v.nonce} was used before (replay)"
-        h.log_refusal(401, "replay", msg, key_id=v.key_id, department=entry.department, body=body)
-        raise Refused(401, "replay", msg) from None
+        raise refused(401, "replay", f"nonce 已使用过（重放）/ nonce {v.nonce} was used before (replay)",
+                      key_id=v.key_id, department=entry.department, body=body) from None
     return Caller(v.key_id, entry.department, v.digest)
 
 
 def _read_body(limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise Refused(413, "too_large", f"请求体过大，上限 {limit} 字节 / body larger than {limit} bytes", limit=limit)
+    too_large = Refused(413, "too_large", f"请求体过大，上限 {limit} 字节 / body larger than {limit} bytes", limit=limit)
+    if (request.content_length or 0) > limit:
+        raise too_large  # without reading it
     body = request.get_data(cache=False)
-    if len(body) > limit:
-        raise Refused(413, "too_large", f"请求体过大，上限 {limit} 字节 / body larger than {limit} bytes", limit=limit)
+    if len(body) > limit:  # a chunked body carries no Content-Length
+        raise too_large
     return body
 
 
@@ -123,8 +128,7 @@ def post_batch() -> Response:
     caller = authenticate(body)
 
     def refuse(status: int, code: str, message: str, **extra: object) -> Refused:
-        h.log_refusal(status, code, message, key_id=caller.key_id, department=caller.department, body=body, extra=extra)
-        return Refused(status, code, message, **extra)
+        return refused(status, code, message, key_id=caller.key_id, department=caller.department, body=body, **extra)
 
     try:
         batch = parse_batch(body)
@@ -175,9 +179,8 @@ def post_attachment() -> Response:
         stored = store_attachment(h.engine, h.config.attachments_dir, body, department=caller.department, name=name,
                                   max_bytes=h.config.attachment_max_bytes)
     except AttachmentRefused as e:
-        status = 413 if e.code == "too_large" else 400
-        h.log_refusal(status, e.code, e.message, key_id=caller.key_id, department=caller.department, body=body)
-        raise Refused(status, e.code, e.message) from None
+        raise refused(413 if e.code == "too_large" else 400, e.code, e.message, key_id=caller.key_id,
+                      department=caller.department, body=body) from None
     with serialized(h.engine) as (conn, head):
         append(conn, head, h.key, kind="attachment", status="ok", department=caller.department, key_id=caller.key_id,
                request_digest=caller.digest, summary={**stored.as_dict(), "name": name})
@@ -196,9 +199,9 @@ def get_attachment(sha256: str) -> Response:
         allowed = owner == caller.department or any(g.reader == caller.department and g.owner == owner
                                                     for g in registry.list_grants(conn))
     if not allowed:
-        msg = f"部门 {caller.department} 无权读取部门 {owner} 的附件 / department may not read attachments of {owner}"
-        h.log_refusal(403, "read_not_granted", msg, key_id=caller.key_id, department=caller.department)
-        raise Refused(403, "read_not_granted", msg)
+        raise refused(403, "read_not_granted",
+                      f"部门 {caller.department} 无权读取部门 {owner} 的附件 / department may not read attachments of {owner}",
+                      key_id=caller.key_id, department=caller.department)
     _log_read(h, caller, {"attachment": sha256})
     return send_file(path_for(h.config.attachments_dir, sha256), mimetype="application/octet-stream",
                      download_name=info["name"] or f"{sha256}.{info['type']}")
@@ -234,10 +237,9 @@ def get_records() -> Response:
         grant = registry.read_grant(conn, caller.department, owner, rtype)
         page = read_page(conn, owner, rtype, after, limit, grant.confidential) if grant else None
     if page is None:
-        msg = (f"部门 {caller.department} 无权读取部门 {owner} 的 {rtype} / department {caller.department} "
-               f"may not read {rtype} of department {owner}")
-        h.log_refusal(403, "read_not_granted", msg, key_id=caller.key_id, department=caller.department)
-        raise Refused(403, "read_not_granted", msg)
+        raise refused(403, "read_not_granted", f"部门 {caller.department} 无权读取部门 {owner} 的 {rtype} / department "
+                      f"{caller.department} may not read {rtype} of department {owner}",
+                      key_id=caller.key_id, department=caller.department)
     _log_read(h, caller, {"owner": owner, "type": rtype, "after": after, "count": len(page["records"]),
                           "withheld": page["withheld"]})
     return json_response(page)
