@@ -56,7 +56,7 @@ class OdbcAdapter(Adapter):
         self.key_columns: list[str] = list(keys)
         self.cursor_column: str | None = s.get("cursor_column") or None
         self.lag_seconds = int(s.get("lag_seconds") or 0)
-        self.chunk_size = max(1, int(s.get("chunk_size") or 1000))
+        self.chunk_size = max(1, int(s.get("chunk_size") or 2000))
         self.query: str | None = None
         if s.get("query"):
             try:

@@ -75,7 +75,7 @@ class SqlAdapter(Adapter):
         self.key_columns: list[str] = list(keys)
         self.cursor_column: str | None = s.get("cursor_column") or None
         self.lag_seconds = int(s.get("lag_seconds") or 0)
-        self.chunk_size = max(1, int(s.get("chunk_size") or 1000))
+        self.chunk_size = max(1, int(s.get("chunk_size") or 2000))
         if s.get("query"):
             try:
                 self.query: str | None = check_select(s["query"])

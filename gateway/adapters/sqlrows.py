@@ -23,7 +23,7 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     Setting("key_columns", list, required=True, help="columns that identify a row"),
     Setting("cursor_column", str, help="monotonic column (updated_at, rowversion) for the cursor strategy"),
     Setting("lag_seconds", int, default=0, help="re-read this many seconds behind the saved cursor (late commits)"),
-    Setting("chunk_size", int, default=1000, help="rows per fetch and per checkpoint"),
+    Setting("chunk_size", int, default=2000, help="rows per fetch and per checkpoint (one state-store commit)"),
     Setting("column_types", dict, default=None, help="declared types to check, e.g. {qty = \"int\", day = \"date\"}"),
 )
 
