@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.hub import registry, tables
 from gateway.hub.app import Hub, error, json_response
 from gateway.hub.attachments import AttachmentRefused, attachment_info, path_for, store_attachment
-from gateway.hub.db import serialized, utcnow
+from gateway.hub.db import serialized, utcnow, write_tx
 from gateway.hub.ingest import check_records, store_batch, stored_receipt
 from gateway.hub.receipt_log import append
 from gateway.hub.sharing import DEFAULT_LIMIT, MAX_LIMIT, read_page
@@ -94,7 +94,7 @@ def authenticate(body: bytes) -> Caller:
                       body=body) from None
     assert entry is not None
     try:
-        with h.engine.begin() as conn:
+        with write_tx(h.engine) as conn:
             conn.execute(insert(tables.nonces).values(key_id=v.key_id, nonce=v.nonce, expires_at=v.created + h.config.clock_window + 1))
             if random.random() < 0.01:  # keep the replay cache small without a separate job
                 conn.execute(delete(tables.nonces).where(tables.nonces.c.expires_at < int(now)))

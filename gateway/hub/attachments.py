@@ -18,7 +18,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.hub import tables
-from gateway.hub.db import utcnow
+from gateway.hub.db import utcnow, write_tx
 
 OLE2 = bytes.fromhex("D0CF11E0A1B11AE1")
 
@@ -84,7 +84,7 @@ def store_attachment(engine: Engine, base: Path, data: bytes, *, department: str
             os.fsync(f.fileno())
         os.replace(tmp, target)
     try:
-        with engine.begin() as conn:
+        with write_tx(engine) as conn:
             if conn.execute(select(tables.attachments.c.sha256).where(tables.attachments.c.sha256 == digest)).first() is None:
                 conn.execute(insert(tables.attachments).values(
                     sha256=digest, size=len(data), type=kind, name=name, department=department, stored_at=utcnow()

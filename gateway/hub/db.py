@@ -64,7 +64,7 @@ def open_hub_db(url: str, *, create: bool = True) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         if conn.dialect.name == "postgresql":
             # Hub processes starting together on one database: one creates the schema, the others wait.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727465)")
@@ -76,13 +76,20 @@ def migrate(engine: Engine) -> None:
 
 
 @contextmanager
-def serialized(engine: Engine) -> Iterator[tuple[Connection, dict]]:
-    """A transaction holding the hub's write lock; yields (connection, head row as dict)."""
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that takes SQLite's write lock at BEGIN, so it never fails to upgrade a read."""
     with engine.connect() as raw:
         conn = raw.execution_options(hub_immediate=True)
         with conn.begin():
-            q = select(tables.log_head).where(tables.log_head.c.id == 1)
-            if conn.dialect.name != "sqlite":
-                q = q.with_for_update()
-            head = dict(conn.execute(q).mappings().one())
-            yield conn, head
+            yield conn
+
+
+@contextmanager
+def serialized(engine: Engine) -> Iterator[tuple[Connection, dict]]:
+    """A transaction holding the hub's write lock; yields (connection, head row as dict)."""
+    with write_tx(engine) as conn:
+        q = select(tables.log_head).where(tables.log_head.c.id == 1)
+        if conn.dialect.name != "sqlite":
+            q = q.with_for_update()
+        head = dict(conn.execute(q).mappings().one())
+        yield conn, head
