@@ -13,6 +13,7 @@ functions by cumulative time.
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import sqlite3
 import statistics
@@ -107,6 +108,12 @@ def start_hub(config: Path, url: str) -> subprocess.Popen[bytes]:
     raise SystemExit("hub did not start")
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
     k = max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))
@@ -134,6 +141,7 @@ def main() -> None:
                 session.post(url, json={"source": "materials", "key": f"WZ-{i:05d}"}).raise_for_status()
             if prof:
                 prof.enable()
+            cpu0, hub0 = time.process_time(), proc_cpu(hub.pid)
             for i in range(n):
                 key = f"WZ-{i:05d}"
                 db.execute("UPDATE wz SET wzmc = ? WHERE wzbm = ?", (f"折叠床{i}-改{time.time_ns()}", key))
@@ -144,6 +152,7 @@ def main() -> None:
                 if r.status_code != 200 or body["status"] != "delivered" or body["receipts"][0]["status"] != "accepted":
                     raise SystemExit(f"edit {key} not delivered: {r.status_code} {body}")
                 latencies.append(dt * 1000)
+            cpu_gw, cpu_hub = time.process_time() - cpu0, proc_cpu(hub.pid) - hub0
         finally:
             if prof:
                 prof.disable()
@@ -157,6 +166,9 @@ def main() -> None:
         print(f"  p95 {percentile(ms, 95):6.1f} ms")
         print(f"  p99 {percentile(ms, 99):6.1f} ms   (target <= 50)")
         print(f"  mean {statistics.fmean(ms):5.1f} ms   max {max(ms):6.1f} ms")
+        # CPU per edit is steadier than wall time on a shared machine: it is the floor of the latency.
+        print(f"  CPU per edit: gateway+client {cpu_gw / n * 1000:.1f} ms, hub {cpu_hub / n * 1000:.1f} ms"
+              f"   (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
         if prof:
             pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
 

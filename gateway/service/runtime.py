@@ -73,7 +73,6 @@ class GatewayService:
         self.server: Any = None
         self.app: Flask | None = None
         self.listeners: list[Any] = []
-        self._server_thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
     # -- hooks ---------------------------------------------------------------
@@ -102,31 +101,17 @@ class GatewayService:
     def _start_web(self) -> None:
         from waitress.server import create_server
 
+        from gateway.service.webserver import ThreadedServer
+
         self.app = build_web_app(self.config, self.engine, self.api, self.worker)
         host, port = split_listen(self.listen)
-        # A short loop timeout lets stop() end the serving thread promptly.
         try:
-            self.server = create_server(self.app, host=host, port=port, threads=8, ident="gateway",
-                                        asyncore_loop_timeout=0.2, clear_untrusted_proxy_headers=True)
+            server = create_server(self.app, host=host, port=port, threads=8, ident="gateway",
+                                   clear_untrusted_proxy_headers=True)
         except OSError as e:
             raise FatalError(f"cannot listen on {self.listen} (web.listen or --listen): {e}") from None
-        self.listen = f"{host}:{self.server.effective_port}"
-        self._server_thread = threading.Thread(target=self._serve, name="web", daemon=True)
-        self._server_thread.start()
-
-    def _serve(self) -> None:
-        try:
-            self.server.run()
-        except (OSError, ValueError):
-            # stop() closes the sockets under the loop.
-            if not self._stopped.is_set():
-                raise
-
-    def _stop_web(self) -> None:
-        server, self.server = self.server, None
-        server.close()  # stop accepting
-        server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)  # requests in progress finish
-        server.asyncore.close_all(server._map)  # idle keep-alive channels too; the loop then returns
+        self.server = ThreadedServer(server, "web").start()
+        self.listen = f"{host}:{self.server.port}"
 
     def _start_pg_listeners(self) -> None:
         from gateway.service.pg_listen import listeners_for
@@ -142,15 +127,13 @@ class GatewayService:
         self._stopped.set()
         log(LOG, logging.INFO, "gateway stopping")
         if self.server is not None:
-            self._stop_web()
+            self.server.stop()  # stop accepting; requests in progress finish
         for lst in self.listeners:
             lst.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         clean = self.worker.stop(timeout)
         self.pusher.close()
-        if self._server_thread is not None:
-            self._server_thread.join(5)
         log(LOG, logging.INFO, "gateway stopped", push_worker_clean=clean)
         return clean
 
