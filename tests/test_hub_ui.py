@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import openpyxl
 import pytest
@@ -125,11 +126,17 @@ def test_record_browser_shows_labels_and_history(hub_ui) -> None:  # type: ignor
     c = _client(hub_ui, "look")
     page = c.get("/ui/records?record_type=material&key=WZ-0001").get_data(as_text=True)
     assert "WZ-0001" in page and "WZ-0002" not in page
-    import re
 
     rid = re.search(r"/ui/records/(\d+)", page).group(1)
     detail = c.get(f"/ui/records/{rid}").get_data(as_text=True)
     assert "物资名称" in detail and "折叠床" in detail and "实物储备" in detail and "变更历史" in detail
+    # Confidential fields (联系电话 of a depot) are shown to operators only.
+    assert hub_ui.post("/api/v1/batches", batch_body([record("depot", sample("depot", 1))])).status_code == 200
+    for user, shown in (("look", False), ("op", True)):
+        cl = _client(hub_ui, user)
+        rid = re.search(r"/ui/records/(\d+)", cl.get("/ui/records?record_type=depot").get_data(as_text=True)).group(1)
+        page = cl.get(f"/ui/records/{rid}").get_data(as_text=True)
+        assert ("13800138000" in page) is shown and ("涉密字段" in page) is not shown
 
 
 def test_user_admin_is_operator_only(hub_ui) -> None:  # type: ignore[no-untyped-def]

@@ -193,3 +193,12 @@ def test_error_pages_are_chinese_without_traces(gw_app) -> None:  # type: ignore
 def test_sqlite_store_is_used_as_is(gw_engine) -> None:  # type: ignore[no-untyped-def]
     with gw_engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_password_hash_cost_and_format(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gateway.accounts import passwords
+
+    monkeypatch.undo()  # the production cost, not the cheaper one the fixtures use
+    h = passwords.hash_password("Yige-mima-123")
+    assert h.startswith("scrypt$32768$8$1$") and passwords.verify_password("Yige-mima-123", h)
+    assert not passwords.verify_password("Yige-mima-124", h) and not passwords.verify_password("x", "bcrypt$junk")

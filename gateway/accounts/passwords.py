@@ -16,7 +16,8 @@ _MAXMEM = 64 * 1024 * 1024
 MIN_LENGTH = 10
 
 
-def hash_password(password: str, n: int = N, r: int = R, p: int = P) -> str:
+def hash_password(password: str, n: int | None = None, r: int = R, p: int = P) -> str:
+    n = n or N
     salt = os.urandom(16)
     digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=32)
     b64 = base64.b64encode

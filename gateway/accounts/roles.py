@@ -19,5 +19,6 @@ GATEWAY_PERMISSIONS: dict[str, frozenset[str]] = {
 HUB_PERMISSIONS: dict[str, frozenset[str]] = {
     "view": frozenset({"operator", "viewer"}),
     "export": frozenset({"operator"}),
+    "view_confidential": frozenset({"operator"}),  # fields marked confidential in the standard
     "manage_users": frozenset({"operator"}),
 }

@@ -77,6 +77,9 @@ def test_admin_and_operator_flow(gw_site, page) -> None:  # type: ignore[no-unty
         page.goto(base + "/deliveries/")
         assert batch_id in page.content()
         screenshot(page, "07-deliveries")
+        page.goto(base + "/dashboard/")
+        page.locator("#hub-health.okc").wait_for()
+        screenshot(page, "07b-dashboard-after-push")
 
     # The same receipt in the hub's log, as an operator sees it.
     hub_account_store(hub.engine).add("op", PASSWORD, "operator")
@@ -84,6 +87,7 @@ def test_admin_and_operator_flow(gw_site, page) -> None:  # type: ignore[no-unty
     page.wait_for_url(re.compile(r"/ui/receipts"))
     page.get_by_label("记录键").fill("WZ-WEB-1")
     page.get_by_role("button", name="查询").click()
+    page.wait_for_url(re.compile(r"key=WZ-WEB-1"))
     rows = page.locator("table tbody tr")
     assert rows.count() == 1 and "已接收" in rows.first.inner_text() and batch_id[:13] in rows.first.inner_text()
     screenshot(page, "08-hub-receipts")
