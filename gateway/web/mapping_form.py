@@ -4,7 +4,8 @@ Each standard field is one form row: where the value comes from (column,
 path, expr, template or constant), its transforms (a TOML inline array, as
 in the file) and an optional default. Writing the file from the form keeps
 the documented format (docs/mappings.md); comments in a hand-written file are
-not kept, the version history keeps the old text.
+not kept, the version history keeps the old text. Constants and defaults are written
+as text; the standard's validators convert them to the field's kind.
 """
 
 from __future__ import annotations
