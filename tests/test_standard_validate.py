@@ -277,6 +277,18 @@ def test_field_error_as_dict_is_json_ready() -> None:
                                                          "checked_date": "2030-01-01T08:00:00"}
 
 
+@pytest.mark.parametrize("name", ["material", "depot", "stock", "agreement", "capacity"])
+def test_values_of_any_odd_type_become_errors_not_crashes(name: str) -> None:
+    from gateway.standard.schema import RECORD_TYPES
+
+    for odd in ([], {}, [1], {"a": 1}, object(), True, b"x", float("nan"), float("inf"), Decimal("NaN"), 1 + 2j):
+        data = {f.name: odd for f in RECORD_TYPES[name].fields}
+        out, errors = normalize(name, data, context=CTX)
+        assert out == {}, odd
+        assert {e.field for e in errors} == set(data)
+        assert all(e.message for e in errors)
+
+
 def test_unknown_record_type() -> None:
     with pytest.raises(KeyError):
         normalize("vehicle", {})

@@ -60,7 +60,7 @@ def _as_text(v: Any, label: str) -> str:
         return v
     if t is int:
         return str(v)
-    if t is float and v.is_integer():
+    if t is float and v.is_integer():  # False for nan and inf
         return str(int(v))
     raise Invalid("type.string", f"{label}应为文本")
 
@@ -70,7 +70,7 @@ def string(f: Field) -> Converter:
 
     def conv(v: Any, today: date, ctx: ValidationContext) -> str:
         if v.__class__ is not str:
-            if v.__class__ is float and not v.is_integer():
+            if v.__class__ is float and math.isfinite(v) and not v.is_integer():
                 v = str(v)
             else:
                 v = _as_text(v, label)
@@ -219,7 +219,7 @@ def enum(f: Field) -> Converter:
     choices = "、".join(c if c == t else f"{c} {t}" for c, t in f.codes.items())
 
     def conv(v: Any, today: date, ctx: ValidationContext) -> str:
-        code = lookup.get(v)
+        code = lookup.get(v) if v.__class__ in (str, int) else None
         if code is None:
             if v.__class__ is float and v.is_integer():
                 code = lookup.get(int(v))
