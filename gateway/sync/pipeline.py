@@ -38,6 +38,7 @@ from gateway.store.db import utcnow
 from gateway.store.tables import source_positions, sync_runs
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, begin_immediate, iso_updated_at
 from gateway.sync.lock import source_lock
+from gateway.sync.reread import AdapterCache, reusable
 
 LOG = logging.getLogger("gateway.sync")
 COMMIT_ROWS = 2000  # rows per transaction when the adapter checkpoints less often
@@ -315,20 +316,31 @@ def _finish(engine: Engine, run_id: int, s: SyncSummary, status: str, error: str
         )
 
 
+_REREAD = AdapterCache()  # open server-database adapters kept between per-record re-reads
+
+
 def sync_one(config: GatewayConfig, source_name: str, source_key: str, engine: Engine, *, operator: str = "system") -> OneResult:
     """Re-read one row, map, validate and enqueue it (a vanished row enqueues a delete)."""
     sc = config.source(source_name)
     mapping = compile_for(config, sc, engine, operator)
     writer = ChangeWriter(sc.name, sc.record_type, mapping.version, operator)
-    with open_adapter(config, sc) as adapter:
-        try:
-            row = adapter.fetch_one(source_key)
-        except SkippableError as e:
-            p = getattr(e, "problem", None) or RowProblem(sc.name, source_key, None, None, "read", str(e))
-            return OneResult(sc.name, source_key, None, problems=[p])
-        except NotImplementedError:
-            msg = f"数据源 {sc.name}（{sc.type}）不支持按键重读单条记录，请运行整个数据源的同步"
-            return OneResult(sc.name, source_key, None, problems=[RowProblem(sc.name, source_key, None, None, "fetch_one", msg)])
+    keep = reusable(sc)
+    adapter = _REREAD.get(sc, lambda: open_adapter(config, sc)) if keep else open_adapter(config, sc)
+    try:
+        row = adapter.fetch_one(source_key)
+    except SkippableError as e:
+        p = getattr(e, "problem", None) or RowProblem(sc.name, source_key, None, None, "read", str(e))
+        return OneResult(sc.name, source_key, None, problems=[p])
+    except NotImplementedError:
+        msg = f"数据源 {sc.name}（{sc.type}）不支持按键重读单条记录，请运行整个数据源的同步"
+        return OneResult(sc.name, source_key, None, problems=[RowProblem(sc.name, source_key, None, None, "fetch_one", msg)])
+    except BaseException:
+        if keep:
+            _REREAD.drop(sc.name)  # a changed or unreachable table: open and reflect afresh next time
+        raise
+    finally:
+        if not keep:
+            adapter.close()
     if row is None:
         with engine.begin() as conn:
             begin_immediate(conn)
