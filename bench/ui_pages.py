@@ -11,6 +11,7 @@ each, after one warm-up. Target: < 300 ms per page.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import statistics
 import sys
 import tempfile
@@ -47,13 +48,15 @@ def fill(url: str, n: int) -> None:
             when = (start + dt.timedelta(seconds=seq * 60)).isoformat()
             dep = f"d{b % DEPARTMENTS:02d}"
             bid = f"{seq:08d}-0000-0000-0000-000000000000"
+            counts = dict.fromkeys(("accepted", "rejected", "duplicate", "stale"), 0)
             logs.append({"seq": seq, "time": when, "department": dep, "key_id": dep + "-1", "kind": "batch",
-                         "status": "ok", "batch_id": bid, "counts": '{"accepted":10}', "request_digest": None,
+                         "status": "ok", "batch_id": bid, "counts": counts, "request_digest": None,
                          "summary": "{}", "prev_hash": "0" * 64, "entry_hash": f"{seq:064x}"})
             for j in range(PER_BATCH):
                 i = b * PER_BATCH + j
                 typ, key = TYPES[i % 5], f"K{i:08d}"
                 st = STATUSES[i % len(STATUSES)]
+                counts[st] += 1
                 rows.append({"log_seq": seq, "batch_id": bid, "department": dep, "type": typ, "key": key, "seq": 1,
                              "status": st, "reasons": '[{"field":"unit","label":"计量单位","message":"不在单位表中"}]'
                              if st == "rejected" else None, "hub_time": when})
@@ -62,6 +65,8 @@ def fill(url: str, n: int) -> None:
                                  "data": {"checked_date": "2026-01-02"} if typ == "stock" else {"x": i},
                                  "updated_at": None, "deleted": False, "provenance": {"operator": "bench"},
                                  "hub_seq": i + 1, "log_seq": seq, "received_at": when})
+        for e in logs:
+            e["counts"] = json.dumps(e["counts"], separators=(",", ":"), sort_keys=True)
         with engine.begin() as c:
             c.execute(receipt_log.insert(), logs)
             c.execute(receipts.insert(), rows)
@@ -116,6 +121,8 @@ def main() -> None:
         "hash-chain log entries, first page": "/ui/log",
         "department status": "/ui/departments",
         "update report (通报), 90 days": "/ui/report?from=2026-01-01&to=2026-03-31",
+        "record browser, first page": "/ui/records",
+        "record browser, department + type + key prefix": "/ui/records?department=d03&record_type=stock&key=K0004",
     }
     print(f"{'page':58} median ms (7 runs)")
     for name, path in pages.items():

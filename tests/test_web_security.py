@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import func, select, text
 
 from gateway.store import tables as t
@@ -107,6 +108,21 @@ def test_lockout_is_configurable(gw_engine) -> None:  # type: ignore[no-untyped-
     c = app.test_client()
     login(c, "u1", "nope-nope-nope")
     assert "账户已锁定" in login(c, "u1", "nope-nope-nope").get_data(as_text=True)
+
+
+def test_one_address_trying_many_names_is_throttled(gw_engine) -> None:  # type: ignore[no-untyped-def]
+    from gateway.accounts import AccountStore, LoginRefused
+    from gateway.accounts.roles import GATEWAY_ROLES
+
+    store = AccountStore(gw_engine, t.users, t.audit, GATEWAY_ROLES, address_limit=3)
+    store.add("real", PASSWORD, "viewer")
+    for name in ("a1", "a2", "a3"):
+        with pytest.raises(LoginRefused, match="用户名或密码错误"):
+            store.authenticate(name, "guess-guess-1", "10.0.0.9")
+    with pytest.raises(LoginRefused, match="登录失败次数过多"):
+        store.authenticate("real", PASSWORD, "10.0.0.9")
+    assert store.authenticate("real", PASSWORD, "10.0.0.10").username == "real"  # other addresses are not affected
+    assert [a["target"] for a in _audit(gw_engine, "login.throttled")] == ["real"]
 
 
 def test_unknown_user_and_wrong_password_look_the_same(gw_app, gw_engine) -> None:  # type: ignore[no-untyped-def]

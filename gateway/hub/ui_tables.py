@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from gateway.hub.tables import metadata, receipt_log, receipts, records
+from gateway.hub.tables import metadata, receipt_log, records
 
 hub_users = Table(
     "ui_users",
@@ -45,7 +45,6 @@ UI_INDEXES = (
     # Department status and the report count from these alone (covering: no row lookups).
     Index("ix_records_freshness", records.c.department, records.c.type, records.c.deleted,
           records.c.received_at, records.c.updated_at),
-    Index("ix_receipts_department_status", receipts.c.department, receipts.c.status, receipts.c.id),
 )
 
 

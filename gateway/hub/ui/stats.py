@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, and_, case, func, or_, select
 from sqlalchemy.engine import Connection
 
@@ -207,7 +208,7 @@ def department_status(
     p_end = _day_after(p_to)
     at = min(now, dt.datetime.fromisoformat(p_end).replace(tzinfo=dt.UTC))
     cutoffs = _cutoffs(at, freshness_days or {})
-    r, lg, rc = records.c, receipt_log.c, receipts.c
+    r, lg = records.c, receipt_log.c
     rows = {c: DepartmentRow(c, n) for c, n in department_names(engine).items()}
 
     def row(code: str | None) -> DepartmentRow:
@@ -234,19 +235,6 @@ def department_status(
         # Stock also counts as fresh by its check date; only old stock rows are read for it.
         for dep, n in conn.execute(select(r.department, func.count()).where(live, _stale_stock(cutoffs)).group_by(r.department)):
             row(dep).stale += n
-        lo, hi = _bounds(conn, rc.hub_time, rc.id, Filters(date_from=p_from, date_to=p_to))
-        q = select(rc.department, rc.status, func.count()).group_by(rc.department, rc.status)
-        if lo is not None:
-            q = q.where(rc.id >= lo)
-        if hi is not None:
-            q = q.where(rc.id <= hi)
-        for dep, st, n in conn.execute(q):
-            d = row(dep)
-            d.receipts += n
-            if st == "rejected":
-                d.rejected += n
-            elif st == "accepted":
-                d.accepted += n
         # Last push: per department one seek in the (department, kind, seq) index.
         inner = receipt_log.alias("inner_log")
         last_seq = (
@@ -258,14 +246,21 @@ def department_status(
             .select_from(departments.join(receipt_log, receipt_log.c.seq == last_seq))
         ):
             row(dep).last_push = t
+        # Receipts and rejects in the period from the batch entries' counts: one log entry per
+        # batch instead of one row per record, and the hash-chained log is the record of truth.
         llo, lhi = _bounds(conn, lg.time, lg.seq, Filters(date_from=p_from, date_to=p_to))
-        q = select(lg.department, func.count()).where(lg.kind == "batch").group_by(lg.department)
+        q = select(lg.department, lg.counts).where(lg.kind == "batch")
         if llo is not None:
             q = q.where(lg.seq >= llo)
         if lhi is not None:
             q = q.where(lg.seq <= lhi)
-        for dep, n in conn.execute(q):
-            row(dep).pushes = n
+        for dep, counts_text in conn.execution_options(yield_per=5000).execute(q):
+            d = row(dep)
+            d.pushes += 1
+            counts = orjson.loads(counts_text or "{}")
+            d.receipts += sum(int(v) for v in counts.values())
+            d.rejected += int(counts.get("rejected", 0))
+            d.accepted += int(counts.get("accepted", 0))
     for d in rows.values():
         d.verdict = MISSING if d.pushes == 0 else LATE if d.stale else ON_TIME
     return sorted(rows.values(), key=lambda d: d.code)
