@@ -143,6 +143,11 @@ class Checker:
             raise ConfigError(self.problems, file)
 
 
+def _resolve_path(base: Path, value: str) -> str:
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else base / p)
+
+
 def _closest(word: str, options: Iterable[str]) -> str | None:
     import difflib
 
@@ -250,7 +255,15 @@ def _check_adapter_settings(chk: Checker, kind: str, settings: dict[str, Any], p
         if s.choices is not None and v not in s.choices:
             chk.problem(f"{sp}.{s.name}", f"{v!r} is not one of {', '.join(map(str, s.choices))}")
             continue
+        if s.path and isinstance(v, str) and v:
+            v = _resolve_path(chk.base_dir, v)
         out[s.name] = v
+    # A relative SQLite URL means "next to the config file", not "wherever the service was started".
+    url = out.get("url")
+    if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url[len("sqlite:///"):]
+        if rel and not rel.startswith(":memory:") and not rel.startswith("file:"):
+            out["url"] = "sqlite:///" + str(chk.base_dir / rel)
     if spec:
         chk.unknown(settings, [s.name for s in spec], sp)
     else:
@@ -368,9 +381,17 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
                 chk.problem(f"{p}.cron", "give either every or cron, not both")
             elif len(cron.split()) != 5:
                 chk.problem(f"{p}.cron", "expected 5 fields: minute hour day month weekday")
-        settings = chk.table(s, "settings", p, required=False)
-        if kind:
-            settings = _check_adapter_settings(chk, kind, settings, p)
+        raw_settings = chk.table(s, "settings", p, required=False)
+        settings = _check_adapter_settings(chk, kind, raw_settings, p) if kind else raw_settings
+        if "mode" in settings and "mode" not in raw_settings and strategy in ("append", "snapshot"):
+            settings["mode"] = strategy  # the strategy says it; no need to repeat it as mode
+        # File sources declare per file whether it is a delta or the full set; the
+        # source's strategy must say the same, or deletes would silently not happen.
+        mode = settings.get("mode")
+        if mode in ("append", "snapshot") and strategy in ("append", "snapshot") and mode != strategy:
+            chk.problem(f"{p}.settings.mode", f"mode {mode!r} contradicts strategy {strategy!r}; make them the same")
+        elif mode in ("append", "snapshot") and strategy in ("cursor", "fingerprint"):
+            chk.problem(f"{p}.strategy", f"file sources use strategy 'append' or 'snapshot' (settings.mode is {mode!r})")
         lag = chk.value(s, "lag_seconds", p, int, default=0)
         chk.unknown(s, SOURCE_KEYS, p)
         sources.append(

@@ -78,3 +78,48 @@ def test_help_lists_commands() -> None:
     assert r.exit_code == 0
     for cmd in ("init", "keys"):
         assert cmd in r.output
+
+
+def _write_folder_source(tmp_path: Path, strategy: str, mode: str | None) -> Path:
+    (tmp_path / "k.key").write_text("x")
+    (tmp_path / "m.toml").write_text("")
+    (tmp_path / "drop").mkdir(exist_ok=True)
+    mode_line = f'mode = "{mode}"' if mode else ""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f"""
+[department]
+code = "d1"
+name = "部门"
+[hub]
+url = "http://127.0.0.1:1"
+[keys]
+signing_key = "k.key"
+key_id = "k1"
+[[sources]]
+name = "drop"
+type = "folder"
+record_type = "stock"
+mapping = "m.toml"
+strategy = "{strategy}"
+[sources.settings]
+path = "drop"
+key_columns = ["id"]
+{mode_line}
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def test_file_source_strategy_sets_mode_and_paths_are_relative_to_the_config(tmp_path: Path) -> None:
+    cfg = load_gateway_config(_write_folder_source(tmp_path, "snapshot", None))
+    s = cfg.source("drop")
+    assert s.settings["mode"] == "snapshot"  # otherwise a snapshot file would never delete
+    assert s.settings["path"] == str(tmp_path / "drop")
+
+
+def test_file_source_mode_contradicting_strategy_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as ei:
+        load_gateway_config(_write_folder_source(tmp_path, "snapshot", "append"))
+    assert [p.path for p in ei.value.problems] == ["sources[0].settings.mode"]

@@ -64,6 +64,7 @@ class Setting:
     help: str = ""
     secret: bool = False  # may be given as {env = "..."} or {credential = "..."}
     choices: tuple[Any, ...] | None = None
+    path: bool = False  # a local file/folder path: relative ones are resolved against the config file's folder
 
 
 class Adapter(ABC):

@@ -17,7 +17,7 @@ class FolderAdapter(FileDropAdapter):
     """A drop folder on this machine (or a mounted share): the embedded default."""
 
     name = "folder"
-    settings_spec: ClassVar[tuple[Setting, ...]] = (Setting("path", str, required=True, help="Drop folder"),) + DROP + PARSING
+    settings_spec: ClassVar[tuple[Setting, ...]] = (Setting("path", str, required=True, path=True, help="Drop folder"),) + DROP + PARSING
 
     def open_store(self) -> FileStore:
         root = Path(self.settings["path"]).expanduser()
@@ -42,7 +42,7 @@ class XmlAdapter(FileDropAdapter):
     name = "xml"
     default_format = "xml"
     settings_spec: ClassVar[tuple[Setting, ...]] = (
-        Setting("path", str, help="An XML file, or a folder of XML files (give path or url)"),
+        Setting("path", str, path=True, help="An XML file, or a folder of XML files (give path or url)"),
         Setting("url", str, help="HTTP(S) URL that serves the export (give path or url)"),
         Setting("ca_file", str, help="CA bundle for the URL's TLS certificate"),
         Setting("timeout", (int, float), default=60, help="HTTP timeout, seconds"),

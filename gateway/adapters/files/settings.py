@@ -34,5 +34,5 @@ DROP = (
     Setting("remember_days", int, default=90, help="How long the content hash of a file gone from the folder is remembered (re-drops are skipped)"),
     Setting("max_files_remembered", int, default=100_000, help="Upper bound of remembered file contents"),
     Setting("max_file_bytes", int, default=2_000_000_000, help="Larger files are refused"),
-    Setting("spool_dir", str, help="Local folder for the temporary copy of each file being read (default: system temp)"),
+    Setting("spool_dir", str, path=True, help="Local folder for the temporary copy of each file being read (default: system temp)"),
 )

@@ -27,9 +27,9 @@ TRANSPORT = (
     Setting("port", int, default=22, help="SFTP server port"),
     Setting("username", str, required=True, help="Login name"),
     Setting("password", str, secret=True, help="Password (give as {env = ...} or {credential = ...})"),
-    Setting("key_file", str, help="Private key file for key authentication"),
+    Setting("key_file", str, path=True, help="Private key file for key authentication"),
     Setting("key_passphrase", str, secret=True, help="Passphrase of key_file, if any"),
-    Setting("known_hosts", str, default="~/.ssh/known_hosts", help="known_hosts file with the server's pinned host key"),
+    Setting("known_hosts", str, default="~/.ssh/known_hosts", path=True, help="known_hosts file with the server's pinned host key"),
     Setting("path", str, default=".", help="Remote drop folder"),
     Setting("timeout", (int, float), default=30, help="Connect and read timeout, seconds"),
 )
