@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
 from typing import Any
 
@@ -68,6 +69,7 @@ class GatewayService:
         self.scheduler = build_scheduler(config, self.engine, on_synced=self._after_sync, run_at_start=run_at_start)
         self.api = LocalAPI(config, self.engine, self.pusher, self.scheduler, self.worker)
         self.listen = listen or config.web.listen
+        self.scheme = "http"
         self.want_web = web
         self.want_pg = pg_listen
         self.server: Any = None
@@ -93,7 +95,7 @@ class GatewayService:
         self.scheduler.start()
         log(
             LOG, logging.INFO, "gateway started", department=self.config.department_code,
-            listen=self.listen if self.want_web else None, jobs=[j.id for j in self.scheduler.get_jobs()],
+            listen=self.listen if self.want_web else None, scheme=self.scheme, jobs=[j.id for j in self.scheduler.get_jobs()],
             pg_listeners=[lst.source for lst in self.listeners],
         )
         return self
@@ -105,13 +107,22 @@ class GatewayService:
 
         self.app = build_web_app(self.config, self.engine, self.api, self.worker)
         host, port = split_listen(self.listen)
+        web = self.config.web
         try:
-            server = create_server(self.app, host=host, port=port, threads=8, ident="gateway",
-                                   clear_untrusted_proxy_headers=True)
+            if web.tls_cert and web.tls_key:
+                from gateway.service.tls import TlsServer
+
+                self.server = TlsServer(self.app, host, port, web.tls_cert, web.tls_key).start()
+            else:
+                server = create_server(self.app, host=host, port=port, threads=8, ident="gateway",
+                                       clear_untrusted_proxy_headers=True)
+                self.server = ThreadedServer(server, "web").start()
+        except ssl.SSLError as e:
+            raise FatalError(f"web.tls_cert / web.tls_key cannot be used: {e}") from None
         except OSError as e:
             raise FatalError(f"cannot listen on {self.listen} (web.listen or --listen): {e}") from None
-        self.server = ThreadedServer(server, "web").start()
         self.listen = f"{host}:{self.server.port}"
+        self.scheme = "https" if web.tls_cert and web.tls_key else "http"
 
     def _start_pg_listeners(self) -> None:
         from gateway.service.pg_listen import listeners_for
