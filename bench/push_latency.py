@@ -1,11 +1,12 @@
 """Per-record push latency: local API call -> verified hub receipt, over N edits.
 
-    .venv/bin/python bench/push_latency.py [N] [--profile]
+    .venv/bin/python bench/push_latency.py [N] [--profile] [--pg=postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 Starts a hub (`gateway hub run`, SQLite, its own process) and the gateway service (admin UI +
 local API) on loopback, edits one material row in a department SQLite
-database, calls POST /api/local/push and times until the answer carrying the
-hub's verified receipt arrives. Prints p50/p95/p99 (target: p50 <= 15 ms,
+database (or, with --pg=ADMIN_URL, in a throwaway PostgreSQL database), calls
+POST /api/local/push and times until the answer carrying the hub's verified
+receipt arrives. Prints p50/p95/p99 (target: p50 <= 15 ms,
 p99 <= 50 ms). --profile runs the edits under cProfile and prints the top
 functions by cumulative time.
 """
@@ -15,12 +16,12 @@ from __future__ import annotations
 import cProfile
 import os
 import pstats
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -42,15 +43,44 @@ reserve_mode = {column = "cbfs", transforms = ["code"]}
 """
 
 
-def setup(root: Path, rows: int) -> tuple[Path, Path]:
+class Department:
+    """The department's source table: SQLite in the temp folder, or a throwaway PostgreSQL database."""
+
+    def __init__(self, root: Path, rows: int, pg_admin: str | None) -> None:
+        from sqlalchemy import create_engine, text
+
+        self.pg_admin, self.dbname = pg_admin, None
+        if pg_admin:
+            self.dbname = f"gwbench_{uuid.uuid4().hex[:8]}"
+            with create_engine(pg_admin, isolation_level="AUTOCOMMIT").connect() as c:
+                c.execute(text(f"CREATE DATABASE {self.dbname}"))
+            self.url = pg_admin.rsplit("/", 1)[0] + f"/{self.dbname}"
+        else:
+            self.url = f"sqlite:///{root / 'dept.db'}"
+        self.engine = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        with self.engine.connect() as c:
+            c.execute(text("CREATE TABLE wz (wzbm TEXT PRIMARY KEY, wzmc TEXT, fldm TEXT, jldw TEXT, cbfs TEXT)"))
+            c.execute(text("INSERT INTO wz VALUES (:k, :n, '1010100', '张', '实物储备')"),
+                      [{"k": f"WZ-{i:05d}", "n": f"折叠床{i}"} for i in range(rows)])
+        self._update = text("UPDATE wz SET wzmc = :n WHERE wzbm = :k")
+        self.conn = self.engine.connect()
+
+    def edit(self, key: str, name: str) -> None:
+        self.conn.execute(self._update, {"k": key, "n": name})
+
+    def close(self) -> None:
+        from sqlalchemy import create_engine, text
+
+        self.conn.close()
+        self.engine.dispose()
+        if self.dbname:
+            with create_engine(str(self.pg_admin), isolation_level="AUTOCOMMIT").connect() as c:
+                c.execute(text(f"DROP DATABASE IF EXISTS {self.dbname} WITH (FORCE)"))
+
+
+def setup(root: Path, source_url: str) -> tuple[Path, Path]:
     new_key_pair(root / "keys" / "gateway.key", root / "keys" / "gateway.pub")
     new_key_pair(root / "hub" / "hub.key", root / "hub" / "hub.pub")
-    db = sqlite3.connect(root / "dept.db")
-    with db:
-        db.execute("CREATE TABLE wz (wzbm TEXT PRIMARY KEY, wzmc TEXT, fldm TEXT, jldw TEXT, cbfs TEXT)")
-        db.executemany("INSERT INTO wz VALUES (?, ?, '1010100', '张', '实物储备')",
-                       [(f"WZ-{i:05d}", f"折叠床{i}") for i in range(rows)])
-    db.close()
     (root / "materials.toml").write_text(MAPPING, encoding="utf-8")
     hub_port, gw_port = free_port(0), free_port(0)
     (root / "hub" / "hub.toml").write_text(f"""
@@ -85,7 +115,7 @@ type = "sql"
 record_type = "material"
 mapping = "materials.toml"
 [sources.settings]
-url = "sqlite:///{root / 'dept.db'}"
+url = "{source_url}"
 table = "wz"
 key_columns = ["wzbm"]
 """, encoding="utf-8")
@@ -124,16 +154,17 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     n = int(args[0]) if args else 1000
     profile = "--profile" in sys.argv
+    pg = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--pg=")), None)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        hub_cfg, gw_cfg = setup(root, n)
+        dept = Department(root, n + 20, pg)
+        hub_cfg, gw_cfg = setup(root, dept.url)
         config = load_gateway_config(gw_cfg)
         hub = start_hub(hub_cfg, config.hub.url)
         svc = GatewayService(config, pg_listen=False, run_at_start=False).start()
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {TOKEN}"
         url = f"http://{svc.listen}/api/local/push"
-        db = sqlite3.connect(root / "dept.db", isolation_level=None)
         latencies: list[float] = []
         prof = cProfile.Profile() if profile else None
         try:
@@ -144,7 +175,7 @@ def main() -> None:
             cpu0, hub0 = time.process_time(), proc_cpu(hub.pid)
             for i in range(n):
                 key = f"WZ-{i:05d}"
-                db.execute("UPDATE wz SET wzmc = ? WHERE wzbm = ?", (f"折叠床{i}-改{time.time_ns()}", key))
+                dept.edit(key, f"折叠床{i}-改{time.time_ns()}")
                 t0 = time.perf_counter()
                 r = session.post(url, json={"source": "materials", "key": key, "operator": "基准"})
                 dt = time.perf_counter() - t0
@@ -156,12 +187,13 @@ def main() -> None:
         finally:
             if prof:
                 prof.disable()
-            db.close()
             svc.stop()
+            dept.close()
             hub.terminate()
             hub.wait(10)
         ms = latencies
-        print(f"per-record push, local API -> verified receipt, {len(ms)} edits (SQLite source, SQLite hub, loopback)")
+        kind = "PostgreSQL" if pg else "SQLite"
+        print(f"per-record push, local API -> verified receipt, {len(ms)} edits ({kind} source, SQLite hub, loopback)")
         print(f"  p50 {percentile(ms, 50):6.1f} ms   (target <= 15)")
         print(f"  p95 {percentile(ms, 95):6.1f} ms")
         print(f"  p99 {percentile(ms, 99):6.1f} ms   (target <= 50)")
