@@ -8,11 +8,13 @@ Computed from the gateway's own store, so it works for every source type:
 - a stock record's *last check* is its 核查日期 (checked_date), the last
   physical check, from the latest data the gateway enqueued for it.
 
-``fingerprints.checked_at`` is *not* a check: it is when a sync last saw the
-row, which every scheduled cycle refreshes, so using it would call every
-record fresh. A record is stale when max(last update, last check) is older
-than ``config.freshness_days[record_type]`` days (the standard: at least
-quarterly, 90 days by default).
+A record is stale when its reference date is older than
+``config.freshness_days[record_type]`` days (the standard: at least
+quarterly, 90 days by default). The reference is the last update, except for
+stock, where the standard measures staleness from the last physical check: a
+quantity retyped without counting the goods does not make it fresh.
+``fingerprints.checked_at`` is *not* a check either: it is when a sync last saw
+the row, which every scheduled cycle refreshes, so it would call every record fresh.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ class StaleRecord:
     last_update: dt.datetime | None
     last_check: dt.date | None
     period_days: int
-    days_since: int  # days since max(last_update, last_check)
+    days_since: int  # days since the last check (stock) or the last update (other types)
 
     @property
     def message(self) -> str:
-        return f"超过 {self.period_days} 天未更新或核查（已 {self.days_since} 天）"
+        what = "核查" if self.last_check else "更新"
+        return f"超过 {self.period_days} 天未{what}（已 {self.days_since} 天）"
 
 
 @dataclass(frozen=True)
@@ -161,9 +164,9 @@ def freshness_report(
             data = orjson.loads(data_text)
         last_update = _parse_time(fp_updated) or _parse_time(enqueued_at)
         last_check = _parse_date(data.get("checked_date")) if data else None
-        refs = [t.date() for t in (last_update,) if t] + ([last_check] if last_check else [])
+        ref = last_check or (last_update.date() if last_update else None)
         period = int(freshness_days.get(rtype, 90))
-        days_since = (today - max(refs)).days if refs else period + 1
+        days_since = (today - ref).days if ref else period + 1
         if days_since > period:
             report.stale.append(StaleRecord(rtype, rkey, source, last_update, last_check, period, days_since))
         if data:

@@ -39,6 +39,8 @@ def test_stale_and_expiring_records_are_listed_with_reasons(tmp_path: Path) -> N
     # A stock row neither updated nor checked for 100 days, expiring in 60 days.
     _put(eng, "stock", "B|D|", {"material_id": "B", "depot_id": "D", "batch_no": "",
                                 "checked_date": "2026-03-22", "expiry_date": "2026-08-29"}, old)
+    # Retyped yesterday but not physically checked for 120 days: stale (stock counts from the check).
+    _put(eng, "stock", "F|D|", {"material_id": "F", "depot_id": "D", "checked_date": "2026-03-02"}, recent)
     # Already expired, fresh otherwise.
     _put(eng, "stock", "C|D|", {"material_id": "C", "depot_id": "D", "checked_date": "2026-06-29",
                                 "expiry_date": "2026-06-01"}, recent)
@@ -49,11 +51,14 @@ def test_stale_and_expiring_records_are_listed_with_reasons(tmp_path: Path) -> N
     _put(eng, "depot", "D9", {"depot_id": "D9"}, old, deleted=1)
 
     rep = freshness_report(eng, {"material": 90, "stock": 90, "depot": 90}, (30, 90), now=NOW)
-    assert rep.records == 6
-    assert [(r.record_type, r.record_key) for r in rep.stale] == [("material", "M1"), ("stock", "B|D|")]
-    m1 = rep.stale[0]
-    assert m1.days_since == 120 and "90 天" in m1.message
-    assert rep.stale[1].last_check == dt.date(2026, 3, 22)
+    assert rep.records == 7
+    assert [(r.record_type, r.record_key) for r in rep.stale] == [
+        ("material", "M1"), ("stock", "F|D|"), ("stock", "B|D|"),
+    ]
+    m1, f, b = rep.stale
+    assert m1.days_since == 120 and m1.message == "超过 90 天未更新（已 120 天）"
+    assert f.days_since == 120 and f.message == "超过 90 天未核查（已 120 天）"
+    assert b.last_check == dt.date(2026, 3, 22)
 
     assert [(s.record_key, s.days_left, s.warn_days) for s in rep.expiring] == [
         ("C|D|", -29, 30), ("A|D|1", 20, 30), ("B|D|", 60, 90),
@@ -83,3 +88,24 @@ def test_daily_job_logs_a_summary_and_each_finding(tmp_path: Path, caplog) -> No
     assert summary.levelno == logging.WARNING and summary.fields["stale_by_type"] == {"depot": 1}
     line = next(r for r in caplog.records if r.getMessage() == "stale record")
     assert line.fields["key"] == "CK-1" and line.fields["days_since"] == 200
+
+
+def test_cli_lists_stale_and_expiring(service_env) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    cfg = service_env.config()
+    eng = open_store(cfg.state_path)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=150)
+    _put(eng, "material", "WZ-OLD", {"material_id": "WZ-OLD"}, old)
+    soon = (dt.date.today() + dt.timedelta(days=10)).isoformat()
+    _put(eng, "stock", "WZ-1|CK|", {"material_id": "WZ-1", "depot_id": "CK", "checked_date": dt.date.today().isoformat(),
+                                     "expiry_date": soon}, dt.datetime.now(dt.UTC))
+    eng.dispose()
+    r = CliRunner().invoke(cli, ["--config", str(cfg.file), "freshness"])
+    assert r.exit_code == 0, r.output
+    assert "超期未更新 1 条" in r.output and "WZ-OLD" in r.output and "超过 90 天未更新（已 150 天）" in r.output
+    assert "10 天后到期" in r.output
+    r = CliRunner().invoke(cli, ["--config", str(cfg.file), "freshness", "--json"])
+    assert '"days_left": 10' in r.output

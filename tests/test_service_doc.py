@@ -14,7 +14,7 @@ DOC = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text(en
 
 def _commands() -> list[tuple[str, click.Command]]:
     out: list[tuple[str, click.Command]] = []
-    for name in ("run", "push", "demo", "pg-notify"):
+    for name in ("run", "push", "demo", "pg-notify", "freshness"):
         cmd = cli.commands[name]
         if isinstance(cmd, click.Group):
             out += [(f"{name} {sub}", c) for sub, c in cmd.commands.items()]

@@ -3,6 +3,7 @@
 from gateway.cli import (
     demo_cmd,  # noqa: F401
     files_cmd,  # noqa: F401
+    freshness_cmd,  # noqa: F401
     hub_cmd,  # noqa: F401
     init_cmd,  # noqa: F401
     mapping_cmd,  # noqa: F401
