@@ -59,6 +59,7 @@ def test_admin_and_operator_flow(gw_site, page) -> None:  # type: ignore[no-unty
         page.get_by_label("物资分类代码").fill("12")
         err = page.locator('[data-error-for="category_code"]')
         expect(err).to_contain_text("物资分类代码")
+        screenshot(page, "05a-record-form-error")
         page.get_by_label("物资分类代码").fill("1010100")
         page.get_by_label("物资名称").fill("救生衣")
         page.get_by_label("计量单位").fill("件")
