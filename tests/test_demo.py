@@ -45,6 +45,9 @@ def test_demo_once_delivers_every_valid_record_and_lists_rejections(tmp_path: Pa
     assert "日期不存在：2023-02-30" in out
     assert "储备数量不能小于 0" in out
     assert "0571-123" in out and "不是有效的电话号码" in out
+    # The freshness check shows the batch not counted for 130 days and the water about to expire.
+    assert "WZ-0010|CK-001|2023-02：超过 90 天未核查（已 130 天）" in out
+    assert "WZ-0008|CK-001|2026-A：25 天后到期" in out
 
     held = _hub_records(root)
     counts: dict[str, int] = {}

@@ -129,6 +129,19 @@ def run_cycle(config: Any, engine: Any, echo: Echo, give_up_after: float = 60.0)
     return report
 
 
+def echo_freshness(config: Any, engine: Any, echo: Echo) -> None:
+    """What the daily freshness check would report (`gateway freshness` prints the same)."""
+    from gateway.freshness import report_for
+
+    rep = report_for(config, engine)
+    echo(f"数据新鲜度：超期未更新/未核查 {len(rep.stale)} 条，临近或已过有效期的库存 {len(rep.expiring)} 条")
+    for r in rep.stale[:10]:
+        echo(f"  超期  {r.record_type} {r.record_key}：{r.message}")
+    for e in rep.expiring[:10]:
+        echo(f"  效期  {e.record_key}：{e.message}")
+    echo("")
+
+
 def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading.Event | None = None) -> int:
     """The whole demo. Returns the exit code: 0 when every valid record was delivered with a verified receipt."""
     from gateway.config import load_gateway_config
@@ -155,6 +168,7 @@ def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading
         echo("")
         echo(format_report(report))
         echo("")
+        echo_freshness(config, engine, echo)
         if once:
             # The sample holds a known number of bad rows; any other rejection
             # (an unreadable file, say) means valid records did not arrive.
