@@ -147,3 +147,27 @@ def test_user_admin_is_operator_only(hub_ui) -> None:  # type: ignore[no-untyped
                                              "role": "viewer", "csrf_token": tok})
     assert r.status_code == 302
     assert hub_account_store(hub_ui.engine).by_name("new1").role == "viewer"
+
+
+def test_department_status_on_postgresql(live_hub_pg) -> None:  # type: ignore[no-untyped-def]
+    """The same counts on PostgreSQL (JSONB check dates, boolean deleted flags)."""
+    from gateway.hub.ui import stats
+
+    old_stock = sample("stock", 1, checked_date="2025-01-02")
+    recs = [record("material", sample("material", 1)), record("depot", sample("depot", 1)), record("stock", old_stock),
+            record("material", sample("material", 2, category_code="9999999"))]
+    assert live_hub_pg.post("/api/v1/batches", batch_body(recs)).status_code == 200
+    rows = {d.code: d for d in stats.department_status(live_hub_pg.engine)}
+    d = rows["dept001"]
+    assert d.by_type == {"material": 1, "depot": 1, "stock": 1} and d.rejected == 1 and d.receipts == 4
+    assert d.updated == 3 and d.stale == 0 and d.verdict == stats.ON_TIME  # all arrived today
+    assert rows["dept002"].verdict == stats.MISSING
+    # A year on, with nothing new, everything is stale and the department is late.
+    import datetime as dt
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
+    year = (later.date() - dt.timedelta(days=30)).isoformat(), later.date().isoformat()
+    d = {x.code: x for x in stats.department_status(live_hub_pg.engine, None, year, now=later)}["dept001"]
+    assert d.stale == 3 and d.pushes == 0 and d.verdict == stats.MISSING
+    d = {x.code: x for x in stats.department_status(live_hub_pg.engine, None, None, now=later)}["dept001"]
+    assert d.stale == 3

@@ -32,6 +32,20 @@ def gw() -> GatewayUI:
     return current_app.extensions["gateway"]
 
 
+def wake_push_worker() -> None:
+    """Wake the running push worker so queued records go out now, not at the next tick.
+
+    `gateway run` registers the local API with its worker on this app; a worker set
+    on GatewayUI.push_worker directly wins.
+    """
+    worker = gw().push_worker
+    if worker is None:
+        api = current_app.extensions.get("gateway_local_api")
+        worker = getattr(api, "worker", None)
+    if worker is not None:
+        worker.wake()
+
+
 NAV = [
     NavItem("dashboard.index", "总览"),
     NavItem("sources.index", "数据源"),

@@ -13,7 +13,7 @@ from gateway.push.deadletters import DeadLetterNotOpen, resolve_dead_letter, ret
 from gateway.standard.schema import RECORD_TYPES
 from gateway.store import tables as t
 from gateway.web import status
-from gateway.web.app import gw
+from gateway.web.app import gw, wake_push_worker
 
 bp = Blueprint("deliveries", __name__, url_prefix="/deliveries")
 PAGE = 50
@@ -123,7 +123,7 @@ def retry(dl_id: int) -> Any:
     except DeadLetterNotOpen:
         flash("该死信不存在或已处理过", "error")
         return redirect(url_for("deliveries.dead_letters"))
-    _wake_push()
+    wake_push_worker()
     flash(f"已将 {dl['record_key']} 重新加入推送队列", "ok")
     return redirect(url_for("deliveries.dead_letters"))
 
@@ -139,13 +139,6 @@ def resolve(dl_id: int) -> Any:
         return redirect(url_for("deliveries.dead_letters"))
     flash(f"已将 {dl['record_key']} 标记为已处理", "ok")
     return redirect(url_for("deliveries.dead_letters"))
-
-
-def _wake_push() -> None:
-    """Wake the running push worker, when one is attached to this app (gateway run)."""
-    worker = gw().push_worker
-    if worker is not None:
-        worker.wake()
 
 
 @bp.get("/history/<record_type>/<path:key>")

@@ -15,7 +15,7 @@ from gateway.standard import schema as sch
 from gateway.standard.schema import RECORD_TYPES, RecordType, record_key
 from gateway.store import tables as t
 from gateway.web import status
-from gateway.web.app import gw
+from gateway.web.app import gw, wake_push_worker
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 LOCAL_SOURCE = "local"
@@ -172,8 +172,7 @@ def push_now(ids: list[int]) -> dict[str, Any]:
             results = client.push_ids(ids, attempts=2)
     except GatewayError as e:
         current_app.logger.warning("immediate push of %s failed: %s", ids, e)
-        if gw().push_worker is not None:
-            gw().push_worker.wake()
+        wake_push_worker()
         return {"status": "queued", "message": "已保存并入队，暂时无法送达汇聚平台，将自动重试", "results": []}
     res = [vars(r) if not hasattr(r, "__dataclass_fields__") else {k: getattr(r, k) for k in r.__dataclass_fields__}
            for r in results]

@@ -13,7 +13,7 @@ from werkzeug.utils import secure_filename
 
 from gateway.accounts.web import actor, audit, require
 from gateway.standard.schema import RECORD_TYPES, record_key
-from gateway.web.app import gw
+from gateway.web.app import gw, wake_push_worker
 
 bp = Blueprint("spreadsheet", __name__, url_prefix="/spreadsheet")
 SOURCE = "spreadsheet"
@@ -94,8 +94,8 @@ def do_import() -> Any:
             write_error_csv(result, folder / report)
     audit("spreadsheet.import", up.filename, None,
           {"import_id": import_id, "records": result.counts(), "errors": len(result.errors), "enqueued": len(ids)})
-    if ids and gw().push_worker is not None:
-        gw().push_worker.wake()
+    if ids:
+        wake_push_worker()
     return render_template(
         "spreadsheet_result.html", filename=up.filename, result=result, counts=counts, types=RECORD_TYPES,
         enqueued=len(ids), report=report, import_id=import_id,
