@@ -41,12 +41,22 @@ def test_trigger_pushes_insert_update_delete_to_the_hub(service_env, pg_url: str
         with src.begin() as c:
             c.execute(text("DELETE FROM wz WHERE wzbm = 'WZ-0005'"))
         service_env.wait(lambda: service_env.hub_record("material", "WZ-0005") is None)
+        # The listening connection dies (database restart, network): the listener reconnects.
+        with src.begin() as c:
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND query LIKE 'LISTEN%'"))
+        service_env.wait(lambda: listener.connects == 2, timeout=20)
+        with src.begin() as c:
+            c.execute(text("UPDATE wz SET wzmc = '折叠床（重连后）' WHERE wzbm = 'WZ-0001'"))
+        service_env.wait(lambda: (service_env.hub_record("material", "WZ-0001") or {}).get("material_name") == "折叠床（重连后）")
     finally:
         svc.stop()
     # Each change was delivered with a verified receipt stored at the gateway.
     with svc.engine.connect() as c:
         got = c.execute(select(receipts.c.record_key, receipts.c.status).order_by(receipts.c.id)).all()
-    assert [tuple(g) for g in got] == [("WZ-0001", "accepted"), ("WZ-0005", "accepted"), ("WZ-0005", "accepted")]
+    assert [tuple(g) for g in got] == [
+        ("WZ-0001", "accepted"), ("WZ-0005", "accepted"), ("WZ-0005", "accepted"), ("WZ-0001", "accepted"),
+    ]
 
     r = runner.invoke(cli, ["--config", cfg_path, "pg-notify", "uninstall", "materials"])
     assert r.exit_code == 0, r.output

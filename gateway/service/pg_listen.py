@@ -24,6 +24,7 @@ class PgListener:
         self.pusher = pusher
         self.poll = poll
         self.handled = 0
+        self.connects = 0  # successful LISTENs (1 + reconnects)
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -52,6 +53,7 @@ class PgListener:
             try:
                 with psycopg.connect(conninfo(self.target.url), autocommit=True, connect_timeout=10) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.target.channel)))
+                    self.connects += 1
                     self._ready.set()
                     log(LOG, logging.INFO, "listening for changes", source=self.source, channel=self.target.channel)
                     delay = 1.0
