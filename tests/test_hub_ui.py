@@ -79,15 +79,19 @@ def test_receipt_browser_filters_and_pages(hub_ui) -> None:  # type: ignore[no-u
 
 
 def test_export_is_operator_only_and_neutralises_formulas(hub_ui) -> None:  # type: ignore[no-untyped-def]
-    assert _client(hub_ui, "look").get("/ui/receipts/export.csv").status_code == 403
+    look = _client(hub_ui, "look")
+    assert look.post("/ui/receipts/export.csv", data={"csrf_token": csrf_of(look, "/ui/receipts")}).status_code == 403
     c = _client(hub_ui, "op")
-    r = c.get("/ui/receipts/export.csv?record_type=material")
+    tok = csrf_of(c, "/ui/receipts")
+    assert c.get("/ui/receipts/export.csv").status_code in (404, 405)  # audited, so never by GET
+    assert c.post("/ui/receipts/export.csv").status_code == 400  # and never without the CSRF token
+    r = c.post("/ui/receipts/export.csv", data={"record_type": "material", "csrf_token": tok})
     assert r.status_code == 200 and r.mimetype == "text/csv"
     rows = list(csv.reader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
     assert rows[0][0] == "回执编号" and len(rows) == 4
     assert {row[6] for row in rows[1:]} == {"WZ-0001", "WZ-0002", "WZ-0003"}
     assert any("物资分类代码" in row[9] for row in rows[1:])
-    r = c.get("/ui/receipts/export.xlsx?status=rejected")
+    r = c.post("/ui/receipts/export.xlsx", data={"status": "rejected", "csrf_token": tok})
     ws = openpyxl.load_workbook(io.BytesIO(r.data)).active
     values = [[cell.value for cell in row] for row in ws.iter_rows()]
     assert values[0][6] == "记录键" and [v[6] for v in values[1:]] == ["WZ-0003"]
@@ -99,9 +103,10 @@ def test_export_cells_never_become_formulas(hub_ui) -> None:  # type: ignore[no-
     bad = record("material", sample("material", 9, material_id="=1+2"))
     assert hub_ui.post("/api/v1/batches", batch_body([bad])).status_code == 200
     c = _client(hub_ui, "op")
-    rows = list(csv.reader(io.StringIO(c.get("/ui/receipts/export.csv").get_data(as_text=True).lstrip("\ufeff"))))
+    tok = {"csrf_token": csrf_of(c, "/ui/receipts")}
+    rows = list(csv.reader(io.StringIO(c.post("/ui/receipts/export.csv", data=tok).get_data(as_text=True).lstrip("\ufeff"))))
     assert "'=1+2" in [row[6] for row in rows]
-    ws = openpyxl.load_workbook(io.BytesIO(c.get("/ui/receipts/export.xlsx").data)).active
+    ws = openpyxl.load_workbook(io.BytesIO(c.post("/ui/receipts/export.xlsx", data=tok).data)).active
     cell = next(row[6] for row in ws.iter_rows() if str(row[6].value).endswith("=1+2"))
     assert cell.data_type == "s" and cell.value == "'=1+2"
 
@@ -112,7 +117,7 @@ def test_department_status_and_update_report(hub_ui) -> None:  # type: ignore[no
     assert "应急管理局" in page and "卫生健康委" in page and "按时更新" in page and "未报送" in page
     page = c.get("/ui/report").get_data(as_text=True)
     assert "更新情况通报" in page and "评价" in page
-    r = c.get("/ui/report.xlsx")
+    r = c.post("/ui/report.xlsx", data={"csrf_token": csrf_of(c, "/ui/report")})
     ws = openpyxl.load_workbook(io.BytesIO(r.data)).active
     rows = [[cell.value for cell in row] for row in ws.iter_rows()]
     head = rows[0]
@@ -171,3 +176,21 @@ def test_department_status_on_postgresql(live_hub_pg) -> None:  # type: ignore[n
     assert d.stale == 3 and d.pushes == 0 and d.verdict == stats.MISSING
     d = {x.code: x for x in stats.department_status(live_hub_pg.engine, None, None, now=later)}["dept001"]
     assert d.stale == 3
+
+
+def test_no_hub_state_changes_by_get(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from gateway.hub.tables import metadata
+
+    c = _client(hub_ui, "op")
+
+    def snapshot() -> dict[str, int]:
+        with hub_ui.engine.connect() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one() for t in metadata.sorted_tables}
+
+    before = snapshot()
+    for rule in hub_ui.ui_app.url_map.iter_rules():
+        if rule.rule.startswith("/ui") and "GET" in rule.methods and not rule.arguments:
+            assert c.get(rule.rule).status_code < 500, rule.rule
+    assert snapshot() == before
