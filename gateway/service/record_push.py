@@ -126,8 +126,8 @@ class RecordPusher:
         except GatewayError as e:
             log(LOG, logging.ERROR, "local edit: source not readable", source=source, key=key, error=str(e))
             return PushOutcome(source, key, FAILED, f"无法读取数据源 {source}：{e}")
-        problems = [_problem_dict(p) for p in (getattr(res, "problems", None) or [])]
-        ids = [int(i) for i in (getattr(res, "outbox_ids", None) or [])]
+        problems = [_problem_dict(p) for p in res.problems]
+        ids = [int(i) for i in res.outbox_ids]
         if problems and not ids:
             log(LOG, logging.INFO, "local edit invalid", source=source, key=key, problems=len(problems))
             return PushOutcome(source, key, INVALID, "数据校验未通过，未推送", problems=problems)
