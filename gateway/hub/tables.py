@@ -90,8 +90,7 @@ records = Table(
     Column("log_seq", BigInteger, nullable=False),  # the batch's receipt-log entry
     Column("received_at", String, nullable=False),
     UniqueConstraint("department", "type", "key", name="uq_records_key"),
-    Index("ix_records_read", "department", "type", "hub_seq"),
-    Index("ix_records_hub_seq", "hub_seq"),
+    Index("ix_records_read", "department", "type", "hub_seq"),  # the read API's keyset pages
 )
 
 # Every accepted state, without data: who changed what, when, from which batch.
