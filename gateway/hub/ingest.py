@@ -39,6 +39,8 @@ REFERENCES = (
     ("stock", "depot_id", "depot", "depot_exists", "储备库编码“{v}”不存在：须先报送该储备库信息"),
     ("capacity", "agreement_no", "agreement", "agreement_exists", "关联协议编号“{v}”不存在：须先报送该协议信息"),
 )
+ENVELOPE_LABELS = {"type": "记录类型", "department": "部门", "key": "记录键", "op": "操作", "seq": "序号",
+                   "version": "版本", "updated_at": "更新时间", "provenance": "来源", "data": "数据"}
 FILE_FIELDS = {t: tuple(f.name for f in rt.fields if f.kind == FILE_REF) for t, rt in RECORD_TYPES.items()}
 
 
@@ -60,9 +62,9 @@ def check_records(records: Iterable[dict[str, Any]], context: ValidationContext 
     for rec in records:
         c = Candidate(rec)
         for fld, value, rule, message in record_problems(rec):
-            c.reasons.append(reason(fld, fld, value, rule, message))
+            c.reasons.append(reason(fld, ENVELOPE_LABELS.get(fld, fld), value, rule, message))
         if isinstance(rec.get("type"), str) and rec["type"] not in RECORD_TYPES:
-            c.reasons.append(reason("type", "记录类型", rec["type"], "record_type",
+            c.reasons.append(reason("type", ENVELOPE_LABELS["type"], rec["type"], "record_type",
                                     f"未知记录类型“{rec['type']}”，应为 {', '.join(RECORD_TYPES)} 之一"))
         if c.reasons:
             c.envelope_ok = False
@@ -70,14 +72,14 @@ def check_records(records: Iterable[dict[str, Any]], context: ValidationContext 
             try:
                 clean, errors = normalize(rec["type"], rec["data"], context=context)
             except Exception as e:  # one odd record must never fail the batch
-                c.reasons.append(reason("data", "数据", None, "invalid", f"记录无法校验：{e}"))
+                c.reasons.append(reason("data", ENVELOPE_LABELS["data"], None, "invalid", f"记录无法校验：{e}"))
                 out.append(c)
                 continue
             c.reasons.extend(e.as_dict() for e in errors)
             if not errors:
                 key = record_key(rec["type"], clean)
                 if key != rec["key"]:
-                    c.reasons.append(reason("key", "记录键", rec["key"], "key_mismatch", f"记录键与数据不符：按数据应为“{key}”"))
+                    c.reasons.append(reason("key", ENVELOPE_LABELS["key"], rec["key"], "key_mismatch", f"记录键与数据不符：按数据应为“{key}”"))
                 c.clean = clean
         out.append(c)
     return out
@@ -263,7 +265,7 @@ def _decide(c: Candidate, state: dict[tuple[str, str], tuple[int, str, bool]], h
         if seq == s_seq:
             if version == s_version:
                 return "duplicate", []
-            return "rejected", [reason("seq", "序号", seq, "seq_conflict",
+            return "rejected", [reason("seq", ENVELOPE_LABELS["seq"], seq, "seq_conflict",
                                        f"序号 {seq} 已用于另一版本的该记录；同一序号不能对应不同内容")]
         if version == s_version and s_deleted == (rec["op"] == "delete"):
             return "duplicate", []
