@@ -152,6 +152,17 @@ def test_audit_rows_for_login_logout_and_user_changes(gw_app, gw_engine) -> None
     assert c.get("/dashboard/").status_code == 302
 
 
+def test_password_reset_ends_existing_sessions(gw_app) -> None:  # type: ignore[no-untyped-def]
+    clerk = client_as(gw_app, "clerk")
+    assert clerk.get("/dashboard/").status_code == 200
+    admin = client_as(gw_app, "admin")
+    admin.post("/accounts/users", data={"action": "password", "username": "clerk", "password": "Xin-mima-2026-b",
+                                        "csrf_token": csrf_of(admin, "/accounts/users")})
+    r = clerk.get("/dashboard/")
+    assert r.status_code == 302 and "/accounts/login" in r.headers["Location"]
+    assert admin.get("/dashboard/").status_code == 200
+
+
 def test_roles_are_checked_on_every_view(gw_app) -> None:  # type: ignore[no-untyped-def]
     viewer, clerk, admin = (client_as(gw_app, n) for n in ("viewer", "clerk", "admin"))
     assert viewer.get("/dashboard/").status_code == 200

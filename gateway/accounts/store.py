@@ -8,6 +8,7 @@ keep their own tables.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import threading
 import time
@@ -35,6 +36,8 @@ class User:
     username: str
     display_name: str
     role: str
+    # Changes whenever the password does: sessions carry it, so a reset ends them all.
+    session_tag: str = ""
 
     @property
     def shown_name(self) -> str:
@@ -97,7 +100,8 @@ class AccountStore:
 
     # -- users -------------------------------------------------------------
     def _user(self, row: Any) -> User:
-        return User(row.id, row.username, row.display_name or "", row.role)
+        tag = hashlib.sha256(row.password_hash.encode("utf-8")).hexdigest()[:16]
+        return User(row.id, row.username, row.display_name or "", row.role, tag)
 
     def get(self, user_id: int) -> User | None:
         with self.engine.connect() as c:
@@ -141,7 +145,7 @@ class AccountStore:
             )
             uid = int(res.inserted_primary_key[0])
             self._audit(c, actor, "user.add", username, None, {"role": role, "display_name": display_name})
-        return User(uid, username, display_name, role)
+        return self.get(uid)  # type: ignore[return-value]
 
     def set_password(self, username: str, password: str, actor: str) -> None:
         if problem := password_problem(password, username):

@@ -33,6 +33,7 @@ from gateway.accounts.store import AccountError, AccountStore, LoginRefused, Use
 
 SESSION_USER = "uid"
 SESSION_AT = "login_at"
+SESSION_TAG = "tag"
 SESSION_HOURS = 8
 
 
@@ -107,9 +108,10 @@ def _load_user() -> None:
     if not at or dt.datetime.fromisoformat(at) < dt.datetime.now(dt.UTC) - dt.timedelta(hours=SESSION_HOURS):
         session.clear()
         return
-    # Loaded per request so a deleted user or changed role takes effect at once.
+    # Loaded per request so a deleted user, a changed role or a new password takes effect at once.
     g.user = ui().store.get(int(uid))
-    if g.user is None:
+    if g.user is None or g.user.session_tag != session.get(SESSION_TAG):
+        g.user = None
         session.clear()
 
 
@@ -143,6 +145,7 @@ def make_blueprint(url_prefix: str = "") -> Blueprint:
                 session.clear()
                 session.permanent = True
                 session[SESSION_USER] = user.id
+                session[SESSION_TAG] = user.session_tag
                 session[SESSION_AT] = dt.datetime.now(dt.UTC).isoformat()
                 return redirect(_safe_next(request.args.get("next")) or url_for(ui().home_endpoint))
         return render_template("accounts/login.html", error=error), (401 if error else 200)
