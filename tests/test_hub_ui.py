@@ -194,3 +194,13 @@ def test_no_hub_state_changes_by_get(hub_ui) -> None:  # type: ignore[no-untyped
         if rule.rule.startswith("/ui") and "GET" in rule.methods and not rule.arguments:
             assert c.get(rule.rule).status_code < 500, rule.rule
     assert snapshot() == before
+
+
+def test_hub_logins_lock_out_and_are_audited(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    c = hub_ui.ui_app.test_client()
+    for _ in range(5):
+        r = login(c, "look", "not-the-password", prefix="/ui")
+    assert "账户已锁定" in r.get_data(as_text=True)
+    assert "账户已锁定" in login(c, "look", PASSWORD, prefix="/ui").get_data(as_text=True)
+    rows = hub_account_store(hub_ui.engine).audit_page(actor="look")
+    assert [a["action"] for a in rows].count("login.failed") == 5 and rows[0]["action"] == "login.locked"

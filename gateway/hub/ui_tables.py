@@ -55,9 +55,9 @@ def ensure_ui_schema(engine) -> None:  # type: ignore[no-untyped-def]
         ix.create(engine, checkfirst=True)
 
 
-def hub_account_store(engine):  # type: ignore[no-untyped-def]
+def hub_account_store(engine, max_failures: int = 5, lockout_minutes: float = 15):  # type: ignore[no-untyped-def]
     from gateway.accounts import AccountStore
     from gateway.accounts.roles import HUB_ROLES
 
     ensure_ui_schema(engine)
-    return AccountStore(engine, hub_users, hub_audit, HUB_ROLES)
+    return AccountStore(engine, hub_users, hub_audit, HUB_ROLES, max_failures=max_failures, lockout_minutes=lockout_minutes)

@@ -65,7 +65,9 @@ def _setup(state: Any) -> None:
         app.config["SECRET_KEY"] = _secret_key(hub)
     app.config.setdefault("FRESHNESS_DAYS", {})
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    ui = AccountsUI(hub_account_store(hub.engine), HUB_PERMISSIONS, "hub_ui.receipts", "乡镇应急资源汇聚中心", NAV)
+    store = hub_account_store(hub.engine, int(app.config.get("LOCKOUT_AFTER", 5)),
+                              float(app.config.get("LOCKOUT_MINUTES", 15)))
+    ui = AccountsUI(store, HUB_PERMISSIONS, "hub_ui.receipts", "乡镇应急资源汇聚中心", NAV)
     attach(app, ui, url_prefix="/ui", tls=bool(app.config.get("UI_TLS")), whole_app=False)
 
 
