@@ -184,3 +184,23 @@ def test_manual_sync_is_admin_only_and_shows_on_the_dashboard(gw_site) -> None: 
     assert "同步完成：读取 3 行，新增 2" in page and "错误行 1" in page
     page = c.get("/dashboard/").get_data(as_text=True)
     assert "成功" in page and "待推送" in page
+
+
+def test_batches_page_through_equal_timestamps(gw_app, gw_engine) -> None:  # type: ignore[no-untyped-def]
+    same = "2026-11-29T01:00:00.000000+00:00"
+    with gw_engine.begin() as conn:
+        conn.execute(t.outbox_batches.insert(), [
+            {"batch_id": f"b{i:03d}", "source": "s", "created": same, "records": 1, "state": "receipted", "attempts": 1}
+            for i in range(70)
+        ])
+    import re
+
+    c = client_as(gw_app, "viewer")
+    seen: list[str] = []
+    url = "/deliveries/"
+    while url:
+        page = c.get(url).get_data(as_text=True)
+        seen += re.findall(r"<code>(b\d{3})</code>", page)
+        m = re.search(r'href="(/deliveries/\?before=[^"]+)">更早的批次', page)
+        url = m.group(1).replace("&amp;", "&") if m else ""
+    assert sorted(seen) == [f"b{i:03d}" for i in range(70)] and len(seen) == 70

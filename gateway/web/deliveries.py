@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from gateway.accounts.web import actor, require
 from gateway.push.deadletters import DeadLetterNotOpen, resolve_dead_letter, retry_dead_letter
@@ -47,10 +47,11 @@ def reasons_filter(text: str | None) -> list[str]:
 @require("view")
 def index() -> Any:
     b = t.outbox_batches
-    before = request.args.get("before")
+    # Keyset on (created, batch_id): batches created in the same instant are not skipped.
+    before_created, _, before_id = (request.args.get("before") or "").partition("|")
     q = select(b).order_by(b.c.created.desc(), b.c.batch_id.desc()).limit(PAGE)
-    if before:
-        q = q.where(b.c.created < before)
+    if before_created:
+        q = q.where(or_(b.c.created < before_created, and_(b.c.created == before_created, b.c.batch_id < before_id)))
     rc = t.receipts
     with gw().engine.connect() as c:
         batches = [dict(x) for x in c.execute(q).mappings()]
@@ -64,7 +65,7 @@ def index() -> Any:
     return render_template(
         "deliveries.html", batches=batches, counts=counts, backlog=status.outbox_backlog(gw().engine),
         state_labels=status.STATE_LABELS, receipt_labels=status.RECEIPT_LABELS,
-        next_before=batches[-1]["created"] if len(batches) == PAGE else None,
+        next_before=f"{batches[-1]['created']}|{batches[-1]['batch_id']}" if len(batches) == PAGE else None,
     )
 
 
