@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,10 +122,20 @@ def _record_types(chk: Checker, doc: dict[str, Any], path: str) -> tuple[str, ..
     return tuple(t for t in v if t in RECORD_TYPES)
 
 
-def _key(chk: Checker, k: Any, path: str) -> KeyConfig | None:
-    if not isinstance(k, dict):
-        chk.problem(path, "expected a table")
-        return None
+def _tables(chk: Checker, doc: dict[str, Any], key: str, path: str, toml_name: str | None = None) -> Iterator[tuple[str, dict]]:
+    """(path, table) of each entry of an array of tables ([[key]]); anything else is a problem."""
+    raw = doc.get(key, [])
+    if not isinstance(raw, list):
+        chk.problem(path, f"expected an array of tables ([[{toml_name or key}]])")
+        return
+    for i, item in enumerate(raw):
+        if isinstance(item, dict):
+            yield f"{path}[{i}]", item
+        else:
+            chk.problem(f"{path}[{i}]", "expected a table")
+
+
+def _key(chk: Checker, k: dict[str, Any], path: str) -> KeyConfig | None:
     kid = chk.value(k, "key_id", path, str, required=True, default="")
     if kid and not KEY_ID_RE.match(kid):
         chk.problem(f"{path}.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
@@ -193,15 +204,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     departments: list[DepartmentConfig] = []
     codes: set[str] = set()
     key_ids: set[str] = set()
-    raw = doc.get("departments", [])
-    if not isinstance(raw, list):
-        chk.problem("departments", "expected an array of tables ([[departments]])")
-        raw = []
-    for i, d in enumerate(raw):
-        p = f"departments[{i}]"
-        if not isinstance(d, dict):
-            chk.problem(p, "expected a table")
-            continue
+    for p, d in _tables(chk, doc, "departments", "departments"):
         code = chk.value(d, "code", p, str, required=True, default="")
         if code and not CODE_RE.match(code):
             chk.problem(f"{p}.code", "use 2-40 letters, digits, '-' or '_'")
@@ -211,31 +214,19 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         name = chk.value(d, "name", p, str, required=True, default="")
         types = _record_types(chk, d, p)
         keys: list[KeyConfig] = []
-        raw_keys = d.get("keys", [])
-        if not isinstance(raw_keys, list):
-            chk.problem(f"{p}.keys", "expected an array of tables ([[departments.keys]])")
-            raw_keys = []
-        for j, k in enumerate(raw_keys):
-            kc = _key(chk, k, f"{p}.keys[{j}]")
+        for kp, k in _tables(chk, d, "keys", f"{p}.keys", "departments.keys"):
+            kc = _key(chk, k, kp)
             if kc is None:
                 continue
             if kc.key_id in key_ids:
-                chk.problem(f"{p}.keys[{j}].key_id", f"duplicate key id {kc.key_id!r} (a key belongs to one department)")
+                chk.problem(f"{kp}.key_id", f"duplicate key id {kc.key_id!r} (a key belongs to one department)")
             key_ids.add(kc.key_id)
             keys.append(kc)
         chk.unknown(d, DEPARTMENT_KEYS, p)
         departments.append(DepartmentConfig(code, name, types, keys))
 
     grants: list[GrantConfig] = []
-    raw = doc.get("grants", [])
-    if not isinstance(raw, list):
-        chk.problem("grants", "expected an array of tables ([[grants]])")
-        raw = []
-    for i, g in enumerate(raw):
-        p = f"grants[{i}]"
-        if not isinstance(g, dict):
-            chk.problem(p, "expected a table")
-            continue
+    for p, g in _tables(chk, doc, "grants", "grants"):
         reader = chk.value(g, "reader", p, str, required=True, default="")
         owner = chk.value(g, "owner", p, str, required=True, default="")
         for role, v in (("reader", reader), ("owner", owner)):
