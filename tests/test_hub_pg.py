@@ -27,6 +27,10 @@ def test_pg_cross_record_references(live_hub_pg: LiveHub) -> None:
     ingest.test_cross_record_references(live_hub_pg)
 
 
+def test_pg_odd_records_rejected_alone(live_hub_pg: LiveHub) -> None:
+    ingest.test_odd_records_are_rejected_alone_never_fail_the_batch(live_hub_pg)
+
+
 def test_pg_concurrent_chain_and_tamper(live_hub_pg: LiveHub) -> None:
     log.test_concurrent_ingests_chain_correctly(live_hub_pg)
 

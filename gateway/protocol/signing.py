@@ -178,10 +178,10 @@ def verify_request(
         )
     key_id = params.get("keyid", "")
     nonce = params.get("nonce", "")
-    if params.get("alg", ALG) != ALG:
-        raise SignatureRefused("bad_signature_input", f"不支持的算法 / alg must be {ALG}", key_id=key_id or None)
     if not key_id or not _ID_RE.match(key_id):
         raise SignatureRefused("bad_signature_input", "缺少或非法的 keyid / keyid missing or malformed")
+    if params.get("alg", ALG) != ALG:
+        raise SignatureRefused("bad_signature_input", f"不支持的算法 / alg must be {ALG}", key_id=key_id)
     if not _NONCE_RE.match(nonce):
         raise SignatureRefused("bad_signature_input", "缺少或非法的 nonce / nonce missing or malformed", key_id=key_id)
     if "created" not in params:
