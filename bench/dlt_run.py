@@ -42,9 +42,12 @@ def main(argv: list[str]) -> int:
     trace = pipeline.last_trace
     if trace is not None and trace.last_normalize_info is not None:
         rows = sum(trace.last_normalize_info.row_counts.get(t, 0) for t in ("kc_mx",))
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     print(orjson.dumps({
         "backend": backend, "seconds": seconds, "rows": rows, "failed_jobs": bool(info.has_failed_jobs),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024,
+        # includes dlt's import and pipeline set-up; CPU of worker processes it waited for is in RUSAGE_CHILDREN
+        "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
     }).decode(), flush=True)
     return 0
 

@@ -143,7 +143,10 @@ def dlt_once(pg: str, ws: W.Workspace, backend: str, fresh: bool) -> dict[str, A
     if fresh:
         shutil.rmtree(pipes, ignore_errors=True)
         data.recreate_database(pg, name)
-    return run_json([str(HERE / "dlt_run.py"), backend, src, dest, str(pipes)], cwd=ws.root)
+    pg_cpu = W.PgCpu(pg, (SRC_DB, name))
+    out = run_json([str(HERE / "dlt_run.py"), backend, src, dest, str(pipes)], cwd=ws.root)
+    out["pg_cpu_s"] = pg_cpu.stop()
+    return out
 
 
 def step_dlt_full(pg: str, ws: W.Workspace, rows: int, repeat: int) -> dict[str, Any]:
@@ -157,7 +160,8 @@ def step_dlt_full(pg: str, ws: W.Workspace, rows: int, repeat: int) -> dict[str,
             say(f"  dlt {backend} full run {r + 1}: {x['seconds']:.2f} s, {x['peak_rss_mb']:.0f} MB")
             runs.append(x)
         s = med([x["seconds"] for x in runs])
-        out[backend] = {"seconds": s, "records_per_s": rows / s, "peak_rss_mb": med([x["peak_rss_mb"] for x in runs]), "runs": runs}
+        out[backend] = {"seconds": s, "records_per_s": rows / s, "peak_rss_mb": med([x["peak_rss_mb"] for x in runs]),
+                        "cpu_s": med([x.get("cpu_s", 0.0) + x.get("pg_cpu_s", 0.0) for x in runs]), "runs": runs}
     return out
 
 
@@ -238,12 +242,18 @@ def step_ingest(pg: str, ws: W.Workspace, records: int, repeat: int, hub: W.HubP
 # ---- report --------------------------------------------------------------------------
 
 
+ROWS_NOW = 0  # rows of this invocation, for targets that apply at 1M only
+
+
 def check(name: str, value: float | None) -> str:
     if value is None or name not in TARGETS:
         return ""
     op, target, when = TARGETS[name]
     ok = value >= target if op == ">=" else value <= target
-    return f"{'met' if ok else 'MISSED'} ({op} {target:g}{' ' + when if when else ''})"
+    verdict = "met" if ok else "MISSED"
+    if when == "at 1M" and ROWS_NOW < 1_000_000:
+        verdict += f" here at {ROWS_NOW:,} rows"  # the target itself is for 1M rows
+    return f"{verdict} ({op} {target:g}{' ' + when if when else ''})"
 
 
 def table(res: dict[str, Any]) -> str:
@@ -267,9 +277,10 @@ def table(res: dict[str, Any]) -> str:
     if isinstance(dl, dict) and "skipped" not in dl:
         for b in DLT_BACKENDS:
             d = dl[b]
-            add(f"dlt {b} full", f"{d['seconds']:.2f} s  {d['records_per_s']:,.0f} rec/s", f"peak {d['peak_rss_mb']:.0f} MB")
+            add(f"dlt {b} full", f"{d['seconds']:.2f} s  {d['records_per_s']:,.0f} rec/s",
+                f"peak {d['peak_rss_mb']:.0f} MB; CPU s dlt + PG {d['cpu_s']:.1f}")
             add(f"  ours / dlt {b} (time)", f"{fu['seconds'] / d['seconds']:.2f}",
-                "faster" if fu["seconds"] < d["seconds"] else "SLOWER")
+                ("faster" if fu["seconds"] < d["seconds"] else "SLOWER") + f"; CPU-seconds ratio {cpu / max(d['cpu_s'], 0.01):.2f}")
     else:
         add("dlt", "skipped", (dl or {}).get("skipped", ""))
     inc = res["incremental"]
@@ -377,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             "gateway": res["full"]["gateway_peak_rss_mb"] / b["full"]["gateway_peak_rss_mb"] - 1,
             "hub": res["full"]["hub_peak_rss_mb"] / b["full"]["hub_peak_rss_mb"] - 1,
         }
+    global ROWS_NOW
+    ROWS_NOW = a.rows
     res["table"] = table(res)
     print()
     print(res["table"])
