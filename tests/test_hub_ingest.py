@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
@@ -269,7 +270,8 @@ def test_odd_records_are_rejected_alone_never_fail_the_batch(live_hub: LiveHub) 
     odd_type = {**record("material", sample("material", 1)), "type": "weapon" * 20}
     huge_seq = record("material", sample("material", 2), seq=2**63)  # past a signed 64-bit column
     odd_data = record("material", {**sample("material", 3), "material_name": ["a", {"b": 1}]})
-    no_department = {k: v for k, v in record("material", sample("material", 5)).items() if k != "department"}
+    no_department = {**{k: v for k, v in record("material", sample("material", 5)).items() if k != "department"},
+                     "key": os.urandom(5000).hex()}  # incompressible, past an index entry's limit
     body = batch_body([odd_type, huge_seq, odd_data, record("material", sample("material", 4)), no_department])
     doc = receipt(live_hub, live_hub.post(BATCHES, body))
     assert statuses(doc) == ["rejected", "rejected", "rejected", "accepted", "rejected"]

@@ -193,7 +193,8 @@ def store_batch(
             receipt=body, signature=signature, received_at=now,
         ))
         write_receipts(conn, [
-            (entry.seq, batch.batch_id, dept, r["type"], r["key"], r["seq"], r["status"],
+            # Cut what a rejected record may carry to a size an index entry can hold.
+            (entry.seq, batch.batch_id, dept, r["type"][:64], r["key"][:512], r["seq"], r["status"],
              canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None, now)
             for r in out.results
         ])
