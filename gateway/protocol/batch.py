@@ -164,6 +164,16 @@ def parse_batch(body: bytes) -> Batch:
     )
 
 
+def _iso_time(v: object) -> bool:
+    if not isinstance(v, str) or len(v) > 40:
+        return False
+    try:
+        dt.datetime.fromisoformat(v)
+    except ValueError:
+        return False
+    return True
+
+
 def record_problems(rec: Mapping[str, Any]) -> list[tuple[str, object, str, str]]:
     """Envelope problems of one record as (field, value, rule, message)."""
     out: list[tuple[str, object, str, str]] = []
@@ -175,8 +185,8 @@ def record_problems(rec: Mapping[str, Any]) -> list[tuple[str, object, str, str]
     seq = rec.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool) or not (0 <= seq <= MAX_SEQ):
         out.append(("seq", seq, "envelope", "seq 须为 0 至 2^63-1 的整数 / seq must be an integer from 0 to 2^63-1"))
-    if rec.get("updated_at") is not None and not isinstance(rec.get("updated_at"), str):
-        out.append(("updated_at", rec.get("updated_at"), "envelope", "updated_at 须为 ISO 8601 字符串 / must be an ISO 8601 string"))
+    if rec.get("updated_at") is not None and not _iso_time(rec.get("updated_at")):
+        out.append(("updated_at", rec.get("updated_at"), "envelope", "updated_at 须为 ISO 8601 时间 / must be an ISO 8601 time"))
     if not isinstance(rec.get("provenance", {}), dict):
         out.append(("provenance", rec.get("provenance"), "envelope", "provenance 须为对象 / provenance must be an object"))
     data = rec.get("data")
