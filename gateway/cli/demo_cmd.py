@@ -35,4 +35,7 @@ def demo(ctx: click.Context, directory: Path, once: bool, fresh: bool) -> None:
         code = run_demo(directory, once=once, fresh=fresh, echo=click.echo)
     except DemoError as e:
         raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:  # Ctrl-C before the schedule started; everything was stopped on the way out
+        click.echo("已中断。", err=True)
+        code = 130
     sys.exit(code)
