@@ -25,6 +25,7 @@ from gateway.logs import log
 
 LOG = logging.getLogger("gateway.demo")
 MARKER = ".gateway-demo"  # only a folder holding this is ever emptied by --fresh
+DATA_DONE = ".complete"  # written once all sample files are in place (an interrupted first run redoes them)
 ADMIN_USER = "demo-admin"
 HUB_OPERATOR = "demo-operator"
 
@@ -48,7 +49,7 @@ def prepare_folder(root: Path, fresh: bool) -> bool:
                 child.unlink()
     root.mkdir(parents=True, exist_ok=True)
     marker.write_text("made by `gateway demo`; `gateway demo --fresh` may empty this folder\n", encoding="utf-8")
-    return not (root / "department" / "yjwz.db").exists()
+    return not (root / "department" / DATA_DONE).exists()
 
 
 def _department_paths(root: Path) -> dict[str, Path]:
@@ -152,6 +153,7 @@ def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading
     first = prepare_folder(root, fresh)
     if first:
         write_department(root, sample.build())
+        (root / "department" / DATA_DONE).write_text("sample data complete\n", encoding="utf-8")
         echo(f"示例部门数据已生成：{root / 'department'}")
     else:
         echo(f"沿用已有演示目录 {root}（--fresh 可重新生成）")
