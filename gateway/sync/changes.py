@@ -227,15 +227,16 @@ class ChangeWriter:
         """Stream the source's current key set into a TEMP table (before the write lock is taken)."""
         conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS current_keys (k TEXT PRIMARY KEY)")
         conn.exec_driver_sql("DELETE FROM current_keys")
-        ins = text("INSERT OR IGNORE INTO current_keys (k) VALUES (:k)")
-        buf: list[dict[str, str]] = []
+        # Plain DBAPI tuples: a million keys through text() bind dicts cost twice the CPU.
+        ins = "INSERT OR IGNORE INTO current_keys (k) VALUES (?)"
+        buf: list[tuple[str]] = []
         for k in keys:
-            buf.append({"k": k})
+            buf.append((k,))
             if len(buf) >= 5000:
-                conn.execute(ins, buf)
+                conn.exec_driver_sql(ins, buf)
                 buf = []
         if buf:
-            conn.execute(ins, buf)
+            conn.exec_driver_sql(ins, buf)
 
     def delete_missing_keys(self, conn: Connection) -> int:
         """Key-set reconciliation: enqueue deletes for live records whose source key is not in current_keys."""
