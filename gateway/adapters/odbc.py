@@ -23,9 +23,10 @@ from gateway.adapters.sqlrows import (
     check_select,
     decode_value,
     lagged,
+    single_row,
     stream_events,
 )
-from gateway.errors import ConfigError, ConfigProblem, RetriableError, RowProblem, SkippableError, SourceError
+from gateway.errors import ConfigError, ConfigProblem, RetriableError, SourceError
 
 # ODBC SQL type codes (sql.h) -> the kinds checked per row.
 _KINDS = {4: "int", 5: "int", -5: "int", -6: "int", 2: "decimal", 3: "decimal", 6: "decimal", 7: "decimal",
@@ -225,17 +226,10 @@ class OdbcAdapter(Adapter):
             rows = cur.fetchall()
         finally:
             conn.close()
-        for e in stream_events(
+        return single_row(stream_events(
             source=self.source, where=self.where, names=self._names, rows=rows, key_columns=self.key_columns,
             cursor_column=self.cursor_column, checks=self._checks, chunk_size=self.chunk_size, start=None,
-        ):
-            if isinstance(e, RowProblem):
-                err = SkippableError(str(e))
-                err.problem = e  # type: ignore[attr-defined]
-                raise err
-            if isinstance(e, SourceRow):
-                return e
-        return None
+        ))
 
 
 def _quote(name: str, quote: str) -> str:

@@ -22,9 +22,10 @@ from gateway.adapters.sqlrows import (
     check_select,
     decode_value,
     lagged,
+    single_row,
     stream_events,
 )
-from gateway.errors import ConfigError, ConfigProblem, RetriableError, RowProblem, SkippableError, SourceError
+from gateway.errors import ConfigError, ConfigProblem, RetriableError, SourceError
 
 # Dialects whose drivers can hand back text in a typed column (SQLite type
 # affinity, MySQL zero dates), so reflected types are checked row by row there.
@@ -221,17 +222,10 @@ class SqlAdapter(Adapter):
         stmt = self._select().where(*conds)
         with self._connect() as conn:
             rows = conn.execute(stmt).all()
-        for e in stream_events(
+        return single_row(stream_events(
             source=self.source, where=self.where, names=self._names, rows=rows, key_columns=self.key_columns,
             cursor_column=self.cursor_column, checks=self._checks, chunk_size=self.chunk_size, start=None,
-        ):
-            if isinstance(e, RowProblem):
-                err = SkippableError(str(e))
-                err.problem = e  # type: ignore[attr-defined]
-                raise err
-            if isinstance(e, SourceRow):
-                return e
-        return None
+        ))
 
     def close(self) -> None:
         self.engine.dispose()

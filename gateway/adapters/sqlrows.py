@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gateway.adapters.base import Checkpoint, Event, Setting, SourceRow
-from gateway.errors import ConfigError, ConfigProblem, RowProblem
+from gateway.errors import ConfigError, ConfigProblem, RowProblem, SkippableError
 
 # Declared column kinds a value is checked against (reflected, or the `column_types` setting).
 KINDS = ("int", "decimal", "date", "datetime", "str")
@@ -233,3 +233,15 @@ def stream_events(
         yield Checkpoint(position)
     else:
         yield Checkpoint(None, snapshot=True)
+
+
+def single_row(events: Iterable[Event]) -> SourceRow | None:
+    """The one row of a re-read (fetch_one); a row that cannot be read raises SkippableError with its problem."""
+    for e in events:
+        if isinstance(e, RowProblem):
+            err = SkippableError(str(e))
+            err.problem = e  # type: ignore[attr-defined]
+            raise err
+        if isinstance(e, SourceRow):
+            return e
+    return None
