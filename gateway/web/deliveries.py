@@ -9,6 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import and_, func, or_, select
 
 from gateway.accounts.web import actor, require
+from gateway.protocol.reasons import reason_texts
 from gateway.push.deadletters import DeadLetterNotOpen, resolve_dead_letter, retry_dead_letter
 from gateway.standard.schema import RECORD_TYPES
 from gateway.store import tables as t
@@ -20,22 +21,7 @@ PAGE = 50
 
 
 def _reasons(text: str | None) -> list[str]:
-    """The hub's reasons as display strings (each may be a dict with a Chinese message)."""
-    if not text:
-        return []
-    try:
-        items = json.loads(text)
-    except ValueError:
-        return [text]
-    out = []
-    for it in items if isinstance(items, list) else [items]:
-        if isinstance(it, dict):
-            label = it.get("label") or it.get("field") or ""
-            msg = it.get("message") or it.get("rule") or json.dumps(it, ensure_ascii=False)
-            out.append(f"{label}：{msg}" if label and label not in str(msg) else str(msg))
-        else:
-            out.append(str(it))
-    return out
+    return reason_texts(text)
 
 
 @bp.app_template_filter("reasons")

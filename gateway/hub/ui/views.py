@@ -19,6 +19,7 @@ from gateway.accounts.web import AccountsUI, NavItem, attach, audit, require
 from gateway.hub.tables import record_history, records
 from gateway.hub.ui import exports, stats
 from gateway.hub.ui_tables import hub_account_store
+from gateway.protocol.reasons import reason_texts
 from gateway.standard.schema import RECORD_TYPES
 
 bp = Blueprint("hub_ui", __name__, url_prefix="/ui", template_folder="templates",
@@ -78,20 +79,7 @@ def status_label(s: str) -> str:
 
 @bp.app_template_filter("reason_list")
 def reason_list(text: str | None) -> list[str]:
-    if not text:
-        return []
-    try:
-        items = json.loads(text)
-    except ValueError:
-        return [text]
-    out = []
-    for it in items if isinstance(items, list) else [items]:
-        if isinstance(it, dict):
-            label, msg = it.get("label") or it.get("field") or "", it.get("message") or it.get("rule") or ""
-            out.append(f"{label}：{msg}" if label and label not in msg else msg)
-        else:
-            out.append(str(it))
-    return out
+    return reason_texts(text)
 
 
 def _common() -> dict[str, Any]:
