@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from typing import TextIO
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,12 +25,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def setup_logging(level: str = "INFO") -> None:
+def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """JSON log lines on `stream` (stderr by default, so a command's own output on stdout
+    stays parseable; the long-running services pass stdout, which journald records)."""
     root = logging.getLogger()
-    if any(getattr(h, "_gateway", False) for h in root.handlers):
-        root.setLevel(level.upper())
-        return
-    h = logging.StreamHandler(sys.stdout)
+    stream = stream or sys.stderr
+    for h in root.handlers:
+        if getattr(h, "_gateway", False):
+            h.setStream(stream)  # type: ignore[attr-defined]
+            root.setLevel(level.upper())
+            return
+    h = logging.StreamHandler(stream)
     h.setFormatter(JsonFormatter())
     h._gateway = True  # type: ignore[attr-defined]
     root.addHandler(h)

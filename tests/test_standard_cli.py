@@ -19,7 +19,7 @@ def run(*args: str) -> object:
 def test_schema_to_stdout_and_file(tmp_path: Path) -> None:
     r = run("standard", "schema")
     assert r.exit_code == 0
-    assert set(json.loads(r.output)["$defs"]) == set(RECORD_TYPES)
+    assert set(json.loads(r.stdout)["$defs"]) == set(RECORD_TYPES)
     out = tmp_path / "stock.json"
     r = run("standard", "schema", "--type", "stock", "--out", str(out))
     assert r.exit_code == 0
@@ -59,7 +59,7 @@ def test_import_workbook_prints_summary_and_writes_reports(tmp_path: Path) -> No
     assert [bool(ws.cell(r, err_col).value) for r in (3, 4, 5)] == [False, True, True]
 
     r = run("import", str(filled), "--json", "--errors-out", str(tmp_path / "report.csv"))
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["records"] == {"stock": 1} and summary["error_count"] == 2
     assert {(e["row"], e["label"], e["rule"]) for e in summary["errors"]} == {(4, "储备数量", "min"), (5, "核查日期", "date.invalid")}
     assert (tmp_path / "report.csv").read_text(encoding="utf-8-sig").count("\n") == 3
@@ -95,7 +95,7 @@ def test_import_enqueue_queues_valid_records_once(tmp_path: Path, monkeypatch) -
     r = run("-c", cfg, "import", str(filled), "--enqueue", "--operator", "张三")
     assert r.exit_code == 1 and "已入队：应急物资管理信息 新增 1" in r.output
     r = run("-c", cfg, "import", str(filled), "--enqueue", "--json")
-    assert json.loads(r.output)["enqueued"] == {"stock": {"new": 0, "changed": 0, "unchanged": 1}}
+    assert json.loads(r.stdout)["enqueued"] == {"stock": {"new": 0, "changed": 0, "unchanged": 1}}
     engine = open_store(tmp_path / "gw" / "state" / "gateway.db")
     with engine.connect() as c:
         rows = c.execute(sa.select(tables.outbox)).all()

@@ -279,7 +279,7 @@ def test_cli_sync_prints_counts_and_rejections(tmp_path: Path) -> None:
     assert "读取行数：8" in r.output and "新增 7" in r.output and "拒收行数：1" in r.output
     assert "key=2" in r.output and "checked_date" in r.output
     r = CliRunner().invoke(cli, ["--config", str(tmp_path / "gateway.toml"), "sync", "kc", "--no-push", "--json"])
-    data = json.loads(r.output)
+    data = json.loads(r.stdout)
     assert (data["unchanged"], data["rejected"], data["new"]) == (7, 1, 0)
     src.dispose()
 

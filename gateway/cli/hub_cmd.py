@@ -59,8 +59,13 @@ def hub(ctx: click.Context, config_path: Path) -> None:
 @domain_errors
 def run(h: HubContext) -> None:
     """Serve the hub API with waitress on [hub] listen."""
-    from gateway.hub.server import serve
+    import logging
+    import sys
 
+    from gateway.hub.server import serve
+    from gateway.logs import setup_logging
+
+    setup_logging(logging.getLevelName(logging.getLogger().level), sys.stdout)  # journald reads stdout
     serve(h.config)
 
 

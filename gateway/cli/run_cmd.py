@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import sys
 
 import click
@@ -20,8 +21,10 @@ EX_TEMPFAIL = 75  # queued: the hub could not be reached now; the service will d
 @domain_errors
 def run(ctx: Context, listen: str | None, no_web: bool) -> None:
     """Run the gateway: scheduled extract-and-load, push worker, admin UI and local API, until SIGTERM."""
+    from gateway.logs import setup_logging
     from gateway.service.runtime import GatewayService
 
+    setup_logging(logging.getLevelName(logging.getLogger().level), sys.stdout)  # journald reads stdout
     service = GatewayService(ctx.config, listen=listen, web=not no_web)
     sys.exit(service.run_until_signal())
 
