@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import Engine, create_engine, event, insert, select
 from sqlalchemy.engine import Connection, make_url
 
-from gateway.hub import tables
+from gateway.hub import planner_stats, tables
 
 LATEST = 1
 GENESIS = "0" * 64
@@ -93,3 +93,6 @@ def serialized(engine: Engine) -> Iterator[tuple[Connection, dict]]:
             q = q.with_for_update()
         head = dict(conn.execute(q).mappings().one())
         yield conn, head
+    # After the commit, outside the lock: keep the planner's view of the growing tables current.
+    if engine.dialect.name == "postgresql" and planner_stats.due(int(head["log_seq"])):
+        planner_stats.refresh_if_stale(engine, int(head["hub_seq"]))
