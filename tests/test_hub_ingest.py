@@ -190,6 +190,24 @@ def test_cross_record_references(live_hub: LiveHub) -> None:
     assert statuses(doc) == ["accepted", "accepted", "accepted", "accepted", "rejected"]
 
 
+def test_stock_without_depot_only_for_materials_not_held_physically(live_hub: LiveHub) -> None:
+    doc = receipt(live_hub, live_hub.post(BATCHES, batch_body([
+        record("material", sample("material", 1)),  # 实物储备
+        record("material", sample("material", 2, reserve_mode="2")),  # 协议储备
+        record("stock", {k: v for k, v in sample("stock", 1).items() if k != "depot_id"}),
+        record("stock", {k: v for k, v in sample("stock", 2).items() if k != "depot_id"}),
+    ])))
+    assert statuses(doc) == ["accepted", "accepted", "rejected", "accepted"]
+    r = doc["results"][2]["reasons"]
+    assert [(x["field"], x["rule"], x["label"]) for x in r] == [("depot_id", "depot_required", "储备库编码")]
+    assert "实物储备" in r[0]["message"]
+    # The stored material (not in this batch) decides too.
+    doc = receipt(live_hub, live_hub.post(BATCHES, batch_body([
+        record("stock", {k: v for k, v in sample("stock", 1, batch_no="B9").items() if k != "depot_id"}),
+    ])))
+    assert statuses(doc) == ["rejected"]
+
+
 def test_invalid_record_is_rejected_alone_with_field_reasons(live_hub: LiveHub) -> None:
     bad = sample("stock", 1, quantity=-5)
     doc = receipt(live_hub, live_hub.post(BATCHES, batch_body([

@@ -167,6 +167,12 @@ def store_batch(
             ref = c.clean.get(fld)
             if isinstance(ref, dict) and ref.get("sha256"):
                 hashes.add(str(ref["sha256"]))
+    # Stock without a depot is allowed only for materials not held physically (储备方式 ≠ 1 实物储备).
+    no_depot = {
+        str(c.clean["material_id"]) for c in candidates
+        if c.envelope_ok and c.clean and c.rec["type"] == "stock" and c.rec["op"] == "upsert"
+        and c.clean.get("material_id") and not c.clean.get("depot_id")
+    }
 
     with serialized(engine) as (conn, head):
         again = stored_receipt(conn, batch.batch_id, dept, digest)
@@ -174,8 +180,9 @@ def store_batch(
             return again
         state = _stored_state(conn, dept, {t: keys_by_type.get(t, set()) | refs_by_type.get(t, set()) for t in keys_by_type.keys() | refs_by_type.keys()})
         held = _attachments_held(conn, hashes) if hashes else set()
+        modes = _reserve_modes(conn, dept, no_depot, candidates) if no_depot else {}
         now = utcnow()
-        out = _apply(candidates, state, held, dept, int(head["hub_seq"]), int(head["log_seq"]) + 1, now)
+        out = _apply(candidates, state, held, dept, int(head["hub_seq"]), int(head["log_seq"]) + 1, now, modes)
         entry = append(
             conn, head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
             counts=out.counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)},
@@ -211,12 +218,12 @@ class Outcome:
 
 
 def _apply(candidates: list[Candidate], state: dict[tuple[str, str], tuple[int, str, bool]], held: set[str],
-           dept: str, hub_seq: int, log_seq: int, now: str) -> Outcome:
+           dept: str, hub_seq: int, log_seq: int, now: str, modes: dict[str, str] | None = None) -> Outcome:
     """Decide every record in order, updating `state` as it goes; collect the rows to write."""
     out = Outcome(hub_seq)
     for c in candidates:
         rec = c.rec
-        status, reasons = _decide(c, state, held)
+        status, reasons = _decide(c, state, held, modes or {})
         this_seq = None
         if status == "duplicate" and state[(rec["type"], rec["key"])][0] < rec["seq"]:
             # Same content under a newer seq: keep the newer seq, so an older state arriving later is stale.
@@ -252,7 +259,24 @@ def _valid_seq(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEQ
 
 
-def _decide(c: Candidate, state: dict[tuple[str, str], tuple[int, str, bool]], held: set[str]) -> tuple[str, list]:
+def _reserve_modes(conn: Connection, department: str, materials: set[str], candidates: list[Candidate]) -> dict[str, str]:
+    """储备方式 of the given materials: stored ones, overridden by those in this batch."""
+    r = tables.records.c
+    modes: dict[str, str] = {}
+    for part in _chunks(sorted(materials)):
+        q = select(r.key, r.data).where(and_(r.department == department, r.type == "material", r.key.in_(part),
+                                             r.deleted.is_(False)))
+        for key, data in conn.execute(q):
+            if isinstance(data, dict) and data.get("reserve_mode"):
+                modes[key] = str(data["reserve_mode"])
+    for c in candidates:
+        if c.clean and c.rec["type"] == "material" and c.rec["key"] in materials and c.clean.get("reserve_mode"):
+            modes[c.rec["key"]] = str(c.clean["reserve_mode"])
+    return modes
+
+
+def _decide(c: Candidate, state: dict[tuple[str, str], tuple[int, str, bool]], held: set[str],
+            modes: dict[str, str]) -> tuple[str, list]:
     """Status and reasons of one record against the state so far (stored plus earlier in this batch)."""
     if not c.envelope_ok:
         return "rejected", c.reasons
@@ -288,6 +312,9 @@ def _decide(c: Candidate, state: dict[tuple[str, str], tuple[int, str, bool]], h
             label = RECORD_TYPES[typ][fld].label
             reasons.append(reason(fld, label, ref["sha256"], "attachment_exists",
                                   f"{label}“{ref.get('name') or ref['sha256'][:12]}”未上传：须先上传附件"))
+    if typ == "stock" and c.clean and not c.clean.get("depot_id") and modes.get(str(c.clean.get("material_id"))) == "1":
+        reasons.append(reason("depot_id", RECORD_TYPES["stock"]["depot_id"].label, None, "depot_required",
+                              f"物资“{c.clean['material_id']}”为实物储备，须填写储备库编码"))
     if reasons:
         return "rejected", reasons
     return "accepted", []
