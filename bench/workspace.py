@@ -19,6 +19,7 @@ from pathlib import Path
 
 import requests
 
+from gateway.demo.layout import MAPPINGS as DEMO_MAPPINGS
 from gateway.protocol.keys import new_key_pair
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,26 +51,8 @@ mgmt_unit_name = "gldw"
 contact_name = "fzr"
 contact_phone = "lxdh"
 """,
-    "stock": """\
-record_type = "stock"
-description = "库存明细表 kc_mx（按 gxsj 增量读取）"
-[fields]
-material_id = "wzbm"
-depot_id = "ckbm"
-batch_no = "pch"
-quantity = "sl"
-unit = "jldw"
-alert_threshold = "yjsl"
-production_date = {column = "scrq", transforms = ["date"]}
-inbound_date = {column = "rkrq", transforms = ["date"]}
-expiry_date = {column = "yxq", transforms = ["date"]}
-condition = {column = "zt", transforms = ["code"]}
-reserve_level = {column = "cbjb", transforms = ["code"]}
-responsible_unit = "zrdw"
-responsible_name = "zrr"
-responsible_phone = "zrrdh"
-checked_date = {column = "hcrq", transforms = ["date"]}
-""",
+    # The bench source has the demo department's kc_mx layout: one stock mapping for both.
+    "stock": DEMO_MAPPINGS["stock"],
 }
 
 
