@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import and_, bindparam, select, text
@@ -22,9 +22,29 @@ from sqlalchemy.engine import Connection
 from gateway.protocol.canonical import canonical_json, record_version
 from gateway.store.db import utcnow
 from gateway.store.tables import fingerprints as fp
-from gateway.store.tables import outbox
 
 LOOKUP_CHUNK = 500
+
+_OUTBOX_COLUMNS = (
+    "source", "record_type", "record_key", "op", "seq", "version", "data", "updated_at", "provenance",
+    "enqueued_at", "state", "attempts",
+)
+_OUTBOX_INSERT = f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join('?' * len(_OUTBOX_COLUMNS))})"
+_FP_INSERT = (
+    "INSERT INTO fingerprints (source, record_type, record_key, source_key, version, seq, mapping_version, "
+    "updated_at, checked_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_FP_CHANGED = (
+    "UPDATE fingerprints SET source = ?, source_key = ?, version = ?, seq = ?, mapping_version = ?, updated_at = ?, "
+    "checked_at = ?, deleted = 0 WHERE record_type = ? AND record_key = ?"
+)
+_FP_SEEN = "UPDATE fingerprints SET source_key = ?, checked_at = ?, mapping_version = ? WHERE record_type = ? AND record_key = ?"
+
+
+class _Old(NamedTuple):
+    version: str
+    seq: int
+    deleted: int
 
 
 @dataclass(slots=True)
@@ -85,23 +105,31 @@ class ChangeWriter:
         self.record_type = record_type
         self.mapping_version = mapping_version
         self.operator = operator
+        head = orjson.dumps({"source": source, "source_key": ""}).decode()
+        self._prov_head = head[: -len('""}')]
+        self._prov_tail = "," + orjson.dumps({"mapping_version": mapping_version, "operator": operator}).decode()[1:]
 
     def _provenance(self, source_key: str) -> str:
-        return orjson.dumps(
-            {"source": self.source, "source_key": source_key, "mapping_version": self.mapping_version, "operator": self.operator}
-        ).decode()
+        # Same bytes as orjson.dumps of the dict {source, source_key, mapping_version, operator},
+        # with the constant parts serialised once per writer instead of per record.
+        return self._prov_head + orjson.dumps(source_key).decode() + self._prov_tail
 
     def _existing(self, conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
+        """record_key -> (version, seq, deleted) of the fingerprints among `keys` (plain DBAPI tuples)."""
         out: dict[str, Any] = {}
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            part = list(keys[i : i + LOOKUP_CHUNK])
-            rows = conn.execute(
-                select(fp.c.record_key, fp.c.version, fp.c.seq, fp.c.deleted).where(
-                    fp.c.record_type == self.record_type, fp.c.record_key.in_(part)
+        cur = conn.connection.cursor()
+        try:
+            for i in range(0, len(keys), LOOKUP_CHUNK):
+                part = keys[i : i + LOOKUP_CHUNK]
+                cur.execute(
+                    "SELECT record_key, version, seq, deleted FROM fingerprints WHERE record_type = ? "
+                    f"AND record_key IN ({','.join('?' * len(part))})",
+                    (self.record_type, *part),
                 )
-            )
-            for r in rows:
-                out[r.record_key] = r
+                for rkey, version, seq, deleted in cur.fetchall():
+                    out[rkey] = _Old(version, seq, deleted)
+        finally:
+            cur.close()
         return out
 
     def _moved(self, conn: Connection, latest: dict[str, tuple[Mapped, str, str]]) -> list[tuple[str, str, int]]:
@@ -110,24 +138,29 @@ class ChangeWriter:
         by_source_key = {m.source_key: rkey for rkey, (m, _, _) in latest.items()}
         keys = list(by_source_key)
         out: list[tuple[str, str, int]] = []
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            rows = conn.execute(
-                select(fp.c.record_key, fp.c.source_key, fp.c.seq).where(
-                    fp.c.source == self.source, fp.c.record_type == self.record_type, fp.c.deleted == 0,
-                    fp.c.source_key.in_(keys[i : i + LOOKUP_CHUNK]),
+        cur = conn.connection.cursor()
+        try:
+            for i in range(0, len(keys), LOOKUP_CHUNK):
+                part = keys[i : i + LOOKUP_CHUNK]
+                cur.execute(
+                    "SELECT record_key, source_key, seq FROM fingerprints WHERE source = ? AND record_type = ? "
+                    f"AND deleted = 0 AND source_key IN ({','.join('?' * len(part))})",
+                    (self.source, self.record_type, *part),
                 )
-            )
-            for r in rows:
-                if r.record_key != by_source_key[r.source_key] and r.record_key not in latest:
-                    out.append((r.record_key, r.source_key, int(r.seq)))
+                for rkey, skey, seq in cur.fetchall():
+                    if rkey != by_source_key[skey] and rkey not in latest:
+                        out.append((rkey, skey, int(seq)))
+        finally:
+            cur.close()
         return out
 
     def write(self, conn: Connection, items: Iterable[Mapped], want_ids: bool = False) -> Counts:
         """Classify and enqueue a chunk of records (new / changed / unchanged)."""
         latest: dict[str, tuple[Mapped, str, str]] = {}
+        sha256 = hashlib.sha256
         for m in items:  # a key read twice in one chunk counts once, last wins
             body = canonical_json(m.data)
-            latest[m.record_key] = (m, body.decode(), hashlib.sha256(body).hexdigest())
+            latest[m.record_key] = (m, body.decode(), sha256(body).hexdigest())
         counts = Counts()
         if not latest:
             return counts
@@ -135,12 +168,18 @@ class ChangeWriter:
         counts.deleted += self._delete(conn, self._moved(conn, latest), counts, want_ids)
         now = utcnow()
         stamp = now_iso()
-        ob_rows, fp_new, fp_changed, fp_seen = [], [], [], []
+        source, rtype, mv = self.source, self.record_type, self.mapping_version
+        # Plain tuples straight to the DBAPI cursor: SQLAlchemy's per-row parameter
+        # processing cost about as much as the SQLite writes themselves.
+        ob_rows: list[tuple[Any, ...]] = []
+        fp_new: list[tuple[Any, ...]] = []
+        fp_changed: list[tuple[Any, ...]] = []
+        fp_seen: list[tuple[Any, ...]] = []
         for rkey, (m, body, version) in latest.items():
             old = have.get(rkey)
             if old is not None and not old.deleted and old.version == version:
                 counts.unchanged += 1
-                fp_seen.append({"k": rkey, "sk": m.source_key, "now": now, "mv": self.mapping_version})
+                fp_seen.append((m.source_key, now, mv, rtype, rkey))
                 continue
             seq = 1 if old is None else int(old.seq) + 1
             if old is None or old.deleted:
@@ -148,60 +187,41 @@ class ChangeWriter:
             else:
                 counts.changed += 1
             ob_rows.append(
-                {
-                    "source": self.source,
-                    "record_type": self.record_type,
-                    "record_key": rkey,
-                    "op": "upsert",
-                    "seq": seq,
-                    "version": version,
-                    "data": body,
-                    "updated_at": m.updated_at or stamp,
-                    "provenance": self._provenance(m.source_key),
-                    "enqueued_at": now,
-                    "state": "pending",
-                    "attempts": 0,
-                }
+                (source, rtype, rkey, "upsert", seq, version, body, m.updated_at or stamp,
+                 self._provenance(m.source_key), now, "pending", 0)
             )
-            row = {"k": rkey, "sk": m.source_key, "v": version, "seq": seq, "mv": self.mapping_version,
-                   "ua": m.updated_at, "now": now}
-            (fp_new if old is None else fp_changed).append(row)
+            if old is None:
+                fp_new.append((source, rtype, rkey, m.source_key, version, seq, mv, m.updated_at, now, 0))
+            else:
+                fp_changed.append((source, m.source_key, version, seq, mv, m.updated_at, now, rtype, rkey))
         self._enqueue(conn, ob_rows, counts, want_ids)
-        if fp_new:
-            conn.execute(
-                fp.insert(),
-                [
-                    {"source": self.source, "record_type": self.record_type, "record_key": r["k"], "source_key": r["sk"],
-                     "version": r["v"], "seq": r["seq"], "mapping_version": r["mv"], "updated_at": r["ua"],
-                     "checked_at": r["now"], "deleted": 0}
-                    for r in fp_new
-                ],
-            )
-        if fp_changed:
-            conn.execute(
-                fp.update()
-                .where(fp.c.record_type == self.record_type, fp.c.record_key == bindparam("k"))
-                .values(source=self.source, source_key=bindparam("sk"), version=bindparam("v"), seq=bindparam("seq"),
-                        mapping_version=bindparam("mv"), updated_at=bindparam("ua"), checked_at=bindparam("now"), deleted=0),
-                fp_changed,
-            )
-        if fp_seen:
-            conn.execute(
-                fp.update()
-                .where(fp.c.record_type == self.record_type, fp.c.record_key == bindparam("k"))
-                .values(source_key=bindparam("sk"), checked_at=bindparam("now"), mapping_version=bindparam("mv")),
-                fp_seen,
-            )
+        if fp_new or fp_changed or fp_seen:
+            cur = conn.connection.cursor()
+            try:
+                if fp_new:
+                    cur.executemany(_FP_INSERT, fp_new)
+                if fp_changed:
+                    cur.executemany(_FP_CHANGED, fp_changed)
+                if fp_seen:
+                    cur.executemany(_FP_SEEN, fp_seen)
+            finally:
+                cur.close()
         return counts
 
-    def _enqueue(self, conn: Connection, rows: list[dict[str, Any]], counts: Counts, want_ids: bool) -> None:
+    def _enqueue(self, conn: Connection, rows: list[tuple[Any, ...]], counts: Counts, want_ids: bool) -> None:
+        """Insert outbox rows given as tuples in _OUTBOX_COLUMNS order."""
         if not rows:
             return
-        if want_ids:
-            for r in rows:
-                counts.outbox_ids.append(int(conn.execute(outbox.insert().values(**r)).inserted_primary_key[0]))
-        else:
-            conn.execute(outbox.insert(), rows)
+        cur = conn.connection.cursor()
+        try:
+            if want_ids:
+                for r in rows:
+                    cur.execute(_OUTBOX_INSERT, r)
+                    counts.outbox_ids.append(int(cur.lastrowid))
+            else:
+                cur.executemany(_OUTBOX_INSERT, rows)
+        finally:
+            cur.close()
 
     def mark_seen(self, conn: Connection, source_keys: Sequence[str]) -> None:
         """Rows that exist but were rejected: keep their records from being taken for deletes."""
@@ -275,9 +295,8 @@ class ChangeWriter:
         ob_rows = []
         for rkey, skey, seq in todo:
             ob_rows.append(
-                {"source": self.source, "record_type": self.record_type, "record_key": rkey, "op": "delete",
-                 "seq": seq + 1, "version": delete_version(rkey, seq + 1), "data": None, "updated_at": stamp,
-                 "provenance": self._provenance(skey), "enqueued_at": now, "state": "pending", "attempts": 0}
+                (self.source, self.record_type, rkey, "delete", seq + 1, delete_version(rkey, seq + 1), None, stamp,
+                 self._provenance(skey), now, "pending", 0)
             )
         self._enqueue(conn, ob_rows, counts or Counts(), want_ids)
         conn.execute(
