@@ -22,7 +22,7 @@ from gateway.errors import MappingError, RowProblem
 from gateway.mappings.expr import ExprError, compile_expr, compile_template
 from gateway.mappings.transforms import TransformContext, TransformFailure
 from gateway.standard.schema import RECORD_TYPES
-from gateway.standard.validate import ValidationContext, normalize
+from gateway.standard.validate import ValidationContext, fused_normalizer, normalize
 
 FieldFn = Callable[[Mapping[str, Any]], Any]
 SOURCE_KINDS = ("column", "path", "expr", "template", "constant")
@@ -53,9 +53,25 @@ class CompiledMapping:
     # Extra units and the category code table from the gateway config; None = the schema's defaults.
     context: ValidationContext | None = None
     _raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # (fields, context) the fast path was built for, and the fast path itself
+    _fast: tuple[Any, Any, Callable[[Mapping[str, Any]], dict[str, Any] | None]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def map_fields(self, data: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
         """Map and normalise one row's data; the record is None when any field fails."""
+        fast = self._fast
+        if fast is None or fast[0] is not self.fields or fast[1] is not self.context:
+            # Built lazily and rebuilt if a caller swaps fields or context after compiling.
+            fn = fused_normalizer(self.record_type, dict(self.fields), self.context)
+            fast = self._fast = (self.fields, self.context, fn)
+        record = fast[2](data)
+        if record is not None:
+            return record, []
+        return self._map_fields_full(data)
+
+    def _map_fields_full(self, data: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
+        """Every problem of a row (the fast path found one, or bailed out)."""
         out: dict[str, Any] = {}
         failed: list[FieldProblem] | None = None
         for name, fn in self.fields:

@@ -216,6 +216,8 @@ def number(arg: Any, ctx: TransformContext) -> Fn:
     _no_arg("number", arg)
 
     def fn(v: Any, row: Mapping[str, Any]) -> Any:
+        if v.__class__ is str and v.isdigit() and v.isascii():
+            return int(v)  # plain digits, the common case: what the Decimal route gives
         if _blank(v):
             return None
         if isinstance(v, int | float | Decimal) and not isinstance(v, bool):
@@ -295,8 +297,18 @@ _DATE_RES = (
 )
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def parse_date(v: Any) -> str:
     """A date in any of the forms departments use, as ISO 'YYYY-MM-DD'."""
+    if v.__class__ is str and len(v) == 10 and _ISO_DATE.fullmatch(v):
+        # Already canonical (most rows): the C parser only has to check the day exists.
+        try:
+            dt.date.fromisoformat(v)
+        except ValueError:
+            raise TransformFailure("date", f"日期不存在：{v}") from None
+        return v
     if isinstance(v, dt.datetime):
         return v.date().isoformat()
     if isinstance(v, dt.date):

@@ -195,6 +195,56 @@ def normalize(
     return out, errors
 
 
+def fused_normalizer(
+    record_type: str, getters: Mapping[str, Callable[[Any], Any]], context: ValidationContext | None = None
+) -> Callable[[Any], dict | None]:
+    """A fast path for mapping + `normalize` in one pass: fn(row) -> the canonical record, or None
+    when anything is wrong (a getter raised, a required field is empty, a rule failed).
+
+    `getters` maps standard field names to fn(row) -> raw value. The record equals
+    ``normalize(record_type, {name: get(row) ...})[0]`` whenever that has no errors; on None
+    the caller takes the full path, which reports every problem.
+    """
+    plan = _plan(record_type)
+    ctx = context or DEFAULT_CONTEXT
+    fixed_today = ctx.today
+    fields, rules = plan.fields, plan.rules
+    steps = tuple((name, getters[name], required, conv) for name, _, required, conv in plan.steps if name in getters)
+    today = date.today
+    if any(name not in fields for name in getters):
+        return lambda row: None  # unknown fields: only the full path reports them
+
+    def run(row: Any) -> dict | None:
+        ref = fixed_today or today()
+        out: dict[str, Any] = {}
+        try:
+            for name, get, required, conv in steps:
+                v = get(row)
+                if v is None:
+                    if required:
+                        return None
+                    continue
+                if v.__class__ is str:
+                    v = v.strip()
+                    if not v:
+                        if required:
+                            return None
+                        continue
+                out[name] = conv(v, ref, ctx)
+        except Exception:  # noqa: BLE001 - the full path re-runs this row and reports (or raises) properly
+            return None
+        if rules:
+            errors: list[FieldError] = []
+            present = out.__contains__
+            for rule in rules:
+                rule(out, errors, present, fields)
+            if errors:
+                return None
+        return out
+
+    return run
+
+
 def validate(record_type: str, data: Mapping[str, object], **kw: Any) -> list[FieldError]:
     """Every error of the record (empty list: valid)."""
     return normalize(record_type, data, **kw)[1]
