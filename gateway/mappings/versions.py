@@ -39,6 +39,13 @@ def _save(conn: Connection, source: str, text: str, author: str, comment: str) -
     return n
 
 
+def latest_version(engine: Engine, source: str) -> int | None:
+    """The newest version number of `source`'s mapping; None before the first. A read, no write lock."""
+    with engine.connect() as conn:
+        v = conn.execute(select(func.max(mv.c.version)).where(mv.c.source == source)).scalar()
+    return None if v is None else int(v)
+
+
 def current_version(engine: Engine, source: str, text: str, author: str = "system") -> int:
     """The version number of `text`: the latest one when unchanged, else a newly saved one."""
     with engine.begin() as conn:

@@ -38,7 +38,7 @@ from gateway.store.db import utcnow
 from gateway.store.tables import source_positions, sync_runs
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, begin_immediate, iso_updated_at
 from gateway.sync.lock import source_lock
-from gateway.sync.reread import AdapterCache, reusable
+from gateway.sync.reread import AdapterCache, FileAdapterCache, MappingCache, reusable, sqlite_file
 
 LOG = logging.getLogger("gateway.sync")
 COMMIT_ROWS = 2000  # rows per transaction when the adapter checkpoints less often
@@ -317,15 +317,21 @@ def _finish(engine: Engine, run_id: int, s: SyncSummary, status: str, error: str
 
 
 _REREAD = AdapterCache()  # open server-database adapters kept between per-record re-reads
+_REREAD_FILES = FileAdapterCache()  # open SQLite-file adapters, while the file and its schema are the same
+_MAPPINGS = MappingCache()  # compiled mappings kept while the mapping text and version are the same
 
 
 def sync_one(config: GatewayConfig, source_name: str, source_key: str, engine: Engine, *, operator: str = "system") -> OneResult:
     """Re-read one row, map, validate and enqueue it (a vanished row enqueues a delete)."""
     sc = config.source(source_name)
-    mapping = compile_for(config, sc, engine, operator)
+    mapping = _MAPPINGS.get(config, sc, engine, lambda: compile_for(config, sc, engine, operator))
     writer = ChangeWriter(sc.name, sc.record_type, mapping.version, operator)
     keep = reusable(sc)
-    adapter = _REREAD.get(sc, lambda: open_adapter(config, sc)) if keep else open_adapter(config, sc)
+    kept_file = None if keep or (path := sqlite_file(sc)) is None else _REREAD_FILES.get(sc, path, lambda: open_adapter(config, sc))
+    if keep:
+        adapter = _REREAD.get(sc, lambda: open_adapter(config, sc))
+    else:
+        adapter = kept_file or open_adapter(config, sc)
     try:
         row = adapter.fetch_one(source_key)
     except SkippableError as e:
@@ -337,9 +343,11 @@ def sync_one(config: GatewayConfig, source_name: str, source_key: str, engine: E
     except BaseException:
         if keep:
             _REREAD.drop(sc.name)  # a changed or unreachable table: open and reflect afresh next time
+        elif kept_file is not None:
+            _REREAD_FILES.drop(sc.name)
         raise
     finally:
-        if not keep:
+        if not keep and kept_file is None:
             adapter.close()
     if row is None:
         with engine.begin() as conn:
