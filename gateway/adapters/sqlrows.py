@@ -201,36 +201,51 @@ def stream_events(
     key_idx = [names.index(k) for k in key_columns]
     cur_idx = names.index(cursor_column) if cursor_column else None
     conv = [(names.index(c), c, CONVERTERS[k]) for c, k in checks.items() if k in CONVERTERS]
-    position = start
+    names = tuple(names)
+    (one_key,) = key_idx if len(key_idx) == 1 else (None,)
+    # The position is built from the last row's values only when a checkpoint is due
+    # (encoding it for every row cost as much as the rest of the loop).
+    last: Sequence[Any] | None = None
+
+    def position() -> Any:
+        if last is None:
+            return start
+        if cur_idx is not None:
+            return {"cursor": encode_value(last[cur_idx]), "key": [encode_value(last[i]) for i in key_idx]}
+        return {"after": [encode_value(last[i]) for i in key_idx]}
+
     n = 0
     for raw in rows:
-        vals = list(raw)
-        key = "|".join("" if vals[i] is None else str(vals[i]) for i in key_idx)
-        bad: RowProblem | None = None
-        for i, col, fn in conv:
-            v = vals[i]
-            if v is None:
-                continue
-            try:
-                vals[i] = fn(v)
-            except ValueRejected as e:
-                bad = RowProblem(source, f"{where} key={key}", col, v, e.rule, f"列 {col} 的值 {v!r} {e.message}")
-                break
-        n += 1
-        if cur_idx is not None:
-            if vals[cur_idx] is not None:  # rows with a NULL cursor are only read by full reads
-                position = {"cursor": encode_value(vals[cur_idx]), "key": [encode_value(vals[i]) for i in key_idx]}
+        vals: Sequence[Any] = tuple(raw)
+        if one_key is not None:
+            k = vals[one_key]
+            key = "" if k is None else str(k)
         else:
-            position = {"after": [encode_value(vals[i]) for i in key_idx]}
+            key = "|".join("" if vals[i] is None else str(vals[i]) for i in key_idx)
+        bad: RowProblem | None = None
+        if conv:
+            vals = list(vals)
+            for i, col, fn in conv:
+                v = vals[i]
+                if v is None:
+                    continue
+                try:
+                    vals[i] = fn(v)
+                except ValueRejected as e:
+                    bad = RowProblem(source, f"{where} key={key}", col, v, e.rule, f"列 {col} 的值 {v!r} {e.message}")
+                    break
+        n += 1
+        if cur_idx is None or vals[cur_idx] is not None:  # rows with a NULL cursor are only read by full reads
+            last = vals
         if bad is not None:
             yield bad
         else:
             version = vals[cur_idx] if cur_idx is not None else None
             yield SourceRow(key, dict(zip(names, vals, strict=True)), f"{where} key={key}", version)
         if n % chunk_size == 0:
-            yield Checkpoint(position)
+            yield Checkpoint(position())
     if cur_idx is not None:
-        yield Checkpoint(position)
+        yield Checkpoint(position())
     else:
         yield Checkpoint(None, snapshot=True)
 

@@ -281,7 +281,7 @@ def _compile_field(
         cols |= ctx.columns_used
     if get is None:
         return None, cols
-    return _compose(get, tuple(chain)), cols
+    return _compose(get, tuple(chain), key if kind == "column" else None), cols
 
 
 def _getter(key: str, is_path: bool) -> FieldFn:
@@ -298,11 +298,13 @@ def _getter(key: str, is_path: bool) -> FieldFn:
     return get
 
 
-def _compose(get: FieldFn, chain: tuple[Callable[[Any, Mapping[str, Any]], Any], ...]) -> FieldFn:
+def _compose(get: FieldFn, chain: tuple[Callable[[Any, Mapping[str, Any]], Any], ...], column: str | None = None) -> FieldFn:
     if not chain:
         return get
     if len(chain) == 1:
         (t,) = chain
+        if column is not None:  # one call less per field on the hot path
+            return lambda row: t(row.get(column), row)
         return lambda row: t(get(row), row)
 
     def run(row: Mapping[str, Any]) -> Any:

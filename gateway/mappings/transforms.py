@@ -298,6 +298,7 @@ _DATE_RES = (
 
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE_CACHE = 4096  # canonical date texts remembered per field; rows share few distinct dates
 
 
 def parse_date(v: Any) -> str:
@@ -336,9 +337,20 @@ def date(arg: Any, ctx: TransformContext) -> Fn:
         if "%" not in f:
             raise ValueError(f"date format {f!r} has no % directive")
 
+    seen: set[str] = set()  # canonical texts already checked (no formats: they pass unchanged)
+
     def fn(v: Any, row: Mapping[str, Any]) -> Any:
+        if v.__class__ is str and v in seen:
+            return v
         if _blank(v):
             return None
+        if not fmts and v.__class__ is str:
+            out = parse_date(v)
+            if out == v:
+                if len(seen) >= DATE_CACHE:
+                    seen.clear()
+                seen.add(v)
+            return out
         if fmts and isinstance(v, str):
             for f in fmts:
                 try:

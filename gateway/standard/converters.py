@@ -172,20 +172,26 @@ def decimal(f: Field) -> Converter:
     return conv
 
 
-def _iso_digits(v: str) -> bool:
-    return v[:4].isdigit() and v[5:7].isdigit() and v[8:].isdigit()
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE_CACHE = 4096  # canonical date texts remembered per field; rows share few distinct dates
 
 
 def date_field(f: Field) -> Converter:
     label, not_future = f.label, f.not_future
+    seen: dict[str, date] = {}  # canonical text -> the existing date it names
 
     def conv(v: Any, today: date, ctx: ValidationContext) -> str:
-        if v.__class__ is str and len(v) == 10 and v[4] == "-" and v[7] == "-" and v.isascii() and _iso_digits(v):
+        if v.__class__ is str and (d := seen.get(v)) is not None:
+            pass  # checked before: canonical and a real day
+        elif v.__class__ is str and len(v) == 10 and _ISO_DATE.fullmatch(v):
             # Fast path for canonical text (most rows): fromisoformat is C code.
             try:
                 d = date.fromisoformat(v)
             except ValueError:
                 raise Invalid("date.invalid", f"{label}“{v}”不是存在的日期") from None
+            if len(seen) >= DATE_CACHE:
+                seen.clear()
+            seen[v] = d
         else:
             try:
                 d = dates.parse_date(v)

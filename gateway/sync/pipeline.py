@@ -32,7 +32,7 @@ from gateway.config import GatewayConfig, SourceConfig
 from gateway.errors import FatalError, RowProblem, SkippableError
 from gateway.logs import log
 from gateway.mappings import CompiledMapping, current_version, load_mapping
-from gateway.standard.schema import record_key
+from gateway.standard.schema import RECORD_TYPES, record_key
 from gateway.standard.validate import ValidationContext
 from gateway.store.db import utcnow
 from gateway.store.tables import source_positions, sync_runs
@@ -145,6 +145,7 @@ class _Run:
         self.buffer: list[Mapped] = []
         self.rejected_keys: list[str] = []
         self.unread = 0  # adapter RowProblems since the last snapshot marker
+        self._key_fields = RECORD_TYPES[sc.record_type].key
         with engine.connect() as conn:
             self.state = _load_state(conn, sc.name)
 
@@ -161,9 +162,11 @@ class _Run:
             for p in problems:
                 self.problem(p)
             return
-        self.buffer.append(
-            Mapped(row.key, record_key(self.sc.record_type, record), record, iso_updated_at(row.version))
-        )
+        # What record_key() gives, without its per-call lookups.
+        get = record.get
+        rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in self._key_fields])
+        version = row.version
+        self.buffer.append(Mapped(row.key, rkey, record, None if version is None else iso_updated_at(version)))
 
     def commit(
         self, extra: Callable[[Connection], None] | None = None, prepare: Callable[[Connection], None] | None = None
