@@ -4,6 +4,9 @@ On PostgreSQL the accepted records are COPY'd into a per-connection temporary
 table and merged with one INSERT ... SELECT ... ON CONFLICT DO UPDATE; history
 rows are derived from that table server-side and per-record receipts are
 COPY'd straight in. That keeps a batch to a handful of round trips whatever its size.
+None of these rows carries the batch's log_seq (only known under the hub's
+write lock): they name their batch (batch_id), so they are written before it,
+under the department's lock only.
 """
 
 from __future__ import annotations
@@ -18,20 +21,20 @@ from sqlalchemy.engine import Connection
 from gateway.hub import tables
 
 RECORD_COLS = ("department", "type", "key", "seq", "version", "data", "updated_at", "deleted", "provenance",
-               "hub_seq", "log_seq", "received_at")
-RECEIPT_COLS = ("log_seq", "batch_id", "department", "type", "key", "seq", "status", "reasons", "hub_time")
+               "hub_seq", "batch_id", "received_at")
+RECEIPT_COLS = ("batch_id", "department", "type", "key", "seq", "status", "reasons", "hub_time")
 _UPDATE_COLS = RECORD_COLS[3:]
 
 _PG_TEMP = """CREATE TEMP TABLE IF NOT EXISTS hub_records_in (
   department text, type text, key text, seq bigint, version text, data jsonb, updated_at text,
-  deleted boolean, provenance jsonb, hub_seq bigint, log_seq bigint, received_at text) ON COMMIT DELETE ROWS"""
+  deleted boolean, provenance jsonb, hub_seq bigint, batch_id text, received_at text) ON COMMIT DELETE ROWS"""
 _PG_MERGE = (
     f"INSERT INTO records ({', '.join(RECORD_COLS)}) SELECT {', '.join(RECORD_COLS)} FROM hub_records_in "
     f"ON CONFLICT (department, type, key) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _UPDATE_COLS)}"
 )
 _PG_HISTORY = (
-    "INSERT INTO record_history (department, type, key, seq, version, op, hub_seq, log_seq, received_at) "
-    "SELECT department, type, key, seq, version, CASE WHEN deleted THEN 'delete' ELSE 'upsert' END, hub_seq, log_seq, "
+    "INSERT INTO record_history (department, type, key, seq, version, op, hub_seq, batch_id, received_at) "
+    "SELECT department, type, key, seq, version, CASE WHEN deleted THEN 'delete' ELSE 'upsert' END, hub_seq, batch_id, "
     "received_at FROM hub_records_in"
 )
 
@@ -50,7 +53,7 @@ def write_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
         with cur.copy(f"COPY hub_records_in ({', '.join(RECORD_COLS)}) FROM STDIN") as copy:
             for r in rows:
                 copy.write_row((r["department"], r["type"], r["key"], r["seq"], r["version"], _json(r["data"]),
-                                r["updated_at"], r["deleted"], _json(r["provenance"]), r["hub_seq"], r["log_seq"],
+                                r["updated_at"], r["deleted"], _json(r["provenance"]), r["hub_seq"], r["batch_id"],
                                 r["received_at"]))
         cur.execute(_PG_MERGE)
         cur.execute(_PG_HISTORY)
@@ -61,7 +64,7 @@ def write_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     conn.execute(stmt, rows)
     conn.execute(insert(tables.record_history), [
         {"department": r["department"], "type": r["type"], "key": r["key"], "seq": r["seq"], "version": r["version"],
-         "op": "delete" if r["deleted"] else "upsert", "hub_seq": r["hub_seq"], "log_seq": r["log_seq"],
+         "op": "delete" if r["deleted"] else "upsert", "hub_seq": r["hub_seq"], "batch_id": r["batch_id"],
          "received_at": r["received_at"]}
         for r in rows
     ])

@@ -1,9 +1,16 @@
 """Open the hub database (SQLite or PostgreSQL) and run the serialised write transaction.
 
-Every write that appends to the receipt log goes through `serialized(engine)`:
-SQLite takes the write lock at BEGIN (BEGIN IMMEDIATE), PostgreSQL locks the
-single `log_head` row with SELECT ... FOR UPDATE. Either way log entries chain
-and hub_seq grows in commit order, across threads and processes.
+Every write that appends to the receipt log takes the hub's write lock:
+SQLite takes it at BEGIN (BEGIN IMMEDIATE), PostgreSQL locks the single
+`log_head` row with SELECT ... FOR UPDATE (`lock_head`). Either way log entries
+chain and hub_seq grows in commit order, across threads and processes.
+
+A batch (`department_tx`) first holds only its department's lock (a
+PostgreSQL transaction-scoped advisory lock) while it reads the stored state,
+decides every record and stages the rows; it takes the global `log_head` lock
+last, for the log append and the writes that carry log_seq/hub_seq, so
+batches of different departments overlap. Lock order is always department,
+then log_head, so they cannot deadlock.
 """
 
 from __future__ import annotations
@@ -84,15 +91,36 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+def lock_head(conn: Connection) -> dict:
+    """Take the hub's write lock inside the current transaction; the head row as a dict."""
+    q = select(tables.log_head).where(tables.log_head.c.id == 1)
+    if conn.dialect.name != "sqlite":
+        q = q.with_for_update()
+    return dict(conn.execute(q).mappings().one())
+
+
+def after_commit(engine: Engine, head: dict) -> None:
+    """After the commit, outside the lock: keep the planner's view of the growing tables current."""
+    if engine.dialect.name == "postgresql" and planner_stats.due(int(head["log_seq"])):
+        planner_stats.refresh_if_stale(engine, int(head["hub_seq"]))
+
+
 @contextmanager
 def serialized(engine: Engine) -> Iterator[tuple[Connection, dict]]:
     """A transaction holding the hub's write lock; yields (connection, head row as dict)."""
     with write_tx(engine) as conn:
-        q = select(tables.log_head).where(tables.log_head.c.id == 1)
-        if conn.dialect.name != "sqlite":
-            q = q.with_for_update()
-        head = dict(conn.execute(q).mappings().one())
+        head = lock_head(conn)
         yield conn, head
-    # After the commit, outside the lock: keep the planner's view of the growing tables current.
-    if engine.dialect.name == "postgresql" and planner_stats.due(int(head["log_seq"])):
-        planner_stats.refresh_if_stale(engine, int(head["hub_seq"]))
+    after_commit(engine, head)
+
+
+DEPARTMENT_LOCK = 727466  # first key of the two-key advisory locks, one per department (hashtext of its code)
+
+
+@contextmanager
+def department_tx(engine: Engine, department: str) -> Iterator[Connection]:
+    """A write transaction holding `department`'s lock (PostgreSQL; SQLite's BEGIN IMMEDIATE holds everything)."""
+    with write_tx(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (DEPARTMENT_LOCK, department))
+        yield conn

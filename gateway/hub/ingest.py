@@ -3,11 +3,15 @@
 Two steps, so that the CPU-heavy part runs outside the write lock:
 - `check_records` (no database): each record's envelope and its standard
   validation (`gateway.standard.validate.normalize`);
-- `store_batch` (one serialised transaction): load the stored state of the
-  batch's keys and of the referenced materials/depots/agreements/attachments in
-  a few queries, decide each record's status in order, write the accepted ones
-  with one executemany upsert, append the receipt-log entry, store the per-record
-  receipts and the signed receipt. All or nothing.
+- `store_batch` (one transaction): under its department's lock only, load the
+  stored state of the batch's keys and of the referenced
+  materials/depots/agreements/attachments in a few queries, decide each
+  record's status in order, draw the accepted records' hub_seq, write them,
+  their history rows and the per-record receipts (all naming the batch by
+  batch_id); then, under the hub's write lock (`db.lock_head`) up to the
+  commit, append the receipt-log entry and store the signed receipt (which
+  carries log_seq/log_head). All or nothing. Batches of different
+  departments thus overlap, and only the short log append is serialised.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
 from gateway.hub.bulk import write_receipts, write_records
-from gateway.hub.db import serialized, utcnow
+from gateway.hub.db import after_commit, department_tx, lock_head, utcnow
 from gateway.hub.receipt_log import append
 from gateway.protocol.batch import MAX_SEQ, PROTOCOL_VERSION, Batch, record_problems
 from gateway.protocol.canonical import canonical_json
@@ -174,57 +178,106 @@ def store_batch(
         and c.clean.get("material_id") and not c.clean.get("depot_id")
     }
 
-    with serialized(engine) as (conn, head):
-        again = stored_receipt(conn, batch.batch_id, dept, digest)
-        if again is not None:
-            return again
-        state = _stored_state(conn, dept, {t: keys_by_type.get(t, set()) | refs_by_type.get(t, set()) for t in keys_by_type.keys() | refs_by_type.keys()})
-        held = _attachments_held(conn, hashes) if hashes else set()
-        modes = _reserve_modes(conn, dept, no_depot, candidates) if no_depot else {}
-        now = utcnow()
-        out = _apply(candidates, state, held, dept, int(head["hub_seq"]), int(head["log_seq"]) + 1, now, modes)
-        entry = append(
-            conn, head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
-            counts=out.counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)},
-            hub_seq=out.hub_seq, time=now,
-        )
-        write_records(conn, list(out.rows.values()))
-        _bump_seqs(conn, dept, [b for k, b in out.bumps.items() if k not in out.rows])
-        doc = {
-            "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": now,
-            "log_seq": entry.seq, "log_head": entry.entry_hash, "results": out.results,
-        }
-        body, signature = sign_receipt(doc, hub_key, hub_key_id)
-        conn.execute(insert(tables.batches).values(
-            batch_id=batch.batch_id, department=dept, source=batch.source, request_digest=digest, log_seq=entry.seq,
-            receipt=body, signature=signature, received_at=now,
-        ))
-        write_receipts(conn, [
-            # Cut what a rejected record may carry to a size an index entry can hold.
-            (entry.seq, batch.batch_id, dept, r["type"][:64], r["key"][:512], r["seq"], r["status"],
-             canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None, now)
-            for r in out.results
-        ])
-        return StoredBatch(body, signature, False)
+    try:
+        with department_tx(engine, dept) as conn:
+            # Under the department's lock only: nothing else writes this department's records meanwhile,
+            # and batches of other departments run alongside.
+            again = stored_receipt(conn, batch.batch_id, dept, digest)
+            if again is not None:
+                return again
+            state = _stored_state(conn, dept, {t: keys_by_type.get(t, set()) | refs_by_type.get(t, set()) for t in keys_by_type.keys() | refs_by_type.keys()})
+            held = _attachments_held(conn, hashes) if hashes else set()
+            modes = _reserve_modes(conn, dept, no_depot, candidates) if no_depot else {}
+            now = utcnow()
+            out = _apply(candidates, state, held, dept, batch.batch_id, now, modes)
+            seqs = _hub_seqs(conn, len(out.accepted))
+            for r, s in zip(out.accepted, seqs, strict=True):
+                r["hub_seq"] = s
+            write_records(conn, list(out.rows.values()))
+            _bump_seqs(conn, dept, [b for k, b in out.bumps.items() if k not in out.rows])
+            write_receipts(conn, [
+                # Cut what a rejected record may carry to a size an index entry can hold.
+                (batch.batch_id, dept, r["type"][:64], r["key"][:512], r["seq"], r["status"],
+                 canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None, now)
+                for r in out.results
+            ])
+            # The hub's write lock, to the commit: only the log append and the signed receipt.
+            head = lock_head(conn)
+            taken = stored_receipt(conn, batch.batch_id, dept, digest)
+            if taken is not None:  # another department's batch took the id meanwhile: undo ours
+                raise _Taken(taken)
+            entry = append(
+                conn, head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
+                counts=out.counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)},
+                hub_seq=max([int(head["hub_seq"]), *seqs]), time=now,
+            )
+            doc = {
+                "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": now,
+                "log_seq": entry.seq, "log_head": entry.entry_hash, "results": out.results,
+            }
+            body, signature = sign_receipt(doc, hub_key, hub_key_id)
+            conn.execute(insert(tables.batches).values(
+                batch_id=batch.batch_id, department=dept, source=batch.source, request_digest=digest, log_seq=entry.seq,
+                receipt=body, signature=signature, received_at=now,
+            ))
+    except _Taken as t:
+        return t.stored
+    after_commit(engine, head)
+    return StoredBatch(body, signature, False)
+
+
+class _Taken(Exception):
+    def __init__(self, stored: StoredBatch) -> None:
+        super().__init__("batch id taken")
+        self.stored = stored
+
+
+def _hub_seqs(conn: Connection, n: int) -> list[int]:
+    """`n` increasing hub_seq values for this batch's accepted records.
+
+    PostgreSQL: from a sequence, under the department's lock held to the commit,
+    so within a department hub_seq grows in commit order (what the read API's
+    keyset pages need). SQLite: on from log_head.hub_seq, under its write lock.
+    """
+    if n == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        q = "SELECT nextval('hub_seq_counter') FROM generate_series(1, %s)"
+        return sorted(int(v) for (v,) in conn.exec_driver_sql(q, (n,)))
+    base = int(conn.execute(select(tables.log_head.c.hub_seq).where(tables.log_head.c.id == 1)).scalar_one())
+    return list(range(base + 1, base + n + 1))
+
+
+@dataclass
+class _SeqSlots:
+    """Where one accepted record's hub_seq goes: its row (the last state of its key wins) and its result."""
+    row: dict[str, Any]
+    result: dict[str, Any]
+
+    def __setitem__(self, name: str, value: int) -> None:
+        self.row[name] = value
+        self.result[name] = value
 
 
 @dataclass
 class Outcome:
-    hub_seq: int  # the last hub_seq handed out
     results: list[dict[str, Any]] = field(default_factory=list)  # receipt results, in batch order
     rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # final accepted state per key
     bumps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # seq-only advances
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    accepted: list[_SeqSlots] = field(default_factory=list)  # in batch order, one per accepted record
 
 
 def _apply(candidates: list[Candidate], state: dict[tuple[str, str], tuple[int, str, bool]], held: set[str],
-           dept: str, hub_seq: int, log_seq: int, now: str, modes: dict[str, str] | None = None) -> Outcome:
-    """Decide every record in order, updating `state` as it goes; collect the rows to write."""
-    out = Outcome(hub_seq)
+           dept: str, batch_id: str, now: str, modes: dict[str, str] | None = None) -> Outcome:
+    """Decide every record in order, updating `state` as it goes; collect the rows to write.
+
+    The accepted records' hub_seq is filled in afterwards, through `Outcome.accepted`, in batch order.
+    """
+    out = Outcome()
     for c in candidates:
         rec = c.rec
         status, reasons = _decide(c, state, held, modes or {})
-        this_seq = None
         if status == "duplicate" and state[(rec["type"], rec["key"])][0] < rec["seq"]:
             # Same content under a newer seq: keep the newer seq, so an older state arriving later is stale.
             k = (rec["type"], rec["key"])
@@ -234,24 +287,25 @@ def _apply(candidates: list[Candidate], state: dict[tuple[str, str], tuple[int, 
             else:
                 out.bumps[k] = {"b_type": rec["type"], "b_key": rec["key"], "b_seq": rec["seq"]}
         elif status == "accepted":
-            out.hub_seq += 1
-            this_seq = out.hub_seq
             deleted = rec["op"] == "delete"
             state[(rec["type"], rec["key"])] = (rec["seq"], rec["version"], deleted)
             out.rows[(rec["type"], rec["key"])] = {
                 "department": dept, "type": rec["type"], "key": rec["key"], "seq": rec["seq"],
                 "version": rec["version"], "data": None if deleted else c.clean, "updated_at": rec.get("updated_at"),
-                "deleted": deleted, "provenance": rec.get("provenance"), "hub_seq": this_seq, "log_seq": log_seq,
+                "deleted": deleted, "provenance": rec.get("provenance"), "hub_seq": None, "batch_id": batch_id,
                 "received_at": now,
             }
         out.counts[status] += 1
-        out.results.append({
+        result = {
             "key": rec.get("key") if isinstance(rec.get("key"), str) else "",
             "type": rec.get("type") if isinstance(rec.get("type"), str) else "",
             "seq": rec["seq"] if _valid_seq(rec.get("seq")) else None,
             "version": rec.get("version") if isinstance(rec.get("version"), str) else None,
-            "status": status, "hub_seq": this_seq, "reasons": reasons,
-        })
+            "status": status, "hub_seq": None, "reasons": reasons,
+        }
+        out.results.append(result)
+        if status == "accepted":
+            out.accepted.append(_SeqSlots(out.rows[(rec["type"], rec["key"])], result))
     return out
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Sequence,
     String,
     Table,
     Text,
@@ -86,8 +87,8 @@ records = Table(
     Column("updated_at", String, nullable=True),  # from the source
     Column("deleted", Boolean, nullable=False, default=False),
     Column("provenance", Json, nullable=True),
-    Column("hub_seq", BigInteger, nullable=False),  # global write order (commit order)
-    Column("log_seq", BigInteger, nullable=False),  # the batch's receipt-log entry
+    Column("hub_seq", BigInteger, nullable=False),  # write order, in commit order within a department
+    Column("batch_id", String(36), nullable=False),  # the batch that wrote it (batches.log_seq: its log entry)
     Column("received_at", String, nullable=False),
     UniqueConstraint("department", "type", "key", name="uq_records_key"),
     Index("ix_records_read", "department", "type", "hub_seq"),  # the read API's keyset pages
@@ -105,7 +106,7 @@ record_history = Table(
     Column("version", String, nullable=False),
     Column("op", String(10), nullable=False),
     Column("hub_seq", BigInteger, nullable=False),
-    Column("log_seq", BigInteger, nullable=False),
+    Column("batch_id", String(36), nullable=False),
     Column("received_at", String, nullable=False),
     Index("ix_record_history_key", "department", "type", "key"),
 )
@@ -122,6 +123,10 @@ batches = Table(
     Column("signature", String, nullable=False),
     Column("received_at", String, nullable=False),
 )
+
+# hub_seq of accepted records on PostgreSQL, drawn under the department's lock
+# (SQLite counts on from log_head.hub_seq under its one write lock).
+hub_seq_counter = Sequence("hub_seq_counter", metadata=metadata)
 
 # --- receipt log ----------------------------------------------------------
 # Hash-chained: entry_hash = sha256(canonical JSON of every other column).
@@ -144,8 +149,8 @@ receipt_log = Table(
     Index("ix_receipt_log_time", "time"),
 )
 
-# One row, locked by every append: the serialisation point of the log and of
-# hub_seq, and the hub's signed checkpoint of the head.
+# One row, locked by every append: the serialisation point of the log, and the
+# hub's signed checkpoint of the head. hub_seq: the highest handed out.
 log_head = Table(
     "log_head",
     metadata,
@@ -162,8 +167,7 @@ receipts = Table(
     "receipts",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("log_seq", BigInteger, nullable=False),
-    Column("batch_id", String(36), nullable=False),
+    Column("batch_id", String(36), nullable=False),  # batches.log_seq / receipt_log.batch_id: its log entry
     Column("department", String(40), nullable=False),
     Column("type", String, nullable=False),  # as sent: a rejected record may name no valid type
     Column("key", String, nullable=False),
@@ -175,7 +179,7 @@ receipts = Table(
     Index("ix_receipts_status", "status", "id"),
     Index("ix_receipts_time", "hub_time"),
     Index("ix_receipts_key", "department", "type", "key"),
-    Index("ix_receipts_log_seq", "log_seq"),
+    Index("ix_receipts_batch", "batch_id"),
 )
 
 attachments = Table(

@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import Engine, and_, case, func, or_, select
 from sqlalchemy.engine import Connection
 
-from gateway.hub.tables import departments, receipt_log, receipts, records
+from gateway.hub.tables import batches, departments, receipt_log, receipts, records
 from gateway.standard.schema import RECORD_TYPES
 
 PAGE = 50
@@ -77,9 +77,13 @@ def receipt_page(engine: Engine, f: Filters, before: int | None = None, limit: i
     r = receipts.c
     with engine.connect() as conn:
         lo, hi = _bounds(conn, r.hub_time, r.id, f)
-        q = select(receipts).order_by(r.id.desc()).limit(limit)
-        q = _receipt_where(q, f, lo, hi, before)
+        q = _receipt_where(_with_log_seq().order_by(r.id.desc()).limit(limit), f, lo, hi, before)
         return [dict(x) for x in conn.execute(q).mappings()]
+
+
+def _with_log_seq() -> Any:
+    """Receipt rows with their batch's receipt-log seq (rows name their batch; the log entry is the batch's)."""
+    return select(receipts, batches.c.log_seq).join(batches, batches.c.batch_id == receipts.c.batch_id)
 
 
 def _receipt_where(q: Any, f: Filters, lo: int | None, hi: int | None, before: int | None) -> Any:
@@ -93,7 +97,8 @@ def _receipt_where(q: Any, f: Filters, lo: int | None, hi: int | None, before: i
     if f.key:
         q = q.where(r.key == f.key)
     if f.log_seq.isdigit():
-        q = q.where(r.log_seq == int(f.log_seq))
+        entry = receipt_log.c
+        q = q.where(r.batch_id == select(entry.batch_id).where(entry.seq == int(f.log_seq), entry.kind == "batch").scalar_subquery())
     if lo is not None:
         q = q.where(r.id >= lo)
     if hi is not None:
@@ -108,7 +113,7 @@ def receipts_for_export(engine: Engine, f: Filters, limit: int = 1_000_000) -> I
     r = receipts.c
     with engine.connect() as conn:
         lo, hi = _bounds(conn, r.hub_time, r.id, f)
-        q = _receipt_where(select(receipts).order_by(r.id.desc()).limit(limit), f, lo, hi, None)
+        q = _receipt_where(_with_log_seq().order_by(r.id.desc()).limit(limit), f, lo, hi, None)
         for row in conn.execution_options(stream_results=True, yield_per=2000).execute(q).mappings():
             yield dict(row)
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from gateway.accounts import csrf, errors
 from gateway.accounts.roles import HUB_PERMISSIONS
 from gateway.accounts.web import AccountsUI, NavItem, attach, audit, require
-from gateway.hub.tables import record_history, records
+from gateway.hub.tables import batches, record_history, records
 from gateway.hub.ui import exports, stats
 from gateway.hub.ui_tables import hub_account_store
 from gateway.protocol.reasons import reason_texts
@@ -239,7 +239,8 @@ def record_detail(record_id: int) -> Any:
         if row is None:
             abort(404)
         hist = [dict(x) for x in c.execute(
-            select(record_history).where(h.department == row["department"], h.type == row["type"], h.key == row["key"])
+            select(record_history, batches.c.log_seq).join(batches, batches.c.batch_id == h.batch_id)
+            .where(h.department == row["department"], h.type == row["type"], h.key == row["key"])
             .order_by(h.id.desc()).limit(100)
         ).mappings()]
     return render_template("hub_ui/record.html", rec=dict(row), rt=RECORD_TYPES.get(row["type"]), hist=hist, **_common())
