@@ -238,10 +238,15 @@ class PushClient:
         ids = sorted(set(outbox_ids))
         quick = Backoff(base=0.5, cap=5.0, rng=self.backoff.rng)
         tries = 0
-        while (step := self._step(quick, ids)).batch is not None:
+        left = set(ids)
+        while left and (step := self._step(quick, ids)).batch is not None:
             if isinstance(step.error, BatchRefused):
                 raise step.error
-            if step.error is not None or (step.results is not None and len(step.results) < len(step.batch.rows)):
+            if step.error is None and step.results is not None and len(step.results) == len(step.batch.rows):
+                # All of this batch is receipted: when that was every row asked for, no further
+                # claim is needed (it would only take the lock and a write transaction to find nothing).
+                left.difference_update(step.batch.outbox_ids)
+            elif step.error is not None or step.results is not None:
                 tries += 1  # also when a receipt skipped rows: do not loop on a faulty hub
                 if tries >= attempts:
                     if isinstance(step.error, HubUnavailable | ReceiptUnverified):
