@@ -63,7 +63,9 @@ class CompiledMapping:
         fast = self._fast
         if fast is None or fast[0] is not self.fields or fast[1] is not self.context:
             # Built lazily and rebuilt if a caller swaps fields or context after compiling.
-            fn = fused_normalizer(self.record_type, dict(self.fields), self.context)
+            fn = fused_normalizer(
+                self.record_type, {name: getattr(get, "column", None) or get for name, get in self.fields}, self.context
+            )
             fast = self._fast = (self.fields, self.context, fn)
         record = fast[2](data)
         if record is not None:
@@ -286,7 +288,9 @@ def _compile_field(
 
 def _getter(key: str, is_path: bool) -> FieldFn:
     if not is_path:
-        return lambda row: row.get(key)
+        get = lambda row: row.get(key)  # noqa: E731
+        get.column = key  # type: ignore[attr-defined]  # lets the fast path read the column itself
+        return get
     alts = tuple(dict.fromkeys((key, key.lstrip("/"), key.removeprefix("./"), "/" + key.lstrip("/"))))
 
     def get(row: Mapping[str, Any]) -> Any:

@@ -342,6 +342,8 @@ def date(arg: Any, ctx: TransformContext) -> Fn:
     def fn(v: Any, row: Mapping[str, Any]) -> Any:
         if v.__class__ is str and v in seen:
             return v
+        if v.__class__ is dt.date:  # a DATE column: what parse_date gives
+            return v.isoformat()
         if _blank(v):
             return None
         if not fmts and v.__class__ is str:

@@ -147,6 +147,9 @@ def decimal(f: Field) -> Converter:
             if abs(v) >= 10.0**MAX_DIGITS:
                 raise Invalid("type.decimal", f"{label}数值过大（整数部分最多 {MAX_DIGITS} 位），实际为“{v}”")
             n: int | float = round(v, scale) if scale is not None else v
+        elif t is Decimal and v.is_finite() and v.adjusted() < MAX_DIGITS:
+            # A NUMERIC column: the steps of the general route below, without its checks by type.
+            n = float(v.quantize(quantum, ROUND_HALF_UP) if quantum is not None else v)
         elif t is str and 0 < len(v) <= MAX_DIGITS and v.isascii() and (dot := v.find(".")) != 0 and (
             v.isdigit() if dot < 0 else (v[:dot].isdigit() and v[dot + 1 :].isdigit() and len(v) - dot - 1 <= max_places)
         ):

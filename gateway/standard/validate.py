@@ -196,12 +196,13 @@ def normalize(
 
 
 def fused_normalizer(
-    record_type: str, getters: Mapping[str, Callable[[Any], Any]], context: ValidationContext | None = None
+    record_type: str, getters: Mapping[str, Callable[[Any], Any] | str], context: ValidationContext | None = None
 ) -> Callable[[Any], dict | None]:
     """A fast path for mapping + `normalize` in one pass: fn(row) -> the canonical record, or None
     when anything is wrong (a getter raised, a required field is empty, a rule failed).
 
-    `getters` maps standard field names to fn(row) -> raw value. The record equals
+    `getters` maps standard field names to fn(row) -> raw value, or to a column name
+    (the value is row.get(column), without a call per field). The record equals
     ``normalize(record_type, {name: get(row) ...})[0]`` whenever that has no errors; on None
     the caller takes the full path, which reports every problem.
     """
@@ -209,7 +210,11 @@ def fused_normalizer(
     ctx = context or DEFAULT_CONTEXT
     fixed_today = ctx.today
     fields, rules = plan.fields, plan.rules
-    steps = tuple((name, getters[name], required, conv) for name, _, required, conv in plan.steps if name in getters)
+    steps = tuple(
+        (name, g, None, required, conv) if isinstance(g := getters[name], str) else (name, None, g, required, conv)
+        for name, _, required, conv in plan.steps
+        if name in getters
+    )
     today = date.today
     if any(name not in fields for name in getters):
         return lambda row: None  # unknown fields: only the full path reports them
@@ -218,8 +223,9 @@ def fused_normalizer(
         ref = fixed_today or today()
         out: dict[str, Any] = {}
         try:
-            for name, get, required, conv in steps:
-                v = get(row)
+            row_get = row.get
+            for name, column, get, required, conv in steps:
+                v = row_get(column) if get is None else get(row)
                 if v is None:
                     if required:
                         return None
