@@ -94,16 +94,25 @@ def _chunks(items: list, n: int = CHUNK) -> Iterator[list]:
         yield items[i : i + n]
 
 
+_STATE_COLS = (tables.records.c.key, tables.records.c.seq, tables.records.c.version, tables.records.c.deleted)
+# PostgreSQL: one array parameter instead of thousands of bound values.
+_STATE_PG = select(*_STATE_COLS).where(and_(
+    tables.records.c.department == bindparam("s_dept"), tables.records.c.type == bindparam("s_type"),
+    tables.records.c.key == any_(bindparam("s_keys", type_=ARRAY(String))),
+))
+
+
 def _stored_state(conn: Connection, department: str, keys_by_type: dict[str, set[str]]) -> dict[tuple[str, str], tuple[int, str, bool]]:
     r = tables.records.c
     state: dict[tuple[str, str], tuple[int, str, bool]] = {}
     pg = conn.dialect.name == "postgresql"
     for typ, keys in keys_by_type.items():
         for part in _chunks(sorted(keys)) if not pg else [sorted(keys)]:
-            # PostgreSQL: one array parameter instead of thousands of bound values.
-            match = r.key == any_(bindparam("keys", part, type_=ARRAY(String))) if pg else r.key.in_(part)
-            q = select(r.key, r.seq, r.version, r.deleted).where(and_(r.department == department, r.type == typ, match))
-            for key, seq, version, deleted in conn.execute(q):
+            if pg:
+                rows = conn.execute(_STATE_PG, {"s_dept": department, "s_type": typ, "s_keys": part})
+            else:
+                rows = conn.execute(select(*_STATE_COLS).where(and_(r.department == department, r.type == typ, r.key.in_(part))))
+            for key, seq, version, deleted in rows:
                 state[(typ, key)] = (int(seq), version, bool(deleted))
     return state
 
@@ -135,8 +144,12 @@ class StoredBatch:
     conflict: str | None = None  # set when the batch id is taken by other content
 
 
+_BATCH_BY_ID = select(tables.batches).where(tables.batches.c.batch_id == bindparam("b_id"))
+_INSERT_BATCH = insert(tables.batches)
+
+
 def stored_receipt(conn: Connection, batch_id: str, department: str, digest: str) -> StoredBatch | None:
-    row = conn.execute(select(tables.batches).where(tables.batches.c.batch_id == batch_id)).mappings().first()
+    row = conn.execute(_BATCH_BY_ID, {"b_id": batch_id}).mappings().first()
     if row is None:
         return None
     if row["department"] != department or row["request_digest"] != digest:
@@ -203,8 +216,10 @@ def store_batch(
             ])
             # The hub's write lock, to the commit: only the log append and the signed receipt.
             head = lock_head(conn)
-            taken = stored_receipt(conn, batch.batch_id, dept, digest)
-            if taken is not None:  # another department's batch took the id meanwhile: undo ours
+            # PostgreSQL: another department's batch may have taken the id meanwhile; then undo ours.
+            # (SQLite's write lock has been held since BEGIN: nothing changed since the check above.)
+            taken = stored_receipt(conn, batch.batch_id, dept, digest) if conn.dialect.name == "postgresql" else None
+            if taken is not None:
                 raise _Taken(taken)
             entry = append(
                 conn, head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
@@ -216,10 +231,10 @@ def store_batch(
                 "log_seq": entry.seq, "log_head": entry.entry_hash, "results": out.results,
             }
             body, signature = sign_receipt(doc, hub_key, hub_key_id)
-            conn.execute(insert(tables.batches).values(
-                batch_id=batch.batch_id, department=dept, source=batch.source, request_digest=digest, log_seq=entry.seq,
-                receipt=body, signature=signature, received_at=now,
-            ))
+            conn.execute(_INSERT_BATCH, {
+                "batch_id": batch.batch_id, "department": dept, "source": batch.source, "request_digest": digest,
+                "log_seq": entry.seq, "receipt": body, "signature": signature, "received_at": now,
+            })
     except _Taken as t:
         return t.stored
     after_commit(engine, head)

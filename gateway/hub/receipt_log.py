@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
@@ -36,6 +36,16 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
 
 def head_message(log_seq: int, log_head: str) -> bytes:
     return canonical_json({"log_head": log_head, "log_seq": log_seq})
+
+
+# Built once: this runs under the hub's write lock for every batch, refusal and read.
+_INSERT_ENTRY = insert(tables.receipt_log)
+_MOVE_HEAD = (
+    update(tables.log_head)
+    .where(tables.log_head.c.id == 1)
+    .values(log_seq=bindparam("h_seq"), log_head=bindparam("h_head"), hub_seq=bindparam("h_hub_seq"),
+            signature=bindparam("h_sig"), signed_at=bindparam("h_at"))
+)
 
 
 @dataclass
@@ -76,14 +86,11 @@ def append(
         "prev_hash": head["log_head"],
     }
     h = entry_hash(entry)
-    conn.execute(insert(tables.receipt_log).values(**entry, entry_hash=h))
+    conn.execute(_INSERT_ENTRY, {**entry, "entry_hash": h})
     sig = b64(hub_key.sign(head_message(entry["seq"], h)))
     new_hub_seq = head["hub_seq"] if hub_seq is None else hub_seq
-    conn.execute(
-        update(tables.log_head)
-        .where(tables.log_head.c.id == 1)
-        .values(log_seq=entry["seq"], log_head=h, hub_seq=new_hub_seq, signature=sig, signed_at=entry["time"])
-    )
+    conn.execute(_MOVE_HEAD, {"h_seq": entry["seq"], "h_head": h, "h_hub_seq": new_hub_seq, "h_sig": sig,
+                              "h_at": entry["time"]})
     head.update(log_seq=entry["seq"], log_head=h, hub_seq=new_hub_seq, signature=sig)
     return Appended(entry["seq"], h, entry["time"])
 
