@@ -221,19 +221,21 @@ def store_batch(
             taken = stored_receipt(conn, batch.batch_id, dept, digest) if conn.dialect.name == "postgresql" else None
             if taken is not None:
                 raise _Taken(taken)
+            # The log's time is read under its lock, so it grows with seq as before (the UI's date bounds rely on it).
+            logged = utcnow()
             entry = append(
                 conn, head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
                 counts=out.counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)},
-                hub_seq=max([int(head["hub_seq"]), *seqs]), time=now,
+                hub_seq=max([int(head["hub_seq"]), *seqs]), time=logged,
             )
             doc = {
-                "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": now,
+                "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": logged,
                 "log_seq": entry.seq, "log_head": entry.entry_hash, "results": out.results,
             }
             body, signature = sign_receipt(doc, hub_key, hub_key_id)
             conn.execute(_INSERT_BATCH, {
                 "batch_id": batch.batch_id, "department": dept, "source": batch.source, "request_digest": digest,
-                "log_seq": entry.seq, "receipt": body, "signature": signature, "received_at": now,
+                "log_seq": entry.seq, "receipt": body, "signature": signature, "received_at": logged,
             })
     except _Taken as t:
         return t.stored
