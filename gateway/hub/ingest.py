@@ -259,8 +259,9 @@ def _hub_seqs(conn: Connection, n: int) -> list[int]:
     if n == 0:
         return []
     if conn.dialect.name == "postgresql":
-        q = "SELECT nextval('hub_seq_counter') FROM generate_series(1, %s)"
-        return sorted(int(v) for (v,) in conn.exec_driver_sql(q, (n,)))
+        # One row holding them all (not n rows to fetch one by one).
+        q = "SELECT array(SELECT nextval('hub_seq_counter') FROM generate_series(1, %s))"
+        return sorted(int(v) for v in conn.exec_driver_sql(q, (n,)).scalar_one())
     base = int(conn.execute(select(tables.log_head.c.hub_seq).where(tables.log_head.c.id == 1)).scalar_one())
     return list(range(base + 1, base + n + 1))
 
