@@ -216,7 +216,7 @@ def number(arg: Any, ctx: TransformContext) -> Fn:
     _no_arg("number", arg)
 
     def fn(v: Any, row: Mapping[str, Any]) -> Any:
-        if v.__class__ is str and v.isdigit() and v.isascii():
+        if v.__class__ is str and len(v) < 19 and v.isdigit() and v.isascii():
             return int(v)  # plain digits, the common case: what the Decimal route gives
         if _blank(v):
             return None
