@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, select, update
+from sqlalchemy.engine import Connection
 
 from gateway.protocol.batch import PROVENANCE_FIELDS, encode_batch, make_batch, make_record
 from gateway.protocol.canonical import canonical_json
@@ -148,47 +149,57 @@ def claim_batch(
     ids = sorted(set(only_ids)) if only_ids is not None else None
     if ids == []:
         return None
-    pending = outbox.c.state == "pending"
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             # Read and claim under one write lock: the rows read are the rows marked.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        first = select(outbox.c.source).where(pending).order_by(outbox.c.id).limit(1)
-        if ids is not None:
-            first = first.where(outbox.c.id.in_(ids))
-        source = conn.execute(first).scalar()
-        if source is None:
-            return None
-        q = select(*_COLUMNS).where(pending, outbox.c.source == source).order_by(outbox.c.id).limit(batch_size)
-        if ids is not None:
-            q = q.where(outbox.c.id.in_(ids))
-        records: list[bytes] = []
-        rows: list[BatchRow] = []
-        size = _ENVELOPE_ROOM
-        for row in conn.execute(q):
-            rec = wire_bytes(row, department)
-            n = len(rec) + 1
-            if rows and size + n > max_bytes:
-                break
-            size += n
-            records.append(rec)
-            rows.append(_batch_row(row))
-        batch_id, created = new_batch_id(), utcnow()
-        # The claim counts as the first attempt (saves a commit per batch on the common path).
-        conn.execute(
-            outbox_batches.insert().values(
-                batch_id=batch_id, source=source, created=created, records=len(rows), state="sent", attempts=1,
-                last_attempt_at=created,
-            )
+        return claim_in(conn, department, batch_size=batch_size, max_bytes=max_bytes, only_ids=ids)
+
+
+def claim_in(
+    conn: Connection, department: str, *, batch_size: int, max_bytes: int, only_ids: Iterable[int] | None = None
+) -> Batch | None:
+    """claim_batch inside the caller's write transaction (the per-record push claims where it enqueued)."""
+    ids = sorted(set(only_ids)) if only_ids is not None else None
+    if ids == []:
+        return None
+    pending = outbox.c.state == "pending"
+    first = select(outbox.c.source).where(pending).order_by(outbox.c.id).limit(1)
+    if ids is not None:
+        first = first.where(outbox.c.id.in_(ids))
+    source = conn.execute(first).scalar()
+    if source is None:
+        return None
+    q = select(*_COLUMNS).where(pending, outbox.c.source == source).order_by(outbox.c.id).limit(batch_size)
+    if ids is not None:
+        q = q.where(outbox.c.id.in_(ids))
+    records: list[bytes] = []
+    rows: list[BatchRow] = []
+    size = _ENVELOPE_ROOM
+    for row in conn.execute(q):
+        rec = wire_bytes(row, department)
+        n = len(rec) + 1
+        if rows and size + n > max_bytes:
+            break
+        size += n
+        records.append(rec)
+        rows.append(_batch_row(row))
+    batch_id, created = new_batch_id(), utcnow()
+    # The claim counts as the first attempt (saves a commit per batch on the common path).
+    conn.execute(
+        outbox_batches.insert().values(
+            batch_id=batch_id, source=source, created=created, records=len(rows), state="sent", attempts=1,
+            last_attempt_at=created,
         )
-        # The claimed rows are exactly the pending rows of this source from the
-        # first to the last claimed id (read in id order, cut at count or bytes).
-        claim = update(outbox).where(
-            pending, outbox.c.source == source, outbox.c.id.between(rows[0].outbox_id, rows[-1].outbox_id)
-        )
-        if ids is not None:
-            claim = claim.where(outbox.c.id.in_([r.outbox_id for r in rows]))
-        conn.execute(claim.values(state="sent", batch_id=batch_id, attempts=outbox.c.attempts + 1))
+    )
+    # The claimed rows are exactly the pending rows of this source from the
+    # first to the last claimed id (read in id order, cut at count or bytes).
+    claim = update(outbox).where(
+        pending, outbox.c.source == source, outbox.c.id.between(rows[0].outbox_id, rows[-1].outbox_id)
+    )
+    if ids is not None:
+        claim = claim.where(outbox.c.id.in_([r.outbox_id for r in rows]))
+    conn.execute(claim.values(state="sent", batch_id=batch_id, attempts=outbox.c.attempts + 1))
     return Batch(batch_id, source, created, tuple(rows), spliced_body(batch_id, department, source, created, records))
 
 

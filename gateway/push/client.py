@@ -104,6 +104,7 @@ class PushClient:
         self.batch_size = config.hub.batch_size
         self.max_bytes = config.hub.max_batch_bytes
         self.lock_wait = lock_wait  # how long to wait for another pusher's batch in flight
+        self.lock_poll = 0.05  # how often to look again meanwhile (a clerk's per-record push looks more often)
 
     def __enter__(self) -> PushClient:
         return self
@@ -139,31 +140,35 @@ class PushClient:
         The lock is held for one batch only, so a per-record push can slip in
         between two batches of a long drain, and backoff pauses hold nothing.
         """
-        with push_lock(self.config.state_path, wait=self.lock_wait):
+        with push_lock(self.config.state_path, wait=self.lock_wait, poll=self.lock_poll):
             batch = self.next_batch(only_ids)
             if batch is None:
                 return Step(None)
-            try:
-                return Step(batch, self.push_batch(batch))
-            except (HubUnavailable, ReceiptUnverified) as e:
-                delay = backoff.next_delay(e.retry_after)
-                note_failure(self.engine, batch.batch_id, getattr(e, "status", "unverified"), str(e), _after(delay))
-                # An answer that is no valid receipt is a security matter, not a network hiccup: say so loudly.
-                level = logging.ERROR if isinstance(e, ReceiptUnverified) else logging.WARNING
-                log(LOG, level, "push failed; will retry", batch_id=batch.batch_id, error=str(e), retry_in=round(delay, 2))
-                return Step(batch, error=e, delay=delay)
-            except BatchRefused as e:
-                note_failure(self.engine, batch.batch_id, str(e.status), str(e), _after(REFUSED_BACKOFF))
-                log(LOG, logging.ERROR, "hub refused batch; pushing paused until a person acts", batch_id=batch.batch_id, error=str(e))
-                return Step(batch, error=e, delay=REFUSED_BACKOFF)
-            except BatchTooLarge as e:
-                self._shrink(batch, e)
-                return Step(batch, error=e)
-            except BatchConflict as e:
-                # Safe to re-batch: the hub deduplicates per record (version, seq) too.
-                release_batch(self.engine, batch.batch_id, str(e))
-                log(LOG, logging.ERROR, "batch id conflict at the hub; records re-batched", batch_id=batch.batch_id)
-                return Step(batch, error=e)
+            return self.attempt(batch, backoff)
+
+    def attempt(self, batch: Batch, backoff: Backoff) -> Step:
+        """Send one batch (the caller holds the push lock); a failure is handled or noted, and returned."""
+        try:
+            return Step(batch, self.push_batch(batch))
+        except (HubUnavailable, ReceiptUnverified) as e:
+            delay = backoff.next_delay(e.retry_after)
+            note_failure(self.engine, batch.batch_id, getattr(e, "status", "unverified"), str(e), _after(delay))
+            # An answer that is no valid receipt is a security matter, not a network hiccup: say so loudly.
+            level = logging.ERROR if isinstance(e, ReceiptUnverified) else logging.WARNING
+            log(LOG, level, "push failed; will retry", batch_id=batch.batch_id, error=str(e), retry_in=round(delay, 2))
+            return Step(batch, error=e, delay=delay)
+        except BatchRefused as e:
+            note_failure(self.engine, batch.batch_id, str(e.status), str(e), _after(REFUSED_BACKOFF))
+            log(LOG, logging.ERROR, "hub refused batch; pushing paused until a person acts", batch_id=batch.batch_id, error=str(e))
+            return Step(batch, error=e, delay=REFUSED_BACKOFF)
+        except BatchTooLarge as e:
+            self._shrink(batch, e)
+            return Step(batch, error=e)
+        except BatchConflict as e:
+            # Safe to re-batch: the hub deduplicates per record (version, seq) too.
+            release_batch(self.engine, batch.batch_id, str(e))
+            log(LOG, logging.ERROR, "batch id conflict at the hub; records re-batched", batch_id=batch.batch_id)
+            return Step(batch, error=e)
 
     def _shrink(self, batch: Batch, e: BatchTooLarge) -> None:
         """413: halve the batch size for this client; a lone record that is still too large is a dead letter."""
@@ -228,19 +233,29 @@ class PushClient:
         summary.stopped = stop.is_set()
         return summary
 
-    def push_ids(self, outbox_ids: Iterable[int], *, attempts: int = 3) -> list[ReceiptResult]:
+    def quick_backoff(self) -> Backoff:
+        return Backoff(base=0.5, cap=5.0, rng=self.backoff.rng)
+
+    def push_ids(
+        self, outbox_ids: Iterable[int], *, attempts: int = 3, first: Step | None = None, backoff: Backoff | None = None
+    ) -> list[ReceiptResult]:
         """Push these outbox rows now (the per-record path) and return their verified receipt results.
 
         Rows already delivered return their stored results. Raises
         HubUnavailable/ReceiptUnverified after `attempts` tries, BatchRefused at
-        once; the rows then stay queued for the push worker.
+        once; the rows then stay queued for the push worker. `first` is an
+        attempt the caller made already (a batch it claimed and sent holding
+        the push lock), with `backoff` the one it used.
         """
         ids = sorted(set(outbox_ids))
-        quick = Backoff(base=0.5, cap=5.0, rng=self.backoff.rng)
+        quick = backoff or self.quick_backoff()
         tries = 0
         left = set(ids)
         got: dict[int, ReceiptResult] = {}
-        while left and (step := self._step(quick, ids)).batch is not None:
+        while left:
+            step, first = (first, None) if first is not None else (self._step(quick, ids), None)
+            if step.batch is None:
+                break
             if isinstance(step.error, BatchRefused):
                 raise step.error
             if step.error is None and step.results is not None and len(step.results) == len(step.batch.rows):

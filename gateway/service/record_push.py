@@ -106,23 +106,54 @@ class RecordPusher:
                 self._client.close()
                 self._client = None
 
-    def _push_ids(self, ids: list[int]) -> list[Any]:
+    def _push_ids(self, ids: list[int], first: Any = None, backoff: Any = None) -> list[Any]:
+        with self._lock:
+            return self._push_client().push_ids(ids, first=first, backoff=backoff)
+
+    def _push_client(self) -> Any:
         from gateway.push.client import PushClient
 
-        with self._lock:
-            if self._client is None:
-                self._client = PushClient(self.config, self.engine)
-            return self._client.push_ids(ids)
+        if self._client is None:
+            self._client = PushClient(self.config, self.engine)
+            self._client.lock_poll = 0.005  # a clerk waits: look for the lock often (a flock try costs nothing)
+        return self._client
 
-    def push(self, source: str, key: str, operator: str) -> PushOutcome:
+    def _sync_and_send(self, source: str, key: str, operator: str) -> tuple[Any, Any, Any]:
+        """sync_one claiming its batch in the enqueueing transaction, then its first send, holding the push lock.
+
+        One commit less per edit than enqueue-then-claim. When another pusher
+        keeps the lock, the edit is enqueued without claiming (as before) and
+        push_ids waits for the lock. Returns (sync result, first Step or None, backoff).
+        """
+        from gateway.push.batching import claim_in
+        from gateway.push.lock import PushBusy, push_lock
         from gateway.sync import sync_one
 
+        with self._lock:
+            client = self._push_client()
+            claimed: list[Any] = []
+
+            def claim(conn: Any, ids: list[int]) -> None:
+                batch = claim_in(conn, self.config.department_code, batch_size=client.batch_size, max_bytes=client.max_bytes, only_ids=ids)
+                if batch is not None:
+                    claimed.append(batch)
+
+            backoff = client.quick_backoff()
+            try:
+                with push_lock(self.config.state_path, wait=1.0, poll=client.lock_poll):
+                    res = sync_one(self.config, source, key, self.engine, operator=operator, then=claim)
+                    return res, (client.attempt(claimed[0], backoff) if claimed else None), backoff
+            except PushBusy:
+                pass
+        return sync_one(self.config, source, key, self.engine, operator=operator), None, backoff
+
+    def push(self, source: str, key: str, operator: str) -> PushOutcome:
         try:
             self.config.source(source)
         except KeyError as e:
             return PushOutcome(source, key, NOT_FOUND, str(e.args[0]))
         try:
-            res = sync_one(self.config, source, key, self.engine, operator=operator)
+            res, first, backoff = self._sync_and_send(source, key, operator)
         except GatewayError as e:
             log(LOG, logging.ERROR, "local edit: source not readable", source=source, key=key, error=str(e))
             return PushOutcome(source, key, FAILED, f"无法读取数据源 {source}：{e}")
@@ -137,7 +168,7 @@ class RecordPusher:
             if not ids:
                 return PushOutcome(source, key, NOT_FOUND, f"数据源 {source} 中没有键为 {key} 的记录", problems=problems)
         try:
-            results = self._push_ids(ids)
+            results = self._push_ids(ids, first, backoff)
         except GatewayError as e:
             if self.wake is not None:
                 self.wake()

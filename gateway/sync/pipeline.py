@@ -324,8 +324,15 @@ _REREAD_FILES = FileAdapterCache()  # open SQLite-file adapters, while the file 
 _MAPPINGS = MappingCache()  # compiled mappings kept while the mapping text and version are the same
 
 
-def sync_one(config: GatewayConfig, source_name: str, source_key: str, engine: Engine, *, operator: str = "system") -> OneResult:
-    """Re-read one row, map, validate and enqueue it (a vanished row enqueues a delete)."""
+def sync_one(
+    config: GatewayConfig, source_name: str, source_key: str, engine: Engine, *, operator: str = "system",
+    then: Callable[[Connection, list[int]], None] | None = None,
+) -> OneResult:
+    """Re-read one row, map, validate and enqueue it (a vanished row enqueues a delete).
+
+    `then(conn, outbox_ids)` runs inside the enqueueing transaction when rows were
+    enqueued (the per-record push claims its batch there: one commit less).
+    """
     sc = config.source(source_name)
     mapping = _MAPPINGS.get(config, sc, engine, lambda: compile_for(config, sc, engine, operator))
     writer = ChangeWriter(sc.name, sc.record_type, mapping.version, operator)
@@ -356,6 +363,8 @@ def sync_one(config: GatewayConfig, source_name: str, source_key: str, engine: E
         with engine.begin() as conn:
             begin_immediate(conn)
             counts = writer.delete_source_key(conn, source_key, want_ids=True)
+            if then is not None and counts.outbox_ids:
+                then(conn, counts.outbox_ids)
         return OneResult(sc.name, source_key, "delete" if counts.outbox_ids else None, counts.outbox_ids)
     record, problems = mapping.map_row(row)
     if record is None:
@@ -364,4 +373,6 @@ def sync_one(config: GatewayConfig, source_name: str, source_key: str, engine: E
     with engine.begin() as conn:
         begin_immediate(conn)
         counts = writer.write(conn, [item], want_ids=True)
+        if then is not None and counts.outbox_ids:
+            then(conn, counts.outbox_ids)
     return OneResult(sc.name, source_key, "upsert" if counts.outbox_ids else None, counts.outbox_ids)
