@@ -271,15 +271,20 @@ def _check_adapter_settings(chk: Checker, kind: str, settings: dict[str, Any], p
     return out
 
 
-def load_gateway_config(path: str | Path) -> GatewayConfig:
-    """Read and check a gateway config; raises ConfigError listing every problem."""
+def read_toml(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The resolved path and parsed document of a config file; a missing file or bad syntax is a ConfigError."""
     file = Path(path).resolve()
     try:
-        doc = tomllib.loads(file.read_text(encoding="utf-8"))
+        return file, tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError([ConfigProblem("(file)", f"config file not found: {file}")]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([ConfigProblem("(syntax)", str(e))], str(file)) from None
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    """Read and check a gateway config; raises ConfigError listing every problem."""
+    file, doc = read_toml(path)
     chk = Checker(file.parent)
     chk.unknown(doc, ("department", "hub", "keys", "state", "web", "sources", "freshness", "standard"), "")
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Checker, resolve_secret
-from gateway.errors import ConfigError, ConfigProblem
+from gateway.config import Checker, read_toml, resolve_secret
 from gateway.protocol.keys import public_key_from_text
 from gateway.standard.schema import RECORD_TYPES
 
@@ -256,11 +254,5 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
 
 
 def load_hub_config(path: str | Path) -> HubConfig:
-    file = Path(path).resolve()
-    try:
-        doc = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem("(file)", f"config file not found: {file}")]) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError([ConfigProblem("(syntax)", str(e))], str(file)) from None
+    file, doc = read_toml(path)
     return hub_config_from_dict(doc, file.parent, file)
