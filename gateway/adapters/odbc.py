@@ -16,13 +16,13 @@ from typing import Any
 import pyodbc
 
 from gateway.adapters.base import Adapter, Event, Position, Setting, SourceRow
-from gateway.adapters.sql import settings_problem
 from gateway.adapters.sqlrows import (
     COMMON_SETTINGS,
+    apply_row_settings,
     check_column_types,
-    check_select,
     decode_value,
     lagged,
+    settings_problem,
     single_row,
     stream_events,
 )
@@ -49,21 +49,10 @@ class OdbcAdapter(Adapter):
         s = self.settings
         if bool(s.get("odbc_connect")) == bool(s.get("dsn")):
             raise settings_problem(source, "odbc_connect", "give either odbc_connect or dsn")
-        if bool(s.get("table")) == bool(s.get("query")):
-            raise settings_problem(source, "table", "give either table or query")
-        keys = s.get("key_columns") or []
-        if not keys or not all(isinstance(k, str) and k for k in keys):
-            raise settings_problem(source, "key_columns", "list the columns that identify a row")
-        self.key_columns: list[str] = list(keys)
-        self.cursor_column: str | None = s.get("cursor_column") or None
-        self.lag_seconds = int(s.get("lag_seconds") or 0)
-        self.chunk_size = max(1, int(s.get("chunk_size") or 2000))
-        self.query: str | None = None
-        if s.get("query"):
-            try:
-                self.query = check_select(s["query"])
-            except ValueError as e:
-                raise settings_problem(source, "query", str(e)) from None
+        self.key_columns: list[str]
+        self.cursor_column: str | None
+        self.query: str | None
+        apply_row_settings(self, source, s)
         self._from: str | None = None
         self._names: list[str] = []
         self._quoted: dict[str, str] = {}

@@ -18,10 +18,11 @@ from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 from gateway.adapters.base import Adapter, Event, Position, Setting, SourceRow
 from gateway.adapters.sqlrows import (
     COMMON_SETTINGS,
+    apply_row_settings,
     check_column_types,
-    check_select,
     decode_value,
     lagged,
+    settings_problem,
     single_row,
     stream_events,
 )
@@ -53,10 +54,6 @@ def key_after(cols: list[sa.ColumnElement[Any]], values: list[Any]) -> sa.Column
     return sa.or_(*ors)
 
 
-def settings_problem(source: str, key: str, message: str) -> ConfigError:
-    return ConfigError([ConfigProblem(f"sources.{source}.settings.{key}", message)])
-
-
 class SqlAdapter(Adapter):
     name = "sql"
     supports_keys = True
@@ -68,22 +65,10 @@ class SqlAdapter(Adapter):
     def __init__(self, source: str, settings: Mapping[str, Any]) -> None:
         super().__init__(source, settings)
         s = self.settings
-        if bool(s.get("table")) == bool(s.get("query")):
-            raise settings_problem(source, "table", "give either table or query")
-        keys = s.get("key_columns") or []
-        if not keys or not all(isinstance(k, str) and k for k in keys):
-            raise settings_problem(source, "key_columns", "list the columns that identify a row")
-        self.key_columns: list[str] = list(keys)
-        self.cursor_column: str | None = s.get("cursor_column") or None
-        self.lag_seconds = int(s.get("lag_seconds") or 0)
-        self.chunk_size = max(1, int(s.get("chunk_size") or 2000))
-        if s.get("query"):
-            try:
-                self.query: str | None = check_select(s["query"])
-            except ValueError as e:
-                raise settings_problem(source, "query", str(e)) from None
-        else:
-            self.query = None
+        self.key_columns: list[str]
+        self.cursor_column: str | None
+        self.query: str | None
+        apply_row_settings(self, source, s)
         try:
             self.engine = sa.create_engine(s["url"], pool_pre_ping=True)
         except (SQLAlchemyError, ValueError, ImportError) as e:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -260,3 +260,26 @@ def single_row(events: Iterable[Event]) -> SourceRow | None:
         if isinstance(e, SourceRow):
             return e
     return None
+
+
+def settings_problem(source: str, key: str, message: str) -> ConfigError:
+    return ConfigError([ConfigProblem(f"sources.{source}.settings.{key}", message)])
+
+
+def apply_row_settings(adapter: Any, source: str, s: Mapping[str, Any]) -> None:
+    """The settings every row-table adapter shares (sql, odbc): table or query, keys, cursor, lag, chunk."""
+    if bool(s.get("table")) == bool(s.get("query")):
+        raise settings_problem(source, "table", "give either table or query")
+    keys = s.get("key_columns") or []
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        raise settings_problem(source, "key_columns", "list the columns that identify a row")
+    adapter.key_columns = list(keys)
+    adapter.cursor_column = s.get("cursor_column") or None
+    adapter.lag_seconds = int(s.get("lag_seconds") or 0)
+    adapter.chunk_size = max(1, int(s.get("chunk_size") or 2000))
+    adapter.query = None
+    if s.get("query"):
+        try:
+            adapter.query = check_select(s["query"])
+        except ValueError as e:
+            raise settings_problem(source, "query", str(e)) from None
