@@ -178,7 +178,7 @@ class HubLink:
     client_cert: Path | None = None
     client_key: Path | None = None
     timeout: float = 30.0
-    batch_size: int = 500
+    batch_size: int = 2000
     max_batch_bytes: int = 4_000_000
 
 
@@ -306,7 +306,7 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         client_cert=chk.path(hubd, "client_cert", "hub"),
         client_key=chk.path(hubd, "client_key", "hub"),
         timeout=float(chk.value(hubd, "timeout", "hub", (int, float), default=30.0)),
-        batch_size=chk.value(hubd, "batch_size", "hub", int, default=500),
+        batch_size=chk.value(hubd, "batch_size", "hub", int, default=2000),
         max_batch_bytes=chk.value(hubd, "max_batch_bytes", "hub", int, default=4_000_000),
     )
     if hub.batch_size is not None and not (1 <= hub.batch_size <= 10_000):

@@ -25,7 +25,7 @@ hub_key = "keys/hub.pub"     # the hub's public key, to verify receipts (from th
 # client_cert = "client.pem" # optional TLS client certificate
 # client_key = "client.key"
 timeout = 30
-batch_size = 500
+batch_size = 2000
 
 [keys]
 signing_key = "keys/gateway.key"   # Ed25519 private key (mode 0600); its .pub goes to the hub
