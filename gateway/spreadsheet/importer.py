@@ -18,8 +18,8 @@ from typing import Any
 
 from openpyxl import load_workbook
 
+from gateway.adapters.formats.text import LineDecoder, detect_encoding
 from gateway.errors import RowProblem, SourceError
-from gateway.spreadsheet import encoding as enc
 from gateway.spreadsheet.layout import (
     ERROR_HEADER,
     INSTRUCTIONS_SHEET,
@@ -84,6 +84,10 @@ class ImportResult:
     def summary(self) -> dict[str, object]:
         return {"source": self.source, "records": self.counts(), "error_count": len(self.errors),
                 "errors": [e.as_dict() for e in self.errors]}
+
+
+# A CSV line longer than this is one bad row, not a memory spike.
+MAX_LINE_BYTES = 1_000_000
 
 
 def _jsonable(v: object) -> object:
@@ -300,10 +304,10 @@ def iter_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
         except LookupError:
             raise SourceError(f"{path}: 未知的文件编码 {encoding!r}（可用 utf-8、gb18030、gbk）") from None
     with open(path, "rb") as f:
-        codec = enc.ALIASES.get(encoding.lower(), encoding.lower()) if encoding else enc.detect_file(f)
+        codec, bom = detect_encoding(f, encoding.lower() if encoding else "auto")
         if result is not None:
-            result.encoding = codec
-        lines = enc.Lines(f, codec)
+            result.encoding = "utf-8-sig" if bom else codec
+        lines = LineDecoder(f, codec, bom, MAX_LINE_BYTES)
         reader = csv.reader(lines)
 
         def numbered() -> Iterator[tuple[int, tuple]]:
