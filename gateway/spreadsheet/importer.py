@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -145,15 +146,12 @@ def _rows(sheet: str, record_type: str, rows: Iterator[tuple[int, tuple]], ctx: 
     fields = rt.field_map
     keys = {} if keys is None else keys  # record key -> (sheet, row) where first seen
     key_label = "、".join(fields[k].label for k in rt.key)
-    try:
-        _, first = next(rows)
-    except StopIteration:
+    head = _read_header(fields, rows)
+    if head is None:
         return
-    second_row = next(rows, None)
-    cols = _Columns(fields, first, second_row[1] if second_row else None)
+    cols, body = head
     yield from _header_errors(sheet, cols)
-    pending = [] if cols.header_rows == 2 or second_row is None else [second_row]
-    for row_no, values in _chain(pending, rows):
+    for row_no, values in body:
         data = cols.row_dict(values)
         if data is None:
             continue
@@ -182,9 +180,17 @@ def _rows(sheet: str, record_type: str, rows: Iterator[tuple[int, tuple]], ctx: 
         yield ImportedRecord(record_type, sheet, row_no, out)
 
 
-def _chain(first: list, rest: Iterator) -> Iterator:
-    yield from first
-    yield from rest
+def _read_header(fields: Mapping[str, Field], rows: Iterator[tuple[int, tuple]]
+                 ) -> tuple[_Columns, Iterator[tuple[int, tuple]]] | None:
+    """The header (one row of labels, optionally a second of field names) and the data rows after it."""
+    try:
+        _, first = next(rows)
+    except StopIteration:
+        return None
+    second_row = next(rows, None)
+    cols = _Columns(fields, first, second_row[1] if second_row else None)
+    pending = [] if cols.header_rows == 2 or second_row is None else [second_row]
+    return cols, itertools.chain(pending, rows)
 
 
 @dataclass
@@ -200,15 +206,12 @@ _ITEM_FIELDS = {f.name: f for f in ITEM_COLUMNS}
 
 def _item_rows(rows: Iterator[tuple[int, tuple]], ctx: ValidationContext, today: date,
                items: _Items) -> Iterator[RowError]:
-    try:
-        _, first = next(rows)
-    except StopIteration:
+    head = _read_header(_ITEM_FIELDS, rows)
+    if head is None:
         return
-    second_row = next(rows, None)
-    cols = _Columns(_ITEM_FIELDS, first, second_row[1] if second_row else None)
+    cols, body = head
     yield from _header_errors(ITEMS_SHEET, cols)
-    pending = [] if cols.header_rows == 2 or second_row is None else [second_row]
-    for row_no, values in _chain(pending, rows):
+    for row_no, values in body:
         data = cols.row_dict(values)
         if data is None:
             continue
