@@ -7,35 +7,13 @@ log browser pages by.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, String, Table, Text
+from sqlalchemy import Index
 
+from gateway.accounts.tables import audit_table, users_table
 from gateway.hub.tables import metadata, receipt_log, records
 
-hub_users = Table(
-    "ui_users",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("username", String(64), nullable=False, unique=True),
-    Column("display_name", String, nullable=False, default=""),
-    Column("password_hash", String, nullable=False),
-    Column("role", String(20), nullable=False),  # operator | viewer
-    Column("failed_logins", Integer, nullable=False, default=0),
-    Column("locked_until", String, nullable=True),
-    Column("created_at", String, nullable=False),
-)
-
-hub_audit = Table(
-    "ui_audit",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", String, nullable=False),
-    Column("actor", String, nullable=False),
-    Column("action", String, nullable=False),
-    Column("target", String, nullable=True),
-    Column("before", Text, nullable=True),
-    Column("after", Text, nullable=True),
-    Column("remote_addr", String, nullable=True),
-)
+hub_users = users_table("ui_users", metadata)
+hub_audit = audit_table("ui_audit", metadata)
 
 UI_INDEXES = (
     # Receipt log browser: "status = X" and "kind = X" filters page by seq.

@@ -16,6 +16,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from gateway.accounts.tables import audit_table, users_table
+
 metadata = MetaData()
 
 schema_version = Table(
@@ -180,28 +182,5 @@ sync_runs = Table(
     Index("ix_sync_runs_source", "source", "id"),
 )
 
-users = Table(
-    "users",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("username", String, nullable=False, unique=True),
-    Column("display_name", String, nullable=False, default=""),
-    Column("password_hash", String, nullable=False),
-    Column("role", String, nullable=False),  # admin | clerk | viewer
-    Column("failed_logins", Integer, nullable=False, default=0),
-    Column("locked_until", String, nullable=True),
-    Column("created_at", String, nullable=False),
-)
-
-audit = Table(
-    "audit",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", String, nullable=False),  # UTC ISO 8601
-    Column("actor", String, nullable=False),
-    Column("action", String, nullable=False),
-    Column("target", String, nullable=True),
-    Column("before", Text, nullable=True),  # JSON
-    Column("after", Text, nullable=True),  # JSON
-    Column("remote_addr", String, nullable=True),
-)
+users = users_table("users", metadata)
+audit = audit_table("audit", metadata)
