@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.protocol.batch import PROVENANCE_FIELDS, encode_batch, make_batch, make_record
 from gateway.protocol.canonical import canonical_json
-from gateway.store.db import utcnow
+from gateway.store.db import begin_immediate, utcnow
 from gateway.store.tables import outbox, outbox_batches
 
 # Room for the envelope around the records ({"batch_id":..,"department":..}).
@@ -150,9 +150,7 @@ def claim_batch(
     if ids == []:
         return None
     with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            # Read and claim under one write lock: the rows read are the rows marked.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        begin_immediate(conn)  # read and claim under one write lock: the rows read are the rows marked
         return claim_in(conn, department, batch_size=batch_size, max_bytes=max_bytes, only_ids=ids)
 
 

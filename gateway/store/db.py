@@ -48,6 +48,12 @@ def open_store(path: str | Path) -> Engine:
     return engine
 
 
+def begin_immediate(conn: Connection) -> None:
+    """Take SQLite's write lock at the start, so two writers queue instead of failing on upgrade."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def current_version(conn: Connection) -> int:
     if not conn.dialect.has_table(conn, "schema_version"):
         return 0

@@ -77,12 +77,6 @@ class Counts:
         self.outbox_ids += other.outbox_ids
 
 
-def begin_immediate(conn: Connection) -> None:
-    """Take SQLite's write lock at the start, so two writers queue instead of failing on upgrade."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def iso_updated_at(value: Any) -> str | None:
     """A source cursor value as ISO 8601 with offset (naive times are the gateway's local time)."""
     if isinstance(value, dt.datetime):

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from gateway.standard.schema import record_key
-from gateway.sync.changes import ChangeWriter, Mapped, begin_immediate
+from gateway.store.db import begin_immediate
+from gateway.sync.changes import ChangeWriter, Mapped
 
 CHUNK = 1000
 

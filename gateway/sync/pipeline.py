@@ -34,9 +34,9 @@ from gateway.logs import log
 from gateway.mappings import CompiledMapping, current_version, load_mapping
 from gateway.standard.schema import RECORD_TYPES, record_key
 from gateway.standard.validate import ValidationContext
-from gateway.store.db import utcnow
+from gateway.store.db import begin_immediate, utcnow
 from gateway.store.tables import source_positions, sync_runs
-from gateway.sync.changes import ChangeWriter, Counts, Mapped, begin_immediate, iso_updated_at
+from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_updated_at
 from gateway.sync.lock import source_lock
 from gateway.sync.reread import AdapterCache, FileAdapterCache, MappingCache, reusable, sqlite_file
 
