@@ -130,3 +130,64 @@ def run_ingest(hub_url: str, keys_dir: Path, departments: tuple[str, ...], recor
     total = per * len(departments)
     return {"records": total, "seconds": seconds, "records_per_s": total / seconds, "statuses": counts,
             "errors": errors[:5], "batch_size": BATCH, "gateways": len(departments), "hub_cpu_s": hub_cpu}
+
+
+def main() -> None:
+    """Stand-alone: `python bench/ingest.py [--records N] [--repeat R] [--pg URL] [--py-spy FILE]`.
+
+    A fresh hub database and hub process per run (like bench/run.py's ingest step); prints records/s
+    and the CPU-seconds per 100k records of the hub process and of its PostgreSQL backends, each run
+    and the medians.
+    """
+    import argparse
+    import signal
+    import statistics
+    import subprocess
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import data
+    import workspace as W
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--records", type=int, default=64_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--db", default="bench_ingest_hub", help="hub database name (dropped and made anew each run)")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--py-spy", default=None, help="record the hub with py-spy into this file (first run only)")
+    a = ap.parse_args()
+    ws = W.make_workspace(Path(a.workdir or tempfile.mkdtemp(prefix="ingest-")), a.pg)
+    runs = []
+    for r in range(a.repeat):
+        W.write_hub_config(ws, data.recreate_database(a.pg, a.db))
+        hub = W.HubProcess(ws).start()
+        spy = None
+        try:
+            if a.py_spy and r == 0:
+                spy = subprocess.Popen(["py-spy", "record", "-p", str(hub.proc.pid), "-o", a.py_spy, "-f", "raw",
+                                        "-r", "200", "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pg_cpu = W.PgCpu(a.pg, (a.db,))
+            x = run_ingest(ws.hub_url, ws.keys, W.INGEST_DEPARTMENTS, a.records, hub)
+            x["pg_cpu_s"] = pg_cpu.stop()
+        finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+                spy.wait(30)
+            hub.stop()
+        if x["errors"] or x["statuses"].get("accepted") != x["records"]:
+            raise RuntimeError(f"run {r + 1} not all accepted: {x}")
+        per = 100_000 / x["records"]
+        print(f"run {r + 1}: {x['records']} records in {x['seconds']:.2f} s = {x['records_per_s']:,.0f} rec/s; "
+              f"per 100k: hub CPU {x['hub_cpu_s'] * per:.1f} s, PostgreSQL CPU {x['pg_cpu_s'] * per:.1f} s", flush=True)
+        runs.append(x)
+    med = statistics.median
+    per = 100_000 / runs[0]["records"]
+    print(f"median of {len(runs)}: {med(x['records_per_s'] for x in runs):,.0f} rec/s; per 100k: hub CPU "
+          f"{med(x['hub_cpu_s'] for x in runs) * per:.1f} s, PostgreSQL CPU {med(x['pg_cpu_s'] for x in runs) * per:.1f} s")
+    data.drop_database(a.pg, a.db)
+
+
+if __name__ == "__main__":
+    main()

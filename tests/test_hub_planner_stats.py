@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from gateway.hub import planner_stats
 from tests.fixtures.hub import batch_body, record, sample
 
-BATCHES, PER_BATCH = planner_stats.CHECK_EVERY + 2, 60
+BATCHES, PER_BATCH = 34, 60  # ~2,000 records, twice planner_stats.MIN_CHANGES
 
 
 def test_key_lookup_uses_the_key_index_after_a_first_load(live_hub_pg) -> None:  # type: ignore[no-untyped-def]

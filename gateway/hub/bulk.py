@@ -1,9 +1,14 @@
 """Bulk writes of a batch: COPY on PostgreSQL, executemany on SQLite.
 
-On PostgreSQL the accepted records are COPY'd into a per-connection temporary
-table and merged with one INSERT ... SELECT ... ON CONFLICT DO UPDATE; history
-rows are derived from that table server-side and per-record receipts are
-COPY'd straight in. That keeps a batch to a handful of round trips whatever its size.
+On PostgreSQL the accepted records of keys the hub does not hold yet (the
+caller read the stored state under the department's lock, and only a batch of
+that department writes its records) are COPY'd straight into `records`: a
+plain insert, without the staging copy and the speculative insertion of
+INSERT ... ON CONFLICT, which cost about twice as much per row. Records of keys
+already stored go through a per-connection temporary table and one
+INSERT ... SELECT ... ON CONFLICT DO UPDATE. History rows and per-record
+receipts are COPY'd straight in. That keeps a batch to a handful of round
+trips whatever its size.
 None of these rows carries the batch's log_seq (only known under the hub's
 write lock): they name their batch (batch_id), so they are written before it,
 under the department's lock only.
@@ -11,6 +16,7 @@ under the department's lock only.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 import orjson
@@ -32,31 +38,47 @@ _PG_MERGE = (
     f"INSERT INTO records ({', '.join(RECORD_COLS)}) SELECT {', '.join(RECORD_COLS)} FROM hub_records_in "
     f"ON CONFLICT (department, type, key) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _UPDATE_COLS)}"
 )
-_PG_HISTORY = (
-    "INSERT INTO record_history (department, type, key, seq, version, op, hub_seq, batch_id, received_at) "
-    "SELECT department, type, key, seq, version, CASE WHEN deleted THEN 'delete' ELSE 'upsert' END, hub_seq, batch_id, "
-    "received_at FROM hub_records_in"
-)
+_PG_COPY_NEW = f"COPY records ({', '.join(RECORD_COLS)}) FROM STDIN"
+_PG_COPY_STAGED = f"COPY hub_records_in ({', '.join(RECORD_COLS)}) FROM STDIN"
+HISTORY_COLS = ("department", "type", "key", "seq", "version", "op", "hub_seq", "batch_id", "received_at")
+_PG_COPY_HISTORY = f"COPY record_history ({', '.join(HISTORY_COLS)}) FROM STDIN"
 
 
 def _json(v: Any) -> str | None:
     return None if v is None else orjson.dumps(v).decode("utf-8")
 
 
-def write_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Upsert the accepted records (one row per key) and add their history rows."""
+def _record_row(r: dict[str, Any]) -> tuple:
+    return (r["department"], r["type"], r["key"], r["seq"], r["version"], _json(r["data"]), r["updated_at"],
+            r["deleted"], _json(r["provenance"]), r["hub_seq"], r["batch_id"], r["received_at"])
+
+
+def write_records(conn: Connection, rows: list[dict[str, Any]], stored: Container[tuple[str, str]]) -> None:
+    """Upsert the accepted records (one row per key) and add their history rows.
+
+    `stored`: the (type, key) pairs of this department the hub already holds, read under the
+    department's lock; every other row is a new key and is inserted without a conflict check.
+    """
     if not rows:
         return
     if conn.dialect.name == "postgresql":
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cur.execute(_PG_TEMP)
-        with cur.copy(f"COPY hub_records_in ({', '.join(RECORD_COLS)}) FROM STDIN") as copy:
+        new = [r for r in rows if (r["type"], r["key"]) not in stored]
+        if new:
+            with cur.copy(_PG_COPY_NEW) as copy:
+                for r in new:
+                    copy.write_row(_record_row(r))
+        if len(new) < len(rows):
+            cur.execute(_PG_TEMP)
+            with cur.copy(_PG_COPY_STAGED) as copy:
+                for r in rows:
+                    if (r["type"], r["key"]) in stored:
+                        copy.write_row(_record_row(r))
+            cur.execute(_PG_MERGE)
+        with cur.copy(_PG_COPY_HISTORY) as copy:
             for r in rows:
-                copy.write_row((r["department"], r["type"], r["key"], r["seq"], r["version"], _json(r["data"]),
-                                r["updated_at"], r["deleted"], _json(r["provenance"]), r["hub_seq"], r["batch_id"],
-                                r["received_at"]))
-        cur.execute(_PG_MERGE)
-        cur.execute(_PG_HISTORY)
+                copy.write_row((r["department"], r["type"], r["key"], r["seq"], r["version"],
+                                "delete" if r["deleted"] else "upsert", r["hub_seq"], r["batch_id"], r["received_at"]))
         return
     stmt = sqlite.insert(tables.records)
     stmt = stmt.on_conflict_do_update(index_elements=["department", "type", "key"],

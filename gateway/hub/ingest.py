@@ -199,6 +199,7 @@ def store_batch(
             if again is not None:
                 return again
             state = _stored_state(conn, dept, {t: keys_by_type.get(t, set()) | refs_by_type.get(t, set()) for t in keys_by_type.keys() | refs_by_type.keys()})
+            stored = set(state)  # before _apply adds this batch's own states to it
             held = _attachments_held(conn, hashes) if hashes else set()
             modes = _reserve_modes(conn, dept, no_depot, candidates) if no_depot else {}
             now = utcnow()
@@ -206,7 +207,7 @@ def store_batch(
             seqs = _hub_seqs(conn, len(out.accepted))
             for r, s in zip(out.accepted, seqs, strict=True):
                 r["hub_seq"] = s
-            write_records(conn, list(out.rows.values()))
+            write_records(conn, list(out.rows.values()), stored)
             _bump_seqs(conn, dept, [b for k, b in out.bumps.items() if k not in out.rows])
             write_receipts(conn, [
                 # Cut what a rejected record may carry to a size an index entry can hold.
