@@ -8,17 +8,20 @@ and the same body, and the hub answers a batch it has seen with its original
 receipt.
 
 Per-key order: a record key belongs to one source (fingerprints are unique per
-type and key), rows of a source are batched in outbox order, and one batch is
-in flight per gateway at a time (the push lock), so the hub sees the edits of a
-key in the order they were made. The hub also refuses a lower `seq` than it
-holds as `stale`, so even an out-of-order arrival cannot undo a newer edit.
+type and key) and rows of a source are batched in outbox order. One pusher
+holds the push lock at a time; it may have a few batches in flight at once,
+but a batch being claimed stops before the first row whose key is in a batch
+still in flight (`busy`), so the batches in flight together never share a key
+and the hub sees the edits of a key in the order they were made. The hub also
+refuses a lower `seq` than it holds as `stale`, so even an out-of-order
+arrival cannot undo a newer edit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +51,11 @@ _COLUMNS = (
 )
 
 
+_PENDING_OF_SOURCE = (
+    f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM {outbox.name} WHERE state = 'pending' AND source = ?"
+)
+
+
 @dataclass(frozen=True)
 class BatchRow:
     outbox_id: int
@@ -55,6 +63,9 @@ class BatchRow:
     record_key: str
     seq: int
     version: str
+
+
+RecordId = tuple[str, str]  # (record_type, record_key)
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,10 @@ class Batch:
     @property
     def outbox_ids(self) -> list[int]:
         return [r.outbox_id for r in self.rows]
+
+    @property
+    def record_ids(self) -> set[RecordId]:
+        return {(r.record_type, r.record_key) for r in self.rows}
 
 
 def new_batch_id() -> str:
@@ -87,6 +102,22 @@ def wire_record(row: Any, department: str) -> dict[str, Any]:
         orjson.loads(row.data) if row.data is not None else None,
         updated_at=row.updated_at,
         provenance=orjson.loads(row.provenance) if row.provenance else None,
+    )
+
+
+def _wire_record_of(row: tuple[Any, ...], department: str) -> dict[str, Any]:
+    """wire_record of an outbox row read as a tuple of _COLUMNS."""
+    _id, _source, rtype, rkey, op, seq, version, data, updated_at, provenance = row
+    return make_record(
+        rtype,
+        department,
+        rkey,
+        op,
+        seq,
+        version,
+        orjson.loads(data) if data is not None else None,
+        updated_at=updated_at,
+        provenance=orjson.loads(provenance) if provenance else None,
     )
 
 
@@ -119,7 +150,7 @@ def wire_bytes(row: Any, department: str) -> bytes:
                 "updated_at": updated_at, "version": version,
             })
             return b'{"data":' + raw + b"," + rest[1:]
-    return canonical_json(wire_record(row, department))
+    return canonical_json(_wire_record_of(tuple(row), department))
 
 
 def spliced_body(batch_id: str, department: str, source: str, created: str, records: list[bytes]) -> bytes:
@@ -140,22 +171,31 @@ def claim_batch(
     batch_size: int,
     max_bytes: int,
     only_ids: Iterable[int] | None = None,
+    busy: Set[RecordId] = frozenset(),
 ) -> Batch | None:
     """Take the oldest pending rows (of the oldest pending row's source) into a new batch; None if none.
 
     `only_ids` restricts the batch to those outbox rows (the per-record push).
     A single record larger than `max_bytes` still goes alone: the hub decides.
+    The batch ends before the first row whose record is in `busy` (in a batch
+    still in flight); None when the very first row is.
     """
     ids = sorted(set(only_ids)) if only_ids is not None else None
     if ids == []:
         return None
     with engine.begin() as conn:
         begin_immediate(conn)  # read and claim under one write lock: the rows read are the rows marked
-        return claim_in(conn, department, batch_size=batch_size, max_bytes=max_bytes, only_ids=ids)
+        return claim_in(conn, department, batch_size=batch_size, max_bytes=max_bytes, only_ids=ids, busy=busy)
 
 
 def claim_in(
-    conn: Connection, department: str, *, batch_size: int, max_bytes: int, only_ids: Iterable[int] | None = None
+    conn: Connection,
+    department: str,
+    *,
+    batch_size: int,
+    max_bytes: int,
+    only_ids: Iterable[int] | None = None,
+    busy: Set[RecordId] = frozenset(),
 ) -> Batch | None:
     """claim_batch inside the caller's write transaction (the per-record push claims where it enqueued)."""
     ids = sorted(set(only_ids)) if only_ids is not None else None
@@ -168,20 +208,32 @@ def claim_in(
     source = conn.execute(first).scalar()
     if source is None:
         return None
-    q = select(*_COLUMNS).where(pending, outbox.c.source == source).order_by(outbox.c.id).limit(batch_size)
+    # Read through the DBAPI cursor of the same connection (same transaction): plain tuples,
+    # without a SQLAlchemy Row per record (a bulk push reads every record once here).
+    sql, params = _PENDING_OF_SOURCE, [source]
     if ids is not None:
-        q = q.where(outbox.c.id.in_(ids))
+        sql += f" AND id IN ({', '.join('?' * len(ids))})"
+        params += ids
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(sql + " ORDER BY id LIMIT ?", [*params, batch_size])
     records: list[bytes] = []
     rows: list[BatchRow] = []
     size = _ENVELOPE_ROOM
-    for row in conn.execute(q):
-        rec = wire_bytes(row, department)
-        n = len(rec) + 1
-        if rows and size + n > max_bytes:
-            break
-        size += n
-        records.append(rec)
-        rows.append(_batch_row(row))
+    try:
+        for row in cursor:
+            if busy and (row[2], row[3]) in busy:
+                break  # an earlier edit of this record is still in flight: this one waits for its receipt
+            rec = wire_bytes(row, department)
+            n = len(rec) + 1
+            if rows and size + n > max_bytes:
+                break
+            size += n
+            records.append(rec)
+            rows.append(_batch_row(row))
+    finally:
+        cursor.close()  # a read cut short ends here, before the same transaction writes
+    if not rows:
+        return None
     batch_id, created = new_batch_id(), utcnow()
     # The claim counts as the first attempt (saves a commit per batch on the common path).
     conn.execute(

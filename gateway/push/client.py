@@ -5,6 +5,13 @@ Store transactions are short and never span an HTTP call: claim a batch
 enqueueing while the hub is slow or down, and a kill at any moment leaves
 either pending rows, a `sent` batch that is resent with the same id, or a
 stored receipt.
+
+A drain keeps up to `window` batches in flight: while the hub works on one,
+the gateway claims and sends the next and stores the receipts as they come,
+oldest first. Batches in flight together never share a record (see
+gateway.push.batching), so per-record order holds; after any failure nothing
+new is claimed until the failed batch is resent and receipted, as with one
+batch at a time.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +33,7 @@ from gateway.logs import log
 from gateway.push.backoff import REFUSED_BACKOFF, Backoff
 from gateway.push.batching import (
     Batch,
+    RecordId,
     claim_batch,
     inflight_batch_ids,
     load_batch,
@@ -34,10 +44,25 @@ from gateway.push.batching import (
 from gateway.push.deadletters import bury_locally
 from gateway.push.lock import push_lock
 from gateway.push.receipts import ReceiptResult, ReceiptUnverified, results_for, store_receipt
-from gateway.push.transport import BatchConflict, BatchRefused, BatchTooLarge, HubTransport, HubUnavailable
+from gateway.push.transport import (
+    BatchConflict,
+    BatchRefused,
+    BatchTooLarge,
+    HubTransport,
+    HubUnavailable,
+    VerifiedReceipt,
+)
 from gateway.store.db import utcnow
 
 LOG = logging.getLogger(__name__)
+
+# Batches in flight at once on a drain. Two keep both sides busy (the gateway
+# claims the next batch and stores the last receipt while the hub works on
+# one); the hub serialises one department's writes anyway, so more buy little.
+WINDOW = 2
+# How long a drain holds the push lock before letting its window empty and the
+# lock go, so a per-record push waiting for it gets in between.
+HOLD_SECONDS = 1.0
 
 
 @dataclass
@@ -63,6 +88,13 @@ class PushSummary:
         self.batches += 1
         for r in results:
             setattr(self, r.status, getattr(self, r.status) + 1)
+
+    def add(self, other: PushSummary) -> None:
+        """Add another run's counts to these (the latest run's error, refusal and give-up win)."""
+        for k in ("batches", "accepted", "duplicate", "stale", "rejected", "returned", "failed_attempts"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.last_error, self.refused, self.retry_in = other.last_error, other.refused, other.retry_in
+        self.gave_up, self.stopped = other.gave_up, other.stopped
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -95,11 +127,21 @@ class PushClient:
         backoff: Backoff | None = None,
         transport: HubTransport | None = None,
         lock_wait: float = 60.0,
+        window: int | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
         self.department = config.department_code
         self.transport = transport or HubTransport(config)
+        # A given transport is one session: then one batch at a time, unless told otherwise.
+        self.window = max(1, window if window is not None else (1 if transport is not None else WINDOW))
+        self._sessions = [self.transport]  # one HTTP session per batch in flight
+        self._idle = [self.transport]
+        self._sessions_lock = threading.Lock()
+        self._sender: ThreadPoolExecutor | None = None
+        # The window opens after a receipt and shuts to one batch after a failure, so a hub
+        # that is down meets one batch retried, not a window of them claimed and stuck `sent`.
+        self._open = False
         self.backoff = backoff or Backoff()
         self.batch_size = config.hub.batch_size
         self.max_bytes = config.hub.max_batch_bytes
@@ -113,7 +155,11 @@ class PushClient:
         self.close()
 
     def close(self) -> None:
-        self.transport.close()
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
+        for t in self._sessions:
+            t.close()
 
     # -- one batch ---------------------------------------------------------
 
@@ -131,8 +177,24 @@ class PushClient:
         """Send one batch once and store its verified receipt; raises the transport's errors."""
         if batch.resend:
             note_attempt(self.engine, batch.batch_id)
-        got = self.transport.send(batch)
+        return self.store(batch, self.send(batch))
+
+    def store(self, batch: Batch, got: VerifiedReceipt) -> list[ReceiptResult]:
         return store_receipt(self.engine, batch, got.body, got.signature, got.doc, self.department)
+
+    def send(self, batch: Batch) -> VerifiedReceipt:
+        """POST one batch over an idle session (a new one when all are busy); thread-safe."""
+        with self._sessions_lock:
+            transport = self._idle.pop() if self._idle else None
+        if transport is None:
+            transport = HubTransport(self.config)
+            with self._sessions_lock:
+                self._sessions.append(transport)
+        try:
+            return transport.send(batch)
+        finally:
+            with self._sessions_lock:
+                self._idle.append(transport)
 
     def _step(self, backoff: Backoff, only_ids: list[int] | None = None) -> Step:
         """Choose and send one batch holding the push lock; a failure is handled or noted, and returned.
@@ -146,10 +208,15 @@ class PushClient:
                 return Step(None)
             return self.attempt(batch, backoff)
 
-    def attempt(self, batch: Batch, backoff: Backoff) -> Step:
-        """Send one batch (the caller holds the push lock); a failure is handled or noted, and returned."""
+    def attempt(self, batch: Batch, backoff: Backoff, sent: Future[VerifiedReceipt] | None = None) -> Step:
+        """Send one batch (the caller holds the push lock); a failure is handled or noted, and returned.
+
+        `sent`: the batch's request already under way (a pipelined drain); its answer is awaited here.
+        """
         try:
-            return Step(batch, self.push_batch(batch))
+            if sent is None:
+                return Step(batch, self.push_batch(batch))
+            return Step(batch, self.store(batch, sent.result()))
         except (HubUnavailable, ReceiptUnverified) as e:
             delay = backoff.next_delay(e.retry_after)
             note_failure(self.engine, batch.batch_id, getattr(e, "status", "unverified"), str(e), _after(delay))
@@ -199,39 +266,106 @@ class PushClient:
         summary = PushSummary()
         failing_since: float | None = None
         while not stop.is_set() and (max_batches is None or summary.batches < max_batches):
-            step = self._step(self.backoff)
-            if step.batch is None:
+            budget = None if max_batches is None else max_batches - summary.batches
+            steps = self._round(self.backoff, stop, budget)
+            if not steps:
                 break
-            if isinstance(step.error, BatchRefused):
-                summary.refused = summary.last_error = str(step.error)
-                summary.retry_in = step.delay
+            failed: Step | None = None
+            returned = 0
+            for step in steps:
+                assert step.batch is not None
+                if step.error is not None:
+                    failed = failed or step
+                    continue
+                if step.results is None:
+                    continue
+                summary.count(step.results)
+                n = len(step.batch.rows) - len(step.results)
+                summary.returned += n
+                returned += n
+                log(
+                    LOG, logging.INFO, "batch delivered", batch_id=step.batch.batch_id, records=len(step.batch.rows),
+                    rejected=sum(1 for r in step.results if not r.delivered),
+                )
+            if failed is not None and isinstance(failed.error, BatchRefused):
+                summary.refused = summary.last_error = str(failed.error)
+                summary.retry_in = failed.delay
                 break
-            if isinstance(step.error, HubUnavailable | ReceiptUnverified):
+            if failed is not None and isinstance(failed.error, HubUnavailable | ReceiptUnverified):
                 summary.failed_attempts += 1
-                summary.last_error = str(step.error)
+                summary.last_error = str(failed.error)
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if give_up_after is not None and now - failing_since >= give_up_after:
                     summary.gave_up = True
                     break
-                stop.wait(step.delay)
+                stop.wait(failed.delay)
                 continue
-            if step.results is None:  # 413 or 409: handled, the rows leave again in other batches
-                continue
-            failing_since = None
-            self.backoff.reset()
-            summary.count(step.results)
-            returned = len(step.batch.rows) - len(step.results)
-            summary.returned += returned
-            log(
-                LOG, logging.INFO, "batch delivered", batch_id=step.batch.batch_id, records=len(step.batch.rows),
-                rejected=sum(1 for r in step.results if not r.delivered),
-            )
+            if any(s.results is not None for s in steps):
+                failing_since = None
+                self.backoff.reset()
             if returned:
                 # A receipt that skips records is a hub fault; pause rather than spin on it.
                 stop.wait(self.backoff.next_delay())
         summary.stopped = stop.is_set()
         return summary
+
+    def _round(self, backoff: Backoff, stop: threading.Event, budget: int | None) -> list[Step]:
+        """Holding the push lock: resend one batch left `sent`, or send new batches, up to `window` in flight.
+
+        New batches are claimed while the window has room, for up to
+        HOLD_SECONDS; receipts are stored oldest first as they come. After a
+        failure nothing new is claimed; the batches still in flight finish.
+        Returns the steps in claim order (empty: nothing to send).
+        """
+        with push_lock(self.config.state_path, wait=self.lock_wait, poll=self.lock_poll):
+            for batch_id in inflight_batch_ids(self.engine):
+                batch = load_batch(self.engine, batch_id, self.department)
+                if batch is not None:
+                    step = self.attempt(batch, backoff)
+                    self._open = step.error is None
+                    return [step]
+            steps: list[Step] = []
+            inflight: deque[tuple[Batch, Future[VerifiedReceipt] | None]] = deque()
+            busy: set[RecordId] = set()  # records in the batches in flight
+            deadline = time.monotonic() + HOLD_SECONDS
+            claiming = True
+            try:
+                while True:
+                    while (
+                        claiming and len(inflight) < (self.window if self._open else 1)
+                        and not stop.is_set() and time.monotonic() < deadline
+                        and (budget is None or len(steps) + len(inflight) < budget)
+                    ):
+                        batch = claim_batch(
+                            self.engine, self.department, batch_size=self.batch_size, max_bytes=self.max_bytes, busy=busy
+                        )
+                        if batch is None:
+                            claiming = bool(inflight)  # perhaps held back by a record in flight: look again later
+                            break
+                        busy |= batch.record_ids
+                        sent = self._pool().submit(self.send, batch) if self.window > 1 else None
+                        inflight.append((batch, sent))
+                    if not inflight:
+                        return steps
+                    batch, sent = inflight.popleft()
+                    step = self.attempt(batch, backoff, sent)
+                    busy -= batch.record_ids
+                    steps.append(step)
+                    self._open = step.error is None
+                    if step.error is not None:
+                        claiming = False
+            finally:
+                # Only on an unexpected error: let the requests still out end before the lock goes
+                # (their batches stay `sent` and are resent, oldest first, by the next round).
+                for _, sent in inflight:
+                    if sent is not None:
+                        sent.exception()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(self.window, thread_name_prefix="push-send")
+        return self._sender
 
     def quick_backoff(self) -> Backoff:
         return Backoff(base=0.5, cap=5.0, rng=self.backoff.rng)

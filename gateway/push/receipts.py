@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, select, update
@@ -41,9 +40,12 @@ class ReceiptUnverified(RetriableError):
     """The hub's answer cannot be taken as a receipt for this batch; the batch stays `sent` and is retried."""
 
 
-@dataclass(frozen=True)
-class ReceiptResult:
-    """What the hub said about one record, as stored from a verified receipt."""
+class ReceiptResult(NamedTuple):
+    """What the hub said about one record, as stored from a verified receipt.
+
+    A NamedTuple, not a frozen dataclass: a bulk push makes one per record, and a
+    tuple is built several times faster.
+    """
 
     outbox_id: int | None
     batch_id: str
@@ -61,6 +63,9 @@ class ReceiptResult:
         return self.status in DELIVERED_STATUSES
 
 
+_STATUSES = frozenset((*DELIVERED_STATUSES, "rejected"))
+
+
 def match_results(doc: dict[str, Any], batch: Batch, department: str) -> tuple[list[tuple[BatchRow, dict[str, Any]]], list[BatchRow]]:
     """Pair the receipt's results with the batch's rows by (type, key, seq, version).
 
@@ -74,10 +79,13 @@ def match_results(doc: dict[str, Any], batch: Batch, department: str) -> tuple[l
     results = doc.get("results")
     if not isinstance(results, list):
         raise ReceiptUnverified("receipt has no results list")
+    in_order = _in_batch_order(results, batch.rows)
+    if in_order is not None:
+        return in_order, []
     # The version is part of the match: a result about other content is no receipt for ours.
     by_id: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     for r in results:
-        if isinstance(r, dict) and r.get("status") in (*DELIVERED_STATUSES, "rejected"):
+        if isinstance(r, dict) and r.get("status") in _STATUSES:
             by_id[(str(r.get("type")), str(r.get("key")), r.get("seq"), str(r.get("version")))] = r  # type: ignore[index]
     matched: list[tuple[BatchRow, dict[str, Any]]] = []
     missing: list[BatchRow] = []
@@ -90,6 +98,23 @@ def match_results(doc: dict[str, Any], batch: Batch, department: str) -> tuple[l
     return matched, missing
 
 
+def _in_batch_order(results: list[Any], rows: Sequence[BatchRow]) -> list[tuple[BatchRow, dict[str, Any]]] | None:
+    """The pairs when the hub answered one result per record in batch order (as it does); else None.
+
+    The same test as the general match, result by result, without building a dict of them all.
+    """
+    if len(results) != len(rows):
+        return None
+    pairs = list(zip(rows, results, strict=True))
+    for row, r in pairs:
+        if not (
+            type(r) is dict and r.get("status") in _STATUSES and r.get("type") == row.record_type
+            and r.get("key") == row.record_key and r.get("seq") == row.seq and r.get("version") == row.version
+        ):
+            return None
+    return pairs
+
+
 def store_receipt(
     engine: Engine, batch: Batch, body: bytes, signature: str, doc: dict[str, Any], department: str
 ) -> list[ReceiptResult]:
@@ -97,13 +122,19 @@ def store_receipt(
     matched, missing = match_results(doc, batch, department)
     now = utcnow()
     hub_time, log_head = doc.get("hub_time"), doc.get("log_head")
-    out = [
-        ReceiptResult(
-            row.outbox_id, batch.batch_id, row.record_type, row.record_key, row.seq, str(r["status"]),
-            list(r.get("reasons") or []), r.get("hub_seq"), hub_time, log_head,
-        )
-        for row, r in matched
-    ]
+    batch_id = batch.batch_id
+    out: list[ReceiptResult] = []
+    rows: list[tuple[Any, ...]] = []  # receipt rows as DBAPI tuples (_RECEIPT_COLUMNS)
+    for row, r in matched:
+        status, reasons, hub_seq = str(r["status"]), r.get("reasons"), r.get("hub_seq")
+        reasons = list(reasons) if reasons else []
+        out.append(ReceiptResult(
+            row.outbox_id, batch_id, row.record_type, row.record_key, row.seq, status, reasons, hub_seq, hub_time, log_head,
+        ))
+        rows.append((
+            row.outbox_id, batch_id, row.record_type, row.record_key, row.seq, status,
+            orjson.dumps(reasons).decode() if reasons else None, hub_seq, hub_time, log_head, now,
+        ))
     with engine.begin() as conn:
         # First statement is a write, so the whole transaction holds the write
         # lock from here; a second pusher storing the same receipt finds the row.
@@ -114,18 +145,9 @@ def store_receipt(
         if conn.execute(ins).rowcount == 0:
             log(LOG, logging.INFO, "receipt already stored", batch_id=batch.batch_id)
             return results_for(engine, batch.outbox_ids, conn=conn)
-        if out:
+        if rows:
             # DBAPI tuples: binding a dict per record through the SQL layer cost more than the insert itself.
-            conn.exec_driver_sql(
-                _INSERT_RECEIPT,
-                [
-                    (
-                        x.outbox_id, x.batch_id, x.record_type, x.record_key, x.seq, x.status,
-                        orjson.dumps(x.reasons).decode() if x.reasons else None, x.hub_seq, hub_time, log_head, now,
-                    )
-                    for x in out
-                ],
-            )
+            conn.exec_driver_sql(_INSERT_RECEIPT, rows)
         of_batch = (outbox.c.batch_id == batch.batch_id, outbox.c.state == "sent")
         rejected = [x for x in out if not x.delivered]
         if rejected:
