@@ -174,6 +174,21 @@ def _iso_time(v: object) -> bool:
     return True
 
 
+def envelope_ok(rec: Mapping[str, Any]) -> bool:
+    """True only if `record_problems(rec)` is empty: the common case in one pass of cheap tests (the hub
+    checks every record). False means "run record_problems", which names each problem."""
+    get = rec.get
+    op, seq, data, updated = get("op"), get("seq"), get("data"), get("updated_at")
+    return (
+        get("type").__class__ is str and get("department").__class__ is str and get("key").__class__ is str
+        and get("version").__class__ is str
+        and seq.__class__ is int and 0 <= seq <= MAX_SEQ
+        and (data.__class__ is dict if op == "upsert" else op == "delete" and data is None)
+        and get("provenance", {}).__class__ is dict
+        and (updated is None or _iso_time(updated))
+    )
+
+
 def record_problems(rec: Mapping[str, Any]) -> list[tuple[str, object, str, str]]:
     """Envelope problems of one record as (field, value, rule, message)."""
     out: list[tuple[str, object, str, str]] = []
