@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import Connection
 
 from gateway.store import tables
@@ -20,7 +20,15 @@ def _v1(conn: Connection) -> None:
     tables.metadata.create_all(conn)
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1)]
+def _v2(conn: Connection) -> None:
+    # fingerprints.row_hash (the raw-row digest that lets a sync skip re-mapping
+    # unchanged rows). A store created at v1 by this code's create_all has it already.
+    cols = {c["name"] for c in inspect(conn).get_columns("fingerprints")}
+    if "row_hash" not in cols:
+        conn.exec_driver_sql("ALTER TABLE fingerprints ADD COLUMN row_hash BLOB")
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2)]
 LATEST = MIGRATIONS[-1][0]
 
 

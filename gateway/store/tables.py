@@ -51,6 +51,10 @@ fingerprints = Table(
     Column("updated_at", String, nullable=True),  # from the source
     Column("checked_at", String, nullable=False),  # last time the gateway saw the row
     Column("deleted", Integer, nullable=False, default=0),
+    # Digest of the raw source row and of everything the mapping depends on
+    # (gateway/sync/rowhash.py): an equal digest means mapping the row again gives
+    # this `version`, so the sync skips mapping and validating it. NULL = unknown.
+    Column("row_hash", LargeBinary, nullable=True),
     UniqueConstraint("record_type", "record_key", name="uq_fingerprint_record"),
     Index("ix_fingerprints_source_key", "source", "source_key"),
 )

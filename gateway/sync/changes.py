@@ -30,18 +30,29 @@ _OUTBOX_COLUMNS = (
     "enqueued_at", "state", "attempts",
 )
 _OUTBOX_INSERT = f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join('?' * len(_OUTBOX_COLUMNS))})"
+# row_hash (gateway/sync/rowhash.py) is written with every version it vouches for:
+# a new or changed version stores the row's digest or NULL, never keeps an old one.
 _FP_INSERT = (
     "INSERT INTO fingerprints (source, record_type, record_key, source_key, version, seq, mapping_version, "
-    "updated_at, checked_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "updated_at, checked_at, deleted, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _FP_CHANGED = (
     "UPDATE fingerprints SET source = ?, source_key = ?, version = ?, seq = ?, mapping_version = ?, updated_at = ?, "
-    "checked_at = ?, deleted = 0 WHERE record_type = ? AND record_key = ?"
+    "checked_at = ?, deleted = 0, row_hash = ? WHERE record_type = ? AND record_key = ?"
 )
-_FP_SEEN = "UPDATE fingerprints SET source_key = ?, checked_at = ?, mapping_version = ? WHERE record_type = ? AND record_key = ?"
+_FP_SEEN = (
+    "UPDATE fingerprints SET source_key = ?, checked_at = ?, mapping_version = ?, row_hash = ? "
+    "WHERE record_type = ? AND record_key = ?"
+)
 # The common case: the same source row again. Not assigning source_key spares SQLite
-# rewriting its index entry (~1/3 of an unchanged re-run's write cost).
-_FP_SEEN_SAME_ROW = "UPDATE fingerprints SET checked_at = ?, mapping_version = ? WHERE record_type = ? AND record_key = ?"
+# rewriting its index entry (~1/3 of an unchanged re-run's write cost). The version is
+# unchanged, so an older row_hash still vouches for it when this row brought none.
+_FP_SEEN_SAME_ROW = (
+    "UPDATE fingerprints SET checked_at = ?, mapping_version = ?, row_hash = coalesce(?, row_hash) "
+    "WHERE record_type = ? AND record_key = ?"
+)
+# A row whose raw digest matched: not mapped, only marked seen (fingerprint deletes use checked_at).
+_FP_TOUCH = "UPDATE fingerprints SET checked_at = ? WHERE record_type = ? AND record_key = ?"
 
 
 class _Old(NamedTuple):
@@ -59,6 +70,7 @@ class Mapped:
     record_key: str
     data: dict[str, Any]
     updated_at: str | None = None
+    row_hash: bytes | None = None  # digest of the raw row (rowhash.py); None = not computed
 
 
 @dataclass
@@ -179,9 +191,9 @@ class ChangeWriter:
             if old is not None and not old.deleted and old.version == version:
                 counts.unchanged += 1
                 if old.source_key == m.source_key:
-                    fp_seen_same.append((now, mv, rtype, rkey))
+                    fp_seen_same.append((now, mv, m.row_hash, rtype, rkey))
                 else:
-                    fp_seen.append((m.source_key, now, mv, rtype, rkey))
+                    fp_seen.append((m.source_key, now, mv, m.row_hash, rtype, rkey))
                 continue
             seq = 1 if old is None else int(old.seq) + 1
             if old is None or old.deleted:
@@ -193,9 +205,9 @@ class ChangeWriter:
                  self._provenance(m.source_key), now, "pending", 0)
             )
             if old is None:
-                fp_new.append((source, rtype, rkey, m.source_key, version, seq, mv, m.updated_at, now, 0))
+                fp_new.append((source, rtype, rkey, m.source_key, version, seq, mv, m.updated_at, now, 0, m.row_hash))
             else:
-                fp_changed.append((source, m.source_key, version, seq, mv, m.updated_at, now, rtype, rkey))
+                fp_changed.append((source, m.source_key, version, seq, mv, m.updated_at, now, m.row_hash, rtype, rkey))
         self._enqueue(conn, ob_rows, counts, want_ids)
         if fp_new or fp_changed or fp_seen or fp_seen_same:
             cur = conn.connection.cursor()
@@ -224,6 +236,46 @@ class ChangeWriter:
                     counts.outbox_ids.append(int(cur.lastrowid))
             else:
                 cur.executemany(_OUTBOX_INSERT, rows)
+        finally:
+            cur.close()
+
+    def row_hashes(self, conn: Connection, source_keys: Sequence[str]) -> dict[str, tuple[str, bytes]]:
+        """source_key -> (record_key, row_hash) of the live records of these source rows that have a
+        row hash; a source key with more than one live record is left out (it is mapped as before)."""
+        out: dict[str, tuple[str, bytes]] = {}
+        seen: set[str] = set()
+        many: set[str] = set()
+        keys = list(dict.fromkeys(source_keys))
+        cur = conn.connection.cursor()
+        try:
+            for i in range(0, len(keys), LOOKUP_CHUNK):
+                part = keys[i : i + LOOKUP_CHUNK]
+                cur.execute(
+                    "SELECT source_key, record_key, row_hash FROM fingerprints WHERE source = ? AND deleted = 0 "
+                    f"AND record_type = ? AND source_key IN ({','.join('?' * len(part))})",
+                    (self.source, self.record_type, *part),
+                )
+                for skey, rkey, h in cur.fetchall():
+                    if skey in seen:
+                        many.add(skey)
+                    else:
+                        seen.add(skey)
+                        if h is not None:
+                            out[skey] = (rkey, bytes(h))
+        finally:
+            cur.close()
+        for skey in many:
+            out.pop(skey, None)
+        return out
+
+    def touch(self, conn: Connection, record_keys: Sequence[str]) -> None:
+        """Records whose source row was seen unchanged (by its raw digest): mark them seen."""
+        if not record_keys:
+            return
+        now, rtype = utcnow(), self.record_type
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(_FP_TOUCH, [(now, rtype, k) for k in record_keys])
         finally:
             cur.close()
 
@@ -275,6 +327,25 @@ class ChangeWriter:
         conn.exec_driver_sql("DELETE FROM temp.current_keys")
         return n
 
+    def delete_source_keys(self, conn: Connection, source_keys: Sequence[str]) -> int:
+        """Key-set reconciliation (keyset.missing_keys named the gone keys): enqueue deletes for
+        the live records of these source keys."""
+        keys = list(dict.fromkeys(source_keys))
+        todo: list[tuple[str, str, int]] = []
+        cur = conn.connection.cursor()
+        try:
+            for i in range(0, len(keys), LOOKUP_CHUNK):
+                part = keys[i : i + LOOKUP_CHUNK]
+                cur.execute(
+                    "SELECT record_key, source_key, seq FROM fingerprints WHERE source = ? AND record_type = ? "
+                    f"AND deleted = 0 AND source_key IN ({','.join('?' * len(part))})",
+                    (self.source, self.record_type, *part),
+                )
+                todo += [(rkey, skey, int(seq)) for rkey, skey, seq in cur.fetchall()]
+        finally:
+            cur.close()
+        return self._delete(conn, todo)
+
     def delete_source_key(self, conn: Connection, source_key: str, want_ids: bool = False) -> Counts:
         rows = conn.execute(
             select(fp.c.record_key, fp.c.source_key, fp.c.seq).where(
@@ -306,7 +377,7 @@ class ChangeWriter:
         conn.execute(
             fp.update()
             .where(fp.c.record_type == self.record_type, fp.c.record_key == bindparam("k"))
-            .values(version="", seq=bindparam("seq"), deleted=1, checked_at=now),
+            .values(version="", seq=bindparam("seq"), deleted=1, checked_at=now, row_hash=None),
             [{"k": rkey, "seq": seq + 1} for rkey, _, seq in todo],
         )
         return len(todo)

@@ -5,13 +5,19 @@ state-store transaction. Strategies (SourceConfig.strategy):
 
 - cursor: read rows past the saved cursor (minus the lag window); unchanged
   re-reads are recognised by their fingerprint; `reconcile_deletes` reads the
-  key set afterwards to find deleted rows;
+  key set afterwards to find deleted rows (keyset.py: two sorted key lists
+  compared, where the source allows; else through a TEMP table);
 - fingerprint: read everything; records not seen since the scan began are deletes;
 - append: every checkpointed piece is a delta; nothing is deleted;
 - snapshot: the rows between Checkpoint(snapshot=True) markers are the full set.
 
 A new mapping version makes cursor sources re-read from the start, so every
 record is re-evaluated and those whose mapped version differs are re-enqueued.
+
+Rows are mapped and validated a chunk at a time, at commit: a row whose raw
+digest (rowhash.py: the row's values plus the mapping, its version and the
+validation inputs) equals its record's stored one is only marked seen, since
+mapping it again would give the stored version.
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ from gateway.standard.validate import ValidationContext
 from gateway.store.db import begin_immediate, utcnow
 from gateway.store.tables import source_positions, sync_runs
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_updated_at
+from gateway.sync.keyset import missing_keys
 from gateway.sync.lock import source_lock
 from gateway.sync.reread import AdapterCache, FileAdapterCache, MappingCache, reusable, sqlite_file
+from gateway.sync.rowhash import inputs_digest, row_hash
 
 LOG = logging.getLogger("gateway.sync")
 COMMIT_ROWS = 2000  # rows per transaction when the adapter checkpoints less often
@@ -138,10 +146,15 @@ def _save_state(conn: Connection, source: str, state: dict[str, Any]) -> None:
 class _Run:
     """The state of one sync run: buffered rows, counts, the position to commit next."""
 
-    def __init__(self, engine: Engine, sc: SourceConfig, mapping: CompiledMapping, operator: str, progress: Progress | None) -> None:
+    def __init__(
+        self, engine: Engine, sc: SourceConfig, mapping: CompiledMapping, operator: str, progress: Progress | None,
+        inputs: bytes | None = None,
+    ) -> None:
         self.engine, self.sc, self.mapping, self.progress = engine, sc, mapping, progress
+        self.inputs = inputs  # rowhash.inputs_digest; None = map every row
         self.writer = ChangeWriter(sc.name, sc.record_type, mapping.version, operator)
         self.summary = SyncSummary(sc.name, mapping_version=mapping.version)
+        self.raw: list[SourceRow] = []  # read, not yet mapped (see _map_chunk)
         self.buffer: list[Mapped] = []
         self.rejected_keys: list[str] = []
         self.unread = 0  # adapter RowProblems since the last snapshot marker
@@ -155,6 +168,32 @@ class _Run:
 
     def row(self, row: SourceRow) -> None:
         self.summary.rows_read += 1
+        if self.inputs is None:
+            self._map(row, None)
+        else:
+            self.raw.append(row)
+
+    def _map_chunk(self, conn: Connection) -> list[str]:
+        """Map the buffered raw rows whose digest differs from their record's stored one; returns
+        the record keys of the others (unchanged: mapping them would give the stored version)."""
+        rows, self.raw = self.raw, []
+        if not rows:
+            return []
+        inputs = self.inputs
+        assert inputs is not None
+        have = self.writer.row_hashes(conn, [r.key for r in rows])
+        conn.rollback()  # a plain read: end it before mapping, so no snapshot is held meanwhile
+        same: list[str] = []
+        for r in rows:
+            h = row_hash(r.data, inputs)
+            old = have.get(r.key)
+            if old is not None and old[1] == h:
+                same.append(old[0])
+            else:
+                self._map(r, h)
+        return same
+
+    def _map(self, row: SourceRow, digest: bytes | None) -> None:
         record, problems = self.mapping.map_row(row)
         if record is None:
             self.summary.rejected += 1
@@ -166,18 +205,23 @@ class _Run:
         get = record.get
         rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in self._key_fields])
         version = row.version
-        self.buffer.append(Mapped(row.key, rkey, record, None if version is None else iso_updated_at(version)))
+        self.buffer.append(Mapped(row.key, rkey, record, None if version is None else iso_updated_at(version), digest))
 
     def commit(
         self, extra: Callable[[Connection], None] | None = None, prepare: Callable[[Connection], None] | None = None
     ) -> None:
         with self.engine.connect() as conn:
+            same = self._map_chunk(conn)
             if prepare is not None:  # slow reads (the key set) happen before the write lock is taken
                 prepare(conn)
                 conn.commit()
             with conn.begin():
                 begin_immediate(conn)
                 counts = self.writer.write(conn, self.buffer)
+                # Rows unchanged by their raw digest: only marked seen, in the same
+                # transaction as the position, like every other outcome of the chunk.
+                self.writer.touch(conn, same)
+                counts.unchanged += len(same)
                 self.writer.mark_seen(conn, self.rejected_keys)
                 if extra is not None:
                     extra(conn)
@@ -224,7 +268,7 @@ def _sync_locked(config: GatewayConfig, sc: SourceConfig, engine: Engine, operat
     summary: SyncSummary | None = None
     try:
         mapping = compile_for(config, sc, engine, operator)
-        run = _Run(engine, sc, mapping, operator, progress)
+        run = _Run(engine, sc, mapping, operator, progress, inputs_digest(config, sc, mapping))
         summary = run.summary
         summary.run_id = run_id
         with open_adapter(config, sc) as adapter:
@@ -292,7 +336,10 @@ def _extract(run: _Run, adapter: Adapter) -> None:
         if full:
             run.deletes_at_snapshot_end(conn)  # a scan without a snapshot marker ends with the stream
         if reconcile:
-            run.summary.deleted += run.writer.delete_missing_keys(conn)
+            if gone is not None:
+                run.summary.deleted += run.writer.delete_source_keys(conn, gone)
+            else:
+                run.summary.deleted += run.writer.delete_missing_keys(conn)
         state["complete"] = True
         if strategy != "snapshot":
             state.pop("epoch", None)
@@ -300,9 +347,13 @@ def _extract(run: _Run, adapter: Adapter) -> None:
             state.pop("adapter", None)
 
     reconcile = strategy == "cursor" and sc.reconcile_deletes
+    gone: list[str] | None = None  # source keys found gone by keyset.missing_keys
 
     def load_keys(conn: Connection) -> None:
-        ChangeWriter.load_current_keys(conn, adapter.keys())
+        nonlocal gone
+        gone = missing_keys(adapter, conn, sc.name)
+        if gone is None:  # not a source the fast comparison supports: the general TEMP-table way
+            ChangeWriter.load_current_keys(conn, adapter.keys())
 
     run.commit(finish, load_keys if reconcile else None)
 

@@ -1,0 +1,209 @@
+"""Incremental syncs: deletes found by comparing sorted key lists, unchanged rows recognised by their raw digest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.mappings.compile import CompiledMapping
+from gateway.store import open_store
+from gateway.store.db import LATEST, current_version
+from gateway.store.tables import fingerprints
+from gateway.sync import keyset, sync_one, sync_source
+from gateway.sync.pipeline import compile_for
+from gateway.sync.rowhash import inputs_digest
+from tests.test_sync_pipeline import (
+    STOCK_MAPPING,
+    kc,
+    kc_row,
+    max_outbox_id,
+    outbox_rows,
+    seed_source,
+    source_entry,
+    write_config,
+)
+
+# Keys whose byte order differs from a locale's order and from numeric order.
+TEXT_KEYS = ["a10", "a9", "B", "b", "Z1", "中国", "仓库", "ä", "a|b", "10", "9", "", " x"]
+
+
+def text_keyed(url: str) -> sa.Engine:
+    eng = sa.create_engine(url)
+    with eng.begin() as c:
+        c.exec_driver_sql("DROP TABLE IF EXISTS kt")
+        c.exec_driver_sql("CREATE TABLE kt (code text PRIMARY KEY, wzbm text, ckbm text, sl text, hcrq date, updated_at timestamp)")
+        for i, k in enumerate(TEXT_KEYS):
+            r = kc_row(i + 1)
+            c.exec_driver_sql(
+                "INSERT INTO kt VALUES (%(k)s, %(w)s, %(c)s, %(s)s, %(d)s, %(u)s)",
+                {"k": k, "w": f"WZ{i}", "c": "CK1", "s": r["sl"], "d": r["hcrq"], "u": r["updated_at"]},
+            )
+    return eng
+
+
+TEXT_MAPPING = STOCK_MAPPING.replace('batch_no = { template = "P{id}" }', 'batch_no = { template = "P{code}" }')
+
+
+def test_deletes_of_text_keys_are_found_by_the_sorted_key_lists(pg_url: str, tmp_path: Path) -> None:
+    src = text_keyed(pg_url)
+    entry = source_entry("kt", pg_url, "cursor", reconcile_deletes=True, settings={"table": "kt", "key_columns": ["code"]})
+    cfg = write_config(tmp_path, [entry], mapping=TEXT_MAPPING)
+    store = open_store(cfg.state_path)
+    assert sync_source(cfg, "kt", store).new == len(TEXT_KEYS)
+    gone = ["a9", "中国", "", "a|b"]
+    with src.begin() as c:
+        c.exec_driver_sql("DELETE FROM kt WHERE code = ANY(%(k)s)", {"k": gone})
+    from gateway.sync.pipeline import open_adapter
+
+    with open_adapter(cfg, cfg.source("kt")) as a, store.connect() as conn:
+        assert sorted(keyset.missing_keys(a, conn, "kt") or ["fast path not taken"]) == sorted(gone)
+    mark = max_outbox_id(store)
+    s = sync_source(cfg, "kt", store)
+    assert (s.new, s.changed, s.deleted) == (0, 0, len(gone))
+    deleted = {json.loads(r.provenance)["source_key"] for r in outbox_rows(store, mark) if r.op == "delete"}
+    assert deleted == set(gone)
+    assert sync_source(cfg, "kt", store).deleted == 0, "a second run finds nothing more"
+    src.dispose()
+
+
+def test_a_composite_key_falls_back_to_the_general_reconciliation(pg_url: str, tmp_path: Path) -> None:
+    entry = source_entry("kc", pg_url, "cursor", reconcile_deletes=True, settings={"key_columns": ["id", "ckbm"]})
+    cfg = write_config(tmp_path, [entry])
+    src = seed_source(pg_url, 40)
+    store = open_store(cfg.state_path)
+    assert sync_source(cfg, "kc", store).new == 40
+    from gateway.sync.pipeline import open_adapter
+
+    with open_adapter(cfg, cfg.source("kc")) as a, store.connect() as conn:
+        assert keyset.missing_keys(a, conn, "kc") is None
+    with src.begin() as c:
+        c.execute(kc.delete().where(kc.c.id.in_([3, 17])))
+    assert sync_source(cfg, "kc", store).deleted == 2
+    src.dispose()
+
+
+def test_key_lists_out_of_byte_order_are_refused() -> None:
+    assert list(keyset._blocks("1\n10\n2\n9", 4)) == [["1", "10", "2", "9"]]  # byte order, as stored
+    with pytest.raises(keyset.Unordered):
+        list(keyset._blocks("2\n10", 2))  # numeric order
+    with pytest.raises(keyset.Unordered):
+        list(keyset._blocks("b\na", 2))
+    with pytest.raises(keyset.Unordered):
+        list(keyset._blocks("a\nb", 3))  # a key with a newline, a NULL key: the count differs
+
+
+def test_merge_across_blocks_with_repeated_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keyset, "BLOCK", 1)  # blocks of ~16 characters: many boundaries
+    stored = sorted(f"k{i:04d}" for i in range(300)) + ["k0150"]
+    stored.sort()
+    current = [k for k in sorted(set(stored)) if k not in {"k0007", "k0150", "k0299"}]
+    got = keyset._merge(keyset._blocks("\n".join(stored), len(stored)), keyset._blocks("\n".join(current), len(current)))
+    assert sorted(set(got)) == ["k0007", "k0150", "k0299"]
+    # A stored key repeated at a block boundary and present in the source is not reported.
+    current.append("k0150")
+    current.sort()
+    got = keyset._merge(keyset._blocks("\n".join(stored), len(stored)), keyset._blocks("\n".join(current), len(current)))
+    assert sorted(set(got)) == ["k0007", "k0299"]
+
+
+def _count_mapped(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    real = CompiledMapping.map_row
+
+    def counting(self, row):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        return real(self, row)
+
+    monkeypatch.setattr(CompiledMapping, "map_row", counting)
+    return calls
+
+
+def test_fingerprint_rerun_maps_only_changed_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    cfg = write_config(tmp_path, [source_entry("kc", url, "fingerprint")])
+    src = seed_source(url, 60)
+    store = open_store(cfg.state_path)
+    assert sync_source(cfg, "kc", store).new == 60
+    with src.begin() as c:
+        c.execute(kc.update().where(kc.c.id.in_([4, 9])).values(sl="777箱"))
+        c.execute(kc.delete().where(kc.c.id == 30))
+    calls = _count_mapped(monkeypatch)
+    s = sync_source(cfg, "kc", store)
+    assert (s.new, s.changed, s.deleted, s.unchanged) == (0, 2, 1, 57)
+    assert calls[0] == 2, "only the two edited rows are mapped and validated"
+    with store.connect() as c:
+        unhashed = c.execute(sa.select(sa.func.count()).select_from(fingerprints).where(
+            fingerprints.c.deleted == 0, fingerprints.c.row_hash.is_(None))).scalar()
+    assert unhashed == 0
+    src.dispose()
+
+
+def test_a_per_record_change_then_a_revert_is_still_sent(tmp_path: Path) -> None:
+    """sync_one writes a version without a raw digest: the stored digest must not vouch for it."""
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    cfg = write_config(tmp_path, [source_entry("kc", url, "fingerprint")])
+    src = seed_source(url, 10)
+    store = open_store(cfg.state_path)
+    sync_source(cfg, "kc", store)
+    with src.begin() as c:
+        c.execute(kc.update().where(kc.c.id == 5).values(sl="1234箱"))
+    assert sync_one(cfg, "kc", "5", store).op == "upsert"
+    with src.begin() as c:  # back to what the last full sync saw
+        c.execute(kc.update().where(kc.c.id == 5).values(sl=kc_row(5)["sl"]))
+    mark = max_outbox_id(store)
+    s = sync_source(cfg, "kc", store)
+    assert (s.changed, s.unchanged) == (1, 9)
+    (row,) = outbox_rows(store, mark)
+    assert json.loads(row.data)["quantity"] == 5 and row.seq == 3
+    src.dispose()
+
+
+def test_a_changed_lookup_csv_remaps_every_row(tmp_path: Path) -> None:
+    (tmp_path / "depots.csv").write_text("old,new\nCK1,D1\n", encoding="utf-8")
+    mapping = STOCK_MAPPING.replace(
+        'depot_id = { column = "ckbm" }',
+        'depot_id = { column = "ckbm", transforms = [{lookup = {csv = "depots.csv", key = "old", value = "new", missing = "keep"}}] }',
+    )
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    cfg = write_config(tmp_path, [source_entry("kc", url, "fingerprint")], mapping=mapping)
+    src = seed_source(url, 14)
+    store = open_store(cfg.state_path)
+    sc = cfg.source("kc")
+    before = inputs_digest(cfg, sc, compile_for(cfg, sc, store))
+    assert sync_source(cfg, "kc", store).new == 14
+    (tmp_path / "depots.csv").write_text("old,new\nCK1,D1X\n", encoding="utf-8")
+    assert inputs_digest(cfg, sc, compile_for(cfg, sc, store)) != before
+    s = sync_source(cfg, "kc", store)
+    ck1 = sum(1 for i in range(1, 15) if i % 7 == 1)
+    # The depot is part of the stock key: the CK1 records move to new keys.
+    assert (s.new, s.deleted, s.unchanged) == (ck1, ck1, 14 - ck1)
+    src.dispose()
+
+
+def test_a_lookup_from_another_source_gets_no_digest(tmp_path: Path) -> None:
+    mapping = STOCK_MAPPING.replace(
+        'depot_id = { column = "ckbm" }',
+        'depot_id = { column = "ckbm", transforms = [{lookup = {source = "other", key = "a", value = "b"}}] }',
+    )
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    cfg = write_config(tmp_path, [source_entry("kc", url, "fingerprint")], mapping=mapping)
+    sc = cfg.source("kc")
+    fake = CompiledMapping(record_type="stock", fields=(), source_fields=frozenset(), text=mapping, version=1)
+    assert inputs_digest(cfg, sc, fake) is None
+
+
+def test_a_v1_store_gains_row_hash(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    eng = open_store(path)
+    with eng.begin() as c:  # what a store made before version 2 looks like
+        c.exec_driver_sql("ALTER TABLE fingerprints DROP COLUMN row_hash")
+        c.exec_driver_sql("DELETE FROM schema_version WHERE version > 1")
+    eng.dispose()
+    eng = open_store(path)
+    with eng.connect() as c:
+        assert current_version(c) == LATEST == 2
+        assert "row_hash" in {col["name"] for col in sa.inspect(c).get_columns("fingerprints")}
+    eng.dispose()
