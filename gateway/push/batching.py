@@ -23,7 +23,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, select, update
@@ -56,8 +56,7 @@ _PENDING_OF_SOURCE = (
 )
 
 
-@dataclass(frozen=True)
-class BatchRow:
+class BatchRow(NamedTuple):  # a NamedTuple: one per record of a bulk push, built faster than a frozen dataclass
     outbox_id: int
     record_type: str
     record_key: str
