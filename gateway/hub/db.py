@@ -81,6 +81,11 @@ def migrate(engine: Engine) -> None:
             # ANALYZE's cost (planner_stats). Idempotent, so it also reaches databases made before it.
             for table, column in (("records", "data"), ("records", "provenance")):
                 conn.exec_driver_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" SET STATISTICS 0')
+            # A batch's signed receipt (~100 KB for 1000 records) is stored under the hub's write lock:
+            # pglz spent ~4.6 ms of PostgreSQL CPU per batch compressing it, lz4 a fraction of that.
+            lz4 = conn.exec_driver_sql("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+            if lz4.scalar():
+                conn.exec_driver_sql('ALTER TABLE "batches" ALTER COLUMN "receipt" SET COMPRESSION lz4')
         if conn.execute(select(tables.hub_schema_version.c.version)).first() is None:
             conn.execute(insert(tables.hub_schema_version).values(version=LATEST, applied_at=utcnow()))
         if conn.execute(select(tables.log_head.c.id)).first() is None:
