@@ -58,6 +58,7 @@ class OdbcAdapter(Adapter):
         self._quoted: dict[str, str] = {}
         self._checks: dict[str, str] = {}
         self._kinds: dict[str, str] = {}
+        self._one_sql: str | None = None
 
     @property
     def where(self) -> str:
@@ -208,10 +209,12 @@ class OdbcAdapter(Adapter):
                         parts[i] = int(parts[i])
                     except ValueError:
                         return None
-            select = ", ".join(self._quoted[n] for n in self._names)
-            cond = " AND ".join(f"{self._quoted[k]} = ?" for k in self.key_columns)
+            if self._one_sql is None:  # built once per adapter, like the sql adapter's single-row select
+                select = ", ".join(self._quoted[n] for n in self._names)
+                cond = " AND ".join(f"{self._quoted[k]} = ?" for k in self.key_columns)
+                self._one_sql = f"SELECT {select} FROM {frm} WHERE {cond}"
             cur = conn.cursor()
-            cur.execute(f"SELECT {select} FROM {frm} WHERE {cond}", parts)
+            cur.execute(self._one_sql, parts)
             rows = cur.fetchall()
         finally:
             conn.close()

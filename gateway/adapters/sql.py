@@ -54,6 +54,12 @@ def key_after(cols: list[sa.ColumnElement[Any]], values: list[Any]) -> sa.Column
     return sa.or_(*ors)
 
 
+def _sqlite_query_only(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only = ON")
+    cur.close()
+
+
 class SqlAdapter(Adapter):
     name = "sql"
     supports_keys = True
@@ -70,12 +76,19 @@ class SqlAdapter(Adapter):
         self.query: str | None
         apply_row_settings(self, source, s)
         try:
-            self.engine = sa.create_engine(s["url"], pool_pre_ping=True)
+            url = sa.engine.make_url(s["url"])
+            sqlite = url.get_backend_name() == "sqlite"
+            # A file has no connection to lose: no ping before every re-read there.
+            self.engine = sa.create_engine(url, pool_pre_ping=not sqlite)
         except (SQLAlchemyError, ValueError, ImportError) as e:
             raise settings_problem(source, "url", f"cannot use this URL: {e}") from None
+        if sqlite:
+            # Read-only for as long as the connection lives (a pragma per checkout cost a statement per re-read).
+            sa.event.listen(self.engine, "connect", _sqlite_query_only)
         self._from: sa.FromClause | None = None
         self._names: list[str] = []
         self._checks: dict[str, str] = {}
+        self._one_stmt: tuple[sa.Select[Any], list[bool]] | None = None
 
     # -- set-up: reflect and check every configured name ----------------------------
 
@@ -127,8 +140,6 @@ class SqlAdapter(Adapter):
             conn = conn.execution_options(postgresql_readonly=True)
         elif dialect in ("mysql", "mariadb"):
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        elif dialect == "sqlite":
-            conn.exec_driver_sql("PRAGMA query_only = ON")
         return conn
 
     def _select(self, cols: list[str] | None = None) -> sa.Select[Any]:
@@ -189,24 +200,36 @@ class SqlAdapter(Adapter):
         except SQLAlchemyError as e:
             raise RetriableError(f"source {self.source}: reading keys failed: {e}") from e
 
+    def _one(self) -> tuple[sa.Select[Any], list[bool]]:
+        """The single-row select (key columns as bound parameters) and which keys are integers; built once.
+
+        A re-read per local edit used to build, coerce and cache-key this
+        statement afresh: more CPU than running it. Built once, SQLAlchemy
+        reuses its compiled form (the statement's cache key is memoized).
+        """
+        if self._one_stmt is None:
+            frm = self._prepare()
+            ints = [reflected_kind(frm.c[k].type) == "int" and self.query is None for k in self.key_columns]
+            conds = [frm.c[k] == sa.bindparam(f"k{i}") for i, k in enumerate(self.key_columns)]
+            self._one_stmt = (self._select().where(*conds), ints)
+        return self._one_stmt
+
     def fetch_one(self, key: str) -> SourceRow | None:
-        frm = self._prepare()
+        stmt, ints = self._one()
         parts = key.split("|", len(self.key_columns) - 1)
         if len(parts) != len(self.key_columns):
             return None
-        conds = []
-        for col, part in zip(self.key_columns, parts, strict=True):
-            c = frm.c[col]
-            if reflected_kind(c.type) == "int" and self.query is None:
+        params: dict[str, Any] = {}
+        for i, (part, is_int) in enumerate(zip(parts, ints, strict=True)):
+            if is_int:
                 try:
-                    conds.append(c == int(part))
+                    params[f"k{i}"] = int(part)
                 except ValueError:
                     return None
             else:
-                conds.append(c == part)
-        stmt = self._select().where(*conds)
+                params[f"k{i}"] = part
         with self._connect() as conn:
-            rows = conn.execute(stmt).all()
+            rows = conn.execute(stmt, params).all()
         return single_row(stream_events(
             source=self.source, where=self.where, names=self._names, rows=rows, key_columns=self.key_columns,
             cursor_column=self.cursor_column, checks=self._checks, chunk_size=self.chunk_size, start=None,

@@ -6,7 +6,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from gateway.errors import FatalError
@@ -39,10 +39,14 @@ def _save(conn: Connection, source: str, text: str, author: str, comment: str) -
     return n
 
 
+# Built once: a per-record push asks this on every edit, and building the select cost more than running it.
+_LATEST = select(func.max(mv.c.version)).where(mv.c.source == bindparam("source"))
+
+
 def latest_version(engine: Engine, source: str) -> int | None:
     """The newest version number of `source`'s mapping; None before the first. A read, no write lock."""
     with engine.connect() as conn:
-        v = conn.execute(select(func.max(mv.c.version)).where(mv.c.source == source)).scalar()
+        v = conn.execute(_LATEST, {"source": source}).scalar()
     return None if v is None else int(v)
 
 
