@@ -12,11 +12,13 @@ Each answer becomes exactly one of:
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.utils import get_environ_proxies
 
 from gateway.config import GatewayConfig
 from gateway.errors import FatalError, RetriableError
@@ -104,10 +106,17 @@ class HubTransport:
         self.hub_public_key = read_public_key(hub.hub_key)
         self.timeout = hub.timeout
         self.session = requests.Session()
+        # The environment (proxies, no_proxy, a CA bundle) is read once, here, instead of by requests
+        # on every request (trust_env): that re-read was a tenth of the client's CPU per local edit.
+        # A proxy from $HTTPS_PROXY/$HTTP_PROXY is used unless $NO_PROXY exempts the hub, as before.
+        self.session.trust_env = False
+        self.session.proxies = dict(get_environ_proxies(self.url))
         # TLS verification stays on; a private CA is added, never verification turned off.
-        # Passed with every request, not only set on the session: requests lets
+        # Passed with every request, not only set on the session: requests would let
         # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE override a session-level CA (psf/requests#3829).
-        self.verify: str | bool = str(hub.ca_file) if hub.ca_file else True
+        # Without a configured CA those variables still name the bundle to trust, as requests does.
+        env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self.verify: str | bool = str(hub.ca_file) if hub.ca_file else (env_ca or True)
         self.session.verify = self.verify
         if hub.client_cert:
             self.session.cert = (str(hub.client_cert), str(hub.client_key)) if hub.client_key else str(hub.client_cert)
