@@ -38,6 +38,7 @@ class Hub:
         self.public_key_text = public_key_text(self.key.public_key())
         self.engine = engine or open_hub_db(config.database)
         registry.sync_from_config(self.engine, config)
+        self.registry = registry.RegistryCache()  # departments and keys, re-read when the registry changes
         self.in_flight = threading.BoundedSemaphore(config.max_in_flight)
         self.context = ValidationContext.from_settings(category_codes=config.category_codes, extra_units=config.extra_units)
         Path(config.attachments_dir).mkdir(parents=True, exist_ok=True)

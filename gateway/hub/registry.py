@@ -3,14 +3,21 @@
 Seeded from the hub config at start-up (`sync_from_config`) and managed with
 `gateway hub department ...`. A revoked key stays revoked: the config can
 revoke a key but never brings one back.
+
+Every write here bumps the one-row `registry_version`. A hub process keeps the
+departments and keys in memory (`RegistryCache`) and reads that number once per
+request: a key revoked or a department changed by any process, the CLI
+included, is honoured from the next request on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from gateway.errors import FatalError
@@ -56,6 +63,15 @@ def _check_types(types: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(types)
 
 
+def bump_version(conn: Connection) -> None:
+    """Tell every hub process that the registry changed (inside the writing transaction, so both commit together)."""
+    v = tables.registry_version
+    if conn.execute(update(v).where(v.c.id == 1).values(version=v.c.version + 1)).rowcount == 0:
+        # The first registry write on this database; two at once (hub processes starting together) add one row.
+        ins = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(v).values(id=1, version=1)
+        conn.execute(ins.on_conflict_do_nothing())
+
+
 def add_department(conn: Connection, code: str, name: str, record_types: tuple[str, ...] | list[str] = tuple(RECORD_TYPES)) -> None:
     """Add a department or update its name and record types."""
     if not CODE_RE.match(code):
@@ -66,6 +82,7 @@ def add_department(conn: Connection, code: str, name: str, record_types: tuple[s
         conn.execute(update(tables.departments).where(tables.departments.c.code == code).values(name=name, record_types=types))
     else:
         conn.execute(insert(tables.departments).values(code=code, name=name, record_types=types, created_at=utcnow()))
+    bump_version(conn)
 
 
 def add_key(conn: Connection, department: str, key_id: str, public_key: str) -> None:
@@ -82,6 +99,7 @@ def add_key(conn: Connection, department: str, key_id: str, public_key: str) -> 
     text = public_key.strip().removeprefix("ed25519:")
     if row is None:
         conn.execute(insert(tables.department_keys).values(key_id=key_id, department=department, public_key=text, added_at=utcnow()))
+        bump_version(conn)
     elif row["department"] != department or row["public_key"] != text:
         raise RegistryError(f"key id {key_id} is registered already (department {row['department']}) with another key")
 
@@ -94,6 +112,7 @@ def revoke_key(conn: Connection, key_id: str) -> bool:
     if row["revoked_at"]:
         return False
     conn.execute(update(tables.department_keys).where(tables.department_keys.c.key_id == key_id).values(revoked_at=utcnow()))
+    bump_version(conn)
     return True
 
 
@@ -105,11 +124,13 @@ def set_grant(conn: Connection, reader: str, owner: str, record_types: tuple[str
     for t in _check_types(record_types):
         conn.execute(delete(tables.grants).where(and_(g.reader == reader, g.owner == owner, g.record_type == t)))
         conn.execute(insert(tables.grants).values(reader=reader, owner=owner, record_type=t, confidential=confidential, granted_at=utcnow()))
+    bump_version(conn)
 
 
 def remove_grant(conn: Connection, reader: str, owner: str, record_types: tuple[str, ...] | list[str]) -> None:
     g = tables.grants.c
     conn.execute(delete(tables.grants).where(and_(g.reader == reader, g.owner == owner, g.record_type.in_(list(record_types)))))
+    bump_version(conn)
 
 
 def sync_from_config(engine: Engine, config: HubConfig) -> None:
@@ -123,6 +144,7 @@ def sync_from_config(engine: Engine, config: HubConfig) -> None:
                     revoke_key(conn, k.key_id)
         for gr in config.grants:
             set_grant(conn, gr.reader, gr.owner, gr.record_types, gr.confidential)
+        bump_version(conn)  # the row exists from the first start on, even with no department configured
 
 
 def key_entry(conn: Connection, key_id: str) -> KeyEntry | None:
@@ -172,3 +194,69 @@ def read_grant(conn: Connection, reader: str, owner: str, record_type: str) -> G
         select(tables.grants).where(and_(g.reader == reader, g.owner == owner, g.record_type == record_type))
     ).mappings().first()
     return Grant(reader, owner, record_type, bool(row["confidential"])) if row else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Departments and keys as of one `registry_version`; public keys parsed once."""
+
+    version: int | None
+    keys: dict[str, KeyEntry]
+    departments: dict[str, Department]
+    _public: dict[str, Ed25519PublicKey] = field(default_factory=dict, compare=False)
+
+    def key_lookup(self, key_id: str) -> Ed25519PublicKey | None:
+        """For `verify_request`: the public key, None when unknown, KeyRevoked when revoked."""
+        entry = self.keys.get(key_id)
+        if entry is None:
+            return None
+        if entry.revoked:
+            raise KeyRevoked(entry.key_id)
+        public = self._public.get(key_id)
+        if public is None:
+            public = self._public[key_id] = public_key_from_text(entry.public_key)
+        return public
+
+
+_VERSION = select(tables.registry_version.c.version).where(tables.registry_version.c.id == 1)
+
+
+def load_snapshot(conn: Connection) -> Snapshot:
+    """Every department and key, labelled with the version read first (a write in between only makes it newer)."""
+    version = conn.execute(_VERSION).scalar()
+    keys = {
+        r["key_id"]: KeyEntry(r["key_id"], r["department"], r["public_key"], bool(r["revoked_at"]))
+        for r in conn.execute(select(tables.department_keys)).mappings()
+    }
+    departments = {
+        r["code"]: Department(r["code"], r["name"], tuple(r["record_types"] or ()))
+        for r in conn.execute(select(tables.departments)).mappings()
+    }
+    return Snapshot(version, keys, departments)
+
+
+class RegistryCache:
+    """The registry in memory for request authentication; one one-row read per request checks it is current.
+
+    Reading the key and the department from the database on every request
+    was a third of the hub's time per small batch. The version row is bumped
+    in the same transaction as every registry write, so a snapshot whose
+    version still matches the database is exactly what the tables hold.
+    """
+
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def current(self, conn: Connection) -> Snapshot:
+        """The snapshot for this request: the kept one while the version row still says so, else read afresh."""
+        version = conn.execute(_VERSION).scalar()
+        snap = self._snapshot
+        if snap is not None and version is not None and snap.version == version:
+            return snap
+        snap = load_snapshot(conn)
+        with self._lock:
+            old = self._snapshot
+            if old is None or old.version is None or (snap.version is not None and snap.version >= old.version):
+                self._snapshot = snap
+        return snap

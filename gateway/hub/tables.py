@@ -63,6 +63,15 @@ grants = Table(
     Column("granted_at", String, nullable=False),
 )
 
+# One row (id 1), bumped by every registry write (departments, keys, grants): hub processes keep
+# the registry in memory and read it afresh when this number moves (gateway.hub.registry.RegistryCache).
+registry_version = Table(
+    "registry_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
+
 # Replay cache: a (key, nonce) pair is refused until it expires (created + window).
 nonces = Table(
     "nonces",
