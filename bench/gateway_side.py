@@ -1,12 +1,15 @@
 """The gateway side of one measured run, in its own process so its peak RSS is its own.
 
-    python bench/gateway_side.py [--overlap] CONFIG SOURCE [SOURCE ...]
+    python bench/gateway_side.py [--serial] CONFIG SOURCE [SOURCE ...]
 
-Syncs each source (extract, map, validate, detect changes, enqueue) and then
-pushes the outbox to the hub until every row has a verified, stored receipt.
-With --overlap a push thread drains the outbox while the sync is still
-enqueueing (woken after each committed chunk), as a service's push worker can.
-Prints one JSON line: seconds for sync and push, counts, and the peak RSS.
+Syncs each source (extract, map, validate, detect changes, enqueue) while the
+push worker (gateway.push.worker, as `gateway run` and `gateway sync` use it)
+drains the outbox to the hub, woken after each committed chunk; then lets the
+worker push what is left, until every row has a verified, stored receipt.
+With --serial the push starts only once the sync is over (the arrangement
+before the worker pushed alongside the sync).
+Prints one JSON line: seconds until the sync ended and from then until the last
+receipt, counts, CPU seconds and the peak RSS.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from __future__ import annotations
 import logging
 import resource
 import sys
-import threading
 import time
 
 import orjson
 from sqlalchemy import func, select
 
 from gateway.config import load_gateway_config
-from gateway.push import PushSummary, push_pending
+from gateway.push import push_pending
+from gateway.push.worker import PushWorker
 from gateway.store import open_store
 from gateway.store.tables import outbox, receipts
 from gateway.sync import sync_source
@@ -33,60 +36,23 @@ def cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-class OverlappedPush:
-    """A thread that drains the outbox whenever woken, until told the sync is over and nothing is left."""
-
-    def __init__(self, config, engine) -> None:  # type: ignore[no-untyped-def]
-        self.config, self.engine = config, engine
-        self.wake, self.done = threading.Event(), threading.Event()
-        self.summaries: list[PushSummary] = []
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="overlapped-push", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            while True:
-                self.wake.wait(1.0)
-                self.wake.clear()
-                last = self.done.is_set()
-                self.summaries.append(push_pending(self.config, self.engine, give_up_after=60))
-                if last:
-                    return
-        except BaseException as e:  # noqa: BLE001 - reported by finish()
-            self.error = e
-
-    def finish(self) -> PushSummary:
-        self.done.set()
-        self.wake.set()
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        total = PushSummary()
-        for s in self.summaries:
-            for k in ("batches", "accepted", "duplicate", "stale", "rejected", "returned", "failed_attempts"):
-                setattr(total, k, getattr(total, k) + getattr(s, k))
-            total.last_error = s.last_error or total.last_error
-        return total
-
-
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
-    overlap = argv[0] == "--overlap"
-    if overlap:
+    serial = argv[0] == "--serial"
+    if serial:
         argv = argv[1:]
     config = load_gateway_config(argv[0])
     engine = open_store(config.state_path)
-    out: dict = {"sources": {}, "overlap": overlap}
+    out: dict = {"sources": {}, "overlap": not serial}
     t0, cpu0 = time.perf_counter(), cpu_seconds()
-    pusher = OverlappedPush(config, engine) if overlap else None
+    worker = None if serial else PushWorker(config, engine, idle_poll=3600, give_up_after=60).start()
     for name in argv[1:]:
-        s = sync_source(config, name, engine, progress=(lambda _n: pusher.wake.set()) if pusher else None)
+        s = sync_source(config, name, engine, progress=(lambda _n: worker.wake()) if worker else None)
         out["sources"][name] = {k: v for k, v in s.as_dict().items() if k != "problems"}
         out["sources"][name]["first_problems"] = [p.as_dict() for p in s.problems[:3]]
     t1 = time.perf_counter()
-    cpu_sync = cpu_seconds() - cpu0
-    summary = pusher.finish() if pusher else push_pending(config, engine, give_up_after=60)
+    cpu_sync = cpu_seconds() - cpu0  # with the worker: its pushing so far included
+    summary = worker.finish() if worker else push_pending(config, engine, give_up_after=60)
     t2 = time.perf_counter()
     with engine.connect() as conn:
         undelivered = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.state != "delivered")).scalar()

@@ -32,6 +32,7 @@ RESULTS = HERE / "results"
 DEFAULT_PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SRC_DB, FLOOR_DB, HUB_DB, DLT_PREFIX = "bench_src", "bench_floor", "bench_hub", "bench_dlt"
 DLT_BACKENDS = ("sqlalchemy", "pyarrow")  # sqlalchemy is dlt's default backend
+STEPS = ("floor", "full", "dlt", "incremental", "latency", "ingest")
 
 TARGETS = {
     "full_records_per_s": (">=", 30_000, "at 1M"),
@@ -62,8 +63,12 @@ def run_json(argv: list[str], cwd: Path | None = None, timeout: float = 3600) ->
     return orjson.loads(lines[-1])
 
 
+SERIAL_PUSH = False  # --serial-push: push only after the sync (the old arrangement), for comparison
+
+
 def gateway_side(ws: W.Workspace, strategy: str, *sources: str) -> dict[str, Any]:
-    return run_json([str(HERE / "gateway_side.py"), str(ws.gateway_config(strategy)), *sources], cwd=ws.root)
+    flags = ["--serial"] if SERIAL_PUSH else []
+    return run_json([str(HERE / "gateway_side.py"), *flags, str(ws.gateway_config(strategy)), *sources], cwd=ws.root)
 
 
 # ---- steps ---------------------------------------------------------------------------
@@ -263,26 +268,61 @@ def table(res: dict[str, Any]) -> str:
         rows.append((label, figure, note))
 
     n = res["rows"]
-    fl, fu = res["floor"], res["full"]
-    add("rows", f"{n:,}", f"repeat {res['repeat']}, median of each")
-    add("floor: COPY table -> other DB", f"{fl['seconds']:.2f} s  {fl['records_per_s']:,.0f} rec/s")
-    add("full: sync + push, verified receipts", f"{fu['seconds']:.2f} s  {fu['records_per_s']:,.0f} rec/s",
-        check("full_records_per_s", fu["records_per_s"]))
-    add("  of which sync / push", f"{fu['sync_s']:.2f} s / {fu['push_s']:.2f} s")
-    add("  full / floor", f"{fu['seconds'] / fl['seconds']:.1f}x the floor's time")
-    cpu = fu["gateway_cpu_s"] + fu["hub_cpu_s"] + fu["pg_cpu_s"]
-    add("  CPU s: gateway (sync) / hub / PG", f"{fu['gateway_cpu_s']:.1f} ({fu['gateway_sync_cpu_s']:.1f}) / {fu['hub_cpu_s']:.1f} / {fu['pg_cpu_s']:.1f}",
-        f"{n / cpu:,.0f} rec per CPU-second; on 2 idle cores at best ~{2 * n / cpu:,.0f} rec/s")
+    fl, fu = res.get("floor"), res.get("full")
+    add("rows", f"{n:,}", f"repeat {res['repeat']}, median of each; steps {','.join(res['steps'])}")
+    if fl:
+        add("floor: COPY table -> other DB", f"{fl['seconds']:.2f} s  {fl['records_per_s']:,.0f} rec/s")
+    if fu:
+        add("full: sync + push, verified receipts", f"{fu['seconds']:.2f} s  {fu['records_per_s']:,.0f} rec/s",
+            check("full_records_per_s", fu["records_per_s"]))
+        add("  of which sync / push", f"{fu['sync_s']:.2f} s / {fu['push_s']:.2f} s",
+            "push after the sync (--serial-push)" if fu.get("serial")
+            else "pushing alongside the sync; push = from the sync's end to the last receipt")
+        if fl:
+            add("  full / floor", f"{fu['seconds'] / fl['seconds']:.1f}x the floor's time")
+        cpu = fu["gateway_cpu_s"] + fu["hub_cpu_s"] + fu["pg_cpu_s"]
+        add("  CPU s: gateway (to sync end) / hub / PG",
+            f"{fu['gateway_cpu_s']:.1f} ({fu['gateway_sync_cpu_s']:.1f}) / {fu['hub_cpu_s']:.1f} / {fu['pg_cpu_s']:.1f}",
+            f"{n / cpu:,.0f} rec per CPU-second; on 2 idle cores at best ~{2 * n / cpu:,.0f} rec/s")
     dl = res.get("dlt")
-    if isinstance(dl, dict) and "skipped" not in dl:
+    if fu and isinstance(dl, dict) and "skipped" not in dl:
         for b in DLT_BACKENDS:
             d = dl[b]
             add(f"dlt {b} full", f"{d['seconds']:.2f} s  {d['records_per_s']:,.0f} rec/s",
                 f"peak {d['peak_rss_mb']:.0f} MB; CPU s dlt + PG {d['cpu_s']:.1f}")
             add(f"  ours / dlt {b} (time)", f"{fu['seconds'] / d['seconds']:.2f}",
                 ("faster" if fu["seconds"] < d["seconds"] else "SLOWER") + f"; CPU-seconds ratio {cpu / max(d['cpu_s'], 0.01):.2f}")
-    else:
-        add("dlt", "skipped", (dl or {}).get("skipped", ""))
+    elif dl:
+        add("dlt", "skipped", dl.get("skipped", ""))
+    if "incremental" in res:
+        _incremental_rows(res, add)
+    la = res.get("latency")
+    if la:
+        add(f"per-record push ({la['edits']} edits)", f"p50 {la['p50_ms']:.1f} / p95 {la['p95_ms']:.1f} / p99 {la['p99_ms']:.1f} ms",
+            f"{check('push_p50_ms', la['p50_ms'])}; p99 {check('push_p99_ms', la['p99_ms'])}")
+    ing = res.get("ingest")
+    if ing:
+        add("hub ingest, 8 gateways", f"{ing['records_per_s']:,.0f} rec/s ({ing['records']:,} in {ing['seconds']:.2f} s)",
+            check("ingest_records_per_s", ing["records_per_s"]))
+        icpu = ing["hub_cpu_s"] + ing["pg_cpu_s"]
+        add("  CPU s: hub / PG", f"{ing['hub_cpu_s']:.1f} / {ing['pg_cpu_s']:.1f}",
+            f"{ing['records'] / max(icpu, 0.01):,.0f} rec per CPU-second (load generator not counted)")
+    if fu:
+        add("peak RSS gateway (full)", f"{fu['gateway_peak_rss_mb']:.0f} MB", check("peak_rss_mb", fu["gateway_peak_rss_mb"]))
+        add("peak RSS hub (full)", f"{fu['hub_peak_rss_mb']:.0f} MB", check("peak_rss_mb", fu["hub_peak_rss_mb"]))
+    if ing:
+        add("peak RSS hub (ingest)", f"{ing['hub_peak_rss_mb']:.0f} MB", check("peak_rss_mb", ing["hub_peak_rss_mb"]))
+    for side, v in (res.get("rss_vs_100k") or {}).items():
+        add(f"  {side} RSS vs 100k run", f"{v:+.0%}", "met (within 20%)" if abs(v) <= 0.2 else "MISSED (within 20%)")
+    w1 = max(len(r[0]) for r in rows)
+    w2 = max(len(r[1]) for r in rows)
+    lines = [f"{'measure':<{w1}}  {'figure':<{w2}}  target / note", "-" * (w1 + w2 + 40)]
+    lines += [f"{a:<{w1}}  {b:<{w2}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def _incremental_rows(res: dict[str, Any], add: Any) -> None:
+    dl = res.get("dlt")
     inc = res["incremental"]
     ch = inc["changes"]
     add("incremental changes", f"{ch['updated']} upd / {ch['inserted']} ins / {ch['deleted']} del")
@@ -295,25 +335,6 @@ def table(res: dict[str, Any]) -> str:
         for b in DLT_BACKENDS:
             d = inc[f"dlt_{b}"]
             add(f"dlt {b} incremental", f"{d['seconds']:.2f} s", f"ours (cursor) / dlt = {c['total_s'] / d['seconds']:.2f}; dlt sees no deletes")
-    la = res["latency"]
-    add(f"per-record push ({la['edits']} edits)", f"p50 {la['p50_ms']:.1f} / p95 {la['p95_ms']:.1f} / p99 {la['p99_ms']:.1f} ms",
-        f"{check('push_p50_ms', la['p50_ms'])}; p99 {check('push_p99_ms', la['p99_ms'])}")
-    ing = res["ingest"]
-    add("hub ingest, 8 gateways", f"{ing['records_per_s']:,.0f} rec/s ({ing['records']:,} in {ing['seconds']:.2f} s)",
-        check("ingest_records_per_s", ing["records_per_s"]))
-    icpu = ing["hub_cpu_s"] + ing["pg_cpu_s"]
-    add("  CPU s: hub / PG", f"{ing['hub_cpu_s']:.1f} / {ing['pg_cpu_s']:.1f}",
-        f"{ing['records'] / max(icpu, 0.01):,.0f} rec per CPU-second (load generator not counted)")
-    add("peak RSS gateway (full)", f"{fu['gateway_peak_rss_mb']:.0f} MB", check("peak_rss_mb", fu["gateway_peak_rss_mb"]))
-    add("peak RSS hub (full)", f"{fu['hub_peak_rss_mb']:.0f} MB", check("peak_rss_mb", fu["hub_peak_rss_mb"]))
-    add("peak RSS hub (ingest)", f"{ing['hub_peak_rss_mb']:.0f} MB", check("peak_rss_mb", ing["hub_peak_rss_mb"]))
-    for side, v in (res.get("rss_vs_100k") or {}).items():
-        add(f"  {side} RSS vs 100k run", f"{v:+.0%}", "met (within 20%)" if abs(v) <= 0.2 else "MISSED (within 20%)")
-    w1 = max(len(r[0]) for r in rows)
-    w2 = max(len(r[1]) for r in rows)
-    lines = [f"{'measure':<{w1}}  {'figure':<{w2}}  target / note", "-" * (w1 + w2 + 40)]
-    lines += [f"{a:<{w1}}  {b:<{w2}}  {c}" for a, b, c in rows]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,8 +350,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work dir and bench databases afterwards")
     ap.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     ap.add_argument("--db-prefix", default="bench", help="prefix of the databases it creates (default bench: bench_src ...)")
+    ap.add_argument("--steps", default=",".join(STEPS),
+                    help=f"comma-separated steps to run (default all: {','.join(STEPS)}); e.g. --steps full")
+    ap.add_argument("--serial-push", action="store_true",
+                    help="push only once the sync is over (the old arrangement), to compare with the default")
     a = ap.parse_args(argv)
-    global SRC_DB, FLOOR_DB, HUB_DB, DLT_PREFIX
+    steps = [x.strip() for x in a.steps.split(",") if x.strip()]
+    if unknown := set(steps) - set(STEPS):
+        ap.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS)}")
+    global SRC_DB, FLOOR_DB, HUB_DB, DLT_PREFIX, SERIAL_PUSH
+    SERIAL_PUSH = a.serial_push
     SRC_DB, FLOOR_DB, HUB_DB, DLT_PREFIX = (f"{a.db_prefix}_{x}" for x in ("src", "floor", "hub", "dlt"))
     if a.smoke:
         a.rows, a.repeat, a.edits = 10_000, 1, min(a.edits, 20)
@@ -339,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     root = a.workdir or Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {
-        "rows": a.rows, "repeat": a.repeat, "smoke": a.smoke, "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rows": a.rows, "repeat": a.repeat, "smoke": a.smoke, "steps": steps, "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "note": "shared 2-core machine: absolute times drift; ratios are from this invocation",
     }
@@ -351,24 +380,30 @@ def main(argv: list[str] | None = None) -> int:
         src = data.generate(a.pg, SRC_DB, a.rows)
         res["generate_s"] = time.perf_counter() - t
         ws = W.make_workspace(root, src)
-        say("floor: COPY kc_mx TO STDOUT | COPY FROM STDIN")
-        res["floor"] = step_floor(a.pg, src, a.repeat)
-        say("full: initial sync + push to the hub (PostgreSQL store, waitress subprocess)")
-        res["full"], hub = step_full(a.pg, ws, a.rows, a.repeat)
+        if "floor" in steps:
+            say("floor: COPY kc_mx TO STDOUT | COPY FROM STDIN")
+            res["floor"] = step_floor(a.pg, src, a.repeat)
+        if {"full", "incremental", "latency"} & set(steps):  # the later steps start from the full step's state and hub
+            say("full: initial sync + push to the hub (PostgreSQL store, waitress subprocess)")
+            res["full"], hub = step_full(a.pg, ws, a.rows, a.repeat)
+            res["full"]["serial"] = SERIAL_PUSH
         reason = "--skip-dlt given" if a.skip_dlt else dlt_available()
-        with_dlt = reason is None
+        with_dlt = reason is None and "dlt" in steps
         if with_dlt:
             say("dlt sql_database full loads (default sqlalchemy and pyarrow backends)")
             res["dlt"] = step_dlt_full(a.pg, ws, a.rows, a.repeat)
-        else:
+        elif "dlt" in steps:
             say(f"dlt skipped: {reason}")
             res["dlt"] = {"skipped": f"dlt not available: {reason}" if not a.skip_dlt else reason}
-        say("incremental: 1% updates, 0.5% inserts, 0.2% deletes")
-        res["incremental"] = step_incremental(a.pg, ws, src, a.rows, a.repeat, with_dlt)
-        say(f"per-record push latency over {a.edits} edits (local API)")
-        res["latency"] = step_latency(ws, src, a.edits, a.rows)
-        say(f"hub ingest from 8 concurrent gateways ({records:,} records)")
-        res["ingest"], hub = step_ingest(a.pg, ws, records, a.repeat, hub)
+        if "incremental" in steps:
+            say("incremental: 1% updates, 0.5% inserts, 0.2% deletes")
+            res["incremental"] = step_incremental(a.pg, ws, src, a.rows, a.repeat, with_dlt)
+        if "latency" in steps:
+            say(f"per-record push latency over {a.edits} edits (local API)")
+            res["latency"] = step_latency(ws, src, a.edits, a.rows)
+        if "ingest" in steps:
+            say(f"hub ingest from 8 concurrent gateways ({records:,} records)")
+            res["ingest"], hub = step_ingest(a.pg, ws, records, a.repeat, hub)
     finally:
         if hub is not None:
             hub.stop()
@@ -382,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(root, ignore_errors=True)
     res["total_s"] = time.perf_counter() - t_all
     base = RESULTS / "rows-100000.json"
-    if a.rows > 100_000 and base.exists():
+    if a.rows > 100_000 and base.exists() and "full" in res and "ingest" in res:
         b = orjson.loads(base.read_bytes())
         res["rss_vs_100k"] = {
             "gateway": res["full"]["gateway_peak_rss_mb"] / b["full"]["gateway_peak_rss_mb"] - 1,
@@ -397,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     body = orjson.dumps(res, option=orjson.OPT_INDENT_2, default=str)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_bytes(body)
-    if not a.smoke:
+    if not a.smoke and set(steps) == set(STEPS):
         (RESULTS / f"rows-{a.rows}.json").write_bytes(body)
     say(f"wrote {a.out} ({res['total_s']:.0f} s in all)")
     return 0

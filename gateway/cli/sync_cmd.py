@@ -1,4 +1,9 @@
-"""`gateway sync SOURCE`: one extract cycle, then (unless --no-push) a push of the outbox."""
+"""`gateway sync SOURCE`: one extract cycle, pushing the outbox alongside (unless --no-push).
+
+The push worker is woken after each chunk the sync commits, so records travel
+to the hub while the source is still being read; once the sync is over it
+pushes what is left and the command reports both.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import sys
 import click
 
 from gateway.cli.main import Context, cli, domain_errors, pass_ctx
-from gateway.errors import GatewayError
 
 
 def _engine(ctx: Context):  # type: ignore[no-untyped-def]
@@ -47,11 +51,24 @@ def sync_cmd(ctx: Context, source: str, as_json: bool, show: int, push: bool, pu
     except KeyError as e:
         raise click.UsageError(str(e.args[0])) from None
     engine = _engine(ctx)
-    progress = _counter()
-    summary = sync_source(config, source, engine, operator=operator, progress=progress)  # type: ignore[arg-type]
-    if progress is not None:
+    counter = _counter()
+    worker = _push_worker(config, engine, push_retry_for) if push else None
+
+    def progress(rows: int) -> None:
+        if counter is not None:
+            counter(rows)  # type: ignore[operator]
+        if worker is not None:
+            worker.wake()  # push the chunk just committed
+
+    try:
+        summary = sync_source(config, source, engine, operator=operator, progress=progress)
+    except BaseException:
+        if worker is not None:
+            worker.stop()  # what it sent stays `sent` or delivered; the rest is queued for the next push
+        raise
+    if counter is not None:
         click.echo("", err=True)
-    pushed = _push(config, engine, push_retry_for) if push else "未推送（--no-push）"
+    pushed = _finish_push(worker) if worker is not None else "未推送（--no-push）"
     if as_json:
         click.echo(json.dumps({**summary.as_dict(), "push": pushed}, ensure_ascii=False, indent=2, default=str))
         return
@@ -69,14 +86,14 @@ def sync_cmd(ctx: Context, source: str, as_json: bool, show: int, push: bool, pu
     click.echo(f"推送：{pushed}")
 
 
-def _push(config, engine, retry_for: float) -> str:  # type: ignore[no-untyped-def]
-    try:
-        from gateway.push import push_pending
-    except ImportError:
-        return "推送模块不可用，记录已入队"
-    try:
-        result = push_pending(config, engine, give_up_after=retry_for)
-    except GatewayError as e:
-        return f"记录已入队，暂未送达中心（{e}），将由推送任务重试"
-    as_dict = getattr(result, "as_dict", None)
-    return json.dumps(as_dict(), ensure_ascii=False, default=str) if as_dict else str(result)
+def _push_worker(config, engine, retry_for: float):  # type: ignore[no-untyped-def]
+    from gateway.push.worker import PushWorker
+
+    return PushWorker(config, engine, idle_poll=3600, give_up_after=retry_for).start()
+
+
+def _finish_push(worker) -> str:  # type: ignore[no-untyped-def]
+    total = worker.finish()
+    if worker.last_error and not total.delivered and not total.rejected:
+        return f"记录已入队，暂未送达中心（{worker.last_error}），将由推送任务重试"
+    return json.dumps(total.as_dict(), ensure_ascii=False, default=str)

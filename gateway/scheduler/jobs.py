@@ -32,6 +32,7 @@ FRESHNESS_CRON = "0 6 * * *"  # daily, before the working day starts
 MISFIRE_GRACE = 300
 
 OnSynced = Callable[[str, Any], None]
+OnChunk = Callable[[], None]  # a sync committed another chunk of records to the outbox
 
 
 def sync_job_id(source: str) -> str:
@@ -46,12 +47,19 @@ def trigger_for(source: SourceConfig) -> IntervalTrigger | CronTrigger | None:
     return None
 
 
-def run_sync(config: GatewayConfig, engine: Engine, source: str, on_synced: OnSynced | None = None) -> Any:
-    """One scheduled extract-and-load of `source`; never raises (a failed run is logged and recorded by sync)."""
+def run_sync(
+    config: GatewayConfig, engine: Engine, source: str, on_synced: OnSynced | None = None, on_chunk: OnChunk | None = None
+) -> Any:
+    """One scheduled extract-and-load of `source`; never raises (a failed run is logged and recorded by sync).
+
+    `on_chunk` is called after each committed chunk (the service wakes the push
+    worker there, so a long sync's records travel while it is still reading).
+    """
     from gateway.sync import sync_source
 
+    progress = (lambda _rows: on_chunk()) if on_chunk is not None else None
     try:
-        summary = sync_source(config, source, engine, operator="scheduler")
+        summary = sync_source(config, source, engine, operator="scheduler", progress=progress)
     except Exception as e:  # one source failing must not stop the others or the scheduler
         log(LOG, logging.ERROR, "scheduled sync failed", source=source, error=str(e), error_type=type(e).__name__)
         return None
@@ -77,13 +85,14 @@ def build_scheduler(
     engine: Engine,
     *,
     on_synced: OnSynced | None = None,
+    on_chunk: OnChunk | None = None,
     run_at_start: bool = True,
     freshness_cron: str = FRESHNESS_CRON,
 ) -> BackgroundScheduler:
     """A scheduler (not started) holding one job per scheduled source and the freshness job.
 
-    `on_synced(source, summary)` runs after each sync (the service wakes the
-    push worker there). With `run_at_start`, interval sources run once as soon
+    `on_synced(source, summary)` runs after each sync and `on_chunk()` after
+    each chunk a sync commits (the service wakes the push worker at both). With `run_at_start`, interval sources run once as soon
     as the scheduler starts instead of one interval later.
     """
     workers = max(1, min(4, sum(1 for s in config.sources if s.enabled)))
@@ -102,7 +111,7 @@ def build_scheduler(
         if run_at_start and isinstance(trig, IntervalTrigger):
             extra["next_run_time"] = now
         sched.add_job(
-            run_sync, trig, args=(config, engine, src.name, on_synced), id=sync_job_id(src.name),
+            run_sync, trig, args=(config, engine, src.name, on_synced, on_chunk), id=sync_job_id(src.name),
             name=f"extract-and-load {src.name}", replace_existing=True, **extra,
         )
     sched.add_job(

@@ -66,7 +66,9 @@ class GatewayService:
         self.engine = engine or open_store(config.state_path)
         self.worker = PushWorker(config, self.engine, idle_poll=push_idle_poll)
         self.pusher = RecordPusher(config, self.engine, wake=self.worker.wake)
-        self.scheduler = build_scheduler(config, self.engine, on_synced=self._after_sync, run_at_start=run_at_start)
+        self.scheduler = build_scheduler(
+            config, self.engine, on_synced=self._after_sync, on_chunk=self.worker.wake, run_at_start=run_at_start
+        )
         self.api = LocalAPI(config, self.engine, self.pusher, self.scheduler, self.worker)
         self.listen = listen or config.web.listen
         self.scheme = "http"
@@ -80,7 +82,8 @@ class GatewayService:
     # -- hooks ---------------------------------------------------------------
 
     def _after_sync(self, source: str, summary: Any) -> None:
-        # Push what the sync enqueued now, not at the worker's next poll.
+        # Push what the sync enqueued now, not at the worker's next poll. (The worker was
+        # also woken after each committed chunk, so most of a long sync is out already.)
         self.worker.wake()
 
     # -- lifecycle -----------------------------------------------------------
