@@ -63,6 +63,7 @@ def measure(source_url: str, web_url: str, token: str, edits: int = 1000, rows: 
     headers = {"Authorization": f"Bearer {token}"}
     step = max(1, rows // edits)
     with psycopg.connect(source_url, autocommit=True) as db, requests.Session() as s:
+        s.trust_env = False  # loopback: never through a proxy from the environment, nor a re-read of it per call
         ids = [r[0] for r in db.execute("SELECT id FROM kc_mx ORDER BY id LIMIT %s", (edits * step,))][::step][:edits]
         for n, rid in enumerate(ids):
             db.execute("UPDATE kc_mx SET sl = sl + 1, gxsj = now()::timestamp(0) WHERE id = %s", (rid,))

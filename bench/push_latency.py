@@ -163,6 +163,9 @@ def main() -> None:
         hub = start_hub(hub_cfg, config.hub.url)
         svc = GatewayService(config, pg_listen=False, run_at_start=False).start()
         session = requests.Session()
+        # Loopback: never through a proxy from the environment, and no re-read of it on every call
+        # (requests' trust_env cost ~0.3 ms of this process's CPU per edit, counted as the gateway's).
+        session.trust_env = False
         session.headers["Authorization"] = f"Bearer {TOKEN}"
         url = f"http://{svc.listen}/api/local/push"
         latencies: list[float] = []
