@@ -20,6 +20,7 @@ from collections.abc import Container
 from typing import Any
 
 import orjson
+from psycopg.types.json import set_json_dumps
 from sqlalchemy import insert
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
@@ -44,13 +45,15 @@ HISTORY_COLS = ("department", "type", "key", "seq", "version", "op", "hub_seq", 
 _PG_COPY_HISTORY = f"COPY record_history ({', '.join(HISTORY_COLS)}) FROM STDIN"
 
 
-def _json(v: Any) -> str | None:
-    return None if v is None else orjson.dumps(v).decode("utf-8")
+# The COPY's column types, so that psycopg dumps data/provenance as jsonb itself, with orjson: its bytes
+# go straight into the COPY buffer (no decode to str and re-encode to UTF-8 per value; about half the
+# client CPU of writing a record row).
+_RECORD_PG_TYPES = ("text", "text", "text", "int8", "text", "jsonb", "text", "bool", "jsonb", "int8", "text", "text")
 
 
 def _record_row(r: dict[str, Any]) -> tuple:
-    return (r["department"], r["type"], r["key"], r["seq"], r["version"], _json(r["data"]), r["updated_at"],
-            r["deleted"], _json(r["provenance"]), r["hub_seq"], r["batch_id"], r["received_at"])
+    return (r["department"], r["type"], r["key"], r["seq"], r["version"], r["data"], r["updated_at"],
+            r["deleted"], r["provenance"], r["hub_seq"], r["batch_id"], r["received_at"])
 
 
 def write_records(conn: Connection, rows: list[dict[str, Any]], stored: Container[tuple[str, str]]) -> None:
@@ -63,14 +66,17 @@ def write_records(conn: Connection, rows: list[dict[str, Any]], stored: Containe
         return
     if conn.dialect.name == "postgresql":
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        set_json_dumps(orjson.dumps, context=cur)
         new = [r for r in rows if (r["type"], r["key"]) not in stored]
         if new:
             with cur.copy(_PG_COPY_NEW) as copy:
+                copy.set_types(_RECORD_PG_TYPES)
                 for r in new:
                     copy.write_row(_record_row(r))
         if len(new) < len(rows):
             cur.execute(_PG_TEMP)
             with cur.copy(_PG_COPY_STAGED) as copy:
+                copy.set_types(_RECORD_PG_TYPES)
                 for r in rows:
                     if (r["type"], r["key"]) in stored:
                         copy.write_row(_record_row(r))
