@@ -97,3 +97,43 @@ def test_the_worker_pushes_while_enqueueing_goes_on_and_finish_delivers_the_rest
     assert hub_state(live_hub) == expected_state(edits)
     assert hub_accepted_twice(live_hub) == 0
     assert all_receipts_verify(engine, gateway_dir.hub_public_key) == receipted_batches(engine) == total.batches
+
+
+def test_gateway_sync_pushes_alongside_and_every_record_ends_with_a_verified_receipt(
+    gateway_dir: GatewayDir, live_hub: Any, tmp_path: Any
+) -> None:
+    import orjson
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+    from tests.test_sync_pipeline import STOCK_MAPPING, seed_source
+
+    gateway_dir.for_hub(live_hub, batch_size=400)
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    seed_source(url, 3000).dispose()
+    (gateway_dir.root / "stock.toml").write_text(STOCK_MAPPING, encoding="utf-8")
+    with gateway_dir.config_path.open("a", encoding="utf-8") as f:
+        f.write(f"""
+[[sources]]
+name = "kc"
+type = "sql"
+record_type = "stock"
+mapping = "stock.toml"
+strategy = "fingerprint"
+[sources.settings]
+url = "{url}"
+table = "kc"
+key_columns = ["id"]
+chunk_size = 500
+""")
+    r = CliRunner().invoke(cli, ["--config", str(gateway_dir.config_path), "--log-level", "WARNING", "sync", "kc", "--json"])
+    assert r.exit_code == 0, r.output
+    out = orjson.loads(r.output[r.output.index("{\n"):])  # after the log lines: the indented summary
+    assert out["new"] == 3000
+    push = orjson.loads(out["push"])
+    # The hub answered for every record (stock naming materials it does not know is rejected: a dead letter).
+    assert push["accepted"] + push["rejected"] == 3000 and push["batches"] >= 3000 // 400
+    engine = gateway_dir.store()
+    states = outbox_states(engine)
+    assert set(states) <= {"delivered", "dead"} and sum(states.values()) == 3000
+    assert all_receipts_verify(engine, gateway_dir.hub_public_key) == receipted_batches(engine) == push["batches"]

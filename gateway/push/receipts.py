@@ -148,7 +148,10 @@ def store_receipt(
         if rows:
             # DBAPI tuples: binding a dict per record through the SQL layer cost more than the insert itself.
             conn.exec_driver_sql(_INSERT_RECEIPT, rows)
-        of_batch = (outbox.c.batch_id == batch.batch_id, outbox.c.state == "sent")
+        # The id range keeps the lookup to this batch's stretch of the (state, id) index
+        # when another batch is in flight too (the batch's rows all lie inside it).
+        ids = batch.outbox_ids
+        of_batch = (outbox.c.state == "sent", outbox.c.id.between(min(ids), max(ids)), outbox.c.batch_id == batch.batch_id)
         rejected = [x for x in out if not x.delivered]
         if rejected:
             conn.execute(
