@@ -19,6 +19,7 @@ edited rows. The push is not included (see bench/push_cpu.py and bench/run).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import statistics
@@ -125,7 +126,7 @@ def main() -> None:
                 import pstats
 
                 prof.disable()
-                pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+                pstats.Stats(prof).sort_stats(os.environ.get("SYNC_CPU_SORT", "tottime")).print_stats(25)
             print(
                 f"{label:17} rows={s.rows_read} new={s.new} changed={s.changed} deleted={s.deleted} "
                 f"unchanged={s.unchanged} cpu={cpu:.2f}s wall={wall:.2f}s cpu/record={cpu / max(s.rows_read, 1) * 1e6:.1f}us",

@@ -195,15 +195,23 @@ def test_a_lookup_from_another_source_gets_no_digest(tmp_path: Path) -> None:
     assert inputs_digest(cfg, sc, fake) is None
 
 
-def test_a_v1_store_gains_row_hash(tmp_path: Path) -> None:
+def test_a_v1_store_gains_row_hash_and_the_covering_key_index(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     eng = open_store(path)
     with eng.begin() as c:  # what a store made before version 2 looks like
         c.exec_driver_sql("ALTER TABLE fingerprints DROP COLUMN row_hash")
+        c.exec_driver_sql("DROP INDEX ix_fingerprints_source_key")
+        c.exec_driver_sql("CREATE INDEX ix_fingerprints_source_key ON fingerprints (source, source_key)")
         c.exec_driver_sql("DELETE FROM schema_version WHERE version > 1")
     eng.dispose()
     eng = open_store(path)
     with eng.connect() as c:
         assert current_version(c) == LATEST == 2
         assert "row_hash" in {col["name"] for col in sa.inspect(c).get_columns("fingerprints")}
+        ix = [r[2] for r in c.exec_driver_sql("PRAGMA index_info(ix_fingerprints_source_key)")]
+        assert ix == ["source", "source_key", "deleted"]
+        plan = c.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT source_key FROM fingerprints WHERE source = 's' AND deleted = 0 ORDER BY source_key"
+        ).all()
+        assert "COVERING INDEX" in str(plan), "the live key list is read from the index alone"
     eng.dispose()

@@ -22,10 +22,16 @@ def _v1(conn: Connection) -> None:
 
 def _v2(conn: Connection) -> None:
     # fingerprints.row_hash (the raw-row digest that lets a sync skip re-mapping
-    # unchanged rows). A store created at v1 by this code's create_all has it already.
+    # unchanged rows), and `deleted` appended to ix_fingerprints_source_key (the
+    # live key list is read from the index alone). A store created at v1 by this
+    # code's create_all has both already.
     cols = {c["name"] for c in inspect(conn).get_columns("fingerprints")}
     if "row_hash" not in cols:
         conn.exec_driver_sql("ALTER TABLE fingerprints ADD COLUMN row_hash BLOB")
+    ix = [r[2] for r in conn.exec_driver_sql("PRAGMA index_info(ix_fingerprints_source_key)")]
+    if ix != ["source", "source_key", "deleted"]:
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_fingerprints_source_key")
+        conn.exec_driver_sql("CREATE INDEX ix_fingerprints_source_key ON fingerprints (source, source_key, deleted)")
 
 
 MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2)]

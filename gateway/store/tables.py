@@ -56,7 +56,9 @@ fingerprints = Table(
     # this `version`, so the sync skips mapping and validating it. NULL = unknown.
     Column("row_hash", LargeBinary, nullable=True),
     UniqueConstraint("record_type", "record_key", name="uq_fingerprint_record"),
-    Index("ix_fingerprints_source_key", "source", "source_key"),
+    # `deleted` last: the key-set reconciliation reads a source's live keys in key
+    # order from this index alone (gateway/sync/keyset.py), without a row lookup each.
+    Index("ix_fingerprints_source_key", "source", "source_key", "deleted"),
 )
 
 # Records waiting for (or done with) delivery, in enqueue order.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from itertools import filterfalse
 from typing import Any
 
 import sqlalchemy as sa
@@ -119,5 +120,5 @@ def _merge(stored: Iterator[list[str]], current: Iterator[list[str]]) -> list[st
         here = set(window[: bisect_right(window, hi)])
         # Keys equal to hi stay: the next stored block may start with hi again (a repeated key).
         window = window[bisect_left(window, hi) :]
-        out.extend(k for k in block if k not in here)
+        out.extend(filterfalse(here.__contains__, block))  # in C: no Python step per key
     return out
