@@ -215,3 +215,24 @@ def test_a_v1_store_gains_row_hash_and_the_covering_key_index(tmp_path: Path) ->
         ).all()
         assert "COVERING INDEX" in str(plan), "the live key list is read from the index alone"
     eng.dispose()
+
+
+def test_lookups_by_source_key_use_the_source_key_index(tmp_path: Path) -> None:
+    """A planner choice, not a timing: by the unique (record_type, record_key) index these walk every record."""
+    from gateway.sync.changes import ChangeWriter, Mapped
+
+    eng = open_store(tmp_path / "state.db")
+    w = ChangeWriter("kc", "stock", 1, "t")
+    seen: list[str] = []
+    with eng.begin() as c:
+        w.write(c, [Mapped(str(i), f"r{i}", {"n": i}) for i in range(5)])
+        c.connection.driver_connection.set_trace_callback(seen.append)
+        w.row_hashes(c, ["1", "2"])
+        w.delete_source_keys(c, ["3"])
+        w.write(c, [Mapped("4", "r4-moved", {"n": 4})])  # a changed key: looks for the record it moved from
+        c.connection.driver_connection.set_trace_callback(None)
+        by_source_key = [q for q in seen if q.lstrip().startswith("SELECT") and "source_key IN" in q]
+        assert len(by_source_key) >= 3
+        for q in by_source_key:
+            plan = str(c.exec_driver_sql("EXPLAIN QUERY PLAN " + q).all())
+            assert "ix_fingerprints_source_key" in plan, (q, plan)

@@ -24,6 +24,9 @@ from gateway.store.db import utcnow
 from gateway.store.tables import fingerprints as fp
 
 LOOKUP_CHUNK = 500
+# In lookups by source key, `+record_type` keeps SQLite's planner on ix_fingerprints_source_key:
+# offered the unique (record_type, record_key) index it takes that one and walks every
+# record of the type (seen with the (source, source_key, deleted) index: 10x slower).
 
 _OUTBOX_COLUMNS = (
     "source", "record_type", "record_key", "op", "seq", "version", "data", "updated_at", "provenance",
@@ -153,7 +156,7 @@ class ChangeWriter:
             for i in range(0, len(keys), LOOKUP_CHUNK):
                 part = keys[i : i + LOOKUP_CHUNK]
                 cur.execute(
-                    "SELECT record_key, source_key, seq FROM fingerprints WHERE source = ? AND record_type = ? "
+                    "SELECT record_key, source_key, seq FROM fingerprints WHERE source = ? AND +record_type = ? "
                     f"AND deleted = 0 AND source_key IN ({','.join('?' * len(part))})",
                     (self.source, self.record_type, *part),
                 )
@@ -252,7 +255,7 @@ class ChangeWriter:
                 part = keys[i : i + LOOKUP_CHUNK]
                 cur.execute(
                     "SELECT source_key, record_key, row_hash FROM fingerprints WHERE source = ? AND deleted = 0 "
-                    f"AND record_type = ? AND source_key IN ({','.join('?' * len(part))})",
+                    f"AND +record_type = ? AND source_key IN ({','.join('?' * len(part))})",
                     (self.source, self.record_type, *part),
                 )
                 for skey, rkey, h in cur.fetchall():
@@ -337,7 +340,7 @@ class ChangeWriter:
             for i in range(0, len(keys), LOOKUP_CHUNK):
                 part = keys[i : i + LOOKUP_CHUNK]
                 cur.execute(
-                    "SELECT record_key, source_key, seq FROM fingerprints WHERE source = ? AND record_type = ? "
+                    "SELECT record_key, source_key, seq FROM fingerprints WHERE source = ? AND +record_type = ? "
                     f"AND deleted = 0 AND source_key IN ({','.join('?' * len(part))})",
                     (self.source, self.record_type, *part),
                 )
