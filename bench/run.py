@@ -93,29 +93,34 @@ def fresh_hub(pg: str, ws: W.Workspace, hub: W.HubProcess | None) -> W.HubProces
 
 def step_full(pg: str, ws: W.Workspace, rows: int, repeat: int) -> tuple[dict[str, Any], W.HubProcess]:
     runs, hub = [], None
-    for r in range(repeat):
-        for strategy in ("cursor", "fingerprint"):
-            shutil.rmtree(ws.state_db(strategy).parent, ignore_errors=True)
-        hub = fresh_hub(pg, ws, hub)
-        setup = gateway_side(ws, "cursor", "materials", "depots")  # the hub checks stock against these
-        if setup["undelivered"]:
-            raise RuntimeError(f"materials/depots not delivered: {setup}")
-        hub.reset_peak()
-        hub_cpu = hub.cpu_seconds() or 0.0
-        pg_cpu = W.PgCpu(pg, (SRC_DB, HUB_DB))
-        out = gateway_side(ws, "cursor", "stock")
-        out["pg_cpu_s"] = pg_cpu.stop()
-        out["hub_peak_rss_mb"] = hub.peak_rss_mb()
-        out["hub_cpu_s"] = (hub.cpu_seconds() or 0.0) - hub_cpu
-        st = out["sources"]["stock"]
-        ok = out["undelivered"] == 0 and out["push"]["accepted"] == rows and st["new"] == rows
-        if not ok:
-            raise RuntimeError(f"full run {r + 1} did not deliver every record: {out}")
-        say(f"  full run {r + 1}: {out['total_s']:.2f} s (sync {out['sync_s']:.2f} s, push {out['push_s']:.2f} s), "
-            f"CPU gateway {out['cpu_s']:.1f} s (sync {out['sync_cpu_s']:.1f}), hub {out['hub_cpu_s']:.1f} s, "
-            f"PostgreSQL {out['pg_cpu_s']:.1f} s; "
-            f"peak RSS gateway {out['peak_rss_mb']:.0f} MB, hub {out['hub_peak_rss_mb'] or 0:.0f} MB")
-        runs.append(out)
+    try:
+        for r in range(repeat):
+            for strategy in ("cursor", "fingerprint"):
+                shutil.rmtree(ws.state_db(strategy).parent, ignore_errors=True)
+            hub = fresh_hub(pg, ws, hub)
+            setup = gateway_side(ws, "cursor", "materials", "depots")  # the hub checks stock against these
+            if setup["undelivered"]:
+                raise RuntimeError(f"materials/depots not delivered: {setup}")
+            hub.reset_peak()
+            hub_cpu = hub.cpu_seconds() or 0.0
+            pg_cpu = W.PgCpu(pg, (SRC_DB, HUB_DB))
+            out = gateway_side(ws, "cursor", "stock")
+            out["pg_cpu_s"] = pg_cpu.stop()
+            out["hub_peak_rss_mb"] = hub.peak_rss_mb()
+            out["hub_cpu_s"] = (hub.cpu_seconds() or 0.0) - hub_cpu
+            st = out["sources"]["stock"]
+            ok = out["undelivered"] == 0 and out["push"]["accepted"] == rows and st["new"] == rows
+            if not ok:
+                raise RuntimeError(f"full run {r + 1} did not deliver every record: {out}")
+            say(f"  full run {r + 1}: {out['total_s']:.2f} s (sync {out['sync_s']:.2f} s, push {out['push_s']:.2f} s), "
+                f"CPU gateway {out['cpu_s']:.1f} s (sync {out['sync_cpu_s']:.1f}), hub {out['hub_cpu_s']:.1f} s, "
+                f"PostgreSQL {out['pg_cpu_s']:.1f} s; "
+                f"peak RSS gateway {out['peak_rss_mb']:.0f} MB, hub {out['hub_peak_rss_mb'] or 0:.0f} MB")
+            runs.append(out)
+    except BaseException:
+        if hub is not None:
+            hub.stop()  # the caller never gets this hub back: do not let it outlive the bench
+        raise
     assert hub is not None
     s = med([x["total_s"] for x in runs])
     return {
