@@ -53,6 +53,7 @@ class PushWorker:
     def start(self) -> PushWorker:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
+            self._finishing.clear()
             self._interrupt.clear()
             self._thread = threading.Thread(target=self._run, name="push-worker", daemon=True)
             self._thread.start()
