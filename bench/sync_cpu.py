@@ -89,6 +89,8 @@ def main() -> None:
     ap.add_argument("--db", default="bench_synccpu")
     ap.add_argument("--incremental", type=int, default=0, metavar="N", help="N rounds of edits + sync instead of the re-run")
     ap.add_argument("--profile", action="store_true", help="print the top functions by own time (cProfile)")
+    ap.add_argument("--keep", type=Path, help="keep the workspace and state store in this folder (created)")
+    ap.add_argument("--reuse", type=Path, help="a --keep folder of the same source: its store is in step, skip the first sync")
     a = ap.parse_args()
 
     from gateway.config import load_gateway_config
@@ -96,13 +98,18 @@ def main() -> None:
     from gateway.sync import sync_source
 
     url, next_round = _ensure_source(a.pg, a.db, a.rows)
-    root = Path(tempfile.mkdtemp(prefix="sync-cpu-"))
+    root = a.reuse or a.keep or Path(tempfile.mkdtemp(prefix="sync-cpu-"))
     try:
-        ws = make_workspace(root, url)
-        cfg = load_gateway_config(ws.gateway_config(a.strategy))
+        if a.reuse is None:
+            root.mkdir(parents=True, exist_ok=True)
+            make_workspace(root, url)
+        from bench.workspace import Workspace
+
+        cfg = load_gateway_config(Workspace(root, 0, 0).gateway_config(a.strategy))
         (root / f"state-{a.strategy}").mkdir(exist_ok=True)
         engine = open_store(cfg.state_path)
-        runs = ["first sync"] + ([f"incremental {r + 1}" for r in range(a.incremental)] if a.incremental else ["unchanged re-run"])
+        runs = [] if a.reuse else ["first sync"]
+        runs += [f"incremental {r + 1}" for r in range(a.incremental)] if a.incremental else ["unchanged re-run"]
         inc: list[tuple[float, float]] = []
         for label in runs:
             expect = None
@@ -144,7 +151,8 @@ def main() -> None:
             )
         engine.dispose()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if a.keep is None and a.reuse is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
