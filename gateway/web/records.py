@@ -174,8 +174,7 @@ def push_now(ids: list[int]) -> dict[str, Any]:
         current_app.logger.warning("immediate push of %s failed: %s", ids, e)
         wake_push_worker()
         return {"status": "queued", "message": "已保存并入队，暂时无法送达汇聚平台，将自动重试", "results": []}
-    res = [vars(r) if not hasattr(r, "__dataclass_fields__") else {k: getattr(r, k) for k in r.__dataclass_fields__}
-           for r in results]
+    res = [r._asdict() for r in results]  # ReceiptResult is a NamedTuple
     if not res:
         return {"status": "queued", "message": "已入队，尚未收到回执，将自动重试", "results": []}
     if all(r["status"] in ("accepted", "duplicate", "stale") for r in res):
