@@ -291,9 +291,13 @@ def test_odd_records_are_rejected_alone_never_fail_the_batch(live_hub: LiveHub) 
     no_department = {**{k: v for k, v in record("material", sample("material", 5)).items() if k != "department"},
                      "key": os.urandom(5000).hex()}  # incompressible, past an index entry's limit
     odd_time = {**record("material", sample("material", 6)), "updated_at": os.urandom(5000).hex()}
-    body = batch_body([odd_type, huge_seq, odd_data, record("material", sample("material", 4)), no_department, odd_time])
+    list_type = {**record("material", sample("material", 7)), "type": ["material"]}  # unhashable: no 500
+    dict_type = {**record("material", sample("material", 8)), "type": {"t": "material"}}
+    body = batch_body([odd_type, huge_seq, odd_data, record("material", sample("material", 4)), no_department, odd_time,
+                       list_type, dict_type])
     doc = receipt(live_hub, live_hub.post(BATCHES, body))
-    assert statuses(doc) == ["rejected", "rejected", "rejected", "accepted", "rejected", "rejected"]
+    assert statuses(doc) == ["rejected", "rejected", "rejected", "accepted", "rejected", "rejected", "rejected", "rejected"]
+    assert [(doc["results"][i]["reasons"][0]["field"], doc["results"][i]["reasons"][0]["rule"]) for i in (6, 7)] == [("type", "envelope")] * 2
     assert doc["results"][5]["reasons"][0]["field"] == "updated_at"
     assert doc["results"][4]["reasons"][0]["field"] == "department"
     assert doc["results"][0]["reasons"][0]["rule"] == "record_type"

@@ -199,7 +199,8 @@ def post_batch() -> Response:
             raise refuse(409, "batch_id_conflict", f"批次号已用于其他内容 / {seen.conflict}", batch_id=batch.batch_id)
         return _receipt_response(seen.receipt, seen.signature)
     allowed = set(dept.record_types) if dept else set()
-    not_allowed = sorted({str(r.get("type")) for r in batch.records if r.get("type") in RECORD_TYPES and r.get("type") not in allowed})
+    # A non-string type is not a permission question: check_records rejects that record alone.
+    not_allowed = sorted({t for r in batch.records if isinstance(t := r.get("type"), str) and t in RECORD_TYPES and t not in allowed})
     if not_allowed:
         raise refuse(403, "record_type_not_allowed",
                      f"部门 {caller.department} 无权报送 {', '.join(not_allowed)} / department may not write {', '.join(not_allowed)}",
