@@ -54,6 +54,15 @@ _COLUMNS = (
 _PENDING_OF_SOURCE = (
     f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM {outbox.name} WHERE state = 'pending' AND source = ?"
 )
+_FIRST_PENDING_SOURCE = f"SELECT source FROM {outbox.name} WHERE state = 'pending'"
+_INSERT_BATCH = (
+    f"INSERT INTO {outbox_batches.name} (batch_id, source, created, records, state, attempts, last_attempt_at)"
+    " VALUES (?, ?, ?, ?, 'sent', 1, ?)"
+)
+_CLAIM = (
+    f"UPDATE {outbox.name} SET state = 'sent', batch_id = ?, attempts = attempts + 1"
+    " WHERE state = 'pending' AND source = ? AND id BETWEEN ? AND ?"
+)
 
 
 class BatchRow(NamedTuple):  # a NamedTuple: one per record of a bulk push, built faster than a frozen dataclass
@@ -200,19 +209,20 @@ def claim_in(
     ids = sorted(set(only_ids)) if only_ids is not None else None
     if ids == []:
         return None
-    pending = outbox.c.state == "pending"
-    first = select(outbox.c.source).where(pending).order_by(outbox.c.id).limit(1)
-    if ids is not None:
-        first = first.where(outbox.c.id.in_(ids))
-    source = conn.execute(first).scalar()
-    if source is None:
+    # Plain SQL through the DBAPI cursor of the same connection (same transaction): building and
+    # compiling Core statements cost more than running them for the one-record batch of a clerk's edit.
+    in_ids = f" AND id IN ({', '.join('?' * len(ids))})" if ids is not None else ""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_FIRST_PENDING_SOURCE + in_ids + " ORDER BY id LIMIT 1", ids or ())
+        first = cursor.fetchone()
+    finally:
+        cursor.close()
+    if first is None:
         return None
-    # Read through the DBAPI cursor of the same connection (same transaction): plain tuples,
-    # without a SQLAlchemy Row per record (a bulk push reads every record once here).
-    sql, params = _PENDING_OF_SOURCE, [source]
-    if ids is not None:
-        sql += f" AND id IN ({', '.join('?' * len(ids))})"
-        params += ids
+    source = first[0]
+    # Plain tuples, without a SQLAlchemy Row per record (a bulk push reads every record once here).
+    sql, params = _PENDING_OF_SOURCE + in_ids, [source, *(ids or ())]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     cursor.execute(sql + " ORDER BY id LIMIT ?", [*params, batch_size])
     records: list[bytes] = []
@@ -235,20 +245,18 @@ def claim_in(
         return None
     batch_id, created = new_batch_id(), utcnow()
     # The claim counts as the first attempt (saves a commit per batch on the common path).
-    conn.execute(
-        outbox_batches.insert().values(
-            batch_id=batch_id, source=source, created=created, records=len(rows), state="sent", attempts=1,
-            last_attempt_at=created,
-        )
-    )
     # The claimed rows are exactly the pending rows of this source from the
     # first to the last claimed id (read in id order, cut at count or bytes).
-    claim = update(outbox).where(
-        pending, outbox.c.source == source, outbox.c.id.between(rows[0].outbox_id, rows[-1].outbox_id)
-    )
+    claim_sql, claim_params = _CLAIM, [batch_id, source, rows[0].outbox_id, rows[-1].outbox_id]
     if ids is not None:
-        claim = claim.where(outbox.c.id.in_([r.outbox_id for r in rows]))
-    conn.execute(claim.values(state="sent", batch_id=batch_id, attempts=outbox.c.attempts + 1))
+        claim_sql += f" AND id IN ({', '.join('?' * len(rows))})"
+        claim_params += [r.outbox_id for r in rows]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_INSERT_BATCH, (batch_id, source, created, len(rows), created))
+        cursor.execute(claim_sql, claim_params)
+    finally:
+        cursor.close()
     return Batch(batch_id, source, created, tuple(rows), spliced_body(batch_id, department, source, created, records))
 
 
