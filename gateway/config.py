@@ -168,6 +168,7 @@ class SourceConfig:
     enabled: bool = True
     lag_seconds: int = 0
     reconcile_deletes: bool = False
+    max_delete_fraction: float = 0.5
 
 
 @dataclass
@@ -220,7 +221,7 @@ class GatewayConfig:
 
 SOURCE_KEYS = (
     "name", "type", "record_type", "mapping", "strategy", "every", "cron", "settings", "enabled",
-    "lag_seconds", "reconcile_deletes",
+    "lag_seconds", "reconcile_deletes", "max_delete_fraction",
 )
 
 
@@ -398,6 +399,10 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         elif mode in ("append", "snapshot") and strategy in ("cursor", "fingerprint"):
             chk.problem(f"{p}.strategy", f"file sources use strategy 'append' or 'snapshot' (settings.mode is {mode!r})")
         lag = chk.value(s, "lag_seconds", p, int, default=0)
+        max_del = chk.value(s, "max_delete_fraction", p, (int, float), default=0.5)
+        if not 0 < max_del <= 1:
+            chk.problem(f"{p}.max_delete_fraction", f"{max_del!r}: use a share of the source's records, 0 < x <= 1 (1 = no limit)")
+            max_del = 0.5
         chk.unknown(s, SOURCE_KEYS, p)
         sources.append(
             SourceConfig(
@@ -412,6 +417,7 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
                 enabled=chk.value(s, "enabled", p, bool, default=True),
                 lag_seconds=lag or 0,
                 reconcile_deletes=chk.value(s, "reconcile_deletes", p, bool, default=False),
+                max_delete_fraction=float(max_del),
             )
         )
 

@@ -39,11 +39,14 @@ def _counter() -> object:
 @click.option("--push/--no-push", default=True, show_default=True, help="Push the outbox to the hub afterwards.")
 @click.option("--push-retry-for", type=float, default=30.0, show_default=True, help="Seconds to keep retrying the hub.")
 @click.option("--operator", default="cli", show_default=True, help="Recorded as who enqueued the records.")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="Enqueue the deletes this read finds even when they exceed the source's max_delete_fraction.")
 @pass_ctx
 @domain_errors
-def sync_cmd(ctx: Context, source: str, as_json: bool, show: int, push: bool, push_retry_for: float, operator: str) -> None:
+def sync_cmd(ctx: Context, source: str, as_json: bool, show: int, push: bool, push_retry_for: float, operator: str,
+             allow_mass_delete: bool) -> None:
     """Read SOURCE, map and validate its rows, and enqueue what changed."""
-    from gateway.sync import sync_source
+    from gateway.sync import MassDeleteHeld, sync_source
 
     config = ctx.config
     try:
@@ -61,7 +64,11 @@ def sync_cmd(ctx: Context, source: str, as_json: bool, show: int, push: bool, pu
             worker.wake()  # push the chunk just committed
 
     try:
-        summary = sync_source(config, source, engine, operator=operator, progress=progress)
+        summary = sync_source(config, source, engine, operator=operator, progress=progress, allow_mass_delete=allow_mass_delete)
+    except MassDeleteHeld:
+        if worker is not None:
+            click.echo(_finish_push(worker), err=True)  # every other change of this run was committed: deliver it
+        raise
     except BaseException:
         if worker is not None:
             worker.stop()  # what it sent stays `sent` or delivered; the rest is queued for the next push

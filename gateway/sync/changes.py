@@ -110,6 +110,10 @@ def delete_version(record_key: str, seq: int) -> str:
     return record_version({"delete": record_key, "seq": seq})
 
 
+#: Fewer scan deletes than this are never held back (small tables legitimately lose most rows).
+MASS_DELETE_MIN = 10
+
+
 class ChangeWriter:
     """Writes one source's changes; the caller owns the transaction."""
 
@@ -118,6 +122,11 @@ class ChangeWriter:
         self.record_type = record_type
         self.mapping_version = mapping_version
         self.operator = operator
+        # Deletes found by reading the whole source (scan, snapshot, key set) above this share of the
+        # source's live records are held back, not enqueued: an emptied or half-read source table must
+        # not wipe the hub. 1.0 = no limit. held_deletes = (would delete, live) when it happened.
+        self.max_delete_fraction = 1.0
+        self.held_deletes: tuple[int, int] | None = None
         head = orjson.dumps({"source": source, "source_key": ""}).decode()
         self._prov_head = head[: -len('""}')]
         self._prov_tail = "," + orjson.dumps({"mapping_version": mapping_version, "operator": operator}).decode()[1:]
@@ -299,7 +308,7 @@ class ChangeWriter:
                 fp.c.source == self.source, fp.c.record_type == self.record_type, fp.c.deleted == 0, fp.c.checked_at < epoch
             )
         ).all()
-        return self._delete(conn, [(r.record_key, r.source_key, int(r.seq)) for r in rows])
+        return self._scan_delete(conn, [(r.record_key, r.source_key, int(r.seq)) for r in rows])
 
     @staticmethod
     def load_current_keys(conn: Connection, keys: Iterable[str]) -> None:
@@ -326,7 +335,7 @@ class ChangeWriter:
             ),
             {"s": self.source, "t": self.record_type},
         ).all()
-        n = self._delete(conn, [(r.record_key, r.source_key, int(r.seq)) for r in rows])
+        n = self._scan_delete(conn, [(r.record_key, r.source_key, int(r.seq)) for r in rows])
         conn.exec_driver_sql("DELETE FROM temp.current_keys")
         return n
 
@@ -347,6 +356,17 @@ class ChangeWriter:
                 todo += [(rkey, skey, int(seq)) for rkey, skey, seq in cur.fetchall()]
         finally:
             cur.close()
+        return self._scan_delete(conn, todo)
+
+    def _scan_delete(self, conn: Connection, todo: list[tuple[str, str, int]]) -> int:
+        """Deletes a whole-source read found, unless they exceed max_delete_fraction of the live records."""
+        n = len(todo)
+        if n >= MASS_DELETE_MIN and self.max_delete_fraction < 1:
+            live = conn.execute(text("SELECT count(*) FROM fingerprints WHERE source = :s AND deleted = 0"),
+                                {"s": self.source}).scalar_one()
+            if n > self.max_delete_fraction * live:
+                self.held_deletes = (n, int(live))
+                return 0
         return self._delete(conn, todo)
 
     def delete_source_key(self, conn: Connection, source_key: str, want_ids: bool = False) -> Counts:

@@ -246,17 +246,25 @@ class _Run:
         self.unread = 0
 
 
+class MassDeleteHeld(FatalError):
+    """A whole-source read would delete more than the source's max_delete_fraction of its records."""
+
+
 def sync_source(
-    config: GatewayConfig, source_name: str, engine: Engine, *, operator: str = "system", progress: Progress | None = None
+    config: GatewayConfig, source_name: str, engine: Engine, *, operator: str = "system", progress: Progress | None = None,
+    allow_mass_delete: bool = False,
 ) -> SyncSummary:
     """Run one extract cycle of `source_name`; recorded in sync_runs. Raises on a fatal/retriable failure
-    (SyncBusy when another sync of the same source is running)."""
+    (SyncBusy when another sync of the same source is running; MassDeleteHeld after committing everything
+    but the held-back deletes, unless `allow_mass_delete`)."""
     sc = config.source(source_name)
     with source_lock(config.state_path, sc.name):
-        return _sync_locked(config, sc, engine, operator, progress)
+        return _sync_locked(config, sc, engine, operator, progress, allow_mass_delete)
 
 
-def _sync_locked(config: GatewayConfig, sc: SourceConfig, engine: Engine, operator: str, progress: Progress | None) -> SyncSummary:
+def _sync_locked(
+    config: GatewayConfig, sc: SourceConfig, engine: Engine, operator: str, progress: Progress | None, allow_mass_delete: bool,
+) -> SyncSummary:
     started, t0 = utcnow(), time.monotonic()
     with engine.begin() as conn:
         # Holding the lock, any run still marked running was killed before it could finish.
@@ -269,10 +277,20 @@ def _sync_locked(config: GatewayConfig, sc: SourceConfig, engine: Engine, operat
     try:
         mapping = compile_for(config, sc, engine, operator)
         run = _Run(engine, sc, mapping, operator, progress, inputs_digest(config, sc, mapping))
+        run.writer.max_delete_fraction = 1.0 if allow_mass_delete else sc.max_delete_fraction
         summary = run.summary
         summary.run_id = run_id
         with open_adapter(config, sc) as adapter:
             _extract(run, adapter)
+        if run.writer.held_deletes is not None:
+            n, live = run.writer.held_deletes
+            raise MassDeleteHeld(
+                f"源 {sc.name} 本次读取将删除 {n} 条记录（现有 {live} 条的 {n / max(live, 1):.0%}），超过 "
+                f"max_delete_fraction = {sc.max_delete_fraction:g}：源表可能被清空或读取不全，这些删除未执行，"
+                f"其余变更已入队。核实后运行 gateway sync {sc.name} --allow-mass-delete 确认删除 / source {sc.name}: "
+                f"this read would delete {n} of {live} live records, more than max_delete_fraction; the deletes were "
+                f"held back, every other change was enqueued"
+            )
         summary.seconds = time.monotonic() - t0
         _finish(engine, run_id, summary, "ok", None)
         log(LOG, logging.INFO, "sync finished", **{k: v for k, v in summary.as_dict().items() if k != "problems"})
