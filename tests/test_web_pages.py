@@ -179,9 +179,18 @@ def test_manual_sync_is_admin_only_and_shows_on_the_dashboard(gw_site) -> None: 
     clerk = client_as(gw_site, "clerk")
     assert clerk.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(clerk, "/sources/")}).status_code == 403
     c = client_as(gw_site, "admin")
+
+    class Worker:  # records the wake-ups the running push worker would get
+        woken = 0
+
+        def wake(self) -> None:
+            self.woken += 1
+
+    worker = gw_site.extensions["gateway"].push_worker = Worker()
     r = c.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(c, "/sources/")}, follow_redirects=True)
     page = r.get_data(as_text=True)
     assert "同步完成：读取 3 行，新增 2" in page and "错误行 1" in page
+    assert worker.woken >= 1  # the records it enqueued go out now, not at the worker's next poll
     page = c.get("/dashboard/").get_data(as_text=True)
     assert "成功" in page and "待推送" in page
 

@@ -16,7 +16,7 @@ from gateway.adapters.base import SourceRow
 from gateway.config import SourceConfig
 from gateway.store import tables as t
 from gateway.web import status
-from gateway.web.app import gw
+from gateway.web.app import gw, wake_push_worker
 
 bp = Blueprint("sources", __name__, url_prefix="/sources")
 SAMPLE_ROWS = 20
@@ -116,12 +116,14 @@ def run_sync(name: str) -> Any:
         abort(503)
     audit("sync.run", name)
     try:
-        s = sync_source(gw().config, sc.name, gw().engine, operator=actor())
+        # Each committed chunk wakes the push worker, as scheduled syncs do, so records go out while it reads.
+        s = sync_source(gw().config, sc.name, gw().engine, operator=actor(), progress=lambda _rows: wake_push_worker())
         summary = f"读取 {s.rows_read} 行，新增 {s.new}，变更 {s.changed}，删除 {s.deleted}，未变 {s.unchanged}，错误行 {s.rejected}"
     except Exception as e:
         current_app.logger.warning("manual sync of %s by %s failed: %s", name, actor(), e)
         flash(f"同步失败：{e}", "error")
     else:
         flash(f"同步完成：{summary}", "ok")
+    wake_push_worker()  # what the run committed (a failed run may have committed chunks too)
 
     return redirect(url_for("sources.detail", name=name))
