@@ -202,11 +202,14 @@ def test_a_v1_store_gains_row_hash_and_the_covering_key_index(tmp_path: Path) ->
         c.exec_driver_sql("ALTER TABLE fingerprints DROP COLUMN row_hash")
         c.exec_driver_sql("DROP INDEX ix_fingerprints_source_key")
         c.exec_driver_sql("CREATE INDEX ix_fingerprints_source_key ON fingerprints (source, source_key)")
+        c.exec_driver_sql("DROP INDEX ix_receipts_outbox")
         c.exec_driver_sql("DELETE FROM schema_version WHERE version > 1")
     eng.dispose()
     eng = open_store(path)
     with eng.connect() as c:
-        assert current_version(c) == LATEST == 2
+        assert current_version(c) == LATEST == 3
+        plan = c.exec_driver_sql("EXPLAIN QUERY PLAN SELECT * FROM receipts WHERE outbox_id IN (1, 2)").all()
+        assert "ix_receipts_outbox" in str(plan), "a per-record push's receipts are found by index, not a table scan"
         assert "row_hash" in {col["name"] for col in sa.inspect(c).get_columns("fingerprints")}
         ix = [r[2] for r in c.exec_driver_sql("PRAGMA index_info(ix_fingerprints_source_key)")]
         assert ix == ["source", "source_key", "deleted"]

@@ -34,7 +34,12 @@ def _v2(conn: Connection) -> None:
         conn.exec_driver_sql("CREATE INDEX ix_fingerprints_source_key ON fingerprints (source, source_key, deleted)")
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2)]
+def _v3(conn: Connection) -> None:
+    # receipts by outbox row (results_for), see tables.receipts.
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_receipts_outbox ON receipts (outbox_id)")
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2), (3, _v3)]
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -124,6 +124,9 @@ receipts = Table(
     Column("received_at", String, nullable=False),
     Index("ix_receipts_record", "record_type", "record_key"),
     Index("ix_receipts_batch", "batch_id"),
+    # A per-record push answers with the receipts of its outbox rows; without this every
+    # answer scanned the whole table. outbox ids grow, so entries append at the index's end.
+    Index("ix_receipts_outbox", "outbox_id"),
 )
 
 # The signed batch receipts as the hub sent them: the evidence a department keeps.
