@@ -91,6 +91,11 @@ class Adapter(ABC):
         """All current source keys, reading only key columns (key-set reconciliation)."""
         raise NotImplementedError(f"{self.name} sources cannot list keys")
 
+    def sorted_key_text(self) -> tuple[int, str] | None:
+        """(count, all current keys newline-joined in UTF-8 byte order) when the source can build that
+        cheaply in one go; None (the default) makes reconciliation stream keys() instead."""
+        return None
+
     def columns(self) -> list[str] | None:
         """Column names/paths, reflected or sampled; None when unknown."""
         return None

@@ -7,7 +7,7 @@ TEMP table, which at a million rows costs seconds of CPU. For a PostgreSQL table
 keyed by one integer or text column this module instead asks each side for its
 whole key list as one sorted text value:
 
-- the source: ``string_agg(CAST(k AS TEXT), E'\\n' ORDER BY CAST(k AS TEXT) COLLATE "C")``
+- the source: ``Adapter.sorted_key_text()`` (the sql adapter: ``string_agg(CAST(k AS TEXT), E'\\n' ORDER BY CAST(k AS TEXT) COLLATE "C")``)
   (the server sorts; we receive ~7 bytes per key). For these column types the
   server's text is exactly the adapter's key (``str`` of the value);
 - the state store: ``group_concat`` of the live source keys in index order
@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from itertools import filterfalse
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.adapters.base import Adapter
@@ -39,27 +38,6 @@ BLOCK = 8192  # keys per compared block
 
 class Unordered(Exception):
     """A key list was not in the expected order: use the general reconciliation."""
-
-
-def _source_key_text(adapter: Adapter) -> tuple[int, str] | None:
-    """(count, sorted newline-joined keys) of a single-column-keyed PostgreSQL table; None = not supported."""
-    from gateway.adapters.sql import SqlAdapter  # the sql adapter needs SQLAlchemy drivers; imported when used
-
-    if type(adapter) is not SqlAdapter or adapter.engine.dialect.name != "postgresql" or len(adapter.key_columns) != 1:
-        return None
-    frm = adapter._prepare()
-    col = frm.c[adapter.key_columns[0]]
-    t = col.type
-    # Types whose PostgreSQL text equals str() of the value psycopg returns (CHAR pads: not it).
-    if not (isinstance(t, sa.Integer) or (isinstance(t, sa.String) and not isinstance(t, sa.CHAR))):
-        return None
-    stmt = sa.select(
-        sa.func.count(),
-        sa.text("string_agg(CAST(k AS TEXT), E'\\n' ORDER BY CAST(k AS TEXT) COLLATE \"C\")"),
-    ).select_from(sa.select(col.label("k")).subquery("keys"))
-    with adapter._connect() as conn:
-        n, joined = conn.execute(stmt).one()
-    return int(n), joined or ""
 
 
 def _stored_key_text(conn: Connection, source: str) -> tuple[int, str]:
@@ -93,7 +71,7 @@ def _blocks(joined: str, count: int) -> Iterator[list[str]]:
 def missing_keys(adapter: Adapter, conn: Connection, source: str) -> list[str] | None:
     """Live stored source keys of `source` that the source no longer has; None when this fast way
     does not apply (the caller uses the general reconciliation). Raises nothing for order problems."""
-    got = _source_key_text(adapter)
+    got = adapter.sorted_key_text()
     if got is None:
         return None
     src_n, src_text = got
