@@ -22,6 +22,7 @@ from gateway.adapters.base import Adapter
 from gateway.config import GatewayConfig, SourceConfig
 from gateway.mappings import CompiledMapping
 from gateway.mappings.versions import latest_version
+from gateway.store.tables import mapping_versions
 
 REUSE_SECONDS = 300.0
 
@@ -77,10 +78,36 @@ def sqlite_file(sc: SourceConfig) -> str | None:
     return db
 
 
+_SCHEMA = "SELECT group_concat(type || ':' || name || ':' || coalesce(sql, ''), ';') FROM sqlite_master"
+_LATEST_MAPPING = f"SELECT max(version) FROM {mapping_versions.name} WHERE source = ?"
+
+
+def _scalar(engine: Engine, sql: str, params: tuple[object, ...] = ()) -> object:
+    """One value through a pooled DBAPI connection: asked on every edit, where a SQLAlchemy
+    Connection and execution context cost more than the small query itself."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    finally:
+        raw.close()  # back to the pool (reset as on any return)
+    return row[0] if row is not None else None
+
+
 def _schema(adapter: Adapter) -> str:
-    engine = adapter.engine  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        return str(conn.exec_driver_sql("SELECT group_concat(type || ':' || name || ':' || coalesce(sql, ''), ';') FROM sqlite_master").scalar())
+    return str(_scalar(adapter.engine, _SCHEMA))  # type: ignore[attr-defined]
+
+
+def _latest_version(engine: Engine, source: str) -> int | None:
+    """latest_version(engine, source), the same query in plain SQL where the store is SQLite."""
+    if engine.dialect.name != "sqlite":
+        return latest_version(engine, source)
+    v = _scalar(engine, _LATEST_MAPPING, (source,))
+    return None if v is None else int(v)  # type: ignore[call-overload]
 
 
 class FileAdapterCache:
@@ -179,7 +206,7 @@ class MappingCache:
             item = self._items.get(sc.name)
         if (
             item is not None and item[0] is config and item[1] is engine and item[2] == text and item[3] == stamp
-            and latest_version(engine, sc.name) == item[4].version
+            and _latest_version(engine, sc.name) == item[4].version
         ):
             return item[4]
         mapping = compile_mapping()
