@@ -4,9 +4,9 @@
     clean, errors = normalize_checked("stock", data)      # always exactly what normalize() returns
 
 A record's field set (its keys, in order) is its *shape*; records from one
-source share a handful of shapes. Per record type and shape the steps are
-compiled once: only the fields present, already in schema order, the shape
-already known to hold no unknown field and every required one. The
+source share a handful of shapes. Per record type and shape the gateway's own
+one-pass `fused_normalizer` is built once, reading just the fields present,
+the shape already known to hold no unknown field and every required one. The
 per-record loop then does no membership tests, builds no error lists and
 sets up one exception handler instead of one per field.
 
@@ -20,68 +20,45 @@ generated good and bad records).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
-from gateway.standard.validate import DEFAULT_CONTEXT, FieldError, ValidationContext, _plan, normalize
+from gateway.standard.validate import DEFAULT_CONTEXT, FieldError, ValidationContext, _plan, fused_normalizer, normalize
 
 MAX_SHAPES = 256  # per record type; a source sending more distinct field sets than this only recompiles more often
 
-_Step = tuple[str, bool, Any]  # (field name, required, converter)
+_Run = Callable[..., "dict | None"]
 
 
 class _TypeValidator:
+    """Per record type: a fused_normalizer per (context, shape), each reading the shape's own fields by name."""
+
     def __init__(self, type_name: str) -> None:
         plan = _plan(type_name)
+        self.type_name = type_name
         self.fields = plan.fields
-        self.rules = plan.rules
-        self.steps = tuple((name, required, conv) for name, _, required, conv in plan.steps)
-        self.required = frozenset(name for name, required, _ in self.steps if required)
-        self.shapes: dict[tuple, tuple[_Step, ...] | None] = {}
+        self.required = frozenset(name for name, _, required, _ in plan.steps if required)
+        self.shapes: dict[tuple[int, tuple], _Run | None] = {}
 
-    def compile(self, shape: tuple) -> tuple[_Step, ...] | None:
-        """The steps for records with these keys; None when normalize must run (unknown or missing required field)."""
+    def compile(self, shape: tuple, ctx: ValidationContext) -> _Run | None:
+        """The fast path for records with these keys; None when normalize must run (unknown or missing required field)."""
         keys = set(shape)
         if not keys <= self.fields.keys() or not self.required <= keys:
             return None
-        return tuple(s for s in self.steps if s[0] in keys)
+        return fused_normalizer(self.type_name, {k: k for k in shape}, ctx)
 
     def __call__(self, data: Mapping[str, Any], ref: date, ctx: ValidationContext) -> dict | None:
-        shape = tuple(data)
+        # id(ctx) cannot be reused while cached: a built normalizer holds its context alive (a None
+        # entry holds none, but it does not depend on the context).
+        shape = (id(ctx), tuple(data))
         try:
-            steps = self.shapes[shape]
+            run = self.shapes[shape]
         except KeyError:
             if len(self.shapes) >= MAX_SHAPES:
                 self.shapes.clear()
-            steps = self.shapes[shape] = self.compile(shape)
-        if steps is None:
-            return None
-        out: dict[str, Any] = {}
-        try:
-            for name, required, conv in steps:
-                v = data[name]
-                if v is None:
-                    if required:
-                        return None
-                    continue
-                if v.__class__ is str:
-                    v = v.strip()
-                    if not v:
-                        if required:
-                            return None
-                        continue
-                out[name] = conv(v, ref, ctx)
-            if self.rules:
-                errors: list[FieldError] = []
-                present = out.__contains__  # no field had an error, so "present" is "in out", as in normalize
-                for rule in self.rules:
-                    rule(out, errors, present, self.fields)
-                if errors:
-                    return None
-        except Exception:  # noqa: BLE001 - Invalid, or anything odd: normalize re-runs it and reports (or raises)
-            return None
-        return out
+            run = self.shapes[shape] = self.compile(shape[1], ctx)
+        return None if run is None else run(data, ref)
 
 
 _VALIDATORS: dict[str, _TypeValidator] = {}

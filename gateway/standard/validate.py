@@ -197,9 +197,10 @@ def normalize(
 
 def fused_normalizer(
     record_type: str, getters: Mapping[str, Callable[[Any], Any] | str], context: ValidationContext | None = None
-) -> Callable[[Any], dict | None]:
-    """A fast path for mapping + `normalize` in one pass: fn(row) -> the canonical record, or None
-    when anything is wrong (a getter raised, a required field is empty, a rule failed).
+) -> Callable[..., dict | None]:
+    """A fast path for mapping + `normalize` in one pass: fn(row, ref=None) -> the canonical record, or None
+    when anything is wrong (a getter raised, a required field is empty, a rule failed). `ref` is the
+    reference date (default: the context's, else today).
 
     `getters` maps standard field names to fn(row) -> raw value, or to a column name
     (the value is row.get(column), without a call per field). The record equals
@@ -219,8 +220,8 @@ def fused_normalizer(
     if any(name not in fields for name in getters):
         return lambda row: None  # unknown fields: only the full path reports them
 
-    def run(row: Any) -> dict | None:
-        ref = fixed_today or today()
+    def run(row: Any, ref: date | None = None) -> dict | None:
+        ref = ref or fixed_today or today()
         out: dict[str, Any] = {}
         try:
             row_get = row.get
@@ -237,15 +238,15 @@ def fused_normalizer(
                             return None
                         continue
                 out[name] = conv(v, ref, ctx)
+            if rules:
+                errors: list[FieldError] = []
+                present = out.__contains__  # no field had an error, so "present" is "in out", as in normalize
+                for rule in rules:
+                    rule(out, errors, present, fields)
+                if errors:
+                    return None
         except Exception:  # noqa: BLE001 - the full path re-runs this row and reports (or raises) properly
             return None
-        if rules:
-            errors: list[FieldError] = []
-            present = out.__contains__
-            for rule in rules:
-                rule(out, errors, present, fields)
-            if errors:
-                return None
         return out
 
     return run

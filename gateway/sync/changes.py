@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -158,23 +158,30 @@ class ChangeWriter:
         """Live records whose source row now maps to another record key (a key field was edited,
         or a new mapping changes keys): the old record is deleted."""
         by_source_key = {m.source_key: rkey for rkey, (m, _, _) in latest.items()}
-        keys = list(by_source_key)
-        out: list[tuple[str, str, int]] = []
+        return [
+            (rkey, skey, int(seq))
+            for rkey, skey, seq in self._live_by_source_key(conn, "record_key, source_key, seq", list(by_source_key))
+            if rkey != by_source_key[skey] and rkey not in latest
+        ]
+
+    def _live_by_source_key(self, conn: Connection, columns: str, source_keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """`columns` of the live records of these source keys, LOOKUP_CHUNK keys a query (plain DBAPI).
+
+        `+record_type` keeps SQLite on ix_fingerprints_source_key: by the unique
+        (record_type, record_key) index it would walk every record of the type.
+        """
         cur = conn.connection.cursor()
         try:
-            for i in range(0, len(keys), LOOKUP_CHUNK):
-                part = keys[i : i + LOOKUP_CHUNK]
+            for i in range(0, len(source_keys), LOOKUP_CHUNK):
+                part = source_keys[i : i + LOOKUP_CHUNK]
                 cur.execute(
-                    "SELECT record_key, source_key, seq FROM fingerprints WHERE source = ? AND +record_type = ? "
+                    f"SELECT {columns} FROM fingerprints WHERE source = ? AND +record_type = ? "
                     f"AND deleted = 0 AND source_key IN ({','.join('?' * len(part))})",
                     (self.source, self.record_type, *part),
                 )
-                for rkey, skey, seq in cur.fetchall():
-                    if rkey != by_source_key[skey] and rkey not in latest:
-                        out.append((rkey, skey, int(seq)))
+                yield from cur.fetchall()
         finally:
             cur.close()
-        return out
 
     def write(self, conn: Connection, items: Iterable[Mapped], want_ids: bool = False) -> Counts:
         """Classify and enqueue a chunk of records (new / changed / unchanged)."""
@@ -257,25 +264,13 @@ class ChangeWriter:
         out: dict[str, tuple[str, bytes]] = {}
         seen: set[str] = set()
         many: set[str] = set()
-        keys = list(dict.fromkeys(source_keys))
-        cur = conn.connection.cursor()
-        try:
-            for i in range(0, len(keys), LOOKUP_CHUNK):
-                part = keys[i : i + LOOKUP_CHUNK]
-                cur.execute(
-                    "SELECT source_key, record_key, row_hash FROM fingerprints WHERE source = ? AND deleted = 0 "
-                    f"AND +record_type = ? AND source_key IN ({','.join('?' * len(part))})",
-                    (self.source, self.record_type, *part),
-                )
-                for skey, rkey, h in cur.fetchall():
-                    if skey in seen:
-                        many.add(skey)
-                    else:
-                        seen.add(skey)
-                        if h is not None:
-                            out[skey] = (rkey, bytes(h))
-        finally:
-            cur.close()
+        for skey, rkey, h in self._live_by_source_key(conn, "source_key, record_key, row_hash", list(dict.fromkeys(source_keys))):
+            if skey in seen:
+                many.add(skey)
+            else:
+                seen.add(skey)
+                if h is not None:
+                    out[skey] = (rkey, bytes(h))
         for skey in many:
             out.pop(skey, None)
         return out
@@ -342,21 +337,8 @@ class ChangeWriter:
     def delete_source_keys(self, conn: Connection, source_keys: Sequence[str]) -> int:
         """Key-set reconciliation (keyset.missing_keys named the gone keys): enqueue deletes for
         the live records of these source keys."""
-        keys = list(dict.fromkeys(source_keys))
-        todo: list[tuple[str, str, int]] = []
-        cur = conn.connection.cursor()
-        try:
-            for i in range(0, len(keys), LOOKUP_CHUNK):
-                part = keys[i : i + LOOKUP_CHUNK]
-                cur.execute(
-                    "SELECT record_key, source_key, seq FROM fingerprints WHERE source = ? AND +record_type = ? "
-                    f"AND deleted = 0 AND source_key IN ({','.join('?' * len(part))})",
-                    (self.source, self.record_type, *part),
-                )
-                todo += [(rkey, skey, int(seq)) for rkey, skey, seq in cur.fetchall()]
-        finally:
-            cur.close()
-        return self._scan_delete(conn, todo)
+        rows = self._live_by_source_key(conn, "record_key, source_key, seq", list(dict.fromkeys(source_keys)))
+        return self._scan_delete(conn, [(rkey, skey, int(seq)) for rkey, skey, seq in rows])
 
     def _scan_delete(self, conn: Connection, todo: list[tuple[str, str, int]]) -> int:
         """Deletes a whole-source read found, unless they exceed max_delete_fraction of the live records."""
