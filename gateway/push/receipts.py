@@ -158,19 +158,18 @@ def store_receipt(
         ))
     ids = batch.outbox_ids
     rejected = [x for x in out if not x.delivered]
-    with engine.begin() as conn:
-        # Plain SQL through the DBAPI cursor of this transaction: building and compiling Core
-        # statements cost more than running them for the one-record batch of a clerk's edit.
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            # First statement is a write, so the whole transaction holds the write
-            # lock from here; a second pusher storing the same receipt finds the row.
-            cursor.execute(_INSERT_BATCH_RECEIPT, (
-                batch_id, body, signature, str(doc.get("hub_key_id", "")), doc.get("log_seq"), log_head, now,
-            ))
-            if cursor.rowcount == 0:
-                log(LOG, logging.INFO, "receipt already stored", batch_id=batch_id)
-                return results_for(engine, ids, conn=conn)
+    # One transaction on a pooled DBAPI connection, in plain SQL: a SQLAlchemy Connection and
+    # Core statements built and compiled per call cost more than the writes for a one-record batch.
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        # First statement is a write, so the whole transaction holds the write
+        # lock from here; a second pusher storing the same receipt finds the row.
+        cursor.execute(_INSERT_BATCH_RECEIPT, (
+            batch_id, body, signature, str(doc.get("hub_key_id", "")), doc.get("log_seq"), log_head, now,
+        ))
+        stored = cursor.rowcount != 0
+        if stored:
             if rows:
                 cursor.executemany(_INSERT_RECEIPT, rows)
             # The id range keeps the lookup to this batch's stretch of the (state, id) index
@@ -189,8 +188,17 @@ def store_receipt(
             # What is left `sent` in this batch is what the receipt says was delivered.
             cursor.execute(_SET_STATE_OF_BATCH, ["delivered", *of_batch])
             cursor.execute(_BATCH_RECEIPTED, (now, batch_id))
-        finally:
-            cursor.close()
+        cursor.close()
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()  # back to the pool
+    if not stored:
+        # Stored by an earlier attempt (and settled in that same transaction): answer with what it stored.
+        log(LOG, logging.INFO, "receipt already stored", batch_id=batch_id)
+        return results_for(engine, ids)
     if missing:
         log(
             LOG, logging.ERROR, "receipt does not mention some records; they go back to pending",
