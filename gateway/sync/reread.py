@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -32,13 +33,23 @@ def reusable(sc: SourceConfig) -> bool:
     return sc.type == "sql" and bool(url) and not url.startswith("sqlite")
 
 
-class AdapterCache:
-    """Per-source open adapters for re-reads; thread-safe."""
+class _KeptAdapters:
+    """Open adapters kept per source name, each with what it was opened for and when; thread-safe."""
 
     def __init__(self, reuse_seconds: float = REUSE_SECONDS) -> None:
         self.reuse_seconds = reuse_seconds
-        self._items: dict[str, tuple[str, float, Adapter]] = {}
+        self._items: dict[str, tuple[Any, float, Adapter]] = {}
         self._lock = threading.Lock()
+
+    def drop(self, source: str) -> None:
+        with self._lock:
+            item = self._items.pop(source, None)
+        if item is not None:
+            item[2].close()
+
+
+class AdapterCache(_KeptAdapters):
+    """Per-source open adapters for re-reads of server databases."""
 
     def get(self, sc: SourceConfig, open_adapter: Callable[[], Adapter]) -> Adapter:
         signature = repr((sc.type, sorted(sc.settings.items(), key=lambda kv: kv[0]), sc.lag_seconds))
@@ -54,12 +65,6 @@ class AdapterCache:
         with self._lock:
             self._items[sc.name] = (signature, now, adapter)
         return adapter
-
-    def drop(self, source: str) -> None:
-        with self._lock:
-            item = self._items.pop(source, None)
-        if item is not None:
-            item[2].close()
 
 
 def sqlite_file(sc: SourceConfig) -> str | None:
@@ -110,19 +115,14 @@ def _latest_version(engine: Engine, source: str) -> int | None:
     return None if v is None else int(v)  # type: ignore[call-overload]
 
 
-class FileAdapterCache:
-    """Open adapters of SQLite-file sources, kept while the file is the same file with the same schema; thread-safe.
+class FileAdapterCache(_KeptAdapters):
+    """Open adapters of SQLite-file sources, kept while the file is the same file with the same schema.
 
     A replaced file (another inode) or a changed schema (the reflected table
     would be stale) opens the adapter afresh; a removed file is not cached at
     all, so it is reported exactly as before. The checks cost a stat and one
     small query, against a new engine and a table reflection per re-read.
     """
-
-    def __init__(self, reuse_seconds: float = REUSE_SECONDS) -> None:
-        self.reuse_seconds = reuse_seconds
-        self._items: dict[str, tuple[tuple[object, ...], float, Adapter]] = {}
-        self._lock = threading.Lock()
 
     def get(self, sc: SourceConfig, path: str, open_adapter: Callable[[], Adapter]) -> Adapter | None:
         """The kept adapter, or a newly kept one; None when the file cannot be stat'ed (the caller opens and closes its own)."""
@@ -151,12 +151,6 @@ class FileAdapterCache:
         with self._lock:
             self._items[sc.name] = ((*base, schema), now, adapter)
         return adapter
-
-    def drop(self, source: str) -> None:
-        with self._lock:
-            item = self._items.pop(source, None)
-        if item is not None:
-            item[2].close()
 
 
 _PLAIN_TRANSFORMS: bool | None = None
