@@ -213,12 +213,20 @@ def step_incremental(pg: str, ws: W.Workspace, src: str, rows: int, repeat: int,
     return out
 
 
-def step_latency(ws: W.Workspace, src: str, edits: int, rows: int) -> dict[str, Any]:
+def step_latency(pg: str, ws: W.Workspace, src: str, edits: int, rows: int, hub: W.HubProcess | None) -> dict[str, Any]:
     import local_push_latency as lat
 
     proc = lat.start_service(ws.gateway_config("cursor"), ws.web_url, ws.root / "service.log")
     try:
+        # CPU per edit of each process: steadier than wall time, and it says where the latency goes.
+        svc0, hub0 = W.proc_cpu_seconds(proc.pid), (hub.cpu_seconds() if hub else None) or 0.0
+        pg_cpu = W.PgCpu(pg, (SRC_DB, HUB_DB))
         out = lat.measure(src, ws.web_url, W.API_TOKEN, edits=edits, rows=rows)
+        out["cpu_ms_per_edit"] = {
+            "service": (W.proc_cpu_seconds(proc.pid) - svc0) * 1000 / edits,
+            "hub": (((hub.cpu_seconds() if hub else None) or 0.0) - hub0) * 1000 / edits,
+            "postgresql": pg_cpu.stop() * 1000 / edits,
+        }
         out["service_peak_rss_mb"] = W.proc_peak_rss_mb(proc.pid)
     finally:
         lat.stop_service(proc)
@@ -305,6 +313,9 @@ def table(res: dict[str, Any]) -> str:
     if la:
         add(f"per-record push ({la['edits']} edits)", f"p50 {la['p50_ms']:.1f} / p95 {la['p95_ms']:.1f} / p99 {la['p99_ms']:.1f} ms",
             f"{check('push_p50_ms', la['p50_ms'])}; p99 {check('push_p99_ms', la['p99_ms'])}")
+        if c := la.get("cpu_ms_per_edit"):
+            add("  CPU ms per edit: service / hub / PG", f"{c['service']:.1f} / {c['hub']:.1f} / {c['postgresql']:.1f}",
+                "the floor under the latency: the three run one after another")
     ing = res.get("ingest")
     if ing:
         add("hub ingest, 8 gateways", f"{ing['records_per_s']:,.0f} rec/s ({ing['records']:,} in {ing['seconds']:.2f} s)",
@@ -405,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             res["incremental"] = step_incremental(a.pg, ws, src, a.rows, a.repeat, with_dlt)
         if "latency" in steps:
             say(f"per-record push latency over {a.edits} edits (local API)")
-            res["latency"] = step_latency(ws, src, a.edits, a.rows)
+            res["latency"] = step_latency(a.pg, ws, src, a.edits, a.rows, hub)
         if "ingest" in steps:
             say(f"hub ingest from 8 concurrent gateways ({records:,} records)")
             res["ingest"], hub = step_ingest(a.pg, ws, records, a.repeat, hub)
