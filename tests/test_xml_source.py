@@ -191,6 +191,75 @@ def test_export_served_over_http(http_export: tuple[str, type[_Export]]) -> None
         events(XmlAdapter("web", settings))
 
 
+class _ValidatedExport(BaseHTTPRequestHandler):
+    """An export server that sends ETag or Last-Modified and answers 304 to a matching conditional GET."""
+
+    body = b""
+    etag: str | None = None
+    modified: str | None = None
+    asked: list[dict[str, str]]  # the conditional headers of each request
+    sent_bodies = 0
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        cond = {h: v for h in ("If-None-Match", "If-Modified-Since") if (v := self.headers.get(h))}
+        type(self).asked.append(cond)
+        unchanged = (self.etag is not None and cond.get("If-None-Match") == self.etag) or (
+            self.etag is None and self.modified is not None and cond.get("If-Modified-Since") == self.modified)
+        self.send_response(304 if unchanged else 200)
+        if self.etag:
+            self.send_header("ETag", self.etag)
+        if self.modified:
+            self.send_header("Last-Modified", self.modified)
+        if unchanged:
+            self.end_headers()
+            return
+        type(self).sent_bodies += 1
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("validator", ["etag", "last-modified"])
+def test_unchanged_export_is_not_downloaded_again(validator: str) -> None:
+    handler = type("Handler", (_ValidatedExport,), {"asked": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        def publish(rows_: list[dict[str, Any]], version: str) -> None:
+            handler.body = export(rows_)
+            if validator == "etag":
+                handler.etag = f'"{version}"'
+            else:
+                handler.modified = f"Sun, 29 Nov 2026 0{version[-1]}:00:00 GMT"
+
+        settings = {"url": f"http://127.0.0.1:{server.server_address[1]}/export.xml", "record_path": "物资",
+                    "key_columns": ["@id"]}
+        publish([{"id": 1, "name": "帐篷", "qty": 1, "day": "2024-01-01"}], "v1")
+        first = events(XmlAdapter("web", settings))
+        assert [r.key for r in rows(first)] == ["1"]
+        assert handler.asked == [{}] and handler.sent_bodies == 1
+
+        again = events(XmlAdapter("web", settings), last_position(first))
+        assert rows(again) == [] and problems(again) == []
+        assert len(handler.asked[1]) == 1, "the second poll asks with the first answer's validator"
+        assert handler.sent_bodies == 1, "an unchanged export is not sent again"
+
+        publish([{"id": 1, "name": "帐篷", "qty": 1, "day": "2024-01-01"},
+                 {"id": 2, "name": "棉被", "qty": 5, "day": "2024-01-01"}], "v2")
+        changed = events(XmlAdapter("web", settings), last_position(again))
+        assert sorted(r.key for r in rows(changed)) == ["1", "2"]
+        assert handler.sent_bodies == 2
+        after = events(XmlAdapter("web", settings), last_position(changed))
+        assert rows(after) == [] and handler.sent_bodies == 2, "the new version is remembered in turn"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_path_or_url_required(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="exactly one of path or url"):
         XmlAdapter("x", {"key_columns": ["@id"]})

@@ -126,6 +126,8 @@ class FileDropAdapter(Adapter):
     def _poll(self, store: FileStore, ledger: Ledger) -> Iterator[Event]:
         s = self.settings
         now = time.time()
+        if (recall := getattr(store, "recall", None)) is not None:
+            recall(ledger.seen)
         entries = store.list()
         present = {e.name: e for e in entries}
         ledger.prune({shown(n) for n in present}, now, float(s["remember_days"]), int(s["max_files_remembered"]))
@@ -179,7 +181,7 @@ class FileDropAdapter(Adapter):
                 ledger.pending[e.name] = [size, e.mtime, time.time()]
                 return  # still being written after all: try again next poll
             if sha in ledger.files:
-                ledger.seen[e.name] = [e.size, e.mtime, sha]
+                ledger.see(e, sha)
                 ledger.pending.pop(e.name, None)
                 log.info("skip duplicate content", extra={"fields": {"source": self.source, "file": e.name, "sha256": sha}})
                 yield Checkpoint(ledger.position(), note=f"{e.name}: same content as {ledger.files[sha]['name']}, skipped")

@@ -25,6 +25,8 @@ class Entry:
     name: str
     size: int
     mtime: float
+    # The server's validator for this content (HTTP: 'etag:...' or 'lm:...'), "" where there is none.
+    version: str = ""
 
 
 class FileStore(Protocol):
@@ -32,6 +34,9 @@ class FileStore(Protocol):
     can_move: bool
 
     def list(self) -> list[Entry]: ...
+
+    # Optional: `recall(seen)` before `list()` hands a store the ledger's identified entries
+    # ({name: [size, mtime, sha256, version?]}), so that it can ask a server "changed since?".
 
     def open(self, name: str) -> BinaryIO: ...
 

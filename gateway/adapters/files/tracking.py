@@ -4,7 +4,7 @@ Stored as JSON by the sync pipeline::
 
     {
       "files":   {sha256: {"name", "size", "mtime", "done_at", "status": "done"|"failed", "problems"}},
-      "seen":    {name: [size, mtime, sha256]},      # listing entries already identified
+      "seen":    {name: [size, mtime, sha256(, version)]},  # listing entries already identified
       "pending": {name: [size, mtime, seen_at]},     # 'stable' rule: first sighting
       "refused": {name: [size, mtime, rule]},        # unsafe names already reported
       "current": {"sha256", "name", "rows"}          # mid-file resume point (append mode)
@@ -49,9 +49,12 @@ class Ledger:
     def identified(self, e: Entry) -> str | None:
         """The sha256 of an entry already hashed in an earlier poll (same name, size, mtime)."""
         s = self.seen.get(e.name)
-        if s and s[0] == e.size and s[1] == e.mtime and s[2] in self.files:
+        if s and s[0] == e.size and s[1] == e.mtime and s[2] in self.files and seen_version(s) == e.version:
             return str(s[2])
         return None
+
+    def see(self, e: Entry, sha: str) -> None:
+        self.seen[e.name] = [e.size, e.mtime, sha, e.version] if e.version else [e.size, e.mtime, sha]
 
     def stable(self, e: Entry, now: float, settle_seconds: float) -> bool:
         """'stable' rule: same size and mtime as at an earlier poll at least `settle_seconds` ago."""
@@ -68,7 +71,7 @@ class Ledger:
         if rule:
             entry["rule"] = rule
         self.files[sha] = entry
-        self.seen[e.name] = [e.size, e.mtime, sha]
+        self.see(e, sha)
         self.pending.pop(e.name, None)
         self.current = None
 
@@ -83,3 +86,8 @@ class Ledger:
         if len(self.files) > max_files:
             for sha in sorted(self.files, key=lambda k: float(self.files[k].get("done_at", 0)))[: len(self.files) - max_files]:
                 del self.files[sha]
+
+
+def seen_version(s: list[Any]) -> str:
+    """The version of a "seen" entry; entries written before versions existed have none."""
+    return str(s[3]) if len(s) > 3 else ""
