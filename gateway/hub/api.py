@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import random
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, request, send_file
-from sqlalchemy import delete, insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
-from gateway.hub import registry, tables
+from gateway.hub import registry
 from gateway.hub.app import Hub, error, json_response
 from gateway.hub.attachments import AttachmentRefused, attachment_info, path_for, store_attachment
 from gateway.hub.db import serialized, utcnow
-from gateway.hub.ingest import check_records, store_batch, stored_receipt
+from gateway.hub.ingest import SMALL_BATCH, Nonce, check_records, claim_nonce, store_batch, stored_receipt
 from gateway.hub.receipt_log import append
 from gateway.hub.sharing import DEFAULT_LIMIT, MAX_LIMIT, read_page
 from gateway.protocol.batch import (
@@ -75,81 +70,72 @@ def _target() -> str:
     return request.path + (f"?{qs}" if qs else "")
 
 
-def authenticate(body: bytes) -> Caller:
-    """Version, signature, key and nonce of the current request; refusals are logged and raised."""
-    h = hub()
+def _negotiate(body: bytes) -> None:
     try:
         negotiate(request.headers.get(VERSION_HEADER))
     except UnsupportedProtocol as e:
         raise refused(400, "unsupported_protocol", str(e), body=body, supported=list(SUPPORTED_VERSIONS)) from None
-    with h.engine.connect() as conn:  # one connection for the registry check and the nonce
-        snap = h.registry.current(conn)
-        conn.rollback()  # end that read before the nonce's write transaction
-        entry = None
-
-        def lookup(key_id: str):  # type: ignore[no-untyped-def]
-            nonlocal entry
-            entry = snap.keys.get(key_id)
-            return snap.key_lookup(key_id)
-
-        now = time.time()
-        try:
-            v = verify_request(request.method, _target(), request.headers, body, lookup, now=now, window=h.config.clock_window)
-        except SignatureRefused as e:
-            refusal = e
-        else:
-            refusal = None
-            try:
-                with _nonce_tx(conn):
-                    conn.execute(_NONCE, {"key_id": v.key_id, "nonce": v.nonce, "expires_at": v.created + h.config.clock_window + 1})
-                    if random.random() < 0.01:  # keep the replay cache small without a separate job
-                        conn.execute(delete(tables.nonces).where(tables.nonces.c.expires_at < int(now)))
-                replayed = False
-            except IntegrityError:
-                replayed = True
-    # Refusals are logged after the connection is back: the log append takes the hub's write lock.
-    if refusal is not None:
-        raise refused(refusal.status, refusal.reason, refusal.message, key_id=refusal.key_id,
-                      department=entry.department if entry else None, body=body)
-    assert entry is not None
-    if replayed:
-        raise refused(401, "replay", f"nonce 已使用过（重放）/ nonce {v.nonce} was used before (replay)",
-                      key_id=v.key_id, department=entry.department, body=body)
-    return Caller(v.key_id, entry.department, v.digest, snap)
 
 
-_NONCE = insert(tables.nonces)  # built once; values bound per request
+class _Refusal(Exception):
+    """A refusal decided while the request's connection is held: logged (`refused`) once it is back in the pool,
+    since the log append takes the hub's write lock."""
+
+    def __init__(self, status: int, code: str, message: str, key_id: str | None, department: str | None,
+                 **extra: object) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.key_id, self.department, self.extra = (
+            status, code, message, key_id, department, extra)
+
+    def log(self, body: bytes) -> Refused:
+        return refused(self.status, self.code, self.message, key_id=self.key_id, department=self.department,
+                       body=body, **self.extra)
 
 
-@contextmanager
-def _nonce_tx(conn: Connection) -> Iterator[None]:
-    """The nonce's own write transaction on `conn`, committed without waiting for the disk.
+def _verify(conn: Connection, body: bytes) -> tuple[Caller, Nonce]:
+    """Signature and key of the current request against the registry (read on `conn`); refusals raised as _Refusal."""
+    h = hub()
+    snap = h.registry.current(conn)
+    entry = None
 
-    Whatever the request makes durable later (batch, refusal log entry) commits
-    after this in the same write-ahead log and flushes it too; a request that
-    leaves no durable trace may lose its nonce in a crash, and then replaying it
-    changes nothing. The flush wait was a third of a small batch's time at the hub.
-    PostgreSQL: synchronous_commit off for this transaction. SQLite in WAL mode
-    (as the hub opens it): synchronous NORMAL for this commit (it cannot change
-    inside a transaction), FULL again before the connection goes back to the pool.
-    """
-    info = conn.connection.info
-    dbapi = conn.connection.dbapi_connection if conn.dialect.name == "sqlite" else None
-    if dbapi is not None and "hub_wal" not in info:
-        # Only the write-ahead log carries the nonce to the next flushed commit; a rollback journal would not.
-        info["hub_wal"] = str(dbapi.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
-    if dbapi is not None and not info["hub_wal"]:
-        dbapi = None
-    if dbapi is not None:
-        dbapi.execute("PRAGMA synchronous=NORMAL")
+    def lookup(key_id: str):  # type: ignore[no-untyped-def]
+        nonlocal entry
+        entry = snap.keys.get(key_id)
+        return snap.key_lookup(key_id)
+
     try:
-        with conn.execution_options(hub_immediate=True).begin():
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-            yield
-    finally:
-        if dbapi is not None:
-            dbapi.execute("PRAGMA synchronous=FULL")
+        v = verify_request(request.method, _target(), request.headers, body, lookup, now=time.time(),
+                           window=h.config.clock_window)
+    except SignatureRefused as e:
+        raise _Refusal(e.status, e.reason, e.message, e.key_id, entry.department if entry else None) from None
+    assert entry is not None
+    return Caller(v.key_id, entry.department, v.digest, snap), Nonce(v.key_id, v.nonce, v.created + h.config.clock_window + 1)
+
+
+def _replay(caller: Caller, nonce: Nonce) -> _Refusal:
+    return _Refusal(401, "replay", f"nonce 已使用过（重放）/ nonce {nonce.nonce} was used before (replay)",
+                    caller.key_id, caller.department)
+
+
+def authenticate(body: bytes) -> Caller:
+    """Version, signature, key and nonce of the current request; refusals are logged and raised."""
+    _negotiate(body)
+    with hub().engine.connect() as conn:  # one connection for the registry check and the nonce
+        try:
+            caller, nonce = _verify(conn, body)
+            _end_tx(conn)  # end that read before the nonce's write transaction
+            if not claim_nonce(conn, nonce):
+                raise _replay(caller, nonce)
+            return caller
+        except _Refusal as r:
+            refusal = r
+    raise refusal.log(body)
+
+
+def _end_tx(conn: Connection) -> None:
+    """End whatever transaction `conn` has open, SQLAlchemy's or only psycopg's (`registry.read_version`)."""
+    conn.rollback()
+    conn.connection.driver_connection.rollback()  # type: ignore[union-attr]
 
 
 def _read_body(limit: int) -> bytes:
@@ -173,10 +159,25 @@ def hub_info() -> Response:
 def post_batch() -> Response:
     h = hub()
     body = _read_body(h.config.max_batch_bytes)
-    caller = authenticate(body)
+    _negotiate(body)
+    # One pooled connection for the whole request: registry check, nonce, idempotency check and the store.
+    with h.engine.connect() as conn:
+        try:
+            return _post_batch(h, conn, body)
+        except _Refusal as r:
+            refusal = r
+    raise refusal.log(body)
 
-    def refuse(status: int, code: str, message: str, **extra: object) -> Refused:
-        return refused(status, code, message, key_id=caller.key_id, department=caller.department, body=body, **extra)
+
+def _post_batch(h: Hub, conn: Connection, body: bytes) -> Response:
+    caller, nonce = _verify(conn, body)
+
+    def refuse(status: int, code: str, message: str, **extra: object) -> _Refusal:
+        """A refusal before the batch's transaction: its nonce is recorded first, as for any verified request."""
+        _end_tx(conn)
+        if not claim_nonce(conn, nonce):
+            return _replay(caller, nonce)
+        return _Refusal(status, code, message, caller.key_id, caller.department, **extra)
 
     try:
         batch = parse_batch(body)
@@ -191,24 +192,39 @@ def post_batch() -> Response:
         raise refuse(403, "department_mismatch",
                      f"部门 {caller.department} 的密钥不能写入部门 {who} 的记录 / key of department {caller.department} "
                      f"cannot write records of department {who}", batch_id=batch.batch_id)
-    dept = caller.snapshot.departments.get(caller.department)
-    with h.engine.connect() as conn:
+    conflict = "批次号已用于其他内容 / {}"
+    if len(batch.records) > SMALL_BATCH:
+        # A large batch sent again (a retry after a lost answer) is answered before validating it all again.
         seen = stored_receipt(conn, batch.batch_id, caller.department, caller.digest)
-    if seen is not None:
-        if seen.conflict:
-            raise refuse(409, "batch_id_conflict", f"批次号已用于其他内容 / {seen.conflict}", batch_id=batch.batch_id)
-        return _receipt_response(seen.receipt, seen.signature)
+        if seen is not None:
+            if seen.conflict:
+                raise refuse(409, "batch_id_conflict", conflict.format(seen.conflict), batch_id=batch.batch_id)
+            _end_tx(conn)
+            if not claim_nonce(conn, nonce):
+                raise _replay(caller, nonce)
+            return _receipt_response(seen.receipt, seen.signature)
+    dept = caller.snapshot.departments.get(caller.department)
     allowed = set(dept.record_types) if dept else set()
     # A non-string type is not a permission question: check_records rejects that record alone.
     not_allowed = sorted({t for r in batch.records if isinstance(t := r.get("type"), str) and t in RECORD_TYPES and t not in allowed})
-    if not_allowed:
-        raise refuse(403, "record_type_not_allowed",
-                     f"部门 {caller.department} 无权报送 {', '.join(not_allowed)} / department may not write {', '.join(not_allowed)}",
-                     batch_id=batch.batch_id)
     candidates = check_records(batch.records, h.context)
-    stored = store_batch(h.engine, h.key, h.key_id, batch, candidates, key_id=caller.key_id, digest=caller.digest)
+    if conn.dialect.name != "postgresql" or conn.in_transaction():
+        # SQLite: the batch's transaction begins with the write lock (BEGIN IMMEDIATE). PostgreSQL goes on in
+        # psycopg's transaction of the registry read, unless SQLAlchemy began one of its own (a registry reload).
+        _end_tx(conn)
+    # Under the department's lock: the nonce, then a batch id seen before (its receipt, or a conflict),
+    # then the record types this department may not write, then the records.
+    stored = store_batch(conn, h.key, h.key_id, batch, candidates, key_id=caller.key_id, digest=caller.digest,
+                         nonce=nonce, not_allowed=not_allowed)
+    if stored.refused == "replay":
+        raise _replay(caller, nonce)
+    if stored.refused == "record_type_not_allowed":
+        raise _Refusal(403, "record_type_not_allowed",
+                       f"部门 {caller.department} 无权报送 {', '.join(not_allowed)} / department may not write {', '.join(not_allowed)}",
+                       caller.key_id, caller.department, batch_id=batch.batch_id)
     if stored.conflict:
-        raise refuse(409, "batch_id_conflict", f"批次号已用于其他内容 / {stored.conflict}", batch_id=batch.batch_id)
+        raise _Refusal(409, "batch_id_conflict", conflict.format(stored.conflict), caller.key_id, caller.department,
+                       batch_id=batch.batch_id)
     return _receipt_response(stored.receipt, stored.signature)
 
 

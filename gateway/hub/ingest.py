@@ -16,20 +16,26 @@ Two steps, so that the CPU-heavy part runs outside the write lock:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import random
+import time
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import orjson
+import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from gateway.hub import tables
-from gateway.hub.bulk import write_receipts, write_records
-from gateway.hub.db import after_commit, department_tx, lock_head, utcnow
-from gateway.hub.receipt_log import append
+from gateway.hub.bulk import HISTORY_COLS, RECEIPT_COLS, RECORD_COLS, write_receipts, write_records
+from gateway.hub.db import DEPARTMENT_LOCK, after_commit, lock_head, utcnow
+from gateway.hub.receipt_log import INSERT_ENTRY, MOVE_HEAD, PG_INSERT_ENTRY, PG_MOVE_HEAD, Appended, next_entry
 from gateway.protocol.batch import MAX_SEQ, PROTOCOL_VERSION, Batch, envelope_ok, record_problems
 from gateway.protocol.canonical import canonical_json
 from gateway.protocol.receipts import STATUSES, sign_receipt
@@ -110,26 +116,23 @@ def _chunks(items: list, n: int = CHUNK) -> Iterator[list]:
 
 
 _STATE_COLS = (tables.records.c.key, tables.records.c.seq, tables.records.c.version, tables.records.c.deleted)
-# PostgreSQL: the keys as one JSON array parameter (orjson, C) instead of a text[] that psycopg dumps
-# element by element in Python (~4% of the hub's CPU); ARRAY(...) keeps `key = ANY` an index condition.
-_STATE_PG = (
-    "SELECT key, seq, version, deleted FROM records WHERE department = %s AND type = %s "
+# PostgreSQL, large batches: one query per type, the keys as one JSON array parameter (orjson, C) instead of a
+# text[] that psycopg dumps element by element in Python (~4% of the hub's CPU); ARRAY(...) keeps `key = ANY`
+# an index condition.
+_PG_STATE_BY_TYPE = (
+    "SELECT type, key, seq, version, deleted FROM records WHERE department = %s AND type = %s "
     "AND key = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
 )
 
 
 def _stored_state(conn: Connection, department: str, keys_by_type: dict[str, set[str]]) -> dict[tuple[str, str], tuple[int, str, bool]]:
+    """SQLite: the stored (seq, version, deleted) of the given keys, by (type, key)."""
     r = tables.records.c
     state: dict[tuple[str, str], tuple[int, str, bool]] = {}
-    pg = conn.dialect.name == "postgresql"
     for typ, keys in keys_by_type.items():
-        if pg:
-            parts = [conn.exec_driver_sql(_STATE_PG, (department, typ, orjson.dumps(list(keys)).decode("utf-8")))]
-        else:
-            parts = [conn.execute(select(*_STATE_COLS).where(and_(r.department == department, r.type == typ, r.key.in_(part))))
-                     for part in _chunks(sorted(keys))]
-        for rows in parts:
-            for key, seq, version, deleted in rows:
+        for part in _chunks(sorted(keys)):
+            q = select(*_STATE_COLS).where(and_(r.department == department, r.type == typ, r.key.in_(part)))
+            for key, seq, version, deleted in conn.execute(q):
                 state[(typ, key)] = (int(seq), version, bool(deleted))
     return state
 
@@ -159,44 +162,123 @@ class StoredBatch:
     signature: str
     replayed: bool  # True: the batch id was seen before; this is the original receipt
     conflict: str | None = None  # set when the batch id is taken by other content
+    # Nothing stored, and the request is to be refused: "replay" (its nonce was used before: nothing of it
+    # was written) or "record_type_not_allowed" (its nonce is recorded, as for every other refusal).
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class Nonce:
+    """A verified request's nonce: recorded in the batch's own transaction, so a replay is refused."""
+
+    key_id: str
+    nonce: str
+    expires_at: int
 
 
 _BATCH_BY_ID = select(tables.batches).where(tables.batches.c.batch_id == bindparam("b_id"))
 _INSERT_BATCH = insert(tables.batches)
+_NONCE = insert(tables.nonces)
+_NONCE_IF_NEW = sqlite.insert(tables.nonces).on_conflict_do_nothing()
+_PRUNE_NONCES = delete(tables.nonces).where(tables.nonces.c.expires_at < bindparam("now"))
+PRUNE_ODDS = 0.01  # keep the replay cache small without a separate job
+
+
+def _seen(department: str, digest: str, row_department: str, row_digest: str, receipt: bytes, signature: str) -> StoredBatch:
+    if row_department != department or row_digest != digest:
+        return StoredBatch(b"", "", True, conflict="batch id used before with other content or by another department")
+    return StoredBatch(bytes(receipt), signature, True)
 
 
 def stored_receipt(conn: Connection, batch_id: str, department: str, digest: str) -> StoredBatch | None:
     row = conn.execute(_BATCH_BY_ID, {"b_id": batch_id}).mappings().first()
     if row is None:
         return None
-    if row["department"] != department or row["request_digest"] != digest:
-        return StoredBatch(b"", "", True, conflict="batch id used before with other content or by another department")
-    return StoredBatch(bytes(row["receipt"]), row["signature"], True)
+    return _seen(department, digest, row["department"], row["request_digest"], row["receipt"], row["signature"])
 
 
-def store_batch(
-    engine: Engine,
-    hub_key: Ed25519PrivateKey,
-    hub_key_id: str,
-    batch: Batch,
-    candidates: list[Candidate],
-    *,
-    key_id: str,
-    digest: str,
-) -> StoredBatch:
-    dept = batch.department
+@contextmanager
+def _nonce_tx(conn: Connection) -> Iterator[None]:
+    """The nonce's own write transaction on `conn`, committed without waiting for the disk.
+
+    Whatever the request makes durable later (refusal log entry, read log entry) commits
+    after this in the same write-ahead log and flushes it too; a request that
+    leaves no durable trace may lose its nonce in a crash, and then replaying it
+    changes nothing. The flush wait was a third of a small batch's time at the hub.
+    PostgreSQL: synchronous_commit off for this transaction. SQLite in WAL mode
+    (as the hub opens it): synchronous NORMAL for this commit (it cannot change
+    inside a transaction), FULL again before the connection goes back to the pool.
+    """
+    info = conn.connection.info
+    dbapi = conn.connection.dbapi_connection if conn.dialect.name == "sqlite" else None
+    if dbapi is not None and "hub_wal" not in info:
+        # Only the write-ahead log carries the nonce to the next flushed commit; a rollback journal would not.
+        info["hub_wal"] = str(dbapi.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+    if dbapi is not None and not info["hub_wal"]:
+        dbapi = None
+    if dbapi is not None:
+        dbapi.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with conn.execution_options(hub_immediate=True).begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+            yield
+    finally:
+        if dbapi is not None:
+            dbapi.execute("PRAGMA synchronous=FULL")
+
+
+def claim_nonce(conn: Connection, nonce: Nonce) -> bool:
+    """Record `nonce` in its own transaction (see `_nonce_tx`); False when it was used before (a replay).
+
+    For requests that store nothing of their own (reads, refusals); a batch records its nonce in its
+    own transaction (`store_batch`). `conn` must have no transaction open.
+    """
+    try:
+        with _nonce_tx(conn):
+            conn.execute(_NONCE, {"key_id": nonce.key_id, "nonce": nonce.nonce, "expires_at": nonce.expires_at})
+            if random.random() < PRUNE_ODDS:
+                conn.execute(_PRUNE_NONCES, {"now": int(time.time())})
+    except IntegrityError:
+        return False
+    return True
+
+
+def _prune_nonces(conn: Connection) -> None:
+    """Now and then, after a batch: drop expired nonces in a short transaction of their own.
+
+    Not inside the batch's transaction: two departments' batches deleting the same rows would wait on each other.
+    """
+    if random.random() < PRUNE_ODDS:
+        with _nonce_tx(conn):
+            conn.execute(_PRUNE_NONCES, {"now": int(time.time())})
+
+
+@dataclass
+class _Wanted:
+    """What a batch needs read under its department's lock, gathered from its candidates."""
+
+    keys_by_type: dict[str, set[str]]  # own keys and referenced keys, by type
+    hashes: set[str]  # attachments referenced
+    no_depot: set[str]  # materials of stock records without a depot
+    may_accept: int  # candidates that can still be accepted (envelope and data valid)
+
+
+def _wanted(candidates: list[Candidate]) -> _Wanted:
     keys_by_type: dict[str, set[str]] = {}
-    refs_by_type: dict[str, set[str]] = {}
     hashes: set[str] = set()
+    may_accept = 0
     for c in candidates:
         if not c.envelope_ok:
             continue
         keys_by_type.setdefault(c.rec["type"], set()).add(c.rec["key"])
+        if not c.reasons:
+            may_accept += 1
         if c.clean is None:
             continue
         for typ, fld, ref_type, _, _ in REFERENCES:
             if c.rec["type"] == typ and c.clean.get(fld):
-                refs_by_type.setdefault(ref_type, set()).add(str(c.clean[fld]))
+                keys_by_type.setdefault(ref_type, set()).add(str(c.clean[fld]))
         for fld in FILE_FIELDS[c.rec["type"]]:
             ref = c.clean.get(fld)
             if isinstance(ref, dict) and ref.get("sha256"):
@@ -207,79 +289,304 @@ def store_batch(
         if c.envelope_ok and c.clean and c.rec["type"] == "stock" and c.rec["op"] == "upsert"
         and c.clean.get("material_id") and not c.clean.get("depot_id")
     }
+    return _Wanted(keys_by_type, hashes, no_depot, may_accept)
 
+
+def _receipt_rows(batch_id: str, dept: str, results: list[dict[str, Any]], now: str) -> list[tuple]:
+    # Cut what a rejected record may carry to a size an index entry can hold.
+    return [(batch_id, dept, r["type"][:64], r["key"][:512], r["seq"], r["status"],
+             canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None, now)
+            for r in results]
+
+
+def store_batch(
+    conn: Connection,
+    hub_key: Ed25519PrivateKey,
+    hub_key_id: str,
+    batch: Batch,
+    candidates: list[Candidate],
+    *,
+    key_id: str,
+    digest: str,
+    nonce: Nonce | None = None,
+    not_allowed: Collection[str] = (),
+) -> StoredBatch:
+    """Store the batch in one transaction on `conn` (the request's connection, no transaction of SQLAlchemy's open).
+
+    Under the department's lock, in this order: record `nonce` (a replay stores nothing: `refused`
+    "replay"), answer a batch id seen before (its receipt, or `conflict`), refuse `not_allowed` record
+    types, then decide and store every record. The commit waits for the disk (synchronous_commit on /
+    SQLite FULL) before the receipt is answered.
+    """
+    wanted = _wanted(candidates)
+    if conn.dialect.name == "postgresql":
+        stored, head = _store_pg(conn, hub_key, hub_key_id, batch, candidates, wanted, key_id=key_id, digest=digest,
+                                 nonce=nonce, not_allowed=not_allowed)
+    else:
+        stored, head = _store_sqlite(conn, hub_key, hub_key_id, batch, candidates, wanted, key_id=key_id,
+                                     digest=digest, nonce=nonce, not_allowed=not_allowed)
+    if head is not None:
+        after_commit(conn.engine, head)
+    if nonce is not None and stored.refused != "replay":
+        _prune_nonces(conn)
+    return stored
+
+
+def _early_answer(nonce_new: bool, seen: StoredBatch | None, not_allowed: Collection[str]) -> StoredBatch | None:
+    """The answer that stores nothing, decided under the department's lock, if any."""
+    if not nonce_new:
+        return StoredBatch(b"", "", False, refused="replay")
+    if seen is not None:
+        return seen
+    if not_allowed:
+        return StoredBatch(b"", "", False, refused="record_type_not_allowed")
+    return None
+
+
+def _store_sqlite(
+    conn: Connection, hub_key: Ed25519PrivateKey, hub_key_id: str, batch: Batch, candidates: list[Candidate],
+    wanted: _Wanted, *, key_id: str, digest: str, nonce: Nonce | None, not_allowed: Collection[str],
+) -> tuple[StoredBatch, dict | None]:
+    dept = batch.department
+    # BEGIN IMMEDIATE: SQLite's write lock, held from here to the commit, covers the department's too.
+    with conn.execution_options(hub_immediate=True).begin():
+        nonce_new = nonce is None or conn.execute(_NONCE_IF_NEW, {
+            "key_id": nonce.key_id, "nonce": nonce.nonce, "expires_at": nonce.expires_at}).rowcount == 1
+        early = _early_answer(nonce_new, stored_receipt(conn, batch.batch_id, dept, digest) if nonce_new else None,
+                              not_allowed)
+        if early is not None:
+            return early, None  # commits the nonce (nothing at all on a replay)
+        state = _stored_state(conn, dept, wanted.keys_by_type)
+        stored = set(state)  # before _apply adds this batch's own states to it
+        held = _attachments_held(conn, wanted.hashes) if wanted.hashes else set()
+        modes = _reserve_modes(conn, dept, wanted.no_depot, candidates) if wanted.no_depot else {}
+        now = utcnow()
+        out = _apply(candidates, state, held, dept, batch.batch_id, now, modes)
+        seqs = _hub_seqs(conn, len(out.accepted))
+        for (row, result), s in zip(out.accepted, seqs, strict=True):
+            row["hub_seq"] = result["hub_seq"] = s
+        write_records(conn, list(out.rows.values()), stored)
+        _bump_seqs(conn, dept, [b for k, b in out.bumps.items() if k not in out.rows])
+        write_receipts(conn, _receipt_rows(batch.batch_id, dept, out.results, now))
+        head = lock_head(conn)
+        logged = utcnow()
+        entry, move, appended = next_entry(
+            head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
+            counts=out.counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)},
+            hub_seq=max([int(head["hub_seq"]), *seqs]), time=logged,
+        )
+        conn.execute(INSERT_ENTRY, entry)
+        conn.execute(MOVE_HEAD, move)
+        body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id)
+        conn.execute(_INSERT_BATCH, _batch_row(batch, dept, digest, appended, body, signature, logged))
+    return StoredBatch(body, signature, False), head
+
+
+def _sign(batch: Batch, dept: str, logged: str, appended: Appended, out: Outcome, hub_key: Ed25519PrivateKey,
+          hub_key_id: str) -> tuple[bytes, str]:
+    doc = {
+        "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": logged,
+        "log_seq": appended.seq, "log_head": appended.entry_hash, "results": out.results,
+    }
+    return sign_receipt(doc, hub_key, hub_key_id)
+
+
+def _batch_row(batch: Batch, dept: str, digest: str, appended: Appended, body: bytes, signature: str,
+               logged: str) -> dict[str, Any]:
+    return {"batch_id": batch.batch_id, "department": dept, "source": batch.source, "request_digest": digest,
+            "log_seq": appended.seq, "receipt": body, "signature": signature, "received_at": logged}
+
+
+# PostgreSQL: plain SQL on the request's psycopg connection, sent in pipelines (one round trip per step:
+# reads under the department's lock; the record writes and the log_head lock; the log append, the batch and
+# the commit), each statement prepared by psycopg after a few uses. Building SQLAlchemy statements and a
+# round trip per statement (and BEGIN/COMMIT each their own) was most of the hub's and PostgreSQL's time
+# for a small batch.
+_PG_DEPT_LOCK = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
+_PG_NONCE_IF_NEW = "INSERT INTO nonces (key_id, nonce, expires_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+_PG_BATCH_BY_ID = "SELECT department, request_digest, receipt, signature FROM batches WHERE batch_id = %s"
+# All (type, key) pairs in one query; the lateral join keeps each pair an index lookup on uq_records_key.
+_PG_STATE_PAIRS = (
+    "SELECT r.type, r.key, r.seq, r.version, r.deleted FROM jsonb_array_elements(%s::jsonb) AS p(tk) "
+    "CROSS JOIN LATERAL (SELECT type, key, seq, version, deleted FROM records "
+    "WHERE department = %s AND type = p.tk->>0 AND key = p.tk->>1) r"
+)
+_PG_HELD = "SELECT sha256 FROM attachments WHERE sha256 = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+_PG_MODES = (
+    "SELECT key, data->'reserve_mode' FROM records WHERE department = %s AND type = 'material' AND NOT deleted "
+    "AND key = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+)
+_PG_SEQS = "SELECT array(SELECT nextval('hub_seq_counter') FROM generate_series(1, %s))"
+_PG_UPSERT = (
+    f"INSERT INTO records ({', '.join(RECORD_COLS)}) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s, %s, %s) "
+    f"ON CONFLICT (department, type, key) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in RECORD_COLS[3:])}"
+)
+_PG_HISTORY = f"INSERT INTO record_history ({', '.join(HISTORY_COLS)}) VALUES ({', '.join(['%s'] * len(HISTORY_COLS))})"
+_PG_RECEIPT = f"INSERT INTO receipts ({', '.join(RECEIPT_COLS)}) VALUES ({', '.join(['%s'] * len(RECEIPT_COLS))})"
+_PG_BUMP = "UPDATE records SET seq = %s WHERE department = %s AND type = %s AND key = %s"
+_PG_LOCK_HEAD = "SELECT log_seq, log_head, hub_seq, signature FROM log_head WHERE id = 1 FOR UPDATE"
+_PG_INSERT_BATCH = (
+    "INSERT INTO batches (batch_id, department, source, request_digest, log_seq, receipt, signature, received_at) "
+    "VALUES (%(batch_id)s, %(department)s, %(source)s, %(request_digest)s, %(log_seq)s, %(receipt)s, %(signature)s, "
+    "%(received_at)s)"
+)
+SMALL_BATCH = 32  # records; up to this many, PostgreSQL writes them with pipelined INSERTs rather than COPY
+
+
+def _json_text(v: object) -> str | None:
+    return None if v is None else orjson.dumps(v).decode("utf-8")
+
+
+def _store_pg(
+    conn: Connection, hub_key: Ed25519PrivateKey, hub_key_id: str, batch: Batch, candidates: list[Candidate],
+    wanted: _Wanted, *, key_id: str, digest: str, nonce: Nonce | None, not_allowed: Collection[str],
+) -> tuple[StoredBatch, dict | None]:
+    dept = batch.department
+    pg = conn.connection.driver_connection  # psycopg; its transaction is this batch's (BEGIN goes with the first step)
+    small = len(candidates) <= SMALL_BATCH
     try:
-        with department_tx(engine, dept) as conn:
-            # Under the department's lock only: nothing else writes this department's records meanwhile,
-            # and batches of other departments run alongside.
-            again = stored_receipt(conn, batch.batch_id, dept, digest)
-            if again is not None:
-                return again
-            state = _stored_state(conn, dept, {t: keys_by_type.get(t, set()) | refs_by_type.get(t, set()) for t in keys_by_type.keys() | refs_by_type.keys()})
-            stored = set(state)  # before _apply adds this batch's own states to it
-            held = _attachments_held(conn, hashes) if hashes else set()
-            modes = _reserve_modes(conn, dept, no_depot, candidates) if no_depot else {}
-            now = utcnow()
-            out = _apply(candidates, state, held, dept, batch.batch_id, now, modes)
-            seqs = _hub_seqs(conn, len(out.accepted))
-            for (row, result), s in zip(out.accepted, seqs, strict=True):
-                row["hub_seq"] = result["hub_seq"] = s
-            write_records(conn, list(out.rows.values()), stored)
-            _bump_seqs(conn, dept, [b for k, b in out.bumps.items() if k not in out.rows])
-            write_receipts(conn, [
-                # Cut what a rejected record may carry to a size an index entry can hold.
-                (batch.batch_id, dept, r["type"][:64], r["key"][:512], r["seq"], r["status"],
-                 canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None, now)
-                for r in out.results
-            ])
-            # The hub's write lock, to the commit: only the log append and the signed receipt.
-            head = lock_head(conn)
-            # PostgreSQL: another department's batch may have taken the id meanwhile; then undo ours.
-            # (SQLite's write lock has been held since BEGIN: nothing changed since the check above.)
-            taken = stored_receipt(conn, batch.batch_id, dept, digest) if conn.dialect.name == "postgresql" else None
-            if taken is not None:
-                raise _Taken(taken)
-            # The log's time is read under its lock, so it grows with seq as before (the UI's date bounds rely on it).
-            logged = utcnow()
-            entry = append(
-                conn, head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
-                counts=out.counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)},
-                hub_seq=max([int(head["hub_seq"]), *seqs]), time=logged,
-            )
-            doc = {
-                "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": logged,
-                "log_seq": entry.seq, "log_head": entry.entry_hash, "results": out.results,
-            }
-            body, signature = sign_receipt(doc, hub_key, hub_key_id)
-            conn.execute(_INSERT_BATCH, {
-                "batch_id": batch.batch_id, "department": dept, "source": batch.source, "request_digest": digest,
-                "log_seq": entry.seq, "receipt": body, "signature": signature, "received_at": logged,
-            })
-    except _Taken as t:
-        return t.stored
-    after_commit(engine, head)
-    return StoredBatch(body, signature, False)
+        c_nonce, c_seen, c_held, c_modes, c_seqs = pg.cursor(), pg.cursor(), pg.cursor(), pg.cursor(), pg.cursor()
+        state_cursors = []
+        with pg.pipeline():
+            # Under the department's lock, held to the commit: nothing else writes this department's records
+            # (nor draws its hub_seq) meanwhile, and batches of other departments run alongside.
+            pg.execute(_PG_DEPT_LOCK, (DEPARTMENT_LOCK, dept))
+            if nonce is not None:
+                c_nonce.execute(_PG_NONCE_IF_NEW, (nonce.key_id, nonce.nonce, nonce.expires_at))
+            c_seen.execute(_PG_BATCH_BY_ID, (batch.batch_id,))
+            if small:
+                pairs = [(t, k) for t, keys in wanted.keys_by_type.items() for k in keys]
+                if pairs:
+                    state_cursors.append(pg.cursor())
+                    state_cursors[-1].execute(_PG_STATE_PAIRS, (_json_text(pairs), dept))
+            else:
+                for typ, keys in wanted.keys_by_type.items():
+                    state_cursors.append(pg.cursor())
+                    state_cursors[-1].execute(_PG_STATE_BY_TYPE, (dept, typ, _json_text(list(keys))))
+            if wanted.hashes:
+                c_held.execute(_PG_HELD, (_json_text(sorted(wanted.hashes)),))
+            if wanted.no_depot:
+                c_modes.execute(_PG_MODES, (dept, _json_text(sorted(wanted.no_depot))))
+            if small and wanted.may_accept:
+                # As many as could be accepted, drawn in this round trip; the unused ones are a gap in hub_seq.
+                c_seqs.execute(_PG_SEQS, (wanted.may_accept,))
+        row = c_seen.fetchone()
+        seen = _seen(dept, digest, *row) if row is not None else None
+        early = _early_answer(nonce is None or c_nonce.rowcount == 1, seen, not_allowed)
+        if early is not None:
+            if early.refused == "replay":
+                pg.rollback()
+            else:  # only the nonce was written: no need to wait for the disk (as `_nonce_tx`)
+                with pg.pipeline():
+                    pg.execute("SET LOCAL synchronous_commit TO off")
+                    pg.commit()
+            return early, None
+        state = {(t, k): (int(s), v, bool(d)) for c in state_cursors for t, k, s, v, d in c}
+        stored = set(state)  # before _apply adds this batch's own states to it
+        held = {h for (h,) in c_held} if wanted.hashes else set()
+        modes: dict[str, str] = {}
+        if wanted.no_depot:
+            modes = {k: str(m) for k, m in c_modes if m}
+            for c in candidates:
+                if c.clean and c.rec["type"] == "material" and c.rec["key"] in wanted.no_depot and c.clean.get("reserve_mode"):
+                    modes[c.rec["key"]] = str(c.clean["reserve_mode"])
+        now = utcnow()
+        out = _apply(candidates, state, held, dept, batch.batch_id, now, modes)
+        n = len(out.accepted)
+        if not n:
+            seqs = []
+        elif small:
+            seqs = sorted(int(v) for v in c_seqs.fetchone()[0])[:n]
+        else:
+            seqs = sorted(int(v) for v in pg.execute(_PG_SEQS, (n,)).fetchone()[0])
+        for (r, result), s in zip(out.accepted, seqs, strict=True):
+            r["hub_seq"] = result["hub_seq"] = s
+        rows = list(out.rows.values())
+        bumps = [(b["b_seq"], dept, b["b_type"], b["b_key"]) for k, b in out.bumps.items() if k not in out.rows]
+        receipts = _receipt_rows(batch.batch_id, dept, out.results, now)
+        c_head = pg.cursor()
+        if small:
+            with pg.pipeline():
+                cur = pg.cursor()
+                if rows:
+                    cur.executemany(_PG_UPSERT, [
+                        (r["department"], r["type"], r["key"], r["seq"], r["version"], _json_text(r["data"]),
+                         r["updated_at"], r["deleted"], _json_text(r["provenance"]), r["hub_seq"], r["batch_id"],
+                         r["received_at"]) for r in rows])
+                    cur.executemany(_PG_HISTORY, [_history_row(r) for r in rows])
+                if bumps:
+                    cur.executemany(_PG_BUMP, bumps)
+                if receipts:
+                    cur.executemany(_PG_RECEIPT, receipts)
+                # The hub's write lock, to the commit: only the log append and the signed receipt.
+                c_head.execute(_PG_LOCK_HEAD)
+        else:
+            write_records(conn, rows, stored)
+            if bumps:
+                pg.cursor().executemany(_PG_BUMP, bumps)
+            write_receipts(conn, receipts)
+            c_head.execute(_PG_LOCK_HEAD)
+        log_seq, log_head, head_hub_seq, head_sig = c_head.fetchone()
+        head = {"id": 1, "log_seq": log_seq, "log_head": log_head, "hub_seq": head_hub_seq, "signature": head_sig}
+        # The log's time is read under its lock, so it grows with seq as before (the UI's date bounds rely on it).
+        logged = utcnow()
+        entry, move, appended = next_entry(
+            head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
+            counts=out.counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)},
+            hub_seq=max([int(head_hub_seq), *seqs]), time=logged,
+        )
+        body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id)
+        try:
+            with pg.pipeline():
+                pg.execute(PG_INSERT_ENTRY, entry)
+                pg.execute(PG_MOVE_HEAD, move)
+                pg.execute(_PG_INSERT_BATCH, _batch_row(batch, dept, digest, appended, body, signature, logged))
+                pg.commit()  # synchronous_commit on: durable before the receipt is answered
+        except psycopg.errors.UniqueViolation as e:
+            if e.diag.constraint_name != "batches_pkey":
+                raise
+            # Another department's batch took this batch id after our check (its department lock is not
+            # ours): undo ours, and answer as if that batch had been there first.
+            pg.rollback()
+            return _taken(conn, batch.batch_id, dept, digest, nonce), None
+    except BaseException:
+        _rollback_quietly(pg)
+        raise
+    return StoredBatch(body, signature, False), head
 
 
-class _Taken(Exception):
-    def __init__(self, stored: StoredBatch) -> None:
-        super().__init__("batch id taken")
-        self.stored = stored
+def _rollback_quietly(pg: Any) -> None:
+    """Undo the batch after a failure; a broken connection must not hide the failure that broke it."""
+    try:
+        if not pg.closed:
+            pg.rollback()
+    except Exception:  # noqa: BLE001 - the original error is re-raised by the caller
+        pass
+
+
+def _history_row(r: dict[str, Any]) -> tuple:
+    return (r["department"], r["type"], r["key"], r["seq"], r["version"], "delete" if r["deleted"] else "upsert",
+            r["hub_seq"], r["batch_id"], r["received_at"])
+
+
+def _taken(conn: Connection, batch_id: str, dept: str, digest: str, nonce: Nonce | None) -> StoredBatch:
+    """After losing the batch id to another department's batch: its receipt, or the conflict (nonce recorded)."""
+    if nonce is not None and not claim_nonce(conn, nonce):
+        return StoredBatch(b"", "", False, refused="replay")
+    with conn.begin():
+        taken = stored_receipt(conn, batch_id, dept, digest)
+    assert taken is not None  # the primary key said so, and batches are never deleted
+    return taken
 
 
 def _hub_seqs(conn: Connection, n: int) -> list[int]:
-    """`n` increasing hub_seq values for this batch's accepted records.
+    """SQLite: `n` increasing hub_seq values on from log_head.hub_seq, under its write lock held since BEGIN.
 
-    PostgreSQL: from a sequence, under the department's lock held to the commit,
-    so within a department hub_seq grows in commit order (what the read API's
-    keyset pages need). SQLite: on from log_head.hub_seq, under its write lock.
+    (PostgreSQL draws them from a sequence under the department's lock held to the commit, so within a
+    department hub_seq grows in commit order, what the read API's keyset pages need: `_store_pg`.)
     """
     if n == 0:
         return []
-    if conn.dialect.name == "postgresql":
-        # One row holding them all (not n rows to fetch one by one).
-        q = "SELECT array(SELECT nextval('hub_seq_counter') FROM generate_series(1, %s))"
-        return sorted(int(v) for v in conn.exec_driver_sql(q, (n,)).scalar_one())
     base = int(conn.execute(select(tables.log_head.c.hub_seq).where(tables.log_head.c.id == 1)).scalar_one())
     return list(range(base + 1, base + n + 1))
 

@@ -39,13 +39,22 @@ def head_message(log_seq: int, log_head: str) -> bytes:
 
 
 # Built once: this runs under the hub's write lock for every batch, refusal and read.
-_INSERT_ENTRY = insert(tables.receipt_log)
-_MOVE_HEAD = (
+INSERT_ENTRY = insert(tables.receipt_log)
+MOVE_HEAD = (
     update(tables.log_head)
     .where(tables.log_head.c.id == 1)
     .values(log_seq=bindparam("h_seq"), log_head=bindparam("h_head"), hub_seq=bindparam("h_hub_seq"),
             signature=bindparam("h_sig"), signed_at=bindparam("h_at"))
 )
+
+
+# The same two writes as plain SQL for a PostgreSQL caller that pipelines them (psycopg, named parameters).
+PG_INSERT_ENTRY = (
+    f"INSERT INTO receipt_log ({', '.join((*ENTRY_FIELDS, 'entry_hash'))}) "
+    f"VALUES ({', '.join(f'%({c})s' for c in (*ENTRY_FIELDS, 'entry_hash'))})"
+)
+PG_MOVE_HEAD = ("UPDATE log_head SET log_seq = %(h_seq)s, log_head = %(h_head)s, hub_seq = %(h_hub_seq)s, "
+                "signature = %(h_sig)s, signed_at = %(h_at)s WHERE id = 1")
 
 
 @dataclass
@@ -55,8 +64,7 @@ class Appended:
     time: str
 
 
-def append(
-    conn: Connection,
+def next_entry(
     head: dict,
     hub_key: Ed25519PrivateKey,
     *,
@@ -70,8 +78,11 @@ def append(
     summary: Mapping[str, Any] | None = None,
     hub_seq: int | None = None,
     time: str | None = None,
-) -> Appended:
-    """Append one entry; `conn`/`head` come from `db.serialized`. Also moves the signed head."""
+) -> tuple[dict[str, Any], dict[str, Any], Appended]:
+    """The next entry after `head` without writing it: (receipt_log row, MOVE_HEAD parameters, what `append` returns).
+
+    Moves `head` (the dict) on. For a caller that sends the two writes with others in one round trip.
+    """
     entry = {
         "seq": int(head["log_seq"]) + 1,
         "time": time or utcnow(),
@@ -85,14 +96,24 @@ def append(
         "summary": canonical_json(dict(summary or {})).decode("utf-8"),
         "prev_hash": head["log_head"],
     }
-    h = entry_hash(entry)
-    conn.execute(_INSERT_ENTRY, {**entry, "entry_hash": h})
+    h = entry["entry_hash"] = entry_hash(entry)
     sig = b64(hub_key.sign(head_message(entry["seq"], h)))
     new_hub_seq = head["hub_seq"] if hub_seq is None else hub_seq
-    conn.execute(_MOVE_HEAD, {"h_seq": entry["seq"], "h_head": h, "h_hub_seq": new_hub_seq, "h_sig": sig,
-                              "h_at": entry["time"]})
+    move = {"h_seq": entry["seq"], "h_head": h, "h_hub_seq": new_hub_seq, "h_sig": sig, "h_at": entry["time"]}
     head.update(log_seq=entry["seq"], log_head=h, hub_seq=new_hub_seq, signature=sig)
-    return Appended(entry["seq"], h, entry["time"])
+    return entry, move, Appended(entry["seq"], h, entry["time"])
+
+
+def append(conn: Connection, head: dict, hub_key: Ed25519PrivateKey, **fields: Any) -> Appended:
+    """Append one entry; `conn`/`head` come from `db.serialized`. Also moves the signed head.
+
+    `fields`: those of `next_entry` (kind, status, department, key_id, batch_id, counts, request_digest,
+    summary, hub_seq, time).
+    """
+    entry, move, appended = next_entry(head, hub_key, **fields)
+    conn.execute(INSERT_ENTRY, entry)
+    conn.execute(MOVE_HEAD, move)
+    return appended
 
 
 @dataclass

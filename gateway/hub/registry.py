@@ -219,6 +219,19 @@ class Snapshot:
 
 
 _VERSION = select(tables.registry_version.c.version).where(tables.registry_version.c.id == 1)
+_PG_VERSION = "SELECT version FROM registry_version WHERE id = 1"
+
+
+def read_version(conn: Connection) -> int | None:
+    """The registry version row. PostgreSQL: with the BEGIN of psycopg's transaction in one round trip
+    (a pipeline), and that transaction left open for the caller's next statements."""
+    if conn.dialect.name == "postgresql":
+        pg = conn.connection.driver_connection
+        with pg.pipeline():
+            cur = pg.execute(_PG_VERSION)
+        row = cur.fetchone()
+        return None if row is None else int(row[0])
+    return conn.execute(_VERSION).scalar()
 
 
 def load_snapshot(conn: Connection) -> Snapshot:
@@ -249,8 +262,11 @@ class RegistryCache:
         self._lock = threading.Lock()
 
     def current(self, conn: Connection) -> Snapshot:
-        """The snapshot for this request: the kept one while the version row still says so, else read afresh."""
-        version = conn.execute(_VERSION).scalar()
+        """The snapshot for this request: the kept one while the version row still says so, else read afresh.
+
+        PostgreSQL: leaves psycopg's transaction open (`read_version`); the caller ends or goes on with it.
+        """
+        version = read_version(conn)
         snap = self._snapshot
         if snap is not None and version is not None and snap.version == version:
             return snap
