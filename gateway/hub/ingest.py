@@ -3,15 +3,18 @@
 Two steps, so that the CPU-heavy part runs outside the write lock:
 - `check_records` (no database): each record's envelope and its standard
   validation (`gateway.standard.validate.normalize`);
-- `store_batch` (one transaction): under its department's lock only, load the
-  stored state of the batch's keys and of the referenced
-  materials/depots/agreements/attachments in a few queries, decide each
-  record's status in order, draw the accepted records' hub_seq, write them,
-  their history rows and the per-record receipts (all naming the batch by
-  batch_id); then, under the hub's write lock (`db.lock_head`) up to the
-  commit, append the receipt-log entry and store the signed receipt (which
+- `store_batch` (one transaction, on the request's connection): under its
+  department's lock only, record the request's nonce (a replay stores
+  nothing), answer a batch id seen before, then load the stored state of the
+  batch's keys and of the referenced materials/depots/agreements/attachments,
+  decide each record's status in order, draw the accepted records' hub_seq,
+  write them, their history rows and the per-record receipts (all naming the
+  batch by batch_id); then, under the hub's write lock (`db.lock_head`) up to
+  the commit, append the receipt-log entry and store the signed receipt (which
   carries log_seq/log_head). All or nothing. Batches of different
   departments thus overlap, and only the short log append is serialised.
+  On PostgreSQL the statements go as plain SQL in psycopg pipelines, a round
+  trip per step (`_store_pg`).
 """
 
 from __future__ import annotations
