@@ -420,18 +420,24 @@ _PG_MODES = (
     "AND key = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
 )
 _PG_SEQS = "SELECT array(SELECT nextval('hub_seq_counter') FROM generate_series(1, %s))"
-_PG_UPSERT = (
-    f"INSERT INTO records ({', '.join(RECORD_COLS)}) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s, %s, %s) "
-    f"ON CONFLICT (department, type, key) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in RECORD_COLS[3:])}"
+# One statement per accepted record: its upsert and, from what that wrote, its history row.
+_PG_UPSERT_WITH_HISTORY = (
+    f"WITH r AS (INSERT INTO records ({', '.join(RECORD_COLS)}) "
+    f"VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s, %s, %s) "
+    f"ON CONFLICT (department, type, key) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in RECORD_COLS[3:])} "
+    f"RETURNING department, type, key, seq, version, deleted, hub_seq, batch_id, received_at) "
+    f"INSERT INTO record_history ({', '.join(HISTORY_COLS)}) "
+    f"SELECT department, type, key, seq, version, CASE WHEN deleted THEN 'delete' ELSE 'upsert' END, hub_seq, "
+    f"batch_id, received_at FROM r"
 )
-_PG_HISTORY = f"INSERT INTO record_history ({', '.join(HISTORY_COLS)}) VALUES ({', '.join(['%s'] * len(HISTORY_COLS))})"
 _PG_RECEIPT = f"INSERT INTO receipts ({', '.join(RECEIPT_COLS)}) VALUES ({', '.join(['%s'] * len(RECEIPT_COLS))})"
 _PG_BUMP = "UPDATE records SET seq = %s WHERE department = %s AND type = %s AND key = %s"
 _PG_LOCK_HEAD = "SELECT log_seq, log_head, hub_seq, signature FROM log_head WHERE id = 1 FOR UPDATE"
-_PG_INSERT_BATCH = (
-    "INSERT INTO batches (batch_id, department, source, request_digest, log_seq, receipt, signature, received_at) "
-    "VALUES (%(batch_id)s, %(department)s, %(source)s, %(request_digest)s, %(log_seq)s, %(receipt)s, %(signature)s, "
-    "%(received_at)s)"
+# Under the log_head lock, one statement: the log entry, the head's move and the batch with its signed receipt.
+_BATCH_COLS = ("batch_id", "department", "source", "request_digest", "log_seq", "receipt", "signature", "received_at")
+_PG_APPEND_AND_STORE = (
+    f"WITH entry AS ({PG_INSERT_ENTRY}), head AS ({PG_MOVE_HEAD}) "
+    f"INSERT INTO batches ({', '.join(_BATCH_COLS)}) VALUES ({', '.join(f'%(b_{c})s' for c in _BATCH_COLS)})"
 )
 SMALL_BATCH = 32  # records; up to this many, PostgreSQL writes them with pipelined INSERTs rather than COPY
 
@@ -448,34 +454,32 @@ def _store_pg(
     pg = conn.connection.driver_connection  # psycopg; its transaction is this batch's (BEGIN goes with the first step)
     small = len(candidates) <= SMALL_BATCH
     try:
-        c_nonce, c_seen, c_held, c_modes, c_seqs = pg.cursor(), pg.cursor(), pg.cursor(), pg.cursor(), pg.cursor()
+        c_nonce = c_held = c_modes = c_seqs = None
         state_cursors = []
         with pg.pipeline():
             # Under the department's lock, held to the commit: nothing else writes this department's records
             # (nor draws its hub_seq) meanwhile, and batches of other departments run alongside.
             pg.execute(_PG_DEPT_LOCK, (DEPARTMENT_LOCK, dept))
             if nonce is not None:
-                c_nonce.execute(_PG_NONCE_IF_NEW, (nonce.key_id, nonce.nonce, nonce.expires_at))
-            c_seen.execute(_PG_BATCH_BY_ID, (batch.batch_id,))
+                c_nonce = pg.execute(_PG_NONCE_IF_NEW, (nonce.key_id, nonce.nonce, nonce.expires_at))
+            c_seen = pg.execute(_PG_BATCH_BY_ID, (batch.batch_id,))
             if small:
                 pairs = [(t, k) for t, keys in wanted.keys_by_type.items() for k in keys]
                 if pairs:
-                    state_cursors.append(pg.cursor())
-                    state_cursors[-1].execute(_PG_STATE_PAIRS, (_json_text(pairs), dept))
+                    state_cursors.append(pg.execute(_PG_STATE_PAIRS, (_json_text(pairs), dept)))
             else:
                 for typ, keys in wanted.keys_by_type.items():
-                    state_cursors.append(pg.cursor())
-                    state_cursors[-1].execute(_PG_STATE_BY_TYPE, (dept, typ, _json_text(list(keys))))
+                    state_cursors.append(pg.execute(_PG_STATE_BY_TYPE, (dept, typ, _json_text(list(keys)))))
             if wanted.hashes:
-                c_held.execute(_PG_HELD, (_json_text(sorted(wanted.hashes)),))
+                c_held = pg.execute(_PG_HELD, (_json_text(sorted(wanted.hashes)),))
             if wanted.no_depot:
-                c_modes.execute(_PG_MODES, (dept, _json_text(sorted(wanted.no_depot))))
+                c_modes = pg.execute(_PG_MODES, (dept, _json_text(sorted(wanted.no_depot))))
             if small and wanted.may_accept:
                 # As many as could be accepted, drawn in this round trip; the unused ones are a gap in hub_seq.
-                c_seqs.execute(_PG_SEQS, (wanted.may_accept,))
+                c_seqs = pg.execute(_PG_SEQS, (wanted.may_accept,))
         row = c_seen.fetchone()
         seen = _seen(dept, digest, *row) if row is not None else None
-        early = _early_answer(nonce is None or c_nonce.rowcount == 1, seen, not_allowed)
+        early = _early_answer(c_nonce is None or c_nonce.rowcount == 1, seen, not_allowed)
         if early is not None:
             if early.refused == "replay":
                 pg.rollback()
@@ -486,9 +490,9 @@ def _store_pg(
             return early, None
         state = {(t, k): (int(s), v, bool(d)) for c in state_cursors for t, k, s, v, d in c}
         stored = set(state)  # before _apply adds this batch's own states to it
-        held = {h for (h,) in c_held} if wanted.hashes else set()
+        held = {h for (h,) in c_held} if c_held is not None else set()
         modes: dict[str, str] = {}
-        if wanted.no_depot:
+        if c_modes is not None:
             modes = {k: str(m) for k, m in c_modes if m}
             for c in candidates:
                 if c.clean and c.rec["type"] == "material" and c.rec["key"] in wanted.no_depot and c.clean.get("reserve_mode"):
@@ -498,7 +502,7 @@ def _store_pg(
         n = len(out.accepted)
         if not n:
             seqs = []
-        elif small:
+        elif c_seqs is not None:
             seqs = sorted(int(v) for v in c_seqs.fetchone()[0])[:n]
         else:
             seqs = sorted(int(v) for v in pg.execute(_PG_SEQS, (n,)).fetchone()[0])
@@ -512,11 +516,10 @@ def _store_pg(
             with pg.pipeline():
                 cur = pg.cursor()
                 if rows:
-                    cur.executemany(_PG_UPSERT, [
+                    cur.executemany(_PG_UPSERT_WITH_HISTORY, [
                         (r["department"], r["type"], r["key"], r["seq"], r["version"], _json_text(r["data"]),
                          r["updated_at"], r["deleted"], _json_text(r["provenance"]), r["hub_seq"], r["batch_id"],
                          r["received_at"]) for r in rows])
-                    cur.executemany(_PG_HISTORY, [_history_row(r) for r in rows])
                 if bumps:
                     cur.executemany(_PG_BUMP, bumps)
                 if receipts:
@@ -541,9 +544,8 @@ def _store_pg(
         body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id)
         try:
             with pg.pipeline():
-                pg.execute(PG_INSERT_ENTRY, entry)
-                pg.execute(PG_MOVE_HEAD, move)
-                pg.execute(_PG_INSERT_BATCH, _batch_row(batch, dept, digest, appended, body, signature, logged))
+                batch_row = _batch_row(batch, dept, digest, appended, body, signature, logged)
+                pg.execute(_PG_APPEND_AND_STORE, {**entry, **move, **{f"b_{c}": v for c, v in batch_row.items()}})
                 pg.commit()  # synchronous_commit on: durable before the receipt is answered
         except psycopg.errors.UniqueViolation as e:
             if e.diag.constraint_name != "batches_pkey":
@@ -565,11 +567,6 @@ def _rollback_quietly(pg: Any) -> None:
             pg.rollback()
     except Exception:  # noqa: BLE001 - the original error is re-raised by the caller
         pass
-
-
-def _history_row(r: dict[str, Any]) -> tuple:
-    return (r["department"], r["type"], r["key"], r["seq"], r["version"], "delete" if r["deleted"] else "upsert",
-            r["hub_seq"], r["batch_id"], r["received_at"])
 
 
 def _taken(conn: Connection, batch_id: str, dept: str, digest: str, nonce: Nonce | None) -> StoredBatch:
