@@ -10,9 +10,12 @@ from typing import Any
 import orjson
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, func, insert, select
 
 from gateway.hub import ingest, registry, tables
+from gateway.hub.db import open_hub_db
+from gateway.protocol.keys import public_key_text
 from gateway.protocol.signing import sign_request
 from tests.fixtures.hub import LiveHub, batch_body, record, sample
 from tests.test_hub_ingest import BATCHES, log_entries, receipt, statuses
@@ -143,3 +146,31 @@ def test_a_batch_id_taken_by_another_department_meanwhile_is_a_conflict(live_hub
     # The chain is whole: the undone batch left no entry behind.
     assert [e["seq"] for e in log_entries(hub)] == [1, 2]
     assert orjson.loads(log_entries(hub)[0]["summary"])["http_status"] == 409
+
+
+def test_registry_changes_through_another_connection_count_from_the_next_request(any_hub: LiveHub) -> None:
+    """The hub verifies against the registry it keeps in memory and checks its version in the batch's transaction."""
+    hub = any_hub
+    assert hub.post(BATCHES, batch_body([record("material", sample("material", 1))])).status_code == 200
+    other = open_hub_db(hub.database_url)  # another pool, as another hub process or the CLI would have
+    new = Ed25519PrivateKey.generate()
+    try:
+        with other.begin() as c:
+            registry.add_key(c, hub.department, f"{hub.department}-9", public_key_text(new.public_key()))
+        r = hub.post(BATCHES, batch_body([record("material", sample("material", 2))]), key=new, key_id=f"{hub.department}-9")
+        assert r.status_code == 200, r.text
+        with other.begin() as c:
+            registry.add_department(c, hub.department, "应急管理局", ["depot", "stock"])
+        r = hub.post(BATCHES, batch_body([record("material", sample("material", 3))]))
+        assert r.status_code == 403 and r.json()["error"] == "record_type_not_allowed"
+        with other.begin() as c:
+            registry.add_department(c, hub.department, "应急管理局", ["material", "depot", "stock"])
+        assert hub.post(BATCHES, batch_body([record("material", sample("material", 4))])).status_code == 200
+        with other.begin() as c:
+            registry.revoke_key(c, hub.key_id)
+        r = hub.post(BATCHES, batch_body([record("material", sample("material", 5))]))
+        assert r.status_code == 403 and r.json()["error"] == "key_revoked"
+    finally:
+        other.dispose()
+    assert _material_count(hub) == 3
+    assert [e["status"] for e in log_entries(hub, "refused")] == ["record_type_not_allowed", "key_revoked"]

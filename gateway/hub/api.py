@@ -92,10 +92,9 @@ class _Refusal(Exception):
                        body=body, **self.extra)
 
 
-def _verify(conn: Connection, body: bytes) -> tuple[Caller, Nonce]:
-    """Signature and key of the current request against the registry (read on `conn`); refusals raised as _Refusal."""
+def _verify(snap: registry.Snapshot, body: bytes) -> tuple[Caller, Nonce]:
+    """Signature and key of the current request against the registry `snap`; refusals raised as _Refusal."""
     h = hub()
-    snap = h.registry.current(conn)
     entry = None
 
     def lookup(key_id: str):  # type: ignore[no-untyped-def]
@@ -122,7 +121,7 @@ def authenticate(body: bytes) -> Caller:
     _negotiate(body)
     with hub().engine.connect() as conn:  # one connection for the registry check and the nonce
         try:
-            caller, nonce = _verify(conn, body)
+            caller, nonce = _verify(hub().registry.current(conn), body)
             _end_tx(conn)  # end that read before the nonce's write transaction
             if not claim_nonce(conn, nonce):
                 raise _replay(caller, nonce)
@@ -163,17 +162,41 @@ def post_batch() -> Response:
     # One pooled connection for the whole request: registry check, nonce, idempotency check and the store.
     with h.engine.connect() as conn:
         try:
-            return _post_batch(h, conn, body)
+            # The registry kept in memory is checked against `registry_version` in the batch's own transaction;
+            # a request that finds it changed starts over, against the registry read afresh.
+            kept = h.registry.kept()
+            try:
+                return _post_batch(h, conn, body, kept or h.registry.current(conn), confirmed=kept is None)
+            except _RegistryChanged:
+                _end_tx(conn)
+                return _post_batch(h, conn, body, h.registry.current(conn), confirmed=True)
         except _Refusal as r:
             refusal = r
     raise refusal.log(body)
 
 
-def _post_batch(h: Hub, conn: Connection, body: bytes) -> Response:
-    caller, nonce = _verify(conn, body)
+class _RegistryChanged(Exception):
+    """The registry changed since the snapshot this request was verified against (nothing of it was written)."""
+
+
+def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, *, confirmed: bool) -> Response:
+    def confirm() -> None:
+        """Before anything is answered from `snap` alone: it is still the registry, or the request starts over."""
+        nonlocal confirmed
+        if not confirmed:
+            if h.registry.current(conn) is not snap:
+                raise _RegistryChanged
+            confirmed = True
+
+    try:
+        caller, nonce = _verify(snap, body)
+    except _Refusal:
+        confirm()
+        raise
 
     def refuse(status: int, code: str, message: str, **extra: object) -> _Refusal:
         """A refusal before the batch's transaction: its nonce is recorded first, as for any verified request."""
+        confirm()
         _end_tx(conn)
         if not claim_nonce(conn, nonce):
             return _replay(caller, nonce)
@@ -199,6 +222,7 @@ def _post_batch(h: Hub, conn: Connection, body: bytes) -> Response:
         if seen is not None:
             if seen.conflict:
                 raise refuse(409, "batch_id_conflict", conflict.format(seen.conflict), batch_id=batch.batch_id)
+            confirm()
             _end_tx(conn)
             if not claim_nonce(conn, nonce):
                 raise _replay(caller, nonce)
@@ -215,7 +239,9 @@ def _post_batch(h: Hub, conn: Connection, body: bytes) -> Response:
     # Under the department's lock: the nonce, then a batch id seen before (its receipt, or a conflict),
     # then the record types this department may not write, then the records.
     stored = store_batch(conn, h.key, h.key_id, batch, candidates, key_id=caller.key_id, digest=caller.digest,
-                         nonce=nonce, not_allowed=not_allowed)
+                         nonce=nonce, not_allowed=not_allowed, registry_version=None if confirmed else snap.version)
+    if stored.refused == "registry_changed":
+        raise _RegistryChanged
     if stored.refused == "replay":
         raise _replay(caller, nonce)
     if stored.refused == "record_type_not_allowed":

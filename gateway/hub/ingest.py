@@ -39,6 +39,7 @@ from gateway.hub import tables
 from gateway.hub.bulk import HISTORY_COLS, RECEIPT_COLS, RECORD_COLS, write_receipts, write_records
 from gateway.hub.db import DEPARTMENT_LOCK, after_commit, lock_head, utcnow
 from gateway.hub.receipt_log import INSERT_ENTRY, MOVE_HEAD, PG_INSERT_ENTRY, PG_MOVE_HEAD, Appended, next_entry
+from gateway.hub.registry import PG_VERSION, read_version
 from gateway.protocol.batch import MAX_SEQ, PROTOCOL_VERSION, Batch, envelope_ok, record_problems
 from gateway.protocol.canonical import canonical_json
 from gateway.protocol.receipts import STATUSES, sign_receipt
@@ -313,26 +314,33 @@ def store_batch(
     digest: str,
     nonce: Nonce | None = None,
     not_allowed: Collection[str] = (),
+    registry_version: int | None = None,
 ) -> StoredBatch:
     """Store the batch in one transaction on `conn` (the request's connection, no transaction of SQLAlchemy's open).
 
     Under the department's lock, in this order: record `nonce` (a replay stores nothing: `refused`
     "replay"), answer a batch id seen before (its receipt, or `conflict`), refuse `not_allowed` record
     types, then decide and store every record. The commit waits for the disk (synchronous_commit on /
-    SQLite FULL) before the receipt is answered.
+    SQLite FULL) before the receipt is answered. `registry_version`: that of the registry snapshot the
+    request was verified against, when it was not read for this request; if the registry has moved on
+    since, nothing is written and `refused` is "registry_changed" (the caller starts over).
     """
     wanted = _wanted(candidates)
     if conn.dialect.name == "postgresql":
         stored, head = _store_pg(conn, hub_key, hub_key_id, batch, candidates, wanted, key_id=key_id, digest=digest,
-                                 nonce=nonce, not_allowed=not_allowed)
+                                 nonce=nonce, not_allowed=not_allowed, registry_version=registry_version)
     else:
         stored, head = _store_sqlite(conn, hub_key, hub_key_id, batch, candidates, wanted, key_id=key_id,
-                                     digest=digest, nonce=nonce, not_allowed=not_allowed)
+                                     digest=digest, nonce=nonce, not_allowed=not_allowed,
+                                     registry_version=registry_version)
     if head is not None:
         after_commit(conn.engine, head)
-    if nonce is not None and stored.refused != "replay":
+    if nonce is not None and stored.refused not in ("replay", "registry_changed"):
         _prune_nonces(conn)
     return stored
+
+
+_REGISTRY_CHANGED = StoredBatch(b"", "", False, refused="registry_changed")
 
 
 def _early_answer(nonce_new: bool, seen: StoredBatch | None, not_allowed: Collection[str]) -> StoredBatch | None:
@@ -349,10 +357,13 @@ def _early_answer(nonce_new: bool, seen: StoredBatch | None, not_allowed: Collec
 def _store_sqlite(
     conn: Connection, hub_key: Ed25519PrivateKey, hub_key_id: str, batch: Batch, candidates: list[Candidate],
     wanted: _Wanted, *, key_id: str, digest: str, nonce: Nonce | None, not_allowed: Collection[str],
+    registry_version: int | None,
 ) -> tuple[StoredBatch, dict | None]:
     dept = batch.department
     # BEGIN IMMEDIATE: SQLite's write lock, held from here to the commit, covers the department's too.
     with conn.execution_options(hub_immediate=True).begin():
+        if registry_version is not None and read_version(conn) != registry_version:
+            return _REGISTRY_CHANGED, None  # nothing written
         nonce_new = nonce is None or conn.execute(_NONCE_IF_NEW, {
             "key_id": nonce.key_id, "nonce": nonce.nonce, "expires_at": nonce.expires_at}).rowcount == 1
         early = _early_answer(nonce_new, stored_receipt(conn, batch.batch_id, dept, digest) if nonce_new else None,
@@ -449,17 +460,20 @@ def _json_text(v: object) -> str | None:
 def _store_pg(
     conn: Connection, hub_key: Ed25519PrivateKey, hub_key_id: str, batch: Batch, candidates: list[Candidate],
     wanted: _Wanted, *, key_id: str, digest: str, nonce: Nonce | None, not_allowed: Collection[str],
+    registry_version: int | None,
 ) -> tuple[StoredBatch, dict | None]:
     dept = batch.department
     pg = conn.connection.driver_connection  # psycopg; its transaction is this batch's (BEGIN goes with the first step)
     small = len(candidates) <= SMALL_BATCH
     try:
-        c_nonce = c_held = c_modes = c_seqs = None
+        c_nonce = c_held = c_modes = c_seqs = c_registry = None
         state_cursors = []
         with pg.pipeline():
             # Under the department's lock, held to the commit: nothing else writes this department's records
             # (nor draws its hub_seq) meanwhile, and batches of other departments run alongside.
             pg.execute(_PG_DEPT_LOCK, (DEPARTMENT_LOCK, dept))
+            if registry_version is not None:
+                c_registry = pg.execute(PG_VERSION)
             if nonce is not None:
                 c_nonce = pg.execute(_PG_NONCE_IF_NEW, (nonce.key_id, nonce.nonce, nonce.expires_at))
             c_seen = pg.execute(_PG_BATCH_BY_ID, (batch.batch_id,))
@@ -477,6 +491,9 @@ def _store_pg(
             if small and wanted.may_accept:
                 # As many as could be accepted, drawn in this round trip; the unused ones are a gap in hub_seq.
                 c_seqs = pg.execute(_PG_SEQS, (wanted.may_accept,))
+        if c_registry is not None and (c_registry.fetchone() or (None,))[0] != registry_version:
+            pg.rollback()  # the nonce too: the request starts over against the registry as it is now
+            return _REGISTRY_CHANGED, None
         row = c_seen.fetchone()
         seen = _seen(dept, digest, *row) if row is not None else None
         early = _early_answer(c_nonce is None or c_nonce.rowcount == 1, seen, not_allowed)

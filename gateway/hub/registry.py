@@ -219,7 +219,7 @@ class Snapshot:
 
 
 _VERSION = select(tables.registry_version.c.version).where(tables.registry_version.c.id == 1)
-_PG_VERSION = "SELECT version FROM registry_version WHERE id = 1"
+PG_VERSION = "SELECT version FROM registry_version WHERE id = 1"
 
 
 def read_version(conn: Connection) -> int | None:
@@ -228,7 +228,7 @@ def read_version(conn: Connection) -> int | None:
     if conn.dialect.name == "postgresql":
         pg = conn.connection.driver_connection
         with pg.pipeline():
-            cur = pg.execute(_PG_VERSION)
+            cur = pg.execute(PG_VERSION)
         row = cur.fetchone()
         return None if row is None else int(row[0])
     return conn.execute(_VERSION).scalar()
@@ -260,6 +260,12 @@ class RegistryCache:
     def __init__(self) -> None:
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
+
+    def kept(self) -> Snapshot | None:
+        """The snapshot in memory without a read: for a caller that compares its version with the
+        `registry_version` row inside its own transaction (and starts over when it differs)."""
+        snap = self._snapshot
+        return snap if snap is not None and snap.version is not None else None
 
     def current(self, conn: Connection) -> Snapshot:
         """The snapshot for this request: the kept one while the version row still says so, else read afresh.
