@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -174,3 +175,15 @@ def test_registry_changes_through_another_connection_count_from_the_next_request
         other.dispose()
     assert _material_count(hub) == 3
     assert [e["status"] for e in log_entries(hub, "refused")] == ["record_type_not_allowed", "key_revoked"]
+
+
+def test_a_database_failure_in_the_batch_path_is_503_with_retry_after(live_hub_pg: LiveHub,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def lost(*_args: Any, **_kw: Any) -> Any:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(ingest, "_store_pg", lost)
+    r = live_hub_pg.post(BATCHES, batch_body([record("material", sample("material"))]))
+    assert r.status_code == 503 and r.json()["error"] == "store_unavailable" and r.headers["Retry-After"] == "5"
+    monkeypatch.undo()
+    assert live_hub_pg.post(BATCHES, batch_body([record("material", sample("material"))])).status_code == 200

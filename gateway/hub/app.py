@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from flask import Flask, Request, Response, g, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import Engine
@@ -121,6 +122,7 @@ def create_app(config: HubConfig | None = None, test_config: dict | None = None)
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
+    @app.errorhandler(psycopg.Error)  # the batch path's plain SQL on the psycopg connection (SQLAlchemy wraps its own)
     def store_unavailable(e: Exception) -> Response:
         LOG.warning("hub store unavailable: %s", e)
         return error(503, "store_unavailable", "中心数据库暂不可用，请稍后重试 / hub store unavailable, retry later",
