@@ -101,11 +101,13 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+_HEAD = select(tables.log_head).where(tables.log_head.c.id == 1)  # built once: every logged request reads it
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+
+
 def lock_head(conn: Connection) -> dict:
     """Take the hub's write lock inside the current transaction; the head row as a dict."""
-    q = select(tables.log_head).where(tables.log_head.c.id == 1)
-    if conn.dialect.name != "sqlite":
-        q = q.with_for_update()
+    q = _HEAD if conn.dialect.name == "sqlite" else _HEAD_FOR_UPDATE
     return dict(conn.execute(q).mappings().one())
 
 

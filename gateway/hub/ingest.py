@@ -31,7 +31,6 @@ import orjson
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import and_, bindparam, delete, insert, select, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -119,7 +118,7 @@ def _chunks(items: list, n: int = CHUNK) -> Iterator[list]:
         yield items[i : i + n]
 
 
-_STATE_COLS = (tables.records.c.key, tables.records.c.seq, tables.records.c.version, tables.records.c.deleted)
+_STATE_SQLITE = "SELECT key, seq, version, deleted FROM records WHERE department = ? AND type = ? AND key IN ("
 # PostgreSQL, large batches: one query per type, the keys as one JSON array parameter (orjson, C) instead of a
 # text[] that psycopg dumps element by element in Python (~4% of the hub's CPU); ARRAY(...) keeps `key = ANY`
 # an index condition.
@@ -130,13 +129,13 @@ _PG_STATE_BY_TYPE = (
 
 
 def _stored_state(conn: Connection, department: str, keys_by_type: dict[str, set[str]]) -> dict[tuple[str, str], tuple[int, str, bool]]:
-    """SQLite: the stored (seq, version, deleted) of the given keys, by (type, key)."""
-    r = tables.records.c
+    """SQLite: the stored (seq, version, deleted) of the given keys, by (type, key); plain SQL (SQLite keeps
+    the prepared statement per text), not a SQLAlchemy select built per type and batch."""
     state: dict[tuple[str, str], tuple[int, str, bool]] = {}
     for typ, keys in keys_by_type.items():
         for part in _chunks(sorted(keys)):
-            q = select(*_STATE_COLS).where(and_(r.department == department, r.type == typ, r.key.in_(part)))
-            for key, seq, version, deleted in conn.execute(q):
+            q = _STATE_SQLITE + ", ".join("?" * len(part)) + ")"
+            for key, seq, version, deleted in conn.exec_driver_sql(q, (department, typ, *part)):
                 state[(typ, key)] = (int(seq), version, bool(deleted))
     return state
 
@@ -183,7 +182,7 @@ class Nonce:
 _BATCH_BY_ID = select(tables.batches).where(tables.batches.c.batch_id == bindparam("b_id"))
 _INSERT_BATCH = insert(tables.batches)
 _NONCE = insert(tables.nonces)
-_NONCE_IF_NEW = sqlite.insert(tables.nonces).on_conflict_do_nothing()
+_NONCE_IF_NEW = "INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"  # SQLite
 _PRUNE_NONCES = delete(tables.nonces).where(tables.nonces.c.expires_at < bindparam("now"))
 PRUNE_ODDS = 0.01  # keep the replay cache small without a separate job
 
@@ -364,8 +363,8 @@ def _store_sqlite(
     with conn.execution_options(hub_immediate=True).begin():
         if registry_version is not None and read_version(conn) != registry_version:
             return _REGISTRY_CHANGED, None  # nothing written
-        nonce_new = nonce is None or conn.execute(_NONCE_IF_NEW, {
-            "key_id": nonce.key_id, "nonce": nonce.nonce, "expires_at": nonce.expires_at}).rowcount == 1
+        nonce_new = nonce is None or conn.exec_driver_sql(
+            _NONCE_IF_NEW, (nonce.key_id, nonce.nonce, nonce.expires_at)).rowcount == 1
         early = _early_answer(nonce_new, stored_receipt(conn, batch.batch_id, dept, digest) if nonce_new else None,
                               not_allowed)
         if early is not None:
@@ -596,6 +595,9 @@ def _taken(conn: Connection, batch_id: str, dept: str, digest: str, nonce: Nonce
     return taken
 
 
+_HEAD_HUB_SEQ = select(tables.log_head.c.hub_seq).where(tables.log_head.c.id == 1)
+
+
 def _hub_seqs(conn: Connection, n: int) -> list[int]:
     """SQLite: `n` increasing hub_seq values on from log_head.hub_seq, under its write lock held since BEGIN.
 
@@ -604,7 +606,7 @@ def _hub_seqs(conn: Connection, n: int) -> list[int]:
     """
     if n == 0:
         return []
-    base = int(conn.execute(select(tables.log_head.c.hub_seq).where(tables.log_head.c.id == 1)).scalar_one())
+    base = int(conn.execute(_HEAD_HUB_SEQ).scalar_one())
     return list(range(base + 1, base + n + 1))
 
 
