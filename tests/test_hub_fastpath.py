@@ -12,7 +12,7 @@ import psycopg
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, event, func, insert, select
 
 from gateway.hub import ingest, registry, tables
 from gateway.hub.db import open_hub_db
@@ -187,3 +187,20 @@ def test_a_database_failure_in_the_batch_path_is_503_with_retry_after(live_hub_p
     assert r.status_code == 503 and r.json()["error"] == "store_unavailable" and r.headers["Retry-After"] == "5"
     monkeypatch.undo()
     assert live_hub_pg.post(BATCHES, batch_body([record("material", sample("material"))])).status_code == 200
+
+
+def test_a_batch_takes_one_pooled_connection(any_hub: LiveHub) -> None:
+    engine = any_hub.app.extensions["hub"].engine
+    assert any_hub.post(BATCHES, batch_body([record("material", sample("material", 1))])).status_code == 200
+    checkouts: list[int] = []
+
+    def on_checkout(*_args: Any) -> None:
+        checkouts.append(1)
+
+    event.listen(engine, "checkout", on_checkout)
+    try:
+        for n in (2, 3):
+            assert any_hub.post(BATCHES, batch_body([record("material", sample("material", n))])).status_code == 200
+    finally:
+        event.remove(engine, "checkout", on_checkout)
+    assert len(checkouts) == 2

@@ -234,7 +234,8 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
     candidates = check_records(batch.records, h.context)
     if conn.dialect.name != "postgresql" or conn.in_transaction():
         # SQLite: the batch's transaction begins with the write lock (BEGIN IMMEDIATE). PostgreSQL goes on in
-        # psycopg's transaction of the registry read, unless SQLAlchemy began one of its own (a registry reload).
+        # psycopg's transaction of a registry read made for this request, if any, unless SQLAlchemy began one
+        # of its own (a registry reload, the large batch's check above).
         _end_tx(conn)
     # Under the department's lock: the nonce, then a batch id seen before (its receipt, or a conflict),
     # then the record types this department may not write, then the records.
