@@ -84,6 +84,40 @@ def test_per_record_push_returns_the_verified_receipt_and_a_repeat_answers_from_
         assert client.push_ids(ids) == results
 
 
+def test_a_receipt_lost_with_its_unflushed_commit_is_fetched_again_unchanged(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    """The receipt's commit does not wait for the disk (the batch's claim did): after a power cut that
+    lost it, the worker resends the still-`sent` batch and the hub answers with the receipt it signed."""
+    from gateway.hub.tables import batches
+    from gateway.store.tables import outbox_batches, receipts
+
+    config = gateway_dir.for_hub(live_hub)
+    engine = gateway_dir.store()
+    ids = enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(2)])
+    with PushClient(config, engine) as client:
+        first = client.push_ids(ids)
+    with engine.connect() as c:
+        (batch_id, body, signature), = c.execute(
+            select(batch_receipts.c.batch_id, batch_receipts.c.body, batch_receipts.c.signature)
+        ).all()
+        # The connection goes back to the pool flushing every commit again.
+        assert c.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2
+    with engine.begin() as c:  # the store as it was before the receipt's transaction
+        c.execute(receipts.delete())
+        c.execute(batch_receipts.delete())
+        c.execute(outbox.update().values(state="sent"))
+        c.execute(outbox_batches.update().values(state="sent", receipted_at=None))
+    assert push_pending(config, engine, **FAST).batches == 1
+    with engine.connect() as c:
+        again = c.execute(select(batch_receipts.c.batch_id, batch_receipts.c.body, batch_receipts.c.signature)).all()
+    assert again == [(batch_id, body, signature)]  # the very receipt the clerk was answered with
+    with PushClient(config, engine) as client:
+        assert client.push_ids(ids) == first
+    assert outbox_states(engine) == {"delivered": 2}
+    with live_hub.engine.connect() as c:
+        assert c.execute(select(batches.c.batch_id)).scalars().all() == [batch_id]
+    assert hub_accepted_twice(live_hub) == 0
+
+
 def test_a_rejected_record_becomes_a_dead_letter_and_retry_delivers_it_once_the_cause_is_gone(gateway_dir: GatewayDir, live_hub: Any) -> None:
     gateway_dir.for_hub(live_hub)
     engine = gateway_dir.store()
