@@ -18,8 +18,13 @@ from pathlib import Path
 @contextmanager
 def file_lock(path: Path, busy: Callable[[Path], Exception], wait: float = 0.0, poll: float = 0.05) -> Iterator[None]:
     """Hold an exclusive flock on `path`; after `wait` seconds raise `busy(path)`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        # The folder is made only when missing: a mkdir per lock was a failing syscall on every
+        # clerk's edit (the push lock is taken for each one).
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait
         while True:
