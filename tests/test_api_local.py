@@ -37,6 +37,7 @@ def test_local_api_pushes_one_edit_and_returns_the_verified_receipt(service_env)
         (rc,) = out["receipts"]
         assert rc["status"] == "accepted" and rc["record_key"] == "WZ-0001" and rc["hub_seq"] >= 1 and rc["log_head"]
         assert service_env.hub_record("material", "WZ-0001")["material_name"] == "折叠床（军绿）"
+        assert "Set-Cookie" not in r.headers  # the API keeps no cookie session
 
         # Pushing again without a change answers with the same receipt; nothing new is sent.
         again = _post(svc, edit).json()
