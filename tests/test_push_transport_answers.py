@@ -185,3 +185,20 @@ def test_a_broken_answer_leaves_the_batch_sent_with_the_reason(
     assert summary.accepted == 0 and summary.failed_attempts == 1
     assert outbox_states(engine) == {"sent": 1}
     assert last_status(engine) == [status]
+
+
+def test_a_transport_sends_again_after_it_was_closed(gateway_dir: GatewayDir, live_hub: Any) -> None:
+    from gateway.push.batching import claim_batch
+    from gateway.push.transport import HubTransport
+    from tests.fixtures.push import DEPARTMENT
+
+    config = gateway_dir.for_hub(live_hub)
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(2)])
+    transport = HubTransport(config)
+    first = claim_batch(engine, DEPARTMENT, batch_size=1, max_bytes=10**6)
+    assert first is not None and transport.send(first).doc["batch_id"] == first.batch_id
+    transport.close()
+    second = claim_batch(engine, DEPARTMENT, batch_size=1, max_bytes=10**6)
+    assert second is not None and transport.send(second).doc["batch_id"] == second.batch_id
+    transport.close()

@@ -193,6 +193,7 @@ class HubTransport:
 
     def close(self) -> None:
         self.session.close()
+        self._pool = None  # closed with the session; a later send gets a new one, as requests would
 
     def send(self, batch: Batch) -> VerifiedReceipt:
         """POST one batch; return its verified receipt or raise one of the errors above."""
