@@ -63,6 +63,34 @@ def test_local_api_pushes_one_edit_and_returns_the_verified_receipt(service_env)
         svc.stop()
 
 
+def test_source_failing_after_a_good_edit_answers_failed_not_a_crash(service_env, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    """A PostgreSQL source's adapter is kept between edits; its table failing later is the documented 503 `failed`."""
+    from sqlalchemy import create_engine, text
+
+    src = create_engine(pg_url)
+    with src.begin() as c:
+        c.execute(text("CREATE TABLE wz (wzbm text PRIMARY KEY, wzmc text, fldm text, jldw text, cbfs text)"))
+        c.execute(text("INSERT INTO wz VALUES ('WZ-0001', '折叠床', '1010100', '张', '实物储备')"))
+    svc = GatewayService(service_env.config(source_url=pg_url), pg_listen=False).start()
+    try:
+        edit = {"source": "materials", "key": "WZ-0001"}
+        assert _post(svc, edit).json()["status"] == "delivered"
+        with src.begin() as c:
+            c.execute(text("ALTER TABLE wz RENAME TO wz_moved"))  # the department's table is gone mid-service
+        r = _post(svc, edit)
+        assert r.status_code == 503, r.text
+        assert r.json()["status"] == "failed" and "无法读取数据源 materials" in r.json()["message"]
+        with src.begin() as c:
+            c.execute(text("ALTER TABLE wz_moved RENAME TO wz"))
+            c.execute(text("UPDATE wz SET wzmc = '折叠床（恢复后）'"))
+        r = _post(svc, edit)
+        assert r.status_code == 200 and r.json()["status"] == "delivered", r.text
+        assert service_env.hub_record("material", "WZ-0001")["material_name"] == "折叠床（恢复后）"
+    finally:
+        svc.stop()
+        src.dispose()
+
+
 def test_healthz_reports_scheduler_store_and_hub(service_env) -> None:  # type: ignore[no-untyped-def]
     cfg = service_env.config(every="1h")
     svc = GatewayService(cfg, pg_listen=False, run_at_start=False).start()

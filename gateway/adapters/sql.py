@@ -273,7 +273,10 @@ class SqlAdapter(Adapter):
                     return None
             else:
                 params[f"k{i}"] = part
-        rows = self._one_rows(stmt, params)
+        try:
+            rows = self._one_rows(stmt, params)
+        except SQLAlchemyError as e:  # as every other read: the caller answers "source not readable", not a crash
+            raise RetriableError(f"source {self.source}: re-reading key {key!r} failed: {e}") from e
         return single_row(stream_events(
             source=self.source, where=self.where, names=self._names, rows=rows, key_columns=self.key_columns,
             cursor_column=self.cursor_column, checks=self._checks, chunk_size=self.chunk_size, start=None,
