@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from gateway.adapters.base import SourceRow
 from gateway.adapters.odbc import OdbcAdapter
-from gateway.errors import SourceError
+from gateway.errors import RetriableError, SourceError
 from tests.adapter_conformance import AdapterConformance, iter_rows, make_rows
 from tests.test_sql_adapter import PgSource
 
@@ -55,6 +55,11 @@ def test_odbc_quotes_odd_names_and_refuses_unknown_tables(pg_url: str, pg_odbc: 
     assert [(r.key, r.data['名称"x']) for r in rows] == [("1", "帐篷"), ("2", "棉被")]
     assert isinstance(a.fetch_one("2"), SourceRow) and a.fetch_one("3") is None
     assert sorted(a.keys()) == ["1", "2"]
+    with eng.begin() as c:
+        c.exec_driver_sql('ALTER TABLE "库存 表" RENAME TO "库存 旧表"')  # gone after the adapter was prepared
+    eng.dispose()
+    with pytest.raises(RetriableError, match="re-reading key '2'"):
+        a.fetch_one("2")
     with pytest.raises(SourceError, match="库存 表"):
         OdbcAdapter("o", {"odbc_connect": pg_odbc, "table": '库存 表"; DROP TABLE "库存 表', "key_columns": ["x"]}).columns()
 

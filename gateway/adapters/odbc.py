@@ -216,6 +216,8 @@ class OdbcAdapter(Adapter):
             cur = conn.cursor()
             cur.execute(self._one_sql, parts)
             rows = cur.fetchall()
+        except pyodbc.Error as e:  # as every other read: "source not readable" for the caller, not a crash
+            raise RetriableError(f"source {self.source}: re-reading key {key!r} failed: {e}") from e
         finally:
             conn.close()
         return single_row(stream_events(
