@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import gzip
 import http.client
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +22,7 @@ from sqlalchemy import select
 
 from gateway.push.client import PushClient, push_pending
 from gateway.store.tables import outbox_batches
+from tests.fixtures.faultproxy import relay_server
 from tests.fixtures.push import Edit, GatewayDir, enqueue, material, mkey
 from tests.push_checks import outbox_states
 
@@ -43,26 +43,7 @@ class Front:
         self.shape = shape
         self.redirect_to = redirect_to
         self.seen: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers of each request
-        front = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                front.handle(self)
-
-            def do_POST(self) -> None:
-                front.handle(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = relay_server(self.handle)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
