@@ -22,13 +22,12 @@ from sqlalchemy import select
 
 from gateway.push.client import PushClient, push_pending
 from gateway.store.tables import outbox_batches
-from tests.fixtures.faultproxy import relay_server
+from tests.fixtures.faultproxy import HOP_BY_HOP, relay_server, send_head
 from tests.fixtures.push import Edit, GatewayDir, enqueue, material, mkey
 from tests.push_checks import outbox_states
 
 ONE_TRY = dict(give_up_after=0)
 Answer = tuple[int, list[tuple[str, str]], bytes]
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
 class Front:
@@ -72,12 +71,7 @@ class Front:
 
     def send(self, h: BaseHTTPRequestHandler, answer: Answer) -> None:
         status, headers, data = answer
-        h.send_response(status)
-        for k, v in headers:
-            if k.lower() not in HOP_BY_HOP:
-                h.send_header(k, v)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
+        send_head(h, status, headers, len(data))
         h.wfile.write(data)
 
     def close(self) -> None:
