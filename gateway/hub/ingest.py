@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -42,6 +42,7 @@ from gateway.hub.registry import PG_VERSION, read_version
 from gateway.protocol.batch import MAX_SEQ, PROTOCOL_VERSION, Batch, envelope_ok, record_problems
 from gateway.protocol.canonical import canonical_json
 from gateway.protocol.receipts import STATUSES, sign_receipt
+from gateway.sqlite_flush import unflushed_commits
 from gateway.standard.compiled import fast_normalize
 from gateway.standard.schema import FILE_REF, RECORD_TYPES, record_key
 from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext, normalize
@@ -209,26 +210,13 @@ def _nonce_tx(conn: Connection) -> Iterator[None]:
     leaves no durable trace may lose its nonce in a crash, and then replaying it
     changes nothing. The flush wait was a third of a small batch's time at the hub.
     PostgreSQL: synchronous_commit off for this transaction. SQLite in WAL mode
-    (as the hub opens it): synchronous NORMAL for this commit (it cannot change
-    inside a transaction), FULL again before the connection goes back to the pool.
+    (as the hub opens it): see `gateway.sqlite_flush`.
     """
-    info = conn.connection.info
-    dbapi = conn.connection.dbapi_connection if conn.dialect.name == "sqlite" else None
-    if dbapi is not None and "hub_wal" not in info:
-        # Only the write-ahead log carries the nonce to the next flushed commit; a rollback journal would not.
-        info["hub_wal"] = str(dbapi.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
-    if dbapi is not None and not info["hub_wal"]:
-        dbapi = None
-    if dbapi is not None:
-        dbapi.execute("PRAGMA synchronous=NORMAL")
-    try:
-        with conn.execution_options(hub_immediate=True).begin():
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-            yield
-    finally:
-        if dbapi is not None:
-            dbapi.execute("PRAGMA synchronous=FULL")
+    relax = unflushed_commits(conn.connection) if conn.dialect.name == "sqlite" else nullcontext(False)
+    with relax, conn.execution_options(hub_immediate=True).begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+        yield
 
 
 def claim_nonce(conn: Connection, nonce: Nonce) -> bool:

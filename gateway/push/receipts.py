@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 from gateway.errors import RetriableError
 from gateway.logs import log
 from gateway.push.batching import Batch, BatchRow
+from gateway.sqlite_flush import unflushed_commits
 from gateway.store.db import utcnow
 from gateway.store.tables import batch_receipts, dead_letters, outbox, outbox_batches, receipts
 
@@ -136,45 +137,6 @@ def _in_batch_order(results: list[Any], rows: Sequence[BatchRow]) -> list[tuple[
     return pairs
 
 
-def _relax_sync(raw: Any) -> bool:
-    """Let this connection's next commit (the receipt's) skip the wait for the disk; True if it did.
-
-    Safe because a receipt lost in a power cut is fetched again, byte for byte:
-    the batch (its id, body and rows, marked `sent`) was committed with a full
-    flush before it was sent, so after a restart the push worker finds it
-    `sent`, rebuilds the identical body and resends it under the same batch id,
-    and the hub answers a batch id it has stored with the receipt it signed
-    then (gateway.hub.api: stored_receipt), without storing anything twice.
-    Only the write-ahead log gives that ordering (any later flushed commit
-    flushes this one too, and the database cannot be corrupted by it); with
-    another journal mode the commit stays FULL. SQLite cannot change this
-    inside a transaction, so it is set before the first write and put back
-    (FULL, see gateway.store.db) before the connection returns to the pool.
-    """
-    info = raw.info
-    wal = info.get("store_wal")
-    if wal is None:
-        cur = raw.cursor()
-        try:
-            cur.execute("PRAGMA journal_mode")
-            wal = info["store_wal"] = str(cur.fetchone()[0]).lower() == "wal"
-        finally:
-            cur.close()
-    if not wal:
-        return False
-    raw.cursor().execute("PRAGMA synchronous=NORMAL").close()
-    return True
-
-
-def _restore_sync(raw: Any) -> None:
-    try:
-        raw.cursor().execute("PRAGMA synchronous=FULL").close()
-    except BaseException:
-        # A connection that might still commit without flushing must not serve the outbox's writes.
-        raw.invalidate()
-        raise
-
-
 def store_receipt(
     engine: Engine, batch: Batch, body: bytes, signature: str, doc: dict[str, Any], department: str
 ) -> list[ReceiptResult]:
@@ -200,42 +162,46 @@ def store_receipt(
     # One transaction on a pooled DBAPI connection, in plain SQL: a SQLAlchemy Connection and
     # Core statements built and compiled per call cost more than the writes for a one-record batch.
     raw = engine.raw_connection()
-    relaxed = _relax_sync(raw)
+    # The receipt's commit skips the wait for the disk (WAL only): a receipt lost in a power cut is
+    # fetched again, byte for byte. The batch (its id, body and rows, marked `sent`) was committed with
+    # a full flush before it was sent, so after a restart the push worker resends the identical body
+    # under the same batch id, and the hub answers a batch id it has stored with the receipt it signed
+    # then (gateway.hub.ingest: stored_receipt), storing nothing twice.
     try:
-        cursor = raw.cursor()
-        # First statement is a write, so the whole transaction holds the write
-        # lock from here; a second pusher storing the same receipt finds the row.
-        cursor.execute(_INSERT_BATCH_RECEIPT, (
-            batch_id, body, signature, str(doc.get("hub_key_id", "")), doc.get("log_seq"), log_head, now,
-        ))
-        stored = cursor.rowcount != 0
-        if stored:
-            if rows:
-                cursor.executemany(_INSERT_RECEIPT, rows)
-            # The id range keeps the lookup to this batch's stretch of the (state, id) index
-            # when another batch is in flight too (the batch's rows all lie inside it).
-            of_batch = [min(ids), max(ids), batch_id]
-            if rejected:
-                dead = [x.outbox_id for x in rejected]
-                cursor.execute(_SET_STATE_OF_BATCH + _in(dead), ["dead", *of_batch, *dead])
-                cursor.executemany(_INSERT_DEAD_LETTER, [
-                    (x.outbox_id, x.record_type, x.record_key, x.seq, orjson.dumps(x.reasons).decode(), now)
-                    for x in rejected
-                ])
-            if missing:
-                back = [m.outbox_id for m in missing]
-                cursor.execute(_RETURN_TO_PENDING + _in(back), [*of_batch, *back])
-            # What is left `sent` in this batch is what the receipt says was delivered.
-            cursor.execute(_SET_STATE_OF_BATCH, ["delivered", *of_batch])
-            cursor.execute(_BATCH_RECEIPTED, (now, batch_id))
-        cursor.close()
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
+        with unflushed_commits(raw):
+            try:
+                cursor = raw.cursor()
+                # First statement is a write, so the whole transaction holds the write
+                # lock from here; a second pusher storing the same receipt finds the row.
+                cursor.execute(_INSERT_BATCH_RECEIPT, (
+                    batch_id, body, signature, str(doc.get("hub_key_id", "")), doc.get("log_seq"), log_head, now,
+                ))
+                stored = cursor.rowcount != 0
+                if stored:
+                    if rows:
+                        cursor.executemany(_INSERT_RECEIPT, rows)
+                    # The id range keeps the lookup to this batch's stretch of the (state, id) index
+                    # when another batch is in flight too (the batch's rows all lie inside it).
+                    of_batch = [min(ids), max(ids), batch_id]
+                    if rejected:
+                        dead = [x.outbox_id for x in rejected]
+                        cursor.execute(_SET_STATE_OF_BATCH + _in(dead), ["dead", *of_batch, *dead])
+                        cursor.executemany(_INSERT_DEAD_LETTER, [
+                            (x.outbox_id, x.record_type, x.record_key, x.seq, orjson.dumps(x.reasons).decode(), now)
+                            for x in rejected
+                        ])
+                    if missing:
+                        back = [m.outbox_id for m in missing]
+                        cursor.execute(_RETURN_TO_PENDING + _in(back), [*of_batch, *back])
+                    # What is left `sent` in this batch is what the receipt says was delivered.
+                    cursor.execute(_SET_STATE_OF_BATCH, ["delivered", *of_batch])
+                    cursor.execute(_BATCH_RECEIPTED, (now, batch_id))
+                cursor.close()
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
     finally:
-        if relaxed:
-            _restore_sync(raw)
         raw.close()  # back to the pool
     if not stored:
         # Stored by an earlier attempt (and settled in that same transaction): answer with what it stored.
