@@ -149,6 +149,9 @@ class _Export(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
         self.send_response(self.status)
+        self.send_export()
+
+    def send_export(self) -> None:
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
@@ -191,10 +194,9 @@ def test_export_served_over_http(http_export: tuple[str, type[_Export]]) -> None
         events(XmlAdapter("web", settings))
 
 
-class _ValidatedExport(BaseHTTPRequestHandler):
+class _ValidatedExport(_Export):
     """An export server that sends ETag or Last-Modified and answers 304 to a matching conditional GET."""
 
-    body = b""
     etag: str | None = None
     modified: str | None = None
     asked: list[dict[str, str]]  # the conditional headers of each request
@@ -214,13 +216,7 @@ class _ValidatedExport(BaseHTTPRequestHandler):
             self.end_headers()
             return
         type(self).sent_bodies += 1
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *a: Any) -> None:
-        pass
+        self.send_export()
 
 
 @pytest.mark.parametrize("validator", ["etag", "last-modified"])
