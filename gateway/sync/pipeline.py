@@ -312,7 +312,13 @@ def _extract(run: _Run, adapter: Adapter) -> None:
         # New mapping: re-read everything once; fingerprints keep unchanged records quiet.
         state.pop("adapter", None)
         run.summary.notes.append(f"映射已更新为版本 {mv}，全部记录重新评估")
-    if full and state.get("complete", True):
+    if full:
+        # A whole-source pass always reads from the start, even after an interrupted one: resuming
+        # at the saved position would never re-read rows before it that changed meanwhile, and the
+        # pass would end "ok" with those records stale. The rows the interrupted pass already took
+        # cost only a read and a digest now (unchanged raw digest: marked seen, not mapped again).
+        if not state.get("complete", True):
+            run.summary.notes.append("上次全量读取被中断，本次从头重新读取（已处理且未变的行只做比对）")
         state.pop("adapter", None)
         state["epoch"] = utcnow()  # records not seen after this are deletes at the end of the scan
     if strategy == "snapshot" and not state.get("epoch"):
