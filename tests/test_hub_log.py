@@ -117,3 +117,33 @@ def test_verify_log_cli_with_heads_file(live_hub: LiveHub, tmp_path: Path) -> No
     forged.write_text(orjson.dumps({"receipt": body.decode().replace('"log_seq":1', '"log_seq":9'), "signature": sig}).decode())
     res = runner.invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log", "--heads", str(forged)])
     assert res.exit_code == 2 and "signature" in res.output
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "deleted", "behind"])
+def test_verify_log_cli_flags_a_missing_zeroed_or_lagging_checkpoint(live_hub: LiveHub, damage: str) -> None:
+    """issue 13 item 2: cutting the log's tail and zeroing or deleting the checkpoint row is itself a finding."""
+    fill(live_hub)  # entries 1-7
+    sql = {
+        "zeroed": ["delete from receipt_log where seq > 4", "update log_head set log_seq = 0"],
+        "deleted": ["delete from receipt_log where seq > 4", "delete from log_head"],
+        "behind": ["update log_head set log_seq = 3"],  # the head hash is still entry 7's
+    }[damage]
+    with live_hub.engine.begin() as c:
+        for s in sql:
+            c.exec_driver_sql(s)
+    res = CliRunner().invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log"])
+    assert res.exit_code == 1, res.output
+    assert "receipt log BROKEN" in res.output
+    if damage == "behind":
+        assert "entry 3: differs from the hub's signed head checkpoint" in res.output
+        assert "first bad entry: 3" in res.output
+    else:
+        what = "missing" if damage == "deleted" else "at entry 0"
+        assert f"checkpoint (log_head) is {what} but the log has 4 entries up to 4" in res.output
+    with live_hub.engine.connect() as c:  # verify-log read the evidence without recreating the row
+        assert (c.execute(select(tables.log_head)).first() is None) == (damage == "deleted")
+
+
+def test_verify_log_passes_an_empty_log_with_its_genesis_checkpoint(live_hub: LiveHub) -> None:
+    v = verdict(live_hub)
+    assert v.ok and v.entries == 0, str(v)
