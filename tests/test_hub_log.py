@@ -147,3 +147,29 @@ def test_verify_log_cli_flags_a_missing_zeroed_or_lagging_checkpoint(live_hub: L
 def test_verify_log_passes_an_empty_log_with_its_genesis_checkpoint(live_hub: LiveHub) -> None:
     v = verdict(live_hub)
     assert v.ok and v.entries == 0, str(v)
+
+
+@pytest.mark.parametrize("path, chunked", [(BATCHES, False), ("/api/v1/attachments", True)])
+def test_a_too_large_refusal_is_logged_without_its_body(live_hub: LiveHub, path: str, chunked: bool) -> None:
+    """issue 13 item 4: a 413 is in the receipt log like every other refusal; the body is not kept."""
+    fill(live_hub, 2)  # entries 1-3
+    limit = 4_000_000 if path == BATCHES else 200_000  # tests/fixtures/hub.py: max_batch_bytes, attachments max_bytes
+    body = b"%PDF-1.7\n" + b"x" * limit
+    headers = {"Protocol-Version": "1", **sign_request("POST", path, body, live_hub.key, live_hub.key_id)}
+    # chunked: no Content-Length, so the hub finds out by reading
+    data = (body[i : i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    r = requests.post(live_hub.url + path, data=data, headers=headers, timeout=60)
+    assert r.status_code == 413 and r.json()["error"] == "too_large" and r.json()["limit"] == limit
+    with live_hub.engine.connect() as c:
+        later = select(tables.receipt_log).where(tables.receipt_log.c.seq > 3)
+        entries = [dict(e) for e in c.execute(later).mappings()]
+        assert len(c.execute(select(tables.batches)).all()) == 2  # nothing stored
+    assert len(entries) == 1, entries
+    e = entries[0]
+    assert (e["kind"], e["status"], e["request_digest"]) == ("refused", "too_large", None)
+    summary = orjson.loads(e["summary"])
+    assert summary["http_status"] == 413 and summary["path"] == path and summary["limit"] == limit
+    assert "xxxx" not in e["summary"] and len(e["summary"]) < 1000
+    assert not list((live_hub.dir / "attachments").rglob("*.*"))
+    v = verdict(live_hub)
+    assert v.ok and v.last_seq == 4, str(v)

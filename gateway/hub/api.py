@@ -138,13 +138,21 @@ def _end_tx(conn: Connection) -> None:
 
 
 def _read_body(limit: int) -> bytes:
-    too_large = Refused(413, "too_large", f"请求体过大，上限 {limit} 字节 / body larger than {limit} bytes", limit=limit)
     if (request.content_length or 0) > limit:
-        raise too_large  # without reading it
+        raise _too_large(limit)  # without reading it
     body = request.get_data(cache=False)
     if len(body) > limit:  # a chunked body carries no Content-Length
-        raise too_large
+        raise _too_large(limit)
     return body
+
+
+def _too_large(limit: int) -> Refused:
+    """413, written to the receipt log like every refusal; the body is neither kept nor digested."""
+    message = f"请求体过大，上限 {limit} 字节 / body larger than {limit} bytes"
+    hub().log_refusal(
+        413, "too_large", message, body=None, extra={"limit": limit, "content_length": request.content_length}
+    )
+    return Refused(413, "too_large", message, limit=limit)
 
 
 @api.get("/hub")
