@@ -173,3 +173,25 @@ def test_a_too_large_refusal_is_logged_without_its_body(live_hub: LiveHub, path:
     assert not list((live_hub.dir / "attachments").rglob("*.*"))
     v = verdict(live_hub)
     assert v.ok and v.last_seq == 4, str(v)
+
+
+def test_the_hub_publishes_its_signed_head_to_signed_requests_only(live_hub: LiveHub) -> None:
+    from gateway.protocol.receipts import verify_head
+
+    fill(live_hub, 2)  # entries 1-3
+    r = live_hub.get("/api/v1/log/head")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert (doc["log_seq"], doc["hub_key_id"]) == (3, "hub-1")
+    assert doc["log_head"] == verdict(live_hub).last_hash
+    assert verify_head(doc["log_seq"], doc["log_head"], doc["signature"], public_key_from_text(live_hub.hub_public_key))
+    assert live_hub.get("/api/v1/log/head").json() == doc  # reading it is not logged: the head stays
+    unsigned = requests.get(live_hub.url + "/api/v1/log/head", headers={"Protocol-Version": "1"}, timeout=10)
+    assert unsigned.status_code == 401
+    entries = _entries(live_hub)
+    assert len(entries) == 4 and entries[-1]["kind"] == "refused" and entries[-1]["summary"].count("/api/v1/log/head")
+
+
+def _entries(hub: LiveHub):  # type: ignore[no-untyped-def]
+    with hub.engine.connect() as c:
+        return c.execute(select(tables.receipt_log).order_by(tables.receipt_log.c.seq)).mappings().all()

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from gateway.hub import tables
 from gateway.hub.db import GENESIS, utcnow
 from gateway.protocol.canonical import canonical_json
+from gateway.protocol.receipts import head_message
 from gateway.protocol.signing import b64
 
 ENTRY_FIELDS = (
@@ -32,10 +33,6 @@ ENTRY_FIELDS = (
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json({f: entry[f] for f in ENTRY_FIELDS})).hexdigest()
-
-
-def head_message(log_seq: int, log_head: str) -> bytes:
-    return canonical_json({"log_head": log_head, "log_seq": log_seq})
 
 
 # Built once: this runs under the hub's write lock for every batch, refusal and read.
