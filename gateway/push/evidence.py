@@ -78,7 +78,10 @@ def verify_receipts(
     Both tables are read in one transaction, in batch id order, and merged: memory stays flat however many.
     """
     v = EvidenceVerdict()
-    with engine.connect() as conn, conn.begin():
+    with engine.connect() as conn:
+        # One read snapshot (WAL) for both tables and the fork check while pushes go on: pysqlite itself
+        # begins a transaction only before a write. Ended by the connection's rollback on close.
+        conn.exec_driver_sql("BEGIN")
         rows = _record_rows(conn)
         row = next(rows, None)
         q = select(batch_receipts).order_by(batch_receipts.c.batch_id)
