@@ -127,3 +127,17 @@ def test_a_forged_hub_head_is_refused(gateway_dir: GatewayDir, live_hub: LiveHub
     res = verify(gateway_dir, "--compare-hub")
     assert res.exit_code == 1, res.output
     assert "中心日志头签名无效" in res.output and "does not verify" in res.output
+
+
+def test_two_signed_heads_for_one_log_entry_are_a_forked_log(gateway_dir: GatewayDir, live_hub: LiveHub) -> None:
+    gateway_dir.for_hub(live_hub, batch_size=10)
+    push(gateway_dir, 0, 10)  # entry 1
+    with live_hub.engine.begin() as c:  # the hub's log wiped and begun again: it signs another entry 1
+        c.execute(hub_tables.receipt_log.delete())
+        c.execute(update(hub_tables.log_head).values(log_seq=0, log_head="0" * 64, signature=None))
+    push(gateway_dir, 10, 10)
+    res = verify(gateway_dir)
+    assert res.exit_code == 1, res.output
+    assert "批次回执 2 份：有效 2，无效 0；记录回执 20 条：有效 20，无效 0" in res.output
+    forked = [ln for ln in res.output.splitlines() if "the hub signed different heads for log entry 1" in ln]
+    assert len(forked) == 2, res.output

@@ -119,6 +119,7 @@ def verify_receipts(
                     None,
                     f"中心对日志第 {seq} 条签发了不同的日志头 / the hub signed different heads "
                     f"for log entry {seq} (a forked log)",
+                    count=False,
                 )
     return v
 
@@ -132,8 +133,10 @@ def _record(row: Any) -> str:
     return f"{row.record_type}/{row.record_key}"
 
 
-def _bad(v: EvidenceVerdict, batch_id: str, record: str | None, reason: str) -> None:
+def _bad(v: EvidenceVerdict, batch_id: str, record: str | None, reason: str, count: bool = True) -> None:
     v.bad.append(BadReceipt(batch_id, record, reason))
+    if not count:  # a finding about receipts counted already (each verifies on its own)
+        return
     if record is None:
         v.batches_bad += 1
     else:
