@@ -117,3 +117,81 @@ def test_verify_log_cli_with_heads_file(live_hub: LiveHub, tmp_path: Path) -> No
     forged.write_text(orjson.dumps({"receipt": body.decode().replace('"log_seq":1', '"log_seq":9'), "signature": sig}).decode())
     res = runner.invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log", "--heads", str(forged)])
     assert res.exit_code == 2 and "signature" in res.output
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "deleted", "behind"])
+def test_verify_log_cli_flags_a_missing_zeroed_or_lagging_checkpoint(live_hub: LiveHub, damage: str) -> None:
+    """issue 13 item 2: cutting the log's tail and zeroing or deleting the checkpoint row is itself a finding."""
+    fill(live_hub)  # entries 1-7
+    sql = {
+        "zeroed": ["delete from receipt_log where seq > 4", "update log_head set log_seq = 0"],
+        "deleted": ["delete from receipt_log where seq > 4", "delete from log_head"],
+        "behind": ["update log_head set log_seq = 3"],  # the head hash is still entry 7's
+    }[damage]
+    with live_hub.engine.begin() as c:
+        for s in sql:
+            c.exec_driver_sql(s)
+    res = CliRunner().invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log"])
+    assert res.exit_code == 1, res.output
+    assert "receipt log BROKEN" in res.output
+    if damage == "behind":
+        assert "entry 3: differs from the hub's signed head checkpoint" in res.output
+        assert "first bad entry: 3" in res.output
+    else:
+        what = "missing" if damage == "deleted" else "at entry 0"
+        assert f"checkpoint (log_head) is {what} but the log has 4 entries up to 4" in res.output
+    with live_hub.engine.connect() as c:  # verify-log read the evidence without recreating the row
+        assert (c.execute(select(tables.log_head)).first() is None) == (damage == "deleted")
+
+
+def test_verify_log_passes_an_empty_log_with_its_genesis_checkpoint(live_hub: LiveHub) -> None:
+    v = verdict(live_hub)
+    assert v.ok and v.entries == 0, str(v)
+
+
+@pytest.mark.parametrize("path, chunked", [(BATCHES, False), ("/api/v1/attachments", True)])
+def test_a_too_large_refusal_is_logged_without_its_body(live_hub: LiveHub, path: str, chunked: bool) -> None:
+    """issue 13 item 4: a 413 is in the receipt log like every other refusal; the body is not kept."""
+    fill(live_hub, 2)  # entries 1-3
+    limit = 4_000_000 if path == BATCHES else 200_000  # tests/fixtures/hub.py: max_batch_bytes, attachments max_bytes
+    body = b"%PDF-1.7\n" + b"x" * limit
+    headers = {"Protocol-Version": "1", **sign_request("POST", path, body, live_hub.key, live_hub.key_id)}
+    # chunked: no Content-Length, so the hub finds out by reading
+    data = (body[i : i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    r = requests.post(live_hub.url + path, data=data, headers=headers, timeout=60)
+    assert r.status_code == 413 and r.json()["error"] == "too_large" and r.json()["limit"] == limit
+    with live_hub.engine.connect() as c:
+        later = select(tables.receipt_log).where(tables.receipt_log.c.seq > 3)
+        entries = [dict(e) for e in c.execute(later).mappings()]
+        assert len(c.execute(select(tables.batches)).all()) == 2  # nothing stored
+    assert len(entries) == 1, entries
+    e = entries[0]
+    assert (e["kind"], e["status"], e["request_digest"]) == ("refused", "too_large", None)
+    summary = orjson.loads(e["summary"])
+    assert summary["http_status"] == 413 and summary["path"] == path and summary["limit"] == limit
+    assert "xxxx" not in e["summary"] and len(e["summary"]) < 1000
+    assert not list((live_hub.dir / "attachments").rglob("*.*"))
+    v = verdict(live_hub)
+    assert v.ok and v.last_seq == 4, str(v)
+
+
+def test_the_hub_publishes_its_signed_head_to_signed_requests_only(live_hub: LiveHub) -> None:
+    from gateway.protocol.receipts import verify_head
+
+    fill(live_hub, 2)  # entries 1-3
+    r = live_hub.get("/api/v1/log/head")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert (doc["log_seq"], doc["hub_key_id"]) == (3, "hub-1")
+    assert doc["log_head"] == verdict(live_hub).last_hash
+    assert verify_head(doc["log_seq"], doc["log_head"], doc["signature"], public_key_from_text(live_hub.hub_public_key))
+    assert live_hub.get("/api/v1/log/head").json() == doc  # reading it is not logged: the head stays
+    unsigned = requests.get(live_hub.url + "/api/v1/log/head", headers={"Protocol-Version": "1"}, timeout=10)
+    assert unsigned.status_code == 401
+    entries = _entries(live_hub)
+    assert len(entries) == 4 and entries[-1]["kind"] == "refused" and entries[-1]["summary"].count("/api/v1/log/head")
+
+
+def _entries(hub: LiveHub):  # type: ignore[no-untyped-def]
+    with hub.engine.connect() as c:
+        return c.execute(select(tables.receipt_log).order_by(tables.receipt_log.c.seq)).mappings().all()

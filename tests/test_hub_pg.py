@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests import test_hub_ingest as ingest
 from tests import test_hub_log as log
 from tests import test_hub_sharing as sharing
@@ -37,6 +39,11 @@ def test_pg_concurrent_chain_and_tamper(live_hub_pg: LiveHub) -> None:
 
 def test_pg_verify_log_flip(live_hub_pg: LiveHub) -> None:
     log.test_verify_log_names_the_first_bad_entry(live_hub_pg, "flip", 3)
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "deleted"])
+def test_pg_verify_log_flags_a_zeroed_or_deleted_checkpoint(live_hub_pg: LiveHub, damage: str) -> None:
+    log.test_verify_log_cli_flags_a_missing_zeroed_or_lagging_checkpoint(live_hub_pg, damage)
 
 
 def test_pg_read_api(live_hub_pg: LiveHub) -> None:

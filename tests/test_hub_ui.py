@@ -76,6 +76,10 @@ def test_receipt_browser_filters_and_pages(hub_ui) -> None:  # type: ignore[no-u
     assert "WZ-0001" in page and "WZ-0003" in page
     assert "没有符合条件的回执" in c.get("/ui/receipts?log_seq=99").get_data(as_text=True)
     assert "哈希链完整" in c.get("/ui/log/verify").get_data(as_text=True)
+    with hub_ui.engine.begin() as conn:  # issue 13 item 2: the checkpoint row deleted under a non-empty log
+        conn.exec_driver_sql("delete from log_head")
+    page = c.get("/ui/log/verify?fresh=1").get_data(as_text=True)
+    assert "哈希链已损坏" in page and "日志头检查点缺失或被置零" in page and "checkpoint (log_head) is missing" in page
 
 
 def test_export_is_operator_only_and_neutralises_formulas(hub_ui) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ DOC = (Path(__file__).resolve().parent.parent / "docs" / "push.md").read_text(en
 
 def _commands() -> list[tuple[str, click.Command]]:
     out: list[tuple[str, click.Command]] = []
-    for name in ("push-pending", "deliveries", "dead-letters"):
+    for name in ("push-pending", "deliveries", "dead-letters", "receipts"):
         cmd = cli.commands[name]
         if isinstance(cmd, click.Group):
             out += [(f"{name} {sub}", c) for sub, c in cmd.commands.items()]

@@ -9,6 +9,7 @@ from gateway.cli import (
     mapping_cmd,  # noqa: F401
     pgnotify_cmd,  # noqa: F401
     push_cmd,  # noqa: F401
+    receipts_cmd,  # noqa: F401
     run_cmd,  # noqa: F401
     spreadsheet_cmd,  # noqa: F401
     standard_cmd,  # noqa: F401

@@ -108,7 +108,8 @@ def verify_log_cmd(h: HubContext, heads_files: tuple[Path, ...]) -> None:
     verdict = verify_log(h.engine, _read_heads(heads_files, public), public)
     click.echo(str(verdict))
     if not verdict.ok:
-        click.echo(f"first bad entry: {verdict.first_bad_seq}")
+        if verdict.first_bad_seq is not None:  # a missing checkpoint names no entry
+            click.echo(f"first bad entry: {verdict.first_bad_seq}")
         sys.exit(1)
 
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, request, send_file
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from gateway.hub import registry
+from gateway.hub import registry, tables
 from gateway.hub.app import Hub, error, json_response
 from gateway.hub.attachments import AttachmentRefused, attachment_info, path_for, store_attachment
 from gateway.hub.db import serialized, utcnow
@@ -138,13 +139,21 @@ def _end_tx(conn: Connection) -> None:
 
 
 def _read_body(limit: int) -> bytes:
-    too_large = Refused(413, "too_large", f"请求体过大，上限 {limit} 字节 / body larger than {limit} bytes", limit=limit)
     if (request.content_length or 0) > limit:
-        raise too_large  # without reading it
+        raise _too_large(limit)  # without reading it
     body = request.get_data(cache=False)
     if len(body) > limit:  # a chunked body carries no Content-Length
-        raise too_large
+        raise _too_large(limit)
     return body
+
+
+def _too_large(limit: int) -> Refused:
+    """413, written to the receipt log like every refusal; the body is neither kept nor digested."""
+    message = f"请求体过大，上限 {limit} 字节 / body larger than {limit} bytes"
+    hub().log_refusal(
+        413, "too_large", message, body=None, extra={"limit": limit, "content_length": request.content_length}
+    )
+    return Refused(413, "too_large", message, limit=limit)
 
 
 @api.get("/hub")
@@ -152,6 +161,29 @@ def hub_info() -> Response:
     h = hub()
     return json_response({"protocol": list(SUPPORTED_VERSIONS), "hub_key_id": h.key_id,
                           "hub_public_key": h.public_key_text, "hub_time": utcnow()})
+
+
+@api.get("/log/head")
+def get_log_head() -> Response:
+    """The hub's signed receipt-log head, for a department to compare with the latest head its receipts carry.
+
+    Not itself logged: a read of it would move the head it reports, and it shares no department's data.
+    """
+    h = hub()
+    authenticate(b"")
+    with h.engine.connect() as conn:
+        head = conn.execute(select(tables.log_head).where(tables.log_head.c.id == 1)).mappings().first()
+    if head is None:  # verify-log reports this as a broken log
+        raise Refused(500, "log_head_missing", "中心回执日志头缺失 / the hub's receipt-log head is missing")
+    return json_response(
+        {
+            "log_seq": int(head["log_seq"]),
+            "log_head": head["log_head"],
+            "signature": head["signature"],
+            "signed_at": head["signed_at"],
+            "hub_key_id": h.key_id,
+        }
+    )
 
 
 @api.post("/batches")

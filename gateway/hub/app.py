@@ -46,14 +46,17 @@ class Hub:
         Path(config.attachments_dir).mkdir(parents=True, exist_ok=True)
 
     def log_refusal(self, status: int, code: str, message: str, *, key_id: str | None = None,
-                    department: str | None = None, body: bytes = b"", extra: dict[str, Any] | None = None) -> None:
-        """Write a refused request to the receipt log; never lets a logging failure hide the refusal."""
+                    department: str | None = None, body: bytes | None = b"", extra: dict[str, Any] | None = None) -> None:
+        """Write a refused request to the receipt log; never lets a logging failure hide the refusal.
+
+        `body` None: the body was not read (413), so the entry has no request digest.
+        """
         summary = {"http_status": status, "method": request.method, "path": request.path,
                    "remote": request.remote_addr, "message": message, **(extra or {})}
         try:
             with serialized(self.engine) as (conn, head):
                 append(conn, head, self.key, kind="refused", status=code, department=department, key_id=key_id,
-                       request_digest=content_digest(body), summary=summary)
+                       request_digest=None if body is None else content_digest(body), summary=summary)
         except Exception:
             LOG.exception("could not log refused request %s %s (%s)", request.method, request.path, code)
 

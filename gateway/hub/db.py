@@ -88,7 +88,12 @@ def migrate(engine: Engine) -> None:
                 conn.exec_driver_sql('ALTER TABLE "batches" ALTER COLUMN "receipt" SET COMPRESSION lz4')
         if conn.execute(select(tables.hub_schema_version.c.version)).first() is None:
             conn.execute(insert(tables.hub_schema_version).values(version=LATEST, applied_at=utcnow()))
-        if conn.execute(select(tables.log_head.c.id)).first() is None:
+        # The genesis head only for an empty log: recreating it under existing entries would hide a deleted
+        # checkpoint from verify-log (and restart the chain at entry 1).
+        if (
+            conn.execute(select(tables.log_head.c.id)).first() is None
+            and conn.execute(select(tables.receipt_log.c.seq).limit(1)).first() is None
+        ):
             conn.execute(insert(tables.log_head).values(id=1, log_seq=0, log_head=GENESIS, hub_seq=0))
 
 

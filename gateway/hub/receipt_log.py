@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from gateway.hub import tables
 from gateway.hub.db import GENESIS, utcnow
 from gateway.protocol.canonical import canonical_json
+from gateway.protocol.receipts import head_message
 from gateway.protocol.signing import b64
 
 ENTRY_FIELDS = (
@@ -32,10 +33,6 @@ ENTRY_FIELDS = (
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json({f: entry[f] for f in ENTRY_FIELDS})).hexdigest()
-
-
-def head_message(log_seq: int, log_head: str) -> bytes:
-    return canonical_json({"log_head": log_head, "log_seq": log_seq})
 
 
 # Built once: this runs under the hub's write lock for every batch, refusal and read.
@@ -156,6 +153,8 @@ def verify_log(
     cols = [tables.receipt_log.c[f] for f in ENTRY_FIELDS] + [tables.receipt_log.c.entry_hash]
     with engine.connect() as conn:
         checkpoint = conn.execute(select(tables.log_head).where(tables.log_head.c.id == 1)).mappings().first()
+        checkpoint_seq = int(checkpoint["log_seq"]) if checkpoint is not None else None
+        checkpoint_hash: str | None = None
         result = conn.execution_options(yield_per=2000).execute(select(*cols).order_by(tables.receipt_log.c.seq))
         for row in result.mappings():
             seq = int(row["seq"])
@@ -169,6 +168,8 @@ def verify_log(
                 _bad(v, seq, f"entry {seq}: content does not match its entry_hash (altered or moved)")
             if seq in wanted:
                 seen[seq] = row["entry_hash"]
+            if seq == checkpoint_seq:
+                checkpoint_hash = row["entry_hash"]
             prev_seq, prev_hash = seq, row["entry_hash"]
     v.last_seq, v.last_hash = prev_seq, prev_hash
     for s, hs in sorted(wanted.items()):
@@ -177,15 +178,42 @@ def verify_log(
                 _bad(v, prev_seq + 1, f"truncated: a gateway holds a signed head at entry {s}, the log ends at {prev_seq}")
             elif seen.get(s) != h:
                 _bad(v, s, f"entry {s}: differs from the head a gateway holds ({h[:16]}…)")
-    if checkpoint is not None and checkpoint["log_seq"]:
-        cs, ch = int(checkpoint["log_seq"]), checkpoint["log_head"]
-        if hub_public_key is not None:
-            try:
-                hub_public_key.verify(base64.b64decode(checkpoint["signature"] or ""), head_message(cs, ch))
-            except (InvalidSignature, ValueError):
-                _bad(v, None, "the hub's head checkpoint signature does not verify")
-        if cs > prev_seq:
-            _bad(v, prev_seq + 1, f"truncated: the hub's signed head is at entry {cs}, the log ends at {prev_seq}")
-        elif cs == prev_seq and ch != prev_hash:
-            _bad(v, cs, f"entry {cs}: differs from the hub's signed head checkpoint")
+    _check_checkpoint(v, checkpoint, checkpoint_hash, hub_public_key)
     return v
+
+
+def _check_checkpoint(
+    v: LogVerdict,
+    checkpoint: Mapping[str, Any] | None,
+    hash_at_checkpoint: str | None,
+    hub_public_key: Ed25519PublicKey | None,
+) -> None:
+    """The `log_head` row against the log just read. Every append moves it in the same transaction, so on a
+    non-empty log it must exist and name the last entry: a missing or zeroed one hides a truncated tail."""
+    if checkpoint is None or not checkpoint["log_seq"]:
+        if v.entries:
+            what = "missing" if checkpoint is None else "at entry 0"
+            _bad(
+                v,
+                None,
+                f"the hub's signed head checkpoint (log_head) is {what} but the log has {v.entries} entries "
+                f"up to {v.last_seq}: it was deleted or rewound, and a truncated tail cannot be ruled out",
+            )
+        return
+    cs, ch = int(checkpoint["log_seq"]), checkpoint["log_head"]
+    if hub_public_key is not None:
+        try:
+            hub_public_key.verify(base64.b64decode(checkpoint["signature"] or ""), head_message(cs, ch))
+        except (InvalidSignature, ValueError):
+            _bad(v, None, "the hub's head checkpoint signature does not verify")
+    if cs > v.last_seq:
+        _bad(v, v.last_seq + 1, f"truncated: the hub's signed head is at entry {cs}, the log ends at {v.last_seq}")
+    elif hash_at_checkpoint != ch:
+        _bad(v, cs, f"entry {cs}: differs from the hub's signed head checkpoint")
+    elif cs < v.last_seq:
+        _bad(
+            v,
+            cs + 1,
+            f"entries {cs + 1}..{v.last_seq} lie beyond the hub's signed head checkpoint (entry {cs}): "
+            "appended without the hub's key, or the checkpoint was rewound",
+        )

@@ -38,6 +38,19 @@ def sign_receipt(doc: dict[str, Any], hub_key: Ed25519PrivateKey, hub_key_id: st
     return body, base64.b64encode(hub_key.sign(body)).decode("ascii")
 
 
+def head_message(log_seq: int, log_head: str) -> bytes:
+    """What the hub signs for its receipt-log head (its `log_head` checkpoint, `GET /api/v1/log/head`)."""
+    return canonical_json({"log_head": log_head, "log_seq": log_seq})
+
+
+def verify_head(log_seq: int, log_head: str, signature_b64: str, hub_public_key: Ed25519PublicKey) -> bool:
+    try:
+        hub_public_key.verify(base64.b64decode(signature_b64, validate=True), head_message(log_seq, log_head))
+    except (binascii.Error, InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
 def header_value(signature_b64: str) -> str:
     return f":{signature_b64}:"
 
