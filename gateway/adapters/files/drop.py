@@ -180,7 +180,7 @@ class FileDropAdapter(Adapter):
             if e.size >= 0 and size != e.size:
                 ledger.pending[e.name] = [size, e.mtime, time.time()]
                 return  # still being written after all: try again next poll
-            if ledger.settled(sha):
+            if ledger.settled(sha, e.name):
                 ledger.see(e, sha)
                 ledger.pending.pop(e.name, None)
                 log.info("skip duplicate content", extra={"fields": {"source": self.source, "file": e.name, "sha256": sha}})

@@ -11,8 +11,9 @@ Stored as JSON by the sync pipeline::
     }
 
 A content (sha256) is processed once, whatever its name, unless some of its
-lines were refused ("partial"): dropped again, it is read again, so that the
-refusal is reported again rather than the file silently skipped. Bounded: "seen",
+lines were refused ("partial"): dropped again (after it was moved away, or
+under another name), it is read again, so that the refusal is reported again
+rather than the file silently skipped. Bounded: "seen",
 "pending" and "refused" only hold names present in the last listing; "files"
 entries of contents no longer in the folder are dropped after `remember_days`
 and the table never exceeds `max_files` entries (oldest first).
@@ -55,10 +56,15 @@ class Ledger:
             return str(s[2])
         return None
 
-    def settled(self, sha: str) -> bool:
-        """This content was processed before and need not be read again under another name."""
+    def settled(self, sha: str, name: str) -> bool:
+        """This content was processed before and need not be read again as `name`. A "partial" one is
+        read again when dropped again, not when the same name still shows it (an export URL without
+        validators, downloaded at every poll, would report its refused lines at every poll)."""
         info = self.files.get(sha)
-        return info is not None and info.get("status") != "partial"
+        if info is None:
+            return False
+        s = self.seen.get(name)
+        return info.get("status") != "partial" or (s is not None and s[2] == sha)
 
     def see(self, e: Entry, sha: str) -> None:
         self.seen[e.name] = [e.size, e.mtime, sha, e.version] if e.version else [e.size, e.mtime, sha]
