@@ -168,3 +168,22 @@ def test_unterminated_quote_is_reported_with_the_lines_it_swallowed(tmp_path: Pa
     assert len(bad) == 1 and bad[0].rule == "csv.malformed" and bad[0].locator == "q.csv:line 3"
     assert "第 3–" in bad[0].message and "未读取" in bad[0].message
     assert [o.data["id"] for o in out if isinstance(o, ParsedRow)][-1] == "4", "reading goes on after the damage"
+
+
+def test_mostly_utf8_file_stays_utf8_and_a_pasted_gbk_line_alone_is_refused(tmp_path: Path) -> None:
+    text = GB_CSV.replace("𠀀", "").replace("𡃁", "")
+    last = "A003,折叠床,1010300,,张\r\n"
+    data = text.replace(last, "").encode("utf-8") + last.encode("gbk")
+    evs = drop(tmp_path, "a.csv", data)
+    [p] = problems(evs)
+    assert (p.locator, p.field, p.rule) == ("a.csv:line 5", "物资名称", "csv.undecodable")
+    assert "不是有效的 utf-8 编码" in p.message and "像是 GBK/GB18030 编码" in p.message
+    assert [(r.key, r.data["物资名称"]) for r in rows(evs)] == [("A001", "帐篷,单帐"), ("A002", "牌棉被")]
+
+
+def test_gbk_file_whose_rows_pass_as_utf8_by_accident_is_still_gbk(tmp_path: Path) -> None:
+    # 台 in GBK (cc a8) is also valid UTF-8 (U+0328): the rows prove nothing, the Chinese header decides.
+    text = "物资编码,物资名称,单位\r\n" + "".join(f"B{i:03d},pump-{i},台\r\n" for i in range(30))
+    evs = drop(tmp_path, "a.csv", text.encode("gbk"))
+    assert problems(evs) == []
+    assert {r.data["单位"] for r in rows(evs)} == {"台"} and len(rows(evs)) == 30

@@ -88,3 +88,55 @@ def test_sftp_source_through_the_pipeline(tmp_path: Path, sshd: Sshd) -> None:
     drop(folder, "b.csv", export([("A3", "床")]))
     assert sync_source(cfg, "files", engine).new == 1
     assert [k for _, k, _ in outbox_data(engine)] == ["A1", "A2", "A3"]
+
+
+def utf8_export(third_name: bytes) -> bytes:
+    head = "物资编码,物资名称,分类代码,单位\r\nA1,帐篷,1010100,顶\r\nA2,棉被,1010100,床\r\n".encode()
+    return head + b"A3," + third_name + ",1010100,张\r\n".encode()
+
+
+def test_one_bad_byte_in_a_utf8_drop_refuses_that_line_only_and_a_corrected_redrop_arrives(
+    tmp_path: Path, sshd: Sshd
+) -> None:
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    settings = {
+        "host": sshd.host,
+        "port": sshd.port,
+        "username": sshd.username,
+        "key_file": str(sshd.client_key),
+        "known_hosts": str(kh),
+        "path": str(folder),
+        "key_columns": ["物资编码"],
+        "completion": "marker",
+        "archive_dir": "done",
+        "error_dir": "rejected",
+    }
+    src = {"name": "files", "type": "sftp", "record_type": "material", "mapping": "stock.toml", "strategy": "append"}
+    cfg = write_config(tmp_path, [{**src, "settings": settings}], MAPPING)
+    engine = open_store(cfg.state_path)
+    bad = utf8_export("折叠".encode() + b"\xff" + "床".encode())
+    drop(folder, "库存.csv", bad)
+    s = sync_source(cfg, "files", engine)
+    assert s.new == 2, "the two good lines are enqueued"
+    [p] = s.problems
+    assert (p.locator, p.rule) == ("库存.csv:line 4", "csv.undecodable")
+    assert "不是有效的 utf-8 编码" in p.message and "ff" in p.message
+    assert [(k, n) for _, k, n in outbox_data(engine)] == [("A1", "帐篷"), ("A2", "棉被")]
+    assert (folder / "rejected" / "库存.csv").exists(), "a file with refused lines waits in error_dir"
+
+    # The same bytes dropped again: read again (the refusal is reported again), nothing enqueued twice.
+    drop(folder, "库存.csv", bad)
+    s = sync_source(cfg, "files", engine)
+    assert (s.new, s.changed, s.unchanged, len(s.problems)) == (0, 0, 2, 1)
+
+    # The corrected file, same name and same size (one byte fixed), dropped before any other poll.
+    fixed = utf8_export("折叠床".encode() + b" ")
+    assert len(fixed) == len(bad)
+    drop(folder, "库存.csv", fixed)
+    s = sync_source(cfg, "files", engine)
+    assert (s.new, s.changed, s.unchanged, s.problems) == (1, 0, 2, [])
+    assert [(k, n) for _, k, n in outbox_data(engine)] == [("A1", "帐篷"), ("A2", "棉被"), ("A3", "折叠床")]
+    assert (folder / "done" / "库存.csv").exists()

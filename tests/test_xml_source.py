@@ -194,6 +194,20 @@ def test_export_served_over_http(http_export: tuple[str, type[_Export]]) -> None
         events(XmlAdapter("web", settings))
 
 
+def test_export_with_a_refused_record_is_not_reported_again_at_every_poll(
+    http_export: tuple[str, type[_Export]],
+) -> None:
+    # No validators: downloaded at every poll. Its refused record is news once, not every 15 minutes.
+    url, handler = http_export
+    good = {"id": 1, "name": "帐篷", "qty": 1, "day": "2024-01-01"}
+    handler.body = export([good, {**good, "id": "", "name": "无编号"}])
+    settings = {"url": url, "record_path": "物资", "key_columns": ["@id"]}
+    first = events(XmlAdapter("web", settings))
+    assert [r.key for r in rows(first)] == ["1"] and [p.rule for p in problems(first)] == ["file.key_missing"]
+    again = events(XmlAdapter("web", settings), last_position(first))
+    assert rows(again) == [] and problems(again) == []
+
+
 class _ValidatedExport(_Export):
     """An export server that sends ETag or Last-Modified and answers 304 to a matching conditional GET."""
 

@@ -28,6 +28,7 @@ from gateway.protocol.batch import (
 )
 from gateway.protocol.receipts import RECEIPT_HEADER, header_value
 from gateway.protocol.signing import SignatureRefused, verify_request
+from gateway.protocol.strictjson import DuplicateMember
 from gateway.standard.schema import RECORD_TYPES
 
 api = Blueprint("hub_api", __name__, url_prefix="/api/v1")
@@ -240,6 +241,8 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
         raise refuse(400, "unsupported_protocol", str(e), supported=list(SUPPORTED_VERSIONS)) from None
     except BatchMalformed as e:
         raise refuse(400, "malformed_batch", "批次格式错误 / malformed batch", problems=e.problems) from None
+    except DuplicateMember as e:
+        raise refuse(400, "duplicate_member", str(e), member=e.member, path=e.path) from None
     # A record naming another department fails the whole batch; one naming none is rejected alone (envelope).
     foreign = sorted({d for r in batch.records if isinstance(d := r.get("department"), str) and d != caller.department})
     if batch.department != caller.department or foreign:

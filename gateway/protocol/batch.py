@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from gateway.protocol.canonical import canonical_json
+from gateway.protocol.strictjson import loads_strict
 
 PROTOCOL_VERSION = "1"
 SUPPORTED_VERSIONS = ("1",)
@@ -124,13 +125,14 @@ class Batch:
 
 
 def parse_batch(body: bytes) -> Batch:
-    """Read a batch body; raises BatchMalformed (all problems) or UnsupportedProtocol.
+    """Read a batch body; raises BatchMalformed (all problems), UnsupportedProtocol, or DuplicateMember
+    (a member name repeated anywhere: the signed body would have more than one meaning).
 
     Only the envelope of the batch is checked here. Each record's own envelope is
     checked by `record_problems`, so that one bad record is rejected alone.
     """
     try:
-        doc = orjson.loads(body)
+        doc = loads_strict(body)
     except orjson.JSONDecodeError as e:
         raise BatchMalformed([f"请求体不是合法 JSON / body is not JSON: {e}"]) from None
     if not isinstance(doc, dict):

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.protocol.canonical import canonical_json
+from gateway.protocol.strictjson import DuplicateMember, loads_strict
 
 RECEIPT_HEADER = "Receipt-Signature"
 STATUSES = ("accepted", "rejected", "duplicate", "stale")
@@ -74,9 +75,11 @@ def verify_receipt(body: bytes, signature_b64: str, hub_public_key: Ed25519Publi
     except (binascii.Error, InvalidSignature, ValueError):
         raise ReceiptInvalid("回执签名验证失败 / receipt signature does not verify") from None
     try:
-        doc = orjson.loads(body)
+        doc = loads_strict(body)
     except orjson.JSONDecodeError as e:
         raise ReceiptInvalid(f"回执不是 JSON / receipt is not JSON: {e}") from None
+    except DuplicateMember as e:  # signed, yet with two meanings: not evidence of either
+        raise ReceiptInvalid(f"回执有重复的成员名 / receipt repeats a member name: {e}") from None
     if not isinstance(doc, dict):
         raise ReceiptInvalid("回执不是 JSON 对象 / receipt is not a JSON object")
     missing = [f for f in RECEIPT_FIELDS if f not in doc]

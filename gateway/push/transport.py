@@ -31,6 +31,7 @@ from gateway.protocol.batch import PROTOCOL_VERSION, VERSION_HEADER
 from gateway.protocol.keys import read_private_key, read_public_key
 from gateway.protocol.receipts import RECEIPT_HEADER, ReceiptInvalid, verify_receipt
 from gateway.protocol.signing import sign_request
+from gateway.protocol.strictjson import loads_strict
 from gateway.push.backoff import parse_retry_after
 from gateway.push.batching import Batch
 from gateway.push.receipts import ReceiptUnverified
@@ -94,7 +95,7 @@ def _excerpt(resp: requests.Response) -> str:
 
 def _error_code(resp: requests.Response) -> str | None:
     try:
-        doc = resp.json()
+        doc = loads_strict(resp.content)  # an answer whose code is ambiguous has none (DuplicateMember is a ValueError)
     except ValueError:
         return None
     return doc.get("error") if isinstance(doc, dict) else None

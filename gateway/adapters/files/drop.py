@@ -148,7 +148,7 @@ class FileDropAdapter(Adapter):
                 continue  # unreadable or too large, reported already; wait for a new version
             sha = ledger.identified(e)
             if sha:
-                self._tidy(store, e, ledger.files[sha], present)  # processed, but the move did not happen yet
+                self._tidy(store, e, ledger, sha, present)  # processed, but the move did not happen yet
                 continue
             if self._complete(e, present, ledger, now):
                 ready.append(e)
@@ -180,17 +180,17 @@ class FileDropAdapter(Adapter):
             if e.size >= 0 and size != e.size:
                 ledger.pending[e.name] = [size, e.mtime, time.time()]
                 return  # still being written after all: try again next poll
-            if sha in ledger.files:
+            if ledger.settled(sha, e.name):
                 ledger.see(e, sha)
                 ledger.pending.pop(e.name, None)
                 log.info("skip duplicate content", extra={"fields": {"source": self.source, "file": e.name, "sha256": sha}})
                 yield Checkpoint(ledger.position(), note=f"{e.name}: same content as {ledger.files[sha]['name']}, skipped")
-                self._tidy(store, e, ledger.files[sha], present)
+                self._tidy(store, e, ledger, sha, present)
                 return
             yield from self._rows(spool, e, sha, ledger)
         finally:
             spool.unlink(missing_ok=True)
-        self._tidy(store, e, ledger.files[sha], present)
+        self._tidy(store, e, ledger, sha, present)
 
     def _rows(self, spool: Path, e: Entry, sha: str, ledger: Ledger) -> Iterator[Event]:
         s = self.settings
@@ -231,8 +231,12 @@ class FileDropAdapter(Adapter):
             status, rule = "failed", err.rule
             where = f"{e.name}:{err.where}" if err.where else e.name
             yield RowProblem(self.source, where, err.field, err.value, err.rule, f"文件 {e.name} 无法读取：{err.message}")
+        if status == "done" and problems:
+            # Some lines were refused: the file goes to error_dir, and the same bytes dropped
+            # again are read again (its good rows are then unchanged, so nothing is enqueued twice).
+            status = "partial"
         ledger.record(e, sha, status, time.time(), problems, rule)
-        snapshot = s["mode"] == "snapshot" and status == "done" and problems == 0
+        snapshot = s["mode"] == "snapshot" and status == "done"
         note = f"{e.name}: {count} rows, {problems} problem(s)"
         if s["mode"] == "snapshot" and not snapshot:
             note += "; not a complete snapshot, deletes not inferred"
@@ -270,12 +274,16 @@ class FileDropAdapter(Adapter):
             raise
         return path, h.hexdigest(), n
 
-    def _tidy(self, store: FileStore, e: Entry, info: dict[str, Any], present: dict[str, Entry]) -> None:
+    def _tidy(self, store: FileStore, e: Entry, ledger: Ledger, sha: str, present: dict[str, Entry]) -> None:
+        info = ledger.files[sha]
         folder = self.settings.get("archive_dir") if info.get("status") == "done" else self.settings.get("error_dir")
         if not folder or not store.can_move:
             return
         try:
             dest = store.move(e.name, folder)
+            # The name is free again: a new file under it (a corrected export of the same
+            # size and mtime, as SFTP's whole-second mtimes make likely) must be hashed anew.
+            ledger.seen.pop(e.name, None)
             for m in markers_for(e.name):
                 if m in present:
                     store.move(m, folder)

@@ -3,14 +3,17 @@
 Stored as JSON by the sync pipeline::
 
     {
-      "files":   {sha256: {"name", "size", "mtime", "done_at", "status": "done"|"failed", "problems"}},
+      "files":   {sha256: {"name", "size", "mtime", "done_at", "status": "done"|"partial"|"failed", "problems"}},
       "seen":    {name: [size, mtime, sha256(, version)]},  # listing entries already identified
       "pending": {name: [size, mtime, seen_at]},     # 'stable' rule: first sighting
       "refused": {name: [size, mtime, rule]},        # unsafe names already reported
       "current": {"sha256", "name", "rows"}          # mid-file resume point (append mode)
     }
 
-A content (sha256) is processed once, whatever its name. Bounded: "seen",
+A content (sha256) is processed once, whatever its name, unless some of its
+lines were refused ("partial"): dropped again (after it was moved away, or
+under another name), it is read again, so that the refusal is reported again
+rather than the file silently skipped. Bounded: "seen",
 "pending" and "refused" only hold names present in the last listing; "files"
 entries of contents no longer in the folder are dropped after `remember_days`
 and the table never exceeds `max_files` entries (oldest first).
@@ -52,6 +55,16 @@ class Ledger:
         if s and s[0] == e.size and s[1] == e.mtime and s[2] in self.files and seen_version(s) == e.version:
             return str(s[2])
         return None
+
+    def settled(self, sha: str, name: str) -> bool:
+        """This content was processed before and need not be read again as `name`. A "partial" one is
+        read again when dropped again, not when the same name still shows it (an export URL without
+        validators, downloaded at every poll, would report its refused lines at every poll)."""
+        info = self.files.get(sha)
+        if info is None:
+            return False
+        s = self.seen.get(name)
+        return info.get("status") != "partial" or (s is not None and s[2] == sha)
 
     def see(self, e: Entry, sha: str) -> None:
         self.seen[e.name] = [e.size, e.mtime, sha, e.version] if e.version else [e.size, e.mtime, sha]
