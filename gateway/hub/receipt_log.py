@@ -24,6 +24,7 @@ from gateway.hub import tables
 from gateway.hub.db import GENESIS, utcnow
 from gateway.protocol.canonical import canonical_json
 from gateway.protocol.signing import b64
+from gateway.protocol.suites import suite_of
 
 ENTRY_FIELDS = (
     "seq", "time", "department", "key_id", "kind", "status", "batch_id", "counts", "request_digest", "summary", "prev_hash",
@@ -97,7 +98,7 @@ def next_entry(
         "prev_hash": head["log_head"],
     }
     h = entry["entry_hash"] = entry_hash(entry)
-    sig = b64(hub_key.sign(head_message(entry["seq"], h)))
+    sig = b64(suite_of(hub_key).sign(hub_key, head_message(entry["seq"], h)))
     new_hub_seq = head["hub_seq"] if hub_seq is None else hub_seq
     move = {"h_seq": entry["seq"], "h_head": h, "h_hub_seq": new_hub_seq, "h_sig": sig, "h_at": entry["time"]}
     head.update(log_seq=entry["seq"], log_head=h, hub_seq=new_hub_seq, signature=sig)
