@@ -107,7 +107,11 @@ def signature_params(
 
 
 def signature_base(
-    method: str, path: str, digest: str, params: str, components: tuple[str, ...],
+    method: str,
+    path: str,
+    digest: str,
+    params: str,
+    components: tuple[str, ...],
     fields: Mapping[str, str] | None = None,
 ) -> bytes:
     """RFC 9421 §2.5: one `"<component>": <value>` line per covered component, then `"@signature-params"`.
@@ -184,7 +188,9 @@ def _dictionary(text: str, header: str, reason: str) -> Dictionary:
     try:
         d.parse(text.encode("latin-1"))
     except (ValueError, UnicodeEncodeError) as e:
-        raise SignatureRefused(reason, f"{header} 不是 RFC 8941 字典 / {header} is not an RFC 8941 dictionary: {e}") from None
+        raise SignatureRefused(
+            reason, f"{header} 不是 RFC 8941 字典 / {header} is not an RFC 8941 dictionary: {e}"
+        ) from None
     return d
 
 
@@ -203,7 +209,9 @@ def check_digest(value: str, body: bytes) -> None:
         if not isinstance(member, Item) or not isinstance(member.value, bytes):
             raise SignatureRefused("bad_digest", f"Content-Digest 的 {a} 不是字节序列 / {a} is not a byte sequence")
         if member.value != DIGESTS[a](body).digest():
-            raise SignatureRefused("digest_mismatch", f"请求体的 {a} 摘要不符 / Content-Digest {a} does not match the body")
+            raise SignatureRefused(
+                "digest_mismatch", f"请求体的 {a} 摘要不符 / Content-Digest {a} does not match the body"
+            )
 
 
 def _refuse_input(message: str, key_id: str | None = None) -> SignatureRefused:
@@ -218,7 +226,7 @@ def _covered(inner: InnerList, path: str) -> tuple[str, ...]:
         if len(item.params):
             raise _refuse_input(f"不支持带参数的组件 / component parameters are not supported ({item})")
         if item.value in components:
-            raise _refuse_input(f"组件 {item.value} 重复 / component \"{item.value}\" is repeated (RFC 9421 §2.5)")
+            raise _refuse_input(f'组件 {item.value} 重复 / component "{item.value}" is repeated (RFC 9421 §2.5)')
         components.append(item.value)
     needed = _components_for(path, None, None)
     allowed = set(needed) | set(OPTIONAL_COMPONENTS)
@@ -226,7 +234,8 @@ def _covered(inner: InnerList, path: str) -> tuple[str, ...]:
     extra = [c for c in components if c not in allowed]
     if missing or extra:
         what = (f"缺少 / missing {' '.join(missing)}" if missing else "") + (
-            f" 不允许 / not allowed {' '.join(extra)}" if extra else "")
+            f" 不允许 / not allowed {' '.join(extra)}" if extra else ""
+        )
         raise _refuse_input(f"签名覆盖的组件不对 / signature must cover {' '.join(needed)}: {what.strip()}")
     return tuple(components)
 
@@ -265,7 +274,9 @@ def verify_request(
     check_digest(digest, body)
     inputs = _dictionary(sig_input, "Signature-Input", "bad_signature_input")
     if LABEL not in inputs:
-        raise _refuse_input(f"Signature-Input 无 {LABEL} / no {LABEL} in Signature-Input (labels: {', '.join(inputs) or 'none'})")
+        raise _refuse_input(
+            f"Signature-Input 无 {LABEL} / no {LABEL} in Signature-Input (labels: {', '.join(inputs) or 'none'})"
+        )
     inner = inputs[LABEL]
     if not isinstance(inner, InnerList):
         raise _refuse_input(f"Signature-Input 的 {LABEL} 不是内部列表 / {LABEL} is not an inner list")
@@ -319,7 +330,12 @@ def _suite_for(public: Any, alg: str, key_id: str) -> Suite:
     try:
         s = suite_of(public)
     except UnknownSuite:
-        raise SignatureRefused("bad_signature", f"密钥 {key_id} 无算法套件 / key {key_id} has no suite", key_id=key_id) from None
+        raise SignatureRefused(
+            "bad_signature", f"密钥 {key_id} 无算法套件 / key {key_id} has no suite", key_id=key_id
+        ) from None
     if s.name != alg:
-        raise _refuse_input(f"alg {alg} 与密钥 {key_id} 的套件 {s.name} 不符 / alg {alg!r} is not key {key_id}'s suite {s.name!r}", key_id)
+        raise _refuse_input(
+            f"alg {alg} 与密钥 {key_id} 的套件 {s.name} 不符 / alg {alg!r} is not key {key_id}'s suite {s.name!r}",
+            key_id,
+        )
     return s
