@@ -1,7 +1,8 @@
 """Key files: private key PEM (PKCS#8, mode 0600), public key as one line of text; each suite's own format.
 
 Which suite a key belongs to is read from the key itself (gateway/protocol/suites.py).
-For `ed25519` the public line is the base64 of the 32 raw bytes.
+For `ed25519` the public line is the base64 of the 32 raw bytes; for `sm2-sm3` it is
+`sm2:` and the base64 of the 65-byte uncompressed point.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.protocol.suites import DEFAULT_SUITE, SUITES, PrivateKey, PublicKey, suite, suite_of
+from gateway.protocol.suites import DEFAULT_SUITE, SUITES, PrivateKey, PublicKey, suite, suite_of, suite_of_text
 
 
 def new_private_key(suite_name: str = DEFAULT_SUITE) -> PrivateKey:
@@ -20,8 +21,9 @@ def public_key_text(key: PublicKey) -> str:
     return suite_of(key).public_text(key)
 
 
-def public_key_from_text(text: str, suite_name: str = DEFAULT_SUITE) -> PublicKey:
-    return suite(suite_name).public_from_text(text)
+def public_key_from_text(text: str, suite_name: str | None = None) -> PublicKey:
+    """The key on a public key line; its suite from the line itself unless `suite_name` says."""
+    return (suite(suite_name) if suite_name else suite_of_text(text)).public_from_text(text)
 
 
 def write_private_key(key: PrivateKey, path: str | Path) -> None:
@@ -50,7 +52,7 @@ def write_public_key(key: PublicKey, path: str | Path) -> None:
     p.write_text(public_key_text(key) + "\n", encoding="ascii")
 
 
-def read_public_key(path: str | Path, suite_name: str = DEFAULT_SUITE) -> PublicKey:
+def read_public_key(path: str | Path, suite_name: str | None = None) -> PublicKey:
     return public_key_from_text(Path(path).read_text(encoding="ascii"), suite_name)
 
 
