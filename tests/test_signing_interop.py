@@ -362,3 +362,18 @@ def test_path_is_signed_as_sent_not_decoded() -> None:
     verify_request("GET", "/api/v1/attachments/a%2Fb", h, b"", lambda k: key.public_key(), now=1_800_000_000)
     with pytest.raises(SignatureRefused):
         verify_request("GET", "/api/v1/attachments/a/b", h, b"", lambda k: key.public_key(), now=1_800_000_000)
+
+
+def test_the_hub_verifies_path_as_sent_percent_encoding_included(live_hub: Any) -> None:
+    data = b"%PDF-1.7\n" + b"x" * 100
+    sha = live_hub.post("/api/v1/attachments", data).json()["sha256"]
+    target = f"/api/v1/attachments/%{ord(sha[0]):02X}{sha[1:]}"  # the same resource, one character escaped
+    h = sign_request("GET", target, b"", live_hub.key, live_hub.key_id)
+    conn = http.client.HTTPConnection("127.0.0.1", live_hub.port, timeout=30)  # requests would unescape it
+    try:
+        conn.request("GET", target, headers=h)
+        r = conn.getresponse()
+        status, answer = r.status, r.read()
+    finally:
+        conn.close()
+    assert status == 200 and answer == data, answer[:200]
