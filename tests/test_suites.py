@@ -198,3 +198,28 @@ def test_the_hub_accepts_an_sm2_key_and_the_library_verifies_its_requests(live_h
     )
     r2 = live_hub.session.send(prep, timeout=30)
     assert r2.status_code == 200 and r2.json()["results"][0]["status"] == "accepted", r2.text
+
+
+@sm2_available
+def test_a_gateway_with_an_sm2_key_pushes_beside_an_ed25519_one(gateway_dir: Any, live_hub: Any) -> None:
+    """A migration: the department's Ed25519 key and its new SM2 key are both accepted by one hub."""
+    from gateway.hub import registry
+    from gateway.protocol.keys import write_private_key
+    from gateway.push.client import push_pending
+    from tests.fixtures.push import Edit, enqueue, material, mkey
+
+    config = gateway_dir.for_hub(live_hub)
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(1), 1, material(1))])
+    assert push_pending(config, engine, give_up_after=0).accepted == 1  # Ed25519, as before
+
+    key = suite("sm2").generate()
+    with live_hub.engine.begin() as conn:
+        registry.add_key(conn, live_hub.department, "dept001-sm2", public_key_text(key.public_key()))
+    write_private_key(key, gateway_dir.root / "keys" / "gateway.key")
+    config = gateway_dir.write_config(live_hub.url, key_id="dept001-sm2")
+    enqueue(engine, [Edit(mkey(i), 1, material(i)) for i in range(2, 5)])
+    assert push_pending(config, engine, give_up_after=0).accepted == 3
+    with live_hub.engine.connect() as conn:
+        kinds = conn.exec_driver_sql("select key_id, count(*) from receipt_log group by key_id order by key_id").all()
+    assert dict(kinds) == {"dept001-1": 1, "dept001-sm2": 1}
