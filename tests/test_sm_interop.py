@@ -150,3 +150,19 @@ def test_sm4_matches_the_standards_example(tmp_path: Path) -> None:
     r = openssl("enc", "-sm4-ecb", "-K", SM4_KEY.hex(), "-nopad", cwd=tmp_path, data=SM4_KEY)
     if r.returncode == 0:  # OpenSSL builds without SM4 exist; the vector above holds either way
         assert r.stdout == SM4_CIPHERTEXT
+
+
+def test_bench_sm_runs_and_its_libraries_agree(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_sm", Path(__file__).parents[1] / "bench" / "bench_sm.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pytest.importorskip("gmssl")
+    res = bench.main(["--seconds", "0.02"])
+    assert all(
+        res[lib]["sm3_vector_ok"] and res[lib]["sm4_vector_ok"] for lib in ("tongsuopy", "gmssl", "cryptography")
+    )
+    assert res["interop"] == {"tongsuopy_sig_verified_by_gmssl": True, "gmssl_sig_verified_by_tongsuopy": True}
+    assert "SM2 sign µs" in capsys.readouterr().out
