@@ -52,9 +52,12 @@ def worked_example() -> dict[str, str]:
         "yjj", "wz_db", [rec], batch_id="0b7e1a52-3c4d-4e5f-8a9b-0c1d2e3f4a5b", created="2026-10-28T00:00:00+00:00"
     )
     body = canonical_json(batch)
-    headers = sign_request("POST", "/api/v1/batches", body, gw_key, "yjj-1", created=CREATED, nonce=NONCE)
+    headers = sign_request("POST", "/api/v1/batches", body, gw_key, "yjj-1", created=CREATED, nonce=NONCE,
+                           content_type="application/json")
     params = headers["Signature-Input"].removeprefix("sig1=")
-    base = signature_base("POST", "/api/v1/batches", headers["Content-Digest"], params, ("@method", "@path", "content-digest"))
+    components = ("@method", "@path", "content-digest", "content-type", "protocol-version")
+    fields = {"content-type": "application/json", "protocol-version": "1"}
+    base = signature_base("POST", "/api/v1/batches", headers["Content-Digest"], params, components, fields)
     verify_request("POST", "/api/v1/batches", headers, body, lambda k: gw_key.public_key(), now=CREATED)
     receipt = {
         "protocol": "1",

@@ -93,9 +93,17 @@ def keys() -> None:
 @keys.command("new")
 @click.argument("private_key", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True)
-def keys_new(private_key: Path, force: bool) -> None:
-    """Create an Ed25519 key pair: PRIVATE_KEY (mode 0600) and PRIVATE_KEY.pub."""
+@click.option("--suite", "suite_name", default="ed25519", show_default=True,
+              help="algorithm suite: ed25519, or sm2 (sm2-sm3: SM2 signatures over SM3)")
+def keys_new(private_key: Path, force: bool, suite_name: str) -> None:
+    """Create a key pair: PRIVATE_KEY (mode 0600) and PRIVATE_KEY.pub."""
+    from gateway.protocol.suites import UnknownSuite, suite
+
     if private_key.exists() and not force:
         raise click.ClickException(f"{private_key} exists; use --force to replace it")
-    new_key_pair(private_key, private_key.with_suffix(".pub"))
-    click.echo(f"wrote {private_key} and {private_key.with_suffix('.pub')}")
+    try:
+        s = suite(suite_name)
+        new_key_pair(private_key, private_key.with_suffix(".pub"), s.name)
+    except UnknownSuite as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {private_key} and {private_key.with_suffix('.pub')} (suite {s.name})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from flask import Blueprint, Response, current_app, request, send_file
 from sqlalchemy import select
@@ -68,8 +68,14 @@ def _refused(e: Refused) -> Response:
 
 
 def _target() -> str:
+    """The request target as sent: RFC 9421's @path is not percent-decoded, so Flask's `request.path` will not do."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw:
+        if "://" in raw:  # absolute-form target (through a proxy): keep the path and query
+            raw = "/" + raw.split("://", 1)[1].partition("/")[2]
+        return raw.partition("#")[0]
     qs = request.query_string.decode("latin-1")
-    return request.path + (f"?{qs}" if qs else "")
+    return quote(request.path, safe="/:@!$&'()*+,;=-._~") + (f"?{qs}" if qs else "")
 
 
 def _negotiate(body: bytes) -> None:

@@ -9,22 +9,20 @@ the head after its batch, so a truncated tail is caught against either.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
 from gateway.hub.db import GENESIS, utcnow
 from gateway.protocol.canonical import canonical_json
-from gateway.protocol.receipts import head_message
+from gateway.protocol.receipts import head_message, verify_head
 from gateway.protocol.signing import b64
+from gateway.protocol.suites import PrivateKey, PublicKey, suite_of
 
 ENTRY_FIELDS = (
     "seq", "time", "department", "key_id", "kind", "status", "batch_id", "counts", "request_digest", "summary", "prev_hash",
@@ -63,7 +61,7 @@ class Appended:
 
 def next_entry(
     head: dict,
-    hub_key: Ed25519PrivateKey,
+    hub_key: PrivateKey,
     *,
     kind: str,
     status: str,
@@ -94,14 +92,14 @@ def next_entry(
         "prev_hash": head["log_head"],
     }
     h = entry["entry_hash"] = entry_hash(entry)
-    sig = b64(hub_key.sign(head_message(entry["seq"], h)))
+    sig = b64(suite_of(hub_key).sign(hub_key, head_message(entry["seq"], h)))
     new_hub_seq = head["hub_seq"] if hub_seq is None else hub_seq
     move = {"h_seq": entry["seq"], "h_head": h, "h_hub_seq": new_hub_seq, "h_sig": sig, "h_at": entry["time"]}
     head.update(log_seq=entry["seq"], log_head=h, hub_seq=new_hub_seq, signature=sig)
     return entry, move, Appended(entry["seq"], h, entry["time"])
 
 
-def append(conn: Connection, head: dict, hub_key: Ed25519PrivateKey, **fields: Any) -> Appended:
+def append(conn: Connection, head: dict, hub_key: PrivateKey, **fields: Any) -> Appended:
     """Append one entry; `conn`/`head` come from `db.serialized`. Also moves the signed head.
 
     `fields`: those of `next_entry` (kind, status, department, key_id, batch_id, counts, request_digest,
@@ -138,7 +136,7 @@ def _bad(v: LogVerdict, seq: int | None, message: str) -> None:
 def verify_log(
     engine: Engine,
     heads: Iterable[tuple[int, str]] = (),
-    hub_public_key: Ed25519PublicKey | None = None,
+    hub_public_key: PublicKey | None = None,
 ) -> LogVerdict:
     """Recompute the chain; name the first bad entry. `heads`: (log_seq, log_head) pairs a gateway holds.
 
@@ -186,7 +184,7 @@ def _check_checkpoint(
     v: LogVerdict,
     checkpoint: Mapping[str, Any] | None,
     hash_at_checkpoint: str | None,
-    hub_public_key: Ed25519PublicKey | None,
+    hub_public_key: PublicKey | None,
 ) -> None:
     """The `log_head` row against the log just read. Every append moves it in the same transaction, so on a
     non-empty log it must exist and name the last entry: a missing or zeroed one hides a truncated tail."""
@@ -202,9 +200,7 @@ def _check_checkpoint(
         return
     cs, ch = int(checkpoint["log_seq"]), checkpoint["log_head"]
     if hub_public_key is not None:
-        try:
-            hub_public_key.verify(base64.b64decode(checkpoint["signature"] or ""), head_message(cs, ch))
-        except (InvalidSignature, ValueError):
+        if not verify_head(cs, ch, checkpoint["signature"] or "", hub_public_key):
             _bad(v, None, "the hub's head checkpoint signature does not verify")
     if cs > v.last_seq:
         _bad(v, v.last_seq + 1, f"truncated: the hub's signed head is at entry {cs}, the log ends at {v.last_seq}")

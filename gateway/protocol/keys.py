@@ -1,33 +1,35 @@
-"""Ed25519 key files: private key PEM (PKCS#8, mode 0600), public key as one line of base64."""
+"""Key files: private key PEM (PKCS#8, mode 0600), public key as one line of text; each suite's own format.
+
+Which suite a key belongs to is read from the key itself (gateway/protocol/suites.py).
+For `ed25519` the public line is the base64 of the 32 raw bytes; for `sm2-sm3` it is
+`sm2:` and the base64 of the 65-byte uncompressed point.
+"""
 
 from __future__ import annotations
 
-import base64
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from gateway.protocol.suites import DEFAULT_SUITE, SUITES, PrivateKey, PublicKey, suite, suite_of, suite_of_text
 
 
-def new_private_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
+def new_private_key(suite_name: str = DEFAULT_SUITE) -> PrivateKey:
+    return suite(suite_name).generate()
 
 
-def public_key_text(key: Ed25519PublicKey) -> str:
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode("ascii")
+def public_key_text(key: PublicKey) -> str:
+    return suite_of(key).public_text(key)
 
 
-def public_key_from_text(text: str) -> Ed25519PublicKey:
-    raw = base64.b64decode(text.strip().removeprefix("ed25519:"), validate=True)
-    return Ed25519PublicKey.from_public_bytes(raw)
+def public_key_from_text(text: str, suite_name: str | None = None) -> PublicKey:
+    """The key on a public key line; its suite from the line itself unless `suite_name` says."""
+    return (suite(suite_name) if suite_name else suite_of_text(text)).public_from_text(text)
 
 
-def write_private_key(key: Ed25519PrivateKey, path: str | Path) -> None:
+def write_private_key(key: PrivateKey, path: str | Path) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = suite_of(key).private_pem(key)
     # Create with 0600 from the start: never a moment where the key is world-readable.
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -35,25 +37,27 @@ def write_private_key(key: Ed25519PrivateKey, path: str | Path) -> None:
     os.chmod(p, 0o600)
 
 
-def read_private_key(path: str | Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path}: not an Ed25519 private key")
-    return key
+def read_private_key(path: str | Path) -> PrivateKey:
+    pem = Path(path).read_bytes()
+    for s in SUITES.values():
+        key = s.private_from_pem(pem)
+        if key is not None:
+            return key
+    raise ValueError(f"{path}: not a private key of any suite ({', '.join(SUITES)})")
 
 
-def write_public_key(key: Ed25519PublicKey, path: str | Path) -> None:
+def write_public_key(key: PublicKey, path: str | Path) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(public_key_text(key) + "\n", encoding="ascii")
 
 
-def read_public_key(path: str | Path) -> Ed25519PublicKey:
-    return public_key_from_text(Path(path).read_text(encoding="ascii"))
+def read_public_key(path: str | Path, suite_name: str | None = None) -> PublicKey:
+    return public_key_from_text(Path(path).read_text(encoding="ascii"), suite_name)
 
 
-def new_key_pair(private_path: str | Path, public_path: str | Path) -> Ed25519PrivateKey:
-    key = new_private_key()
+def new_key_pair(private_path: str | Path, public_path: str | Path, suite_name: str = DEFAULT_SUITE) -> PrivateKey:
+    key = new_private_key(suite_name)
     write_private_key(key, private_path)
-    write_public_key(key.public_key(), public_path)
+    write_public_key(suite_of(key).public_key(key), public_path)
     return key

@@ -1,7 +1,7 @@
 """Signed receipts: the hub's answer to a batch, and the gateway's evidence of it.
 
 The receipt document travels as the HTTP response body in canonical JSON; the
-hub's Ed25519 signature over exactly those bytes travels in the
+hub's signature (its key's suite, gateway/protocol/suites.py) over exactly those bytes travels in the
 `Receipt-Signature` header as an RFC 8941 byte sequence (`:<base64>:`).
 A gateway stores body and signature as received: the pair is self-contained
 evidence that can be checked with the hub's public key alone.
@@ -14,11 +14,10 @@ import binascii
 from typing import Any
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.protocol.canonical import canonical_json
 from gateway.protocol.strictjson import DuplicateMember, loads_strict
+from gateway.protocol.suites import PrivateKey, PublicKey, UnknownSuite, suite_of
 
 RECEIPT_HEADER = "Receipt-Signature"
 STATUSES = ("accepted", "rejected", "duplicate", "stale")
@@ -31,12 +30,12 @@ class ReceiptInvalid(Exception):
     """A receipt whose signature does not verify or whose document is malformed."""
 
 
-def sign_receipt(doc: dict[str, Any], hub_key: Ed25519PrivateKey, hub_key_id: str) -> tuple[bytes, str]:
+def sign_receipt(doc: dict[str, Any], hub_key: PrivateKey, hub_key_id: str) -> tuple[bytes, str]:
     """Canonical body bytes of `doc` (with hub_key_id set) and the base64 signature over them."""
     doc = dict(doc)
     doc["hub_key_id"] = hub_key_id
     body = canonical_json(doc)
-    return body, base64.b64encode(hub_key.sign(body)).decode("ascii")
+    return body, base64.b64encode(suite_of(hub_key).sign(hub_key, body)).decode("ascii")
 
 
 def head_message(log_seq: int, log_head: str) -> bytes:
@@ -44,12 +43,12 @@ def head_message(log_seq: int, log_head: str) -> bytes:
     return canonical_json({"log_head": log_head, "log_seq": log_seq})
 
 
-def verify_head(log_seq: int, log_head: str, signature_b64: str, hub_public_key: Ed25519PublicKey) -> bool:
+def verify_head(log_seq: int, log_head: str, signature_b64: str, hub_public_key: PublicKey) -> bool:
     try:
-        hub_public_key.verify(base64.b64decode(signature_b64, validate=True), head_message(log_seq, log_head))
-    except (binascii.Error, InvalidSignature, ValueError, TypeError):
+        sig = base64.b64decode(signature_b64, validate=True)
+        return bool(suite_of(hub_public_key).verify(hub_public_key, sig, head_message(log_seq, log_head)))
+    except (binascii.Error, UnknownSuite, ValueError, TypeError):
         return False
-    return True
 
 
 def header_value(signature_b64: str) -> str:
@@ -63,7 +62,7 @@ def _strip(signature: str) -> str:
     return s.strip(":")
 
 
-def verify_receipt(body: bytes, signature_b64: str, hub_public_key: Ed25519PublicKey) -> dict[str, Any]:
+def verify_receipt(body: bytes, signature_b64: str, hub_public_key: PublicKey) -> dict[str, Any]:
     """Verify the hub's signature over `body` and return the receipt document.
 
     `signature_b64` may be given bare or as the header value `:<base64>:`.
@@ -71,9 +70,11 @@ def verify_receipt(body: bytes, signature_b64: str, hub_public_key: Ed25519Publi
     """
     try:
         sig = base64.b64decode(_strip(signature_b64), validate=True)
-        hub_public_key.verify(sig, body)
-    except (binascii.Error, InvalidSignature, ValueError):
-        raise ReceiptInvalid("回执签名验证失败 / receipt signature does not verify") from None
+        ok = suite_of(hub_public_key).verify(hub_public_key, sig, body)
+    except (binascii.Error, UnknownSuite, ValueError):
+        ok = False
+    if not ok:
+        raise ReceiptInvalid("回执签名验证失败 / receipt signature does not verify")
     try:
         doc = loads_strict(body)
     except orjson.JSONDecodeError as e:

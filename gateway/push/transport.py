@@ -198,7 +198,7 @@ class HubTransport:
 
     def send(self, batch: Batch) -> VerifiedReceipt:
         """POST one batch; return its verified receipt or raise one of the errors above."""
-        headers = sign_request("POST", self.path, batch.body, self.key, self.key_id)
+        headers = sign_request("POST", self.path, batch.body, self.key, self.key_id, content_type="application/json")
         try:
             resp = self._post_batch(batch.body, headers)
         except requests.Timeout as e:
