@@ -88,3 +88,16 @@ def test_sftp_source_through_the_pipeline(tmp_path: Path, sshd: Sshd) -> None:
     drop(folder, "b.csv", export([("A3", "床")]))
     assert sync_source(cfg, "files", engine).new == 1
     assert [k for _, k, _ in outbox_data(engine)] == ["A1", "A2", "A3"]
+
+
+def test_a_refused_file_counts_as_a_refused_file_not_as_rows(tmp_path: Path) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    cfg = write_config(tmp_path, [source(folder, "append", max_file_bytes=400)], MAPPING)
+    engine = open_store(cfg.state_path)
+    drop(folder, "good.csv", export([("A1", "帐篷"), ("A2", "棉被")]))
+    drop(folder, "huge.csv", export([(f"B{i}", "折叠床") for i in range(50)]))  # over max_file_bytes
+    s = sync_source(cfg, "files", engine)
+    assert (s.rows_read, s.new, s.rejected, s.files_refused) == (2, 2, 0, 1)
+    assert [p.rule for p in s.problems] == ["file.too_large"]
+    assert s.as_dict()["files_refused"] == 1 and "拒绝文件 1 个" in str(s)
