@@ -177,6 +177,17 @@ def test_trusted_proxies_setting_is_checked(tmp_path) -> None:  # type: ignore[n
         )
     assert "hub.trusted_proxies[1]: 'nginx' is not an IP address" in str(e.value)
     assert "hub.trusted_proxies[2]" in str(e.value)
+    from gateway.config import load_gateway_config
+
+    (tmp_path / "k.key").write_text("x")
+    (tmp_path / "g.toml").write_text(
+        '[department]\ncode = "d"\nname = "部门"\n[hub]\nurl = "http://127.0.0.1:1"\n'
+        '[keys]\nsigning_key = "k.key"\nkey_id = "k1"\n[web]\ntrusted_proxies = ["10.0.0.0/8", "10.0.0.300"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as e:
+        load_gateway_config(tmp_path / "g.toml")
+    assert "web.trusted_proxies[1]: '10.0.0.300' is not an IP address" in str(e.value)
 
 
 def test_hub_behind_a_trusted_proxy_over_real_http(live_hub: LiveHub) -> None:
