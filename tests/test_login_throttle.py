@@ -222,3 +222,39 @@ def test_hub_behind_a_trusted_proxy_over_real_http(live_hub: LiveHub) -> None:
         server.close()
     rows = hub_account_store(live_hub.engine).audit_page(actor="op")
     assert [(a["action"], a["remote_addr"]) for a in rows[:2]] == [("login.ok", OWNER), ("login.throttled", ATTACKER)]
+
+
+def test_gateway_service_behind_a_trusted_proxy_over_real_http(service_env) -> None:  # type: ignore[no-untyped-def]
+    """`gateway run` with web.trusted_proxies: waitress passes X-Forwarded-For, the login throttle uses it."""
+    from gateway.accounts.roles import GATEWAY_ROLES
+    from gateway.service.runtime import GatewayService
+    from gateway.store import open_store
+
+    cfg = service_env.config()
+    cfg.web.trusted_proxies = (PROXY,)
+    engine = open_store(cfg.state_path)
+    AccountStore(engine, t.users, t.audit, GATEWAY_ROLES).add("wanglei", PASSWORD, "clerk")
+    svc = GatewayService(cfg, pg_listen=False, run_at_start=False).start()
+    try:
+        base = f"http://{svc.listen}/accounts/login"
+
+        def post(forwarded: str, password: str) -> int:
+            s = requests.Session()
+            page = s.get(base, timeout=10).text
+            tok = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+            r = s.post(
+                base,
+                data={"username": "wanglei", "password": password, "csrf_token": tok},
+                headers={"X-Forwarded-For": forwarded},
+                allow_redirects=False,
+                timeout=10,
+            )
+            return r.status_code
+
+        assert [post(ATTACKER, "guess-guess-1") for _ in range(8)] == [401] * 5 + [429] * 3
+        assert post(OWNER, PASSWORD) == 302
+    finally:
+        svc.stop()
+    assert [a["remote_addr"] for a in _audit(engine, "login.ok")] == [OWNER]
+    assert {a["remote_addr"] for a in _audit(engine, "login.throttled")} == {ATTACKER}
+    engine.dispose()
