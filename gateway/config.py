@@ -190,6 +190,7 @@ class WebConfig:
     api_token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For names the client (login throttle, audit)
 
 
 @dataclass
@@ -283,6 +284,25 @@ def read_toml(path: str | Path) -> tuple[Path, dict[str, Any]]:
         raise ConfigError([ConfigProblem("(syntax)", str(e))], str(file)) from None
 
 
+def trusted_proxies(chk: Checker, doc: dict[str, Any], path: str) -> tuple[str, ...]:
+    """`trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]`: addresses or networks; each bad entry is a problem."""
+    from gateway.accounts.forwarded import TrustedProxies
+
+    entries = chk.value(doc, "trusted_proxies", path, list, default=[])
+    good: list[str] = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, str):
+            chk.problem(f"{path}.trusted_proxies[{i}]", f"expected an address or network as text, got {e!r}")
+            continue
+        try:
+            TrustedProxies.parse([e])
+        except ValueError as err:
+            chk.problem(f"{path}.trusted_proxies[{i}]", str(err))
+        else:
+            good.append(e)
+    return tuple(good)
+
+
 def load_gateway_config(path: str | Path) -> GatewayConfig:
     """Read and check a gateway config; raises ConfigError listing every problem."""
     file, doc = read_toml(path)
@@ -330,10 +350,11 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         api_token=resolve_secret(webd.get("api_token"), "web.api_token", chk.problems),
         tls_cert=chk.path(webd, "tls_cert", "web"),
         tls_key=chk.path(webd, "tls_key", "web"),
+        trusted_proxies=trusted_proxies(chk, webd, "web"),
     )
     if web.listen and not re.fullmatch(r"[^:\s]+:\d{1,5}", web.listen):
         chk.problem("web.listen", "expected host:port")
-    chk.unknown(webd, ("listen", "secret_key", "api_token", "tls_cert", "tls_key"), "web")
+    chk.unknown(webd, ("listen", "secret_key", "api_token", "tls_cert", "tls_key", "trusted_proxies"), "web")
 
     fresh = chk.table(doc, "freshness", required=False)
     default_days = chk.value(fresh, "default_days", "freshness", int, default=90)

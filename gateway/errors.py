@@ -93,3 +93,11 @@ class RowProblem:
         where = f"{self.source} {self.locator}".strip()
         fld = f" 字段 {self.field}" if self.field else ""
         return f"{where}{fld} 值 {self.value!r}: {self.message} [{self.rule}]"
+
+
+@dataclass
+class FileRefused(RowProblem):
+    """A whole file refused (bad name, unreadable, too large, unknown format): not a row.
+
+    The sync summary counts these under files_refused, so rows_read stays a count of rows.
+    """

@@ -140,3 +140,16 @@ def test_one_bad_byte_in_a_utf8_drop_refuses_that_line_only_and_a_corrected_redr
     assert (s.new, s.changed, s.unchanged, s.problems) == (1, 0, 2, [])
     assert [(k, n) for _, k, n in outbox_data(engine)] == [("A1", "帐篷"), ("A2", "棉被"), ("A3", "折叠床")]
     assert (folder / "done" / "库存.csv").exists()
+
+
+def test_a_refused_file_counts_as_a_refused_file_not_as_rows(tmp_path: Path) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    cfg = write_config(tmp_path, [source(folder, "append", max_file_bytes=400)], MAPPING)
+    engine = open_store(cfg.state_path)
+    drop(folder, "good.csv", export([("A1", "帐篷"), ("A2", "棉被")]))
+    drop(folder, "huge.csv", export([(f"B{i}", "折叠床") for i in range(50)]))  # over max_file_bytes
+    s = sync_source(cfg, "files", engine)
+    assert (s.rows_read, s.new, s.rejected, s.files_refused) == (2, 2, 0, 1)
+    assert [p.rule for p in s.problems] == ["file.too_large"]
+    assert s.as_dict()["files_refused"] == 1 and "拒绝文件 1 个" in str(s)

@@ -200,11 +200,17 @@ def test_no_hub_state_changes_by_get(hub_ui) -> None:  # type: ignore[no-untyped
     assert snapshot() == before
 
 
-def test_hub_logins_lock_out_and_are_audited(hub_ui) -> None:  # type: ignore[no-untyped-def]
+def test_hub_logins_are_throttled_per_address_and_audited(hub_ui) -> None:  # type: ignore[no-untyped-def]
     c = hub_ui.ui_app.test_client()
     for _ in range(5):
         r = login(c, "look", "not-the-password", prefix="/ui")
-    assert "账户已锁定" in r.get_data(as_text=True)
-    assert "账户已锁定" in login(c, "look", PASSWORD, prefix="/ui").get_data(as_text=True)
+    assert r.status_code == 401 and "用户名或密码错误" in r.get_data(as_text=True)
+    r = login(c, "look", PASSWORD, prefix="/ui")
+    assert r.status_code == 429 and "登录失败次数过多" in r.get_data(as_text=True)
+    # The owner from another address still gets in: the attacker slowed only itself.
+    owner = hub_ui.ui_app.test_client()
+    owner.environ_base["REMOTE_ADDR"] = "10.9.9.9"
+    assert login(owner, "look", prefix="/ui").status_code == 302
     rows = hub_account_store(hub_ui.engine).audit_page(actor="look")
-    assert [a["action"] for a in rows].count("login.failed") == 5 and rows[0]["action"] == "login.locked"
+    assert [a["action"] for a in rows].count("login.failed") == 5
+    assert [(a["action"], a["remote_addr"]) for a in rows[:2]] == [("login.ok", "10.9.9.9"), ("login.throttled", "127.0.0.1")]

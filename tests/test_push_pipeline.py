@@ -130,7 +130,8 @@ chunk_size = 500
     assert r.exit_code == 0, r.output
     out = orjson.loads(r.output[r.output.index("{\n"):])  # after the log lines: the indented summary
     assert out["new"] == 3000
-    push = orjson.loads(out["push"])
+    push = out["push"]  # nested as an object, not a JSON string
+    assert push["status"] == "pushed"
     # The hub answered for every record (stock naming materials it does not know is rejected: a dead letter).
     assert push["accepted"] + push["rejected"] == 3000 and push["batches"] >= 3000 // 400
     engine = gateway_dir.store()

@@ -281,6 +281,7 @@ def test_cli_sync_prints_counts_and_rejections(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["--config", str(tmp_path / "gateway.toml"), "sync", "kc", "--no-push", "--json"])
     data = json.loads(r.stdout)
     assert (data["unchanged"], data["rejected"], data["new"]) == (7, 1, 0)
+    assert data["push"] == {"status": "skipped", "message": "未推送（--no-push）"} and data["files_refused"] == 0
     src.dispose()
 
 
@@ -293,6 +294,9 @@ def test_cli_sync_keeps_records_queued_when_the_hub_is_unreachable(tmp_path: Pat
     r = CliRunner().invoke(cli, ["--config", str(cfg.file), "sync", "kc", "--push-retry-for", "0"])
     assert r.exit_code == 0, r.output
     assert "新增 3" in r.output and "记录已入队" in r.output
+    r = CliRunner().invoke(cli, ["--config", str(cfg.file), "sync", "kc", "--push-retry-for", "0", "--json"])
+    push = json.loads(r.stdout)["push"]  # an object in the summary, not a JSON string
+    assert push["status"] == "queued" and "记录已入队" in push["message"] and push["delivered"] == 0
     with open_store(cfg.state_path).connect() as c:
         assert c.execute(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.state == "pending")).scalar() == 3
     src.dispose()

@@ -1,6 +1,6 @@
 """Per-person accounts shared by the gateway admin UI and the hub operators' UI.
 
-scrypt password hashes, roles and permissions, login throttling and lockout,
+scrypt password hashes, roles and permissions, login throttling per account and address,
 CSRF tokens, secure session cookies, the audit log, and Chinese error pages.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 AUDIT_ACTIONS = {
     "login.ok": "登录成功",
     "login.failed": "登录失败",
-    "login.locked": "登录被拒（账户已锁定）",
+    "login.locked": "登录被拒（账户已锁定）",  # written by versions before the per-address throttle
     "login.throttled": "登录被拒（尝试过于频繁）",
     "logout": "退出登录",
     "user.add": "添加用户",

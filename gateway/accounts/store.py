@@ -1,4 +1,4 @@
-"""Users, login checks with throttling and lockout, and the audit log writer.
+"""Users, login checks with throttling (gateway.accounts.throttle), and the audit log writer.
 
 Works on any pair of (users, audit) tables with the columns of
 gateway.store.tables.users/audit, so the gateway and the hub share the code but
@@ -10,9 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import threading
-import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,11 @@ from typing import Any
 from sqlalchemy import Engine, Table, func, select
 
 from gateway.accounts.passwords import burn_time, hash_password, password_problem, verify_password
+from gateway.accounts.throttle import LoginThrottle, address_key
+from gateway.logs import log
+
+LOG = logging.getLogger("gateway.accounts")
+KNOWN_ADDRESS_DAYS = 90  # a login from an address within this long makes it "known" for the account
 
 
 def utcnow() -> dt.datetime:
@@ -49,36 +53,9 @@ class AccountError(Exception):
 
 
 class LoginRefused(AccountError):
-    def __init__(self, message: str, locked: bool = False) -> None:
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.locked = locked
-
-
-class AddressThrottle:
-    """Failed logins per remote address in a sliding window, kept in memory.
-
-    Account lockout stops guessing one password; this stops one address
-    trying many user names.
-    """
-
-    def __init__(self, limit: int, window_seconds: float) -> None:
-        self.limit, self.window = limit, window_seconds
-        self._fails: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, addr: str, now: float) -> deque[float]:
-        q = self._fails.setdefault(addr, deque())
-        while q and q[0] < now - self.window:
-            q.popleft()
-        return q
-
-    def blocked(self, addr: str) -> bool:
-        with self._lock:
-            return len(self._recent(addr, time.monotonic())) >= self.limit
-
-    def fail(self, addr: str) -> None:
-        with self._lock:
-            self._recent(addr, time.monotonic()).append(time.monotonic())
+        self.retry_after = retry_after  # set when throttled: the attempt was not checked at all
 
 
 class AccountStore:
@@ -91,12 +68,16 @@ class AccountStore:
         max_failures: int = 5,
         lockout_minutes: float = 15,
         address_limit: int = 30,
+        account_limit: int = 100,
     ) -> None:
         self.engine, self.users, self.audit_table = engine, users, audit
         self.roles = dict(roles)
-        self.max_failures = max_failures
-        self.lockout = dt.timedelta(minutes=lockout_minutes)
-        self.throttle = AddressThrottle(address_limit, self.lockout.total_seconds())
+        # max_failures: free failures per (account, address) before delays start; lockout_minutes: the
+        # window and the longest delay. No hard lock-out: see gateway/accounts/throttle.py.
+        self.throttle = LoginThrottle(max_failures, lockout_minutes * 60, address_limit=address_limit,
+                                      account_limit=account_limit)
+        self._known: dict[str, set[str]] = {}  # username -> address keys it logged in from
+        self._known_lock = threading.Lock()
 
     # -- users -------------------------------------------------------------
     def _user(self, row: Any) -> User:
@@ -170,6 +151,7 @@ class AccountStore:
             self._audit(c, actor, "user.role", username, {"role": old}, {"role": role})
 
     def unlock(self, username: str, actor: str) -> None:
+        self.throttle.reset(username)
         with self.engine.begin() as c:
             c.execute(
                 self.users.update().where(self.users.c.username == username).values(failed_logins=0, locked_until=None)
@@ -185,45 +167,68 @@ class AccountStore:
             self._audit(c, actor, "user.delete", username, {"role": row.role}, None)
 
     # -- login -------------------------------------------------------------
-    def authenticate(self, username: str, password: str, remote_addr: str | None = None) -> User:
-        """The user when the password is right; LoginRefused (audited) otherwise."""
+    def authenticate(self, username: str, password: str, remote_addr: str | None = None,
+                     via: str | None = None) -> User:
+        """The user when the password is right; LoginRefused (audited and logged) otherwise.
+
+        `remote_addr`: the client's address (forwarded by a trusted proxy or the peer's);
+        `via`: the proxy it came through, recorded beside it.
+        """
         addr = remote_addr or "-"
-        if self.throttle.blocked(addr):
-            self.record("login.throttled", username, remote_addr=remote_addr)
-            raise LoginRefused("登录失败次数过多，请稍后再试")
-        now = utcnow()
+        where = {"via": via} if via else {}
+        refusal = self.throttle.check(username, addr, lambda: self._known_address(username, addr))
+        if refusal is not None:
+            self._refused("login.throttled", username, remote_addr, {"rule": refusal.rule,
+                          "retry_after": refusal.retry_after, **where})
+            raise LoginRefused(refusal.message, retry_after=refusal.retry_after)
         with self.engine.connect() as c:
             row = c.execute(select(self.users).where(self.users.c.username == username)).first()
         if row is None:
             burn_time(password)
-            self.throttle.fail(addr)
-            self.record("login.failed", username, after={"reason": "unknown_user"}, remote_addr=remote_addr)
+            self.throttle.fail(username, addr)
+            self._refused("login.failed", username, remote_addr, {"reason": "unknown_user", **where})
             raise LoginRefused("用户名或密码错误")
-        if row.locked_until and dt.datetime.fromisoformat(row.locked_until) > now:
-            self.throttle.fail(addr)
-            self.record("login.locked", username, remote_addr=remote_addr)
-            until = dt.datetime.fromisoformat(row.locked_until).strftime("%H:%M")
-            raise LoginRefused(f"账户已锁定，请于 {until}（UTC）后再试或联系管理员解锁", locked=True)
         if not verify_password(password, row.password_hash):
-            self.throttle.fail(addr)
-            failures = (row.failed_logins or 0) + 1
-            locked_until = iso(now + self.lockout) if failures >= self.max_failures else None
+            self.throttle.fail(username, addr)
+            failures = (row.failed_logins or 0) + 1  # since the last success, shown on the users page
             with self.engine.begin() as c:
-                c.execute(
-                    self.users.update().where(self.users.c.id == row.id)
-                    .values(failed_logins=0 if locked_until else failures, locked_until=locked_until)
-                )
-                self._audit(c, username, "login.failed", username, None,
-                            {"reason": "bad_password", "failures": failures, "locked_until": locked_until},
-                            remote_addr)
-            if locked_until:
-                minutes = int(self.lockout.total_seconds() // 60)
-                raise LoginRefused(f"连续 {failures} 次密码错误，账户已锁定 {minutes} 分钟", locked=True)
+                c.execute(self.users.update().where(self.users.c.id == row.id).values(failed_logins=failures))
+                self._refused("login.failed", username, remote_addr,
+                              {"reason": "bad_password", "failures": failures, **where}, conn=c)
             raise LoginRefused("用户名或密码错误")
+        self.throttle.succeed(username, addr)
+        with self._known_lock:
+            if username in self._known:
+                self._known[username].add(address_key(addr))
         with self.engine.begin() as c:
             c.execute(self.users.update().where(self.users.c.id == row.id).values(failed_logins=0, locked_until=None))
-            self._audit(c, username, "login.ok", username, None, None, remote_addr)
+            self._audit(c, username, "login.ok", username, None, where or None, remote_addr)
         return self._user(row)
+
+    def _refused(self, action: str, username: str, remote_addr: str | None, after: dict[str, Any],
+                 conn: Any = None) -> None:
+        log(LOG, logging.WARNING, f"login refused ({action.removeprefix('login.')})", account=username,
+            address=remote_addr, **after)
+        self.record(action, username, after=after, remote_addr=remote_addr, conn=conn)
+
+    def _known_address(self, username: str, addr: str) -> bool:
+        """Has `username` logged in from `addr` (its /64 for IPv6) lately? Read from the audit log once."""
+        with self._known_lock:
+            known = self._known.get(username)
+        if known is None:
+            with self.engine.connect() as c:
+                if c.execute(select(self.users.c.id).where(self.users.c.username == username)).first() is None:
+                    return False  # not cached: unknown names must not grow memory
+                a = self.audit_table.c
+                since = (utcnow() - dt.timedelta(days=KNOWN_ADDRESS_DAYS)).isoformat(timespec="milliseconds")
+                rows = c.execute(
+                    select(a.remote_addr).distinct()
+                    .where(a.action == "login.ok", a.target == username, a.at >= since, a.remote_addr.is_not(None))
+                ).scalars()
+                known = {address_key(r) for r in rows}
+            with self._known_lock:
+                known = self._known.setdefault(username, known)
+        return address_key(addr) in known
 
     # -- audit -------------------------------------------------------------
     def _audit(self, conn: Any, actor: str, action: str, target: str | None,

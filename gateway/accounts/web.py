@@ -28,6 +28,7 @@ from flask import (
 )
 
 from gateway.accounts import csrf
+from gateway.accounts.forwarded import TrustedProxies
 from gateway.accounts.labels import audit_label
 from gateway.accounts.store import AccountError, AccountStore, LoginRefused, User
 
@@ -53,6 +54,8 @@ class AccountsUI:
     home_endpoint: str
     title: str
     nav: list[NavItem] = field(default_factory=list)
+    # Peers whose X-Forwarded-For names the client ([web] / [hub] trusted_proxies); empty: never read.
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
     def allowed(self, user: User | None, permission: str) -> bool:
         return user is not None and user.role in self.permissions.get(permission, frozenset())
@@ -71,8 +74,13 @@ def actor() -> str:
     return u.username if u else "-"
 
 
+def client_address() -> tuple[str | None, str | None]:
+    """(the client's address, the trusted proxy it came through or None): see gateway.accounts.forwarded."""
+    return ui().trusted_proxies.client(request.remote_addr, request.headers.get("X-Forwarded-For"))
+
+
 def remote_addr() -> str | None:
-    return request.remote_addr
+    return client_address()[0]
 
 
 def audit(action: str, target: str | None = None, before: Any = None, after: Any = None, conn: Any = None) -> None:
@@ -136,10 +144,14 @@ def make_blueprint(url_prefix: str = "") -> Blueprint:
         if request.method == "POST":
             username = request.form.get("username", "").strip()
             password = request.form.get("password", "")
+            addr, via = client_address()
             try:
-                user = ui().store.authenticate(username, password, remote_addr())
+                user = ui().store.authenticate(username, password, addr, via)
             except LoginRefused as e:
-                error = str(e)
+                error, retry_after = str(e), e.retry_after
+                if retry_after is not None:  # throttled: the password was not even checked
+                    page = render_template("accounts/login.html", error=error)
+                    return page, 429, {"Retry-After": str(retry_after)}
             else:
                 # A fresh session on login: nothing from before (fixation) carries over.
                 session.clear()

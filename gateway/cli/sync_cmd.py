@@ -67,7 +67,7 @@ def sync_cmd(ctx: Context, source: str, as_json: bool, show: int, push: bool, pu
         summary = sync_source(config, source, engine, operator=operator, progress=progress, allow_mass_delete=allow_mass_delete)
     except MassDeleteHeld:
         if worker is not None:
-            click.echo(_finish_push(worker), err=True)  # every other change of this run was committed: deliver it
+            click.echo(_push_text(_finish_push(worker)), err=True)  # every other change of this run was committed: deliver it
         raise
     except BaseException:
         if worker is not None:
@@ -75,8 +75,9 @@ def sync_cmd(ctx: Context, source: str, as_json: bool, show: int, push: bool, pu
         raise
     if counter is not None:
         click.echo("", err=True)
-    pushed = _finish_push(worker) if worker is not None else "未推送（--no-push）"
+    pushed = _finish_push(worker) if worker is not None else {"status": "skipped", "message": "未推送（--no-push）"}
     if as_json:
+        # The push summary is nested as an object, not a JSON string inside the JSON.
         click.echo(json.dumps({**summary.as_dict(), "push": pushed}, ensure_ascii=False, indent=2, default=str))
         return
     s = summary
@@ -84,13 +85,15 @@ def sync_cmd(ctx: Context, source: str, as_json: bool, show: int, push: bool, pu
     click.echo(f"读取行数：{s.rows_read}")
     click.echo(f"记录：新增 {s.new}，变更 {s.changed}，删除 {s.deleted}，未变 {s.unchanged}")
     click.echo(f"拒收行数：{s.rejected}")
+    if s.files_refused:
+        click.echo(f"拒绝文件：{s.files_refused} 个（整个文件未读取，见下列问题）")
     for p in s.problems[:show]:
         click.echo(f"  {p.locator} 字段 {p.field or '-'} 值 {p.value!r}：{p.message} [{p.rule}]")
     if s.rejected > min(show, len(s.problems)):
         click.echo(f"  …另有 {s.rejected - min(show, len(s.problems))} 行，见 --json 或同步记录")
     for note in s.notes:
         click.echo(f"注意：{note}")
-    click.echo(f"推送：{pushed}")
+    click.echo(f"推送：{_push_text(pushed)}")
 
 
 def _push_worker(config, engine, retry_for: float):  # type: ignore[no-untyped-def]
@@ -99,8 +102,16 @@ def _push_worker(config, engine, retry_for: float):  # type: ignore[no-untyped-d
     return PushWorker(config, engine, idle_poll=3600, give_up_after=retry_for).start()
 
 
-def _finish_push(worker) -> str:  # type: ignore[no-untyped-def]
+def _finish_push(worker) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The push's totals with a status: "pushed", or "queued" when the hub could not be reached."""
     total = worker.finish()
     if worker.last_error and not total.delivered and not total.rejected:
-        return f"记录已入队，暂未送达中心（{worker.last_error}），将由推送任务重试"
-    return json.dumps(total.as_dict(), ensure_ascii=False, default=str)
+        return {"status": "queued", "message": f"记录已入队，暂未送达中心（{worker.last_error}），将由推送任务重试",
+                "error": str(worker.last_error), **total.as_dict()}
+    return {"status": "pushed", **total.as_dict()}
+
+
+def _push_text(pushed: dict[str, object]) -> str:
+    if "message" in pushed:
+        return str(pushed["message"])
+    return json.dumps({k: v for k, v in pushed.items() if k != "status"}, ensure_ascii=False, default=str)

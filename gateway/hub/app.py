@@ -125,6 +125,9 @@ def create_app(config: HubConfig | None = None, test_config: dict | None = None)
     from gateway.hub.api import api
 
     app.register_blueprint(api)
+    from gateway.hub.health import health  # GET /healthz, no authentication
+
+    app.register_blueprint(health)
     from gateway.hub.ui import bp as ui_bp  # operators' web UI under /ui
 
     app.register_blueprint(ui_bp)

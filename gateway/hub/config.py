@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Checker, read_toml, resolve_secret
+from gateway.config import Checker, read_toml, resolve_secret, trusted_proxies
 from gateway.protocol.keys import public_key_from_text
 from gateway.standard.schema import RECORD_TYPES
 
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{2,40}$")
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
-HUB_KEYS = ("listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads")
+HUB_KEYS = ("listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads",
+            "trusted_proxies")
 ATTACHMENT_KEYS = ("dir", "max_bytes")
 DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
 KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
@@ -68,6 +69,7 @@ class HubConfig:
     grants: list[GrantConfig] = field(default_factory=list)
     category_codes: Path | None = None  # as the gateways' [standard] section: validate alike
     extra_units: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For names the client (operators' UI logins)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -183,6 +185,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     threads = chk.value(hub, "threads", "hub", int, default=8)
     if threads is not None and threads < 1:
         chk.problem("hub.threads", "must be at least 1")
+    proxies = trusted_proxies(chk, hub, "hub")
     chk.unknown(hub, HUB_KEYS, "hub")
 
     att = chk.table(doc, "attachments", required=False)
@@ -244,6 +247,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         max_batch_bytes=max_batch,
         max_in_flight=in_flight,
         threads=threads,
+        trusted_proxies=proxies,
         attachments_dir=att_dir,
         attachment_max_bytes=att_max,
         departments=departments,

@@ -22,8 +22,12 @@ def make_server(app: Flask, host: str, port: int, threads: int = 8, **adjustment
     # in memory (past 512 KB waitress spools them to a temporary file and reads them back); together
     # ~3 ms less CPU per 900 KB request (the app reads the whole body into memory anyway).
     adjustments = {"recv_bytes": 65536, "inbuf_overflow": 4 * 1024 * 1024, **adjustments}
+    # Waitress drops X-Forwarded-* unless told otherwise; with [hub] trusted_proxies the app reads
+    # X-Forwarded-For itself, and only from those peers (gateway.accounts.forwarded).
+    hub = app.extensions.get("hub")
+    adjustments.setdefault("clear_untrusted_proxy_headers", not (hub and hub.config.trusted_proxies))
     return create_server(app, host=host, port=port, threads=threads, max_request_body_size=limit,
-                         ident="gateway-hub", clear_untrusted_proxy_headers=True, **adjustments)
+                         ident="gateway-hub", **adjustments)
 
 
 def tune_gc() -> None:

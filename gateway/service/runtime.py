@@ -117,8 +117,9 @@ class GatewayService:
 
                 self.server = TlsServer(self.app, host, port, web.tls_cert, web.tls_key).start()
             else:
+                # With web.trusted_proxies the app reads X-Forwarded-For itself, only from those peers.
                 server = create_server(self.app, host=host, port=port, threads=8, ident="gateway",
-                                       clear_untrusted_proxy_headers=True)
+                                       clear_untrusted_proxy_headers=not web.trusted_proxies)
                 self.server = ThreadedServer(server, "web").start()
         except ssl.SSLError as e:
             raise FatalError(f"web.tls_cert / web.tls_key cannot be used: {e}") from None

@@ -4,7 +4,9 @@ waitress speaks plain HTTP only, so with a certificate configured the service
 uses the standard library's threaded WSGI server on a TLS socket instead. The
 TLS handshake happens in each connection's own thread (with a timeout), so a
 slow or hostile client cannot hold up others. Client addresses stay real, which
-the login throttling relies on (a TLS-terminating proxy in front would hide them).
+the login throttling relies on. Behind a TLS-terminating proxy instead, list it in
+web.trusted_proxies: the login throttle and the audit log then take the client's
+address from its X-Forwarded-For (gateway.accounts.forwarded), from that peer only.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 from gateway.adapters import registry
 from gateway.adapters.base import Adapter, Checkpoint, SourceRow
 from gateway.config import GatewayConfig, SourceConfig
-from gateway.errors import FatalError, RowProblem, SkippableError
+from gateway.errors import FatalError, FileRefused, RowProblem, SkippableError
 from gateway.logs import log
 from gateway.mappings import CompiledMapping, current_version, load_mapping
 from gateway.standard.schema import RECORD_TYPES, record_key
@@ -64,6 +64,7 @@ class SyncSummary:
     deleted: int = 0
     unchanged: int = 0
     rejected: int = 0
+    files_refused: int = 0  # whole files refused (FileRefused): not rows, so not in rows_read
     problems: list[RowProblem] = field(default_factory=list)
     seconds: float = 0.0
     mapping_version: int | None = None
@@ -74,6 +75,7 @@ class SyncSummary:
         return {
             "source": self.source, "rows_read": self.rows_read, "new": self.new, "changed": self.changed,
             "deleted": self.deleted, "unchanged": self.unchanged, "rejected": self.rejected,
+            "files_refused": self.files_refused,
             "problems": [p.as_dict() for p in self.problems], "seconds": round(self.seconds, 3),
             "mapping_version": self.mapping_version, "run_id": self.run_id, "notes": self.notes,
         }
@@ -82,6 +84,7 @@ class SyncSummary:
         return (
             f"读取 {self.rows_read} 行；新增 {self.new}，变更 {self.changed}，删除 {self.deleted}，"
             f"未变 {self.unchanged}，拒收 {self.rejected}"
+            + (f"；拒绝文件 {self.files_refused} 个" if self.files_refused else "")
         )
 
 
@@ -348,6 +351,10 @@ def _extract(run: _Run, adapter: Adapter) -> None:
             else:
                 run.commit()
             since_commit = 0
+        elif isinstance(event, FileRefused):
+            run.summary.files_refused += 1
+            run.unread += 1  # its rows are unknown: no deletes may be inferred from this read
+            run.problem(event)
         elif isinstance(event, RowProblem):
             run.summary.rows_read += 1
             run.summary.rejected += 1

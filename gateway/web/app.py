@@ -12,6 +12,7 @@ from flask import Flask, current_app, redirect, url_for
 from sqlalchemy import Engine
 
 from gateway.accounts import AccountStore, csrf, errors
+from gateway.accounts.forwarded import TrustedProxies
 from gateway.accounts.roles import GATEWAY_PERMISSIONS, GATEWAY_ROLES
 from gateway.accounts.web import AccountsUI, NavItem, attach
 from gateway.config import GatewayConfig
@@ -103,7 +104,9 @@ def create_app(
     title = "应急资源数据交换前置机"
     if config is not None:
         title += f" · {config.department_name}"
-    attach(app, AccountsUI(store, GATEWAY_PERMISSIONS, "dashboard.index", title, NAV), tls=tls)
+    proxies = app.config.get("TRUSTED_PROXIES", config.web.trusted_proxies if config is not None else ())
+    ui = AccountsUI(store, GATEWAY_PERMISSIONS, "dashboard.index", title, NAV, TrustedProxies.parse(proxies))
+    attach(app, ui, tls=tls)
     csrf.protect(app)
     errors.install(app)
 

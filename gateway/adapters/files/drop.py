@@ -28,7 +28,7 @@ from gateway.adapters.files.store import Entry, FileStore
 from gateway.adapters.files.tracking import Ledger
 from gateway.adapters.formats import FileUnreadable, FormatOptions, ParsedRow, format_for, read_rows
 from gateway.adapters.formats.xml_rows import compile_record_path
-from gateway.errors import RowProblem, SourceError
+from gateway.errors import FileRefused, RowProblem, SourceError
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -140,7 +140,7 @@ class FileDropAdapter(Adapter):
                 safe = shown(e.name)  # the raw name may not even be valid JSON text
                 if ledger.refused.get(safe) != [e.size, e.mtime, rule]:
                     ledger.refused[safe] = [e.size, e.mtime, rule]
-                    yield RowProblem(self.source, f"{store.label}/{safe}", None, safe, rule, f"{REASONS[rule]}，已拒绝，未读取")
+                    yield FileRefused(self.source, f"{store.label}/{safe}", None, safe, rule, f"{REASONS[rule]}，已拒绝，未读取")
                 continue
             if is_ignored(e.name) or is_marker(e.name) or not matches(e.name, s["pattern"]):
                 continue
@@ -174,7 +174,7 @@ class FileDropAdapter(Adapter):
             rule = err.rule if isinstance(err, FileUnreadable) else "file.unreadable"
             msg = err.message if isinstance(err, FileUnreadable) else str(err)
             ledger.refused[e.name] = [e.size, e.mtime, rule]
-            yield RowProblem(self.source, e.name, None, None, rule, f"文件 {e.name} 无法读取：{msg}")
+            yield FileRefused(self.source, e.name, None, None, rule, f"文件 {e.name} 无法读取：{msg}")
             return
         try:
             if e.size >= 0 and size != e.size:
@@ -230,7 +230,7 @@ class FileDropAdapter(Adapter):
             problems += 1
             status, rule = "failed", err.rule
             where = f"{e.name}:{err.where}" if err.where else e.name
-            yield RowProblem(self.source, where, err.field, err.value, err.rule, f"文件 {e.name} 无法读取：{err.message}")
+            yield FileRefused(self.source, where, err.field, err.value, err.rule, f"文件 {e.name} 无法读取：{err.message}")
         if status == "done" and problems:
             # Some lines were refused: the file goes to error_dir, and the same bytes dropped
             # again are read again (its good rows are then unchanged, so nothing is enqueued twice).

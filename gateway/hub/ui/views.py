@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from sqlalchemy import select
 
 from gateway.accounts import csrf, errors
+from gateway.accounts.forwarded import TrustedProxies
 from gateway.accounts.roles import HUB_PERMISSIONS
 from gateway.accounts.web import AccountsUI, NavItem, attach, audit, require
 from gateway.hub.tables import batches, record_history, records
@@ -68,7 +69,8 @@ def _setup(state: Any) -> None:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     store = hub_account_store(hub.engine, int(app.config.get("LOCKOUT_AFTER", 5)),
                               float(app.config.get("LOCKOUT_MINUTES", 15)))
-    ui = AccountsUI(store, HUB_PERMISSIONS, "hub_ui.receipts", "乡镇应急资源汇聚中心", NAV)
+    proxies = TrustedProxies.parse(app.config.get("TRUSTED_PROXIES", hub.config.trusted_proxies))
+    ui = AccountsUI(store, HUB_PERMISSIONS, "hub_ui.receipts", "乡镇应急资源汇聚中心", NAV, proxies)
     attach(app, ui, url_prefix="/ui", tls=bool(app.config.get("UI_TLS")), whole_app=False)
 
 
