@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 from gateway.adapters import registry
 from gateway.adapters.base import Adapter, Checkpoint, SourceRow
 from gateway.config import GatewayConfig, SourceConfig
-from gateway.errors import FatalError, RowProblem, SkippableError
+from gateway.errors import FatalError, MappingError, RowProblem, SkippableError
 from gateway.logs import log
 from gateway.mappings import CompiledMapping, current_version, load_mapping
 from gateway.standard.schema import RECORD_TYPES, record_key
@@ -115,15 +115,32 @@ def source_rows(config: GatewayConfig) -> Callable[[str], Iterator[dict[str, Any
     return rows
 
 
+def compile_source(
+    config: GatewayConfig, sc: SourceConfig, text: str | None = None, columns: list[str] | None = None,
+) -> CompiledMapping:
+    """Compile `sc`'s mapping (its file, or `text`) exactly as a sync does: lookups may read other
+    sources and values are checked with the config's [standard] units and category codes. Sync,
+    `mapping preview`, `mapping check` and the mapping form all compile through here."""
+    if sc.mapping is None:
+        raise FatalError(f"source {sc.name} has no mapping file")
+    if text is None:
+        text = sc.mapping.read_text(encoding="utf-8")
+    try:
+        mapping = load_mapping(
+            text, sc.record_type, columns, source=sc.name, base_dir=sc.mapping.parent, source_rows=source_rows(config),
+            context=ValidationContext.from_config(config),
+        )
+    except MappingError as e:
+        raise MappingError(e.problems, e.file or str(sc.mapping)) from None
+    mapping.file = str(sc.mapping)
+    return mapping
+
+
 def compile_for(config: GatewayConfig, sc: SourceConfig, engine: Engine, operator: str = "system") -> CompiledMapping:
     if sc.mapping is None:
         raise FatalError(f"source {sc.name} has no mapping file")
     text = sc.mapping.read_text(encoding="utf-8")
-    mapping = load_mapping(
-        text, sc.record_type, source=sc.name, base_dir=sc.mapping.parent, source_rows=source_rows(config),
-        context=ValidationContext.from_config(config),
-    )
-    mapping.file = str(sc.mapping)
+    mapping = compile_source(config, sc, text)
     mapping.version = current_version(engine, sc.name, text, author=operator)
     return mapping
 
