@@ -39,6 +39,13 @@ def test_gateway_example_config_names_missing_secrets(tmp_path: Path, monkeypatc
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError) as ei:
         load_gateway_config(tmp_path / "config" / "gateway.example.toml")
-    assert {p.path for p in ei.value.problems} == {
-        "web.secret_key", "web.api_token", "sources[0].settings.url", "sources[1].settings.odbc_connect",
-    }
+    assert {p.path for p in ei.value.problems} == {"web.secret_key", "web.api_token"}
+    # A source's secrets are read when that source is used: each names its own.
+    monkeypatch.setenv("GATEWAY_WEB_SECRET", "s")
+    monkeypatch.setenv("GATEWAY_API_TOKEN", "t")
+    cfg = load_gateway_config(tmp_path / "config" / "gateway.example.toml")
+    for name, path in (("stock_db", "sources[0].settings.url"), ("catalogue", "sources[1].settings.odbc_connect")):
+        with pytest.raises(ConfigError) as ei:
+            cfg.source(name).settings  # noqa: B018 - reading them is the point
+        assert [p.path for p in ei.value.problems] == [path]
+    assert cfg.source("township_sftp").settings["mode"] == "snapshot"
