@@ -216,7 +216,7 @@ class _Run:
             self.summary.rejected += 1
             self.rejected_keys.append(row.key)
             for p in problems:
-                self.problem(p)
+                self.problem(_keyed(p, row.key))
             return
         # What record_key() gives, without its per-call lookups.
         get = record.get
@@ -261,6 +261,13 @@ class _Run:
         else:
             self.summary.deleted += self.writer.delete_unseen(conn, epoch)
         self.unread = 0
+
+
+def _keyed(p: RowProblem, key: str) -> RowProblem:
+    """Name the row's key beside its place: a file line (`kucun.csv:line 5`) alone does not say which record."""
+    if "key=" not in p.locator:
+        p.locator = f"{p.locator} key={key}"
+    return p
 
 
 class MassDeleteHeld(FatalError):
