@@ -42,6 +42,7 @@ from gateway.standard.schema import RECORD_TYPES, record_key
 from gateway.standard.validate import ValidationContext
 from gateway.store.db import begin_immediate, utcnow
 from gateway.store.tables import source_positions, sync_runs
+from gateway.sync import held
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_updated_at
 from gateway.sync.keyset import missing_keys
 from gateway.sync.lock import source_lock
@@ -175,6 +176,9 @@ class _Run:
         self.buffer: list[Mapped] = []
         self.rejected_keys: list[str] = []
         self.unread = 0  # adapter RowProblems since the last snapshot marker
+        self.refused: list[held.Refusal] = []  # refused rows others may name (held.py)
+        self.locators: dict[str, str] = {}  # source key -> locator of the buffered rows that name others
+        self.released = 0  # records held for one of this run's records, enqueued now
         self._key_fields = RECORD_TYPES[sc.record_type].key
         with engine.connect() as conn:
             self.state = _load_state(conn, sc.name)
@@ -217,11 +221,15 @@ class _Run:
             self.rejected_keys.append(row.key)
             for p in problems:
                 self.problem(_keyed(p, row.key))
+            if (rkey := held.refused_key(self.mapping, row.data)) is not None:
+                self.refused.append(held.Refusal(rkey, row.key, "；".join(p.message for p in problems)))
             return
         # What record_key() gives, without its per-call lookups.
         get = record.get
         rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in self._key_fields])
         version = row.version
+        if self.sc.record_type in held.REFERENCES:
+            self.locators[row.key] = row.locator
         self.buffer.append(Mapped(row.key, rkey, record, None if version is None else iso_updated_at(version), digest))
 
     def commit(
@@ -234,19 +242,32 @@ class _Run:
                 conn.commit()
             with conn.begin():
                 begin_immediate(conn)
-                counts = self.writer.write(conn, self.buffer)
+                kept, held_back = held.hold_for(conn, self.writer, self.buffer)
+                counts = self.writer.write(conn, kept)
+                self._held(conn, kept, held_back)
                 # Rows unchanged by their raw digest: only marked seen, in the same
                 # transaction as the position, like every other outcome of the chunk.
                 self.writer.touch(conn, same)
                 counts.unchanged += len(same)
-                self.writer.mark_seen(conn, self.rejected_keys)
+                self.writer.mark_seen(conn, self.rejected_keys + [h.item.source_key for h in held_back])
                 if extra is not None:
                     extra(conn)
                 _save_state(conn, self.sc.name, self.state)
         self._count(counts)
-        self.buffer, self.rejected_keys = [], []
+        for h in held_back:
+            self.summary.rejected += 1
+            where = self.locators.get(h.item.source_key, "")
+            self.problem(_keyed(RowProblem(self.sc.name, where, h.field, h.value, h.rule, h.message), h.item.source_key))
+        self.buffer, self.rejected_keys, self.refused, self.locators = [], [], [], {}
         if self.progress is not None:
             self.progress(self.summary.rows_read)
+
+    def _held(self, conn: Connection, kept: list[Mapped], held_back: list[held.Held]) -> None:
+        """Local refusals of this chunk and what they hold back or release (held.py), in its transaction."""
+        rtype = self.sc.record_type
+        held.discard(conn, self.sc.name, rtype, [m.record_key for m in kept], self.rejected_keys)
+        held.record_refusals(conn, self.sc.name, rtype, self.refused)
+        self.released += held.mapped_cleanly(conn, rtype, [m.record_key for m in kept], self.writer.operator)
 
     def _count(self, c: Counts) -> None:
         s = self.summary
@@ -260,6 +281,7 @@ class _Run:
             self.summary.notes.append(f"本次有 {self.unread} 行无法读取，为免误删，未处理删除")
         else:
             self.summary.deleted += self.writer.delete_unseen(conn, epoch)
+            held.discard_unseen(conn, self.sc.name, self.sc.record_type, epoch)
         self.unread = 0
 
 
@@ -315,6 +337,8 @@ def _sync_locked(
                 f"this read would delete {n} of {live} live records, more than max_delete_fraction; the deletes were "
                 f"held back, every other change was enqueued"
             )
+        if run.released:
+            summary.notes.append(f"{run.released} 条此前因引用本源未通过校验的记录而暂缓的记录已入队")
         summary.seconds = time.monotonic() - t0
         _finish(engine, run_id, summary, "ok", None)
         log(LOG, logging.INFO, "sync finished", **{k: v for k, v in summary.as_dict().items() if k != "problems"})
