@@ -84,8 +84,14 @@ def refused_key(mapping: CompiledMapping, data: dict[str, Any]) -> str | None:
 def record_refusals(conn: Connection, source: str, record_type: str, refusals: Iterable[Refusal]) -> None:
     now = utcnow()
     rows = [
-        {"record_type": record_type, "record_key": r.record_key, "source": source, "source_key": r.source_key,
-         "reasons": r.reasons, "refused_at": now}
+        {
+            "record_type": record_type,
+            "record_key": r.record_key,
+            "source": source,
+            "source_key": r.source_key,
+            "reasons": r.reasons,
+            "refused_at": now,
+        }
         for r in {r.record_key: r for r in refusals}.values()
     ]
     if rows:
@@ -114,15 +120,22 @@ def hold(conn: Connection, record_type: str, items: list[Mapped]) -> tuple[list[
     for _, ref_type, _ in refs:
         wanted = [str(v) for m in items for f, t, _ in refs if t == ref_type and (v := m.data.get(f)) not in (None, "")]
         for part in _chunks(wanted):
-            refused = dict(conn.execute(
-                select(refused_t.c.record_key, refused_t.c.reasons)
-                .where(refused_t.c.record_type == ref_type, refused_t.c.record_key.in_(part))
-            ).all())
+            refused = dict(
+                conn.execute(
+                    select(refused_t.c.record_key, refused_t.c.reasons).where(
+                        refused_t.c.record_type == ref_type, refused_t.c.record_key.in_(part)
+                    )
+                ).all()
+            )
             if not refused:
                 continue
-            live = set(conn.execute(
-                select(fp.c.record_key).where(fp.c.record_type == ref_type, fp.c.deleted == 0, fp.c.record_key.in_(list(refused)))
-            ).scalars())
+            live = set(
+                conn.execute(
+                    select(fp.c.record_key).where(
+                        fp.c.record_type == ref_type, fp.c.deleted == 0, fp.c.record_key.in_(list(refused))
+                    )
+                ).scalars()
+            )
             blocking.update({(ref_type, k): why for k, why in refused.items() if k not in live})
     if not blocking:
         return items, []
@@ -133,8 +146,15 @@ def hold(conn: Connection, record_type: str, items: list[Mapped]) -> tuple[list[
             v = m.data.get(f)
             why = blocking.get((ref_type, str(v))) if v not in (None, "") else None
             if why is not None:
-                held.append(Held(m, f, ref_type, str(v),
-                                 f"{noun} {v} 未通过校验：{why}；本条记录暂不报送，该{noun}修正并同步后自动报送"))
+                held.append(
+                    Held(
+                        m,
+                        f,
+                        ref_type,
+                        str(v),
+                        f"{noun} {v} 未通过校验：{why}；本条记录暂不报送，该{noun}修正并同步后自动报送",
+                    )
+                )
                 break
         else:
             kept.append(m)
@@ -144,10 +164,18 @@ def hold(conn: Connection, record_type: str, items: list[Mapped]) -> tuple[list[
 def _store(conn: Connection, record_type: str, held: list[Held], source: str, mapping_version: int | None) -> None:
     now = utcnow()
     rows = [
-        {"record_type": record_type, "record_key": h.item.record_key, "source": source, "source_key": h.item.source_key,
-         "data": orjson.dumps(h.item.data, default=str).decode(), "updated_at": h.item.updated_at,
-         "mapping_version": mapping_version, "waits_for_type": h.ref_type,
-         "waits_for_key": h.value, "held_at": now}
+        {
+            "record_type": record_type,
+            "record_key": h.item.record_key,
+            "source": source,
+            "source_key": h.item.source_key,
+            "data": orjson.dumps(h.item.data, default=str).decode(),
+            "updated_at": h.item.updated_at,
+            "mapping_version": mapping_version,
+            "waits_for_type": h.ref_type,
+            "waits_for_key": h.value,
+            "held_at": now,
+        }
         for h in held
     ]
     if not rows:
@@ -156,8 +184,19 @@ def _store(conn: Connection, record_type: str, held: list[Held], source: str, ma
     conn.execute(
         stmt.on_conflict_do_update(
             index_elements=["record_type", "record_key"],
-            set_={c: stmt.excluded[c] for c in ("source", "source_key", "data", "updated_at", "mapping_version",
-                                                 "waits_for_type", "waits_for_key", "held_at")},
+            set_={
+                c: stmt.excluded[c]
+                for c in (
+                    "source",
+                    "source_key",
+                    "data",
+                    "updated_at",
+                    "mapping_version",
+                    "waits_for_type",
+                    "waits_for_key",
+                    "held_at",
+                )
+            },
         ),
         rows,
     )
@@ -184,7 +223,9 @@ def mapped_cleanly(conn: Connection, record_type: str, record_keys: Sequence[str
         ).all()
     enqueued = 0
     for h in waiting:
-        conn.execute(delete(held_t).where(and_(held_t.c.record_type == h.record_type, held_t.c.record_key == h.record_key)))
+        conn.execute(
+            delete(held_t).where(and_(held_t.c.record_type == h.record_type, held_t.c.record_key == h.record_key))
+        )
         writer = ChangeWriter(h.source, h.record_type, h.mapping_version, operator)
         kept, _ = hold_for(conn, writer, [Mapped(h.source_key, h.record_key, orjson.loads(h.data), h.updated_at)])
         if kept:
@@ -193,20 +234,27 @@ def mapped_cleanly(conn: Connection, record_type: str, record_keys: Sequence[str
     return enqueued
 
 
-def discard(conn: Connection, source: str, record_type: str, record_keys: Sequence[str] = (),
-            source_keys: Sequence[str] = ()) -> None:
+def discard(
+    conn: Connection, source: str, record_type: str, record_keys: Sequence[str] = (), source_keys: Sequence[str] = ()
+) -> None:
     """Held records superseded: their row was enqueued, refused itself, or is gone."""
     if record_type not in REFERENCES:
         return
     for part in _chunks(record_keys):
         conn.execute(delete(held_t).where(held_t.c.record_type == record_type, held_t.c.record_key.in_(part)))
     for part in _chunks(source_keys):
-        conn.execute(delete(held_t).where(held_t.c.source == source, held_t.c.record_type == record_type,
-                                          held_t.c.source_key.in_(part)))
+        conn.execute(
+            delete(held_t).where(
+                held_t.c.source == source, held_t.c.record_type == record_type, held_t.c.source_key.in_(part)
+            )
+        )
 
 
 def discard_unseen(conn: Connection, source: str, record_type: str, epoch: str) -> None:
     """At the end of a full read: held records of rows it did not hold back again are gone from the source."""
     if record_type in REFERENCES:
-        conn.execute(delete(held_t).where(held_t.c.source == source, held_t.c.record_type == record_type,
-                                          held_t.c.held_at < epoch))
+        conn.execute(
+            delete(held_t).where(
+                held_t.c.source == source, held_t.c.record_type == record_type, held_t.c.held_at < epoch
+            )
+        )
