@@ -167,3 +167,21 @@ def test_a_v3_store_gains_the_refused_and_held_tables(tmp_path: Path) -> None:
     with eng.connect() as c:
         assert current_version(c) == 4
         assert {"held_records", "refused_records"} <= set(sa.inspect(c).get_table_names())
+
+
+def test_a_per_record_push_holds_and_releases_the_same_way(tmp_path: Path) -> None:
+    from gateway.sync import sync_one
+
+    cfg = load_gateway_config(department(tmp_path))
+    engine = open_store(cfg.state_path)
+    sync_source(cfg, "wz", engine)
+    one = sync_one(cfg, "kc", "2", engine)
+    assert one.op is None and [p.rule for p in one.problems] == ["held.material_refused"]
+    assert "物资 WZ002 未通过校验：" in one.problems[0].message
+    assert ("stock", "WZ002|CK001|") not in queued(engine)
+    db = sqlite3.connect(tmp_path / "src.db")
+    db.execute("update wz set fl = '1010200' where bm = 'WZ002'")
+    db.commit()
+    db.close()
+    assert sync_one(cfg, "wz", "WZ002", engine).op == "upsert"  # a clerk's fix, pushed at once
+    assert queued(engine)[-2:] == [("material", "WZ002"), ("stock", "WZ002|CK001|")]

@@ -480,16 +480,33 @@ def sync_one(
         with engine.begin() as conn:
             begin_immediate(conn)
             counts = writer.delete_source_key(conn, source_key, want_ids=True)
+            held.discard(conn, sc.name, sc.record_type, source_keys=[source_key])
             if then is not None and counts.outbox_ids:
                 then(conn, counts.outbox_ids)
         return OneResult(sc.name, source_key, "delete" if counts.outbox_ids else None, counts.outbox_ids)
     record, problems = mapping.map_row(row)
     if record is None:
+        rkey = held.refused_key(mapping, row.data)
+        if rkey is not None or sc.record_type in held.REFERENCES:  # keep held.py's tables true to this row
+            with engine.begin() as conn:
+                begin_immediate(conn)
+                held.discard(conn, sc.name, sc.record_type, source_keys=[row.key])
+                if rkey is not None:
+                    reasons = "；".join(p.message for p in problems)
+                    held.record_refusals(conn, sc.name, sc.record_type, [held.Refusal(rkey, row.key, reasons)])
         return OneResult(sc.name, source_key, None, problems=problems)
     item = Mapped(row.key, record_key(sc.record_type, record), record, iso_updated_at(row.version))
     with engine.begin() as conn:
         begin_immediate(conn)
-        counts = writer.write(conn, [item], want_ids=True)
+        kept, held_back = held.hold_for(conn, writer, [item])
+        if held_back:
+            writer.mark_seen(conn, [row.key])
+            h = held_back[0]
+            p = RowProblem(sc.name, row.locator, h.field, h.value, h.rule, h.message)
+            return OneResult(sc.name, source_key, None, problems=[p])
+        counts = writer.write(conn, kept, want_ids=True)
+        held.discard(conn, sc.name, sc.record_type, [item.record_key])
+        held.mapped_cleanly(conn, sc.record_type, [item.record_key], operator)
         if then is not None and counts.outbox_ids:
             then(conn, counts.outbox_ids)
     return OneResult(sc.name, source_key, "upsert" if counts.outbox_ids else None, counts.outbox_ids)
