@@ -185,3 +185,35 @@ def test_a_per_record_push_holds_and_releases_the_same_way(tmp_path: Path) -> No
     db.close()
     assert sync_one(cfg, "wz", "WZ002", engine).op == "upsert"  # a clerk's fix, pushed at once
     assert queued(engine)[-2:] == [("material", "WZ002"), ("stock", "WZ002|CK001|")]
+
+
+def test_through_a_live_hub_the_held_stock_arrives_after_its_fixed_material(gateway_dir, live_hub) -> None:  # type: ignore[no-untyped-def]
+    from gateway.hub.tables import records as hub_records
+
+    gateway_dir.for_hub(live_hub)
+    linked = gateway_dir.config_path.read_text(encoding="utf-8")
+    root = gateway_dir.root
+    department(root)  # the sources' database and mappings, beside the hub-linked config
+    # Not physically held (协议储备): the stock needs no depot, so the material is the only reference.
+    (root / "material.toml").write_text(MATERIAL.replace('{ constant = "1" }', '{ constant = "2" }'), encoding="utf-8")
+    (root / "stock.toml").write_text(STOCK.replace('depot_id = "ckbm"\n', ""), encoding="utf-8")
+    sources = CONFIG[CONFIG.index("[[sources]]") :]
+    gateway_dir.config_path.write_text(linked + sources, encoding="utf-8")
+    base = ["--config", str(gateway_dir.config_path), "sync"]
+
+    def at_hub() -> set[tuple[str, str]]:
+        with live_hub.engine.connect() as c:
+            return {(t, k) for t, k in c.execute(sa.select(hub_records.c.type, hub_records.c.key))}
+
+    for name in ("wz", "kc"):
+        r = CliRunner().invoke(cli, [*base, name, "--push-retry-for", "5"])
+        assert r.exit_code == 0, r.output
+    assert at_hub() == {("material", "WZ001"), ("stock", "WZ001||")}
+    assert '"rejected": 0' in r.output, "nothing was sent for the hub to refuse"
+    db = sqlite3.connect(root / "src.db")
+    db.execute("update wz set fl = '1010200' where bm = 'WZ002'")
+    db.commit()
+    db.close()
+    r = CliRunner().invoke(cli, [*base, "wz", "--push-retry-for", "5"])
+    assert r.exit_code == 0, r.output
+    assert at_hub() == {("material", "WZ001"), ("stock", "WZ001||"), ("material", "WZ002"), ("stock", "WZ002||")}
