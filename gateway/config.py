@@ -5,7 +5,8 @@ required inline: any secret setting may be ``{env = "NAME"}`` (an environment
 variable) or ``{credential = "name"}`` (a systemd credential file under
 ``$CREDENTIALS_DIRECTORY``), or ``{file = "path"}``. A source's secrets are
 checked for shape at load and read when that source is first used
-(``SourceConfig.settings``), so a command needs only the secrets of the sources it uses.
+(``SourceConfig.settings``), so a command needs only the secrets of the sources it uses;
+the web UI's (``WebConfig.resolve``) are read when the service starts.
 """
 
 from __future__ import annotations
@@ -253,10 +254,34 @@ class HubLink:
 @dataclass
 class WebConfig:
     listen: str = "127.0.0.1:8710"
-    secret_key: str | None = None
-    api_token: str | None = None
+    # As configured (text or SecretRef); read on first use, so only the service needs them.
+    declared_secret_key: str | SecretRef | None = None
+    declared_api_token: str | SecretRef | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    config_file: str | None = None
+    _secrets: tuple[str | None, str | None] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def resolve(self) -> tuple[str | None, str | None]:
+        """(secret_key, api_token); ConfigError naming each one missing. The service calls it at start."""
+        if self._secrets is None:
+            problems: list[ConfigProblem] = []
+            key, token = (
+                v.resolve(problems) if isinstance(v, SecretRef) else v
+                for v in (self.declared_secret_key, self.declared_api_token)
+            )
+            if problems:
+                raise ConfigError(problems, self.config_file)
+            self._secrets = (key, token)
+        return self._secrets
+
+    @property
+    def secret_key(self) -> str | None:
+        return self.resolve()[0]
+
+    @property
+    def api_token(self) -> str | None:
+        return self.resolve()[1]
 
 
 @dataclass
@@ -339,6 +364,13 @@ def _check_adapter_settings(chk: Checker, kind: str, settings: dict[str, Any], p
     return out
 
 
+def _web_secret(webd: dict[str, Any], key: str, problems: list[ConfigProblem]) -> str | SecretRef | None:
+    v = webd.get(key)
+    if v is None or isinstance(v, str):
+        return v
+    return secret_ref(v, f"web.{key}", problems)
+
+
 def read_toml(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """The resolved path and parsed document of a config file; a missing file or bad syntax is a ConfigError."""
     file = Path(path).resolve()
@@ -393,10 +425,11 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     webd = chk.table(doc, "web", required=False)
     web = WebConfig(
         listen=chk.value(webd, "listen", "web", str, default="127.0.0.1:8710"),
-        secret_key=resolve_secret(webd.get("secret_key"), "web.secret_key", chk.problems),
-        api_token=resolve_secret(webd.get("api_token"), "web.api_token", chk.problems),
+        declared_secret_key=_web_secret(webd, "secret_key", chk.problems),
+        declared_api_token=_web_secret(webd, "api_token", chk.problems),
         tls_cert=chk.path(webd, "tls_cert", "web"),
         tls_key=chk.path(webd, "tls_key", "web"),
+        config_file=str(file),
     )
     if web.listen and not re.fullmatch(r"[^:\s]+:\d{1,5}", web.listen):
         chk.problem("web.listen", "expected host:port")

@@ -106,3 +106,24 @@ def test_the_source_page_shows_a_secret_reference_not_its_value(
     assert str(shown_settings(conf.source("first"))["url"]) == '{env = "H13_FIRST_URL"}'
     assert shown_settings(conf.source("second"))["password"] == "******"
     assert conf.source("first").settings["url"] == f"sqlite:///{tmp_path / 'src.db'}"
+
+
+def test_the_web_secrets_are_needed_by_the_service_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = department(tmp_path)
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8").replace(
+            "[[sources]]",
+            '[web]\nsecret_key = { env = "H13_WEB_SECRET" }\napi_token = { env = "H13_API_TOKEN" }\n\n[[sources]]',
+            1,
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("H13_FIRST_URL", "sqlite:///src.db")
+    for name in ("H13_WEB_SECRET", "H13_API_TOKEN", "H13_SECOND_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "sync", "first", "--no-push"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "run"])
+    assert r.exit_code == 2
+    assert "web.secret_key: environment variable H13_WEB_SECRET is not set" in r.output
+    assert "web.api_token: environment variable H13_API_TOKEN is not set" in r.output
