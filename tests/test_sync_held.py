@@ -217,3 +217,21 @@ def test_through_a_live_hub_the_held_stock_arrives_after_its_fixed_material(gate
     r = CliRunner().invoke(cli, [*base, "wz", "--push-retry-for", "5"])
     assert r.exit_code == 0, r.output
     assert at_hub() == {("material", "WZ001"), ("stock", "WZ001||"), ("material", "WZ002"), ("stock", "WZ002||")}
+
+
+def test_a_refused_material_whose_row_is_deleted_holds_nothing_any_more(tmp_path: Path) -> None:
+    cfg = load_gateway_config(department(tmp_path))
+    engine = open_store(cfg.state_path)
+    sync_source(cfg, "wz", engine)
+    assert sync_source(cfg, "kc", engine).rejected == 1  # held
+    db = sqlite3.connect(tmp_path / "src.db")
+    db.execute("delete from wz where bm = 'WZ002'")
+    db.commit()
+    db.close()
+    s = sync_source(cfg, "wz", engine)  # a full read that no longer finds WZ002
+    assert queued(engine)[-1] == ("stock", "WZ002|CK001|"), (
+        "sent: the hub now says the material is missing, which is true"
+    )
+    assert any("1 条" in n for n in s.notes), s.notes
+    with engine.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(held_records)).scalar() == 0

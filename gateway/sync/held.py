@@ -210,9 +210,9 @@ def hold_for(conn: Connection, writer: ChangeWriter, items: list[Mapped]) -> tup
     return kept, held
 
 
-def mapped_cleanly(conn: Connection, record_type: str, record_keys: Sequence[str], operator: str) -> int:
-    """These records mapped cleanly: they are no longer refused, and what was held for them is
-    enqueued now (unless it still names another refused record). Returns how many were enqueued."""
+def release(conn: Connection, record_type: str, record_keys: Sequence[str], operator: str) -> int:
+    """These records are no longer refused here (they mapped cleanly, or their row is gone): what was
+    held for them is enqueued now, unless it still names another refused record. Returns how many."""
     if record_type not in REFERENCED or not record_keys:
         return 0
     waiting = []
@@ -258,3 +258,20 @@ def discard_unseen(conn: Connection, source: str, record_type: str, epoch: str) 
                 held_t.c.source == source, held_t.c.record_type == record_type, held_t.c.held_at < epoch
             )
         )
+
+
+def refusals_unseen(conn: Connection, source: str, record_type: str, epoch: str, operator: str) -> int:
+    """At the end of a full read: refusals of rows it did not read again left with their rows. What
+    they held is enqueued (the hub then says what is missing, which is now the truth)."""
+    if record_type not in REFERENCED:
+        return 0
+    keys = (
+        conn.execute(
+            select(refused_t.c.record_key).where(
+                refused_t.c.source == source, refused_t.c.record_type == record_type, refused_t.c.refused_at < epoch
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return release(conn, record_type, list(keys), operator)

@@ -244,7 +244,7 @@ class _Run:
                 begin_immediate(conn)
                 kept, held_back = held.hold_for(conn, self.writer, self.buffer)
                 counts = self.writer.write(conn, kept)
-                self._held(conn, kept, held_back)
+                self._held(conn, kept, held_back, same)
                 # Rows unchanged by their raw digest: only marked seen, in the same
                 # transaction as the position, like every other outcome of the chunk.
                 self.writer.touch(conn, same)
@@ -262,12 +262,13 @@ class _Run:
         if self.progress is not None:
             self.progress(self.summary.rows_read)
 
-    def _held(self, conn: Connection, kept: list[Mapped], held_back: list[held.Held]) -> None:
+    def _held(self, conn: Connection, kept: list[Mapped], held_back: list[held.Held], same: list[str]) -> None:
         """Local refusals of this chunk and what they hold back or release (held.py), in its transaction."""
         rtype = self.sc.record_type
         held.discard(conn, self.sc.name, rtype, [m.record_key for m in kept], self.rejected_keys)
         held.record_refusals(conn, self.sc.name, rtype, self.refused)
-        self.released += held.mapped_cleanly(conn, rtype, [m.record_key for m in kept], self.writer.operator)
+        # Rows unchanged by their digest map cleanly too (a refused row never has a stored digest).
+        self.released += held.release(conn, rtype, [m.record_key for m in kept] + same, self.writer.operator)
 
     def _count(self, c: Counts) -> None:
         s = self.summary
@@ -282,6 +283,7 @@ class _Run:
         else:
             self.summary.deleted += self.writer.delete_unseen(conn, epoch)
             held.discard_unseen(conn, self.sc.name, self.sc.record_type, epoch)
+            self.released += held.refusals_unseen(conn, self.sc.name, self.sc.record_type, epoch, self.writer.operator)
         self.unread = 0
 
 
@@ -506,7 +508,7 @@ def sync_one(
             return OneResult(sc.name, source_key, None, problems=[p])
         counts = writer.write(conn, kept, want_ids=True)
         held.discard(conn, sc.name, sc.record_type, [item.record_key])
-        held.mapped_cleanly(conn, sc.record_type, [item.record_key], operator)
+        held.release(conn, sc.record_type, [item.record_key], operator)
         if then is not None and counts.outbox_ids:
             then(conn, counts.outbox_ids)
     return OneResult(sc.name, source_key, "upsert" if counts.outbox_ids else None, counts.outbox_ids)
