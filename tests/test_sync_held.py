@@ -235,3 +235,21 @@ def test_a_refused_material_whose_row_is_deleted_holds_nothing_any_more(tmp_path
     assert any("1 条" in n for n in s.notes), s.notes
     with engine.connect() as c:
         assert c.execute(sa.select(sa.func.count()).select_from(held_records)).scalar() == 0
+
+
+def test_a_material_entered_by_a_clerk_releases_the_held_stock(tmp_path: Path) -> None:
+    from gateway.sync import enqueue_records
+
+    cfg = load_gateway_config(department(tmp_path))
+    engine = open_store(cfg.state_path)
+    sync_source(cfg, "wz", engine)
+    sync_source(cfg, "kc", engine)
+    material = {
+        "material_id": "WZ002",
+        "material_name": "棉被",
+        "category_code": "1010200",
+        "unit": "顶",
+        "reserve_mode": "1",
+    }
+    enqueue_records(engine, "local", "material", [("WZ002", material)], "张三")
+    assert queued(engine)[-2:] == [("material", "WZ002"), ("stock", "WZ002|CK001|")]
