@@ -253,3 +253,42 @@ def test_a_material_entered_by_a_clerk_releases_the_held_stock(tmp_path: Path) -
     }
     enqueue_records(engine, "local", "material", [("WZ002", material)], "张三")
     assert queued(engine)[-2:] == [("material", "WZ002"), ("stock", "WZ002|CK001|")]
+
+
+DEPOT = """
+record_type = "depot"
+[fields]
+depot_id = "bm"
+depot_name = "mc"
+depot_level = { constant = "5" }
+region_code = { constant = "330106" }
+address = { constant = "某路1号" }
+mgmt_unit_name = { constant = "应急管理局" }
+contact_name = { constant = "李四" }
+contact_phone = "dh"
+"""
+
+
+def test_a_refused_depot_holds_its_stock_with_the_depot_reason(tmp_path: Path) -> None:
+    cfg_path = department(tmp_path)
+    db = sqlite3.connect(tmp_path / "src.db")
+    db.executescript(
+        "create table ck (bm text primary key, mc text, dh text); insert into ck values ('CK001', '一号库', '12');"
+    )
+    db.commit()
+    db.close()
+    (tmp_path / "depot.toml").write_text(DEPOT, encoding="utf-8")
+    depot_source = CONFIG[CONFIG.index('[[sources]]\nname = "wz"') :].split("[[sources]]")[1]
+    depot_source = (
+        depot_source.replace('"wz"', '"ck"').replace('"material"', '"depot"').replace("material.toml", "depot.toml")
+    )
+    cfg_path.write_text(cfg_path.read_text(encoding="utf-8") + "\n[[sources]]" + depot_source, encoding="utf-8")
+    cfg = load_gateway_config(cfg_path)
+    engine = open_store(cfg.state_path)
+    assert sync_source(cfg, "ck", engine).rejected == 1  # the phone number is not one
+    sync_source(cfg, "wz", engine)
+    s = sync_source(cfg, "kc", engine)
+    assert {p.rule for p in s.problems} == {"held.depot_refused", "held.material_refused"}
+    depot = next(p for p in s.problems if p.rule == "held.depot_refused")
+    assert depot.message.startswith("储备库 CK001 未通过校验：") and "联系电话" in depot.message
+    assert not [k for t, k in queued(engine) if t == "stock"], "both stock records name the refused depot"
