@@ -3,7 +3,10 @@
 Relative paths are resolved against the config file's folder. Secrets are never
 required inline: any secret setting may be ``{env = "NAME"}`` (an environment
 variable) or ``{credential = "name"}`` (a systemd credential file under
-``$CREDENTIALS_DIRECTORY``), or ``{file = "path"}``.
+``$CREDENTIALS_DIRECTORY``), or ``{file = "path"}``. A source's secrets are
+checked for shape at load and read when that source is first used
+(``SourceConfig.settings``), so a command needs only the secrets of the sources it uses;
+the web UI's (``WebConfig.resolve``) are read when the service starts.
 """
 
 from __future__ import annotations
@@ -60,6 +63,37 @@ def resolve_secret(value: Any, path: str, problems: list[ConfigProblem] | None =
             return None
         return p.read_text(encoding="utf-8").strip()
     fail(f"unknown secret reference {kind!r}; use env, credential or file")
+    return None
+
+
+_SECRET_KINDS = ("env", "credential", "file")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A source's secret given by reference, read when that source is first used: a command that
+    works on one source does not need another source's password in its environment."""
+
+    kind: str  # env | credential | file
+    ref: str
+    path: str  # where it was configured, e.g. "sources[1].settings.password"
+
+    def __str__(self) -> str:
+        return f'{{{self.kind} = "{self.ref}"}}'  # as written in the config; never the value
+
+    __repr__ = __str__
+
+    def resolve(self, problems: list[ConfigProblem]) -> str | None:
+        return resolve_secret({self.kind: self.ref}, self.path, problems)
+
+
+def secret_ref(value: Any, path: str, problems: list[ConfigProblem]) -> SecretRef | None:
+    """Check the shape of a secret reference at load; its value is read later (SecretRef.resolve)."""
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, ref), = value.items()
+        if kind in _SECRET_KINDS and isinstance(ref, str) and ref:
+            return SecretRef(kind, ref, path)
+    resolve_secret(value, path, problems)  # reports what is wrong with it
     return None
 
 
@@ -143,6 +177,15 @@ class Checker:
             raise ConfigError(self.problems, file)
 
 
+def sqlite_next_to(url: str, base: Path) -> str:
+    """A relative SQLite URL means "next to the config file", not "wherever the service was started"."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url[len("sqlite:///"):]
+        if rel and not rel.startswith(":memory:") and not rel.startswith("file:"):
+            return "sqlite:///" + str(base / rel)
+    return url
+
+
 def _resolve_path(base: Path, value: str) -> str:
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else base / p)
@@ -164,11 +207,36 @@ class SourceConfig:
     strategy: str
     every_seconds: int | None = None
     cron: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
+    # As configured, secrets as SecretRef; `settings` is the same with the secrets read.
+    declared_settings: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
     lag_seconds: int = 0
     reconcile_deletes: bool = False
     max_delete_fraction: float = 0.5
+    config_file: str | None = None
+    _settings: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The adapter settings with their secrets read, on first use (ConfigError naming each one missing)."""
+        if self._settings is None:
+            problems: list[ConfigProblem] = []
+            out = {k: v.resolve(problems) if isinstance(v, SecretRef) else v for k, v in self.declared_settings.items()}
+            if problems:
+                raise ConfigError(problems, self.config_file)
+            url = out.get("url")
+            if isinstance(url, str) and isinstance(self.declared_settings.get("url"), SecretRef) and self.config_file:
+                out["url"] = sqlite_next_to(url, Path(self.config_file).parent)
+            self._settings = out
+        return self._settings
+
+    def secret_problems(self) -> list[ConfigProblem]:
+        """What is missing among this source's secrets, without raising (for start-up checks)."""
+        problems: list[ConfigProblem] = []
+        for v in self.declared_settings.values():
+            if isinstance(v, SecretRef):
+                v.resolve(problems)
+        return problems
 
 
 @dataclass
@@ -186,11 +254,35 @@ class HubLink:
 @dataclass
 class WebConfig:
     listen: str = "127.0.0.1:8710"
-    secret_key: str | None = None
-    api_token: str | None = None
+    # As configured (text or SecretRef); read on first use, so only the service needs them.
+    declared_secret_key: str | SecretRef | None = None
+    declared_api_token: str | SecretRef | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For names the client (login throttle, audit)
+    config_file: str | None = None
+    _secrets: tuple[str | None, str | None] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def resolve(self) -> tuple[str | None, str | None]:
+        """(secret_key, api_token); ConfigError naming each one missing. The service calls it at start."""
+        if self._secrets is None:
+            problems: list[ConfigProblem] = []
+            key, token = (
+                v.resolve(problems) if isinstance(v, SecretRef) else v
+                for v in (self.declared_secret_key, self.declared_api_token)
+            )
+            if problems:
+                raise ConfigError(problems, self.config_file)
+            self._secrets = (key, token)
+        return self._secrets
+
+    @property
+    def secret_key(self) -> str | None:
+        return self.resolve()[0]
+
+    @property
+    def api_token(self) -> str | None:
+        return self.resolve()[1]
 
 
 @dataclass
@@ -249,7 +341,10 @@ def _check_adapter_settings(chk: Checker, kind: str, settings: dict[str, Any], p
             continue
         v = settings[s.name]
         if s.secret and isinstance(v, dict):
-            v = resolve_secret(v, f"{sp}.{s.name}", chk.problems)
+            ref = secret_ref(v, f"{sp}.{s.name}", chk.problems)
+            if ref is not None:
+                out[s.name] = ref  # read when the source is used (SourceConfig.settings)
+            continue
         elif not isinstance(v, s.type):
             names = "/".join(t.__name__ for t in (s.type if isinstance(s.type, tuple) else (s.type,)))
             chk.problem(f"{sp}.{s.name}", f"expected {names}, got {type(v).__name__} {v!r}")
@@ -260,17 +355,21 @@ def _check_adapter_settings(chk: Checker, kind: str, settings: dict[str, Any], p
         if s.path and isinstance(v, str) and v:
             v = _resolve_path(chk.base_dir, v)
         out[s.name] = v
-    # A relative SQLite URL means "next to the config file", not "wherever the service was started".
     url = out.get("url")
-    if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        rel = url[len("sqlite:///"):]
-        if rel and not rel.startswith(":memory:") and not rel.startswith("file:"):
-            out["url"] = "sqlite:///" + str(chk.base_dir / rel)
+    if isinstance(url, str):
+        out["url"] = sqlite_next_to(url, chk.base_dir)
     if spec:
         chk.unknown(settings, [s.name for s in spec], sp)
     else:
         out = dict(settings)
     return out
+
+
+def _web_secret(webd: dict[str, Any], key: str, problems: list[ConfigProblem]) -> str | SecretRef | None:
+    v = webd.get(key)
+    if v is None or isinstance(v, str):
+        return v
+    return secret_ref(v, f"web.{key}", problems)
 
 
 def read_toml(path: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -346,11 +445,12 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     webd = chk.table(doc, "web", required=False)
     web = WebConfig(
         listen=chk.value(webd, "listen", "web", str, default="127.0.0.1:8710"),
-        secret_key=resolve_secret(webd.get("secret_key"), "web.secret_key", chk.problems),
-        api_token=resolve_secret(webd.get("api_token"), "web.api_token", chk.problems),
+        declared_secret_key=_web_secret(webd, "secret_key", chk.problems),
+        declared_api_token=_web_secret(webd, "api_token", chk.problems),
         tls_cert=chk.path(webd, "tls_cert", "web"),
         tls_key=chk.path(webd, "tls_key", "web"),
         trusted_proxies=trusted_proxies(chk, webd, "web"),
+        config_file=str(file),
     )
     if web.listen and not re.fullmatch(r"[^:\s]+:\d{1,5}", web.listen):
         chk.problem("web.listen", "expected host:port")
@@ -434,11 +534,12 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
                 strategy=strategy,
                 every_seconds=every_s,
                 cron=cron,
-                settings=settings,
+                declared_settings=settings,
                 enabled=chk.value(s, "enabled", p, bool, default=True),
                 lag_seconds=lag or 0,
                 reconcile_deletes=chk.value(s, "reconcile_deletes", p, bool, default=False),
                 max_delete_fraction=float(max_del),
+                config_file=str(file),
             )
         )
 

@@ -23,10 +23,11 @@ def test_init_writes_config_and_private_key_0600(tmp_path: Path) -> None:
     os.environ["GATEWAY_API_TOKEN"] = "t"
     try:
         cfg = load_gateway_config(tmp_path / "gw" / "gateway.toml")
+        assert cfg.web.api_token == "t"  # read on first use
     finally:
         del os.environ["GATEWAY_WEB_SECRET"], os.environ["GATEWAY_API_TOKEN"]
     assert cfg.department_code == "330106001"
-    assert cfg.web.api_token == "t"
+    assert cfg.web.api_token == "t", "kept once read"
     assert cfg.freshness_days["stock"] == 90
 
 

@@ -72,7 +72,7 @@ def test_undecodable_line_is_one_problem_and_the_rest_continue(tmp_path: Path) -
     data = GB_CSV.encode("utf-8").replace("折叠床".encode(), b"\xc3\x28\xff")
     evs = drop(tmp_path, "a.csv", data, encoding="utf-8")
     [p] = problems(evs)
-    assert (p.locator, p.field, p.rule) == ("a.csv:line 5", "物资名称", "csv.undecodable")
+    assert (p.locator, p.field, p.rule) == ("a.csv:line 5 key=A003", "物资名称", "csv.undecodable")
     assert "utf-8" in p.message and "c3" in p.message
     assert [r.key for r in rows(evs)] == ["A001", "A002"]
 
@@ -88,7 +88,7 @@ def test_dialect_and_header_row_settings(tmp_path: Path) -> None:
 def test_row_with_an_unquoted_delimiter_is_a_problem(tmp_path: Path) -> None:
     evs = drop(tmp_path, "a.csv", "id,name\n1,帐篷\n2,棉被,多余\n3,床\n".encode(), key_columns=["id"])
     [p] = problems(evs)
-    assert p.rule == "file.extra_columns" and p.locator == "a.csv:line 3" and p.value == "多余"
+    assert p.rule == "file.extra_columns" and p.locator == "a.csv:line 3 key=2" and p.value == "多余"
     assert [r.key for r in rows(evs)] == ["1", "3"]
 
 
@@ -145,7 +145,7 @@ def test_xls_numbers_dates_and_errors(tmp_path: Path) -> None:
     assert r.key == "1001" and r.locator == "old.xls:Sheet1!row 2"
     assert r.data == {"编号": 1001, "名称": "帐篷", "数量": 2.5, "日期": dt.datetime(2024, 5, 1)}
     [p] = problems(evs)
-    assert p.locator == "old.xls:Sheet1!row 3" and p.field == "数量" and p.rule == "xls.cell_error"
+    assert p.locator == "old.xls:Sheet1!row 3 key=1002" and p.field == "数量" and p.rule == "xls.cell_error"
 
 
 @pytest.mark.parametrize(("name", "data", "rule"), [

@@ -189,7 +189,7 @@ def test_password_login(sshd: Sshd, tmp_path: Path, known_hosts: Path) -> None:
 def test_bad_row_problem_names_column_over_sftp(source: SftpSource) -> None:
     source.write_bad_row()
     [p] = [e for e in events(source.adapter()) if isinstance(e, RowProblem)]
-    assert p.field == "name" and p.rule == "csv.undecodable" and p.locator == "stock-0001.csv:line 2"
+    assert p.field == "name" and p.rule == "csv.undecodable" and p.locator == "stock-0001.csv:line 2 key=900"
     assert not [e for e in events(source.adapter()) if isinstance(e, SourceRow)]
 
 

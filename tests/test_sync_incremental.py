@@ -207,7 +207,7 @@ def test_a_v1_store_gains_row_hash_and_the_covering_key_index(tmp_path: Path) ->
     eng.dispose()
     eng = open_store(path)
     with eng.connect() as c:
-        assert current_version(c) == LATEST == 3
+        assert current_version(c) == LATEST == 4
         plan = c.exec_driver_sql("EXPLAIN QUERY PLAN SELECT * FROM receipts WHERE outbox_id IN (1, 2)").all()
         assert "ix_receipts_outbox" in str(plan), "a per-record push's receipts are found by index, not a table scan"
         assert "row_hash" in {col["name"] for col in sa.inspect(c).get_columns("fingerprints")}

@@ -36,17 +36,12 @@ def mapping_group() -> None:
 @domain_errors
 def preview_cmd(ctx: Context, source: str, limit: int, as_json: bool) -> None:
     """Map the first LIMIT rows of SOURCE and show each record or each field's error."""
-    from gateway.mappings import load_mapping, preview
-    from gateway.standard.validate import ValidationContext
-    from gateway.sync.pipeline import open_adapter, source_rows
+    from gateway.mappings import preview
+    from gateway.sync.pipeline import compile_source, open_adapter
 
     sc = _source(ctx, source)
     with open_adapter(ctx.config, sc) as adapter:
-        cols = adapter.columns()
-        mapping = load_mapping(
-            sc.mapping, sc.record_type, cols, source=sc.name, source_rows=source_rows(ctx.config),
-            context=ValidationContext.from_config(ctx.config),
-        )
+        mapping = compile_source(ctx.config, sc, columns=adapter.columns())
         result = preview(mapping, adapter.fetch(None), limit)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in result], ensure_ascii=False, indent=2, default=str))
@@ -67,14 +62,21 @@ def preview_cmd(ctx: Context, source: str, limit: int, as_json: bool) -> None:
 @pass_ctx
 @domain_errors
 def check_cmd(ctx: Context, source: str) -> None:
-    """Compile SOURCE's mapping against the source's columns; list every problem."""
-    from gateway.mappings import load_mapping
-    from gateway.sync.pipeline import open_adapter
+    """Compile SOURCE's mapping against the source's columns, as sync does; list every problem.
+
+    Exit 1 when the mapping has problems (each printed), 2 when the config or source cannot be read."""
+    from gateway.errors import MappingError
+    from gateway.sync.pipeline import compile_source, open_adapter
 
     sc = _source(ctx, source)
     with open_adapter(ctx.config, sc) as adapter:
         cols = adapter.columns()
-    m = load_mapping(sc.mapping, sc.record_type, cols, source=sc.name)
+    try:
+        m = compile_source(ctx.config, sc, columns=cols)
+    except MappingError as e:
+        # Problems found is the answer a check gives, not a failure to run it: exit 1, as linters do.
+        click.echo(f"映射有错误：{e}", err=True)
+        raise SystemExit(1) from None
     click.echo(f"映射正确：{len(m.fields)} 个字段，读取列 {', '.join(sorted(m.source_fields))}")
 
 

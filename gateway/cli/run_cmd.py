@@ -25,6 +25,8 @@ def run(ctx: Context, listen: str | None, no_web: bool) -> None:
     from gateway.service.runtime import GatewayService
 
     setup_logging(logging.getLevelName(logging.getLogger().level), sys.stdout)  # journald reads stdout
+    if not no_web:
+        ctx.config.web.resolve()  # a missing web secret stops the start, not the first request
     service = GatewayService(ctx.config, listen=listen, web=not no_web)
     sys.exit(service.run_until_signal())
 

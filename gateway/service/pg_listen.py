@@ -84,7 +84,13 @@ def listeners_for(config: GatewayConfig, pusher: RecordPusher) -> list[PgListene
     """A listener for every enabled PostgreSQL source whose notify trigger is installed."""
     out = []
     for src in config.sources:
-        if not src.enabled or not is_postgres(src) or not src.settings.get("table"):
+        if not src.enabled:
+            continue
+        if missing := src.secret_problems():  # that source's syncs report it; the others still listen
+            log(LOG, logging.WARNING, "source secrets missing; no pg-notify listener", source=src.name,
+                error="; ".join(map(str, missing)))
+            continue
+        if not is_postgres(src) or not src.settings.get("table"):
             continue
         try:
             t = target_for(config, src.name)

@@ -170,6 +170,37 @@ mapping_versions = Table(
     UniqueConstraint("source", "version", name="uq_mapping_version"),
 )
 
+# Records this gateway refused itself (the mapping or the standard's validation failed) whose
+# key could still be read, with the reasons: records that name them are held back (held_records).
+refused_records = Table(
+    "refused_records",
+    metadata,
+    Column("record_type", String, primary_key=True),
+    Column("record_key", String, primary_key=True),
+    Column("source", String, nullable=False),
+    Column("source_key", String, nullable=False),
+    Column("reasons", Text, nullable=False),  # Chinese, as in the sync's problem list
+    Column("refused_at", String, nullable=False),
+)
+
+# Mapped, valid records not enqueued because a record they name (a stock record's material)
+# was refused here and the hub does not hold it: enqueued when that record maps cleanly.
+held_records = Table(
+    "held_records",
+    metadata,
+    Column("record_type", String, primary_key=True),
+    Column("record_key", String, primary_key=True),
+    Column("source", String, nullable=False),
+    Column("source_key", String, nullable=False),
+    Column("data", Text, nullable=False),  # canonical JSON of the standard record
+    Column("updated_at", String, nullable=True),
+    Column("mapping_version", Integer, nullable=True),
+    Column("waits_for_type", String, nullable=False),
+    Column("waits_for_key", String, nullable=False),
+    Column("held_at", String, nullable=False),
+    Index("ix_held_records_waits_for", "waits_for_type", "waits_for_key"),
+)
+
 # One row per extract cycle, for the dashboard and `gateway sync` summaries.
 sync_runs = Table(
     "sync_runs",

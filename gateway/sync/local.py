@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from gateway.standard.schema import record_key
 from gateway.store.db import begin_immediate
+from gateway.sync import held
 from gateway.sync.changes import ChangeWriter, Mapped
 
 CHUNK = 1000
@@ -47,6 +48,8 @@ def enqueue_records(
         with engine.begin() as conn:
             begin_immediate(conn)
             c = writer.write(conn, chunk, want_ids=want_ids)
+            # A material entered here is no longer refused: what was held for it goes after it.
+            held.release(conn, record_type, [m.record_key for m in chunk], operator)
             for k in deletes:
                 d = writer.delete_source_key(conn, k, want_ids=want_ids)
                 c.add(d)

@@ -35,13 +35,14 @@ from sqlalchemy.engine import Connection
 from gateway.adapters import registry
 from gateway.adapters.base import Adapter, Checkpoint, SourceRow
 from gateway.config import GatewayConfig, SourceConfig
-from gateway.errors import FatalError, FileRefused, RowProblem, SkippableError
+from gateway.errors import FatalError, FileRefused, MappingError, RowProblem, SkippableError
 from gateway.logs import log
 from gateway.mappings import CompiledMapping, current_version, load_mapping
 from gateway.standard.schema import RECORD_TYPES, record_key
 from gateway.standard.validate import ValidationContext
 from gateway.store.db import begin_immediate, utcnow
 from gateway.store.tables import source_positions, sync_runs
+from gateway.sync import held
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_updated_at
 from gateway.sync.keyset import missing_keys
 from gateway.sync.lock import source_lock
@@ -118,15 +119,32 @@ def source_rows(config: GatewayConfig) -> Callable[[str], Iterator[dict[str, Any
     return rows
 
 
+def compile_source(
+    config: GatewayConfig, sc: SourceConfig, text: str | None = None, columns: list[str] | None = None,
+) -> CompiledMapping:
+    """Compile `sc`'s mapping (its file, or `text`) exactly as a sync does: lookups may read other
+    sources and values are checked with the config's [standard] units and category codes. Sync,
+    `mapping preview`, `mapping check` and the mapping form all compile through here."""
+    if sc.mapping is None:
+        raise FatalError(f"source {sc.name} has no mapping file")
+    if text is None:
+        text = sc.mapping.read_text(encoding="utf-8")
+    try:
+        mapping = load_mapping(
+            text, sc.record_type, columns, source=sc.name, base_dir=sc.mapping.parent, source_rows=source_rows(config),
+            context=ValidationContext.from_config(config),
+        )
+    except MappingError as e:
+        raise MappingError(e.problems, e.file or str(sc.mapping)) from None
+    mapping.file = str(sc.mapping)
+    return mapping
+
+
 def compile_for(config: GatewayConfig, sc: SourceConfig, engine: Engine, operator: str = "system") -> CompiledMapping:
     if sc.mapping is None:
         raise FatalError(f"source {sc.name} has no mapping file")
     text = sc.mapping.read_text(encoding="utf-8")
-    mapping = load_mapping(
-        text, sc.record_type, source=sc.name, base_dir=sc.mapping.parent, source_rows=source_rows(config),
-        context=ValidationContext.from_config(config),
-    )
-    mapping.file = str(sc.mapping)
+    mapping = compile_source(config, sc, text)
     mapping.version = current_version(engine, sc.name, text, author=operator)
     return mapping
 
@@ -161,6 +179,9 @@ class _Run:
         self.buffer: list[Mapped] = []
         self.rejected_keys: list[str] = []
         self.unread = 0  # adapter RowProblems since the last snapshot marker
+        self.refused: list[held.Refusal] = []  # refused rows others may name (held.py)
+        self.locators: dict[str, str] = {}  # source key -> locator of the buffered rows that name others
+        self.released = 0  # records held for one of this run's records, enqueued now
         self._key_fields = RECORD_TYPES[sc.record_type].key
         with engine.connect() as conn:
             self.state = _load_state(conn, sc.name)
@@ -202,12 +223,16 @@ class _Run:
             self.summary.rejected += 1
             self.rejected_keys.append(row.key)
             for p in problems:
-                self.problem(p)
+                self.problem(_keyed(p, row.key))
+            if (rkey := held.refused_key(self.mapping, row.data)) is not None:
+                self.refused.append(held.Refusal(rkey, row.key, "；".join(p.message for p in problems)))
             return
         # What record_key() gives, without its per-call lookups.
         get = record.get
         rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in self._key_fields])
         version = row.version
+        if self.sc.record_type in held.REFERENCES:
+            self.locators[row.key] = row.locator
         self.buffer.append(Mapped(row.key, rkey, record, None if version is None else iso_updated_at(version), digest))
 
     def commit(
@@ -220,19 +245,33 @@ class _Run:
                 conn.commit()
             with conn.begin():
                 begin_immediate(conn)
-                counts = self.writer.write(conn, self.buffer)
+                kept, held_back = held.hold_for(conn, self.writer, self.buffer)
+                counts = self.writer.write(conn, kept)
+                self._held(conn, kept, held_back, same)
                 # Rows unchanged by their raw digest: only marked seen, in the same
                 # transaction as the position, like every other outcome of the chunk.
                 self.writer.touch(conn, same)
                 counts.unchanged += len(same)
-                self.writer.mark_seen(conn, self.rejected_keys)
+                self.writer.mark_seen(conn, self.rejected_keys + [h.item.source_key for h in held_back])
                 if extra is not None:
                     extra(conn)
                 _save_state(conn, self.sc.name, self.state)
         self._count(counts)
-        self.buffer, self.rejected_keys = [], []
+        for h in held_back:
+            self.summary.rejected += 1
+            where = self.locators.get(h.item.source_key, "")
+            self.problem(_keyed(RowProblem(self.sc.name, where, h.field, h.value, h.rule, h.message), h.item.source_key))
+        self.buffer, self.rejected_keys, self.refused, self.locators = [], [], [], {}
         if self.progress is not None:
             self.progress(self.summary.rows_read)
+
+    def _held(self, conn: Connection, kept: list[Mapped], held_back: list[held.Held], same: list[str]) -> None:
+        """Local refusals of this chunk and what they hold back or release (held.py), in its transaction."""
+        rtype = self.sc.record_type
+        held.discard(conn, self.sc.name, rtype, [m.record_key for m in kept], self.rejected_keys)
+        held.record_refusals(conn, self.sc.name, rtype, self.refused)
+        # Rows unchanged by their digest map cleanly too (a refused row never has a stored digest).
+        self.released += held.release(conn, rtype, [m.record_key for m in kept] + same, self.writer.operator)
 
     def _count(self, c: Counts) -> None:
         s = self.summary
@@ -246,7 +285,16 @@ class _Run:
             self.summary.notes.append(f"本次有 {self.unread} 行无法读取，为免误删，未处理删除")
         else:
             self.summary.deleted += self.writer.delete_unseen(conn, epoch)
+            held.discard_unseen(conn, self.sc.name, self.sc.record_type, epoch)
+            self.released += held.refusals_unseen(conn, self.sc.name, self.sc.record_type, epoch, self.writer.operator)
         self.unread = 0
+
+
+def _keyed(p: RowProblem, key: str) -> RowProblem:
+    """Name the row's key beside its place: a file line (`kucun.csv:line 5`) alone does not say which record."""
+    if "key=" not in p.locator:
+        p.locator = f"{p.locator} key={key}"
+    return p
 
 
 class MassDeleteHeld(FatalError):
@@ -294,6 +342,8 @@ def _sync_locked(
                 f"this read would delete {n} of {live} live records, more than max_delete_fraction; the deletes were "
                 f"held back, every other change was enqueued"
             )
+        if run.released:
+            summary.notes.append(f"{run.released} 条此前因引用本源未通过校验的记录而暂缓的记录已入队")
         summary.seconds = time.monotonic() - t0
         _finish(engine, run_id, summary, "ok", None)
         log(LOG, logging.INFO, "sync finished", **{k: v for k, v in summary.as_dict().items() if k != "problems"})
@@ -445,16 +495,33 @@ def sync_one(
         with engine.begin() as conn:
             begin_immediate(conn)
             counts = writer.delete_source_key(conn, source_key, want_ids=True)
+            held.discard(conn, sc.name, sc.record_type, source_keys=[source_key])
             if then is not None and counts.outbox_ids:
                 then(conn, counts.outbox_ids)
         return OneResult(sc.name, source_key, "delete" if counts.outbox_ids else None, counts.outbox_ids)
     record, problems = mapping.map_row(row)
     if record is None:
+        rkey = held.refused_key(mapping, row.data)
+        if rkey is not None or sc.record_type in held.REFERENCES:  # keep held.py's tables true to this row
+            with engine.begin() as conn:
+                begin_immediate(conn)
+                held.discard(conn, sc.name, sc.record_type, source_keys=[row.key])
+                if rkey is not None:
+                    reasons = "；".join(p.message for p in problems)
+                    held.record_refusals(conn, sc.name, sc.record_type, [held.Refusal(rkey, row.key, reasons)])
         return OneResult(sc.name, source_key, None, problems=problems)
     item = Mapped(row.key, record_key(sc.record_type, record), record, iso_updated_at(row.version))
     with engine.begin() as conn:
         begin_immediate(conn)
-        counts = writer.write(conn, [item], want_ids=True)
+        kept, held_back = held.hold_for(conn, writer, [item])
+        if held_back:
+            writer.mark_seen(conn, [row.key])
+            h = held_back[0]
+            p = RowProblem(sc.name, row.locator, h.field, h.value, h.rule, h.message)
+            return OneResult(sc.name, source_key, None, problems=[p])
+        counts = writer.write(conn, kept, want_ids=True)
+        held.discard(conn, sc.name, sc.record_type, [item.record_key])
+        held.release(conn, sc.record_type, [item.record_key], operator)
         if then is not None and counts.outbox_ids:
             then(conn, counts.outbox_ids)
     return OneResult(sc.name, source_key, "upsert" if counts.outbox_ids else None, counts.outbox_ids)

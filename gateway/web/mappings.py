@@ -10,7 +10,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from gateway.accounts.web import actor, audit, require
 from gateway.config import SourceConfig
 from gateway.errors import FatalError, MappingError
-from gateway.mappings import diff, list_versions, load_mapping, preview, rollback, save_version
+from gateway.mappings import diff, list_versions, preview, rollback, save_version
 from gateway.standard.schema import RECORD_TYPES
 from gateway.web import mapping_form as mf
 from gateway.web.app import gw
@@ -39,14 +39,9 @@ def _current_text(sc: SourceConfig) -> str:
 
 
 def _compile(sc: SourceConfig, text: str, columns: list[str] | None) -> Any:
-    from gateway.standard.validate import ValidationContext
-    from gateway.sync.pipeline import source_rows
+    from gateway.sync.pipeline import compile_source
 
-    cfg = gw().config
-    return load_mapping(
-        text, sc.record_type, columns or None, source=sc.name, base_dir=Path(sc.mapping).parent,  # type: ignore[arg-type]
-        source_rows=source_rows(cfg), context=ValidationContext.from_config(cfg),
-    )
+    return compile_source(gw().config, sc, text, columns or None)
 
 
 @bp.get("/")

@@ -35,9 +35,10 @@ def source_config(name: str) -> SourceConfig:
 
 
 def shown_settings(sc: SourceConfig) -> dict[str, Any]:
-    """Settings for display: secret-looking values and credentials inside URLs are masked."""
+    """Settings for display: secret-looking values and credentials inside URLs are masked; a secret
+    given by reference shows the reference ({env = "NAME"}), and is not read just to be hidden."""
     out = {}
-    for k, v in sc.settings.items():
+    for k, v in sc.declared_settings.items():
         if any(w in k.lower() for w in _SECRET_WORDS) and v:
             v = "******"
         elif isinstance(v, str) and "://" in v and "@" in v:

@@ -66,6 +66,7 @@ class FileDropAdapter(Adapter):
             encoding=s["encoding"], delimiter=_unescape(s["delimiter"]), quotechar=s["quotechar"],
             header_row=int(s["header_row"]), sheet=s.get("sheet"), record_path=s.get("record_path"),
             namespaces=dict(s.get("namespaces") or {}), max_depth=int(s["max_depth"]), max_text_bytes=int(s["max_text_bytes"]),
+            key_of=self._key,
         )
         try:
             compile_record_path(self.options.record_path, self.options.namespaces)

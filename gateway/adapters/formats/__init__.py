@@ -8,7 +8,7 @@ row it cannot read, then carries on. A file it cannot read at all raises
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,9 @@ class FormatOptions:
     max_text_bytes: int = 10_000_000
     max_line_bytes: int = 1_000_000
     max_unpacked_bytes: int = 4_000_000_000  # XLSX: total size of the unzipped parts
+    # The source key of a row's data (None when a key column is empty); lets a problem with a
+    # row that was read but refused (extra columns, a bad byte) name the record as well as the line.
+    key_of: Callable[[dict[str, Any]], str | None] | None = field(default=None, repr=False, compare=False)
 
 
 def format_for(name: str, configured: str | None) -> str | None:

@@ -27,7 +27,7 @@ def read_csv(path: Path, name: str, opts: FormatOptions, source: str) -> Iterato
         except LookupError as e:
             raise FileUnreadable("csv.unknown_encoding", f"不支持的编码 {opts.encoding!r}") from e
         cells = _records(lines, name, opts, source)
-        yield from rows_from_cells(cells, opts.header_row, lambda n: f"{name}:line {n}", source)
+        yield from rows_from_cells(cells, opts.header_row, lambda n: f"{name}:line {n}", source, opts.key_of)
     finally:
         f.close()
 

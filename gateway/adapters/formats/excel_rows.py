@@ -46,7 +46,7 @@ def read_xlsx(path: Path, name: str, opts: FormatOptions, source: str) -> Iterat
             except Exception as e:
                 raise FileUnreadable("xlsx.unreadable", f"工作表 {title} 读取失败：{type(e).__name__}: {e}") from e
 
-        yield from rows_from_cells(cells(), opts.header_row, lambda n: f"{name}:{title}!row {n}", source)
+        yield from rows_from_cells(cells(), opts.header_row, lambda n: f"{name}:{title}!row {n}", source, opts.key_of)
     finally:
         book.close()
 
@@ -76,7 +76,7 @@ def read_xls(path: Path, name: str, opts: FormatOptions, source: str) -> Iterato
                     values.append(v if not problem else _xls_error_text(cell))
                 yield bad if bad else (r + 1, values)
 
-        yield from rows_from_cells(cells(), opts.header_row, lambda n: f"{name}:{title}!row {n}", source)
+        yield from rows_from_cells(cells(), opts.header_row, lambda n: f"{name}:{title}!row {n}", source, opts.key_of)
     finally:
         book.release_resources()
 

@@ -45,13 +45,29 @@ def header_names(cells: list[Any]) -> list[str]:
     return names
 
 
+def _keyed(locator: str, header: list[str], values: list[Any], key_of: Callable[[dict[str, Any]], str | None] | None) -> str:
+    """`locator` plus the row's key, when its key cells were read intact."""
+    if key_of is None or not header:
+        return locator
+    data = dict(zip(header, values, strict=False))
+    try:
+        key = key_of(data)
+    except Exception:  # noqa: BLE001 - naming the key is a courtesy; the problem is reported anyway
+        return locator
+    if key is None or "\ufffd" in key:  # a key cell holding the undecodable byte is not the key
+        return locator
+    return f"{locator} key={key}"
+
+
 def rows_from_cells(
     cells: Iterable[tuple[int, list[Any]] | BadCell | RowProblem],
     header_row: int,
     where: Callable[[int], str],
     source: str,
+    key_of: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Iterator[ParsedRow | RowProblem]:
-    """`cells` yields (1-based row/line number, cell values) or a ready RowProblem."""
+    """`cells` yields (1-based row/line number, cell values) or a ready RowProblem; `key_of` (the
+    source key of a row's data) adds the key to the problem of a row that was read but refused."""
     header: list[str] | None = None
     index = 0
     for item in cells:
@@ -64,7 +80,7 @@ def rows_from_cells(
             col = item.col
             field = (names[col] if col is not None and col < len(names) else f"column_{col + 1}") if col is not None else None
             value = item.values[col] if col is not None and col < len(item.values) else None
-            yield RowProblem(source, where(item.line), field, value, item.rule, item.reason)
+            yield RowProblem(source, _keyed(where(item.line), names, item.values, key_of), field, value, item.rule, item.reason)
             continue
         line, values = item
         index += 1
@@ -84,7 +100,7 @@ def rows_from_cells(
             extra = [v for v in values[len(header):] if not _blank(v)]
             if extra:
                 yield RowProblem(
-                    source, where(line), None, extra[0], "file.extra_columns",
+                    source, _keyed(where(line), header, values, key_of), None, extra[0], "file.extra_columns",
                     f"该行有 {len(values)} 列，表头只有 {len(header)} 列（可能含未加引号的分隔符）",
                 )
                 continue
