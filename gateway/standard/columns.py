@@ -159,13 +159,20 @@ def _decimal(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Chec
         if scale is None:
             ok = pc.less(pc.abs(x), 10.0**MAX_DIGITS)
         else:
-            # round(v, scale) == v when v*10^s is an integer k, float(k/10^s) is v again and v is small
-            # enough that one ulp is below 10^-s: then v's exact value is nearest to k/10^s.
-            k = pc.multiply(x, 10.0**scale)
+            # Python's round(v, scale) is the double nearest to v's exact value rounded to `scale` places.
+            # Arrow's round r is accepted only where that is provably r: r is the double of k/10^s for an
+            # integer k, and v lies nearer to k/10^s than half a unit of the last place minus every
+            # rounding error of the check (so v is no tie and k/10^s is the decimal round() picks).
+            unit = 10.0**-scale
+            r = pc.round(x, scale, round_mode="half_to_even")
+            k = pc.multiply(r, 10.0**scale)
+            slack = pc.add(pc.multiply(pc.abs(x), 2.0**-48), 1e-300)
+            near = pc.less(pc.add(pc.abs(pc.subtract(x, r)), slack), unit / 2)
             ok = pc.and_(
-                pc.and_(pc.equal(pc.floor(k), k), pc.equal(pc.divide(k, 10.0**scale), x)),
-                pc.less(pc.abs(x), 2.0**51 / 10.0**scale),
+                pc.and_(pc.equal(pc.floor(k), k), pc.equal(pc.divide(k, 10.0**scale), r)),
+                pc.and_(near, pc.less(pc.abs(x), 2.0**51 * unit)),
             )
+            x = r
         ok = pc.fill_null(pc.and_(ok, pc.is_finite(x)), False)
         return pc.and_(ok, _bounds(f, x)), x, ""
     if pa.types.is_string(t):  # the converter's own fast path: plain digits with at most `scale` places
@@ -289,7 +296,9 @@ def _uscc_check(code: pa.Array) -> pa.Array:
     """uscc.check_char(code[:17]) == code[17], on upper-cased codes of the right shape."""
     total = None
     for i, w in enumerate(uscc.WEIGHTS):
-        v = pc.multiply(pc.index_in(pc.utf8_slice_codeunits(code, i, i + 1), value_set=_USCC_VALUES).cast(pa.int64()), w)
+        v = pc.multiply(
+            pc.index_in(pc.utf8_slice_codeunits(code, i, i + 1), value_set=_USCC_VALUES).cast(pa.int64()), w
+        )
         total = v if total is None else pc.add(total, v)
     rem = pc.subtract(total, pc.multiply(pc.divide(total, 31), 31))
     want = pc.subtract(31, rem)
@@ -354,9 +363,11 @@ def _items(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Checke
         parts = pc.extract_regex(entries, _ITEM_TEXT)  # more or fewer than three parts: not mirrored
         fields = [pc.struct_field(parts, [i]) for i in range(3)]
         shaped = pc.is_valid(parts)
-    elif pa.types.is_list(t) and pa.types.is_struct(t.value_type) and sorted(
-        t.value_type.field(i).name for i in range(t.value_type.num_fields)
-    ) == sorted(ITEM_TYPE.names):
+    elif (
+        pa.types.is_list(t)
+        and pa.types.is_struct(t.value_type)
+        and sorted(t.value_type.field(i).name for i in range(t.value_type.num_fields)) == sorted(ITEM_TYPE.names)
+    ):
         lists = col
         entries = pc.list_flatten(lists)
         kept = pa.array([True] * len(entries), pa.bool_())

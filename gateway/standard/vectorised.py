@@ -127,7 +127,11 @@ def validate_batch(
 # --- row-shaped callers: dicts in, exactly normalize()'s answers out -------------------------------------------
 
 _ARROW_TYPES: dict[type, pa.DataType] = {
-    str: pa.string(), int: pa.int64(), float: pa.float64(), date: pa.date32(), datetime: pa.timestamp("us"),
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    date: pa.date32(),
+    datetime: pa.timestamp("us"),
 }
 
 
@@ -155,11 +159,27 @@ def _column(values: list[Any]) -> tuple[pa.Array, list[bool]]:
         kept.append(v if fits else None)
     if cls in _ARROW_TYPES:
         return pa.array(kept, _ARROW_TYPES[cls]), unsure
-    if cls in (Decimal, list, dict):  # decimal128, list<struct> (items), struct (attachments) as Arrow infers them
+    if cls is Decimal:
         try:
             return pa.array(kept), unsure
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             pass
+    if cls in (list, dict):  # items as list<struct>, attachments as struct: the commonest type Arrow infers per value
+        types: list[pa.DataType | None] = []
+        for v in kept:
+            try:
+                types.append(None if v is None else pa.array([v]).type)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                types.append(None)
+        counts: dict[pa.DataType, int] = {}
+        for t in types:
+            if t is not None:
+                counts[t] = counts.get(t, 0) + 1
+        if counts:
+            common = max(counts, key=counts.__getitem__)
+            same = [t == common for t in types]
+            unsure = [u or (v is not None and not s) for u, v, s in zip(unsure, values, same, strict=True)]
+            return pa.array([v if s else None for v, s in zip(kept, same, strict=True)], common), unsure
     return pa.nulls(len(values)), [v is not None for v in values]
 
 
@@ -207,4 +227,3 @@ def validate_rows_via_batch(
         r if r is not None else normalize(record_type_name, records[i], today=ref, context=ctx)
         for i, r in enumerate(results)
     ]
-
