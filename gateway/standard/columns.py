@@ -355,11 +355,16 @@ def _item_entries(parts: list[pa.Array], ref: date, ctx: ValidationContext) -> t
     return ok, pa.StructArray.from_arrays(values, fields=list(ITEM_TYPE))
 
 
+def _no_null_lists(lists: pa.Array) -> pa.Array:
+    """Null lists as empty ones, in a fresh array: a null slot may span values, which would shift the offsets."""
+    return pc.if_else(pc.is_valid(lists), lists, pa.scalar([], lists.type))
+
+
 def _items(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Checked:
     """converters.items: the text form 'M001:10:箱; M002:5:个' (parse_items_text), or a list of structs."""
     t, n = col.type, len(col)
     if pa.types.is_string(t):
-        lists = pc.split_pattern_regex(col, "[;；\n]+")
+        lists = _no_null_lists(pc.split_pattern_regex(col, "[;；\n]+"))
         entries = pc.list_flatten(lists)
         kept = pc.invert(_match(entries, f"^[{_WS}]*$"))  # parse_items_text skips blank entries
         parts = pc.extract_regex(entries, _ITEM_TEXT)  # more or fewer than three parts: not mirrored
@@ -370,7 +375,7 @@ def _items(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Checke
         and pa.types.is_struct(t.value_type)
         and sorted(t.value_type.field(i).name for i in range(t.value_type.num_fields)) == sorted(ITEM_TYPE.names)
     ):
-        lists = col
+        lists = _no_null_lists(col)
         entries = pc.list_flatten(lists)
         kept = pa.array([True] * len(entries), pa.bool_())
         fields = [pc.struct_field(entries, [t.value_type.get_field_index(name)]) for name in ITEM_TYPE.names]
@@ -388,7 +393,7 @@ def _items(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Checke
     offsets = lists.offsets.cast(pa.int64())
     offsets = pc.take(before, pc.subtract(offsets, offsets[0]))
     value = pa.ListArray.from_arrays(
-        offsets.cast(pa.int32()), items.filter(kept), type=pa.list_(ITEM_TYPE), mask=pc.is_null(lists)
+        offsets.cast(pa.int32()), items.filter(kept), type=pa.list_(ITEM_TYPE), mask=pc.is_null(col)
     )
     return ok, value, ""
 
