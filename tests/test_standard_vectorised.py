@@ -573,3 +573,14 @@ def test_edited_spellings_never_pass_as_valid_wrongly(seed: int) -> None:
                 data[f.name] = _mutate(rng, _valid_value(rng, f, rng.randrange(60)))
                 records.append(data)
             _check(t, records, CTX_TABLE, seen)
+
+
+def test_benchmark_prints_both_paths() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "bench" / "bench_validate_vectorised.py"
+    out = subprocess.run([sys.executable, str(bench), "2000"], capture_output=True, text=True, timeout=120, check=True)
+    assert "2000 stock records, 2000 valid" in out.stdout
+    assert "normalize (row)" in out.stdout and "validate_batch (Arrow)" in out.stdout

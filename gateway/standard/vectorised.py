@@ -138,13 +138,19 @@ _ARROW_TYPES: dict[type, pa.DataType] = {
 def _column(values: list[Any]) -> tuple[pa.Array, list[bool]]:
     """An Arrow column of the commonest Python type among `values`; rows of another type (or one Arrow
     cannot hold exactly) are nulled and flagged "not sure"."""
+    unsure = [False] * len(values)
+    present = set(map(type, values)) - {type(None)}
+    if not present:
+        return pa.nulls(len(values)), unsure
+    if len(present) == 1 and (only := present.pop()) in (str, int, float, date):  # one type: Arrow converts it all
+        try:
+            return pa.array(values, _ARROW_TYPES[only]), unsure
+        except (pa.ArrowException, OverflowError):
+            pass  # an int beyond int64: value by value below
     classes: dict[type, int] = {}
     for v in values:
         if v is not None:
             classes[v.__class__] = classes.get(v.__class__, 0) + 1
-    unsure = [False] * len(values)
-    if not classes:
-        return pa.nulls(len(values)), unsure
     cls = max(classes, key=classes.__getitem__)
     kept: list[Any] = []
     for i, v in enumerate(values):
