@@ -131,7 +131,10 @@ def _number(rng: random.Random, f: Field, form: int) -> Any:
     if form == 3 and value < 10**5:
         return f"{value:,}"  # "1,234.5": only the row validator reads this
     if form == 4:  # a float with more places than the scale: round() to the scale, ties included
-        return rng.choice([rng.uniform(lo, hi), lo + 0.0005, lo + 2.0015, lo + 1.2345, lo + 0.125])
+        ties = [lo + 0.0005, lo + 2.0015, lo + 1.2345, lo + 0.125]  # near a tie: left to normalize, by design
+        return rng.choice(ties) if rng.random() < 0.2 else rng.uniform(lo, hi)
+    if form == 5:  # text with more places than the scale, ties included: rounded half-up by the Decimal route
+        return rng.choice([f"{rng.uniform(lo, hi):.{rng.randint(0, 8)}f}", f"{lo + 2.0015}", f"+{value}", "1,2,3.4"])
     return value
 
 

@@ -129,6 +129,16 @@ def _string(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Check
 _INT_TEXT = rf"^[0-9]{{1,{MAX_DIGITS}}}$"
 
 
+def _all(ok: pa.Array) -> bool:
+    """Every value (nulls aside) already judged: the wider route has nothing left to read."""
+    return pc.all(pc.fill_null(ok, True)).as_py() is not False
+
+
+def _decimal_text(col: pa.Array) -> pa.Array:
+    """converters._parse_decimal's reading of text: commas dropped; a leading '+' is the number itself."""
+    return pc.replace_substring_regex(pc.replace_substring(col, ",", ""), r"^\+", "")
+
+
 def _int(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Checked:
     t = col.type
     if pa.types.is_integer(t):  # converters.integer: int as is
@@ -140,6 +150,11 @@ def _int(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Checked:
     elif pa.types.is_string(t):  # "12": Decimal route; only plain digits mirrored
         ok = _match(col, _INT_TEXT)
         n = pc.if_else(ok, col, "0").cast(pa.int64())
+        if not _all(ok):  # the Decimal route: "1,200", "+7", "12.00"
+            text = _decimal_text(col)
+            wide = pc.and_(pc.invert(pc.fill_null(ok, False)), _match(text, rf"^[0-9]{{1,{MAX_DIGITS}}}(?:\.0+)?$"))
+            wide_n = pc.if_else(wide, pc.replace_substring_regex(text, r"\.0+$", ""), "0").cast(pa.int64())
+            ok, n = pc.or_(pc.fill_null(ok, False), wide), pc.if_else(wide, wide_n, n)
     elif pa.types.is_decimal(t) and t.scale == 0:  # an integral Decimal below 10**15
         ok = pc.less(pc.abs(col.cast(pa.float64())), 10.0**MAX_DIGITS)
         n = pc.if_else(ok, col, pa.scalar(Decimal(0), t)).cast(pa.int64())
@@ -179,6 +194,15 @@ def _decimal(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Chec
         frac = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
         ok = pc.and_(_match(col, r"^[0-9]+" + frac + "$"), pc.less_equal(pc.utf8_length(col), MAX_DIGITS))
         x = pc.if_else(ok, col, "0").cast(pa.float64())
+        if scale is not None and not _all(ok):
+            # The Decimal route: Decimal(v.replace(",", "")) rounded half-up to the scale, then float().
+            text = _decimal_text(col)
+            wide = pc.and_(
+                pc.invert(pc.fill_null(ok, False)), _match(text, rf"^[0-9]{{1,{MAX_DIGITS}}}(?:\.[0-9]{{1,18}})?$")
+            )
+            d = pc.if_else(wide, text, "0").cast(pa.decimal128(38, 18))
+            d = pc.round(d, scale, round_mode="half_towards_infinity")
+            ok, x = pc.or_(pc.fill_null(ok, False), wide), pc.if_else(wide, d.cast(pa.string()).cast(pa.float64()), x)
         return pc.and_(ok, _bounds(f, x)), x, ""
     if pa.types.is_decimal(t):  # float(v.quantize(quantum, ROUND_HALF_UP)) below 10**15
         d = col
