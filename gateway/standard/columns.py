@@ -6,14 +6,14 @@
 absent and allowed), `canonical` is the converter's value there (null where
 absent), `why` names an input type this module leaves wholly to the row
 validator. A spelling the row converter would still accept but that is not
-mirrored here (e.g. "1,200", "+5", full-width digits, enum labels with odd
-spacing) is simply not ok: "not sure", never "valid". Each rule below quotes
+mirrored here (e.g. "1e3", full-width digits, enum labels with odd spacing)
+is simply not ok: "not sure", never "valid". Dates: column_dates.py. Each rule below quotes
 the converter it mirrors in gateway/standard/converters.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gateway.standard import division, uscc
+from gateway.standard.column_dates import date_column
 from gateway.standard.converters import MAX_DIGITS, enum_lookup
 from gateway.standard.schema import (
     CATEGORY_CODE,
@@ -47,7 +48,6 @@ PY_WHITESPACE = (
     "\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _WS = "".join(f"\\x{{{ord(c):x}}}" for c in PY_WHITESPACE)  # the same set inside an RE2 character class
-_RE_ASCII_WS = r"[ \t\n\r\f\x0B]"  # Python's \s under re.ASCII (RE2's \s lacks \v)
 EXACT_FLOAT = 2.0**53  # integral floats below this convert to int64 and text exactly
 
 
@@ -212,59 +212,6 @@ def _decimal(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Chec
         ok = pc.less(pc.abs(col.cast(pa.float64())), 10.0**MAX_DIGITS * (1 - 2**-40))
         return pc.and_(ok, _bounds(f, x)), x, ""
     return _false(len(col)), pa.nulls(len(col), pa.float64()), f"{t} input"
-
-
-_D = "[0-9]"
-# dates.parse_date's _FORM (re.ASCII, fullmatch), with the year, month and day captured.
-_DATE_FORM = (
-    rf"^(?P<y>{_D}{{4}}){_RE_ASCII_WS}*[-/.年]{_RE_ASCII_WS}*(?P<m>{_D}{{1,2}}){_RE_ASCII_WS}*[-/.月]"
-    rf"{_RE_ASCII_WS}*(?P<d>{_D}{{1,2}}){_RE_ASCII_WS}*日?"
-    rf"(?:[ T]+{_D}{{1,2}}:{_D}{{2}}(?::{_D}{{2}}(?:\.{_D}+)?)?(?:Z|[+-]{_D}{{2}}:?{_D}{{2}})?)?$"
-)
-_ISO = rf"^{_D}{{4}}-{_D}{{2}}-{_D}{{2}}$"
-_SLICED = r"(?s)^....-..-..$"  # parse_date reads such text by position, not by _FORM
-_DAYS = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int64())
-
-
-def _divisible(y: pa.Array, k: int) -> pa.Array:
-    return pc.equal(pc.multiply(pc.divide(y, k), k), y)
-
-
-def _date_text(col: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Text dates in the forms dates.parse_date accepts -> (ok, 'YYYY-MM-DD'); the day must exist."""
-    form = pc.and_(_match(col, _DATE_FORM), pc.or_(_match(col, _ISO), pc.invert(_match(col, _SLICED))))
-    parts = pc.extract_regex(pc.if_else(form, col, "0001-01-01"), _DATE_FORM)
-    y, m, d = (pc.struct_field(parts, [i]).cast(pa.int64()) for i in range(3))
-    leap = pc.and_(_divisible(y, 4), pc.or_(pc.invert(_divisible(y, 100)), _divisible(y, 400)))
-    good_m = pc.and_(pc.greater_equal(m, 1), pc.less_equal(m, 12))
-    dim = pc.add(pc.take(_DAYS, pc.if_else(good_m, m, 0)), pc.and_(leap, pc.equal(m, 2)).cast(pa.int64()))
-    ok = pc.and_(pc.and_(form, good_m), pc.and_(pc.greater_equal(y, 1), pc.greater_equal(d, 1)))
-    ok = pc.and_(ok, pc.less_equal(d, dim))
-    pad = [pc.utf8_lpad(v.cast(pa.string()), w, "0") for v, w in ((y, 4), (m, 2), (d, 2))]
-    return ok, pc.binary_join_element_wise(*pad, "-")
-
-
-def _date(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Checked:
-    t = col.type
-    if pa.types.is_timestamp(t) and t.tz is None:  # datetime.date()
-        col, t = col.cast(pa.date32()), pa.date32()
-    if pa.types.is_string(t):
-        ok, iso = _by_distinct(col, _date_text)
-    elif t == pa.date32():
-        ok = pc.and_(pc.greater_equal(col, pa.scalar(date(1, 1, 1))), pc.less_equal(col, pa.scalar(date(9999, 12, 31))))
-        iso = col.cast(pa.string())
-    else:
-        return _false(len(col)), pa.nulls(len(col), pa.string()), f"{t} input"
-    if f.not_future:
-        ok = pc.and_(ok, pc.less_equal(iso, ref.isoformat()))  # ISO dates compare as text
-    return ok, iso, ""
-
-
-def _by_distinct(col: pa.Array, fn: Callable[[pa.Array], tuple[pa.Array, pa.Array]]) -> tuple[pa.Array, pa.Array]:
-    """fn on the distinct values only: dates and codes repeat across rows."""
-    enc = pc.dictionary_encode(col)
-    ok, value = fn(enc.dictionary)
-    return pc.take(ok, enc.indices), pc.take(value, enc.indices)
 
 
 def _enum(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Checked:
@@ -449,7 +396,7 @@ KINDS: dict[str, Callable[[Field, pa.Array, date, ValidationContext], Checked]] 
     STRING: _string,
     INT: _int,
     DECIMAL: _decimal,
-    DATE: _date,
+    DATE: date_column,
     ENUM: _enum,
     CATEGORY_CODE: _category,
     DIVISION_CODE: _division,
@@ -495,35 +442,3 @@ def check(f: Field, column: pa.Array, ref: date, ctx: ValidationContext) -> Chec
     absent_ok = pc.invert(present) if not f.is_required else _false(n)
     value = pc.if_else(ok, value, pa.scalar(None, value.type)) if not pa.types.is_null(value.type) else value
     return pc.or_(ok, absent_ok), value, why
-
-
-# --- record rules (gateway.standard.validate.RECORD_RULES), on canonical columns --------------------------------
-
-
-def _not_after(a: pa.Array | None, b: pa.Array | None, n: int) -> pa.Array:
-    if a is None or b is None:
-        return pa.array([True] * n, pa.bool_())
-    return pc.fill_null(pc.less_equal(a, b), True)  # either absent: no order to check
-
-
-def _coords(c: Mapping[str, pa.Array], n: int) -> pa.Array:
-    def present(name: str) -> pa.Array:
-        return pc.is_valid(c[name]) if name in c else _false(n)
-
-    lon, lat, system = present("longitude"), present("latitude"), present("coord_system")
-    return pc.and_(pc.equal(lon, lat), pc.or_(pc.invert(lon), system))
-
-
-RULES: dict[str, Callable[[Mapping[str, pa.Array], int], pa.Array]] = {
-    "coords_need_system": _coords,
-    "production_before_expiry": lambda c, n: _not_after(c.get("production_date"), c.get("expiry_date"), n),
-    "signed_start_end_order": lambda c, n: pc.and_(
-        _not_after(c.get("signed_date"), c.get("start_date"), n), _not_after(c.get("start_date"), c.get("end_date"), n)
-    ),
-}
-
-
-def record_rule(rule: str, canonical: Mapping[str, pa.Array], n: int) -> pa.Array:
-    """True where the record rule holds on the canonical columns (a rule not known here: never)."""
-    fn = RULES.get(rule)
-    return fn(canonical, n) if fn is not None else _false(n)

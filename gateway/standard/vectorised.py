@@ -22,7 +22,7 @@ absent field; a column outside the standard makes every row "not sure"
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -36,6 +36,10 @@ from gateway.standard.schema import DECIMAL, ITEMS, record_type
 from gateway.standard.validate import DEFAULT_CONTEXT, FieldError, ValidationContext, normalize
 
 _INT64 = (-(2**63), 2**63 - 1)
+
+
+def _false(n: int) -> pa.Array:
+    return pa.array([False] * n, pa.bool_())
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def validate_batch(
     n = data.num_rows
     fallbacks: dict[str, str] = {}
     unknown = [c for c in data.schema.names if c not in rt.field_map]
-    ok: pa.Array = pa.array([True] * n, pa.bool_()) if not unknown else pa.array([False] * n, pa.bool_())
+    ok: pa.Array = pa.array([True] * n, pa.bool_()) if not unknown else _false(n)
     for name in unknown:
         fallbacks[name] = "not a field of the standard (unknown_field)"
     canon: dict[str, pa.Array] = {}
@@ -118,10 +122,42 @@ def validate_batch(
         ok = pc.and_(ok, field_ok)
         canon[f.name] = value
     for rule in rt.rules:
-        ok = pc.and_(ok, columns.record_rule(rule, canon, n))
+        ok = pc.and_(ok, record_rule(rule, canon, n))
     mask = pc.fill_null(ok, False)
     table = pa.table(canon).filter(mask) if canon else pa.table({})
     return BatchVerdict(record_type_name, mask, table, fallbacks)
+
+
+# --- record rules (gateway.standard.validate.RECORD_RULES), on the canonical columns ----------------------------
+
+
+def _not_after(a: pa.Array | None, b: pa.Array | None, n: int) -> pa.Array:
+    if a is None or b is None:
+        return pa.array([True] * n, pa.bool_())
+    return pc.fill_null(pc.less_equal(a, b), True)  # either absent: no order to check
+
+
+def _coords(c: Mapping[str, pa.Array], n: int) -> pa.Array:
+    def present(name: str) -> pa.Array:
+        return pc.is_valid(c[name]) if name in c else _false(n)
+
+    lon, lat, system = present("longitude"), present("latitude"), present("coord_system")
+    return pc.and_(pc.equal(lon, lat), pc.or_(pc.invert(lon), system))
+
+
+RULES: dict[str, Callable[[Mapping[str, pa.Array], int], pa.Array]] = {
+    "coords_need_system": _coords,
+    "production_before_expiry": lambda c, n: _not_after(c.get("production_date"), c.get("expiry_date"), n),
+    "signed_start_end_order": lambda c, n: pc.and_(
+        _not_after(c.get("signed_date"), c.get("start_date"), n), _not_after(c.get("start_date"), c.get("end_date"), n)
+    ),
+}
+
+
+def record_rule(rule: str, canonical: Mapping[str, pa.Array], n: int) -> pa.Array:
+    """True where the record rule holds on the canonical columns (a rule not known here: never)."""
+    fn = RULES.get(rule)
+    return fn(canonical, n) if fn is not None else _false(n)
 
 
 # --- row-shaped callers: dicts in, exactly normalize()'s answers out -------------------------------------------
