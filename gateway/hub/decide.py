@@ -24,8 +24,17 @@ REFERENCES = (
     ("stock", "depot_id", "depot", "depot_exists", "储备库编码“{v}”不存在：须先报送该储备库信息"),
     ("capacity", "agreement_no", "agreement", "agreement_exists", "关联协议编号“{v}”不存在：须先报送该协议信息"),
 )
-ENVELOPE_LABELS = {"type": "记录类型", "department": "部门", "key": "记录键", "op": "操作", "seq": "序号",
-                   "version": "版本", "updated_at": "更新时间", "provenance": "来源", "data": "数据"}
+ENVELOPE_LABELS = {
+    "type": "记录类型",
+    "department": "部门",
+    "key": "记录键",
+    "op": "操作",
+    "seq": "序号",
+    "version": "版本",
+    "updated_at": "更新时间",
+    "provenance": "来源",
+    "data": "数据",
+}
 FILE_FIELDS = {t: tuple(f.name for f in rt.fields if f.kind == FILE_REF) for t, rt in RECORD_TYPES.items()}
 
 State = tuple[int, str, bool]  # a key's stored (seq, version, deleted)
@@ -96,9 +105,14 @@ def wanted(candidates: list[Candidate]) -> Wanted:
                 hashes.add(str(ref["sha256"]))
     # Stock without a depot is allowed only for materials not held physically (储备方式 ≠ 1 实物储备).
     no_depot = {
-        str(c.clean["material_id"]) for c in candidates
-        if c.envelope_ok and c.clean and c.rec["type"] == "stock" and c.rec["op"] == "upsert"
-        and c.clean.get("material_id") and not c.clean.get("depot_id")
+        str(c.clean["material_id"])
+        for c in candidates
+        if c.envelope_ok
+        and c.clean
+        and c.rec["type"] == "stock"
+        and c.rec["op"] == "upsert"
+        and c.clean.get("material_id")
+        and not c.clean.get("depot_id")
     }
     return Wanted(keys_by_type, hashes, no_depot, may_accept)
 
@@ -131,23 +145,40 @@ def decide_batch(candidates: list[Candidate], stored: Stored, dept: str, batch_i
         status, reasons = decide_record(c, state, stored.held, modes)
         if c.envelope_ok:  # the envelope's types are known good: no checks by type per field
             k = (rec["type"], rec["key"])
-            result = {"key": k[1], "type": k[0], "seq": rec["seq"], "version": rec["version"],
-                      "status": status, "hub_seq": None, "reasons": reasons}
+            result = {
+                "key": k[1],
+                "type": k[0],
+                "seq": rec["seq"],
+                "version": rec["version"],
+                "status": status,
+                "hub_seq": None,
+                "reasons": reasons,
+            }
         else:
             result = {
                 "key": rec.get("key") if isinstance(rec.get("key"), str) else "",
                 "type": rec.get("type") if isinstance(rec.get("type"), str) else "",
                 "seq": rec["seq"] if valid_seq(rec.get("seq")) else None,
                 "version": rec.get("version") if isinstance(rec.get("version"), str) else None,
-                "status": status, "hub_seq": None, "reasons": reasons,
+                "status": status,
+                "hub_seq": None,
+                "reasons": reasons,
             }
         if status == "accepted":
             deleted = rec["op"] == "delete"
             state[k] = (rec["seq"], rec["version"], deleted)
             row = rows[k] = {
-                "department": dept, "type": k[0], "key": k[1], "seq": rec["seq"],
-                "version": rec["version"], "data": None if deleted else c.clean, "updated_at": rec.get("updated_at"),
-                "deleted": deleted, "provenance": rec.get("provenance"), "hub_seq": None, "batch_id": batch_id,
+                "department": dept,
+                "type": k[0],
+                "key": k[1],
+                "seq": rec["seq"],
+                "version": rec["version"],
+                "data": None if deleted else c.clean,
+                "updated_at": rec.get("updated_at"),
+                "deleted": deleted,
+                "provenance": rec.get("provenance"),
+                "hub_seq": None,
+                "batch_id": batch_id,
                 "received_at": now,
             }
             accepted.append((row, result))
@@ -174,10 +205,19 @@ def assign_hub_seqs(out: Outcome, seqs: list[int]) -> None:
 def receipt_rows(batch_id: str, dept: str, results: list[dict[str, Any]], now: str) -> list[dict[str, Any]]:
     """The per-record receipt rows (columns of `tables.receipts`) of a batch's results."""
     # Cut what a rejected record may carry to a size an index entry can hold.
-    return [{"batch_id": batch_id, "department": dept, "type": r["type"][:64], "key": r["key"][:512], "seq": r["seq"],
-             "status": r["status"], "reasons": canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None,
-             "hub_time": now}
-            for r in results]
+    return [
+        {
+            "batch_id": batch_id,
+            "department": dept,
+            "type": r["type"][:64],
+            "key": r["key"][:512],
+            "seq": r["seq"],
+            "status": r["status"],
+            "reasons": canonical_json(r["reasons"]).decode("utf-8") if r["reasons"] else None,
+            "hub_time": now,
+        }
+        for r in results
+    ]
 
 
 def valid_seq(v: object) -> bool:
@@ -198,8 +238,15 @@ def decide_record(c: Candidate, state: dict[Key, State], held: set[str], modes: 
         if seq == s_seq:
             if version == s_version:
                 return "duplicate", []
-            return "rejected", [reason("seq", ENVELOPE_LABELS["seq"], seq, "seq_conflict",
-                                       f"序号 {seq} 已用于另一版本的该记录；同一序号不能对应不同内容")]
+            return "rejected", [
+                reason(
+                    "seq",
+                    ENVELOPE_LABELS["seq"],
+                    seq,
+                    "seq_conflict",
+                    f"序号 {seq} 已用于另一版本的该记录；同一序号不能对应不同内容",
+                )
+            ]
         if version == s_version and s_deleted == (rec["op"] == "delete"):
             return "duplicate", []
     if c.reasons:
@@ -218,11 +265,25 @@ def decide_record(c: Candidate, state: dict[Key, State], held: set[str], modes: 
         ref = c.clean.get(fld) if c.clean else None
         if isinstance(ref, dict) and ref.get("sha256") and ref["sha256"] not in held:
             label = RECORD_TYPES[typ][fld].label
-            reasons.append(reason(fld, label, ref["sha256"], "attachment_exists",
-                                  f"{label}“{ref.get('name') or ref['sha256'][:12]}”未上传：须先上传附件"))
+            reasons.append(
+                reason(
+                    fld,
+                    label,
+                    ref["sha256"],
+                    "attachment_exists",
+                    f"{label}“{ref.get('name') or ref['sha256'][:12]}”未上传：须先上传附件",
+                )
+            )
     if typ == "stock" and c.clean and not c.clean.get("depot_id") and modes.get(str(c.clean.get("material_id"))) == "1":
-        reasons.append(reason("depot_id", RECORD_TYPES["stock"]["depot_id"].label, None, "depot_required",
-                              f"物资“{c.clean['material_id']}”为实物储备，须填写储备库编码"))
+        reasons.append(
+            reason(
+                "depot_id",
+                RECORD_TYPES["stock"]["depot_id"].label,
+                None,
+                "depot_required",
+                f"物资“{c.clean['material_id']}”为实物储备，须填写储备库编码",
+            )
+        )
     if reasons:
         return "rejected", reasons
     return "accepted", []

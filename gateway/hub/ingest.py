@@ -55,8 +55,16 @@ from gateway.standard.compiled import fast_normalize
 from gateway.standard.schema import RECORD_TYPES, record_key
 from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext, normalize
 
-__all__ = ["SMALL_BATCH", "Candidate", "Nonce", "StoredBatch", "check_records", "claim_nonce", "store_batch",
-           "stored_receipt"]
+__all__ = [
+    "SMALL_BATCH",
+    "Candidate",
+    "Nonce",
+    "StoredBatch",
+    "check_records",
+    "claim_nonce",
+    "store_batch",
+    "stored_receipt",
+]
 
 
 def check_records(records: Iterable[dict[str, Any]], context: ValidationContext | None = None) -> list[Candidate]:
@@ -76,8 +84,15 @@ def check_records(records: Iterable[dict[str, Any]], context: ValidationContext 
                 c.reasons.append(reason(fld, ENVELOPE_LABELS.get(fld, fld), value, rule, message))
         typ = rec.get("type")
         if typ.__class__ is str and typ not in RECORD_TYPES:
-            c.reasons.append(reason("type", ENVELOPE_LABELS["type"], typ, "record_type",
-                                    f"未知记录类型“{typ}”，应为 {', '.join(RECORD_TYPES)} 之一"))
+            c.reasons.append(
+                reason(
+                    "type",
+                    ENVELOPE_LABELS["type"],
+                    typ,
+                    "record_type",
+                    f"未知记录类型“{typ}”，应为 {', '.join(RECORD_TYPES)} 之一",
+                )
+            )
         if c.reasons:
             c.envelope_ok = False
         elif rec["op"] == "upsert":
@@ -95,7 +110,15 @@ def check_records(records: Iterable[dict[str, Any]], context: ValidationContext 
             else:
                 key = record_key(typ, clean)
                 if key != rec["key"]:
-                    c.reasons.append(reason("key", ENVELOPE_LABELS["key"], rec["key"], "key_mismatch", f"记录键与数据不符：按数据应为“{key}”"))
+                    c.reasons.append(
+                        reason(
+                            "key",
+                            ENVELOPE_LABELS["key"],
+                            rec["key"],
+                            "key_mismatch",
+                            f"记录键与数据不符：按数据应为“{key}”",
+                        )
+                    )
                 c.clean = clean
         out.append(c)
     return out
@@ -127,7 +150,9 @@ _PRUNE_NONCES = delete(tables.nonces).where(tables.nonces.c.expires_at < bindpar
 PRUNE_ODDS = 0.01  # keep the replay cache small without a separate job
 
 
-def _seen(department: str, digest: str, row_department: str, row_digest: str, receipt: bytes, signature: str) -> StoredBatch:
+def _seen(
+    department: str, digest: str, row_department: str, row_digest: str, receipt: bytes, signature: str
+) -> StoredBatch:
     if row_department != department or row_digest != digest:
         return StoredBatch(b"", "", True, conflict="batch id used before with other content or by another department")
     return StoredBatch(bytes(receipt), signature, True)
@@ -217,8 +242,19 @@ def store_batch(
     """
     store = _open_store(conn)
     try:
-        stored, head = _store(store, conn, hub_key, hub_key_id, batch, candidates, key_id=key_id, digest=digest,
-                              nonce=nonce, not_allowed=not_allowed, registry_version=registry_version)
+        stored, head = _store(
+            store,
+            conn,
+            hub_key,
+            hub_key_id,
+            batch,
+            candidates,
+            key_id=key_id,
+            digest=digest,
+            nonce=nonce,
+            not_allowed=not_allowed,
+            registry_version=registry_version,
+        )
     except BaseException:
         store.rollback()
         raise
@@ -244,14 +280,28 @@ def _early_answer(nonce_new: bool, seen: StoredBatch | None, not_allowed: Collec
 
 
 def _store(
-    store: HubStore, conn: Connection, hub_key: Ed25519PrivateKey, hub_key_id: str, batch: Batch,
-    candidates: list[Candidate], *, key_id: str, digest: str, nonce: Nonce | None, not_allowed: Collection[str],
+    store: HubStore,
+    conn: Connection,
+    hub_key: Ed25519PrivateKey,
+    hub_key_id: str,
+    batch: Batch,
+    candidates: list[Candidate],
+    *,
+    key_id: str,
+    digest: str,
+    nonce: Nonce | None,
+    not_allowed: Collection[str],
     registry_version: int | None,
 ) -> tuple[StoredBatch, dict | None]:
     dept = batch.department
     begun = store.begin(
-        dept, batch.batch_id, nonce=(nonce.key_id, nonce.nonce, nonce.expires_at) if nonce is not None else None,
-        registry_version=registry_version, wanted=None if not_allowed else wanted(candidates), candidates=candidates)
+        dept,
+        batch.batch_id,
+        nonce=(nonce.key_id, nonce.nonce, nonce.expires_at) if nonce is not None else None,
+        registry_version=registry_version,
+        wanted=None if not_allowed else wanted(candidates),
+        candidates=candidates,
+    )
     if not begun.registry_ok:
         store.rollback()  # the nonce too: the request starts over against the registry as it is now
         return _REGISTRY_CHANGED, None
@@ -268,9 +318,18 @@ def _store(
     # The log's time is read under its lock, so it grows with seq as before (the UI's date bounds rely on it).
     logged = utcnow()
     entry, move, appended = next_entry(
-        head, hub_key, kind="batch", status="ok", department=dept, key_id=key_id, batch_id=batch.batch_id,
-        counts=out.counts, request_digest=digest, summary={"source": batch.source, "records": len(candidates)},
-        hub_seq=max([int(head["hub_seq"]), *seqs]), time=logged,
+        head,
+        hub_key,
+        kind="batch",
+        status="ok",
+        department=dept,
+        key_id=key_id,
+        batch_id=batch.batch_id,
+        counts=out.counts,
+        request_digest=digest,
+        summary={"source": batch.source, "records": len(candidates)},
+        hub_seq=max([int(head["hub_seq"]), *seqs]),
+        time=logged,
     )
     body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id)
     try:
@@ -282,19 +341,34 @@ def _store(
     return StoredBatch(body, signature, False), head
 
 
-def _sign(batch: Batch, dept: str, logged: str, appended: Appended, out: Outcome, hub_key: Ed25519PrivateKey,
-          hub_key_id: str) -> tuple[bytes, str]:
+def _sign(
+    batch: Batch, dept: str, logged: str, appended: Appended, out: Outcome, hub_key: Ed25519PrivateKey, hub_key_id: str
+) -> tuple[bytes, str]:
     doc = {
-        "protocol": PROTOCOL_VERSION, "batch_id": batch.batch_id, "department": dept, "hub_time": logged,
-        "log_seq": appended.seq, "log_head": appended.entry_hash, "results": out.results,
+        "protocol": PROTOCOL_VERSION,
+        "batch_id": batch.batch_id,
+        "department": dept,
+        "hub_time": logged,
+        "log_seq": appended.seq,
+        "log_head": appended.entry_hash,
+        "results": out.results,
     }
     return sign_receipt(doc, hub_key, hub_key_id)
 
 
-def _batch_row(batch: Batch, dept: str, digest: str, appended: Appended, body: bytes, signature: str,
-               logged: str) -> dict[str, Any]:
-    return {"batch_id": batch.batch_id, "department": dept, "source": batch.source, "request_digest": digest,
-            "log_seq": appended.seq, "receipt": body, "signature": signature, "received_at": logged}
+def _batch_row(
+    batch: Batch, dept: str, digest: str, appended: Appended, body: bytes, signature: str, logged: str
+) -> dict[str, Any]:
+    return {
+        "batch_id": batch.batch_id,
+        "department": dept,
+        "source": batch.source,
+        "request_digest": digest,
+        "log_seq": appended.seq,
+        "receipt": body,
+        "signature": signature,
+        "received_at": logged,
+    }
 
 
 def _taken(conn: Connection, batch_id: str, dept: str, digest: str, nonce: Nonce | None) -> StoredBatch:

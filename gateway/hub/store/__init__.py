@@ -56,8 +56,16 @@ class BatchIdTaken(Exception):
 class HubStore(Protocol):
     """One batch's transaction on a request's connection (no SQLAlchemy transaction open on it)."""
 
-    def begin(self, department: str, batch_id: str, *, nonce: tuple[str, str, int] | None,
-              registry_version: int | None, wanted: Wanted | None, candidates: list[Candidate]) -> Begun:
+    def begin(
+        self,
+        department: str,
+        batch_id: str,
+        *,
+        nonce: tuple[str, str, int] | None,
+        registry_version: int | None,
+        wanted: Wanted | None,
+        candidates: list[Candidate],
+    ) -> Begun:
         """Open the transaction, take the department's lock, record the nonce, look the batch id up and
         (when it is new and `wanted` is given) read the stored state of what the batch names."""
         ...

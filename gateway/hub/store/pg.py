@@ -67,14 +67,21 @@ _records, _history = tables.records, tables.record_history
 _r = _records.c
 
 # The staging table: the records' written columns, per connection, emptied by each commit.
-_staging = Table("hub_records_in", MetaData(), *(Column(c, _records.c[c].type) for c in RECORD_COLS),
-                 prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS")
+_staging = Table(
+    "hub_records_in",
+    MetaData(),
+    *(Column(c, _records.c[c].type) for c in RECORD_COLS),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DELETE ROWS",
+)
 _CREATE_STAGING = str(CreateTable(_staging, if_not_exists=True).compile(dialect=_DIALECT))
 
 
 def _merge() -> str:
     stmt = pg_insert(_records).from_select(list(RECORD_COLS), select(*(_staging.c[c] for c in RECORD_COLS)))
-    return _sql(stmt.on_conflict_do_update(index_elements=list(KEY_COLS), set_={c: stmt.excluded[c] for c in UPDATE_COLS}))
+    return _sql(
+        stmt.on_conflict_do_update(index_elements=list(KEY_COLS), set_={c: stmt.excluded[c] for c in UPDATE_COLS})
+    )
 
 
 def _upsert_with_history() -> str:
@@ -100,23 +107,45 @@ _JSON_COLS = frozenset(c for c, t in zip(RECORD_COLS, _RECORD_TYPES, strict=True
 _INSERT_RECEIPT = _sql(insert(tables.receipts).values({c: bindparam(c) for c in RECEIPT_COLS}).inline())
 _BATCH_COLS = columns(tables.batches)
 _ONE = literal_column("1")  # the one log_head row: a constant in the text, not a parameter
-_LOCK_HEAD = _sql(select(tables.log_head.c.log_seq, tables.log_head.c.log_head, tables.log_head.c.hub_seq,
-                         tables.log_head.c.signature).where(tables.log_head.c.id == _ONE).with_for_update())
+_LOCK_HEAD = _sql(
+    select(
+        tables.log_head.c.log_seq, tables.log_head.c.log_head, tables.log_head.c.hub_seq, tables.log_head.c.signature
+    )
+    .where(tables.log_head.c.id == _ONE)
+    .with_for_update()
+)
 # Under the log_head lock, one statement: the log entry, the head's move and the batch with its signed receipt.
 _ENTRY = insert(tables.receipt_log).values({c: bindparam(c) for c in (*ENTRY_FIELDS, "entry_hash")}).cte("entry")
-_MOVE = (update(tables.log_head).where(tables.log_head.c.id == _ONE)
-         .values(log_seq=bindparam("h_seq"), log_head=bindparam("h_head"), hub_seq=bindparam("h_hub_seq"),
-                 signature=bindparam("h_sig"), signed_at=bindparam("h_at")).cte("head"))
+_MOVE = (
+    update(tables.log_head)
+    .where(tables.log_head.c.id == _ONE)
+    .values(
+        log_seq=bindparam("h_seq"),
+        log_head=bindparam("h_head"),
+        hub_seq=bindparam("h_hub_seq"),
+        signature=bindparam("h_sig"),
+        signed_at=bindparam("h_at"),
+    )
+    .cte("head")
+)
 _APPEND_AND_STORE = _sql(
-    insert(tables.batches).values({c: bindparam(f"b_{c}") for c in _BATCH_COLS}).inline().add_cte(_ENTRY).add_cte(_MOVE))
+    insert(tables.batches).values({c: bindparam(f"b_{c}") for c in _BATCH_COLS}).inline().add_cte(_ENTRY).add_cte(_MOVE)
+)
 
 # Reads: the keys as one JSON array parameter (orjson, C) instead of a text[] that psycopg dumps element by
 # element in Python (~4% of the hub's CPU); ARRAY(...) keeps `key = ANY` an index condition.
 _DEPT_LOCK = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
-_NONCE_IF_NEW = _sql(pg_insert(tables.nonces).values(
-    {c: bindparam(c) for c in columns(tables.nonces)}).inline().on_conflict_do_nothing())
-_BATCH_BY_ID = _sql(select(tables.batches.c.department, tables.batches.c.request_digest, tables.batches.c.receipt,
-                           tables.batches.c.signature).where(tables.batches.c.batch_id == bindparam("b_id")))
+_NONCE_IF_NEW = _sql(
+    pg_insert(tables.nonces).values({c: bindparam(c) for c in columns(tables.nonces)}).inline().on_conflict_do_nothing()
+)
+_BATCH_BY_ID = _sql(
+    select(
+        tables.batches.c.department,
+        tables.batches.c.request_digest,
+        tables.batches.c.receipt,
+        tables.batches.c.signature,
+    ).where(tables.batches.c.batch_id == bindparam("b_id"))
+)
 # All (type, key) pairs in one query; the lateral join keeps each pair an index lookup on uq_records_key.
 _STATE_PAIRS = (
     "SELECT r.type, r.key, r.seq, r.version, r.deleted FROM jsonb_array_elements(%s::jsonb) AS p(tk) "
@@ -152,8 +181,16 @@ class PgHubStore:
         self._small = True
         self._seqs: list[int] | None = None
 
-    def begin(self, department: str, batch_id: str, *, nonce: tuple[str, str, int] | None,
-              registry_version: int | None, wanted: Wanted | None, candidates: list[Candidate]) -> Begun:
+    def begin(
+        self,
+        department: str,
+        batch_id: str,
+        *,
+        nonce: tuple[str, str, int] | None,
+        registry_version: int | None,
+        wanted: Wanted | None,
+        candidates: list[Candidate],
+    ) -> Begun:
         pg, dept = self.pg, department
         self._small = small = len(candidates) <= SMALL_BATCH
         c_nonce = c_held = c_modes = c_seqs = c_registry = None
@@ -226,8 +263,10 @@ class PgHubStore:
             with pg.pipeline():
                 cur = pg.cursor()
                 if rows:
-                    cur.executemany(_UPSERT_WITH_HISTORY, [
-                        {c: _json_text(r[c]) if c in _JSON_COLS else r[c] for c in RECORD_COLS} for r in rows])
+                    cur.executemany(
+                        _UPSERT_WITH_HISTORY,
+                        [{c: _json_text(r[c]) if c in _JSON_COLS else r[c] for c in RECORD_COLS} for r in rows],
+                    )
                 if out.bumps:
                     cur.execute(_BUMPS, self._bump_args(department, out))
                 if receipts:

@@ -25,18 +25,27 @@ CHUNK = 2000  # keys per IN (...): well under SQLite's parameter limit
 
 _r = tables.records.c
 _STATE = select(_r.key, _r.seq, _r.version, _r.deleted).where(
-    and_(_r.department == bindparam("d"), _r.type == bindparam("t"), _r.key.in_(bindparam("keys", expanding=True))))
+    and_(_r.department == bindparam("d"), _r.type == bindparam("t"), _r.key.in_(bindparam("keys", expanding=True)))
+)
 _MODES = select(_r.key, _r.data).where(
-    and_(_r.department == bindparam("d"), _r.type == "material", _r.key.in_(bindparam("keys", expanding=True)),
-         _r.deleted.is_(False)))
+    and_(
+        _r.department == bindparam("d"),
+        _r.type == "material",
+        _r.key.in_(bindparam("keys", expanding=True)),
+        _r.deleted.is_(False),
+    )
+)
 _HELD = select(tables.attachments.c.sha256).where(tables.attachments.c.sha256.in_(bindparam("h", expanding=True)))
 _NONCE_IF_NEW = sqlite.insert(tables.nonces).on_conflict_do_nothing()
-_BATCH_BY_ID = select(tables.batches.c.department, tables.batches.c.request_digest, tables.batches.c.receipt,
-                      tables.batches.c.signature).where(tables.batches.c.batch_id == bindparam("b_id"))
+_BATCH_BY_ID = select(
+    tables.batches.c.department, tables.batches.c.request_digest, tables.batches.c.receipt, tables.batches.c.signature
+).where(tables.batches.c.batch_id == bindparam("b_id"))
 _HEAD_HUB_SEQ = select(tables.log_head.c.hub_seq).where(tables.log_head.c.id == 1)
-_BUMP = (update(tables.records)
-         .where(and_(_r.department == bindparam("b_dept"), _r.type == bindparam("b_type"), _r.key == bindparam("b_key")))
-         .values(seq=bindparam("b_seq")))
+_BUMP = (
+    update(tables.records)
+    .where(and_(_r.department == bindparam("b_dept"), _r.type == bindparam("b_type"), _r.key == bindparam("b_key")))
+    .values(seq=bindparam("b_seq"))
+)
 _INSERT_HISTORY = insert(tables.record_history)
 _INSERT_RECEIPTS = insert(tables.receipts)
 _INSERT_BATCH = insert(tables.batches)
@@ -52,8 +61,9 @@ def _upsert_text() -> str:
 
 # Plain text with the JSON columns as their type would write them (orjson text; None as NULL).
 _UPSERT = _upsert_text()
-_JSON_COLS = frozenset(c.name for c in tables.records.columns if isinstance(c.type.dialect_impl(sqlite.dialect()),
-                                                                                tables.JSON))
+_JSON_COLS = frozenset(
+    c.name for c in tables.records.columns if isinstance(c.type.dialect_impl(sqlite.dialect()), tables.JSON)
+)
 
 
 def _json_text(v: object) -> str | None:
@@ -69,15 +79,25 @@ class SqliteHubStore:
         self.conn = conn
         self._tx: RootTransaction | None = None
 
-    def begin(self, department: str, batch_id: str, *, nonce: tuple[str, str, int] | None,
-              registry_version: int | None, wanted: Wanted | None, candidates: list[Candidate]) -> Begun:
+    def begin(
+        self,
+        department: str,
+        batch_id: str,
+        *,
+        nonce: tuple[str, str, int] | None,
+        registry_version: int | None,
+        wanted: Wanted | None,
+        candidates: list[Candidate],
+    ) -> Begun:
         conn = self.conn
         self._tx = conn.execution_options(hub_immediate=True).begin()  # BEGIN IMMEDIATE: the write lock
         if registry_version is not None and read_version(conn) != registry_version:
             return Begun(registry_ok=False)
         if nonce is not None:
             key_id, value, expires_at = nonce
-            new = conn.execute(_NONCE_IF_NEW, {"key_id": key_id, "nonce": value, "expires_at": expires_at}).rowcount == 1
+            new = (
+                conn.execute(_NONCE_IF_NEW, {"key_id": key_id, "nonce": value, "expires_at": expires_at}).rowcount == 1
+            )
             if not new:
                 return Begun(nonce_new=False)
         row = conn.execute(_BATCH_BY_ID, {"b_id": batch_id}).first()
@@ -114,8 +134,9 @@ class SqliteHubStore:
         conn = self.conn
         self.write_records(list(out.rows.values()), out.new_keys)
         if out.bumps:
-            conn.execute(_BUMP, [{"b_dept": department, "b_type": t, "b_key": k, "b_seq": s}
-                                 for (t, k), s in out.bumps.items()])
+            conn.execute(
+                _BUMP, [{"b_dept": department, "b_type": t, "b_key": k, "b_seq": s} for (t, k), s in out.bumps.items()]
+            )
         if receipts:
             conn.execute(_INSERT_RECEIPTS, receipts)
         return lock_head(conn)
@@ -123,8 +144,9 @@ class SqliteHubStore:
     def write_records(self, rows: list[dict[str, Any]], new_keys: set[tuple[str, str]] | None = None) -> None:
         if not rows:
             return
-        self.conn.exec_driver_sql(_UPSERT, [
-            tuple(_json_text(r[c]) if c in _JSON_COLS else r[c] for c in RECORD_COLS) for r in rows])
+        self.conn.exec_driver_sql(
+            _UPSERT, [tuple(_json_text(r[c]) if c in _JSON_COLS else r[c] for c in RECORD_COLS) for r in rows]
+        )
         self.conn.execute(_INSERT_HISTORY, [history_row(r) for r in rows])
 
     def append(self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any]) -> None:
