@@ -36,7 +36,6 @@ _MODES = select(_r.key, _r.data).where(
     )
 )
 _HELD = select(tables.attachments.c.sha256).where(tables.attachments.c.sha256.in_(bindparam("h", expanding=True)))
-_NONCE_IF_NEW = sqlite.insert(tables.nonces).on_conflict_do_nothing()
 _BATCH_BY_ID = select(
     tables.batches.c.department, tables.batches.c.request_digest, tables.batches.c.receipt, tables.batches.c.signature
 ).where(tables.batches.c.batch_id == bindparam("b_id"))
@@ -59,6 +58,14 @@ def _upsert_text() -> str:
     return str(compiled)
 
 
+def _nonce_text() -> str:
+    compiled = sqlite.insert(tables.nonces).on_conflict_do_nothing().compile(dialect=sqlite.dialect())
+    assert tuple(compiled.positiontup or ()) == NONCE_COLS
+    return str(compiled)
+
+
+NONCE_COLS = ("key_id", "nonce", "expires_at")  # the order of `nonce` as HubStore.begin takes it
+_NONCE_IF_NEW = _nonce_text()  # text, as the upsert: SQLAlchemy would compile its ON CONFLICT per batch
 # Plain text with the JSON columns as their type would write them (orjson text; None as NULL).
 _UPSERT = _upsert_text()
 _JSON_COLS = frozenset(
@@ -94,11 +101,7 @@ class SqliteHubStore:
         if registry_version is not None and read_version(conn) != registry_version:
             return Begun(registry_ok=False)
         if nonce is not None:
-            key_id, value, expires_at = nonce
-            new = (
-                conn.execute(_NONCE_IF_NEW, {"key_id": key_id, "nonce": value, "expires_at": expires_at}).rowcount == 1
-            )
-            if not new:
+            if conn.exec_driver_sql(_NONCE_IF_NEW, nonce).rowcount != 1:
                 return Begun(nonce_new=False)
         row = conn.execute(_BATCH_BY_ID, {"b_id": batch_id}).first()
         if row is not None:
