@@ -42,7 +42,9 @@ from gateway.hub.store import (
     BatchIdTaken,
     Begun,
     columns,
-    history_row,
+    history_tuple,
+    receipt_tuple,
+    record_tuple,
 )
 
 SMALL_BATCH = 32  # records; up to this many, rows go as pipelined statements rather than COPY
@@ -280,7 +282,7 @@ class PgHubStore:
             if receipts:
                 with pg.cursor().copy(_COPY_RECEIPTS) as copy:
                     for r in receipts:
-                        copy.write_row(tuple(r[c] for c in RECEIPT_COLS))
+                        copy.write_row(receipt_tuple(r))
             c_head.execute(_LOCK_HEAD)
         log_seq, log_head, hub_seq, signature = c_head.fetchone()  # type: ignore[misc]
         return {"id": 1, "log_seq": log_seq, "log_head": log_head, "hub_seq": hub_seq, "signature": signature}
@@ -301,19 +303,18 @@ class PgHubStore:
             with cur.copy(_COPY_NEW) as copy:
                 copy.set_types(_RECORD_TYPES)
                 for r in new:
-                    copy.write_row(tuple(r[c] for c in RECORD_COLS))
+                    copy.write_row(record_tuple(r))
         if len(new) < len(rows):
             cur.execute(_CREATE_STAGING)
             with cur.copy(_COPY_STAGED) as copy:
                 copy.set_types(_RECORD_TYPES)
                 for r in rows:
                     if (r["type"], r["key"]) not in new_keys:
-                        copy.write_row(tuple(r[c] for c in RECORD_COLS))
+                        copy.write_row(record_tuple(r))
             cur.execute(_MERGE)
         with cur.copy(_COPY_HISTORY) as copy:
             for r in rows:
-                h = history_row(r)
-                copy.write_row(tuple(h[c] for c in HISTORY_COLS))
+                copy.write_row(history_tuple(r))
 
     def append(self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any]) -> None:
         pg = self.pg

@@ -19,7 +19,7 @@ from gateway.hub.db import lock_head
 from gateway.hub.decide import Candidate, Outcome, Stored, Wanted
 from gateway.hub.receipt_log import INSERT_ENTRY, MOVE_HEAD
 from gateway.hub.registry import read_version
-from gateway.hub.store import KEY_COLS, RECORD_COLS, UPDATE_COLS, Begun, history_row
+from gateway.hub.store import KEY_COLS, RECORD_COLS, UPDATE_COLS, Begun, history_row, record_tuple
 
 CHUNK = 2000  # keys per IN (...): well under SQLite's parameter limit
 
@@ -75,6 +75,17 @@ _JSON_COLS = frozenset(
 
 def _json_text(v: object) -> str | None:
     return None if v is None else orjson.dumps(v).decode("utf-8")
+
+
+_JSON_AT = tuple(i for i, c in enumerate(RECORD_COLS) if c in _JSON_COLS)
+
+
+def _row(r: dict[str, Any]) -> tuple:
+    """A record row in RECORD_COLS order, its JSON columns as text (as their column type would write them)."""
+    row = list(record_tuple(r))
+    for i in _JSON_AT:
+        row[i] = _json_text(row[i])
+    return tuple(row)
 
 
 def _chunks(items: list, n: int = CHUNK) -> list[list]:
@@ -147,9 +158,7 @@ class SqliteHubStore:
     def write_records(self, rows: list[dict[str, Any]], new_keys: set[tuple[str, str]] | None = None) -> None:
         if not rows:
             return
-        self.conn.exec_driver_sql(
-            _UPSERT, [tuple(_json_text(r[c]) if c in _JSON_COLS else r[c] for c in RECORD_COLS) for r in rows]
-        )
+        self.conn.exec_driver_sql(_UPSERT, [_row(r) for r in rows])
         self.conn.execute(_INSERT_HISTORY, [history_row(r) for r in rows])
 
     def append(self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any]) -> None:
