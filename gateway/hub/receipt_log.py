@@ -43,15 +43,6 @@ MOVE_HEAD = (
 )
 
 
-# The same two writes as plain SQL for a PostgreSQL caller that pipelines them (psycopg, named parameters).
-PG_INSERT_ENTRY = (
-    f"INSERT INTO receipt_log ({', '.join((*ENTRY_FIELDS, 'entry_hash'))}) "
-    f"VALUES ({', '.join(f'%({c})s' for c in (*ENTRY_FIELDS, 'entry_hash'))})"
-)
-PG_MOVE_HEAD = ("UPDATE log_head SET log_seq = %(h_seq)s, log_head = %(h_head)s, hub_seq = %(h_hub_seq)s, "
-                "signature = %(h_sig)s, signed_at = %(h_at)s WHERE id = 1")
-
-
 @dataclass
 class Appended:
     seq: int

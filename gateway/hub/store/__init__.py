@@ -1,0 +1,120 @@
+"""The hub's store of batches: one `HubStore` interface, a SQLite and a PostgreSQL implementation.
+
+A batch's transaction, the same on both (driven by `gateway.hub.ingest.store_batch`):
+`begin` (under the department's lock: the registry version, the nonce, a batch id seen before, and the
+stored state of what the batch names), the decision (`gateway.hub.decide`, pure), `hub_seqs`, `write`
+(records, history, seq advances, per-record receipts; then the hub's write lock, the head row), and
+`append` (receipt-log entry, head, batch row with its signed receipt; commit). The stores differ only in
+how they move rows: SQLite with executemany under BEGIN IMMEDIATE, PostgreSQL with pipelines, COPY into
+a staging table and one set-based upsert per batch (`gateway.hub.store.pg`). Their SQL is built from
+the tables `gateway.hub.tables` declares, so no column list is kept by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any, Protocol
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection
+
+from gateway.hub import tables
+from gateway.hub.decide import Candidate, Outcome, Stored, Wanted
+
+
+def columns(table: Table) -> tuple[str, ...]:
+    """The columns a row of `table` is written with: all but an auto-increment id."""
+    return tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
+
+
+RECORD_COLS = columns(tables.records)
+HISTORY_COLS = columns(tables.record_history)
+RECEIPT_COLS = columns(tables.receipts)
+KEY_COLS = ("department", "type", "key")  # uq_records_key
+UPDATE_COLS = tuple(c for c in RECORD_COLS if c not in KEY_COLS)
+
+
+def history_row(r: dict[str, Any]) -> dict[str, Any]:
+    """The record_history row of an accepted record row."""
+    return {**{c: r[c] for c in HISTORY_COLS if c != "op"}, "op": "delete" if r["deleted"] else "upsert"}
+
+
+# Row tuples in column order, by itemgetter (C): building them was a few µs per record in Python loops.
+record_tuple = itemgetter(*RECORD_COLS)
+receipt_tuple = itemgetter(*RECEIPT_COLS)
+_OP = HISTORY_COLS.index("op")
+_before_op, _after_op = itemgetter(*HISTORY_COLS[:_OP]), itemgetter(*HISTORY_COLS[_OP + 1 :])
+
+
+def history_tuple(r: dict[str, Any]) -> tuple:
+    """The record_history row of an accepted record row, in HISTORY_COLS order."""
+    return (*_before_op(r), "delete" if r["deleted"] else "upsert", *_after_op(r))
+
+
+@dataclass
+class Begun:
+    """What `HubStore.begin` found under the department's lock."""
+
+    registry_ok: bool = True  # False: the registry moved on since the request was verified
+    nonce_new: bool = True  # False: a replay
+    seen: tuple | None = None  # (department, request_digest, receipt, signature) of this batch id, if stored
+    stored: Stored | None = None  # None when an earlier step answers (or nothing was wanted)
+
+
+class BatchIdTaken(Exception):
+    """PostgreSQL: another department's batch committed this batch id after our check; nothing of ours stays."""
+
+
+class HubStore(Protocol):
+    """One batch's transaction on a request's connection (no SQLAlchemy transaction open on it)."""
+
+    def begin(
+        self,
+        department: str,
+        batch_id: str,
+        *,
+        nonce: tuple[str, str, int] | None,
+        registry_version: int | None,
+        wanted: Wanted | None,
+        candidates: list[Candidate],
+    ) -> Begun:
+        """Open the transaction, take the department's lock, record the nonce, look the batch id up and
+        (when it is new and `wanted` is given) read the stored state of what the batch names."""
+        ...
+
+    def end_early(self, *, keep_nonce: bool) -> None:
+        """Finish a batch answered before its records: commit the nonce alone, or undo everything."""
+        ...
+
+    def hub_seqs(self, n: int) -> list[int]:
+        """`n` increasing hub_seq values for the accepted records, in batch order."""
+        ...
+
+    def write(self, department: str, out: Outcome, receipts: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write the decided rows, their history, the seq advances and the receipts; then take the hub's
+        write lock and return the log head row."""
+        ...
+
+    def append(self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any]) -> None:
+        """Append the receipt-log entry, move the head, store the batch with its receipt, and commit
+        (durably). Raises `BatchIdTaken` (after undoing the batch) when the batch id went to another."""
+        ...
+
+    def rollback(self) -> None:
+        """Undo the batch after a failure, quietly (the failure is what the caller re-raises)."""
+        ...
+
+    def write_records(self, rows: list[dict[str, Any]], new_keys: set[tuple[str, str]] | None = None) -> None:
+        """Upsert accepted record rows (one per key) and add their history rows, in the open transaction."""
+        ...
+
+
+def store_for(conn: Connection) -> HubStore:
+    if conn.dialect.name == "postgresql":
+        from gateway.hub.store.pg import PgHubStore
+
+        return PgHubStore(conn)
+    from gateway.hub.store.sqlite import SqliteHubStore
+
+    return SqliteHubStore(conn)
