@@ -225,6 +225,6 @@ def department_list(h: HubContext) -> None:
     for d, keys in deps:
         click.echo(f"{d.code}\t{d.name}\twrites: {', '.join(d.record_types)}")
         for k in keys:
-            click.echo(f"  key {k.key_id}\t{k.suite}\t{'REVOKED' if k.revoked else 'active'}\t{k.public_key}")
+            click.echo(f"  key {k.key_id}\t{'REVOKED' if k.revoked else 'active'}\t{k.suite}\t{k.public_key}")
     for gr in grants:
         click.echo(f"grant {gr.reader} reads {gr.owner} {gr.record_type}{' +confidential' if gr.confidential else ''}")
