@@ -327,7 +327,8 @@ def key_settings(path: str | Path) -> tuple[str, str]:
     file, doc = read_toml(path)
     chk = Checker(file.parent)
     keys = chk.table(doc, "keys")
-    out = suite_setting(chk, keys, "suite", "keys"), signer_id_setting(chk, keys, "keys")
+    key_file = chk.path(keys, "signing_key", "keys", must_exist=False)
+    out = deployment_suite(chk, keys, "keys", key_file, "keys new --force"), signer_id_setting(chk, keys, "keys")
     chk.raise_if_any(str(file))
     return out
 
