@@ -36,8 +36,9 @@ def hub_head(hub: LiveHub) -> dict[str, Any]:
         return dict(c.execute(select(hub_tables.log_head)).mappings().one())
 
 
-@pytest.fixture(params=[(db, s.values[0]) for db in ("sqlite", "postgresql") for s in SUITE_PARAMS],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    params=[(db, s.values[0]) for db in ("sqlite", "postgresql") for s in SUITE_PARAMS], ids=lambda p: f"{p[0]}-{p[1]}"
+)
 def any_hub(request: pytest.FixtureRequest, hub_factory: Any) -> LiveHub:
     db, suite = request.param
     if suite != "ed25519":

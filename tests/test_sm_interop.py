@@ -182,8 +182,22 @@ def test_a_configured_signer_id_is_the_one_in_z_both_directions(sm2_files) -> No
     assert openssl_verify(d, "-pkeyopt", f"distid:{OTHER_ID}")
     assert not openssl_verify(d, "-pkeyopt", f"distid:{SIGNER_ID}")
 
-    r = openssl("pkeyutl", "-sign", "-inkey", "key.pem", "-rawin", "-digest", "sm3",
-                "-pkeyopt", f"distid:{OTHER_ID}", "-in", "msg", "-out", "sig", cwd=d)
+    r = openssl(
+        "pkeyutl",
+        "-sign",
+        "-inkey",
+        "key.pem",
+        "-rawin",
+        "-digest",
+        "sm3",
+        "-pkeyopt",
+        f"distid:{OTHER_ID}",
+        "-in",
+        "msg",
+        "-out",
+        "sig",
+        cwd=d,
+    )
     assert r.returncode == 0, r.stderr
     sig = (d / "sig").read_bytes()
     public = SM2_SM3.public_key(key)

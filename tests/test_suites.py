@@ -239,15 +239,25 @@ def test_gateway_and_hub_with_their_own_signer_ids_push_and_verify(gateway_dir: 
     hub = hub_factory(suite="sm2-sm3")
     hub.stop()
     new_key_pair(hub.dir / "keys" / "hub.key", hub.dir / "keys" / "hub.pub", "sm2-sm3", "hub@town")
-    cfg = hub.config_path.read_text(encoding="utf-8").replace('suite = "sm2-sm3"', 'suite = "sm2-sm3"\nsm2_signer_id = "hub@town"')
+    cfg = hub.config_path.read_text(encoding="utf-8").replace(
+        'suite = "sm2-sm3"', 'suite = "sm2-sm3"\nsm2_signer_id = "hub@town"'
+    )
     hub.config_path.write_text(cfg, encoding="utf-8")
     hub.start()
     assert requests.get(hub.url + "/api/v1/hub", timeout=10).json()["hub_public_key"].endswith(";id=hub@town")
 
     config = gateway_dir.for_hub(hub)
     r = CliRunner().invoke(
-        gateway_cli, ["--config", str(config.file), "keys", "new", str(gateway_dir.root / "keys" / "sm2.key"),
-                      "--sm2-signer-id", "dept001@yjj"]
+        gateway_cli,
+        [
+            "--config",
+            str(config.file),
+            "keys",
+            "new",
+            str(gateway_dir.root / "keys" / "sm2.key"),
+            "--sm2-signer-id",
+            "dept001@yjj",
+        ],
     )
     assert r.exit_code == 0 and "suite sm2-sm3" in r.output, r.output  # the suite from keys.suite (the key's)
     line = (gateway_dir.root / "keys" / "sm2.pub").read_text().strip()
@@ -269,3 +279,34 @@ def test_gateway_and_hub_with_their_own_signer_ids_push_and_verify(gateway_dir: 
     with hub.engine.connect() as conn:
         last = conn.exec_driver_sql("select status, key_id from receipt_log order by seq desc limit 1").one()
     assert tuple(last) == ("bad_signature", "dept001-id")
+
+
+@sm2_available
+def test_a_hub_that_accepts_only_sm2_refuses_ed25519_requests_and_keys(hub_factory: Any, tmp_path: Path) -> None:
+    """hub.accept_suites after a migration: an Ed25519 request is refused naming the cause, and its key cannot
+    be registered; the department list shows each key's suite."""
+    from gateway.hub import registry
+    from gateway.protocol.keys import new_key_pair
+
+    hub = hub_factory(suite="sm2-sm3")
+    hub.stop()
+    cfg = hub.config_path.read_text(encoding="utf-8").replace(
+        'suite = "sm2-sm3"', 'suite = "sm2-sm3"\naccept_suites = ["sm2-sm3"]'
+    )
+    hub.config_path.write_text(cfg, encoding="utf-8")
+    hub.start()
+    ed = ED25519.generate()
+    with hub.engine.begin() as conn:  # registered behind the CLI's back
+        registry.add_key(conn, hub.department, "dept001-ed", public_key_text(ed.public_key()))
+    body = batch_body([record("material", sample("material", 1))])
+    r = hub.post("/api/v1/batches", body, key=ed, key_id="dept001-ed")
+    assert r.status_code == 401 and r.json()["error"] == "bad_signature_input", r.text
+    assert "alg 'ed25519' is not one of sm2-sm3" in r.json()["message"]
+    assert hub.post("/api/v1/batches", body).status_code == 200  # the department's SM2 key
+
+    new_key_pair(tmp_path / "ed.key", tmp_path / "ed.pub")
+    base = ["hub", "--config", str(hub.config_path), "department"]
+    refused = CliRunner().invoke(cli, [*base, "key-add", hub.department, "dept001-ed2", str(tmp_path / "ed.pub")])
+    assert refused.exit_code == 2 and "is an ed25519 key, but hub.accept_suites is ['sm2-sm3']" in refused.output
+    listing = CliRunner().invoke(cli, [*base, "list"]).output
+    assert "key dept001-1\tactive\tsm2-sm3\tsm2:" in listing and "key dept001-ed\tactive\ted25519\t" in listing

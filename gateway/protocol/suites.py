@@ -169,7 +169,9 @@ class Sm2Sm3Suite(Suite):
         """`key` set to sign or verify with `signer_id` (None: the default); ValueError for an ID we cannot write."""
         signer_id = signer_id or DEFAULT_SIGNER_ID
         if not SIGNER_ID_RE.match(signer_id):
-            raise ValueError(f"SM2 signer ID {signer_id!r}: use 1-1024 printable ASCII characters without ';' or spaces")
+            raise ValueError(
+                f"SM2 signer ID {signer_id!r}: use 1-1024 printable ASCII characters without ';' or spaces"
+            )
         key.sm2_signer_id = signer_id
         return key
 
