@@ -1,6 +1,10 @@
 """bench/run: end-to-end throughput, incremental cost, per-record latency and memory (see bench/README.md).
 
-    bench/run [--rows N] [--repeat R] [--smoke] [--skip-dlt] [--pg URL] [--keep]
+    bench/run [--rows N] [--repeat R] [--smoke] [--skip-dlt] [--pg URL] [--keep] [--suite sm2-sm3]
+
+With --suite S (not ed25519), every step runs with ed25519 keys first, the baseline, and then the
+full, latency and ingest steps run again with every key (hub's and departments') of suite S, on a
+source generated afresh: the table compares the two from this one invocation.
 
 Prints a table and writes bench/results/latest.json (and bench/results/rows-N.json).
 Every figure is the median of R runs; ratios are taken within this invocation.
@@ -40,6 +44,8 @@ TARGETS = {
     "incremental_fingerprint_s": ("<=", 15.0, "at 1M"),
     "push_p50_ms": ("<=", 15.0, ""),
     "push_p99_ms": ("<=", 50.0, ""),
+    "sm_push_p50_ms": ("<=", 15.0, ""),  # issue 17: per-record push under sm2-sm3
+    "sm_push_p99_ms": ("<=", 30.0, ""),
     "ingest_records_per_s": (">=", 40_000, ""),
     "peak_rss_mb": ("<=", 200.0, "at 1M"),
 }
@@ -233,6 +239,32 @@ def step_latency(pg: str, ws: W.Workspace, src: str, edits: int, rows: int, hub:
     return out
 
 
+SUITE_STEPS = ("full", "latency", "ingest")  # what --suite repeats under another suite's keys
+
+
+def suite_steps(a: argparse.Namespace, name: str, steps: list[str], root: Path, records: int,
+                hub: W.HubProcess | None) -> tuple[dict[str, Any], W.HubProcess | None]:
+    """The full, latency and ingest steps again with every key of suite `name`, on a source made afresh
+    (the incremental step changed the baseline's)."""
+    out: dict[str, Any] = {}
+    say(f"suite {name}: source generated again, keys of {name} for the hub and every department")
+    src = data.generate(a.pg, SRC_DB, a.rows)
+    ws = W.make_workspace(root, src, name)
+    if hub is not None:
+        hub.stop()
+        hub = None
+    if {"full", "latency"} & set(steps):
+        say(f"suite {name} full: initial sync + push")
+        out["full"], hub = step_full(a.pg, ws, a.rows, a.repeat)
+    if "latency" in steps:
+        say(f"suite {name}: per-record push latency over {a.edits} edits (local API)")
+        out["latency"] = step_latency(a.pg, ws, src, a.edits, a.rows, hub)
+    if "ingest" in steps:
+        say(f"suite {name}: hub ingest from 8 concurrent gateways ({records:,} records)")
+        out["ingest"], hub = step_ingest(a.pg, ws, records, a.repeat, hub)
+    return out, hub
+
+
 def step_ingest(pg: str, ws: W.Workspace, records: int, repeat: int, hub: W.HubProcess | None) -> tuple[dict[str, Any], W.HubProcess]:
     import ingest
 
@@ -328,6 +360,7 @@ def table(res: dict[str, Any]) -> str:
         add("peak RSS hub (full)", f"{fu['hub_peak_rss_mb']:.0f} MB", check("peak_rss_mb", fu["hub_peak_rss_mb"]))
     if ing:
         add("peak RSS hub (ingest)", f"{ing['hub_peak_rss_mb']:.0f} MB", check("peak_rss_mb", ing["hub_peak_rss_mb"]))
+    _suite_rows(res, add)
     for side, v in (res.get("rss_vs_100k") or {}).items():
         add(f"  {side} RSS vs 100k run", f"{v:+.0%}", "met (within 20%)" if abs(v) <= 0.2 else "MISSED (within 20%)")
     w1 = max(len(r[0]) for r in rows)
@@ -335,6 +368,30 @@ def table(res: dict[str, Any]) -> str:
     lines = [f"{'measure':<{w1}}  {'figure':<{w2}}  target / note", "-" * (w1 + w2 + 40)]
     lines += [f"{a:<{w1}}  {b:<{w2}}  {c}" for a, b, c in rows]
     return "\n".join(lines)
+
+
+def _suite_rows(res: dict[str, Any], add: Any) -> None:
+    """One block per suite beyond the baseline, each figure beside ed25519's from this invocation."""
+    suites = res.get("suites") or {}
+    base = suites.get("ed25519", {})
+    for name, s in suites.items():
+        if name == "ed25519":
+            continue
+        la, bla = s.get("latency"), base.get("latency")
+        if la:
+            vs = f"ed25519 p50 {bla['p50_ms']:.1f} / p99 {bla['p99_ms']:.1f} ms" if bla else ""
+            add(f"suite {name}: per-record push", f"p50 {la['p50_ms']:.1f} / p95 {la['p95_ms']:.1f} / p99 {la['p99_ms']:.1f} ms",
+                f"{check('sm_push_p50_ms', la['p50_ms'])}; p99 {check('sm_push_p99_ms', la['p99_ms'])}; {vs}")
+            if (c := la.get("cpu_ms_per_edit")) and bla and (b := bla.get("cpu_ms_per_edit")):
+                add("  CPU ms per edit: service / hub / PG", f"{c['service']:.1f} / {c['hub']:.1f} / {c['postgresql']:.1f}",
+                    f"ed25519 {b['service']:.1f} / {b['hub']:.1f} / {b['postgresql']:.1f}")
+        for step, label in (("full", "full: sync + push"), ("ingest", "hub ingest, 8 gateways")):
+            x, bx = s.get(step), base.get(step)
+            if x and bx:
+                ratio = x["records_per_s"] / bx["records_per_s"]
+                verdict = "met" if ratio >= 0.9 else "MISSED"
+                add(f"suite {name}: {label}", f"{x['records_per_s']:,.0f} rec/s",
+                    f"{ratio:.0%} of ed25519's {bx['records_per_s']:,.0f} rec/s: {verdict} (within 10%)")
 
 
 def _incremental_rows(res: dict[str, Any], add: Any) -> None:
@@ -368,9 +425,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db-prefix", default="bench", help="prefix of the databases it creates (default bench: bench_src ...)")
     ap.add_argument("--steps", default=",".join(STEPS),
                     help=f"comma-separated steps to run (default all: {','.join(STEPS)}); e.g. --steps full")
+    ap.add_argument("--suite", default="ed25519",
+                    help="algorithm suite(s) to measure, comma-separated: ed25519 (the baseline, always first) and e.g. "
+                         "sm2-sm3; the others repeat the full, latency and ingest steps under their keys")
     ap.add_argument("--serial-push", action="store_true",
                     help="push only once the sync is over (the old arrangement), to compare with the default")
     a = ap.parse_args(argv)
+    from gateway.protocol.suites import DEFAULT_SUITE, UnknownSuite, suite
+
+    try:
+        named = [suite(x.strip()).name for x in a.suite.split(",") if x.strip()]
+    except UnknownSuite as e:
+        ap.error(str(e))
+    suites = [DEFAULT_SUITE, *dict.fromkeys(s for s in named if s != DEFAULT_SUITE)]
     steps = [x.strip() for x in a.steps.split(",") if x.strip()]
     if unknown := set(steps) - set(STEPS):
         ap.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS)}")
@@ -387,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": a.rows, "repeat": a.repeat, "smoke": a.smoke, "steps": steps, "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "note": "shared 2-core machine: absolute times drift; ratios are from this invocation",
+        "suites": {},
     }
     hub: W.HubProcess | None = None
     t_all = time.perf_counter()
@@ -420,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         if "ingest" in steps:
             say(f"hub ingest from 8 concurrent gateways ({records:,} records)")
             res["ingest"], hub = step_ingest(a.pg, ws, records, a.repeat, hub)
+        res["suites"][DEFAULT_SUITE] = {k: res[k] for k in SUITE_STEPS if k in res}
+        for name in suites[1:]:
+            res["suites"][name], hub = suite_steps(a, name, steps, root, records, hub)
     finally:
         if hub is not None:
             hub.stop()

@@ -21,6 +21,7 @@ import requests
 
 from gateway.demo.layout import MAPPINGS as DEMO_MAPPINGS
 from gateway.protocol.keys import new_key_pair
+from gateway.protocol.suites import DEFAULT_SUITE
 
 REPO = Path(__file__).resolve().parent.parent
 DEPARTMENT = "bench00"
@@ -71,10 +72,12 @@ class Workspace:
     root: Path
     hub_port: int
     web_port: int
+    suite: str = DEFAULT_SUITE  # of every key here (hub's and departments'): `bench/run --suite`
 
     @property
     def keys(self) -> Path:
-        return self.root / "keys"
+        """keys/ for ed25519 (as before the suites), keys-<suite>/ for another suite: both kept across runs."""
+        return self.root / ("keys" if self.suite == DEFAULT_SUITE else f"keys-{self.suite}")
 
     @property
     def hub_config(self) -> Path:
@@ -95,14 +98,14 @@ class Workspace:
         return f"http://127.0.0.1:{self.web_port}"
 
 
-def make_workspace(root: Path, source_url: str) -> Workspace:
-    """Keys, mappings and configs under `root` (kept across runs; configs rewritten)."""
-    ws = Workspace(root, free_port(), free_port())
+def make_workspace(root: Path, source_url: str, suite: str = DEFAULT_SUITE) -> Workspace:
+    """Keys of `suite`, mappings and configs under `root` (kept across runs; configs rewritten)."""
+    ws = Workspace(root, free_port(), free_port(), suite)
     ws.keys.mkdir(parents=True, exist_ok=True)
     (root / "mappings").mkdir(exist_ok=True)
     for name in ("hub", DEPARTMENT, *INGEST_DEPARTMENTS):
         if not (ws.keys / f"{name}.key").exists():
-            new_key_pair(ws.keys / f"{name}.key", ws.keys / f"{name}.pub")
+            new_key_pair(ws.keys / f"{name}.key", ws.keys / f"{name}.pub", suite)
     for name, text in MAPPINGS.items():
         (root / "mappings" / f"{name}.toml").write_text(text, encoding="utf-8")
     src = sqlalchemy_url(source_url)
@@ -120,12 +123,13 @@ name = "县应急管理局"
 
 [hub]
 url = "{ws.hub_url}"
-hub_key = "keys/hub.pub"
+hub_key = "{ws.keys.name}/hub.pub"
 timeout = 300
 
 [keys]
-signing_key = "keys/{DEPARTMENT}.key"
+signing_key = "{ws.keys.name}/{DEPARTMENT}.key"
 key_id = "{DEPARTMENT}-1"
+suite = "{ws.suite}"
 
 [state]
 path = "state-{strategy}/gateway.db"
@@ -181,14 +185,15 @@ name = "部门{code}"
 record_types = ["material", "depot", "stock", "agreement", "capacity"]
   [[departments.keys]]
   key_id = "{code}-1"
-  public_key_file = "keys/{code}.pub"
+  public_key_file = "{ws.keys.name}/{code}.pub"
 """)
     ws.hub_config.write_text(f"""\
 [hub]
 listen = "127.0.0.1:{ws.hub_port}"
 database = "{sqlalchemy_url(database_url)}"
-signing_key = "keys/hub.key"
+signing_key = "{ws.keys.name}/hub.key"
 key_id = "hub-1"
+suite = "{ws.suite}"
 clock_window = 600
 max_batch_bytes = 16000000
 max_in_flight = 16

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.protocol.keys import read_private_key
+from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE, SIGNER_ID_RE, UnknownSuite, suite, suite_of
 from gateway.standard.schema import RECORD_TYPES
 
 STRATEGIES = ("cursor", "fingerprint", "append", "snapshot")
@@ -186,6 +188,41 @@ def sqlite_next_to(url: str, base: Path) -> str:
     return url
 
 
+def suite_setting(chk: Checker, doc: dict[str, Any], key: str, path: str) -> str:
+    """A suite name (`sm2` taken for `sm2-sm3`); an unknown one is a problem with a did-you-mean."""
+    name = chk.value(doc, key, path, str, default=DEFAULT_SUITE)
+    try:
+        return suite(name).name
+    except UnknownSuite as e:
+        chk.problem(f"{path}.{key}", str(e))
+        return DEFAULT_SUITE
+
+
+def signer_id_setting(chk: Checker, doc: dict[str, Any], path: str) -> str:
+    signer_id = chk.value(doc, "sm2_signer_id", path, str, default=DEFAULT_SIGNER_ID)
+    if not SIGNER_ID_RE.match(signer_id or ""):
+        chk.problem(f"{path}.sm2_signer_id", "use 1-1024 printable ASCII characters without ';' or spaces")
+        return DEFAULT_SIGNER_ID
+    return signer_id
+
+
+def deployment_suite(chk: Checker, doc: dict[str, Any], path: str, key_file: Path | None, how: str) -> str:
+    """`<path>.suite`, checked against the signing key file; unset, the key's own suite (configs from before it)."""
+    wanted = suite_setting(chk, doc, "suite", path) if "suite" in doc else None
+    if key_file is None or not key_file.is_file():
+        return wanted or DEFAULT_SUITE
+    try:
+        have = suite_of(read_private_key(key_file)).name
+    except (OSError, ValueError, UnknownSuite):  # not a key (yet): reported where it is read to sign
+        return wanted or DEFAULT_SUITE
+    if wanted is not None and have != wanted:
+        chk.problem(
+            f"{path}.signing_key",
+            f"{key_file} holds an {have} key but {path}.suite is {wanted} (make one with `{how}`)",
+        )
+    return wanted or have
+
+
 def _resolve_path(base: Path, value: str) -> str:
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else base / p)
@@ -300,6 +337,8 @@ class GatewayConfig:
     expiry_warn_days: tuple[int, ...] = (30, 90)
     category_codes: Path | None = None
     extra_units: tuple[str, ...] = ()
+    suite: str = DEFAULT_SUITE  # keys.suite: the signing key's suite, named in every request's `alg`
+    sm2_signer_id: str = DEFAULT_SIGNER_ID  # keys.sm2_signer_id: the ID in Z of this gateway's SM2 signatures
 
     @property
     def base_dir(self) -> Path:
@@ -402,6 +441,17 @@ def trusted_proxies(chk: Checker, doc: dict[str, Any], path: str) -> tuple[str, 
     return tuple(good)
 
 
+def key_settings(path: str | Path) -> tuple[str, str]:
+    """(keys.suite, keys.sm2_signer_id) of a gateway config, read before its key exists (`keys new`)."""
+    file, doc = read_toml(path)
+    chk = Checker(file.parent)
+    keys = chk.table(doc, "keys")
+    key_file = chk.path(keys, "signing_key", "keys", must_exist=False)
+    out = deployment_suite(chk, keys, "keys", key_file, "keys new --force"), signer_id_setting(chk, keys, "keys")
+    chk.raise_if_any(str(file))
+    return out
+
+
 def load_gateway_config(path: str | Path) -> GatewayConfig:
     """Read and check a gateway config; raises ConfigError listing every problem."""
     file, doc = read_toml(path)
@@ -436,7 +486,9 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     keys = chk.table(doc, "keys")
     signing_key = chk.path(keys, "signing_key", "keys", required=True)
     key_id = chk.value(keys, "key_id", "keys", str, required=True, default="")
-    chk.unknown(keys, ("signing_key", "key_id"), "keys")
+    key_suite = deployment_suite(chk, keys, "keys", signing_key, "gateway --config F keys new FILE")
+    sm2_signer_id = signer_id_setting(chk, keys, "keys")
+    chk.unknown(keys, ("signing_key", "key_id", "suite", "sm2_signer_id"), "keys")
 
     state = chk.table(doc, "state", required=False)
     state_path = chk.path(state, "path", "state", must_exist=False) or (file.parent / "state" / "gateway.db")
@@ -558,4 +610,6 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         expiry_warn_days=tuple(int(x) for x in warn),
         category_codes=category_codes,
         extra_units=extra_units,
+        suite=key_suite,
+        sm2_signer_id=sm2_signer_id,
     )

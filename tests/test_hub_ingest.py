@@ -82,19 +82,19 @@ def _forged(hub: LiveHub):  # type: ignore[no-untyped-def]
     return out
 
 
-def test_every_forgery_is_refused_and_logged(live_hub: LiveHub) -> None:
-    cases = _forged(live_hub)
+def test_every_forgery_is_refused_and_logged(suite_hub: LiveHub) -> None:
+    cases = _forged(suite_hub)
     for name, resp, status, code in cases:
         assert resp.status_code == status, f"{name}: {resp.status_code} {resp.text}"
         body = resp.json()
         assert body["error"] == code, name
         assert "/" in body["message"], name  # Chinese / English
-    refused = log_entries(live_hub, "refused")
+    refused = log_entries(suite_hub, "refused")
     assert [e["status"] for e in refused] == [c[3] for c in cases]
     foreign = [e for e in refused if e["status"] == "department_mismatch"]
     assert all(e["department"] == "dept001" and e["key_id"] == "dept001-1" for e in foreign)
     # Nothing of a refused request was stored: only the one good batch wrote a record.
-    with live_hub.engine.connect() as c:
+    with suite_hub.engine.connect() as c:
         keys = sorted(r.key for r in c.execute(select(tables.records.c.key, tables.records.c.department)))
     assert keys == ["WZ-0001"]
 

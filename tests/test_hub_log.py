@@ -16,6 +16,7 @@ from gateway.hub import tables
 from gateway.hub.receipt_log import head_message, verify_log
 from gateway.protocol.keys import public_key_from_text, read_private_key
 from gateway.protocol.signing import b64, sign_request
+from gateway.protocol.suites import suite_of
 from tests.fixtures.hub import LiveHub, batch_body, record, sample
 
 BATCHES = "/api/v1/batches"
@@ -71,11 +72,11 @@ def _heads_of(receipts: list[tuple[bytes, str]]) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("damage, first_bad", [
     ("flip", 3), ("delete", 3), ("reorder", 3), ("truncate", 6), ("truncate_and_rewind", 6),
 ])
-def test_verify_log_names_the_first_bad_entry(live_hub: LiveHub, damage: str, first_bad: int) -> None:
-    receipts = fill(live_hub)  # entries 1-6 batches, 7 a refusal
-    assert verdict(live_hub, _heads_of(receipts)).ok
+def test_verify_log_names_the_first_bad_entry(suite_hub: LiveHub, damage: str, first_bad: int) -> None:
+    receipts = fill(suite_hub)  # entries 1-6 batches, 7 a refusal
+    assert verdict(suite_hub, _heads_of(receipts)).ok
     log = tables.receipt_log
-    with live_hub.engine.begin() as c:
+    with suite_hub.engine.begin() as c:
         if damage == "flip":
             s = c.execute(select(log.c.summary).where(log.c.seq == 3)).scalar_one()
             c.execute(update(log).where(log.c.seq == 3).values(summary=s.replace('"records":1', '"records":2')))
@@ -90,48 +91,48 @@ def test_verify_log_names_the_first_bad_entry(live_hub: LiveHub, damage: str, fi
             if damage == "truncate_and_rewind":
                 # Someone with the hub's own key rewinds its checkpoint too: only the gateways' heads tell.
                 last = c.execute(select(log.c.seq, log.c.entry_hash).where(log.c.seq == 5)).one()
-                key = read_private_key(live_hub.dir / "keys" / "hub.key")
+                key = read_private_key(suite_hub.dir / "keys" / "hub.key")
                 c.execute(update(tables.log_head).values(log_seq=5, log_head=last.entry_hash,
-                                                         signature=b64(key.sign(head_message(5, last.entry_hash)))))
-    v = verdict(live_hub, _heads_of(receipts))
+                                                         signature=b64(suite_of(key).sign(key, head_message(5, last.entry_hash)))))
+    v = verdict(suite_hub, _heads_of(receipts))
     assert not v.ok and v.first_bad_seq == first_bad, str(v)
     if damage == "truncate_and_rewind":
-        assert verdict(live_hub).ok  # without a gateway's head the rewound log looks whole
+        assert verdict(suite_hub).ok  # without a gateway's head the rewound log looks whole
         assert "gateway holds a signed head at entry 6" in str(v)
 
 
-def test_verify_log_cli_with_heads_file(live_hub: LiveHub, tmp_path: Path) -> None:
-    receipts = fill(live_hub, 3)
+def test_verify_log_cli_with_heads_file(suite_hub: LiveHub, tmp_path: Path) -> None:
+    receipts = fill(suite_hub, 3)
     heads = tmp_path / "heads.json"
     heads.write_text(orjson.dumps([{"receipt": b.decode(), "signature": s} for b, s in receipts]).decode(), encoding="utf-8")
     runner = CliRunner()
-    ok = runner.invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log", "--heads", str(heads)])
+    ok = runner.invoke(cli, ["hub", "--config", str(suite_hub.config_path), "verify-log", "--heads", str(heads)])
     assert ok.exit_code == 0, ok.output
     assert "intact: 4 entries" in ok.output
-    with live_hub.engine.begin() as c:
+    with suite_hub.engine.begin() as c:
         c.execute(delete(tables.receipt_log).where(tables.receipt_log.c.seq == 2))
-    bad = runner.invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log", "--heads", str(heads)])
+    bad = runner.invoke(cli, ["hub", "--config", str(suite_hub.config_path), "verify-log", "--heads", str(heads)])
     assert bad.exit_code == 1 and "first bad entry: 2" in bad.output
     forged = tmp_path / "forged.json"
     body, sig = receipts[0]
     forged.write_text(orjson.dumps({"receipt": body.decode().replace('"log_seq":1', '"log_seq":9'), "signature": sig}).decode())
-    res = runner.invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log", "--heads", str(forged)])
+    res = runner.invoke(cli, ["hub", "--config", str(suite_hub.config_path), "verify-log", "--heads", str(forged)])
     assert res.exit_code == 2 and "signature" in res.output
 
 
 @pytest.mark.parametrize("damage", ["zeroed", "deleted", "behind"])
-def test_verify_log_cli_flags_a_missing_zeroed_or_lagging_checkpoint(live_hub: LiveHub, damage: str) -> None:
+def test_verify_log_cli_flags_a_missing_zeroed_or_lagging_checkpoint(suite_hub: LiveHub, damage: str) -> None:
     """issue 13 item 2: cutting the log's tail and zeroing or deleting the checkpoint row is itself a finding."""
-    fill(live_hub)  # entries 1-7
+    fill(suite_hub)  # entries 1-7
     sql = {
         "zeroed": ["delete from receipt_log where seq > 4", "update log_head set log_seq = 0"],
         "deleted": ["delete from receipt_log where seq > 4", "delete from log_head"],
         "behind": ["update log_head set log_seq = 3"],  # the head hash is still entry 7's
     }[damage]
-    with live_hub.engine.begin() as c:
+    with suite_hub.engine.begin() as c:
         for s in sql:
             c.exec_driver_sql(s)
-    res = CliRunner().invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log"])
+    res = CliRunner().invoke(cli, ["hub", "--config", str(suite_hub.config_path), "verify-log"])
     assert res.exit_code == 1, res.output
     assert "receipt log BROKEN" in res.output
     if damage == "behind":
@@ -140,7 +141,7 @@ def test_verify_log_cli_flags_a_missing_zeroed_or_lagging_checkpoint(live_hub: L
     else:
         what = "missing" if damage == "deleted" else "at entry 0"
         assert f"checkpoint (log_head) is {what} but the log has 4 entries up to 4" in res.output
-    with live_hub.engine.connect() as c:  # verify-log read the evidence without recreating the row
+    with suite_hub.engine.connect() as c:  # verify-log read the evidence without recreating the row
         assert (c.execute(select(tables.log_head)).first() is None) == (damage == "deleted")
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from gateway.cli import cli
 from gateway.hub import tables as hub_tables
 from gateway.store.tables import batch_receipts, receipts
-from tests.fixtures.hub import LiveHub
+from tests.fixtures.hub import SUITE_PARAMS, LiveHub
 from tests.fixtures.push import Edit, GatewayDir, enqueue, material, mkey
 
 
@@ -36,9 +36,14 @@ def hub_head(hub: LiveHub) -> dict[str, Any]:
         return dict(c.execute(select(hub_tables.log_head)).mappings().one())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(
+    params=[(db, s.values[0]) for db in ("sqlite", "postgresql") for s in SUITE_PARAMS], ids=lambda p: f"{p[0]}-{p[1]}"
+)
 def any_hub(request: pytest.FixtureRequest, hub_factory: Any) -> LiveHub:
-    return hub_factory(request.getfixturevalue("pg_url") if request.param == "postgresql" else None)
+    db, suite = request.param
+    if suite != "ed25519":
+        pytest.importorskip("tongsuopy")
+    return hub_factory(request.getfixturevalue("pg_url") if db == "postgresql" else None, suite=suite)
 
 
 def test_verify_reports_every_receipt_ok_and_the_latest_signed_head(gateway_dir: GatewayDir, live_hub: LiveHub) -> None:
@@ -59,8 +64,8 @@ def test_verify_reports_every_receipt_ok_and_the_latest_signed_head(gateway_dir:
     assert hub_head(live_hub)["log_seq"] == 3  # asking for the head does not move it
 
 
-def test_a_tampered_receipt_is_named_and_fails(gateway_dir: GatewayDir, live_hub: LiveHub) -> None:
-    gateway_dir.for_hub(live_hub, batch_size=10)
+def test_a_tampered_receipt_is_named_and_fails(gateway_dir: GatewayDir, suite_hub: LiveHub) -> None:
+    gateway_dir.for_hub(suite_hub, batch_size=10)
     push(gateway_dir, 0, 20)
     engine = gateway_dir.store()
     with engine.begin() as c:
@@ -119,20 +124,20 @@ def test_a_hub_log_cut_back_to_an_older_signed_head_is_caught(
     assert "first bad entry: 3" in res.output
 
 
-def test_a_forged_hub_head_is_refused(gateway_dir: GatewayDir, live_hub: LiveHub) -> None:
-    gateway_dir.for_hub(live_hub, batch_size=10)
+def test_a_forged_hub_head_is_refused(gateway_dir: GatewayDir, suite_hub: LiveHub) -> None:
+    gateway_dir.for_hub(suite_hub, batch_size=10)
     push(gateway_dir, 0, 10)
-    with live_hub.engine.begin() as c:  # moved on without the hub's key: its old signature does not cover it
+    with suite_hub.engine.begin() as c:  # moved on without the hub's key: its old signature does not cover it
         c.execute(update(hub_tables.log_head).values(log_seq=5))
     res = verify(gateway_dir, "--compare-hub")
     assert res.exit_code == 1, res.output
     assert "中心日志头签名无效" in res.output and "does not verify" in res.output
 
 
-def test_two_signed_heads_for_one_log_entry_are_a_forked_log(gateway_dir: GatewayDir, live_hub: LiveHub) -> None:
-    gateway_dir.for_hub(live_hub, batch_size=10)
+def test_two_signed_heads_for_one_log_entry_are_a_forked_log(gateway_dir: GatewayDir, suite_hub: LiveHub) -> None:
+    gateway_dir.for_hub(suite_hub, batch_size=10)
     push(gateway_dir, 0, 10)  # entry 1
-    with live_hub.engine.begin() as c:  # the hub's log wiped and begun again: it signs another entry 1
+    with suite_hub.engine.begin() as c:  # the hub's log wiped and begun again: it signs another entry 1
         c.execute(hub_tables.receipt_log.delete())
         c.execute(update(hub_tables.log_head).values(log_seq=0, log_head="0" * 64, signature=None))
     push(gateway_dir, 10, 10)

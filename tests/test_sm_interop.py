@@ -166,3 +166,69 @@ def test_bench_sm_runs_and_its_libraries_agree(capsys: pytest.CaptureFixture[str
     )
     assert res["interop"] == {"tongsuopy_sig_verified_by_gmssl": True, "gmssl_sig_verified_by_tongsuopy": True}
     assert "SM2 sign µs" in capsys.readouterr().out
+
+
+OTHER_ID = "ALICE123@YAHOO.COM"  # the signer ID of GB/T 32918.2's worked example
+
+
+@needs_openssl_sm
+def test_a_configured_signer_id_is_the_one_in_z_both_directions(sm2_files) -> None:
+    """tongsuopy fixes the ID; the suite computes Z itself for another one. OpenSSL agrees both ways."""
+    from gateway.protocol.suites import SM2_SM3
+
+    key, d = sm2_files
+    SM2_SM3.with_signer_id(key, OTHER_ID)
+    (d / "sig").write_bytes(SM2_SM3.sign(key, MESSAGE))
+    assert openssl_verify(d, "-pkeyopt", f"distid:{OTHER_ID}")
+    assert not openssl_verify(d, "-pkeyopt", f"distid:{SIGNER_ID}")
+
+    r = openssl(
+        "pkeyutl",
+        "-sign",
+        "-inkey",
+        "key.pem",
+        "-rawin",
+        "-digest",
+        "sm3",
+        "-pkeyopt",
+        f"distid:{OTHER_ID}",
+        "-in",
+        "msg",
+        "-out",
+        "sig",
+        cwd=d,
+    )
+    assert r.returncode == 0, r.stderr
+    sig = (d / "sig").read_bytes()
+    public = SM2_SM3.public_key(key)
+    assert SM2_SM3.signer_id(public) == OTHER_ID
+    assert SM2_SM3.verify(public, sig, MESSAGE) and not SM2_SM3.verify(public, sig, MESSAGE + b"x")
+    assert not SM2_SM3.verify(SM2_SM3.with_signer_id(key.public_key(), None), sig, MESSAGE)
+
+
+def test_the_z_path_with_the_default_id_equals_tongsuopys_own() -> None:
+    """The prehashed path (Z computed here, e signed as a digest) and tongsuopy's sign agree for the default ID."""
+    from gateway.protocol.suites import SM2_SM3
+
+    key = ec.generate_private_key(ec.SM2())
+    public = key.public_key()
+    e = SM2_SM3.digest(SM2_SM3.z(public, SIGNER_ID) + MESSAGE)
+    public.verify(SM2_SM3.sign_digest(key, e), MESSAGE, ec.ECDSA(hashes.SM3()))
+    assert SM2_SM3.verify_digest(public, key.sign(MESSAGE, ec.ECDSA(hashes.SM3())), e)
+    assert not SM2_SM3.verify_digest(public, key.sign(MESSAGE, ec.ECDSA(hashes.SM3())), bytes(32))
+
+
+def test_the_signer_id_travels_in_the_public_key_line(tmp_path: Path) -> None:
+    from gateway.protocol.keys import new_key_pair, public_key_text, read_private_key, read_public_key
+    from gateway.protocol.suites import SM2_SM3
+
+    key = new_key_pair(tmp_path / "k.key", tmp_path / "k.pub", "sm2-sm3", OTHER_ID)
+    line = (tmp_path / "k.pub").read_text().strip()
+    assert line.startswith("sm2:") and line.endswith(f";id={OTHER_ID}")
+    public = read_public_key(tmp_path / "k.pub")
+    assert SM2_SM3.signer_id(public) == OTHER_ID and public_key_text(public) == line
+    signer = read_private_key(tmp_path / "k.key", OTHER_ID)
+    assert SM2_SM3.verify(public, SM2_SM3.sign(signer, MESSAGE), MESSAGE)
+    assert not SM2_SM3.verify(public, SM2_SM3.sign(read_private_key(tmp_path / "k.key"), MESSAGE), MESSAGE)
+    with pytest.raises(ValueError, match="signer ID"):
+        SM2_SM3.with_signer_id(key, "two words")

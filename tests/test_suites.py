@@ -223,3 +223,90 @@ def test_a_gateway_with_an_sm2_key_pushes_beside_an_ed25519_one(gateway_dir: Any
     with live_hub.engine.connect() as conn:
         kinds = conn.exec_driver_sql("select key_id, count(*) from receipt_log group by key_id order by key_id").all()
     assert dict(kinds) == {"dept001-1": 1, "dept001-sm2": 1}
+
+
+@sm2_available
+def test_gateway_and_hub_with_their_own_signer_ids_push_and_verify(gateway_dir: Any, hub_factory: Any) -> None:
+    """keys.sm2_signer_id and hub.sm2_signer_id: each side signs with its ID, the other verifies with the ID
+    its registered key line names; the wrong ID is refused."""
+    from gateway.cli.main import cli as gateway_cli
+    from gateway.config import load_gateway_config
+    from gateway.hub import registry
+    from gateway.protocol.keys import new_key_pair
+    from gateway.push.client import push_pending
+    from tests.fixtures.push import Edit, enqueue, material, mkey
+
+    hub = hub_factory(suite="sm2-sm3")
+    hub.stop()
+    new_key_pair(hub.dir / "keys" / "hub.key", hub.dir / "keys" / "hub.pub", "sm2-sm3", "hub@town")
+    cfg = hub.config_path.read_text(encoding="utf-8").replace(
+        'suite = "sm2-sm3"', 'suite = "sm2-sm3"\nsm2_signer_id = "hub@town"'
+    )
+    hub.config_path.write_text(cfg, encoding="utf-8")
+    hub.start()
+    assert requests.get(hub.url + "/api/v1/hub", timeout=10).json()["hub_public_key"].endswith(";id=hub@town")
+
+    config = gateway_dir.for_hub(hub)
+    r = CliRunner().invoke(
+        gateway_cli,
+        [
+            "--config",
+            str(config.file),
+            "keys",
+            "new",
+            str(gateway_dir.root / "keys" / "sm2.key"),
+            "--sm2-signer-id",
+            "dept001@yjj",
+        ],
+    )
+    assert r.exit_code == 0 and "suite sm2-sm3" in r.output, r.output  # the suite from keys.suite (the key's)
+    line = (gateway_dir.root / "keys" / "sm2.pub").read_text().strip()
+    with hub.engine.begin() as conn:
+        registry.add_key(conn, hub.department, "dept001-id", line)
+    text = config.file.read_text(encoding="utf-8").replace("gateway.key", "sm2.key")
+    text = text.replace(f'key_id = "{hub.key_id}"', 'key_id = "dept001-id"\nsm2_signer_id = "dept001@yjj"')
+    config.file.write_text(text, encoding="utf-8")
+    engine = gateway_dir.store()
+    enqueue(engine, [Edit(mkey(1), 1, material(1))])
+    assert push_pending(load_gateway_config(config.file), engine, give_up_after=0).accepted == 1
+    res = CliRunner().invoke(gateway_cli, ["--config", str(config.file), "receipts", "verify"])
+    assert res.exit_code == 0, res.output
+
+    # Signed with the default ID, the registered key's Z does not match: refused as a bad signature.
+    config.file.write_text(text.replace('sm2_signer_id = "dept001@yjj"\n', ""), encoding="utf-8")
+    enqueue(engine, [Edit(mkey(2), 1, material(2))])
+    assert push_pending(load_gateway_config(config.file), engine, give_up_after=0).accepted == 0
+    with hub.engine.connect() as conn:
+        last = conn.exec_driver_sql("select status, key_id from receipt_log order by seq desc limit 1").one()
+    assert tuple(last) == ("bad_signature", "dept001-id")
+
+
+@sm2_available
+def test_a_hub_that_accepts_only_sm2_refuses_ed25519_requests_and_keys(hub_factory: Any, tmp_path: Path) -> None:
+    """hub.accept_suites after a migration: an Ed25519 request is refused naming the cause, and its key cannot
+    be registered; the department list shows each key's suite."""
+    from gateway.hub import registry
+    from gateway.protocol.keys import new_key_pair
+
+    hub = hub_factory(suite="sm2-sm3")
+    hub.stop()
+    cfg = hub.config_path.read_text(encoding="utf-8").replace(
+        'suite = "sm2-sm3"', 'suite = "sm2-sm3"\naccept_suites = ["sm2-sm3"]'
+    )
+    hub.config_path.write_text(cfg, encoding="utf-8")
+    hub.start()
+    ed = ED25519.generate()
+    with hub.engine.begin() as conn:  # registered behind the CLI's back
+        registry.add_key(conn, hub.department, "dept001-ed", public_key_text(ed.public_key()))
+    body = batch_body([record("material", sample("material", 1))])
+    r = hub.post("/api/v1/batches", body, key=ed, key_id="dept001-ed")
+    assert r.status_code == 401 and r.json()["error"] == "bad_signature_input", r.text
+    assert "alg 'ed25519' is not one of sm2-sm3" in r.json()["message"]
+    assert hub.post("/api/v1/batches", body).status_code == 200  # the department's SM2 key
+
+    new_key_pair(tmp_path / "ed.key", tmp_path / "ed.pub")
+    base = ["hub", "--config", str(hub.config_path), "department"]
+    refused = CliRunner().invoke(cli, [*base, "key-add", hub.department, "dept001-ed2", str(tmp_path / "ed.pub")])
+    assert refused.exit_code == 2 and "is an ed25519 key, but hub.accept_suites is ['sm2-sm3']" in refused.output
+    listing = CliRunner().invoke(cli, [*base, "list"]).output
+    assert "key dept001-1\tactive\tsm2-sm3\tsm2:" in listing and "key dept001-ed\tactive\ted25519\t" in listing

@@ -102,15 +102,36 @@ def _read_heads(files: tuple[Path, ...], hub_public) -> list[tuple[int, str]]:  
 def verify_log_cmd(h: HubContext, heads_files: tuple[Path, ...]) -> None:
     """Recompute the receipt log's hash chain; name the first bad entry. Exit 1 when broken."""
     from gateway.hub.receipt_log import verify_log
-    from gateway.protocol.keys import read_private_key
+    from gateway.protocol.keys import public_key_of, read_private_key
 
-    public = read_private_key(h.config.signing_key).public_key()
+    public = public_key_of(read_private_key(h.config.signing_key, h.config.sm2_signer_id))
     verdict = verify_log(h.engine, _read_heads(heads_files, public), public)
     click.echo(str(verdict))
     if not verdict.ok:
         if verdict.first_bad_seq is not None:  # a missing checkpoint names no entry
             click.echo(f"first bad entry: {verdict.first_bad_seq}")
         sys.exit(1)
+
+
+@hub.group("keys")
+def hub_keys() -> None:
+    """The hub's signing key."""
+
+
+@hub_keys.command("new")
+@click.option("--force", is_flag=True, help="Replace an existing key (gateways must then get the new .pub).")
+@pass_hub
+@domain_errors
+def hub_keys_new(h: HubContext, force: bool) -> None:
+    """Write the key pair at [hub] signing_key (and .pub beside it) in the suite [hub] suite names."""
+    from gateway.hub.config import signing_key_target
+    from gateway.protocol.keys import new_key_pair
+
+    path, suite_name, signer_id = signing_key_target(h.path)
+    if path.exists() and not force:
+        raise FatalError(f"{path} exists; use --force to replace it")
+    new_key_pair(path, path.with_suffix(".pub"), suite_name, signer_id)
+    click.echo(f"wrote {path} and {path.with_suffix('.pub')} (suite {suite_name}; give the .pub to the gateways)")
 
 
 @hub.group("department")
@@ -142,12 +163,19 @@ def department_add(h: HubContext, code: str, name: str, types: str | None) -> No
 def department_key_add(h: HubContext, code: str, key_id: str, public_key: str) -> None:
     """Register KEY_ID for department CODE; PUBLIC_KEY is base64 or a .pub file. Older keys stay active."""
     from gateway.hub import registry
+    from gateway.protocol.suites import suite_of_text
 
     p = Path(public_key)
     text = p.read_text(encoding="ascii").strip() if p.is_file() else public_key
+    key_suite = suite_of_text(text).name
+    if key_suite not in h.config.accept_suites:
+        raise FatalError(
+            f"key {key_id} is an {key_suite} key, but hub.accept_suites is {list(h.config.accept_suites)}: "
+            "no request signed with it would be accepted"
+        )
     with h.engine.begin() as conn:
         registry.add_key(conn, code, key_id, text)
-    click.echo(f"key {key_id} registered for department {code}")
+    click.echo(f"key {key_id} ({key_suite}) registered for department {code}")
 
 
 @department.command("key-revoke")
@@ -197,6 +225,6 @@ def department_list(h: HubContext) -> None:
     for d, keys in deps:
         click.echo(f"{d.code}\t{d.name}\twrites: {', '.join(d.record_types)}")
         for k in keys:
-            click.echo(f"  key {k.key_id}\t{'REVOKED' if k.revoked else 'active'}\t{k.public_key}")
+            click.echo(f"  key {k.key_id}\t{'REVOKED' if k.revoked else 'active'}\t{k.suite}\t{k.public_key}")
     for gr in grants:
         click.echo(f"grant {gr.reader} reads {gr.owner} {gr.record_type}{' +confidential' if gr.confidential else ''}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.main import cli
+from gateway.cli.main import Context, cli, domain_errors
 from gateway.protocol.keys import new_key_pair
 
 CONFIG_TEMPLATE = '''\
@@ -28,8 +28,10 @@ timeout = 30
 batch_size = 2000
 
 [keys]
-signing_key = "keys/gateway.key"   # Ed25519 private key (mode 0600); its .pub goes to the hub
+signing_key = "keys/gateway.key"   # private key (mode 0600) of the suite below; its .pub goes to the hub
 key_id = "{code}-1"
+suite = "{suite}"              # ed25519 | sm2-sm3 (SM2 signatures over SM3, for the 商用密码 assessment)
+# sm2_signer_id = "1234567812345678"  # sm2-sm3: the signer ID in Z (GB/T 35276 default)
 
 [state]
 path = "state/gateway.db"
@@ -71,16 +73,24 @@ expiry_warn_days = [30, 90]
 @click.option("--name", default="某某部门", show_default=True, help="Department name.")
 @click.option("--hub-url", default="http://127.0.0.1:8700", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing config and key.")
-def init(directory: Path, code: str, name: str, hub_url: str, force: bool) -> None:
-    """Write a commented starting config and a new Ed25519 signing key pair into DIRECTORY."""
+@click.option("--suite", "suite_name", default="ed25519", show_default=True,
+              help="algorithm suite of the deployment: ed25519, or sm2-sm3 (sm2)")
+def init(directory: Path, code: str, name: str, hub_url: str, force: bool, suite_name: str) -> None:
+    """Write a commented starting config and a new signing key pair of the suite into DIRECTORY."""
+    from gateway.protocol.suites import UnknownSuite, suite
+
+    try:
+        suite_name = suite(suite_name).name
+    except UnknownSuite as e:
+        raise click.ClickException(str(e)) from None
     directory.mkdir(parents=True, exist_ok=True)
     cfg = directory / "gateway.toml"
     key = directory / "keys" / "gateway.key"
     if not force and (cfg.exists() or key.exists()):
         raise click.ClickException(f"{cfg} or {key} exists already; use --force to overwrite")
-    cfg.write_text(CONFIG_TEMPLATE.format(code=code, name=name, hub_url=hub_url), encoding="utf-8")
+    cfg.write_text(CONFIG_TEMPLATE.format(code=code, name=name, hub_url=hub_url, suite=suite_name), encoding="utf-8")
     (directory / "mappings").mkdir(exist_ok=True)
-    new_key_pair(key, key.with_suffix(".pub"))
+    new_key_pair(key, key.with_suffix(".pub"), suite_name)
     click.echo(f"wrote {cfg}")
     click.echo(f"wrote {key} (private, mode 0600) and {key.with_suffix('.pub')} (give this to the hub operator)")
 
@@ -93,17 +103,27 @@ def keys() -> None:
 @keys.command("new")
 @click.argument("private_key", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True)
-@click.option("--suite", "suite_name", default="ed25519", show_default=True,
-              help="algorithm suite: ed25519, or sm2 (sm2-sm3: SM2 signatures over SM3)")
-def keys_new(private_key: Path, force: bool, suite_name: str) -> None:
+@click.option("--suite", "suite_name", default=None,
+              help="algorithm suite: ed25519, or sm2 (sm2-sm3: SM2 signatures over SM3); "
+                   "default: keys.suite of --config, else ed25519")
+@click.option("--sm2-signer-id", default=None, help="sm2-sm3: the signer ID in Z (default: keys.sm2_signer_id, "
+                                                      "else 1234567812345678); written into the .pub line")
+@click.pass_obj
+@domain_errors
+def keys_new(ctx: Context, private_key: Path, force: bool, suite_name: str | None, sm2_signer_id: str | None) -> None:
     """Create a key pair: PRIVATE_KEY (mode 0600) and PRIVATE_KEY.pub."""
     from gateway.protocol.suites import UnknownSuite, suite
 
     if private_key.exists() and not force:
         raise click.ClickException(f"{private_key} exists; use --force to replace it")
+    if ctx is not None and ctx.config_path is not None:  # a rotation: the deployment's suite and ID
+        from gateway.config import key_settings
+
+        config_suite, config_id = key_settings(ctx.config_path)
+        suite_name, sm2_signer_id = suite_name or config_suite, sm2_signer_id or config_id
     try:
-        s = suite(suite_name)
-        new_key_pair(private_key, private_key.with_suffix(".pub"), s.name)
-    except UnknownSuite as e:
+        s = suite(suite_name or "ed25519")
+        new_key_pair(private_key, private_key.with_suffix(".pub"), s.name, sm2_signer_id)
+    except (UnknownSuite, ValueError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"wrote {private_key} and {private_key.with_suffix('.pub')} (suite {s.name})")

@@ -112,7 +112,7 @@ def _verify(snap: registry.Snapshot, body: bytes) -> tuple[Caller, Nonce]:
 
     try:
         v = verify_request(request.method, _target(), request.headers, body, lookup, now=time.time(),
-                           window=h.config.clock_window)
+                           window=h.config.clock_window, suites=h.config.accept_suites)
     except SignatureRefused as e:
         raise _Refusal(e.status, e.reason, e.message, e.key_id, entry.department if entry else None) from None
     assert entry is not None

@@ -21,7 +21,7 @@ from gateway.hub.db import open_hub_db, serialized
 from gateway.hub.receipt_log import append
 from gateway.protocol.batch import PROTOCOL_VERSION, VERSION_HEADER
 from gateway.protocol.canonical import canonical_json
-from gateway.protocol.keys import public_key_text, read_private_key
+from gateway.protocol.keys import public_key_of, public_key_text, read_private_key
 from gateway.protocol.signing import content_digest
 from gateway.standard.validate import ValidationContext
 
@@ -35,9 +35,9 @@ class Hub:
         self.config = config
         if config.signing_key is None:
             raise FatalError("hub.signing_key is not set")
-        self.key = read_private_key(config.signing_key)
+        self.key = read_private_key(config.signing_key, config.sm2_signer_id)
         self.key_id = config.key_id
-        self.public_key_text = public_key_text(self.key.public_key())
+        self.public_key_text = public_key_text(public_key_of(self.key))
         self.engine = engine or open_hub_db(config.database)
         registry.sync_from_config(self.engine, config)
         self.registry = registry.RegistryCache()  # departments and keys, re-read when the registry changes

@@ -13,15 +13,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Checker, read_toml, resolve_secret, trusted_proxies
+from gateway.config import (
+    Checker,
+    deployment_suite,
+    read_toml,
+    resolve_secret,
+    signer_id_setting,
+    suite_setting,
+    trusted_proxies,
+)
 from gateway.protocol.keys import public_key_from_text
+from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE, SUITES, UnknownSuite, suite, suite_of
 from gateway.standard.schema import RECORD_TYPES
 
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{2,40}$")
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
-HUB_KEYS = ("listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads",
-            "trusted_proxies")
+HUB_KEYS = (
+    "listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads",
+    "suite", "accept_suites", "sm2_signer_id", "trusted_proxies",
+)
 ATTACHMENT_KEYS = ("dir", "max_bytes")
 DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
 KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
@@ -32,8 +43,12 @@ STANDARD_KEYS = ("category_codes", "extra_units")
 @dataclass
 class KeyConfig:
     key_id: str
-    public_key: str  # base64 of the raw Ed25519 public key
+    public_key: str  # one key line: base64 of the raw Ed25519 key, or sm2:<base64 point>[;id=<signer ID>]
     revoked: bool = False
+
+    @property
+    def suite(self) -> str:
+        return suite_of(public_key_from_text(self.public_key)).name
 
 
 @dataclass
@@ -59,6 +74,9 @@ class HubConfig:
     database: str = "sqlite:///state/hub.db"
     signing_key: Path | None = None
     key_id: str = "hub-1"
+    suite: str = DEFAULT_SUITE  # the hub key's suite: it signs receipts and heads and picks the log's hash
+    accept_suites: tuple[str, ...] = tuple(SUITES)  # suites of the requests accepted (both during a migration)
+    sm2_signer_id: str = DEFAULT_SIGNER_ID  # the ID in Z of the hub's own SM2 signatures
     clock_window: int = 300
     max_batch_bytes: int = 16_000_000
     max_in_flight: int = 16
@@ -151,7 +169,10 @@ def _key(chk: Checker, k: dict[str, Any], path: str) -> KeyConfig | None:
         try:
             public_key_from_text(text)
         except Exception:
-            chk.problem(f"{path}.public_key", "not a base64 Ed25519 public key (32 bytes)")
+            chk.problem(
+                f"{path}.public_key",
+                "not a public key line: base64 of a 32-byte Ed25519 key, or sm2:<base64 of the 65-byte point>",
+            )
             text = None
     revoked = chk.value(k, "revoked", path, bool, default=False)
     chk.unknown(k, KEY_KEYS, path)
@@ -186,6 +207,16 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     if threads is not None and threads < 1:
         chk.problem("hub.threads", "must be at least 1")
     proxies = trusted_proxies(chk, hub, "hub")
+    hub_suite = deployment_suite(chk, hub, "hub", signing_key, "gateway hub --config F keys new --force")
+    accept: list[str] = []
+    for i, name in enumerate(chk.value(hub, "accept_suites", "hub", list, default=list(SUITES)) or []):
+        try:
+            accept.append(suite(str(name)).name)
+        except UnknownSuite as e:
+            chk.problem(f"hub.accept_suites[{i}]", str(e))
+    if not accept and "accept_suites" in hub:
+        chk.problem("hub.accept_suites", "accepts no suite: no gateway could sign a request")
+    signer_id = signer_id_setting(chk, hub, "hub")
     chk.unknown(hub, HUB_KEYS, "hub")
 
     att = chk.table(doc, "attachments", required=False)
@@ -219,6 +250,8 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
             kc = _key(chk, k, kp)
             if kc is None:
                 continue
+            if accept and kc.suite not in accept and not kc.revoked:
+                chk.problem(f"{kp}.public_key", f"an {kc.suite} key, but hub.accept_suites is {accept}")
             if kc.key_id in key_ids:
                 chk.problem(f"{kp}.key_id", f"duplicate key id {kc.key_id!r} (a key belongs to one department)")
             key_ids.add(kc.key_id)
@@ -243,6 +276,9 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         database=database,
         signing_key=signing_key,
         key_id=key_id,
+        suite=hub_suite,
+        accept_suites=tuple(accept),
+        sm2_signer_id=signer_id,
         clock_window=window,
         max_batch_bytes=max_batch,
         max_in_flight=in_flight,
@@ -255,6 +291,20 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         category_codes=category_codes,
         extra_units=tuple(extra_units),
     )
+
+
+def signing_key_target(path: str | Path) -> tuple[Path, str, str]:
+    """(hub.signing_key's path, hub.suite, hub.sm2_signer_id) before that key exists: for `hub keys new`."""
+    file, doc = read_toml(path)
+    chk = Checker(file.parent)
+    hub = chk.table(doc, "hub")
+    key = _key_file(chk, hub.get("signing_key"), file.parent)
+    hub_suite = suite_setting(chk, hub, "suite", "hub")
+    signer_id = signer_id_setting(chk, hub, "hub")
+    chk.problems = [p for p in chk.problems if not p.message.startswith("file not found")]
+    chk.raise_if_any(str(file))
+    assert key is not None
+    return key, hub_suite, signer_id
 
 
 def load_hub_config(path: str | Path) -> HubConfig:

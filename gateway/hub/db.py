@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy import Engine, create_engine, event, insert, inspect, select
 from sqlalchemy.engine import Connection, make_url
 
 from gateway.hub import planner_stats, tables
@@ -76,6 +76,9 @@ def migrate(engine: Engine) -> None:
             # Hub processes starting together on one database: one creates the schema, the others wait.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727465)")
         tables.metadata.create_all(conn)
+        if "hash_alg" not in {c["name"] for c in inspect(conn).get_columns("receipt_log")}:
+            # A log from before the suites: all its entries are SHA-256, which NULL says.
+            conn.exec_driver_sql("ALTER TABLE receipt_log ADD COLUMN hash_alg VARCHAR(16)")
         if conn.dialect.name == "postgresql":
             # No planner statistics for the JSON payloads: nothing plans by them and sampling them was most of
             # ANALYZE's cost (planner_stats). Idempotent, so it also reaches databases made before it.

@@ -1,8 +1,12 @@
 """The hash-chained receipt log: append inside the serialised transaction, verify offline.
 
-An entry is the row of `receipt_log`; its `entry_hash` is the SHA-256 (hex) of
+An entry is the row of `receipt_log`; its `entry_hash` is the hash (hex) of
 the canonical JSON of every other column, `prev_hash` included, so changing,
-removing or moving any entry breaks the chain from there on. The hub keeps a
+removing or moving any entry breaks the chain from there on. The hash is the
+hub key's suite's: SHA-256 under `ed25519`, SM3 under `sm2-sm3`. Each entry
+names its own in `hash_alg` (NULL: SHA-256, as every entry before the suites;
+"sm3" is then hashed with the entry, so it cannot be changed alone), so
+`verify_log` never guesses and a log that changed suite verifies across the change. The hub keeps a
 signed checkpoint of the head (the `log_head` row) and every receipt carries
 the head after its batch, so a truncated tail is caught against either.
 """
@@ -10,7 +14,7 @@ the head after its batch, so a truncated tail is caught against either.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +26,34 @@ from gateway.hub.db import GENESIS, utcnow
 from gateway.protocol.canonical import canonical_json
 from gateway.protocol.receipts import head_message, verify_head
 from gateway.protocol.signing import b64
-from gateway.protocol.suites import PrivateKey, PublicKey, suite_of
+from gateway.protocol.suites import SM2_SM3, PrivateKey, PublicKey, suite_of
 
 ENTRY_FIELDS = (
     "seq", "time", "department", "key_id", "kind", "status", "batch_id", "counts", "request_digest", "summary", "prev_hash",
 )
 
 
+SHA256 = "sha-256"
+# The entry hashes by name; SM3 from the sm2-sm3 suite (tongsuopy), imported only when an entry uses it.
+ENTRY_HASHES: dict[str, Callable[[bytes], bytes]] = {
+    SHA256: lambda data: hashlib.sha256(data).digest(),
+    SM2_SM3.digest_name: SM2_SM3.digest,
+}
+
+
+def hash_alg_for(hub_key: PrivateKey) -> str | None:
+    """The `hash_alg` of entries appended with `hub_key`: None (SHA-256, unchanged form) or the suite's digest."""
+    name = suite_of(hub_key).digest_name
+    return None if name == SHA256 else name
+
+
 def entry_hash(entry: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json({f: entry[f] for f in ENTRY_FIELDS})).hexdigest()
+    """The entry's hash; KeyError for a `hash_alg` no suite has."""
+    doc = {f: entry[f] for f in ENTRY_FIELDS}
+    alg = entry.get("hash_alg")
+    if alg is not None:
+        doc["hash_alg"] = alg  # covered, so naming another hash breaks the entry
+    return ENTRY_HASHES[alg or SHA256](canonical_json(doc)).hex()
 
 
 # Built once: this runs under the hub's write lock for every batch, refusal and read.
@@ -81,6 +104,7 @@ def next_entry(
         "request_digest": request_digest,
         "summary": canonical_json(dict(summary or {})).decode("utf-8"),
         "prev_hash": head["log_head"],
+        "hash_alg": hash_alg_for(hub_key),
     }
     h = entry["entry_hash"] = entry_hash(entry)
     sig = b64(suite_of(hub_key).sign(hub_key, head_message(entry["seq"], h)))
@@ -110,10 +134,13 @@ class LogVerdict:
     last_hash: str = GENESIS
     first_bad_seq: int | None = None
     problems: list[str] = field(default_factory=list)
+    hashes: dict[str, int] = field(default_factory=dict)  # entries per hash_alg ("sha-256", "sm3")
 
     def __str__(self) -> str:
         if self.ok:
-            return f"receipt log intact: {self.entries} entries, head {self.last_seq} {self.last_hash}"
+            by_hash = ", ".join(f"{n} {alg}" for alg, n in sorted(self.hashes.items()))
+            return (f"receipt log intact: {self.entries} entries, head {self.last_seq} {self.last_hash}"
+                    + (f" (chained with {by_hash})" if by_hash else ""))
         return "receipt log BROKEN:\n" + "\n".join(f"  {p}" for p in self.problems)
 
 
@@ -139,7 +166,7 @@ def verify_log(
         wanted.setdefault(int(s), set()).add(h)
     seen: dict[int, str] = {}
     prev_seq, prev_hash = 0, GENESIS
-    cols = [tables.receipt_log.c[f] for f in ENTRY_FIELDS] + [tables.receipt_log.c.entry_hash]
+    cols = [tables.receipt_log.c[f] for f in (*ENTRY_FIELDS, "entry_hash", "hash_alg")]
     with engine.connect() as conn:
         checkpoint = conn.execute(select(tables.log_head).where(tables.log_head.c.id == 1)).mappings().first()
         checkpoint_seq = int(checkpoint["log_seq"]) if checkpoint is not None else None
@@ -153,8 +180,12 @@ def verify_log(
                      + f" missing: the log jumps from {prev_seq} to {seq} (deleted)")
             elif row["prev_hash"] != prev_hash:
                 _bad(v, seq, f"entry {seq}: prev_hash does not match entry {prev_seq} (an entry before it was altered, moved or replaced)")
-            if entry_hash(row) != row["entry_hash"]:
-                _bad(v, seq, f"entry {seq}: content does not match its entry_hash (altered or moved)")
+            alg = row["hash_alg"] or SHA256
+            v.hashes[alg] = v.hashes.get(alg, 0) + 1
+            if alg not in ENTRY_HASHES:
+                _bad(v, seq, f"entry {seq}: hash_alg {alg!r} is no suite's hash (known: {', '.join(ENTRY_HASHES)})")
+            elif entry_hash(row) != row["entry_hash"]:
+                _bad(v, seq, f"entry {seq}: content does not match its entry_hash ({alg}; altered or moved)")
             if seq in wanted:
                 seen[seq] = row["entry_hash"]
             if seq == checkpoint_seq:

@@ -26,6 +26,7 @@ from gateway.hub.config import CODE_RE, KEY_ID_RE, HubConfig
 from gateway.hub.db import utcnow, write_tx
 from gateway.protocol.keys import public_key_from_text
 from gateway.protocol.signing import KeyRevoked
+from gateway.protocol.suites import suite_of_text
 from gateway.standard.schema import RECORD_TYPES
 
 
@@ -39,6 +40,11 @@ class KeyEntry:
     department: str
     public_key: str
     revoked: bool
+
+    @property
+    def suite(self) -> str:
+        """The key's suite, from its registered line (an SM2 key's line starts `sm2:`)."""
+        return suite_of_text(self.public_key).name
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,9 @@ def add_key(conn: Connection, department: str, key_id: str, public_key: str) -> 
     try:
         public_key_from_text(public_key)
     except Exception:
-        raise RegistryError(f"key {key_id}: not a base64 Ed25519 public key") from None
+        raise RegistryError(
+            f"key {key_id}: not a public key line (base64 of an Ed25519 key, or sm2:<base64 of the point>)"
+        ) from None
     if conn.execute(select(tables.departments.c.code).where(tables.departments.c.code == department)).first() is None:
         raise RegistryError(f"no department {department!r}; add it first")
     row = conn.execute(select(tables.department_keys).where(tables.department_keys.c.key_id == key_id)).mappings().first()

@@ -138,7 +138,8 @@ batches = Table(
 hub_seq_counter = Sequence("hub_seq_counter", metadata=metadata)
 
 # --- receipt log ----------------------------------------------------------
-# Hash-chained: entry_hash = sha256(canonical JSON of every other column).
+# Hash-chained: entry_hash = hash_alg(canonical JSON of every other column); hash_alg NULL is SHA-256
+# (every entry before the suites, and every entry of an ed25519 hub), "sm3" under sm2-sm3.
 receipt_log = Table(
     "receipt_log",
     metadata,
@@ -154,6 +155,7 @@ receipt_log = Table(
     Column("summary", Text, nullable=False),  # canonical JSON
     Column("prev_hash", String(64), nullable=False),
     Column("entry_hash", String(64), nullable=False),
+    Column("hash_alg", String(16), nullable=True),
     Index("ix_receipt_log_department", "department", "seq"),
     Index("ix_receipt_log_time", "time"),
 )

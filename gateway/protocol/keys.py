@@ -2,7 +2,8 @@
 
 Which suite a key belongs to is read from the key itself (gateway/protocol/suites.py).
 For `ed25519` the public line is the base64 of the 32 raw bytes; for `sm2-sm3` it is
-`sm2:` and the base64 of the 65-byte uncompressed point.
+`sm2:` and the base64 of the 65-byte uncompressed point, then `;id=<signer ID>` when the key
+signs with a signer ID other than the default (a private key file does not hold its ID: the config says it).
 """
 
 from __future__ import annotations
@@ -10,11 +11,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.protocol.suites import DEFAULT_SUITE, SUITES, PrivateKey, PublicKey, suite, suite_of, suite_of_text
+from gateway.protocol.suites import (
+    DEFAULT_SUITE,
+    SM2_SM3,
+    SUITES,
+    PrivateKey,
+    PublicKey,
+    suite,
+    suite_of,
+    suite_of_text,
+)
 
 
 def new_private_key(suite_name: str = DEFAULT_SUITE) -> PrivateKey:
     return suite(suite_name).generate()
+
+
+def public_key_of(key: PrivateKey) -> PublicKey:
+    """The public half of `key`, keeping what its suite attaches (an SM2 key's signer ID)."""
+    return suite_of(key).public_key(key)
 
 
 def public_key_text(key: PublicKey) -> str:
@@ -37,12 +52,13 @@ def write_private_key(key: PrivateKey, path: str | Path) -> None:
     os.chmod(p, 0o600)
 
 
-def read_private_key(path: str | Path) -> PrivateKey:
+def read_private_key(path: str | Path, sm2_signer_id: str | None = None) -> PrivateKey:
+    """The key in `path`; an SM2 key signs with `sm2_signer_id` (None: the standard's default)."""
     pem = Path(path).read_bytes()
     for s in SUITES.values():
         key = s.private_from_pem(pem)
         if key is not None:
-            return key
+            return SM2_SM3.with_signer_id(key, sm2_signer_id) if s is SM2_SM3 else key
     raise ValueError(f"{path}: not a private key of any suite ({', '.join(SUITES)})")
 
 
@@ -56,8 +72,13 @@ def read_public_key(path: str | Path, suite_name: str | None = None) -> PublicKe
     return public_key_from_text(Path(path).read_text(encoding="ascii"), suite_name)
 
 
-def new_key_pair(private_path: str | Path, public_path: str | Path, suite_name: str = DEFAULT_SUITE) -> PrivateKey:
+def new_key_pair(
+    private_path: str | Path, public_path: str | Path, suite_name: str = DEFAULT_SUITE, sm2_signer_id: str | None = None
+) -> PrivateKey:
+    """A new key of `suite_name`; its .pub line names the suite (and an SM2 key's signer ID unless the default)."""
     key = new_private_key(suite_name)
+    if suite(suite_name) is SM2_SM3:
+        SM2_SM3.with_signer_id(key, sm2_signer_id)
     write_private_key(key, private_path)
     write_public_key(suite_of(key).public_key(key), public_path)
     return key

@@ -6,16 +6,18 @@ and verify through a suite; the suite's name travels in every request
 signature's `alg` parameter, so a verifier never guesses.
 
 Two suites: `ed25519` (RFC 8032 with SHA-256 digests, the default) and
-`sm2-sm3` (GB/T 32918 SM2 signatures over SM3 with the standard's signer ID
-1234567812345678, via tongsuopy; bench/bench_sm.py has the library comparison).
+`sm2-sm3` (GB/T 32918 SM2 signatures over SM3 with a signer ID, by default the
+standard's 1234567812345678, via tongsuopy; bench/bench_sm.py has the library comparison).
 A key's suite is read from the key itself; public keys of the SM2 suite are
-written `sm2:<base64 of the uncompressed point>`, so a registered key names its suite.
+written `sm2:<base64 of the uncompressed point>`, followed by `;id=<signer ID>`
+when the ID is not the default, so a registered key names its suite and its ID.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from difflib import get_close_matches
 from typing import Any
@@ -119,17 +121,31 @@ class Ed25519Suite(Suite):
         return key if isinstance(key, Ed25519PrivateKey) else None
 
 
+# GB/T 32918.5 recommended curve parameters, for Z (GB/T 32918.2 §5.5).
+SM2_A = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC
+SM2_B = 0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93
+SM2_GX = 0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7
+SM2_GY = 0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0
+DEFAULT_SIGNER_ID = "1234567812345678"
+# Printable ASCII without white space or ';' (the key line's separator); ENTL is 16 bits, so at most 8191 bytes.
+SIGNER_ID_RE = re.compile(r"^[!-:<-~]{1,1024}$")
+
+
 class Sm2Sm3Suite(Suite):
     """SM2 signatures (DER r,s) over SM3(Z || M), SM3 digests; tongsuopy (Tongsuo), imported when first used.
 
-    Z uses the signer ID 1234567812345678 (GB/T 35276 default): tongsuopy offers no way to set another,
-    which tests/test_sm_interop.py checks against OpenSSL's `distid`.
+    Z = SM3(ENTL || ID || a || b || xG || yG || xA || yA) with the key's signer ID (`signer_id`; default
+    1234567812345678, GB/T 35276). tongsuopy's sign/verify compute Z with the default ID only and offer no
+    way to set another, so for another ID Z and e = SM3(Z || M) are computed here and e is signed as a
+    digest with Tongsuo's EVP_PKEY_sign/EVP_PKEY_verify (through tongsuopy's binding: its public API has no
+    prehashed SM2). tests/test_sm_interop.py checks both paths against OpenSSL's `distid`.
     """
 
     name = "sm2-sm3"
     digest_name = "sm3"
-    SIGNER_ID = "1234567812345678"
+    SIGNER_ID = DEFAULT_SIGNER_ID
     TEXT_PREFIX = "sm2:"
+    ID_SEPARATOR = ";id="
 
     @staticmethod
     def _lib() -> Any:
@@ -143,19 +159,79 @@ class Sm2Sm3Suite(Suite):
             ) from None
         return hashes, serialization, ec, SmInvalidSignature
 
+    @staticmethod
+    def signer_id(key: object) -> str:
+        """The signer ID a key signs or verifies with (kept on the key object by `with_signer_id`)."""
+        return getattr(key, "sm2_signer_id", DEFAULT_SIGNER_ID)
+
+    @staticmethod
+    def with_signer_id(key: Any, signer_id: str | None) -> Any:
+        """`key` set to sign or verify with `signer_id` (None: the default); ValueError for an ID we cannot write."""
+        signer_id = signer_id or DEFAULT_SIGNER_ID
+        if not SIGNER_ID_RE.match(signer_id):
+            raise ValueError(
+                f"SM2 signer ID {signer_id!r}: use 1-1024 printable ASCII characters without ';' or spaces"
+            )
+        key.sm2_signer_id = signer_id
+        return key
+
     def generate(self) -> PrivateKey:
         _, _, ec, _ = self._lib()
         return ec.generate_private_key(ec.SM2())
 
     def public_key(self, private: PrivateKey) -> PublicKey:
-        return private.public_key()
+        return self.with_signer_id(private.public_key(), self.signer_id(private))
+
+    def z(self, public: PublicKey, signer_id: str) -> bytes:
+        """GB/T 32918.2 §5.5: Z_A = SM3(ENTL_A || ID_A || a || b || x_G || y_G || x_A || y_A)."""
+        uid = signer_id.encode("ascii")
+        n = public.public_numbers()
+        coords = (SM2_A, SM2_B, SM2_GX, SM2_GY, n.x, n.y)
+        return self.digest((len(uid) * 8).to_bytes(2, "big") + uid + b"".join(v.to_bytes(32, "big") for v in coords))
+
+    @staticmethod
+    def _pkey_ctx(key: Any, init: str) -> Any:
+        from tongsuopy.backends.tongsuo.backend import backend
+
+        lib, ffi = backend._lib, backend._ffi
+        ctx = ffi.gc(lib.EVP_PKEY_CTX_new(key._evp_pkey, ffi.NULL), lib.EVP_PKEY_CTX_free)
+        if getattr(lib, init)(ctx) != 1:
+            backend._consume_errors()
+            raise ValueError(f"{init} failed for this SM2 key")
+        return backend, ctx
+
+    def sign_digest(self, private: PrivateKey, e: bytes) -> bytes:
+        """The SM2 signature of the digest `e` (= SM3(Z || M)), DER (r, s)."""
+        backend, ctx = self._pkey_ctx(private, "EVP_PKEY_sign_init")
+        lib, ffi = backend._lib, backend._ffi
+        size = ffi.new("size_t *")
+        if lib.EVP_PKEY_sign(ctx, ffi.NULL, size, e, len(e)) != 1:
+            backend._consume_errors()
+            raise ValueError("EVP_PKEY_sign failed")
+        buf = ffi.new("unsigned char[]", size[0])
+        if lib.EVP_PKEY_sign(ctx, buf, size, e, len(e)) != 1:
+            backend._consume_errors()
+            raise ValueError("EVP_PKEY_sign failed")
+        return bytes(ffi.buffer(buf)[: size[0]])
+
+    def verify_digest(self, public: PublicKey, signature: bytes, e: bytes) -> bool:
+        backend, ctx = self._pkey_ctx(public, "EVP_PKEY_verify_init")
+        ok = backend._lib.EVP_PKEY_verify(ctx, signature, len(signature), e, len(e)) == 1
+        backend._consume_errors()  # a bad signature leaves an error on the queue
+        return ok
 
     def sign(self, private: PrivateKey, data: bytes) -> bytes:
+        signer_id = self.signer_id(private)
+        if signer_id != DEFAULT_SIGNER_ID:
+            return self.sign_digest(private, self.digest(self.z(private.public_key(), signer_id) + data))
         hashes, _, ec, _ = self._lib()
         return private.sign(data, ec.ECDSA(hashes.SM3()))
 
     def verify(self, public: PublicKey, signature: bytes, data: bytes) -> bool:
         hashes, _, ec, bad = self._lib()
+        signer_id = self.signer_id(public)
+        if signer_id != DEFAULT_SIGNER_ID:
+            return self.verify_digest(public, signature, self.digest(self.z(public, signer_id) + data))
         try:
             public.verify(signature, data, ec.ECDSA(hashes.SM3()))
         except (bad, ValueError):
@@ -178,12 +254,15 @@ class Sm2Sm3Suite(Suite):
     def public_text(self, public: PublicKey) -> str:
         _, serialization, _, _ = self._lib()
         point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-        return self.TEXT_PREFIX + base64.b64encode(point).decode("ascii")
+        signer_id = self.signer_id(public)
+        suffix = "" if signer_id == DEFAULT_SIGNER_ID else self.ID_SEPARATOR + signer_id
+        return self.TEXT_PREFIX + base64.b64encode(point).decode("ascii") + suffix
 
     def public_from_text(self, text: str) -> PublicKey:
         _, _, ec, _ = self._lib()
-        raw = base64.b64decode(text.strip().removeprefix(self.TEXT_PREFIX), validate=True)
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SM2(), raw)
+        point, _, signer_id = text.strip().removeprefix(self.TEXT_PREFIX).partition(self.ID_SEPARATOR)
+        raw = base64.b64decode(point, validate=True)
+        return self.with_signer_id(ec.EllipticCurvePublicKey.from_encoded_point(ec.SM2(), raw), signer_id or None)
 
     def private_pem(self, private: PrivateKey) -> bytes:
         _, serialization, _, _ = self._lib()

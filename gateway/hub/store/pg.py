@@ -117,7 +117,7 @@ _LOCK_HEAD = _sql(
     .with_for_update()
 )
 # Under the log_head lock, one statement: the log entry, the head's move and the batch with its signed receipt.
-_ENTRY = insert(tables.receipt_log).values({c: bindparam(c) for c in (*ENTRY_FIELDS, "entry_hash")}).cte("entry")
+_ENTRY = insert(tables.receipt_log).values({c: bindparam(c) for c in (*ENTRY_FIELDS, "entry_hash", "hash_alg")}).cte("entry")
 _MOVE = (
     update(tables.log_head)
     .where(tables.log_head.c.id == _ONE)

@@ -20,6 +20,7 @@ from gateway.accounts.web import AccountsUI, NavItem, attach, audit, require
 from gateway.hub.tables import batches, record_history, records
 from gateway.hub.ui import exports, stats
 from gateway.hub.ui_tables import hub_account_store
+from gateway.protocol.keys import public_key_of
 from gateway.protocol.reasons import reason_texts
 from gateway.standard.schema import RECORD_TYPES
 
@@ -156,7 +157,7 @@ def verify() -> Any:
         from gateway.hub.receipt_log import verify_log
 
         t0 = time.monotonic()
-        verdict = verify_log(_engine(), hub_public_key=_hub().key.public_key())
+        verdict = verify_log(_engine(), hub_public_key=public_key_of(_hub().key))
         cache = {"at": time.monotonic(), "verdict": verdict, "seconds": round(time.monotonic() - t0, 2),
                  "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         current_app.extensions["hub_ui_verify"] = cache
