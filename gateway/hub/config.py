@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Checker, read_toml, resolve_secret
+from gateway.config_file import Checker, read_toml, resolve_secret
 from gateway.protocol.keys import public_key_from_text
 from gateway.standard.schema import RECORD_TYPES
 
