@@ -19,9 +19,22 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # The gateway's side (docs/hub.md "The hub on its own") and the third-party packages only it needs.
-GATEWAY_SIDE = ("gateway.adapters", "gateway.mappings", "gateway.sync", "gateway.push", "gateway.config",
-                "gateway.spreadsheet", "gateway.web", "gateway.cli", "gateway.scheduler", "gateway.service",
-                "gateway.store", "gateway.api", "gateway.demo", "gateway.freshness")
+GATEWAY_SIDE = (
+    "gateway.adapters",
+    "gateway.mappings",
+    "gateway.sync",
+    "gateway.push",
+    "gateway.config",
+    "gateway.spreadsheet",
+    "gateway.web",
+    "gateway.cli",
+    "gateway.scheduler",
+    "gateway.service",
+    "gateway.store",
+    "gateway.api",
+    "gateway.demo",
+    "gateway.freshness",
+)
 GATEWAY_PACKAGES = ("paramiko", "pyodbc", "pymysql", "apscheduler", "lxml", "xlrd", "requests")
 
 # Run first in the hub's interpreter: importing any of the above fails, as on a host without them.
@@ -66,8 +79,14 @@ def test_importing_the_hub_loads_nothing_of_the_gateway() -> None:
 
 def _hub_alone(hub: LiveHub, *args: str, **kw: object) -> subprocess.CompletedProcess | subprocess.Popen:
     """`gateway-hub --config F ARGS` with the gateway's side unimportable."""
-    argv = [sys.executable, "-c", BLOCKER + "from gateway.hub.cli import main; main()", "--config", str(hub.config_path),
-            *args]
+    argv = [
+        sys.executable,
+        "-c",
+        BLOCKER + "from gateway.hub.cli import main; main()",
+        "--config",
+        str(hub.config_path),
+        *args,
+    ]
     if kw.pop("background", False):
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(hub.dir / "alone.stderr", "ab"), cwd=ROOT)
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT, **kw)  # type: ignore[call-overload]
@@ -79,7 +98,9 @@ def test_gateway_hub_serves_without_the_gateway_side(hub_factory: Callable[..., 
     proc = _hub_alone(hub, "run", background=True)
     try:
         hub.wait_ready()
-        r = hub.post("/api/v1/batches", batch_body([record("material", sample("material", 1))], batch_id=str(uuid.uuid4())))
+        r = hub.post(
+            "/api/v1/batches", batch_body([record("material", sample("material", 1))], batch_id=str(uuid.uuid4()))
+        )
         assert r.status_code == 200, r.text
         assert r.json()["results"][0]["status"] == "accepted"
         login = requests.get(hub.url + "/ui/accounts/login", timeout=10)
