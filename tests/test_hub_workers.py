@@ -8,6 +8,7 @@ record twice, the receipt log's chain is whole and every receipt verifies and li
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import threading
@@ -16,6 +17,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
@@ -25,6 +28,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from gateway.demo.layout import free_port
 from gateway.hub import tables
+from gateway.hub.ui.views import _secret_key
 from gateway.protocol.keys import public_key_from_text
 from gateway.protocol.receipts import RECEIPT_HEADER, verify_receipt
 from gateway.protocol.signing import sign_request
@@ -91,6 +95,7 @@ def workers(hub_factory: Callable[..., LiveHub], pg_url: str) -> Iterator[tuple[
         c.execute(text("DROP SCHEMA public CASCADE"))
         c.execute(text("CREATE SCHEMA public"))
     wipe.dispose()
+    (hub.dir / "ui_secret").unlink()  # and no operators' session key yet: the workers make one together
     started = _start_workers(hub, WORKERS)
     try:
         yield hub, started
@@ -244,3 +249,32 @@ def test_workers_share_one_operator_session(workers: tuple[LiveHub, list[Worker]
     for w in ws[1:]:
         r = s.get(w.url + "/ui/receipts", timeout=10, allow_redirects=False)
         assert r.status_code == 200, (w.url, r.status_code, r.headers.get("Location"))
+
+
+def _ui_key(attachments: str, barrier: Any, out: Any) -> None:
+    barrier.wait()
+    try:
+        out.put(_secret_key(SimpleNamespace(config=SimpleNamespace(attachments_dir=attachments))))
+    except Exception as e:  # a worker that dies at start-up
+        out.put(f"failed: {e!r}")
+
+
+@pytest.mark.slow
+def test_workers_starting_together_make_one_ui_key(tmp_path: Path) -> None:
+    """Eight workers at once, forty times: one key each time, whole, that every worker uses (the old
+    exists-then-create lost about one round in seven: a worker died on FileExistsError or read "")."""
+    ctx = multiprocessing.get_context("fork")  # fork: the processes reach the barrier within microseconds
+    bad = []
+    for r in range(40):
+        n, base = 8, tmp_path / str(r)
+        barrier, out = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_ui_key, args=(str(base / "attachments"), barrier, out)) for _ in range(n)]
+        for p in procs:
+            p.start()
+        keys = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(30)
+        if len(set(keys)) != 1 or len(keys[0]) < 40 or (base / "ui_secret").read_text().strip() != keys[0]:
+            bad.append((r, keys))
+        assert [f.name for f in base.iterdir()] == ["ui_secret"]  # no private copy left behind
+    assert bad == []
