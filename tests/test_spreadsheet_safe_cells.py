@@ -10,9 +10,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from gateway.safe_cells import append_row, csv_writer, neutralise, restore, write_only_row
 from gateway.spreadsheet.export import export_csv, write_error_list_xlsx, write_error_workbook
 from gateway.spreadsheet.importer import ImportResult, RowError, import_csv, import_workbook
-from gateway.spreadsheet.safe_cells import append_row, csv_writer, neutralise, restore, write_only_row
 
 PAYLOADS = ["=1+2", "+SUM(A1:A2)", "-2+3", "@SUM(A1)", "\t=cmd", "\r=cmd", "=HYPERLINK(\"http://x\",\"y\")",
             "=cmd|' /C calc'!A0"]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any
 
 import click
 
 from gateway import __version__
-from gateway.errors import FatalError, GatewayError
+from gateway.exit_codes import domain_errors  # noqa: F401 (re-exported: the commands import it from here)
 
 
 class Context:
@@ -28,23 +24,6 @@ class Context:
         if self._config is None:
             self._config = load_gateway_config(self.config_path)
         return self._config
-
-
-def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn domain errors into a message on stderr and an exit code (2 config/fatal, 1 other)."""
-
-    @wraps(fn)
-    def wrapper(*a: Any, **kw: Any) -> Any:
-        try:
-            return fn(*a, **kw)
-        except FatalError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except GatewayError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

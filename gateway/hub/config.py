@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import (
+from gateway.config_file import (
     Checker,
     deployment_suite,
     read_toml,

@@ -134,6 +134,7 @@ def serialized(engine: Engine) -> Iterator[tuple[Connection, dict]]:
     after_commit(engine, head)
 
 
+REGISTRY_SEED_LOCK = 727467  # sync_from_config at start-up, so workers starting together seed the registry in turn
 DEPARTMENT_LOCK = 727466  # first key of the two-key advisory locks, one per department (hashtext of its code)
 
 

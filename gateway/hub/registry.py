@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from gateway.errors import FatalError
 from gateway.hub import tables
 from gateway.hub.config import CODE_RE, KEY_ID_RE, HubConfig
-from gateway.hub.db import utcnow, write_tx
+from gateway.hub.db import REGISTRY_SEED_LOCK, utcnow, write_tx
 from gateway.protocol.keys import public_key_from_text
 from gateway.protocol.signing import KeyRevoked
 from gateway.protocol.suites import suite_of_text
@@ -144,6 +144,10 @@ def remove_grant(conn: Connection, reader: str, owner: str, record_types: tuple[
 def sync_from_config(engine: Engine, config: HubConfig) -> None:
     """Bring the registry up to what the config lists (adds and updates; never un-revokes)."""
     with write_tx(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # Workers started together on one database seed it one at a time: each reads what the previous
+            # one wrote instead of inserting the same department again (a unique violation, a dead worker).
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_SEED_LOCK,))
         for d in config.departments:
             add_department(conn, d.code, d.name, d.record_types)
             for k in d.keys:

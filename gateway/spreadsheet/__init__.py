@@ -1,6 +1,7 @@
 """The standard's spreadsheet path: XLSX template, workbook/CSV import with row-level
 error reports, and formula-injection-safe CSV/XLSX export (safe_cells)."""
 
+from gateway.safe_cells import csv_writer, neutralise
 from gateway.spreadsheet.export import export_csv, write_error_csv, write_error_list_xlsx, write_error_workbook
 from gateway.spreadsheet.importer import (
     ImportedRecord,
@@ -11,7 +12,6 @@ from gateway.spreadsheet.importer import (
     iter_csv,
     iter_workbook,
 )
-from gateway.spreadsheet.safe_cells import csv_writer, neutralise
 from gateway.spreadsheet.template import write_template
 
 __all__ = [

@@ -9,9 +9,9 @@ from typing import Any
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 
+from gateway.safe_cells import csv_writer, set_cell
 from gateway.spreadsheet.importer import ImportResult
 from gateway.spreadsheet.layout import ERROR_HEADER, HEADER_ROW, header
-from gateway.spreadsheet.safe_cells import csv_writer, set_cell
 from gateway.standard.schema import FILE_REF, ITEMS, RECORD_TYPES, Field
 
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")

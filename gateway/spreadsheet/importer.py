@@ -21,6 +21,7 @@ from openpyxl import load_workbook
 
 from gateway.adapters.formats.text import LineDecoder, detect_encoding
 from gateway.errors import RowProblem, SourceError
+from gateway.safe_cells import restore
 from gateway.spreadsheet.layout import (
     ERROR_HEADER,
     INSTRUCTIONS_SHEET,
@@ -29,7 +30,6 @@ from gateway.spreadsheet.layout import (
     LISTS_SHEET,
     sheet_to_type,
 )
-from gateway.spreadsheet.safe_cells import restore
 from gateway.standard.converters import normalize_item
 from gateway.standard.schema import RECORD_TYPES, Field, record_key
 from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext, normalize

@@ -10,7 +10,7 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from gateway.spreadsheet.safe_cells import csv_writer, write_only_row
+from gateway.safe_cells import csv_writer, write_only_row
 
 
 def csv_bytes(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterable[bytes]:

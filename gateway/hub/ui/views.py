@@ -54,9 +54,18 @@ def _secret_key(hub: Any) -> str:
     path = Path(hub.config.attachments_dir).parent / "ui_secret"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Workers starting together: the key is written whole under a private name and linked into place,
+        # so exactly one key wins and no worker reads a half-written file; a session signed by one holds at all.
+        tmp = path.with_name(f".ui_secret.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another worker's key is in place: use that one
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
