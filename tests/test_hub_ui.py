@@ -169,7 +169,8 @@ def test_department_status_on_postgresql(live_hub_pg) -> None:  # type: ignore[n
     rows = {d.code: d for d in stats.department_status(live_hub_pg.engine)}
     d = rows["dept001"]
     assert d.by_type == {"material": 1, "depot": 1, "stock": 1} and d.rejected == 1 and d.receipts == 4
-    assert d.updated == 3 and d.stale == 0 and d.verdict == stats.ON_TIME  # all arrived today
+    # All arrived today, but the stock was last counted in 2025: an arrival is not a check (issue 16).
+    assert d.updated == 3 and d.stale == 1 and d.stale_by_type == {"stock": 1} and d.verdict == stats.LATE
     assert rows["dept002"].verdict == stats.MISSING
     # A year on, with nothing new, everything is stale and the department is late.
     import datetime as dt

@@ -8,19 +8,19 @@ stays fast however long the log grows.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.engine import Connection
 
 from gateway.hub.tables import batches, departments, receipt_log, receipts, records
-from gateway.standard.schema import RECORD_TYPES
+from gateway.standard.freshness import DEFAULT_PERIOD_DAYS, DEFAULT_WARN_DAYS, assess, parse_date, parse_time
 
 PAGE = 50
-DEFAULT_FRESHNESS_DAYS = 90
+DEFAULT_FRESHNESS_DAYS = DEFAULT_PERIOD_DAYS
 STATUS_LABELS = {"accepted": "已接收", "rejected": "被拒绝", "duplicate": "重复", "stale": "过期版本"}
 KIND_LABELS = {"batch": "批次", "refused": "拒绝请求", "read": "共享读取", "attachment": "附件"}
 ON_TIME, LATE, MISSING = "按时更新", "更新滞后", "未报送"
@@ -149,31 +149,46 @@ def department_names(engine: Engine) -> dict[str, str]:
         return {c: n for c, n in conn.execute(select(departments.c.code, departments.c.name).order_by(departments.c.code))}
 
 
-def _cutoffs(now: dt.datetime, days: Mapping[str, int]) -> dict[str, tuple[str, str]]:
-    """Per record type: (timestamp, date) before which a record counts as stale."""
-    out = {}
-    for t in RECORD_TYPES:
-        c = now - dt.timedelta(days=int(days.get(t, DEFAULT_FRESHNESS_DAYS)))
-        out[t] = (c.isoformat(), c.date().isoformat())
+@dataclass
+class FreshnessCounts:
+    live: int = 0
+    stale_by_type: dict[str, int] = field(default_factory=dict)
+    expiring: dict[str, int] = field(default_factory=dict)
+
+
+def freshness_scan(
+    conn: Connection, days: Sequence[dt.date], freshness_days: Mapping[str, int],
+    warn_days: Sequence[int] = DEFAULT_WARN_DAYS,
+) -> dict[tuple[str, dt.date], FreshnessCounts]:
+    """Per (department, day): live records, stale per type and expiring stock, in one pass over the records.
+
+    A record counts on a day only if its current version had arrived by then (the hub keeps no
+    older data), so for past days this is the state of the records that have not changed since.
+    """
+    r = records.c
+    q = select(r.department, r.type, r.updated_at, r.received_at, r.data["checked_date"].as_string(),
+               r.data["expiry_date"].as_string()).where(r.deleted.is_(False))
+    out: dict[tuple[str, dt.date], FreshnessCounts] = {}
+    ends = [(day, _day_after(day.isoformat())) for day in days]
+    for dep, typ, updated_at, received_at, checked, expiry in conn.execution_options(
+        stream_results=True, yield_per=5000
+    ).execute(q):
+        last_update = parse_time(updated_at) or parse_time(received_at)
+        stock = typ == "stock"
+        last_check, expiry_day = (parse_date(checked), parse_date(expiry)) if stock else (None, None)
+        period = int(freshness_days.get(typ, DEFAULT_FRESHNESS_DAYS))
+        for day, end in ends:
+            if received_at >= end:
+                continue
+            c = out.setdefault((dep, day), FreshnessCounts())
+            c.live += 1
+            v = assess(last_update, last_check, expiry_day, day, period, warn_days)
+            if v.stale:
+                c.stale_by_type[typ] = c.stale_by_type.get(typ, 0) + 1
+            bucket = v.expiry_bucket
+            if bucket:
+                c.expiring[bucket] = c.expiring.get(bucket, 0) + 1
     return out
-
-
-def _stale_by_time(cutoffs: Mapping[str, tuple[str, str]], types: list[str]) -> Any:
-    """Neither the record's arrival nor its source update time is recent (for types without a check date)."""
-    r = records.c
-    return or_(*[
-        and_(r.type == t, r.received_at < cutoffs[t][0], or_(r.updated_at.is_(None), r.updated_at < cutoffs[t][0]))
-        for t in types
-    ])
-
-
-def _stale_stock(cutoffs: Mapping[str, tuple[str, str]]) -> Any:
-    """Stock is also fresh when its 核查日期 (checked_date) is recent."""
-    r = records.c
-    ts, day = cutoffs["stock"]
-    checked = r.data["checked_date"].as_string()
-    return and_(r.type == "stock", r.received_at < ts, or_(r.updated_at.is_(None), r.updated_at < ts),
-                or_(checked.is_(None), checked < day))
 
 
 @dataclass
@@ -190,10 +205,24 @@ class DepartmentRow:
     last_push: str | None = None
     pushes: int = 0  # batch log entries in the period
     verdict: str = ""
+    stale_by_type: dict[str, int] = field(default_factory=dict)
+    expiring: dict[str, int] = field(default_factory=dict)  # 'expired', '30', '90': as the gateway counts them
 
     @property
     def reject_rate(self) -> float:
         return self.rejected / self.receipts if self.receipts else 0.0
+
+    @property
+    def stale_share(self) -> float:
+        return self.stale / self.records if self.records else 0.0
+
+    @property
+    def expired(self) -> int:
+        return self.expiring.get("expired", 0)
+
+    def expiring_within(self, days: int) -> int:
+        """Stock expiring in 0..days days (not yet expired)."""
+        return sum(n for k, n in self.expiring.items() if k != "expired" and int(k) <= days)
 
 
 def department_status(
@@ -201,18 +230,19 @@ def department_status(
     freshness_days: Mapping[str, int] | None = None,
     period: tuple[str, str] | None = None,
     now: dt.datetime | None = None,
+    warn_days: Sequence[int] = DEFAULT_WARN_DAYS,
 ) -> list[DepartmentRow]:
     """Per department: records by type, updated in period, stale, receipts and rejects in period, last push, 评价.
 
-    `period` is (first day, last day) inclusive; default the last 90 days. Staleness is measured at the period's end.
+    `period` is (first day, last day) inclusive; default the last 90 days. Staleness and expiry are
+    measured at the period's end (today for a period that has not ended), per record by
+    gateway.standard.freshness: the same rule and the same numbers as the gateway's own freshness check.
     """
     now = now or dt.datetime.now(dt.UTC)
     if period is None:
         period = ((now - dt.timedelta(days=90)).date().isoformat(), now.date().isoformat())
     p_from, p_to = period
     p_end = _day_after(p_to)
-    at = min(now, dt.datetime.fromisoformat(p_end).replace(tzinfo=dt.UTC))
-    cutoffs = _cutoffs(at, freshness_days or {})
     r, lg = records.c, receipt_log.c
     rows = {c: DepartmentRow(c, n) for c, n in department_names(engine).items()}
 
@@ -224,22 +254,24 @@ def department_status(
 
     with engine.connect() as conn:
         live = r.deleted.is_(False)
-        # One pass over the covering index: counts, updated in period, stale (all types but stock).
-        timed = [t for t in RECORD_TYPES if t != "stock"]
+        # One pass over the covering index: counts and updated in period.
         q = select(
             r.department, r.type, func.count(),
             func.sum(case((and_(r.received_at >= p_from, r.received_at < p_end), 1), else_=0)),
-            func.sum(case((_stale_by_time(cutoffs, timed), 1), else_=0)),
         ).where(live).group_by(r.department, r.type)
-        for dep, typ, n, updated, stale in conn.execute(q):
+        for dep, typ, n, updated in conn.execute(q):
             d = row(dep)
             d.by_type[typ] = n
             d.records += n
             d.updated += int(updated or 0)
-            d.stale += int(stale or 0)
-        # Stock also counts as fresh by its check date; only old stock rows are read for it.
-        for dep, n in conn.execute(select(r.department, func.count()).where(live, _stale_stock(cutoffs)).group_by(r.department)):
-            row(dep).stale += n
+        # Staleness and expiry record by record, by the rule the gateway applies to the same data.
+        today = min(now.date(), dt.date.fromisoformat(p_to))
+        scan = freshness_scan(conn, [today], freshness_days or {}, warn_days)
+        for (dep, _day), counts in scan.items():
+            d = row(dep)
+            d.stale_by_type = counts.stale_by_type
+            d.stale = sum(counts.stale_by_type.values())
+            d.expiring = counts.expiring
         # Last push: per department one seek in the (department, kind, seq) index.
         inner = receipt_log.alias("inner_log")
         last_seq = (
