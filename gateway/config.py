@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.localtime import DEFAULT_TIMEZONE, zone_problem
 from gateway.standard.schema import RECORD_TYPES
 
 STRATEGIES = ("cursor", "fingerprint", "append", "snapshot")
@@ -190,6 +191,7 @@ class WebConfig:
     api_token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    timezone: str = "Asia/Shanghai"  # times shown to people; stored times stay UTC
 
 
 @dataclass
@@ -330,10 +332,13 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         api_token=resolve_secret(webd.get("api_token"), "web.api_token", chk.problems),
         tls_cert=chk.path(webd, "tls_cert", "web"),
         tls_key=chk.path(webd, "tls_key", "web"),
+        timezone=chk.value(webd, "timezone", "web", str, default=DEFAULT_TIMEZONE),
     )
     if web.listen and not re.fullmatch(r"[^:\s]+:\d{1,5}", web.listen):
         chk.problem("web.listen", "expected host:port")
-    chk.unknown(webd, ("listen", "secret_key", "api_token", "tls_cert", "tls_key"), "web")
+    if web.timezone and (why := zone_problem(web.timezone)):
+        chk.problem("web.timezone", why)
+    chk.unknown(webd, ("listen", "secret_key", "api_token", "tls_cert", "tls_key", "timezone"), "web")
 
     fresh = chk.table(doc, "freshness", required=False)
     default_days = chk.value(fresh, "default_days", "freshness", int, default=90)

@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Checker, read_toml, resolve_secret
+from gateway.localtime import DEFAULT_TIMEZONE, zone_problem
 from gateway.protocol.keys import public_key_from_text
 from gateway.standard.schema import RECORD_TYPES
 
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{2,40}$")
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
-HUB_KEYS = ("listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads")
+HUB_KEYS = ("listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads",
+            "timezone")
+REPORT_KEYS = ("office", "expiry_warn_days")
 ATTACHMENT_KEYS = ("dir", "max_bytes")
 DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
 KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
@@ -68,6 +71,9 @@ class HubConfig:
     grants: list[GrantConfig] = field(default_factory=list)
     category_codes: Path | None = None  # as the gateways' [standard] section: validate alike
     extra_units: tuple[str, ...] = ()
+    timezone: str = DEFAULT_TIMEZONE  # times shown to operators and in the 通报; stored times stay UTC
+    office: str = "乡镇应急管理办公室"  # the 通报's issuing office
+    expiry_warn_days: tuple[int, ...] = (30, 90)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -161,7 +167,7 @@ def _key(chk: Checker, k: dict[str, Any], path: str) -> KeyConfig | None:
 def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None = None) -> HubConfig:
     """Check a parsed hub config document; raises ConfigError listing every problem."""
     chk = Checker(base_dir)
-    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard"), "")
+    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard", "report"), "")
     hub = chk.table(doc, "hub")
     listen = chk.value(hub, "listen", "hub", str, default="127.0.0.1:8700")
     if listen and not re.fullmatch(r"[^\s]+:\d{1,5}", listen):
@@ -183,7 +189,18 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     threads = chk.value(hub, "threads", "hub", int, default=8)
     if threads is not None and threads < 1:
         chk.problem("hub.threads", "must be at least 1")
+    timezone = chk.value(hub, "timezone", "hub", str, default=DEFAULT_TIMEZONE)
+    if timezone and (why := zone_problem(timezone)):
+        chk.problem("hub.timezone", why)
     chk.unknown(hub, HUB_KEYS, "hub")
+
+    rep = chk.table(doc, "report", required=False)
+    office = chk.value(rep, "office", "report", str, default="乡镇应急管理办公室")
+    warn = chk.value(rep, "expiry_warn_days", "report", list, default=[30, 90])
+    if not warn or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in warn):
+        chk.problem("report.expiry_warn_days", "expected a list of positive numbers of days, such as [30, 90]")
+        warn = [30, 90]
+    chk.unknown(rep, REPORT_KEYS, "report")
 
     att = chk.table(doc, "attachments", required=False)
     att_dir = chk.path(att, "dir", "attachments", must_exist=False) or base_dir / "state" / "attachments"
@@ -250,6 +267,9 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         grants=grants,
         category_codes=category_codes,
         extra_units=tuple(extra_units),
+        timezone=timezone,
+        office=office,
+        expiry_warn_days=tuple(sorted(warn)),
     )
 
 

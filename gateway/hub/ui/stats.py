@@ -149,6 +149,27 @@ def department_names(engine: Engine) -> dict[str, str]:
         return {c: n for c, n in conn.execute(select(departments.c.code, departments.c.name).order_by(departments.c.code))}
 
 
+def period_receipts(conn: Connection, p_from: str, p_to: str) -> dict[str, tuple[int, int, int, int]]:
+    """Per department (batches, receipts, rejected, accepted) in a period, from the batch entries' counts:
+    one log entry per batch instead of one row per record, and the hash-chained log is the record of truth."""
+    lg = receipt_log.c
+    llo, lhi = _bounds(conn, lg.time, lg.seq, Filters(date_from=p_from, date_to=p_to))
+    q = select(lg.department, lg.counts).where(lg.kind == "batch")
+    if llo is not None:
+        q = q.where(lg.seq >= llo)
+    if lhi is not None:
+        q = q.where(lg.seq <= lhi)
+    out: dict[str, list[int]] = {}
+    for dep, counts_text in conn.execution_options(yield_per=5000).execute(q):
+        t = out.setdefault(dep or "", [0, 0, 0, 0])
+        counts = orjson.loads(counts_text or "{}")
+        t[0] += 1
+        t[1] += sum(int(v) for v in counts.values())
+        t[2] += int(counts.get("rejected", 0))
+        t[3] += int(counts.get("accepted", 0))
+    return {k: (a, b, c, d) for k, (a, b, c, d) in out.items()}
+
+
 @dataclass
 class FreshnessCounts:
     live: int = 0
@@ -243,7 +264,7 @@ def department_status(
         period = ((now - dt.timedelta(days=90)).date().isoformat(), now.date().isoformat())
     p_from, p_to = period
     p_end = _day_after(p_to)
-    r, lg = records.c, receipt_log.c
+    r = records.c
     rows = {c: DepartmentRow(c, n) for c, n in department_names(engine).items()}
 
     def row(code: str | None) -> DepartmentRow:
@@ -283,21 +304,9 @@ def department_status(
             .select_from(departments.join(receipt_log, receipt_log.c.seq == last_seq))
         ):
             row(dep).last_push = t
-        # Receipts and rejects in the period from the batch entries' counts: one log entry per
-        # batch instead of one row per record, and the hash-chained log is the record of truth.
-        llo, lhi = _bounds(conn, lg.time, lg.seq, Filters(date_from=p_from, date_to=p_to))
-        q = select(lg.department, lg.counts).where(lg.kind == "batch")
-        if llo is not None:
-            q = q.where(lg.seq >= llo)
-        if lhi is not None:
-            q = q.where(lg.seq <= lhi)
-        for dep, counts_text in conn.execution_options(yield_per=5000).execute(q):
+        for dep, (pushes, receipts_n, rejected, accepted) in period_receipts(conn, p_from, p_to).items():
             d = row(dep)
-            d.pushes += 1
-            counts = orjson.loads(counts_text or "{}")
-            d.receipts += sum(int(v) for v in counts.values())
-            d.rejected += int(counts.get("rejected", 0))
-            d.accepted += int(counts.get("accepted", 0))
+            d.pushes, d.receipts, d.rejected, d.accepted = pushes, receipts_n, rejected, accepted
     for d in rows.values():
         d.verdict = MISSING if d.pushes == 0 else LATE if d.stale else ON_TIME
     return sorted(rows.values(), key=lambda d: d.code)
