@@ -123,9 +123,9 @@ def test_department_status_and_update_report(hub_ui) -> None:  # type: ignore[no
     assert "更新情况通报" in page and "评价" in page
     r = c.post("/ui/report.xlsx", data={"csrf_token": csrf_of(c, "/ui/report")})
     ws = openpyxl.load_workbook(io.BytesIO(r.data)).active
-    rows = [[cell.value for cell in row] for row in ws.iter_rows()]
+    rows = [[cell.value for cell in row] for row in ws.iter_rows(min_row=4)]  # rows 1-3: title, period, summary
     head = rows[0]
-    by_code = {row[0]: dict(zip(head, row, strict=True)) for row in rows[1:]}
+    by_code = {row[1]: dict(zip(head, row, strict=True)) for row in rows[1:]}
     assert by_code["dept001"]["应急物资基础信息"] == 2 and by_code["dept001"]["被拒绝"] == 1
     assert by_code["dept001"]["评价"] == "按时更新" and by_code["dept002"]["评价"] == "未报送"
     assert c.get("/ui/report?from=2026-05-01&to=2026-01-01").status_code == 400
