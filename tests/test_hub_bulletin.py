@@ -46,11 +46,18 @@ def bulletin_hub(live_hub):  # type: ignore[no-untyped-def]
     assert live_hub.post("/api/v1/batches", batch_body(recs)).status_code == 200
     other, key, key_id = live_hub.other
     recs = [record("material", sample("material", 1), department=other)]
-    assert live_hub.post("/api/v1/batches", batch_body(recs, department=other), key=key, key_id=key_id).status_code == 200
+    assert (
+        live_hub.post("/api/v1/batches", batch_body(recs, department=other), key=key, key_id=key_id).status_code == 200
+    )
     key, key_id = live_hub.add_department("dept004")
-    recs = [record(t, sample(t, 1, **kw), department="dept004") for t, kw in (
-        ("depot", {}), ("material", {}), ("stock", {"checked_date": _day(0), "expiry_date": _day(-3)}))]
-    assert live_hub.post("/api/v1/batches", batch_body(recs, department="dept004"), key=key, key_id=key_id).status_code == 200
+    recs = [
+        record(t, sample(t, 1, **kw), department="dept004")
+        for t, kw in (("depot", {}), ("material", {}), ("stock", {"checked_date": _day(0), "expiry_date": _day(-3)}))
+    ]
+    assert (
+        live_hub.post("/api/v1/batches", batch_body(recs, department="dept004"), key=key, key_id=key_id).status_code
+        == 200
+    )
     with live_hub.engine.begin() as conn:
         registry.add_department(conn, "dept004", "自然资源局")
         registry.add_department(conn, "dept003", LONG_NAME, ["material"])
@@ -90,7 +97,11 @@ def test_report_xlsx_is_a_formatted_document(bulletin_hub) -> None:  # type: ign
     assert d1["超期未更新"].value == 1 and d1["30天内到期"].value == 1 and d1["期内回执"].value == 6
     assert d1["拒收率"].value == pytest.approx(1 / 6) and d1["拒收率"].number_format == "0.0%"
     assert d1["超期占比"].number_format == "0.0%" and d1["超期占比"].value == pytest.approx(1 / 5)
-    assert rows["dept004"]["已过期库存"].value == 1 and rows["dept004"]["评价"].value == "按时更新" and d1["评价"].value == "更新滞后"
+    assert (
+        rows["dept004"]["已过期库存"].value == 1
+        and rows["dept004"]["评价"].value == "按时更新"
+        and d1["评价"].value == "更新滞后"
+    )
     # The last report: a date cell in Beijing time (the log keeps UTC).
     last = d1["最近报送（北京时间）"]
     assert last.is_date and last.number_format == "yyyy-mm-dd hh:mm"
@@ -123,7 +134,9 @@ def test_receipt_exports_are_named_in_chinese_and_pages_show_beijing_time(bullet
         assert "filename*=UTF-8''" + urllib.parse.quote("回执_") in cd and cd.endswith(f".{fmt}"), cd
     with bulletin_hub.engine.connect() as conn:
         utc = conn.execute(select(receipts.c.hub_time).order_by(receipts.c.id).limit(1)).scalar_one()
-    beijing = dt.datetime.fromisoformat(utc).astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+    beijing = (
+        dt.datetime.fromisoformat(utc).astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+    )
     page = c.get("/ui/receipts").get_data(as_text=True)
     assert beijing in page and "中心时间(北京时间)" in page and "(UTC)" not in page
     assert beijing[:16] in c.get(f"/ui/report?from={PERIOD['from']}&to={PERIOD['to']}").get_data(as_text=True)

@@ -31,8 +31,9 @@ def _both(root: Path, now: dt.datetime) -> tuple[dict, dict]:
     try:
         rep = report_for(config, gw_engine, now=now)
         period = ((now - dt.timedelta(days=90)).date().isoformat(), now.date().isoformat())
-        rows = stats.department_status(hub_engine, config.freshness_days, period, now=now,
-                                       warn_days=config.expiry_warn_days)
+        rows = stats.department_status(
+            hub_engine, config.freshness_days, period, now=now, warn_days=config.expiry_warn_days
+        )
     finally:
         gw_engine.dispose()
         hub_engine.dispose()

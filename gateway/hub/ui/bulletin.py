@@ -105,7 +105,7 @@ class Bulletin:
             f"期内回执 {t['receipts']} 条，被拒绝 {t['rejected']} 条，拒收率 {rate:.1%}。"
         )
         if act:
-            text += f"请 {'、'.join(d.name for d, _ in act)} 按下列问题及时整改。"
+            text += f"请{'、'.join(d.name for d, _ in act)}按下列问题及时整改。"
         else:
             text += "各部门均按时更新，无需整改。"
         return text
@@ -118,9 +118,12 @@ class Bulletin:
 
     def trend_chart(self) -> charts.Markup:
         return charts.line_chart(
-            f"近 {len(self.trend)} 期趋势（截至各期末）", [p.label for p in self.trend],
-            [("拒收率", [p.reject_rate for p in self.trend], "#c0392b"),
-             ("超期记录占比", [p.stale_share for p in self.trend], "#d68910")],
+            f"近 {len(self.trend)} 期趋势（截至各期末）",
+            [p.label for p in self.trend],
+            [
+                ("拒收率", [p.reject_rate for p in self.trend], "#c0392b"),
+                ("超期记录占比", [p.stale_share for p in self.trend], "#d68910"),
+            ],
         )
 
 
@@ -130,8 +133,12 @@ def rank(rows: Sequence[DepartmentRow]) -> list[DepartmentRow]:
 
 
 def trend(
-    engine: Engine, period: tuple[str, str], freshness_days: Mapping[str, int], warn_days: Sequence[int],
-    now: dt.datetime, periods: int = TREND_PERIODS,
+    engine: Engine,
+    period: tuple[str, str],
+    freshness_days: Mapping[str, int],
+    warn_days: Sequence[int],
+    now: dt.datetime,
+    periods: int = TREND_PERIODS,
 ) -> list[TrendPoint]:
     """This period and the ones of the same length before it, oldest first: one records pass for all."""
     start, end = (dt.date.fromisoformat(p) for p in period)
@@ -166,6 +173,11 @@ def build_bulletin(
     now = now or dt.datetime.now(dt.UTC)
     rows = department_status(engine, freshness_days or {}, period, now=now, warn_days=warn_days)
     return Bulletin(
-        office=office, period=period, generated_at=now, timezone=timezone, warn_days=tuple(sorted(warn_days)),
-        rows=rank(rows), trend=trend(engine, period, freshness_days or {}, warn_days, now),
+        office=office,
+        period=period,
+        generated_at=now,
+        timezone=timezone,
+        warn_days=tuple(sorted(warn_days)),
+        rows=rank(rows),
+        trend=trend(engine, period, freshness_days or {}, warn_days, now),
     )

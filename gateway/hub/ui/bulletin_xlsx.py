@@ -36,12 +36,23 @@ def columns(b: Bulletin) -> list[tuple[str, str]]:
     """(header, kind) per column; kind: text, int, pct or time."""
     soon, late = b.warn_days[0], b.warn_days[-1]
     return [
-        ("排名", "int"), ("部门编码", "text"), ("部门名称", "text"),
+        ("排名", "int"),
+        ("部门编码", "text"),
+        ("部门名称", "text"),
         *[(t.label, "int") for t in RECORD_TYPES.values()],
-        ("记录合计", "int"), ("期内更新", "int"), ("超期未更新", "int"), ("超期占比", "pct"),
-        ("已过期库存", "int"), (f"{soon}天内到期", "int"), (f"{late}天内到期", "int"),
-        ("期内回执", "int"), ("被拒绝", "int"), ("拒收率", "pct"), ("期内报送批次", "int"),
-        (f"最近报送（{zone_label(b.timezone)}）", "time"), ("评价", "text"),
+        ("记录合计", "int"),
+        ("期内更新", "int"),
+        ("超期未更新", "int"),
+        ("超期占比", "pct"),
+        ("已过期库存", "int"),
+        (f"{soon}天内到期", "int"),
+        (f"{late}天内到期", "int"),
+        ("期内回执", "int"),
+        ("被拒绝", "int"),
+        ("拒收率", "pct"),
+        ("期内报送批次", "int"),
+        (f"最近报送（{zone_label(b.timezone)}）", "time"),
+        ("评价", "text"),
     ]
 
 
@@ -50,13 +61,27 @@ def values(b: Bulletin) -> list[list[Any]]:
     out = []
     for i, d in enumerate(b.rows, 1):
         last = to_local(d.last_push, b.timezone)
-        out.append([
-            i, d.code, d.name, *[d.by_type.get(t, 0) for t in RECORD_TYPES],
-            d.records, d.updated, d.stale, d.stale_share, d.expired, d.expiring_within(soon), d.expiring_within(late),
-            d.receipts, d.rejected, d.reject_rate, d.pushes,
-            last.replace(tzinfo=None) if last else "从未报送",  # a date cell holds local wall time, no zone
-            d.verdict,
-        ])
+        out.append(
+            [
+                i,
+                d.code,
+                d.name,
+                *[d.by_type.get(t, 0) for t in RECORD_TYPES],
+                d.records,
+                d.updated,
+                d.stale,
+                d.stale_share,
+                d.expired,
+                d.expiring_within(soon),
+                d.expiring_within(late),
+                d.receipts,
+                d.rejected,
+                d.reject_rate,
+                d.pushes,
+                last.replace(tzinfo=None) if last else "从未报送",  # a date cell holds local wall time, no zone
+                d.verdict,
+            ]
+        )
     return out
 
 

@@ -14,9 +14,9 @@ def _pct(v: float) -> str:
     return f"{v:.1%}"
 
 
-def bar_chart(title: str, items: Sequence[tuple[str, float]], color: str = "#c0392b", width: int = 460) -> Markup:
+def bar_chart(title: str, items: Sequence[tuple[str, float]], color: str = "#c0392b", width: int = 520) -> Markup:
     """Horizontal bars, one per (label, share 0..1), labelled with the share as a percentage."""
-    label_w, row_h, top = 150, 22, 30
+    label_w, row_h, top = 200, 22, 30  # 200 px: a 14-character department name whole
     plot_w = width - label_w - 60
     top_value = max([v for _, v in items] + [0.0])
     scale = max(top_value, 0.05)  # a chart of zeros still shows an axis, not one full bar
@@ -31,7 +31,7 @@ def bar_chart(title: str, items: Sequence[tuple[str, float]], color: str = "#c03
     for i, (label, value) in enumerate(items):
         y = top + i * row_h
         w = round(plot_w * value / scale, 1)
-        name = label if len(label) <= 11 else label[:10] + "…"
+        name = label if len(label) <= 15 else label[:14] + "…"
         parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{escape(name)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w}" height="{row_h - 8}" fill="{color}"/>')
         parts.append(f'<text x="{label_w + w + 4}" y="{y + 14}">{_pct(value)}</text>')
@@ -42,10 +42,13 @@ def bar_chart(title: str, items: Sequence[tuple[str, float]], color: str = "#c03
 
 
 def line_chart(
-    title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]], width: int = 460,
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float], str]],
+    width: int = 520,
 ) -> Markup:
     """Shares (0..1) over periods: one line per (name, values, colour), a legend, a percentage axis."""
-    left, right, top, bottom = 52, 16, 44, 40
+    left, right, top, bottom = 52, 36, 44, 40  # room for the last period's label
     height = 240
     plot_w, plot_h = width - left - right, height - top - bottom
     top_value = max([v for _, vals, _ in series for v in vals] + [0.0])
@@ -74,8 +77,10 @@ def line_chart(
         pts = " ".join(f"{x(i)},{y(v)}" for i, v in enumerate(values))
         parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
         for i, v in enumerate(values):
-            parts.append(f'<circle cx="{x(i)}" cy="{y(v)}" r="3" fill="{color}"><title>{escape(name)} '
-                         f'{escape(labels[i])}：{_pct(v)}</title></circle>')
+            parts.append(
+                f'<circle cx="{x(i)}" cy="{y(v)}" r="3" fill="{color}"><title>{escape(name)} '
+                f"{escape(labels[i])}：{_pct(v)}</title></circle>"
+            )
         lx = left + j * 130
         parts.append(f'<rect x="{lx}" y="26" width="14" height="4" fill="{color}"/>')
         parts.append(f'<text x="{lx + 18}" y="32">{escape(name)}</text>')

@@ -24,7 +24,7 @@ from gateway.protocol.reasons import reason_texts
 from gateway.standard.schema import RECORD_TYPES
 
 bp = Blueprint("hub_ui", __name__, url_prefix="/ui", template_folder="templates",
-               static_folder=None)
+               static_folder="static", static_url_path="/static")
 csrf.protect(bp)
 errors.install(bp)
 
