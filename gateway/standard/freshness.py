@@ -71,15 +71,18 @@ def parse_date(value: object) -> dt.date | None:
 
 
 def assess(
-    last_update: dt.datetime | None,
+    last_update: dt.date | None,
     last_check: dt.date | None,
     expiry: dt.date | None,
     today: dt.date,
     period_days: int = DEFAULT_PERIOD_DAYS,
     warn_days: Sequence[int] = DEFAULT_WARN_DAYS,
 ) -> Verdict:
-    """The verdict on one record at `today` (UTC date). Pass last_check and expiry for stock only."""
-    ref = last_check or (last_update.date() if last_update else None)
+    """The verdict on one record at `today` (UTC date). `last_update`: a datetime (its own date counts) or a
+    date. Pass last_check and expiry for stock only."""
+    if isinstance(last_update, dt.datetime):
+        last_update = last_update.date()
+    ref = last_check or last_update
     days_since = (today - ref).days if ref else period_days + 1
     windows = sorted(int(d) for d in warn_days) or [30]
     left = warn = None

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Engine, and_, case, func, literal_column, select
 from sqlalchemy.engine import Connection
 
 from gateway.hub.tables import batches, departments, receipt_log, receipts, records
-from gateway.standard.freshness import DEFAULT_PERIOD_DAYS, DEFAULT_WARN_DAYS, assess, parse_date, parse_time
+from gateway.standard.freshness import DEFAULT_PERIOD_DAYS, DEFAULT_WARN_DAYS, assess, parse_date
 
 PAGE = 50
 DEFAULT_FRESHNESS_DAYS = DEFAULT_PERIOD_DAYS
@@ -187,28 +187,32 @@ def freshness_scan(
     older data), so for past days this is the state of the records that have not changed since.
     """
     r = records.c
-    q = select(r.department, r.type, r.updated_at, r.received_at, r.data["checked_date"].as_string(),
-               r.data["expiry_date"].as_string()).where(r.deleted.is_(False))
+    # The database groups records by the dates the rule reads (the date part of an ISO time is its own
+    # date, as the rule takes it), so Python judges each distinct combination once, not each record.
+    updated_day, received_day = func.substr(r.updated_at, 1, 10), func.substr(r.received_at, 1, 10)
+    checked = case((r.type == "stock", r.data["checked_date"].as_string()), else_=None)
+    expiry = case((r.type == "stock", r.data["expiry_date"].as_string()), else_=None)
+    cols = (r.department.label("dep"), r.type.label("typ"), updated_day.label("upd"), received_day.label("rec"),
+            checked.label("chk"), expiry.label("exp"))
+    # Grouped by the output names: PostgreSQL would see the expressions' bound parameters as different expressions.
+    q = select(*cols, func.count()).where(r.deleted.is_(False)).group_by(*(literal_column(c.name) for c in cols))
     out: dict[tuple[str, dt.date], FreshnessCounts] = {}
     ends = [(day, _day_after(day.isoformat())) for day in days]
-    for dep, typ, updated_at, received_at, checked, expiry in conn.execution_options(
-        stream_results=True, yield_per=5000
-    ).execute(q):
-        last_update = parse_time(updated_at) or parse_time(received_at)
-        stock = typ == "stock"
-        last_check, expiry_day = (parse_date(checked), parse_date(expiry)) if stock else (None, None)
+    for dep, typ, upd, rec, chk, exp, n in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
+        last_update = parse_date(upd) or parse_date(rec)
+        last_check, expiry_day = parse_date(chk), parse_date(exp)
         period = int(freshness_days.get(typ, DEFAULT_FRESHNESS_DAYS))
         for day, end in ends:
-            if received_at >= end:
+            if rec >= end:  # arrived after that day: not counted then
                 continue
             c = out.setdefault((dep, day), FreshnessCounts())
-            c.live += 1
+            c.live += n
             v = assess(last_update, last_check, expiry_day, day, period, warn_days)
             if v.stale:
-                c.stale_by_type[typ] = c.stale_by_type.get(typ, 0) + 1
+                c.stale_by_type[typ] = c.stale_by_type.get(typ, 0) + n
             bucket = v.expiry_bucket
             if bucket:
-                c.expiring[bucket] = c.expiring.get(bucket, 0) + 1
+                c.expiring[bucket] = c.expiring.get(bucket, 0) + n
     return out
 
 
