@@ -132,33 +132,19 @@ def rank(rows: Sequence[DepartmentRow]) -> list[DepartmentRow]:
     return sorted(rows, key=lambda d: (GRADE_ORDER.get(d.verdict, 3), d.stale_share, d.reject_rate, -d.updated, d.code))
 
 
-def trend(
-    engine: Engine,
-    period: tuple[str, str],
-    freshness_days: Mapping[str, int],
-    warn_days: Sequence[int],
-    now: dt.datetime,
-    periods: int = TREND_PERIODS,
-) -> list[TrendPoint]:
-    """This period and the ones of the same length before it, oldest first: one records pass for all."""
+def trend_days(period: tuple[str, str], now: dt.datetime, periods: int = TREND_PERIODS) -> list[TrendPoint]:
+    """This period and the ones of the same length before it, oldest first (counts still zero)."""
     start, end = (dt.date.fromisoformat(p) for p in period)
     length = (end - start).days + 1
     points = []
     for k in range(periods - 1, -1, -1):
         p_end = end - dt.timedelta(days=k * length)
         points.append(TrendPoint(((p_end - dt.timedelta(days=length - 1)).isoformat(), p_end.isoformat())))
-    days = [min(now.date(), dt.date.fromisoformat(p.period[1])) for p in points]
-    with engine.connect() as conn:
-        scan = freshness_scan(conn, sorted(set(days)), freshness_days, warn_days)
-        for p, day in zip(points, days, strict=True):
-            for (_dep, d), c in scan.items():
-                if d == day:
-                    p.records += c.live
-                    p.stale += sum(c.stale_by_type.values())
-            for _pushes, receipts_n, rejected, _accepted in period_receipts(conn, *p.period).values():
-                p.receipts += receipts_n
-                p.rejected += rejected
     return points
+
+
+def _measured_on(p: TrendPoint, now: dt.datetime) -> dt.date:
+    return min(now.date(), dt.date.fromisoformat(p.period[1]))
 
 
 def build_bulletin(
@@ -171,7 +157,21 @@ def build_bulletin(
     now: dt.datetime | None = None,
 ) -> Bulletin:
     now = now or dt.datetime.now(dt.UTC)
-    rows = department_status(engine, freshness_days or {}, period, now=now, warn_days=warn_days)
+    days_cfg = freshness_days or {}
+    points = trend_days(period, now)
+    with engine.connect() as conn:
+        # One pass over the records for every period end: the table's and the trend's.
+        scan = freshness_scan(conn, sorted({_measured_on(p, now) for p in points}), days_cfg, warn_days)
+        for p in points:
+            day = _measured_on(p, now)
+            for (_dep, d), c in scan.items():
+                if d == day:
+                    p.records += c.live
+                    p.stale += sum(c.stale_by_type.values())
+            for _pushes, receipts_n, rejected, _accepted in period_receipts(conn, *p.period).values():
+                p.receipts += receipts_n
+                p.rejected += rejected
+    rows = department_status(engine, days_cfg, period, now=now, warn_days=warn_days, scan=scan)
     return Bulletin(
         office=office,
         period=period,
@@ -179,5 +179,5 @@ def build_bulletin(
         timezone=timezone,
         warn_days=tuple(sorted(warn_days)),
         rows=rank(rows),
-        trend=trend(engine, period, freshness_days or {}, warn_days, now),
+        trend=points,
     )

@@ -256,6 +256,7 @@ def department_status(
     period: tuple[str, str] | None = None,
     now: dt.datetime | None = None,
     warn_days: Sequence[int] = DEFAULT_WARN_DAYS,
+    scan: Mapping[tuple[str, dt.date], FreshnessCounts] | None = None,
 ) -> list[DepartmentRow]:
     """Per department: records by type, updated in period, stale, receipts and rejects in period, last push, 评价.
 
@@ -291,8 +292,11 @@ def department_status(
             d.updated += int(updated or 0)
         # Staleness and expiry record by record, by the rule the gateway applies to the same data.
         today = min(now.date(), dt.date.fromisoformat(p_to))
-        scan = freshness_scan(conn, [today], freshness_days or {}, warn_days)
-        for (dep, _day), counts in scan.items():
+        if scan is None:  # a caller that scanned several days at once (the 通报's trend) passes its scan
+            scan = freshness_scan(conn, [today], freshness_days or {}, warn_days)
+        for (dep, day), counts in scan.items():
+            if day != today:
+                continue
             d = row(dep)
             d.stale_by_type = counts.stale_by_type
             d.stale = sum(counts.stale_by_type.values())
