@@ -150,9 +150,9 @@ def test_timezone_settings_are_checked(tmp_path: Path) -> None:
         hub_config_from_dict({"hub": {"timezone": "UTC", "key_id": "h"}}, tmp_path)
     assert "hub.timezone" not in str(e.value)  # only the missing signing key is wrong
     example = (Path(__file__).parents[1] / "config" / "gateway.example.toml").read_text(encoding="utf-8")
-    assert "[web]\n" in example
+    assert 'timezone = "Asia/Shanghai"' in example
     cfg = tmp_path / "gateway.toml"
-    cfg.write_text(example.replace("[web]\n", '[web]\ntimezone = "Mars/Olympus"\n', 1), encoding="utf-8")
+    cfg.write_text(example.replace('timezone = "Asia/Shanghai"', 'timezone = "Mars/Olympus"', 1), encoding="utf-8")
     with pytest.raises(ConfigError) as e:
         load_gateway_config(cfg)
     assert "web.timezone: unknown time zone 'Mars/Olympus'" in str(e.value)
