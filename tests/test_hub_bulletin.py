@@ -156,3 +156,13 @@ def test_timezone_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_gateway_config(cfg)
     assert "web.timezone: unknown time zone 'Mars/Olympus'" in str(e.value)
+
+
+def test_date_filters_are_beijing_days(bulletin_hub) -> None:  # type: ignore[no-untyped-def]
+    """A receipt at 17:00 UTC on 1 March is on 2 March in Beijing: the list shows it there and filters it there."""
+    with bulletin_hub.engine.begin() as conn:
+        conn.execute(receipts.update().values(hub_time="2026-03-01T17:00:00+00:00"))
+    c = _client(bulletin_hub)
+    page = c.get("/ui/receipts?date_from=2026-03-02&date_to=2026-03-02").get_data(as_text=True)
+    assert "2026-03-02 01:00:00" in page and "WZ-0001" in page
+    assert "没有符合条件的回执" in c.get("/ui/receipts?date_from=2026-03-01&date_to=2026-03-01").get_data(as_text=True)

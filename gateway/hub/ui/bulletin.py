@@ -168,10 +168,10 @@ def build_bulletin(
                 if d == day:
                     p.records += c.live
                     p.stale += sum(c.stale_by_type.values())
-            for _pushes, receipts_n, rejected, _accepted in period_receipts(conn, *p.period).values():
+            for _pushes, receipts_n, rejected, _accepted in period_receipts(conn, *p.period, tz=timezone).values():
                 p.receipts += receipts_n
                 p.rejected += rejected
-    rows = department_status(engine, days_cfg, period, now=now, warn_days=warn_days, scan=scan)
+    rows = department_status(engine, days_cfg, period, now=now, warn_days=warn_days, scan=scan, tz=timezone)
     return Bulletin(
         office=office,
         period=period,

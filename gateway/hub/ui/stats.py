@@ -17,6 +17,7 @@ from sqlalchemy import Engine, and_, case, func, literal_column, select
 from sqlalchemy.engine import Connection
 
 from gateway.hub.tables import batches, departments, receipt_log, receipts, records
+from gateway.localtime import zone
 from gateway.standard.freshness import DEFAULT_PERIOD_DAYS, DEFAULT_WARN_DAYS, assess, parse_date
 
 PAGE = 50
@@ -36,10 +37,11 @@ class Filters:
     key: str = ""
     kind: str = ""
     log_seq: str = ""  # the receipts of one receipt-log entry (one batch)
+    tz: str = "UTC"  # the zone the dates are days of (the hub's timezone); not a request argument
 
     @classmethod
-    def from_args(cls, args: Mapping[str, str]) -> Filters:
-        f = cls(**{k: (args.get(k) or "").strip() for k in cls.__dataclass_fields__})
+    def from_args(cls, args: Mapping[str, str], tz: str = "UTC") -> Filters:
+        f = cls(**{k: (args.get(k) or "").strip() for k in cls.__dataclass_fields__ if k != "tz"}, tz=tz)
         for name in ("date_from", "date_to"):
             try:
                 if getattr(f, name):
@@ -49,23 +51,29 @@ class Filters:
         return f
 
     def as_args(self) -> dict[str, str]:
-        return {k: v for k, v in vars(self).items() if v}
+        return {k: v for k, v in vars(self).items() if v and k != "tz"}
 
 
 def _day_after(d: str) -> str:
     return (dt.date.fromisoformat(d) + dt.timedelta(days=1)).isoformat()
 
 
+def day_start(d: str, tz: str = "UTC") -> str:
+    """The stored (UTC ISO) time at which day `d` of zone `tz` begins: a Beijing day starts at 16:00 UTC the day before."""
+    day = dt.date.fromisoformat(d)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=zone(tz)).astimezone(dt.UTC).isoformat()
+
+
 def _bounds(conn: Connection, time_col: Any, id_col: Any, f: Filters) -> tuple[int | None, int | None]:
     """(lowest, highest) id inside the date range; ids grow with time, so each end is one seek in the time index."""
     lo = hi = None
     if f.date_from:
-        lo = conn.execute(select(id_col).where(time_col >= f.date_from).order_by(time_col, id_col).limit(1)).scalar()
+        lo = conn.execute(select(id_col).where(time_col >= day_start(f.date_from, f.tz)).order_by(time_col, id_col).limit(1)).scalar()
         if lo is None:
             return 1, 0  # nothing on or after the start
     if f.date_to:
         hi = conn.execute(
-            select(id_col).where(time_col < _day_after(f.date_to)).order_by(time_col.desc(), id_col.desc()).limit(1)
+            select(id_col).where(time_col < day_start(_day_after(f.date_to), f.tz)).order_by(time_col.desc(), id_col.desc()).limit(1)
         ).scalar()
         if hi is None:
             return 1, 0
@@ -149,11 +157,11 @@ def department_names(engine: Engine) -> dict[str, str]:
         return {c: n for c, n in conn.execute(select(departments.c.code, departments.c.name).order_by(departments.c.code))}
 
 
-def period_receipts(conn: Connection, p_from: str, p_to: str) -> dict[str, tuple[int, int, int, int]]:
+def period_receipts(conn: Connection, p_from: str, p_to: str, tz: str = "UTC") -> dict[str, tuple[int, int, int, int]]:
     """Per department (batches, receipts, rejected, accepted) in a period, from the batch entries' counts:
     one log entry per batch instead of one row per record, and the hash-chained log is the record of truth."""
     lg = receipt_log.c
-    llo, lhi = _bounds(conn, lg.time, lg.seq, Filters(date_from=p_from, date_to=p_to))
+    llo, lhi = _bounds(conn, lg.time, lg.seq, Filters(date_from=p_from, date_to=p_to, tz=tz))
     q = select(lg.department, lg.counts).where(lg.kind == "batch")
     if llo is not None:
         q = q.where(lg.seq >= llo)
@@ -257,6 +265,7 @@ def department_status(
     now: dt.datetime | None = None,
     warn_days: Sequence[int] = DEFAULT_WARN_DAYS,
     scan: Mapping[tuple[str, dt.date], FreshnessCounts] | None = None,
+    tz: str = "UTC",
 ) -> list[DepartmentRow]:
     """Per department: records by type, updated in period, stale, receipts and rejects in period, last push, 评价.
 
@@ -268,7 +277,8 @@ def department_status(
     if period is None:
         period = ((now - dt.timedelta(days=90)).date().isoformat(), now.date().isoformat())
     p_from, p_to = period
-    p_end = _day_after(p_to)
+    # The period's days are days of the hub's zone: a Beijing day begins at 16:00 UTC the day before.
+    at_from, at_end = day_start(p_from, tz), day_start(_day_after(p_to), tz)
     r = records.c
     rows = {c: DepartmentRow(c, n) for c, n in department_names(engine).items()}
 
@@ -283,7 +293,7 @@ def department_status(
         # One pass over the covering index: counts and updated in period.
         q = select(
             r.department, r.type, func.count(),
-            func.sum(case((and_(r.received_at >= p_from, r.received_at < p_end), 1), else_=0)),
+            func.sum(case((and_(r.received_at >= at_from, r.received_at < at_end), 1), else_=0)),
         ).where(live).group_by(r.department, r.type)
         for dep, typ, n, updated in conn.execute(q):
             d = row(dep)
@@ -312,7 +322,7 @@ def department_status(
             .select_from(departments.join(receipt_log, receipt_log.c.seq == last_seq))
         ):
             row(dep).last_push = t
-        for dep, (pushes, receipts_n, rejected, accepted) in period_receipts(conn, p_from, p_to).items():
+        for dep, (pushes, receipts_n, rejected, accepted) in period_receipts(conn, p_from, p_to, tz).items():
             d = row(dep)
             d.pushes, d.receipts, d.rejected, d.accepted = pushes, receipts_n, rejected, accepted
     for d in rows.values():

@@ -19,7 +19,7 @@ from gateway.accounts.web import AccountsUI, NavItem, attach, audit, require
 from gateway.hub.tables import batches, record_history, records
 from gateway.hub.ui import exports, stats
 from gateway.hub.ui_tables import hub_account_store
-from gateway.localtime import local_text, zone_label
+from gateway.localtime import local_text, zone, zone_label
 from gateway.protocol.reasons import reason_texts
 from gateway.standard.schema import RECORD_TYPES
 
@@ -104,7 +104,7 @@ def index() -> Any:
 @bp.get("/receipts")
 @require("view")
 def receipts() -> Any:
-    f = stats.Filters.from_args(request.args)
+    f = stats.Filters.from_args(request.args, _hub().config.timezone)
     before = request.args.get("before", type=int)
     rows = stats.receipt_page(_engine(), f, before)
     nxt = rows[-1]["id"] if len(rows) == stats.PAGE else None
@@ -117,7 +117,7 @@ def export_receipts(fmt: str) -> Any:
     """A POST (with CSRF) because the export is audited: no GET writes anything."""
     if fmt not in ("csv", "xlsx"):
         abort(404)
-    f = stats.Filters.from_args(request.form)
+    f = stats.Filters.from_args(request.form, _hub().config.timezone)
     audit("receipts.export", fmt, after=f.as_args())
     engine = _engine()  # the CSV is streamed after this view returns, outside the app context
     names = stats.department_names(engine)
@@ -146,7 +146,7 @@ def export_receipts(fmt: str) -> Any:
 @bp.get("/log")
 @require("view")
 def log() -> Any:
-    f = stats.Filters.from_args(request.args)
+    f = stats.Filters.from_args(request.args, _hub().config.timezone)
     before = request.args.get("before", type=int)
     rows = stats.log_page(_engine(), f, before)
     for r in rows:
@@ -174,7 +174,7 @@ def verify() -> Any:
 
 
 def _period() -> tuple[str, str]:
-    today = dt.datetime.now(dt.UTC).date()
+    today = dt.datetime.now(zone(_hub().config.timezone)).date()  # the operator's today
     args = request.form if request.method == "POST" else request.args
     p_from = args.get("from") or (today - dt.timedelta(days=90)).isoformat()
     p_to = args.get("to") or today.isoformat()
@@ -190,8 +190,9 @@ def _period() -> tuple[str, str]:
 @bp.get("/departments")
 @require("view")
 def departments() -> Any:
+    cfg = _hub().config
     rows = stats.department_status(_engine(), current_app.config["FRESHNESS_DAYS"],
-                                   warn_days=_hub().config.expiry_warn_days)
+                                   warn_days=cfg.expiry_warn_days, tz=cfg.timezone)
     return render_template("hub_ui/departments.html", rows=rows, **_common())
 
 
