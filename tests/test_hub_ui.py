@@ -181,6 +181,15 @@ def test_department_status_on_postgresql(live_hub_pg) -> None:  # type: ignore[n
     assert d.stale == 3 and d.pushes == 0 and d.verdict == stats.MISSING
     d = {x.code: x for x in stats.department_status(live_hub_pg.engine, None, None, now=later)}["dept001"]
     assert d.stale == 3
+    # The 通报 on PostgreSQL: the same rows, ranked, with its trend and workbook.
+    from gateway.hub.ui.bulletin import build_bulletin
+    from gateway.hub.ui.bulletin_xlsx import write_bulletin
+
+    today = dt.datetime.now(dt.UTC).date()
+    b = build_bulletin(live_hub_pg.engine, ((today - dt.timedelta(days=29)).isoformat(), today.isoformat()))
+    assert [x.code for x in b.rows] == ["dept001", "dept002"] and b.rows[0].stale_by_type == {"stock": 1}
+    assert b.trend[-1].receipts == 4 and b.trend[-1].rejected == 1 and "请应急管理局、卫生健康委按下列问题" in b.summary()
+    assert openpyxl.load_workbook(write_bulletin(b)).worksheets[0]["B5"].value == "dept001"
 
 
 def test_no_hub_state_changes_by_get(hub_ui) -> None:  # type: ignore[no-untyped-def]
