@@ -29,6 +29,7 @@ from gateway.config_file import (  # noqa: F401 (re-exported)
     trusted_proxies,
 )
 from gateway.errors import ConfigError, ConfigProblem  # noqa: F401 (re-exported)
+from gateway.localtime import DEFAULT_TIMEZONE, zone_problem
 from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE
 from gateway.standard.schema import RECORD_TYPES
 
@@ -167,6 +168,7 @@ class WebConfig:
     @property
     def api_token(self) -> str | None:
         return self.resolve()[1]
+    timezone: str = "Asia/Shanghai"  # times shown to people; stored times stay UTC
 
 
 @dataclass
@@ -320,10 +322,13 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         tls_key=chk.path(webd, "tls_key", "web"),
         trusted_proxies=trusted_proxies(chk, webd, "web"),
         config_file=str(file),
+        timezone=chk.value(webd, "timezone", "web", str, default=DEFAULT_TIMEZONE),
     )
     if web.listen and not re.fullmatch(r"[^:\s]+:\d{1,5}", web.listen):
         chk.problem("web.listen", "expected host:port")
-    chk.unknown(webd, ("listen", "secret_key", "api_token", "tls_cert", "tls_key", "trusted_proxies"), "web")
+    if web.timezone and (why := zone_problem(web.timezone)):
+        chk.problem("web.timezone", why)
+    chk.unknown(webd, ("listen", "secret_key", "api_token", "tls_cert", "tls_key", "trusted_proxies", "timezone"), "web")
 
     fresh = chk.table(doc, "freshness", required=False)
     default_days = chk.value(fresh, "default_days", "freshness", int, default=90)

@@ -1,5 +1,7 @@
 """Freshness: records not updated or checked within their period, and stock near expiry.
 
+The rule for one record is gateway.standard.freshness (the hub applies the same one).
+
 Computed from the gateway's own store, so it works for every source type:
 
 - a record's *last update* is the source's ``updated_at`` when the source has
@@ -28,6 +30,7 @@ import orjson
 from sqlalchemy import Engine, and_, func, select
 
 from gateway.logs import log
+from gateway.standard.freshness import assess, parse_date, parse_time
 from gateway.store.tables import fingerprints, outbox
 
 LOG = logging.getLogger("gateway.freshness")
@@ -89,30 +92,6 @@ class FreshnessReport:
         return out
 
 
-def _parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            d = dt.date.fromisoformat(str(text)[:10])
-        except ValueError:
-            return None
-        t = dt.datetime(d.year, d.month, d.day)
-    # A naive time from a source is taken as UTC: a few hours do not change a 90-day verdict.
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-
-
-def _parse_date(value: object) -> dt.date | None:
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        return dt.date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-
-
 def _live_records(engine: Engine, record_type: str | None = None) -> Iterator[tuple]:
     """(record_type, record_key, source, fp.updated_at, latest enqueued_at, latest data) of live records."""
     latest = (
@@ -155,32 +134,24 @@ def freshness_report(
     """Stale records (per-type period) and stock expiring within the largest warning window."""
     now = now or dt.datetime.now(dt.UTC)
     today = now.date()
-    windows = sorted(int(d) for d in expiry_warn_days) or [30]
     report = FreshnessReport(as_of=now)
     for rtype, rkey, source, fp_updated, enqueued_at, data_text in _live_records(engine):
         report.records += 1
-        data = None
-        if rtype == "stock" and data_text:
-            data = orjson.loads(data_text)
-        last_update = _parse_time(fp_updated) or _parse_time(enqueued_at)
-        last_check = _parse_date(data.get("checked_date")) if data else None
-        ref = last_check or (last_update.date() if last_update else None)
+        data = orjson.loads(data_text) if rtype == "stock" and data_text else None
+        last_update = parse_time(fp_updated) or parse_time(enqueued_at)
+        last_check = parse_date(data.get("checked_date")) if data else None
+        expiry = parse_date(data.get("expiry_date")) if data else None
         period = int(freshness_days.get(rtype, 90))
-        days_since = (today - ref).days if ref else period + 1
-        if days_since > period:
-            report.stale.append(StaleRecord(rtype, rkey, source, last_update, last_check, period, days_since))
-        if data:
-            expiry = _parse_date(data.get("expiry_date"))
-            if expiry is not None:
-                left = (expiry - today).days
-                if left <= windows[-1]:
-                    warn = next((w for w in windows if left <= w), windows[-1])
-                    report.expiring.append(
-                        ExpiringStock(
-                            rkey, source, str(data.get("material_id") or ""), str(data.get("depot_id") or ""),
-                            str(data.get("batch_no") or ""), expiry, left, warn,
-                        )
-                    )
+        v = assess(last_update, last_check, expiry, today, period, expiry_warn_days)
+        if v.stale:
+            report.stale.append(StaleRecord(rtype, rkey, source, last_update, last_check, period, v.days_since))
+        if data and v.warn_days is not None and v.expiry is not None and v.days_left is not None:
+            report.expiring.append(
+                ExpiringStock(
+                    rkey, source, str(data.get("material_id") or ""), str(data.get("depot_id") or ""),
+                    str(data.get("batch_no") or ""), v.expiry, v.days_left, v.warn_days,
+                )
+            )
     report.stale.sort(key=lambda r: (-r.days_since, r.record_type, r.record_key))
     report.expiring.sort(key=lambda s: (s.days_left, s.record_key))
     return report

@@ -94,12 +94,20 @@ def test_department_cli_add_key_revoke_list(tmp_path: Path) -> None:
 
 def test_every_setting_and_command_is_documented() -> None:
     from gateway.hub.cli import department, hub
-    from gateway.hub.config import ATTACHMENT_KEYS, DEPARTMENT_KEYS, GRANT_KEYS, HUB_KEYS, KEY_KEYS, STANDARD_KEYS
+    from gateway.hub.config import (
+        ATTACHMENT_KEYS,
+        DEPARTMENT_KEYS,
+        GRANT_KEYS,
+        HUB_KEYS,
+        KEY_KEYS,
+        REPORT_KEYS,
+        STANDARD_KEYS,
+    )
 
     doc = (EXAMPLE.parents[1] / "docs" / "hub.md").read_text(encoding="utf-8")
     names = [f"hub.{k}" for k in HUB_KEYS] + [f"attachments.{k}" for k in ATTACHMENT_KEYS] + [f"standard.{k}" for k in STANDARD_KEYS]
     names += [f"departments[].{k}" for k in DEPARTMENT_KEYS if k != "keys"] + [f"departments[].keys[].{k}" for k in KEY_KEYS]
-    names += [f"grants[].{k}" for k in GRANT_KEYS]
+    names += [f"grants[].{k}" for k in GRANT_KEYS] + [f"report.{k}" for k in REPORT_KEYS]
     missing = [n for n in names if f"`{n}`" not in doc]
     ours = [c for c, cmd in hub.commands.items() if cmd.callback and cmd.callback.__module__ == "gateway.hub.cli"]
     missing += [f"hub {c}" for c in ours if c != "department" and f"hub --config hub.toml {c}" not in doc]

@@ -123,9 +123,9 @@ def test_department_status_and_update_report(hub_ui) -> None:  # type: ignore[no
     assert "更新情况通报" in page and "评价" in page
     r = c.post("/ui/report.xlsx", data={"csrf_token": csrf_of(c, "/ui/report")})
     ws = openpyxl.load_workbook(io.BytesIO(r.data)).active
-    rows = [[cell.value for cell in row] for row in ws.iter_rows()]
+    rows = [[cell.value for cell in row] for row in ws.iter_rows(min_row=4)]  # rows 1-3: title, period, summary
     head = rows[0]
-    by_code = {row[0]: dict(zip(head, row, strict=True)) for row in rows[1:]}
+    by_code = {row[1]: dict(zip(head, row, strict=True)) for row in rows[1:]}
     assert by_code["dept001"]["应急物资基础信息"] == 2 and by_code["dept001"]["被拒绝"] == 1
     assert by_code["dept001"]["评价"] == "按时更新" and by_code["dept002"]["评价"] == "未报送"
     assert c.get("/ui/report?from=2026-05-01&to=2026-01-01").status_code == 400
@@ -169,7 +169,8 @@ def test_department_status_on_postgresql(live_hub_pg) -> None:  # type: ignore[n
     rows = {d.code: d for d in stats.department_status(live_hub_pg.engine)}
     d = rows["dept001"]
     assert d.by_type == {"material": 1, "depot": 1, "stock": 1} and d.rejected == 1 and d.receipts == 4
-    assert d.updated == 3 and d.stale == 0 and d.verdict == stats.ON_TIME  # all arrived today
+    # All arrived today, but the stock was last counted in 2025: an arrival is not a check (issue 16).
+    assert d.updated == 3 and d.stale == 1 and d.stale_by_type == {"stock": 1} and d.verdict == stats.LATE
     assert rows["dept002"].verdict == stats.MISSING
     # A year on, with nothing new, everything is stale and the department is late.
     import datetime as dt
@@ -180,6 +181,15 @@ def test_department_status_on_postgresql(live_hub_pg) -> None:  # type: ignore[n
     assert d.stale == 3 and d.pushes == 0 and d.verdict == stats.MISSING
     d = {x.code: x for x in stats.department_status(live_hub_pg.engine, None, None, now=later)}["dept001"]
     assert d.stale == 3
+    # The 通报 on PostgreSQL: the same rows, ranked, with its trend and workbook.
+    from gateway.hub.ui.bulletin import build_bulletin
+    from gateway.hub.ui.bulletin_xlsx import write_bulletin
+
+    today = dt.datetime.now(dt.UTC).date()
+    b = build_bulletin(live_hub_pg.engine, ((today - dt.timedelta(days=29)).isoformat(), today.isoformat()))
+    assert [x.code for x in b.rows] == ["dept001", "dept002"] and b.rows[0].stale_by_type == {"stock": 1}
+    assert b.trend[-1].receipts == 4 and b.trend[-1].rejected == 1 and "请应急管理局、卫生健康委按下列问题" in b.summary()
+    assert openpyxl.load_workbook(write_bulletin(b)).worksheets[0]["B5"].value == "dept001"
 
 
 def test_no_hub_state_changes_by_get(hub_ui) -> None:  # type: ignore[no-untyped-def]

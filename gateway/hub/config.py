@@ -22,6 +22,7 @@ from gateway.config_file import (
     suite_setting,
     trusted_proxies,
 )
+from gateway.localtime import DEFAULT_TIMEZONE, zone_problem
 from gateway.protocol.keys import public_key_from_text
 from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE, SUITES, UnknownSuite, suite, suite_of
 from gateway.standard.schema import RECORD_TYPES
@@ -31,8 +32,9 @@ KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 HUB_KEYS = (
     "listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads",
-    "suite", "accept_suites", "sm2_signer_id", "trusted_proxies",
+    "suite", "accept_suites", "sm2_signer_id", "trusted_proxies", "timezone",
 )
+REPORT_KEYS = ("office", "expiry_warn_days")
 ATTACHMENT_KEYS = ("dir", "max_bytes")
 DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
 KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
@@ -88,6 +90,9 @@ class HubConfig:
     category_codes: Path | None = None  # as the gateways' [standard] section: validate alike
     extra_units: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For names the client (operators' UI logins)
+    timezone: str = DEFAULT_TIMEZONE  # times shown to operators and in the 通报; stored times stay UTC
+    office: str = "乡镇应急管理办公室"  # the 通报's issuing office
+    expiry_warn_days: tuple[int, ...] = (30, 90)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -184,7 +189,7 @@ def _key(chk: Checker, k: dict[str, Any], path: str) -> KeyConfig | None:
 def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None = None) -> HubConfig:
     """Check a parsed hub config document; raises ConfigError listing every problem."""
     chk = Checker(base_dir)
-    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard"), "")
+    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard", "report"), "")
     hub = chk.table(doc, "hub")
     listen = chk.value(hub, "listen", "hub", str, default="127.0.0.1:8700")
     if listen and not re.fullmatch(r"[^\s]+:\d{1,5}", listen):
@@ -217,7 +222,18 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     if not accept and "accept_suites" in hub:
         chk.problem("hub.accept_suites", "accepts no suite: no gateway could sign a request")
     signer_id = signer_id_setting(chk, hub, "hub")
+    timezone = chk.value(hub, "timezone", "hub", str, default=DEFAULT_TIMEZONE)
+    if timezone and (why := zone_problem(timezone)):
+        chk.problem("hub.timezone", why)
     chk.unknown(hub, HUB_KEYS, "hub")
+
+    rep = chk.table(doc, "report", required=False)
+    office = chk.value(rep, "office", "report", str, default="乡镇应急管理办公室")
+    warn = chk.value(rep, "expiry_warn_days", "report", list, default=[30, 90])
+    if not warn or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in warn):
+        chk.problem("report.expiry_warn_days", "expected a list of positive numbers of days, such as [30, 90]")
+        warn = [30, 90]
+    chk.unknown(rep, REPORT_KEYS, "report")
 
     att = chk.table(doc, "attachments", required=False)
     att_dir = chk.path(att, "dir", "attachments", must_exist=False) or base_dir / "state" / "attachments"
@@ -290,6 +306,9 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         grants=grants,
         category_codes=category_codes,
         extra_units=tuple(extra_units),
+        timezone=timezone,
+        office=office,
+        expiry_warn_days=tuple(sorted(warn)),
     )
 
 

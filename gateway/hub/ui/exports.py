@@ -28,6 +28,16 @@ def csv_bytes(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterable
     yield buf.getvalue().encode("utf-8")
 
 
+def attachment(name: str) -> str:
+    """A Content-Disposition naming the download in Chinese (RFC 6266 filename*), with an ASCII fallback."""
+    from urllib.parse import quote
+
+    ext = name.rsplit(".", 1)[-1] if "." in name else ""
+    ascii_name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in name).strip("_")
+    fallback = ascii_name if ascii_name and not ascii_name.startswith(".") else f"download.{ext}"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
+
+
 def xlsx_file(sheets: Sequence[tuple[str, Sequence[str], Iterable[Sequence[Any]]]]) -> Any:
     """A temporary file holding an XLSX workbook (write-only mode: memory stays flat)."""
     wb = Workbook(write_only=True)

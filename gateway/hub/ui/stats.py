@@ -8,19 +8,20 @@ stays fast however long the log grows.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Engine, and_, case, func, literal_column, select
 from sqlalchemy.engine import Connection
 
 from gateway.hub.tables import batches, departments, receipt_log, receipts, records
-from gateway.standard.schema import RECORD_TYPES
+from gateway.localtime import zone
+from gateway.standard.freshness import DEFAULT_PERIOD_DAYS, DEFAULT_WARN_DAYS, assess, parse_date
 
 PAGE = 50
-DEFAULT_FRESHNESS_DAYS = 90
+DEFAULT_FRESHNESS_DAYS = DEFAULT_PERIOD_DAYS
 STATUS_LABELS = {"accepted": "已接收", "rejected": "被拒绝", "duplicate": "重复", "stale": "过期版本"}
 KIND_LABELS = {"batch": "批次", "refused": "拒绝请求", "read": "共享读取", "attachment": "附件"}
 ON_TIME, LATE, MISSING = "按时更新", "更新滞后", "未报送"
@@ -36,10 +37,11 @@ class Filters:
     key: str = ""
     kind: str = ""
     log_seq: str = ""  # the receipts of one receipt-log entry (one batch)
+    tz: str = "UTC"  # the zone the dates are days of (the hub's timezone); not a request argument
 
     @classmethod
-    def from_args(cls, args: Mapping[str, str]) -> Filters:
-        f = cls(**{k: (args.get(k) or "").strip() for k in cls.__dataclass_fields__})
+    def from_args(cls, args: Mapping[str, str], tz: str = "UTC") -> Filters:
+        f = cls(**{k: (args.get(k) or "").strip() for k in cls.__dataclass_fields__ if k != "tz"}, tz=tz)
         for name in ("date_from", "date_to"):
             try:
                 if getattr(f, name):
@@ -49,23 +51,29 @@ class Filters:
         return f
 
     def as_args(self) -> dict[str, str]:
-        return {k: v for k, v in vars(self).items() if v}
+        return {k: v for k, v in vars(self).items() if v and k != "tz"}
 
 
 def _day_after(d: str) -> str:
     return (dt.date.fromisoformat(d) + dt.timedelta(days=1)).isoformat()
 
 
+def day_start(d: str, tz: str = "UTC") -> str:
+    """The stored (UTC ISO) time at which day `d` of zone `tz` begins: a Beijing day starts at 16:00 UTC the day before."""
+    day = dt.date.fromisoformat(d)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=zone(tz)).astimezone(dt.UTC).isoformat()
+
+
 def _bounds(conn: Connection, time_col: Any, id_col: Any, f: Filters) -> tuple[int | None, int | None]:
     """(lowest, highest) id inside the date range; ids grow with time, so each end is one seek in the time index."""
     lo = hi = None
     if f.date_from:
-        lo = conn.execute(select(id_col).where(time_col >= f.date_from).order_by(time_col, id_col).limit(1)).scalar()
+        lo = conn.execute(select(id_col).where(time_col >= day_start(f.date_from, f.tz)).order_by(time_col, id_col).limit(1)).scalar()
         if lo is None:
             return 1, 0  # nothing on or after the start
     if f.date_to:
         hi = conn.execute(
-            select(id_col).where(time_col < _day_after(f.date_to)).order_by(time_col.desc(), id_col.desc()).limit(1)
+            select(id_col).where(time_col < day_start(_day_after(f.date_to), f.tz)).order_by(time_col.desc(), id_col.desc()).limit(1)
         ).scalar()
         if hi is None:
             return 1, 0
@@ -149,31 +157,71 @@ def department_names(engine: Engine) -> dict[str, str]:
         return {c: n for c, n in conn.execute(select(departments.c.code, departments.c.name).order_by(departments.c.code))}
 
 
-def _cutoffs(now: dt.datetime, days: Mapping[str, int]) -> dict[str, tuple[str, str]]:
-    """Per record type: (timestamp, date) before which a record counts as stale."""
-    out = {}
-    for t in RECORD_TYPES:
-        c = now - dt.timedelta(days=int(days.get(t, DEFAULT_FRESHNESS_DAYS)))
-        out[t] = (c.isoformat(), c.date().isoformat())
+def period_receipts(conn: Connection, p_from: str, p_to: str, tz: str = "UTC") -> dict[str, tuple[int, int, int, int]]:
+    """Per department (batches, receipts, rejected, accepted) in a period, from the batch entries' counts:
+    one log entry per batch instead of one row per record, and the hash-chained log is the record of truth."""
+    lg = receipt_log.c
+    llo, lhi = _bounds(conn, lg.time, lg.seq, Filters(date_from=p_from, date_to=p_to, tz=tz))
+    q = select(lg.department, lg.counts).where(lg.kind == "batch")
+    if llo is not None:
+        q = q.where(lg.seq >= llo)
+    if lhi is not None:
+        q = q.where(lg.seq <= lhi)
+    out: dict[str, list[int]] = {}
+    for dep, counts_text in conn.execution_options(yield_per=5000).execute(q):
+        t = out.setdefault(dep or "", [0, 0, 0, 0])
+        counts = orjson.loads(counts_text or "{}")
+        t[0] += 1
+        t[1] += sum(int(v) for v in counts.values())
+        t[2] += int(counts.get("rejected", 0))
+        t[3] += int(counts.get("accepted", 0))
+    return {k: (a, b, c, d) for k, (a, b, c, d) in out.items()}
+
+
+@dataclass
+class FreshnessCounts:
+    live: int = 0
+    stale_by_type: dict[str, int] = field(default_factory=dict)
+    expiring: dict[str, int] = field(default_factory=dict)
+
+
+def freshness_scan(
+    conn: Connection, days: Sequence[dt.date], freshness_days: Mapping[str, int],
+    warn_days: Sequence[int] = DEFAULT_WARN_DAYS,
+) -> dict[tuple[str, dt.date], FreshnessCounts]:
+    """Per (department, day): live records, stale per type and expiring stock, in one pass over the records.
+
+    A record counts on a day only if its current version had arrived by then (the hub keeps no
+    older data), so for past days this is the state of the records that have not changed since.
+    """
+    r = records.c
+    # The database groups records by the dates the rule reads (the date part of an ISO time is its own
+    # date, as the rule takes it), so Python judges each distinct combination once, not each record.
+    updated_day, received_day = func.substr(r.updated_at, 1, 10), func.substr(r.received_at, 1, 10)
+    checked = case((r.type == "stock", r.data["checked_date"].as_string()), else_=None)
+    expiry = case((r.type == "stock", r.data["expiry_date"].as_string()), else_=None)
+    cols = (r.department.label("dep"), r.type.label("typ"), updated_day.label("upd"), received_day.label("rec"),
+            checked.label("chk"), expiry.label("exp"))
+    # Grouped by the output names: PostgreSQL would see the expressions' bound parameters as different expressions.
+    q = select(*cols, func.count()).where(r.deleted.is_(False)).group_by(*(literal_column(c.name) for c in cols))
+    out: dict[tuple[str, dt.date], FreshnessCounts] = {}
+    ends = [(day, _day_after(day.isoformat())) for day in days]
+    for dep, typ, upd, rec, chk, exp, n in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
+        last_update = parse_date(upd) or parse_date(rec)
+        last_check, expiry_day = parse_date(chk), parse_date(exp)
+        period = int(freshness_days.get(typ, DEFAULT_FRESHNESS_DAYS))
+        for day, end in ends:
+            if rec >= end:  # arrived after that day: not counted then
+                continue
+            c = out.setdefault((dep, day), FreshnessCounts())
+            c.live += n
+            v = assess(last_update, last_check, expiry_day, day, period, warn_days)
+            if v.stale:
+                c.stale_by_type[typ] = c.stale_by_type.get(typ, 0) + n
+            bucket = v.expiry_bucket
+            if bucket:
+                c.expiring[bucket] = c.expiring.get(bucket, 0) + n
     return out
-
-
-def _stale_by_time(cutoffs: Mapping[str, tuple[str, str]], types: list[str]) -> Any:
-    """Neither the record's arrival nor its source update time is recent (for types without a check date)."""
-    r = records.c
-    return or_(*[
-        and_(r.type == t, r.received_at < cutoffs[t][0], or_(r.updated_at.is_(None), r.updated_at < cutoffs[t][0]))
-        for t in types
-    ])
-
-
-def _stale_stock(cutoffs: Mapping[str, tuple[str, str]]) -> Any:
-    """Stock is also fresh when its 核查日期 (checked_date) is recent."""
-    r = records.c
-    ts, day = cutoffs["stock"]
-    checked = r.data["checked_date"].as_string()
-    return and_(r.type == "stock", r.received_at < ts, or_(r.updated_at.is_(None), r.updated_at < ts),
-                or_(checked.is_(None), checked < day))
 
 
 @dataclass
@@ -190,10 +238,24 @@ class DepartmentRow:
     last_push: str | None = None
     pushes: int = 0  # batch log entries in the period
     verdict: str = ""
+    stale_by_type: dict[str, int] = field(default_factory=dict)
+    expiring: dict[str, int] = field(default_factory=dict)  # 'expired', '30', '90': as the gateway counts them
 
     @property
     def reject_rate(self) -> float:
         return self.rejected / self.receipts if self.receipts else 0.0
+
+    @property
+    def stale_share(self) -> float:
+        return self.stale / self.records if self.records else 0.0
+
+    @property
+    def expired(self) -> int:
+        return self.expiring.get("expired", 0)
+
+    def expiring_within(self, days: int) -> int:
+        """Stock expiring in 0..days days (not yet expired)."""
+        return sum(n for k, n in self.expiring.items() if k != "expired" and int(k) <= days)
 
 
 def department_status(
@@ -201,19 +263,23 @@ def department_status(
     freshness_days: Mapping[str, int] | None = None,
     period: tuple[str, str] | None = None,
     now: dt.datetime | None = None,
+    warn_days: Sequence[int] = DEFAULT_WARN_DAYS,
+    scan: Mapping[tuple[str, dt.date], FreshnessCounts] | None = None,
+    tz: str = "UTC",
 ) -> list[DepartmentRow]:
     """Per department: records by type, updated in period, stale, receipts and rejects in period, last push, 评价.
 
-    `period` is (first day, last day) inclusive; default the last 90 days. Staleness is measured at the period's end.
+    `period` is (first day, last day) inclusive; default the last 90 days. Staleness and expiry are
+    measured at the period's end (today for a period that has not ended), per record by
+    gateway.standard.freshness: the same rule and the same numbers as the gateway's own freshness check.
     """
     now = now or dt.datetime.now(dt.UTC)
     if period is None:
         period = ((now - dt.timedelta(days=90)).date().isoformat(), now.date().isoformat())
     p_from, p_to = period
-    p_end = _day_after(p_to)
-    at = min(now, dt.datetime.fromisoformat(p_end).replace(tzinfo=dt.UTC))
-    cutoffs = _cutoffs(at, freshness_days or {})
-    r, lg = records.c, receipt_log.c
+    # The period's days are days of the hub's zone: a Beijing day begins at 16:00 UTC the day before.
+    at_from, at_end = day_start(p_from, tz), day_start(_day_after(p_to), tz)
+    r = records.c
     rows = {c: DepartmentRow(c, n) for c, n in department_names(engine).items()}
 
     def row(code: str | None) -> DepartmentRow:
@@ -224,22 +290,27 @@ def department_status(
 
     with engine.connect() as conn:
         live = r.deleted.is_(False)
-        # One pass over the covering index: counts, updated in period, stale (all types but stock).
-        timed = [t for t in RECORD_TYPES if t != "stock"]
+        # One pass over the covering index: counts and updated in period.
         q = select(
             r.department, r.type, func.count(),
-            func.sum(case((and_(r.received_at >= p_from, r.received_at < p_end), 1), else_=0)),
-            func.sum(case((_stale_by_time(cutoffs, timed), 1), else_=0)),
+            func.sum(case((and_(r.received_at >= at_from, r.received_at < at_end), 1), else_=0)),
         ).where(live).group_by(r.department, r.type)
-        for dep, typ, n, updated, stale in conn.execute(q):
+        for dep, typ, n, updated in conn.execute(q):
             d = row(dep)
             d.by_type[typ] = n
             d.records += n
             d.updated += int(updated or 0)
-            d.stale += int(stale or 0)
-        # Stock also counts as fresh by its check date; only old stock rows are read for it.
-        for dep, n in conn.execute(select(r.department, func.count()).where(live, _stale_stock(cutoffs)).group_by(r.department)):
-            row(dep).stale += n
+        # Staleness and expiry record by record, by the rule the gateway applies to the same data.
+        today = min(now.date(), dt.date.fromisoformat(p_to))
+        if scan is None:  # a caller that scanned several days at once (the 通报's trend) passes its scan
+            scan = freshness_scan(conn, [today], freshness_days or {}, warn_days)
+        for (dep, day), counts in scan.items():
+            if day != today:
+                continue
+            d = row(dep)
+            d.stale_by_type = counts.stale_by_type
+            d.stale = sum(counts.stale_by_type.values())
+            d.expiring = counts.expiring
         # Last push: per department one seek in the (department, kind, seq) index.
         inner = receipt_log.alias("inner_log")
         last_seq = (
@@ -251,21 +322,9 @@ def department_status(
             .select_from(departments.join(receipt_log, receipt_log.c.seq == last_seq))
         ):
             row(dep).last_push = t
-        # Receipts and rejects in the period from the batch entries' counts: one log entry per
-        # batch instead of one row per record, and the hash-chained log is the record of truth.
-        llo, lhi = _bounds(conn, lg.time, lg.seq, Filters(date_from=p_from, date_to=p_to))
-        q = select(lg.department, lg.counts).where(lg.kind == "batch")
-        if llo is not None:
-            q = q.where(lg.seq >= llo)
-        if lhi is not None:
-            q = q.where(lg.seq <= lhi)
-        for dep, counts_text in conn.execution_options(yield_per=5000).execute(q):
+        for dep, (pushes, receipts_n, rejected, accepted) in period_receipts(conn, p_from, p_to, tz).items():
             d = row(dep)
-            d.pushes += 1
-            counts = orjson.loads(counts_text or "{}")
-            d.receipts += sum(int(v) for v in counts.values())
-            d.rejected += int(counts.get("rejected", 0))
-            d.accepted += int(counts.get("accepted", 0))
+            d.pushes, d.receipts, d.rejected, d.accepted = pushes, receipts_n, rejected, accepted
     for d in rows.values():
         d.verdict = MISSING if d.pushes == 0 else LATE if d.stale else ON_TIME
     return sorted(rows.values(), key=lambda d: d.code)

@@ -20,12 +20,13 @@ from gateway.accounts.web import AccountsUI, NavItem, attach, audit, require
 from gateway.hub.tables import batches, record_history, records
 from gateway.hub.ui import exports, stats
 from gateway.hub.ui_tables import hub_account_store
+from gateway.localtime import local_text, zone, zone_label
 from gateway.protocol.keys import public_key_of
 from gateway.protocol.reasons import reason_texts
 from gateway.standard.schema import RECORD_TYPES
 
 bp = Blueprint("hub_ui", __name__, url_prefix="/ui", template_folder="templates",
-               static_folder=None)
+               static_folder="static", static_url_path="/static")
 csrf.protect(bp)
 errors.install(bp)
 
@@ -89,6 +90,12 @@ def status_label(s: str) -> str:
     return stats.STATUS_LABELS.get(s, s)
 
 
+@bp.app_template_filter("local_time")
+def local_time(value: Any, seconds: bool = True) -> str:
+    """A stored UTC time as the operator reads it, in the hub's zone (hub.timezone)."""
+    return local_text(value, _hub().config.timezone, seconds)
+
+
 @bp.app_template_filter("reason_list")
 def reason_list(text: str | None) -> list[str]:
     return reason_texts(text)
@@ -96,6 +103,7 @@ def reason_list(text: str | None) -> list[str]:
 
 def _common() -> dict[str, Any]:
     return {"departments": stats.department_names(_engine()), "types": RECORD_TYPES,
+            "zone_label": zone_label(_hub().config.timezone),
             "status_labels": stats.STATUS_LABELS, "kind_labels": stats.KIND_LABELS}
 
 
@@ -108,7 +116,7 @@ def index() -> Any:
 @bp.get("/receipts")
 @require("view")
 def receipts() -> Any:
-    f = stats.Filters.from_args(request.args)
+    f = stats.Filters.from_args(request.args, _hub().config.timezone)
     before = request.args.get("before", type=int)
     rows = stats.receipt_page(_engine(), f, before)
     nxt = rows[-1]["id"] if len(rows) == stats.PAGE else None
@@ -121,32 +129,36 @@ def export_receipts(fmt: str) -> Any:
     """A POST (with CSRF) because the export is audited: no GET writes anything."""
     if fmt not in ("csv", "xlsx"):
         abort(404)
-    f = stats.Filters.from_args(request.form)
+    f = stats.Filters.from_args(request.form, _hub().config.timezone)
     audit("receipts.export", fmt, after=f.as_args())
     engine = _engine()  # the CSV is streamed after this view returns, outside the app context
     names = stats.department_names(engine)
-    headers = ["回执编号", "日志序号", "批次号", "部门编码", "部门名称", "记录类型", "记录键", "序号", "结果", "原因", "中心时间"]
+    tz = _hub().config.timezone
+    headers = ["回执编号", "日志序号", "批次号", "部门编码", "部门名称", "记录类型", "记录键", "序号", "结果", "原因",
+               f"中心时间（{zone_label(tz)}）"]
 
     def rows() -> Any:
         for r in stats.receipts_for_export(engine, f):
             yield [r["id"], r["log_seq"], r["batch_id"], r["department"], names.get(r["department"], ""),
                    RECORD_TYPES[r["type"]].label if r["type"] in RECORD_TYPES else r["type"], r["key"], r["seq"],
-                   stats.STATUS_LABELS.get(r["status"], r["status"]), "；".join(reason_list(r["reasons"])), r["hub_time"]]
+                   stats.STATUS_LABELS.get(r["status"], r["status"]), "；".join(reason_list(r["reasons"])),
+                   local_text(r["hub_time"], tz)]
 
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M")
+    stamp = local_text(dt.datetime.now(dt.UTC), _hub().config.timezone, seconds=False)
+    stamp = stamp.replace("-", "").replace(" ", "-").replace(":", "")
     if fmt == "csv":
         resp = Response(exports.csv_bytes(headers, rows()), mimetype="text/csv; charset=utf-8")
-        resp.headers["Content-Disposition"] = f"attachment; filename=receipts-{stamp}.csv"
+        resp.headers["Content-Disposition"] = exports.attachment(f"回执_{stamp}.csv")
         return resp
     return send_file(exports.xlsx_file([("回执", headers, rows())]), as_attachment=True,
-                     download_name=f"receipts-{stamp}.xlsx",
+                     download_name=f"回执_{stamp}.xlsx",
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 @bp.get("/log")
 @require("view")
 def log() -> Any:
-    f = stats.Filters.from_args(request.args)
+    f = stats.Filters.from_args(request.args, _hub().config.timezone)
     before = request.args.get("before", type=int)
     rows = stats.log_page(_engine(), f, before)
     for r in rows:
@@ -168,13 +180,13 @@ def verify() -> Any:
         t0 = time.monotonic()
         verdict = verify_log(_engine(), hub_public_key=public_key_of(_hub().key))
         cache = {"at": time.monotonic(), "verdict": verdict, "seconds": round(time.monotonic() - t0, 2),
-                 "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+                 "when": local_text(dt.datetime.now(dt.UTC), _hub().config.timezone)}
         current_app.extensions["hub_ui_verify"] = cache
     return render_template("hub_ui/verify.html", v=cache["verdict"], cache=cache)
 
 
 def _period() -> tuple[str, str]:
-    today = dt.datetime.now(dt.UTC).date()
+    today = dt.datetime.now(zone(_hub().config.timezone)).date()  # the operator's today
     args = request.form if request.method == "POST" else request.args
     p_from = args.get("from") or (today - dt.timedelta(days=90)).isoformat()
     p_to = args.get("to") or today.isoformat()
@@ -190,33 +202,39 @@ def _period() -> tuple[str, str]:
 @bp.get("/departments")
 @require("view")
 def departments() -> Any:
-    rows = stats.department_status(_engine(), current_app.config["FRESHNESS_DAYS"])
+    cfg = _hub().config
+    rows = stats.department_status(_engine(), current_app.config["FRESHNESS_DAYS"],
+                                   warn_days=cfg.expiry_warn_days, tz=cfg.timezone)
     return render_template("hub_ui/departments.html", rows=rows, **_common())
+
+
+def _bulletin() -> Any:
+    from gateway.hub.ui.bulletin import build_bulletin
+
+    cfg = _hub().config
+    return build_bulletin(_engine(), _period(), current_app.config["FRESHNESS_DAYS"], office=cfg.office,
+                          timezone=cfg.timezone, warn_days=cfg.expiry_warn_days)
 
 
 @bp.get("/report")
 @require("view")
 def report() -> Any:
-    period = _period()
-    rows = stats.department_status(_engine(), current_app.config["FRESHNESS_DAYS"], period)
-    return render_template("hub_ui/report.html", rows=rows, period=period, **_common())
+    """The 通报 as a print-ready page (A4 landscape; the browser's print makes the PDF)."""
+    b = _bulletin()
+    days = current_app.config["FRESHNESS_DAYS"]
+    periods = sorted({int(days.get(t, stats.DEFAULT_FRESHNESS_DAYS)) for t in RECORD_TYPES})
+    return render_template("hub_ui/report.html", b=b, period=b.period,
+                           freshness_days_text="、".join(f"{p} 天" for p in periods), **_common())
 
 
 @bp.post("/report.xlsx")
 @require("export")
 def report_xlsx() -> Any:
-    period = _period()
-    rows = stats.department_status(_engine(), current_app.config["FRESHNESS_DAYS"], period)
-    audit("report.export", f"{period[0]}~{period[1]}")
-    headers = ["部门编码", "部门名称", *[t.label for t in RECORD_TYPES.values()], "记录合计", "期内更新",
-               "超期未更新(90天)", "期内回执", "被拒绝", "拒收率", "期内报送批次", "最近报送", "评价"]
-    body = [
-        [d.code, d.name, *[d.by_type.get(t, 0) for t in RECORD_TYPES], d.records, d.updated, d.stale, d.receipts,
-         d.rejected, f"{d.reject_rate:.1%}", d.pushes, (d.last_push or "")[:19], d.verdict]
-        for d in rows
-    ]
-    f = exports.xlsx_file([(f"通报 {period[0]}至{period[1]}", headers, body)])
-    return send_file(f, as_attachment=True, download_name=f"update-report-{period[0]}-{period[1]}.xlsx",
+    from gateway.hub.ui.bulletin_xlsx import write_bulletin
+
+    b = _bulletin()
+    audit("report.export", f"{b.period[0]}~{b.period[1]}")
+    return send_file(write_bulletin(b), as_attachment=True, download_name=f"{b.title}_{b.period[0]}至{b.period[1]}.xlsx",
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
