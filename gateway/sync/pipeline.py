@@ -42,6 +42,7 @@ from gateway.standard.schema import RECORD_TYPES, record_key
 from gateway.standard.validate import ValidationContext
 from gateway.store.db import begin_immediate, utcnow
 from gateway.store.tables import source_positions, sync_runs
+from gateway.sync import problems as current_problems
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_updated_at
 from gateway.sync.keyset import missing_keys
 from gateway.sync.lock import source_lock
@@ -157,12 +158,20 @@ class _Run:
         self.raw: list[SourceRow] = []  # read, not yet mapped (see _map_chunk)
         self.buffer: list[Mapped] = []
         self.rejected_keys: list[str] = []
+        # Upkeep of current_problems at commit: rows refused in this chunk, rows read valid.
+        self.refused: list[current_problems.Refused] = []
+        self.valid_keys: list[str] = []
         self.unread = 0  # adapter RowProblems since the last snapshot marker
         self._key_fields = RECORD_TYPES[sc.record_type].key
         with engine.connect() as conn:
             self.state = _load_state(conn, sc.name)
 
     def problem(self, p: RowProblem) -> None:
+        """A row the adapter could not read (the mapping's refusals go through _map)."""
+        self._keep(p)
+        self.refused.append(current_problems.unreadable(p))
+
+    def _keep(self, p: RowProblem) -> None:
         if len(self.summary.problems) < KEEP_PROBLEMS:
             self.summary.problems.append(p)
 
@@ -189,6 +198,7 @@ class _Run:
             old = have.get(r.key)
             if old is not None and old[1] == h:
                 same.append(old[0])
+                self.valid_keys.append(r.key)
             else:
                 self._map(r, h)
         return same
@@ -199,8 +209,10 @@ class _Run:
             self.summary.rejected += 1
             self.rejected_keys.append(row.key)
             for p in problems:
-                self.problem(p)
+                self._keep(p)
+            self.refused.append(current_problems.refused_row(self.sc.record_type, self.mapping, row, problems))
             return
+        self.valid_keys.append(row.key)
         # What record_key() gives, without its per-call lookups.
         get = record.get
         rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in self._key_fields])
@@ -223,11 +235,13 @@ class _Run:
                 self.writer.touch(conn, same)
                 counts.unchanged += len(same)
                 self.writer.mark_seen(conn, self.rejected_keys)
+                current_problems.clear(conn, self.sc.name, self.valid_keys)
+                current_problems.record(conn, self.sc.name, self.sc.record_type, self.refused)
                 if extra is not None:
                     extra(conn)
                 _save_state(conn, self.sc.name, self.state)
         self._count(counts)
-        self.buffer, self.rejected_keys = [], []
+        self.buffer, self.rejected_keys, self.refused, self.valid_keys = [], [], [], []
         if self.progress is not None:
             self.progress(self.summary.rows_read)
 
@@ -239,6 +253,8 @@ class _Run:
         epoch = self.state.get("epoch")
         if epoch is None:
             return
+        # Rows refused before this pass and not refused again in it are fixed or gone.
+        current_problems.clear_unseen(conn, self.sc.name, epoch)
         if self.unread:
             self.summary.notes.append(f"本次有 {self.unread} 行无法读取，为免误删，未处理删除")
         else:
@@ -421,6 +437,8 @@ def sync_one(
         row = adapter.fetch_one(source_key)
     except SkippableError as e:
         p = getattr(e, "problem", None) or RowProblem(sc.name, source_key, None, None, "read", str(e))
+        with engine.begin() as conn:
+            current_problems.record(conn, sc.name, sc.record_type, [current_problems.Refused(source_key, p.locator or source_key, None, None, [p])])
         return OneResult(sc.name, source_key, None, problems=[p])
     except NotImplementedError:
         msg = f"数据源 {sc.name}（{sc.type}）不支持按键重读单条记录，请运行整个数据源的同步"
@@ -438,16 +456,20 @@ def sync_one(
         with engine.begin() as conn:
             begin_immediate(conn)
             counts = writer.delete_source_key(conn, source_key, want_ids=True)
+            current_problems.clear(conn, sc.name, [source_key])
             if then is not None and counts.outbox_ids:
                 then(conn, counts.outbox_ids)
         return OneResult(sc.name, source_key, "delete" if counts.outbox_ids else None, counts.outbox_ids)
     record, problems = mapping.map_row(row)
     if record is None:
+        with engine.begin() as conn:
+            current_problems.record(conn, sc.name, sc.record_type, [current_problems.refused_row(sc.record_type, mapping, row, problems)])
         return OneResult(sc.name, source_key, None, problems=problems)
     item = Mapped(row.key, record_key(sc.record_type, record), record, iso_updated_at(row.version))
     with engine.begin() as conn:
         begin_immediate(conn)
         counts = writer.write(conn, [item], want_ids=True)
+        current_problems.clear(conn, sc.name, [source_key])
         if then is not None and counts.outbox_ids:
             then(conn, counts.outbox_ids)
     return OneResult(sc.name, source_key, "upsert" if counts.outbox_ids else None, counts.outbox_ids)
