@@ -50,6 +50,7 @@ NAV = [
     NavItem("dashboard.index", "总览"),
     NavItem("sources.index", "数据源"),
     NavItem("mappings.index", "字段映射"),
+    NavItem("problems.index", "问题数据"),
     NavItem("deliveries.index", "推送与回执"),
     NavItem("records.index", "记录录入"),
     NavItem("spreadsheet.index", "表格导入"),
@@ -107,9 +108,9 @@ def create_app(
     csrf.protect(app)
     errors.install(app)
 
-    from gateway.web import dashboard, deliveries, mappings, records, sources, spreadsheet
+    from gateway.web import dashboard, deliveries, mappings, problems, records, sources, spreadsheet
 
-    for mod in (dashboard, sources, mappings, deliveries, records, spreadsheet):
+    for mod in (dashboard, sources, mappings, problems, deliveries, records, spreadsheet):
         app.register_blueprint(mod.bp)
 
     @app.get("/")
