@@ -71,8 +71,15 @@ def test_refused_row_opens_prefilled_in_the_form_and_correcting_it_clears_it(gw_
     assert 'value="WZ-0003"' in form and 'value="发电机"' in form and 'value="1019900"' in form
     assert 'id="from-problem"' in form and "储备方式" in form and "有 1 处需要修改" in form
     pid = link.rsplit("/", 1)[1]
-    data = {"material_id": "WZ-0003", "material_name": "发电机", "category_code": "1019900", "unit": "台",
-            "reserve_mode": "1", "_problem": pid, "csrf_token": csrf_of(c, "/records/")}
+    data = {
+        "material_id": "WZ-0003",
+        "material_name": "发电机",
+        "category_code": "1019900",
+        "unit": "台",
+        "reserve_mode": "1",
+        "_problem": pid,
+        "csrf_token": csrf_of(c, "/records/"),
+    }
     assert "汇聚平台已签收" in c.post("/records/material", data=data).get_data(as_text=True)
     assert _problem_rows(c.get("/problems/").get_data(as_text=True)) == []
     _sync(admin)  # the source still says 9: the correction holds, the row stays off the list
@@ -104,10 +111,10 @@ def test_filter_and_xlsx_export_named_in_chinese(gw_site) -> None:  # type: igno
 
 
 def _workbook(code: str) -> bytes:
-    from gateway.spreadsheet import write_template
-
     import tempfile
     from pathlib import Path
+
+    from gateway.spreadsheet import write_template
 
     p = Path(tempfile.mkdtemp()) / "t.xlsx"
     write_template(p)
@@ -115,7 +122,13 @@ def _workbook(code: str) -> bytes:
     ws = next(w for w in wb.worksheets if w.title.startswith("应急物资基础信息"))
     headers = [str(cell.value or "") for cell in ws[1]]
     row = ws.max_row + 1
-    for label, v in (("物资编码", "XL-9"), ("物资名称", "棉被"), ("物资分类代码", code), ("计量单位", "床"), ("储备方式", "1")):
+    for label, v in (
+        ("物资编码", "XL-9"),
+        ("物资名称", "棉被"),
+        ("物资分类代码", code),
+        ("计量单位", "床"),
+        ("储备方式", "1"),
+    ):
         ws.cell(row=row, column=next(i for i, h in enumerate(headers) if h.startswith(label)) + 1, value=v)
     buf = io.BytesIO()
     wb.save(buf)
@@ -126,8 +139,11 @@ def test_spreadsheet_rows_stay_until_the_file_is_imported_again_fixed(gw_site) -
     c = client_as(gw_site, "clerk")
 
     def upload(body: bytes) -> None:
-        r = c.post("/spreadsheet/import", data={"file": (io.BytesIO(body), "填报.xlsx"), "csrf_token": csrf_of(c, "/spreadsheet/")},
-                   content_type="multipart/form-data")
+        r = c.post(
+            "/spreadsheet/import",
+            data={"file": (io.BytesIO(body), "填报.xlsx"), "csrf_token": csrf_of(c, "/spreadsheet/")},
+            content_type="multipart/form-data",
+        )
         assert r.status_code == 200
 
     upload(_workbook("99"))

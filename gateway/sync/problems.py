@@ -83,7 +83,7 @@ def unreadable(p: RowProblem) -> Refused:
 
 def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
     for i in range(0, len(keys), CHUNK):
-        yield keys[i:i + CHUNK]
+        yield keys[i : i + CHUNK]
 
 
 def record(conn: Connection, source: str, record_type: str, rows: Sequence[Refused]) -> None:
@@ -96,7 +96,8 @@ def record(conn: Connection, source: str, record_type: str, rows: Sequence[Refus
     for part in _chunks(keys):
         for sk, first, cat, cby in conn.execute(
             select(cp.c.source_key, func.min(cp.c.first_seen), func.max(cp.c.corrected_at), func.max(cp.c.corrected_by))
-            .where(cp.c.source == source, cp.c.source_key.in_(part)).group_by(cp.c.source_key)
+            .where(cp.c.source == source, cp.c.source_key.in_(part))
+            .group_by(cp.c.source_key)
         ):
             kept[sk] = (first, cat, cby)
         conn.execute(delete(cp).where(cp.c.source == source, cp.c.source_key.in_(part)))
@@ -105,12 +106,24 @@ def record(conn: Connection, source: str, record_type: str, rows: Sequence[Refus
         first, cat, cby = kept.get(r.source_key, (now, None, None))
         mapped = orjson.dumps(r.mapped, default=str).decode() if r.mapped is not None else None
         for p in r.problems:
-            values.append({
-                "source": source, "source_key": r.source_key, "locator": r.locator or p.locator,
-                "record_type": record_type, "record_key": r.record_key, "field": p.field, "value": _text(p.value),
-                "rule": p.rule, "message": p.message, "mapped": mapped, "first_seen": first, "last_seen": now,
-                "corrected_at": cat, "corrected_by": cby,
-            })
+            values.append(
+                {
+                    "source": source,
+                    "source_key": r.source_key,
+                    "locator": r.locator or p.locator,
+                    "record_type": record_type,
+                    "record_key": r.record_key,
+                    "field": p.field,
+                    "value": _text(p.value),
+                    "rule": p.rule,
+                    "message": p.message,
+                    "mapped": mapped,
+                    "first_seen": first,
+                    "last_seen": now,
+                    "corrected_at": cat,
+                    "corrected_by": cby,
+                }
+            )
     if values:
         conn.execute(cp.insert(), values)
 
@@ -131,7 +144,9 @@ def clear_records(conn: Connection, source: str, record_type: str, record_keys: 
     """Records of `source` read valid by record key (a spreadsheet import)."""
     keys = list(dict.fromkeys(record_keys))
     for part in _chunks(keys):
-        conn.execute(delete(cp).where(cp.c.source == source, cp.c.record_type == record_type, cp.c.record_key.in_(part)))
+        conn.execute(
+            delete(cp).where(cp.c.source == source, cp.c.record_type == record_type, cp.c.record_key.in_(part))
+        )
 
 
 def clear_locators(conn: Connection, source: str, prefix: str) -> None:
@@ -140,7 +155,9 @@ def clear_locators(conn: Connection, source: str, prefix: str) -> None:
     conn.execute(delete(cp).where(cp.c.source == source, cp.c.locator.like(esc + "%", escape="\\")))
 
 
-def mark_corrected(conn: Connection, record_type: str, record_key: str, actor: str, problem_id: int | None = None) -> int:
+def mark_corrected(
+    conn: Connection, record_type: str, record_key: str, actor: str, problem_id: int | None = None
+) -> int:
     """The record was saved in the form: its refused rows leave the list. Returns rows marked."""
     match = and_(cp.c.record_type == record_type, cp.c.record_key == record_key)
     if problem_id is not None:
@@ -172,8 +189,9 @@ def open_filter(source: str | None = None, field: str | None = None) -> Any:
     return and_(*cond)
 
 
-def current(engine: Engine, *, source: str | None = None, field: str | None = None,
-            limit: int | None = 1000) -> list[dict[str, Any]]:
+def current(
+    engine: Engine, *, source: str | None = None, field: str | None = None, limit: int | None = 1000
+) -> list[dict[str, Any]]:
     """The open problems, newest refusals first, each with its field's Chinese label."""
     q = select(cp).where(open_filter(source, field)).order_by(cp.c.source, cp.c.locator, cp.c.id)
     if limit is not None:
@@ -193,9 +211,12 @@ def get(engine: Engine, problem_id: int) -> dict[str, Any] | None:
 
 def of_row(engine: Engine, source: str, source_key: str) -> list[dict[str, Any]]:
     with engine.connect() as c:
-        rows = [dict(r) for r in c.execute(
-            select(cp).where(cp.c.source == source, cp.c.source_key == source_key).order_by(cp.c.id)
-        ).mappings()]
+        rows = [
+            dict(r)
+            for r in c.execute(
+                select(cp).where(cp.c.source == source, cp.c.source_key == source_key).order_by(cp.c.id)
+            ).mappings()
+        ]
     for r in rows:
         r["label"] = label_of(r["record_type"], r["field"])
     return rows
@@ -212,7 +233,8 @@ def counts(engine: Engine) -> Counts:
     with engine.connect() as c:
         per = c.execute(
             select(cp.c.source, func.count(func.distinct(cp.c.source_key)), func.count())
-            .where(open_filter()).group_by(cp.c.source)
+            .where(open_filter())
+            .group_by(cp.c.source)
         ).all()
     return Counts(sum(r[1] for r in per), sum(r[2] for r in per), {r[0]: int(r[1]) for r in per})
 
@@ -221,7 +243,9 @@ def filters(engine: Engine) -> tuple[list[str], list[tuple[str, str]]]:
     """The sources and (field, label) pairs that have open problems, for the filter drop-downs."""
     with engine.connect() as c:
         sources = [r[0] for r in c.execute(select(cp.c.source).where(open_filter()).distinct().order_by(cp.c.source))]
-        pairs = c.execute(select(cp.c.record_type, cp.c.field).where(open_filter(), cp.c.field.is_not(None)).distinct()).all()
+        pairs = c.execute(
+            select(cp.c.record_type, cp.c.field).where(open_filter(), cp.c.field.is_not(None)).distinct()
+        ).all()
     seen: dict[str, str] = {}
     for rt, f in pairs:
         seen.setdefault(f, label_of(rt, f))

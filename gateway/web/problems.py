@@ -31,8 +31,15 @@ def index() -> Any:
     rows = cp.current(engine, source=source, field=field, limit=PAGE_ROWS)
     sources, fields = cp.filters(engine)
     return render_template(
-        "problems.html", rows=rows, counts=cp.counts(engine), sources=sources, fields=fields,
-        source=source or "", field=field or "", types=RECORD_TYPES, limit=PAGE_ROWS,
+        "problems.html",
+        rows=rows,
+        counts=cp.counts(engine),
+        sources=sources,
+        fields=fields,
+        source=source or "",
+        field=field or "",
+        types=RECORD_TYPES,
+        limit=PAGE_ROWS,
     )
 
 
@@ -51,11 +58,21 @@ def export() -> Any:
     append_row(ws, COLUMNS)
     for r in rows:
         rt = RECORD_TYPES.get(r["record_type"])
-        append_row(ws, (
-            r["source"], r["locator"], rt.label if rt else r["record_type"], r["record_key"] or "",
-            r["label"], r["value"] if r["value"] is not None else "", r["message"], r["rule"],
-            r["first_seen"][:19], r["last_seen"][:19],
-        ))
+        append_row(
+            ws,
+            (
+                r["source"],
+                r["locator"],
+                rt.label if rt else r["record_type"],
+                r["record_key"] or "",
+                r["label"],
+                r["value"] if r["value"] is not None else "",
+                r["message"],
+                r["rule"],
+                r["first_seen"][:19],
+                r["last_seen"][:19],
+            ),
+        )
     for col, width in zip("ABCDEFGHIJ", (14, 34, 18, 24, 16, 20, 50, 16, 20, 20), strict=True):
         ws.column_dimensions[col].width = width
     ws.freeze_panes = "A2"
@@ -63,4 +80,3 @@ def export() -> Any:
     wb.save(buf)
     name = "问题数据" + (f"_{source}" if source else "") + ".xlsx"
     return attachment(buf.getvalue(), name, "problems.xlsx", XLSX_MIME)
-
