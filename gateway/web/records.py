@@ -207,6 +207,10 @@ def push_now(ids: list[int]) -> dict[str, Any]:
     res = [r._asdict() for r in results]  # ReceiptResult is a NamedTuple
     if not res:
         return {"status": "queued", "message": "已入队，尚未收到回执，将自动重试", "results": []}
-    if all(r["status"] in ("accepted", "duplicate", "stale") for r in res):
+    if all(r["status"] in ("accepted", "duplicate") for r in res):
         return {"status": "delivered", "message": "汇聚平台已签收（回执已验签）", "results": res}
+    if all(r["status"] in ("accepted", "duplicate", "stale") for r in res):
+        # Never 已送达: the hub kept a newer version of the record and did not take this one.
+        return {"status": "stale", "message": "汇聚平台已有该记录更新的版本，本次保存的版本未被采用（过期版本）",
+                "results": res}
     return {"status": "rejected", "message": "汇聚平台拒收，原因见下", "results": res}
