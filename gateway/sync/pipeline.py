@@ -165,6 +165,8 @@ class _Run:
         self._key_fields = RECORD_TYPES[sc.record_type].key
         with engine.connect() as conn:
             self.state = _load_state(conn, sc.name)
+            # Clearing costs a lookup per valid row: skipped while the source has nothing to clear.
+            self.had_problems = current_problems.any_for(conn, sc.name)
 
     def problem(self, p: RowProblem) -> None:
         """A row the adapter could not read (the mapping's refusals go through _map)."""
@@ -198,7 +200,7 @@ class _Run:
             old = have.get(r.key)
             if old is not None and old[1] == h:
                 same.append(old[0])
-                self.valid_keys.append(r.key)
+                self.valid_keys += (r.key, r.locator)
             else:
                 self._map(r, h)
         return same
@@ -212,7 +214,8 @@ class _Run:
                 self._keep(p)
             self.refused.append(current_problems.refused_row(self.sc.record_type, self.mapping, row, problems))
             return
-        self.valid_keys.append(row.key)
+        # The locator too: it keys an unreadable line, which a corrected file now reads valid.
+        self.valid_keys += (row.key, row.locator)
         # What record_key() gives, without its per-call lookups.
         get = record.get
         rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in self._key_fields])
@@ -235,8 +238,11 @@ class _Run:
                 self.writer.touch(conn, same)
                 counts.unchanged += len(same)
                 self.writer.mark_seen(conn, self.rejected_keys)
-                current_problems.clear(conn, self.sc.name, self.valid_keys)
-                current_problems.record(conn, self.sc.name, self.sc.record_type, self.refused)
+                if self.had_problems:
+                    current_problems.clear(conn, self.sc.name, self.valid_keys)
+                if self.refused:
+                    current_problems.record(conn, self.sc.name, self.sc.record_type, self.refused)
+                    self.had_problems = True
                 if extra is not None:
                     extra(conn)
                 _save_state(conn, self.sc.name, self.state)

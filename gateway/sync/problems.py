@@ -128,6 +128,10 @@ def record(conn: Connection, source: str, record_type: str, rows: Sequence[Refus
         conn.execute(cp.insert(), values)
 
 
+def any_for(conn: Connection, source: str) -> bool:
+    return conn.execute(select(cp.c.id).where(cp.c.source == source).limit(1)).first() is not None
+
+
 def clear(conn: Connection, source: str, source_keys: Sequence[str]) -> None:
     """These rows were read valid (or are gone at the source)."""
     keys = list(dict.fromkeys(source_keys))
