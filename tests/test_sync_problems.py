@@ -93,3 +93,29 @@ def test_per_record_reread_records_and_clears(tmp_path: Path) -> None:
     sync_one(cfg, "db", "A1", engine)  # gone at the source: its problems go too
     assert _listed(engine) == []
     con.close()
+
+
+def test_cli_import_lists_refused_rows_until_the_file_is_imported_fixed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import openpyxl
+
+    from tests.test_standard_cli import _filled_template, run
+
+    monkeypatch.setenv("GATEWAY_WEB_SECRET", "s")
+    monkeypatch.setenv("GATEWAY_API_TOKEN", "t")
+    assert run("init", str(tmp_path / "gw")).exit_code == 0
+    cfg = str(tmp_path / "gw" / "gateway.toml")
+    filled = _filled_template(tmp_path)
+    assert run("-c", cfg, "import", str(filled), "--enqueue").exit_code == 1
+    engine = open_store(tmp_path / "gw" / "state" / "gateway.db")
+    listed = {(r["record_key"], r["label"]) for r in cp.current(engine)}
+    assert listed == {("M2||", "储备数量"), ("M3||", "核查日期")}, listed
+    assert all(r["locator"].startswith(f"{filled.name} · 应急物资管理信息 第 ") for r in cp.current(engine))
+    wb = openpyxl.load_workbook(filled)  # the clerk corrects both rows and imports the same file again
+    ws = wb["应急物资管理信息"]
+    col = {c.value: c.column for c in ws[2] if c.value}
+    ws.cell(4, col["quantity"], 1)
+    ws.cell(5, col["checked_date"], "2025-02-28")
+    wb.save(filled)
+    assert run("-c", cfg, "import", str(filled), "--enqueue").exit_code == 0
+    assert cp.current(engine) == []
+    engine.dispose()

@@ -64,11 +64,12 @@ def mapped_values(mapping: Any, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def key_of(record_type: str, values: Mapping[str, Any]) -> str | None:
-    """The record key when every key field has a value, else None."""
-    parts = [values.get(k) for k in RECORD_TYPES[record_type].key]
-    if any(p is None or str(p).strip() == "" for p in parts):
+    """The record key (as record_key() joins it) when every required key field has a value, else None."""
+    rt = RECORD_TYPES[record_type]
+    parts = ["" if (v := values.get(k)) is None else str(v).strip() for k in rt.key]
+    if any(not p and rt.field_map[k].is_required for k, p in zip(rt.key, parts, strict=True)):
         return None
-    return "|".join(str(p).strip() for p in parts)
+    return "|".join(parts)
 
 
 def refused_row(record_type: str, mapping: Any, row: SourceRow, problems: Sequence[RowProblem]) -> Refused:
