@@ -165,8 +165,8 @@ class _Run:
         self._key_fields = RECORD_TYPES[sc.record_type].key
         with engine.connect() as conn:
             self.state = _load_state(conn, sc.name)
-            # Clearing costs a lookup per valid row: skipped while the source has nothing to clear.
-            self.had_problems = current_problems.any_for(conn, sc.name)
+            # The rows listed now: a valid row costs a set lookup, a DELETE only when it was listed.
+            self.listed = current_problems.listed_keys(conn, sc.name)
 
     def problem(self, p: RowProblem) -> None:
         """A row the adapter could not read (the mapping's refusals go through _map)."""
@@ -238,11 +238,13 @@ class _Run:
                 self.writer.touch(conn, same)
                 counts.unchanged += len(same)
                 self.writer.mark_seen(conn, self.rejected_keys)
-                if self.had_problems:
-                    current_problems.clear(conn, self.sc.name, self.valid_keys)
+                if self.listed:
+                    fixed = [k for k in self.valid_keys if k in self.listed]
+                    current_problems.clear(conn, self.sc.name, fixed)
+                    self.listed.difference_update(fixed)
                 if self.refused:
                     current_problems.record(conn, self.sc.name, self.sc.record_type, self.refused)
-                    self.had_problems = True
+                    self.listed.update(r.source_key for r in self.refused)
                 if extra is not None:
                     extra(conn)
                 _save_state(conn, self.sc.name, self.state)

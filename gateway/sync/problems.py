@@ -129,8 +129,9 @@ def record(conn: Connection, source: str, record_type: str, rows: Sequence[Refus
         conn.execute(cp.insert(), values)
 
 
-def any_for(conn: Connection, source: str) -> bool:
-    return conn.execute(select(cp.c.id).where(cp.c.source == source).limit(1)).first() is not None
+def listed_keys(conn: Connection, source: str) -> set[str]:
+    """The source keys (or locators) of the source's rows listed now."""
+    return set(conn.execute(select(cp.c.source_key).where(cp.c.source == source).distinct()).scalars())
 
 
 def clear(conn: Connection, source: str, source_keys: Sequence[str]) -> None:
