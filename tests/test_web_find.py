@@ -31,6 +31,7 @@ def test_find_synced_record_by_name_and_key(gw_site) -> None:  # type: ignore[no
     history = c.get("/deliveries/history/material/WZ-0001").get_data(as_text=True)
     assert "已接收" in history and "wz_db" in history
     assert "没有找到“不存在的物资”" in c.get("/find/?q=不存在的物资").get_data(as_text=True)
+    assert 'action="/find/"' in c.get("/records/").get_data(as_text=True)  # the records page searches every source
 
 
 def test_find_by_material_name_also_finds_its_stock(gw_site) -> None:  # type: ignore[no-untyped-def]

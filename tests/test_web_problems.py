@@ -138,15 +138,16 @@ def _workbook(code: str) -> bytes:
 def test_spreadsheet_rows_stay_until_the_file_is_imported_again_fixed(gw_site) -> None:  # type: ignore[no-untyped-def]
     c = client_as(gw_site, "clerk")
 
-    def upload(body: bytes) -> None:
+    def upload(body: bytes) -> str:
         r = c.post(
             "/spreadsheet/import",
             data={"file": (io.BytesIO(body), "填报.xlsx"), "csrf_token": csrf_of(c, "/spreadsheet/")},
             content_type="multipart/form-data",
         )
         assert r.status_code == 200
+        return r.get_data(as_text=True)
 
-    upload(_workbook("99"))
+    assert 'id="import-problems"' in upload(_workbook("99"))
     rows = _problem_rows(c.get("/problems/?source=spreadsheet").get_data(as_text=True))
     assert len(rows) == 1 and "填报.xlsx" in rows[0] and "XL-9" in rows[0] and "物资分类代码" in rows[0]
     form = c.get(re.search(r'href="(/records/material/from-problem/\d+)"', rows[0]).group(1)).get_data(as_text=True)
