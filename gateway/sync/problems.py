@@ -198,7 +198,7 @@ def open_filter(source: str | None = None, field: str | None = None) -> Any:
 def current(
     engine: Engine, *, source: str | None = None, field: str | None = None, limit: int | None = 1000
 ) -> list[dict[str, Any]]:
-    """The open problems, newest refusals first, each with its field's Chinese label."""
+    """The open problems by source and locator, each with its field's Chinese label."""
     q = select(cp).where(open_filter(source, field)).order_by(cp.c.source, cp.c.locator, cp.c.id)
     if limit is not None:
         q = q.limit(limit)
