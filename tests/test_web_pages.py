@@ -136,7 +136,7 @@ def test_rejected_record_becomes_a_dead_letter_that_can_be_resolved(gw_site) -> 
         row = conn.execute(select(t.dead_letters)).mappings().one()
         acts = [a.action for a in conn.execute(select(t.audit))]
     assert row["resolved_by"] == "clerk" and row["resolution"] == "resolved" and "dead_letter.resolve" in acts
-    assert "没有待处理的死信" in c.get("/deliveries/dead-letters").get_data(as_text=True)
+    assert "没有待处理的被退回记录" in c.get("/deliveries/dead-letters").get_data(as_text=True)
 
 
 def test_spreadsheet_template_and_import_with_error_report(gw_site) -> None:  # type: ignore[no-untyped-def]

@@ -78,7 +78,7 @@ def import_(ctx: click.Context, file: Path, record_type: str | None, encoding: s
             write_error_list_xlsx(result, errors_out)
         else:
             write_error_workbook(file, result, errors_out)
-    queued = _enqueue(ctx, result, operator) if enqueue else None
+    queued = _enqueue(ctx, result, operator, file.name, record_type if is_csv else None) if enqueue else None
     if as_json:
         summary = result.summary()
         if queued is not None:
@@ -103,7 +103,9 @@ def import_(ctx: click.Context, file: Path, record_type: str | None, encoding: s
         sys.exit(1)
 
 
-def _enqueue(ctx: click.Context, result, operator: str) -> dict[str, dict[str, int]]:  # type: ignore[no-untyped-def]
+def _enqueue(  # type: ignore[no-untyped-def]
+    ctx: click.Context, result, operator: str, filename: str, csv_type: str | None
+) -> dict[str, dict[str, int]]:
     """Queue valid records per type through the sync pipeline (source "spreadsheet", key = record key)."""
     from gateway.standard.schema import record_key
     from gateway.store import open_store
@@ -117,6 +119,10 @@ def _enqueue(ctx: click.Context, result, operator: str) -> dict[str, dict[str, i
             if recs:
                 s = enqueue_records(engine, "spreadsheet", name, recs, operator, want_ids=False)
                 out[name] = {"new": s.new, "changed": s.changed, "unchanged": s.unchanged}
+        from gateway.sync.problems import record_import
+
+        # The refused rows stay on the 问题数据 page until a later import of this file fixes them.
+        record_import(engine, filename, result, csv_type)
     finally:
         engine.dispose()
     return out

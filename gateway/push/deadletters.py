@@ -10,6 +10,11 @@ A rejected record is never retried on its own and never dropped. Two ways out:
   fixed at the source: the corrected record is a new edit with a higher seq
   that sync enqueues as usual.
 Both are written to the audit log.
+
+Shown to people as 被退回记录 (returned records). A later version of the same key
+that the hub accepts closes the earlier returns (resolution `superseded`, by
+`system`, in the receipt's transaction); a return with a newer version of its key
+in the outbox cannot be retried (the hub would answer stale), only resolved.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 
 from gateway.errors import GatewayError
 from gateway.push.batching import Batch
@@ -31,6 +36,42 @@ _COPIED = ("source", "record_type", "record_key", "op", "seq", "version", "data"
 
 class DeadLetterNotOpen(GatewayError):
     """No unresolved dead letter with that id."""
+
+
+class DeadLetterSuperseded(GatewayError):
+    """A newer version of the record is already queued or delivered: retrying this one is pointless."""
+
+
+# Open returns, read once per receipt that accepted something (the table is small: open ones are few).
+_OPEN = f"SELECT id, record_type, record_key, seq FROM {dead_letters.name} WHERE resolved_at IS NULL"
+_SUPERSEDE = (
+    f"UPDATE {dead_letters.name} SET resolved_at = ?, resolved_by = 'system', resolution = 'superseded'"
+    " WHERE id = ? AND resolved_at IS NULL"
+)
+
+
+def close_superseded(cursor: Any, accepted: list[tuple[str, str, int]], now: str) -> int:
+    """Close the open returns of keys a later version of which the hub just accepted.
+
+    `accepted` holds (record_type, record_key, seq); `cursor` is the receipt transaction's DBAPI cursor."""
+    if not accepted:
+        return 0
+    best: dict[tuple[str, str], int] = {}
+    for rt, key, seq in accepted:
+        if seq > best.get((rt, key), -1):
+            best[(rt, key)] = seq
+    cursor.execute(_OPEN)
+    ids = [(now, i) for i, rt, key, seq in cursor.fetchall() if best.get((rt, key), -1) > seq]
+    if ids:
+        cursor.executemany(_SUPERSEDE, ids)
+    return len(ids)
+
+
+def newer_seq(conn: Any, record_type: str, record_key: str) -> int | None:
+    """The highest seq of the record in the outbox (any state)."""
+    return conn.execute(
+        select(func.max(outbox.c.seq)).where(outbox.c.record_type == record_type, outbox.c.record_key == record_key)
+    ).scalar()
 
 
 @dataclass(frozen=True)
@@ -103,6 +144,11 @@ def retry_dead_letter(engine: Engine, dead_letter_id: int, actor: str, note: str
     with engine.begin() as conn:
         oid = _close(conn, dead_letter_id, actor, "retried", now)
         row = conn.execute(select(outbox).where(outbox.c.id == oid)).one()
+        latest = newer_seq(conn, row.record_type, row.record_key)
+        if latest is not None and latest > row.seq:
+            raise DeadLetterSuperseded(
+                f"{row.record_key} 已有更新的版本（序号 {latest}），不再重推序号 {row.seq} / a newer version exists"
+            )
         copy = {c: getattr(row, c) for c in _COPIED}
         new_id = conn.execute(
             outbox.insert().values(**copy, enqueued_at=now, state="pending", batch_id=None, attempts=0)

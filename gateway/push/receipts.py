@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 from gateway.errors import RetriableError
 from gateway.logs import log
 from gateway.push.batching import Batch, BatchRow
+from gateway.push.deadletters import close_superseded
 from gateway.sqlite_flush import unflushed_commits
 from gateway.store.db import utcnow
 from gateway.store.tables import batch_receipts, dead_letters, outbox, outbox_batches, receipts
@@ -195,6 +196,10 @@ def store_receipt(
                         cursor.execute(_RETURN_TO_PENDING + _in(back), [*of_batch, *back])
                     # What is left `sent` in this batch is what the receipt says was delivered.
                     cursor.execute(_SET_STATE_OF_BATCH, ["delivered", *of_batch])
+                    # A later version taken by the hub closes the earlier returns of its key.
+                    close_superseded(cursor, [
+                        (x.record_type, x.record_key, x.seq) for x in out if x.status in ("accepted", "duplicate")
+                    ], now)
                     cursor.execute(_BATCH_RECEIPTED, (now, batch_id))
                 cursor.close()
                 raw.commit()

@@ -46,6 +46,8 @@ class RowError:
     value: object
     rule: str
     message: str  # Chinese
+    # The row's values as read (a refused record row), to prefill the record form.
+    data: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, object]:
         return {"sheet": self.sheet, "row": self.row, "field": self.field, "label": self.label,
@@ -168,7 +170,7 @@ def _rows(sheet: str, record_type: str, rows: Iterator[tuple[int, tuple]], ctx: 
         out, errors = normalize(record_type, data, today=today, context=ctx)
         if errors:
             for e in errors:
-                yield RowError(sheet, row_no, e.field, e.label, _jsonable(e.value), e.rule, e.message)
+                yield RowError(sheet, row_no, e.field, e.label, _jsonable(e.value), e.rule, e.message, data)
             continue
         key = record_key(record_type, out)
         first_seen = keys.setdefault(key, (sheet, row_no))

@@ -44,7 +44,12 @@ def _v4(conn: Connection) -> None:
     tables.metadata.create_all(conn, tables=[tables.refused_records, tables.held_records])
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
+def _v5(conn: Connection) -> None:
+    # current_problems (the 问题数据 page); a store created by this code's create_all has it.
+    tables.current_problems.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5)]
 LATEST = MIGRATIONS[-1][0]
 
 

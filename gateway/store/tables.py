@@ -222,5 +222,30 @@ sync_runs = Table(
     Index("ix_sync_runs_source", "source", "id"),
 )
 
+# Rows refused now (by a source's mapping/validation, an unreadable line, or a spreadsheet
+# import), one row per problem, kept until the row reads valid, is gone, or is corrected in
+# the form (gateway/sync/problems.py). sync_runs only keeps each run's first problems.
+current_problems = Table(
+    "current_problems",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String, nullable=False),
+    Column("source_key", String, nullable=False),  # the source row's key, else its locator
+    Column("locator", String, nullable=False),
+    Column("record_type", String, nullable=False),
+    Column("record_key", String, nullable=True),  # when the mapped key fields are all present
+    Column("field", String, nullable=True),
+    Column("value", Text, nullable=True),
+    Column("rule", String, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("mapped", Text, nullable=True),  # JSON: the row's mapped values, to prefill the form
+    Column("first_seen", String, nullable=False),
+    Column("last_seen", String, nullable=False),
+    Column("corrected_at", String, nullable=True),
+    Column("corrected_by", String, nullable=True),
+    Index("ix_current_problems_row", "source", "source_key"),
+    Index("ix_current_problems_record", "record_type", "record_key"),
+)
+
 users = users_table("users", metadata)
 audit = audit_table("audit", metadata)

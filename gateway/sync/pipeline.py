@@ -43,6 +43,7 @@ from gateway.standard.validate import ValidationContext
 from gateway.store.db import begin_immediate, utcnow
 from gateway.store.tables import source_positions, sync_runs
 from gateway.sync import held
+from gateway.sync import problems as current_problems
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_updated_at
 from gateway.sync.keyset import missing_keys
 from gateway.sync.lock import source_lock
@@ -178,6 +179,9 @@ class _Run:
         self.raw: list[SourceRow] = []  # read, not yet mapped (see _map_chunk)
         self.buffer: list[Mapped] = []
         self.rejected_keys: list[str] = []
+        # Upkeep of current_problems at commit: rows refused in this chunk, rows read valid.
+        self.refused_rows: list[current_problems.Refused] = []
+        self.valid_keys: list[str] = []
         self.unread = 0  # adapter RowProblems since the last snapshot marker
         self.refused: list[held.Refusal] = []  # refused rows others may name (held.py)
         self.locators: dict[str, str] = {}  # source key -> locator of the buffered rows that name others
@@ -185,8 +189,15 @@ class _Run:
         self._key_fields = RECORD_TYPES[sc.record_type].key
         with engine.connect() as conn:
             self.state = _load_state(conn, sc.name)
+            # The rows listed now: a valid row costs a set lookup, a DELETE only when it was listed.
+            self.listed = current_problems.listed_keys(conn, sc.name)
 
     def problem(self, p: RowProblem) -> None:
+        """A row the adapter could not read (the mapping's refusals go through _map)."""
+        self._keep(p)
+        self.refused_rows.append(current_problems.unreadable(p))
+
+    def _keep(self, p: RowProblem) -> None:
         if len(self.summary.problems) < KEEP_PROBLEMS:
             self.summary.problems.append(p)
 
@@ -213,6 +224,7 @@ class _Run:
             old = have.get(r.key)
             if old is not None and old[1] == h:
                 same.append(old[0])
+                self.valid_keys += (r.key, r.locator)
             else:
                 self._map(r, h)
         return same
@@ -223,10 +235,13 @@ class _Run:
             self.summary.rejected += 1
             self.rejected_keys.append(row.key)
             for p in problems:
-                self.problem(_keyed(p, row.key))
+                self._keep(_keyed(p, row.key))
             if (rkey := held.refused_key(self.mapping, row.data)) is not None:
                 self.refused.append(held.Refusal(rkey, row.key, "；".join(p.message for p in problems)))
+            self.refused_rows.append(current_problems.refused_row(self.sc.record_type, self.mapping, row, problems))
             return
+        # The locator too: it keys an unreadable line, which a corrected file now reads valid.
+        self.valid_keys += (row.key, row.locator)
         # What record_key() gives, without its per-call lookups.
         get = record.get
         rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in self._key_fields])
@@ -253,6 +268,13 @@ class _Run:
                 self.writer.touch(conn, same)
                 counts.unchanged += len(same)
                 self.writer.mark_seen(conn, self.rejected_keys + [h.item.source_key for h in held_back])
+                if self.listed:
+                    fixed = [k for k in self.valid_keys if k in self.listed]
+                    current_problems.clear(conn, self.sc.name, fixed)
+                    self.listed.difference_update(fixed)
+                if self.refused_rows:
+                    current_problems.record(conn, self.sc.name, self.sc.record_type, self.refused_rows)
+                    self.listed.update(r.source_key for r in self.refused_rows)
                 if extra is not None:
                     extra(conn)
                 _save_state(conn, self.sc.name, self.state)
@@ -260,8 +282,9 @@ class _Run:
         for h in held_back:
             self.summary.rejected += 1
             where = self.locators.get(h.item.source_key, "")
-            self.problem(_keyed(RowProblem(self.sc.name, where, h.field, h.value, h.rule, h.message), h.item.source_key))
+            self._keep(_keyed(RowProblem(self.sc.name, where, h.field, h.value, h.rule, h.message), h.item.source_key))
         self.buffer, self.rejected_keys, self.refused, self.locators = [], [], [], {}
+        self.refused_rows, self.valid_keys = [], []
         if self.progress is not None:
             self.progress(self.summary.rows_read)
 
@@ -281,6 +304,8 @@ class _Run:
         epoch = self.state.get("epoch")
         if epoch is None:
             return
+        # Rows refused before this pass and not refused again in it are fixed or gone.
+        current_problems.clear_unseen(conn, self.sc.name, epoch)
         if self.unread:
             self.summary.notes.append(f"本次有 {self.unread} 行无法读取，为免误删，未处理删除")
         else:
@@ -478,6 +503,8 @@ def sync_one(
         row = adapter.fetch_one(source_key)
     except SkippableError as e:
         p = getattr(e, "problem", None) or RowProblem(sc.name, source_key, None, None, "read", str(e))
+        with engine.begin() as conn:
+            current_problems.record(conn, sc.name, sc.record_type, [current_problems.Refused(source_key, p.locator or source_key, None, None, [p])])
         return OneResult(sc.name, source_key, None, problems=[p])
     except NotImplementedError:
         msg = f"数据源 {sc.name}（{sc.type}）不支持按键重读单条记录，请运行整个数据源的同步"
@@ -496,15 +523,19 @@ def sync_one(
             begin_immediate(conn)
             counts = writer.delete_source_key(conn, source_key, want_ids=True)
             held.discard(conn, sc.name, sc.record_type, source_keys=[source_key])
+            current_problems.clear(conn, sc.name, [source_key])
             if then is not None and counts.outbox_ids:
                 then(conn, counts.outbox_ids)
         return OneResult(sc.name, source_key, "delete" if counts.outbox_ids else None, counts.outbox_ids)
     record, problems = mapping.map_row(row)
     if record is None:
         rkey = held.refused_key(mapping, row.data)
-        if rkey is not None or sc.record_type in held.REFERENCES:  # keep held.py's tables true to this row
-            with engine.begin() as conn:
-                begin_immediate(conn)
+        with engine.begin() as conn:
+            begin_immediate(conn)
+            current_problems.record(
+                conn, sc.name, sc.record_type, [current_problems.refused_row(sc.record_type, mapping, row, problems)]
+            )
+            if rkey is not None or sc.record_type in held.REFERENCES:  # keep held.py's tables true to this row
                 held.discard(conn, sc.name, sc.record_type, source_keys=[row.key])
                 if rkey is not None:
                     reasons = "；".join(p.message for p in problems)
@@ -520,6 +551,7 @@ def sync_one(
             p = RowProblem(sc.name, row.locator, h.field, h.value, h.rule, h.message)
             return OneResult(sc.name, source_key, None, problems=[p])
         counts = writer.write(conn, kept, want_ids=True)
+        current_problems.clear(conn, sc.name, [source_key])
         held.discard(conn, sc.name, sc.record_type, [item.record_key])
         held.release(conn, sc.record_type, [item.record_key], operator)
         if then is not None and counts.outbox_ids:

@@ -51,8 +51,10 @@ NAV = [
     NavItem("dashboard.index", "总览"),
     NavItem("sources.index", "数据源"),
     NavItem("mappings.index", "字段映射"),
+    NavItem("problems.index", "问题数据"),
     NavItem("deliveries.index", "推送与回执"),
     NavItem("records.index", "记录录入"),
+    NavItem("lookup.index", "查找记录"),
     NavItem("spreadsheet.index", "表格导入"),
     NavItem("accounts.users", "用户", "manage_users"),
     NavItem("accounts.audit_log", "审计日志", "manage_users"),
@@ -110,9 +112,9 @@ def create_app(
     csrf.protect(app)
     errors.install(app)
 
-    from gateway.web import dashboard, deliveries, mappings, records, sources, spreadsheet
+    from gateway.web import dashboard, deliveries, lookup, mappings, problems, records, sources, spreadsheet
 
-    for mod in (dashboard, sources, mappings, deliveries, records, spreadsheet):
+    for mod in (dashboard, sources, mappings, problems, deliveries, records, lookup, spreadsheet):
         app.register_blueprint(mod.bp)
 
     @app.get("/")

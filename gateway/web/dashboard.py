@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, render_template
 from gateway.accounts.web import require
 from gateway.freshness import FreshnessReport, report_for
 from gateway.standard.schema import RECORD_TYPES
+from gateway.sync import problems as current_problems
 from gateway.web import status
 from gateway.web.app import gw
 
@@ -43,6 +44,7 @@ def index() -> Any:
         run_labels=status.RUN_LABELS,
         last_receipt=status.last_receipt(g.engine),
         dead=status.open_dead_letters(g.engine),
+        problems=current_problems.counts(g.engine),
         fresh=_freshness(),
         types=RECORD_TYPES,
         config=g.config,

@@ -1,4 +1,4 @@
-"""推送与回执: batches, per-record receipts, dead letters (retry/resolve) and each record's history."""
+"""推送与回执: batches, per-record receipts, returned records (被退回记录: retry/resolve) and each record's history."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from sqlalchemy import and_, func, or_, select
 
 from gateway.accounts.web import actor, require
 from gateway.protocol.reasons import reason_texts
-from gateway.push.deadletters import DeadLetterNotOpen, resolve_dead_letter, retry_dead_letter
+from gateway.push.deadletters import (
+    DeadLetterNotOpen,
+    DeadLetterSuperseded,
+    newer_seq,
+    resolve_dead_letter,
+    retry_dead_letter,
+)
 from gateway.standard.schema import RECORD_TYPES
 from gateway.store import tables as t
 from gateway.web import status
@@ -50,6 +56,7 @@ def index() -> Any:
                 counts.setdefault(bid, {})[st] = n
     return render_template(
         "deliveries.html", batches=batches, counts=counts, backlog=status.outbox_backlog(gw().engine),
+        open_returns=status.open_dead_letters(gw().engine),
         state_labels=status.STATE_LABELS, receipt_labels=status.RECEIPT_LABELS,
         next_before=f"{batches[-1]['created']}|{batches[-1]['batch_id']}" if len(batches) == PAGE else None,
     )
@@ -86,9 +93,17 @@ def dead_letters() -> Any:
         q = q.where(d.c.resolved_at.is_(None))
     with gw().engine.connect() as c:
         rows = [dict(x) for x in c.execute(q).mappings()]
+        keys = {(r["record_type"], r["record_key"]) for r in rows if r["resolved_at"] is None}
+        latest = {k: newer_seq(c, *k) for k in keys}
     for r in rows:
         r["operator"] = json.loads(r["provenance"] or "{}").get("operator") or ""
-    return render_template("dead_letters.html", rows=rows, show_all=show_all, types=RECORD_TYPES)
+        top = latest.get((r["record_type"], r["record_key"]))
+        r["newer"] = top if top is not None and top > r["seq"] else None  # no retry: the hub would answer stale
+    return render_template("dead_letters.html", rows=rows, show_all=show_all, types=RECORD_TYPES,
+                           resolutions=RESOLUTIONS)
+
+
+RESOLUTIONS = {"retried": "已重推", "resolved": "已处理", "superseded": "已被后续版本取代"}
 
 
 def _dead_letter(dl_id: int) -> dict[str, Any]:
@@ -108,7 +123,10 @@ def retry(dl_id: int) -> Any:
     try:
         retry_dead_letter(gw().engine, dl_id, actor(), request.form.get("note", "").strip()[:500] or None)
     except DeadLetterNotOpen:
-        flash("该死信不存在或已处理过", "error")
+        flash("该被退回记录不存在或已处理过", "error")
+        return redirect(url_for("deliveries.dead_letters"))
+    except DeadLetterSuperseded:
+        flash(f"{dl['record_key']} 已有更新的版本，不再重推旧版本；请标记已处理", "error")
         return redirect(url_for("deliveries.dead_letters"))
     wake_push_worker()
     flash(f"已将 {dl['record_key']} 重新加入推送队列", "ok")
@@ -122,7 +140,7 @@ def resolve(dl_id: int) -> Any:
     try:
         resolve_dead_letter(gw().engine, dl_id, actor(), request.form.get("note", "").strip()[:500] or None)
     except DeadLetterNotOpen:
-        flash("该死信不存在或已处理过", "error")
+        flash("该被退回记录不存在或已处理过", "error")
         return redirect(url_for("deliveries.dead_letters"))
     flash(f"已将 {dl['record_key']} 标记为已处理", "ok")
     return redirect(url_for("deliveries.dead_letters"))
@@ -147,10 +165,13 @@ def history(record_type: str, key: str) -> Any:
         finger = c.execute(select(fp).where(fp.c.record_type == record_type, fp.c.record_key == key)).mappings().first()
     if not versions and finger is None:
         abort(404)
+    stale_ids = {r["outbox_id"] for r in receipts if r["status"] == "stale"}
     for v in versions:
         v["prov"] = json.loads(v["provenance"] or "{}")
+        if v["id"] in stale_ids:  # `delivered` in the outbox, but the hub kept its newer version
+            v["state"] = "stale"
         v["record"] = json.loads(v["data"]) if v["data"] else None
     return render_template(
         "history.html", rt=RECORD_TYPES[record_type], key=key, versions=versions, receipts=receipts, dead=dead,
-        finger=finger, state_labels=status.STATE_LABELS, receipt_labels=status.RECEIPT_LABELS,
+        finger=finger, state_labels=status.STATE_LABELS, receipt_labels=status.RECEIPT_LABELS, resolutions=RESOLUTIONS,
     )

@@ -102,14 +102,14 @@ def index() -> Any:
 
 
 def _render_form(rt: RecordType, values: Mapping[str, str], errors: list[dict[str, Any]], key: str | None,
-                 code: int = 200, source: str | None = None) -> Any:
+                 code: int = 200, source: str | None = None, problem: dict[str, Any] | None = None) -> Any:
     by_field: dict[str, list[str]] = {}
     for e in errors:
         by_field.setdefault(e["field"] or "", []).append(e["message"])
     units = list(sch.UNITS) + list(gw().config.extra_units if gw().config else ())
     synced = source if source and source not in (LOCAL_SOURCE, "spreadsheet") else None
     return render_template("record_form.html", rt=rt, values=values, errors=by_field, key=key, units=units,
-                           sch=sch, synced_from=synced), code
+                           sch=sch, synced_from=synced, problem=problem), code
 
 
 @bp.get("/<record_type>/new")
@@ -126,6 +126,22 @@ def edit(record_type: str, key: str) -> Any:
     if data is None:
         abort(404)
     return _render_form(rt, data_to_form(rt, data), [], key, source=(prov or {}).get("source"))
+
+
+@bp.get("/<record_type>/from-problem/<int:problem_id>")
+@require("edit_records")
+def from_problem(record_type: str, problem_id: int) -> Any:
+    """A refused row in the form, prefilled with what its mapping gave, its problems shown by field."""
+    from gateway.sync import problems as cp
+
+    rt = _type(record_type)
+    p = cp.get(gw().engine, problem_id)
+    if p is None or p["record_type"] != rt.name:
+        abort(404)
+    mapped = json.loads(p["mapped"]) if p["mapped"] else {}
+    values = data_to_form(rt, mapped)
+    _, errors = check(rt, form_to_data(rt, values))
+    return _render_form(rt, values, errors, None, source=p["source"], problem=p)
 
 
 @bp.post("/api/validate/<record_type>")
@@ -147,17 +163,31 @@ def save(record_type: str) -> Any:
     data = form_to_data(rt, request.form)
     clean, errors = check(rt, data)
     if errors:
-        return _render_form(rt, request.form, errors, request.form.get("_key") or None, 422)
+        pid = request.form.get("_problem") or ""
+        from gateway.sync import problems as cp
+
+        problem = cp.get(gw().engine, int(pid)) if pid.isdigit() else None
+        return _render_form(rt, request.form, errors, request.form.get("_key") or None, 422, problem=problem)
     key = record_key(rt.name, clean)
     before, _ = latest_data(rt.name, key)
     from gateway.sync import enqueue_records
 
     summary = enqueue_records(gw().engine, LOCAL_SOURCE, rt.name, [(key, clean)], operator=actor())
+    _corrected(rt.name, key, request.form.get("_problem"))
     audit("record.save", f"{rt.name}:{key}", before, clean)
     ids = list(summary.outbox_ids)
     outcome = push_now(ids) if ids else {"status": "unchanged", "message": "内容与上次相同，无需重新推送", "results": []}
     return render_template("record_result.html", rt=rt, key=key, outcome=outcome, record=clean,
                            receipt_labels=status.RECEIPT_LABELS)
+
+
+def _corrected(record_type: str, key: str, problem: str | None) -> None:
+    """Refused rows of this record (and the one the form was opened from) leave the 问题数据 list."""
+    from gateway.sync import problems as cp
+
+    pid = int(problem) if problem and problem.isdigit() else None
+    with gw().engine.begin() as conn:
+        cp.mark_corrected(conn, record_type, key, actor(), pid)
 
 
 def push_now(ids: list[int]) -> dict[str, Any]:
@@ -177,6 +207,10 @@ def push_now(ids: list[int]) -> dict[str, Any]:
     res = [r._asdict() for r in results]  # ReceiptResult is a NamedTuple
     if not res:
         return {"status": "queued", "message": "已入队，尚未收到回执，将自动重试", "results": []}
-    if all(r["status"] in ("accepted", "duplicate", "stale") for r in res):
+    if all(r["status"] in ("accepted", "duplicate") for r in res):
         return {"status": "delivered", "message": "汇聚平台已签收（回执已验签）", "results": res}
+    if all(r["status"] in ("accepted", "duplicate", "stale") for r in res):
+        # Never 已送达: the hub kept a newer version of the record and did not take this one.
+        return {"status": "stale", "message": "汇聚平台已有该记录更新的版本，本次保存的版本未被采用（过期版本）",
+                "results": res}
     return {"status": "rejected", "message": "汇聚平台拒收，原因见下", "results": res}

@@ -84,6 +84,9 @@ def do_import() -> Any:
         s = enqueue_records(gw().engine, SOURCE, rtype, pairs, operator=actor())
         counts[rtype] = {"new": s.new, "changed": s.changed, "unchanged": s.unchanged}
         ids += s.outbox_ids
+    from gateway.sync.problems import record_import
+
+    record_import(gw().engine, up.filename, result, csv_type if suffix == ".csv" else None)
     report = None
     if result.errors:
         if suffix == ".xlsx":

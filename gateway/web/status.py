@@ -11,7 +11,11 @@ from sqlalchemy import Engine, func, select
 from gateway.config import GatewayConfig
 from gateway.store import tables as t
 
-STATE_LABELS = {"pending": "待推送", "sent": "已发送待回执", "delivered": "已送达", "dead": "被拒（死信）"}
+# "stale" is not an outbox state: a row the hub answered 过期版本 is `delivered` in the outbox but was not
+# taken (the hub holds a newer version), so it is counted and labelled apart (outbox_backlog, history).
+STATE_LABELS = {
+    "pending": "待推送", "sent": "已发送待回执", "delivered": "已送达", "stale": "过期版本（未采用）", "dead": "被退回",
+}
 RUN_LABELS = {"running": "运行中", "ok": "成功", "failed": "失败"}
 RECEIPT_LABELS = {"accepted": "已接收", "rejected": "被拒绝", "duplicate": "重复（已接收）", "stale": "过期版本"}
 
@@ -65,8 +69,13 @@ def outbox_backlog(engine: Engine) -> dict[str, int]:
     o = t.outbox
     with engine.connect() as c:
         rows = c.execute(select(o.c.state, func.count()).group_by(o.c.state)).all()
+        stale = c.execute(
+            select(func.count(func.distinct(t.receipts.c.outbox_id))).where(t.receipts.c.status == "stale")
+        ).scalar_one()
     counts = {k: 0 for k in STATE_LABELS}
     counts.update({state: n for state, n in rows})
+    counts["delivered"] -= stale
+    counts["stale"] = stale
     return counts
 
 
