@@ -122,7 +122,7 @@ def test_one_bad_byte_in_a_utf8_drop_refuses_that_line_only_and_a_corrected_redr
     s = sync_source(cfg, "files", engine)
     assert s.new == 2, "the two good lines are enqueued"
     [p] = s.problems
-    assert (p.locator, p.rule) == ("库存.csv:line 4", "csv.undecodable")
+    assert (p.locator, p.rule) == ("库存.csv:line 4 key=A3", "csv.undecodable")
     assert "不是有效的 utf-8 编码" in p.message and "ff" in p.message
     assert [(k, n) for _, k, n in outbox_data(engine)] == [("A1", "帐篷"), ("A2", "棉被")]
     assert (folder / "rejected" / "库存.csv").exists(), "a file with refused lines waits in error_dir"

@@ -165,7 +165,7 @@ def test_a_v3_store_gains_the_refused_and_held_tables(tmp_path: Path) -> None:
     eng.dispose()
     eng = open_store(path)
     with eng.connect() as c:
-        assert current_version(c) == 4
+        assert current_version(c) == 5
         assert {"held_records", "refused_records"} <= set(sa.inspect(c).get_table_names())
 
 

@@ -25,7 +25,7 @@ def test_unreadable_line_stays_until_the_corrected_file_is_read(tmp_path: Path) 
     bad = utf8_export("折叠".encode() + b"\xff" + "床".encode())
     drop(folder, "库存.csv", bad)
     sync_source(cfg, "files", engine)
-    assert _listed(engine) == [("库存.csv:line 4", None, "物资名称", "csv.undecodable")]
+    assert _listed(engine) == [("库存.csv:line 4 key=A3", None, "物资名称", "csv.undecodable")]
     sync_source(cfg, "files", engine)  # a poll with nothing new: still listed
     drop(folder, "库存.csv", bad)
     sync_source(cfg, "files", engine)  # the same bad file again: listed once

@@ -78,8 +78,10 @@ def refused_row(record_type: str, mapping: Any, row: SourceRow, problems: Sequen
 
 
 def unreadable(p: RowProblem) -> Refused:
-    """An adapter's RowProblem (a line that could not be read): keyed by its locator."""
-    return Refused(p.locator, p.locator, None, None, [p])
+    """An adapter's RowProblem (a line that could not be read): keyed by its place (`file:line N`), which is
+    what the corrected line's locator is when it reads valid; the key the reader could make out is only shown."""
+    place = p.locator.split(" key=", 1)[0]
+    return Refused(place, p.locator, None, None, [p])
 
 
 def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:

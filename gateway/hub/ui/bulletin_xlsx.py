@@ -18,7 +18,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from gateway.hub.ui.bulletin import Bulletin
 from gateway.localtime import to_local, zone_label
-from gateway.spreadsheet.safe_cells import set_cell
+from gateway.safe_cells import set_cell
 from gateway.standard.schema import RECORD_TYPES
 
 HEADER_ROW = 4  # rows 1-3: title, office and period, the summary
