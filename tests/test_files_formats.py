@@ -176,7 +176,7 @@ def test_mostly_utf8_file_stays_utf8_and_a_pasted_gbk_line_alone_is_refused(tmp_
     data = text.replace(last, "").encode("utf-8") + last.encode("gbk")
     evs = drop(tmp_path, "a.csv", data)
     [p] = problems(evs)
-    assert (p.locator, p.field, p.rule) == ("a.csv:line 5", "物资名称", "csv.undecodable")
+    assert (p.locator, p.field, p.rule) == ("a.csv:line 5 key=A003", "物资名称", "csv.undecodable")
     assert "不是有效的 utf-8 编码" in p.message and "像是 GBK/GB18030 编码" in p.message
     assert [(r.key, r.data["物资名称"]) for r in rows(evs)] == [("A001", "帐篷,单帐"), ("A002", "牌棉被")]
 

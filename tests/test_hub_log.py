@@ -196,3 +196,19 @@ def test_the_hub_publishes_its_signed_head_to_signed_requests_only(live_hub: Liv
 def _entries(hub: LiveHub):  # type: ignore[no-untyped-def]
     with hub.engine.connect() as c:
         return c.execute(select(tables.receipt_log).order_by(tables.receipt_log.c.seq)).mappings().all()
+
+
+@pytest.mark.parametrize("target, status, code", [
+    ("/api/v1/attachments/" + "0" * 64, 404, "not_found"),
+    ("/api/v1/records?type=stock&limit=0", 400, "malformed_request"),
+])
+def test_a_refused_read_is_a_receipt_log_entry(live_hub: LiveHub, target: str, status: int, code: str) -> None:
+    """docs/protocol.md: every refusal of a request the hub reads is logged, reads that find nothing included."""
+    fill(live_hub, 2)  # entries 1-3
+    r = live_hub.get(target)
+    assert (r.status_code, r.json()["error"]) == (status, code), r.text
+    entries = _entries(live_hub)
+    assert len(entries) == 4
+    e = entries[-1]
+    assert (e["kind"], e["status"], e["department"]) == ("refused", code, live_hub.department)
+    assert verdict(live_hub).ok

@@ -326,7 +326,8 @@ def get_attachment(sha256: str) -> Response:
     caller = authenticate(b"")
     info = attachment_info(h.engine, sha256) if _SHA_RE.match(sha256) else None
     if info is None:
-        raise Refused(404, "not_found", f"无此附件 / no attachment {sha256}")
+        raise refused(404, "not_found", f"无此附件 / no attachment {sha256}", key_id=caller.key_id,
+                      department=caller.department)
     owner = info["department"]
     with h.engine.connect() as conn:
         allowed = owner == caller.department or any(g.reader == caller.department and g.owner == owner
@@ -365,7 +366,8 @@ def get_records() -> Response:
         problems.append(f"after/limit: 须为非负整数，limit 1-{MAX_LIMIT} / after must be a cursor, limit 1-{MAX_LIMIT}")
         after, limit = 0, DEFAULT_LIMIT
     if problems:
-        raise Refused(400, "malformed_request", "查询参数错误 / bad query parameters", problems=problems)
+        raise refused(400, "malformed_request", "查询参数错误 / bad query parameters", key_id=caller.key_id,
+                      department=caller.department, problems=problems)
     with h.engine.connect() as conn:
         grant = registry.read_grant(conn, caller.department, owner, rtype)
         page = read_page(conn, owner, rtype, after, limit, grant.confidential) if grant else None

@@ -90,6 +90,8 @@ def create_app(config: HubConfig | None = None, test_config: dict | None = None)
         if not request.path.startswith("/api/"):
             return None
         if not hub.in_flight.acquire(blocking=False):
+            # Not a receipt-log entry: writing one per shed request would be the very load being shed.
+            LOG.warning("hub overloaded: refused %s %s from %s (429)", request.method, request.path, request.remote_addr)
             return error(429, "overloaded", "中心繁忙，请稍后重试 / hub busy, retry later", {"Retry-After": "1"})
         g.hub_slot = True
         return None

@@ -16,6 +16,7 @@ from gateway.hub.ui.stats import (
     MISSING,
     ON_TIME,
     DepartmentRow,
+    Rates,
     department_status,
     freshness_scan,
     period_receipts,
@@ -29,7 +30,7 @@ TREND_PERIODS = 4
 
 
 @dataclass
-class TrendPoint:
+class TrendPoint(Rates):
     period: tuple[str, str]
     records: int = 0
     stale: int = 0
@@ -39,14 +40,6 @@ class TrendPoint:
     @property
     def label(self) -> str:
         return f"{self.period[1][5:7]}月{self.period[1][8:10]}日"
-
-    @property
-    def reject_rate(self) -> float:
-        return self.rejected / self.receipts if self.receipts else 0.0
-
-    @property
-    def stale_share(self) -> float:
-        return self.stale / self.records if self.records else 0.0
 
 
 @dataclass

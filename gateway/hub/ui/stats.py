@@ -224,8 +224,25 @@ def freshness_scan(
     return out
 
 
+class Rates:
+    """The two shares the status page and the 通报 grade by, for anything counting records and receipts."""
+
+    records: int
+    stale: int
+    receipts: int
+    rejected: int
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rejected / self.receipts if self.receipts else 0.0
+
+    @property
+    def stale_share(self) -> float:
+        return self.stale / self.records if self.records else 0.0
+
+
 @dataclass
-class DepartmentRow:
+class DepartmentRow(Rates):
     code: str
     name: str
     by_type: dict[str, int] = field(default_factory=dict)
@@ -240,14 +257,6 @@ class DepartmentRow:
     verdict: str = ""
     stale_by_type: dict[str, int] = field(default_factory=dict)
     expiring: dict[str, int] = field(default_factory=dict)  # 'expired', '30', '90': as the gateway counts them
-
-    @property
-    def reject_rate(self) -> float:
-        return self.rejected / self.receipts if self.receipts else 0.0
-
-    @property
-    def stale_share(self) -> float:
-        return self.stale / self.records if self.records else 0.0
 
     @property
     def expired(self) -> int:
