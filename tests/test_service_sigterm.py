@@ -43,6 +43,10 @@ def _states(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 def test_sigterm_mid_push_then_restart_delivers_everything_exactly_once(service_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cfg = service_env.config()  # no schedule: the run only pushes what is queued
+    # Small batches: 60 round trips, so the SIGTERM lands mid-push even when a loaded machine
+    # notices the first delivery late (with the default size the whole outbox went in a few).
+    cfg.file.write_text(cfg.file.read_text(encoding="utf-8").replace("timeout = 10\n", "timeout = 10\nbatch_size = 100\n", 1),
+                        encoding="utf-8")
     engine = open_store(cfg.state_path)
     enqueue(engine, [Edit(f"WZ-{i:06d}", 1, material(i)) for i in range(N)])
     log = tmp_path / "run.log"
