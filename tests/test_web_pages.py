@@ -166,7 +166,12 @@ def test_spreadsheet_template_and_import_with_error_report(gw_site) -> None:  # 
     import re
 
     link = re.search(r'href="(/spreadsheet/report/[^"]+)"', page).group(1)
-    report = openpyxl.load_workbook(io.BytesIO(c.get(link).data))
+    download = c.get(link)
+    # Saved with its Chinese name and extension (RFC 6266), not as a bare "xlsx".
+    assert download.headers["Content-Disposition"] == (
+        "attachment; filename=\"errors.xlsx\"; filename*=UTF-8''%E9%94%99%E8%AF%AF%E8%AF%B4%E6%98%8E.xlsx"
+    )
+    report = openpyxl.load_workbook(io.BytesIO(download.data))
     texts = [str(cell.value) for w in report.worksheets for row in w.iter_rows() for cell in row if cell.value]
     assert any("XL-2" in x for x in texts) and any("分类" in x for x in texts)
     engine = gw_site.extensions["gateway"].engine

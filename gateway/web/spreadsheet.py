@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
-from werkzeug.utils import secure_filename
 
 from gateway.accounts.web import actor, audit, require
 from gateway.standard.schema import RECORD_TYPES, record_key
 from gateway.web.app import gw, wake_push_worker
+from gateway.web.downloads import content_disposition
 
 bp = Blueprint("spreadsheet", __name__, url_prefix="/spreadsheet")
 SOURCE = "spreadsheet"
@@ -114,4 +114,7 @@ def report(import_id: str, name: str) -> Any:
     if not path.is_file():
         abort(404)
     mime = XLSX_MIME if name.endswith(".xlsx") else "text/csv"
-    return send_file(path, as_attachment=True, download_name=secure_filename(name) or name, mimetype=mime)
+    resp = send_file(path, mimetype=mime)
+    # secure_filename() of an all-Chinese name is just "xlsx": a file saved without its extension.
+    resp.headers["Content-Disposition"] = content_disposition(name, "errors" + Path(name).suffix)
+    return resp
