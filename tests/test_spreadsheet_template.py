@@ -239,3 +239,17 @@ def test_files_that_are_not_workbooks_are_refused_with_a_clear_error(tmp_path: P
         z.writestr("xl/worksheets/sheet1.xml", b"<a>" + b" " * (4 << 20) + b"</a>")
     with pytest.raises(SourceError, match="过大"):
         import_workbook(bomb)
+
+
+def test_an_xls_file_tells_the_clerk_to_save_it_as_xlsx(tmp_path: Path) -> None:
+    """An Excel 97-2003 file used to get "不是有效的 XLSX 文件：File is not a zip file"."""
+    import xlwt
+
+    from gateway.errors import SourceError
+
+    book = xlwt.Workbook(encoding="utf-8")
+    book.add_sheet("物资基础信息").write(0, 0, "物资编码")
+    book.save(str(tmp_path / "填报.xls"))
+    with pytest.raises(SourceError, match="另存为.*xlsx") as e:
+        import_workbook(tmp_path / "填报.xls")
+    assert "zip" not in str(e.value)

@@ -242,6 +242,9 @@ def _sheet_rows(ws: Any) -> Iterator[tuple[int, tuple]]:
     return enumerate(ws.iter_rows(values_only=True), start=1)
 
 
+OLE2_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")  # the compound-file header of .xls (and .doc)
+
+
 def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
                   today: date | None = None) -> Iterator[ImportedRecord | RowError]:
     """Stream records and row errors of a standard workbook, sheet by sheet."""
@@ -250,6 +253,10 @@ def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
 
     ctx = context or DEFAULT_CONTEXT
     ref = today or ctx.today or date.today()
+    with open(path, "rb") as f:
+        if f.read(8) == OLE2_MAGIC:  # Excel 97-2003: the template's lists and checks exist only in .xlsx
+            raise SourceError(f"{path}: 这是 Excel 97-2003 格式（.xls）的文件，请在 Excel 或 WPS 中“另存为”"
+                              f"Excel 工作簿（.xlsx）后再导入 / an .xls file: save it as .xlsx, then import it")
     try:
         check_xlsx(Path(path), MAX_UNPACKED_BYTES)  # zip bombs and DOCTYPE parts, before openpyxl sees it
     except FileUnreadable as e:
