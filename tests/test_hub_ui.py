@@ -94,7 +94,7 @@ def test_export_is_operator_only_and_neutralises_formulas(hub_ui) -> None:  # ty
     rows = list(csv.reader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
     assert rows[0][0] == "回执编号" and len(rows) == 4
     assert {row[6] for row in rows[1:]} == {"WZ-0001", "WZ-0002", "WZ-0003"}
-    assert any("物资分类代码" in row[9] for row in rows[1:])
+    assert any("物资分类代码" in row[rows[0].index("原因")] for row in rows[1:])
     r = c.post("/ui/receipts/export.xlsx", data={"status": "rejected", "csrf_token": tok})
     ws = openpyxl.load_workbook(io.BytesIO(r.data)).active
     values = [[cell.value for cell in row] for row in ws.iter_rows()]
@@ -224,3 +224,18 @@ def test_hub_logins_are_throttled_per_address_and_audited(hub_ui) -> None:  # ty
     rows = hub_account_store(hub_ui.engine).audit_page(actor="look")
     assert [a["action"] for a in rows].count("login.failed") == 5
     assert [(a["action"], a["remote_addr"]) for a in rows[:2]] == [("login.ok", "10.9.9.9"), ("login.throttled", "127.0.0.1")]
+
+
+def test_a_delete_reads_as_a_delete_in_the_receipts_and_their_export(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    """issue 16: deletions distinct from updates in the receipt views (a receipt said only 已接收)."""
+    key = sample("material", 1)["material_id"]
+    gone = record("material", None, seq=2, op="delete", key=key)
+    assert hub_ui.post("/api/v1/batches", batch_body([gone])).status_code == 200
+    c = _client(hub_ui, "op")
+    page = c.get(f"/ui/receipts?key={key}").get_data(as_text=True)
+    rows = re.findall(r"<tr><td class=\"num\">\d+</td>.*?</tr>", page, flags=re.S)
+    assert len(rows) == 2 and "删除" in rows[0] and "新增/更新" in rows[1]  # newest first
+    tok = {"csrf_token": csrf_of(c, "/ui/receipts"), "key": key}
+    out = list(csv.reader(io.StringIO(c.post("/ui/receipts/export.csv", data=tok).get_data(as_text=True).lstrip("\ufeff"))))
+    col = out[0].index("操作")
+    assert [r[col] for r in out[1:]] == ["删除", "新增/更新"]

@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import Engine, and_, case, func, literal_column, select
 from sqlalchemy.engine import Connection
 
-from gateway.hub.tables import batches, departments, receipt_log, receipts, records
+from gateway.hub.tables import batches, departments, receipt_log, receipts, record_history, records
 from gateway.localtime import zone
 from gateway.standard.freshness import DEFAULT_PERIOD_DAYS, DEFAULT_WARN_DAYS, assess, parse_date
 
@@ -90,8 +90,17 @@ def receipt_page(engine: Engine, f: Filters, before: int | None = None, limit: i
 
 
 def _with_log_seq() -> Any:
-    """Receipt rows with their batch's receipt-log seq (rows name their batch; the log entry is the batch's)."""
-    return select(receipts, batches.c.log_seq).join(batches, batches.c.batch_id == receipts.c.batch_id)
+    """Receipt rows with their batch's receipt-log seq (rows name their batch; the log entry is the batch's),
+    and for an accepted record the `op` its batch wrote ('upsert' or 'delete'), so a delete reads as one."""
+    r, h = receipts.c, record_history.c
+    written = (h.batch_id == r.batch_id) & (h.department == r.department) & (h.type == r.type) & (h.key == r.key) & (
+        h.seq == r.seq
+    )
+    return (
+        select(receipts, batches.c.log_seq, h.op)
+        .join(batches, batches.c.batch_id == r.batch_id)
+        .outerjoin(record_history, written)
+    )
 
 
 def _receipt_where(q: Any, f: Filters, lo: int | None, hi: int | None, before: int | None) -> Any:

@@ -134,14 +134,14 @@ def export_receipts(fmt: str) -> Any:
     engine = _engine()  # the CSV is streamed after this view returns, outside the app context
     names = stats.department_names(engine)
     tz = _hub().config.timezone
-    headers = ["回执编号", "日志序号", "批次号", "部门编码", "部门名称", "记录类型", "记录键", "序号", "结果", "原因",
+    headers = ["回执编号", "日志序号", "批次号", "部门编码", "部门名称", "记录类型", "记录键", "序号", "操作", "结果", "原因",
                f"中心时间（{zone_label(tz)}）"]
 
     def rows() -> Any:
         for r in stats.receipts_for_export(engine, f):
             yield [r["id"], r["log_seq"], r["batch_id"], r["department"], names.get(r["department"], ""),
                    RECORD_TYPES[r["type"]].label if r["type"] in RECORD_TYPES else r["type"], r["key"], r["seq"],
-                   stats.STATUS_LABELS.get(r["status"], r["status"]), "；".join(reason_list(r["reasons"])),
+                   {"delete": "删除", "upsert": "新增/更新"}.get(r["op"] or "", ""), stats.STATUS_LABELS.get(r["status"], r["status"]), "；".join(reason_list(r["reasons"])),
                    local_text(r["hub_time"], tz)]
 
     stamp = local_text(dt.datetime.now(dt.UTC), _hub().config.timezone, seconds=False)
