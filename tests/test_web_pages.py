@@ -8,6 +8,7 @@ import json
 import openpyxl
 from sqlalchemy import select
 
+from gateway.localtime import local_text
 from gateway.store import tables as t
 from tests.fixtures.web import client_as, csrf_of
 
@@ -198,6 +199,10 @@ def test_manual_sync_is_admin_only_and_shows_on_the_dashboard(gw_site) -> None: 
     assert worker.woken >= 1  # the records it enqueued go out now, not at the worker's next poll
     page = c.get("/dashboard/").get_data(as_text=True)
     assert "成功" in page and "待推送" in page
+    with gw_site.extensions["gateway"].engine.connect() as conn:
+        started = conn.execute(select(t.sync_runs.c.started_at).order_by(t.sync_runs.c.id.desc())).scalars().first()
+    # the run's time is shown in Beijing time (UTC+8), not as the stored UTC text
+    assert local_text(started, "Asia/Shanghai") in page and started[:19].replace("T", " ") not in page
 
 
 def test_batches_page_through_equal_timestamps(gw_app, gw_engine) -> None:  # type: ignore[no-untyped-def]

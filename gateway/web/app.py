@@ -16,6 +16,7 @@ from gateway.accounts.forwarded import TrustedProxies
 from gateway.accounts.roles import GATEWAY_PERMISSIONS, GATEWAY_ROLES
 from gateway.accounts.web import AccountsUI, NavItem, attach
 from gateway.config import GatewayConfig
+from gateway.localtime import DEFAULT_TIMEZONE, local_text, zone_label
 from gateway.store import tables
 
 
@@ -109,6 +110,14 @@ def create_app(
     proxies = app.config.get("TRUSTED_PROXIES", config.web.trusted_proxies if config is not None else ())
     ui = AccountsUI(store, GATEWAY_PERMISSIONS, "dashboard.index", title, NAV, TrustedProxies.parse(proxies))
     attach(app, ui, tls=tls)
+    tz = config.web.timezone if config is not None else DEFAULT_TIMEZONE
+
+    @app.template_filter("local_time")
+    def local_time(value: Any, seconds: bool = True) -> str:
+        """A stored UTC time as the clerk reads it, in web.timezone (Beijing time by default)."""
+        return local_text(value, tz, seconds)
+
+    app.jinja_env.globals["zone_label"] = zone_label(tz)
     csrf.protect(app)
     errors.install(app)
 
