@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.demo.layout import free_port
 from gateway.demo.runner import MARKER, DemoError, prepare_folder
 from gateway.demo.sample import DEPARTMENT_CODE, build
 from gateway.standard.uscc import is_valid
@@ -68,15 +70,30 @@ def test_demo_once_delivers_every_valid_record_and_lists_rejections(tmp_path: Pa
     assert is_valid(held[("agreement", "YHYJ-XY-2025-001")]["party_b_uscc"])
 
     # Re-running in the same folder reuses it and still exits 0; nothing is sent twice.
-    r2 = _demo(["--once", "--dir", str(root)], tmp_path)
+    # It runs on the ports asked for (--port, --hub-port), not the defaults.
+    port, hub_port = free_port(0), free_port(0)
+    r2 = _demo(["--once", "--dir", str(root), "--port", str(port), "--hub-port", str(hub_port)], tmp_path)
     assert r2.returncode == 0, r2.stdout + r2.stderr
     assert "沿用已有演示目录" in r2.stdout
+    assert f'listen = "127.0.0.1:{port}"' in (root / "gateway.toml").read_text(encoding="utf-8")
+    assert f'listen = "127.0.0.1:{hub_port}"' in (root / "hub" / "hub.toml").read_text(encoding="utf-8")
     assert _hub_records(root).keys() == held.keys()
 
     # --fresh starts over in the same folder.
     r3 = _demo(["--once", "--fresh", "--dir", str(root)], tmp_path)
     assert r3.returncode == 0, r3.stdout + r3.stderr
     assert "示例部门数据已生成" in r3.stdout
+
+
+def test_demo_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _demo(["--once", "--dir", str(tmp_path / "demo"), "--port", str(port)], tmp_path)
+    assert r.returncode != 0
+    assert f"端口 {port} 已被占用" in r.stderr
+    assert not (tmp_path / "demo").exists()  # refused before anything was made
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:

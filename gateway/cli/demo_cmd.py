@@ -15,9 +15,12 @@ from gateway.cli.main import cli, domain_errors
               help="Folder for the sample department, configs, keys and state.")
 @click.option("--once", is_flag=True, help="One full cycle, then exit: 0 only when every valid record was delivered.")
 @click.option("--fresh", is_flag=True, help="Start over: empty the demo folder first.")
+@click.option("--port", type=int, default=None,
+              help="Port of the gateway's admin UI and local API (default 8710, or any free port when taken).")
+@click.option("--hub-port", type=int, default=None, help="Port of the local hub (default 8700, or any free port when taken).")
 @click.pass_context
 @domain_errors
-def demo(ctx: click.Context, directory: Path, once: bool, fresh: bool) -> None:
+def demo(ctx: click.Context, directory: Path, once: bool, fresh: bool, port: int | None, hub_port: int | None) -> None:
     """Create a sample department and a local hub, extract-and-load every source, show what was delivered.
 
     Without --once the gateway keeps running on its schedule (admin UI and hub UI
@@ -32,7 +35,7 @@ def demo(ctx: click.Context, directory: Path, once: bool, fresh: bool) -> None:
         logging.getLogger().setLevel(logging.WARNING)
 
     try:
-        code = run_demo(directory, once=once, fresh=fresh, echo=click.echo)
+        code = run_demo(directory, once=once, fresh=fresh, echo=click.echo, port=port, hub_port=hub_port)
     except DemoError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:  # Ctrl-C before the schedule started; everything was stopped on the way out

@@ -175,6 +175,20 @@ def free_port(preferred: int, host: str = "127.0.0.1") -> int:
     raise OSError("no free TCP port on loopback")
 
 
+def port_problem(port: int, host: str = "127.0.0.1") -> str | None:
+    """Why a port the user asked for cannot be used, or None (a requested port is never swapped silently)."""
+    if not 1 <= port <= 65535:
+        return f"端口 {port} 无效，应为 1–65535 / port {port} out of range"
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+    except OSError as e:
+        return f"端口 {port} 已被占用或不可用（{e.strerror}）/ port {port} is in use"
+    finally:
+        s.close()
+    return None
+
+
 @dataclass
 class DemoLayout:
     root: Path

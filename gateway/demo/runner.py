@@ -18,6 +18,7 @@ from gateway.demo.layout import (
     SOURCE_ORDER,
     DemoLayout,
     free_port,
+    port_problem,
     write_configs,
 )
 from gateway.demo.report import DemoReport, build_report, format_report
@@ -143,12 +144,21 @@ def echo_freshness(config: Any, engine: Any, echo: Echo) -> None:
     echo("")
 
 
-def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading.Event | None = None) -> int:
-    """The whole demo. Returns the exit code: 0 when every valid record was delivered with a verified receipt."""
+def run_demo(
+    root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading.Event | None = None,
+    port: int | None = None, hub_port: int | None = None,
+) -> int:
+    """The whole demo. Returns the exit code: 0 when every valid record was delivered with a verified receipt.
+
+    `port` / `hub_port` fix the admin UI's and the hub's ports (refused when taken); by default the
+    usual ports are used when free, else any free one."""
     from gateway.config import load_gateway_config
     from gateway.demo.hub_server import HubServer
     from gateway.store import open_store
 
+    for asked in (port, hub_port):
+        if asked is not None and (problem := port_problem(asked)):
+            raise DemoError(problem)
     root = root.resolve()
     first = prepare_folder(root, fresh)
     if first:
@@ -157,7 +167,11 @@ def run_demo(root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading
         echo(f"示例部门数据已生成：{root / 'department'}")
     else:
         echo(f"沿用已有演示目录 {root}（--fresh 可重新生成）")
-    layout = DemoLayout(root, free_port(DEFAULT_HUB_PORT), free_port(DEFAULT_GATEWAY_PORT))
+    layout = DemoLayout(
+        root,
+        hub_port if hub_port is not None else free_port(DEFAULT_HUB_PORT),
+        port if port is not None else free_port(DEFAULT_GATEWAY_PORT),
+    )
     write_configs(layout, _department_paths(root), _api_token(root))
     config = load_gateway_config(layout.gateway_config)
 
