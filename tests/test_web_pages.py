@@ -223,3 +223,56 @@ def test_batches_page_through_equal_timestamps(gw_app, gw_engine) -> None:  # ty
         m = re.search(r'href="(/deliveries/\?before=[^"]+)">更早的批次', page)
         url = m.group(1).replace("&amp;", "&") if m else ""
     assert sorted(seen) == [f"b{i:03d}" for i in range(70)] and len(seen) == 70
+
+
+def test_a_mapping_change_states_its_cost_and_a_key_change_needs_a_confirmation_naming_the_count(gw_site) -> None:  # type: ignore[no-untyped-def]
+    cfg = gw_site.extensions["gateway"].config
+    c = client_as(gw_site, "admin")
+    tok = csrf_of(c, "/mappings/wz_db")
+    path = cfg.source("wz_db").mapping
+
+    def preview(form: dict[str, str]) -> dict:
+        return c.post("/mappings/wz_db/api/preview", data=form, headers={"X-CSRF-Token": tok}).get_json()["impact"]
+
+    # The form as it stands means what the file means: nothing changes, however the text is written.
+    same = preview(_form_of_mapping())
+    assert same["rows"] == 3 and not same["changed"] and not same["rekeyed"] and "记录没有变化" in same["summary"]
+    # A constant reserve mode fixes the row with 储备方式 9: one error goes, no key changes, saved at once.
+    fix = _form_of_mapping({"reserve_mode": ("constant", "1")})
+    assert preview(fix)["newly_passing"] == 1 and preview(fix)["rekeyed"] == 0
+    r = c.post("/mappings/wz_db", data={**fix, "comment": "储备方式统一", "csrf_token": tok}, follow_redirects=True)
+    assert "已保存为版本 1" in r.get_data(as_text=True) and "1 行错误将消除" in r.get_data(as_text=True)
+    sync = c.post("/sources/wz_db/sync", data={"csrf_token": tok}, follow_redirects=True).get_data(as_text=True)
+    assert "新增 3" in sync
+
+    # Lower-casing the material code changes the key of all 3 records: deleted and re-created at the hub.
+    rekey = {**fix, "f.material_id.transforms": '["lower"]'}
+    impact = preview(rekey)
+    assert impact["rekeyed"] == 3 and ["WZ-0001", "wz-0001"] in impact["rekey_examples"]
+    assert "3 条记录的主键字段变化，将在中心删除并重建" in impact["summary"]
+    before = path.read_text(encoding="utf-8")
+    r = c.post("/mappings/wz_db", data={**rekey, "comment": "编码改小写", "csrf_token": tok})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "尚未保存" in page and "我已知晓：3 条记录将在中心删除并重建" in page
+    assert 'value="编码改小写"' in page  # the comment is kept for the second submit
+    assert path.read_text(encoding="utf-8") == before  # nothing written, no version
+    # A confirmation naming another count (the source changed meanwhile) is not a confirmation.
+    r = c.post("/mappings/wz_db", data={**rekey, "comment": "编码改小写", "confirm_rekey": "2", "csrf_token": tok})
+    assert r.status_code == 200 and path.read_text(encoding="utf-8") == before
+    r = c.post("/mappings/wz_db", data={**rekey, "comment": "编码改小写", "confirm_rekey": "3", "csrf_token": tok})
+    assert r.status_code == 302 and '"lower"' in path.read_text(encoding="utf-8")
+    # The count was what sync then does: 3 new keys, 3 old keys deleted.
+    sync = c.post("/sources/wz_db/sync", data={"csrf_token": tok}, follow_redirects=True).get_data(as_text=True)
+    assert "新增 3" in sync and "删除 3" in sync, sync
+
+    # Rolling back to version 1 changes the keys back: the same confirmation, then it is done.
+    r = c.post("/mappings/wz_db/rollback", data={"version": "1", "csrf_token": tok})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "尚未回滚" in page and "我已知晓：3 条记录将在中心删除并重建" in page
+    assert '"lower"' in path.read_text(encoding="utf-8")
+    r = c.post("/mappings/wz_db/rollback", data={"version": "1", "confirm_rekey": "3", "csrf_token": tok})
+    assert r.status_code == 302 and '"lower"' not in path.read_text(encoding="utf-8")
+    engine = gw_site.extensions["gateway"].engine
+    with engine.connect() as conn:
+        saved = [json.loads(a.after) for a in conn.execute(select(t.audit).where(t.audit.c.action == "mapping.save"))]
+    assert saved[-1]["impact"]["rekeyed"] == 3  # the audit says what the admin confirmed

@@ -10,13 +10,16 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from gateway.accounts.web import actor, audit, require
 from gateway.config import SourceConfig
 from gateway.errors import FatalError, MappingError
-from gateway.mappings import diff, list_versions, preview, rollback, save_version
+from gateway.mappings import diff, get_text, list_versions, preview, rollback, save_version
+from gateway.mappings.impact import MappingImpact, compare
 from gateway.standard.schema import RECORD_TYPES
 from gateway.web import mapping_form as mf
 from gateway.web.app import gw
 from gateway.web.sources import sample, source_config
 
 bp = Blueprint("mappings", __name__, url_prefix="/mappings")
+# Rows a change is measured over; beyond it the editor says the figures are an estimate.
+IMPACT_ROWS = 20_000
 
 
 def _mapped_sources() -> list[SourceConfig]:
@@ -44,6 +47,34 @@ def _compile(sc: SourceConfig, text: str, columns: list[str] | None) -> Any:
     return compile_source(gw().config, sc, text, columns or None)
 
 
+def _impact(sc: SourceConfig, new: Any) -> MappingImpact | None:
+    """What replacing the current mapping with `new` does to the source's records (None: source unreadable)."""
+    columns, rows, err = sample(sc, IMPACT_ROWS + 1)
+    if err is not None:
+        return None
+    try:
+        current = _compile(sc, _current_text(sc), columns) if _current_text(sc).strip() else None
+    except MappingError:
+        current = None  # a current file that no longer compiles: every valid record counts as new
+    return compare(current, new, rows[:IMPACT_ROWS], truncated=len(rows) > IMPACT_ROWS)
+
+
+def _needs_confirmation(impact: MappingImpact | None) -> bool:
+    """A key change deletes and re-creates records at the hub: saving it must name the count."""
+    return impact is not None and impact.rekeyed > 0 and request.form.get("confirm_rekey") != str(impact.rekeyed)
+
+
+def _edit_page(sc: SourceConfig, text: str, **confirm: Any) -> Any:
+    rt = RECORD_TYPES[sc.record_type]
+    rows, description = mf.rows_from_text(text, rt)
+    columns, _sample_rows, sample_error = sample(sc)
+    versions = list_versions(gw().engine, sc.name)
+    return render_template(
+        "mapping_edit.html", s=sc, rt=rt, rows=rows, description=description, columns=columns,
+        sample_error=sample_error, versions=list(reversed(versions)), kinds=mf.KIND_LABELS, text=text, **confirm,
+    )
+
+
 @bp.get("/")
 @require("view")
 def index() -> Any:
@@ -58,15 +89,7 @@ def index() -> Any:
 @require("view")
 def edit(source: str) -> Any:
     sc = _source(source)
-    rt = RECORD_TYPES[sc.record_type]
-    text = _current_text(sc)
-    rows, description = mf.rows_from_text(text, rt)
-    columns, _sample_rows, sample_error = sample(sc)
-    versions = list_versions(gw().engine, sc.name)
-    return render_template(
-        "mapping_edit.html", s=sc, rt=rt, rows=rows, description=description, columns=columns,
-        sample_error=sample_error, versions=list(reversed(versions)), kinds=mf.KIND_LABELS, text=text,
-    )
+    return _edit_page(sc, _current_text(sc))
 
 
 @bp.post("/<source>/api/preview")
@@ -84,6 +107,7 @@ def api_preview(source: str) -> Any:
         mapping = _compile(sc, text, columns)
     except MappingError as e:
         return jsonify({"ok": False, "problems": [mf.problem_text(p, rt) for p in e.problems], "rows": [], "text": text})
+    impact = _impact(sc, mapping)
     out = []
     for p in preview(mapping, rows, 20):
         out.append({
@@ -95,6 +119,7 @@ def api_preview(source: str) -> Any:
         "ok": True, "text": text, "rows": out, "sample_error": err,
         "fields": [{"name": f.name, "label": f.label} for f in rt.fields],
         "summary": f"样例 {len(out)} 行：{sum(1 for r in out if r['ok'])} 行通过，{sum(1 for r in out if not r['ok'])} 行有错误",
+        "impact": impact.as_dict() if impact is not None else None,
     })
 
 
@@ -110,13 +135,16 @@ def save(source: str) -> Any:
     try:
         text = mf.text_from_rows(sc.record_type, mf.rows_from_form(request.form, rt), request.form.get("description", ""))
         columns, _rows, _err = sample(sc)
-        _compile(sc, text, columns)
+        mapping = _compile(sc, text, columns)
     except mf.FormProblem as e:
         flash(f"未保存：{e}", "error")
         return redirect(url_for("mappings.edit", source=source))
     except MappingError as e:
         flash("未保存：" + "；".join(mf.problem_text(p, rt) for p in e.problems), "error")
         return redirect(url_for("mappings.edit", source=source))
+    impact = _impact(sc, mapping)
+    if _needs_confirmation(impact):
+        return _edit_page(sc, text, confirm=impact, comment=comment)
     old = list_versions(gw().engine, sc.name)
     path = Path(sc.mapping)  # type: ignore[arg-type]
     # The file is what sync reads; write it atomically, then record the version.
@@ -124,8 +152,9 @@ def save(source: str) -> Any:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     n = save_version(gw().engine, sc.name, text, actor(), comment)
-    audit("mapping.save", sc.name, {"version": old[-1].version if old else None}, {"version": n, "comment": comment})
-    flash(f"已保存为版本 {n}", "ok")
+    audit("mapping.save", sc.name, {"version": old[-1].version if old else None},
+          {"version": n, "comment": comment, "impact": impact.as_dict() if impact else None})
+    flash(f"已保存为版本 {n}" + (f"。{impact.summary()}" if impact and impact.changes_anything else ""), "ok")
     return redirect(url_for("mappings.edit", source=source))
 
 
@@ -151,9 +180,17 @@ def do_rollback(source: str) -> Any:
     if version is None:
         abort(400)
     try:
-        n = rollback(gw().engine, sc.name, version, actor(), Path(sc.mapping))  # type: ignore[arg-type]
+        target = get_text(gw().engine, sc.name, version)
     except FatalError:
         abort(404)
-    audit("mapping.rollback", sc.name, {"to_version": version}, {"version": n})
+    try:
+        impact = _impact(sc, _compile(sc, target, sample(sc)[0]))
+    except MappingError:
+        impact = None  # that version no longer compiles against the source: rolled back as asked, sync reports it
+    if _needs_confirmation(impact):
+        return _edit_page(sc, _current_text(sc), rollback_confirm=impact, rollback_version=version)
+    n = rollback(gw().engine, sc.name, version, actor(), Path(sc.mapping))  # type: ignore[arg-type]
+    audit("mapping.rollback", sc.name, {"to_version": version},
+          {"version": n, "impact": impact.as_dict() if impact else None})
     flash(f"已回滚到版本 {version}（保存为新版本 {n}）", "ok")
     return redirect(url_for("mappings.edit", source=source))

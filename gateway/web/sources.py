@@ -60,7 +60,7 @@ def open_adapter(sc: SourceConfig) -> Any:
 def sample(sc: SourceConfig, limit: int = SAMPLE_ROWS) -> tuple[list[str], list[SourceRow], str | None]:
     """(columns, first rows, Chinese error) of a source, cached briefly for the live preview."""
     cache = current_app.extensions.setdefault("sample_cache", {})
-    hit = cache.get(sc.name)
+    hit = cache.get((sc.name, limit))
     if hit and hit[0] > time.monotonic() - SAMPLE_CACHE_SECONDS:
         return hit[1]
     cols: list[str] = []
@@ -80,7 +80,7 @@ def sample(sc: SourceConfig, limit: int = SAMPLE_ROWS) -> tuple[list[str], list[
         cols = list(seen)
     result = (cols, rows, err)
     if err is None:
-        cache[sc.name] = (time.monotonic(), result)
+        cache[(sc.name, limit)] = (time.monotonic(), result)
     return result
 
 

@@ -165,3 +165,34 @@ def test_find_a_synced_record_and_its_receipts(gw_site, page, tmp_path) -> None:
         expect(page.locator("h1")).to_contain_text("WZ-0002")
         expect(page.locator("h2:text-is('回执') + table")).to_contain_text("已接收")
         _shot(page, tmp_path, "16-08-find-history")
+
+
+def test_a_key_changing_mapping_states_its_cost_and_is_saved_only_when_confirmed(gw_site, page, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = gw_site.extensions["gateway"].config.source("wz_db").mapping
+    with served(gw_site) as base:
+        page.set_viewport_size({"width": 1366, "height": 768})
+        _login(page, base, "admin")
+        page.goto(base + "/mappings/wz_db")
+        impact = page.locator("#preview-impact")
+        expect(impact).to_contain_text("记录没有变化")
+        # At 1366 px a transform like ["trim"] fits its input, and no preview heading or error is
+        # wrapped one Chinese character per line.
+        assert page.get_by_label("物资编码 转换").bounding_box()["width"] >= 110
+        for th in page.locator("#preview-table th").all():
+            assert th.bounding_box()["height"] < 40, th.inner_text()
+        assert page.locator("#preview-table td.err").first.bounding_box()["width"] >= 150
+        page.get_by_label("物资编码 转换").fill('["lower"]')
+        expect(impact).to_contain_text("2 条记录的主键字段变化，将在中心删除并重建")
+        expect(impact).to_have_class("flash error")
+        _shot(page, tmp_path, "16-10-mapping-impact")
+        before = path.read_text(encoding="utf-8")
+        page.get_by_label("修改说明（必填）").fill("编码改小写")
+        page.get_by_role("button", name="保存为新版本").click()
+        box = page.locator("#save-confirm")
+        expect(box).to_contain_text("尚未保存")
+        assert path.read_text(encoding="utf-8") == before
+        _shot(page, tmp_path, "16-11-mapping-confirm")
+        box.get_by_label("我已知晓：2 条记录将在中心删除并重建").check()
+        page.get_by_role("button", name="保存为新版本").click()
+        expect(page.locator(".flash.ok")).to_contain_text("已保存为版本 1")
+        assert '"lower"' in path.read_text(encoding="utf-8")

@@ -7,6 +7,7 @@
   const problemsBox = document.getElementById("preview-problems");
   const summary = document.getElementById("preview-summary");
   const textBox = document.getElementById("preview-text");
+  const impactBox = document.getElementById("preview-impact");
   const {el, debounce} = window.gw;
   let seq = 0;
 
@@ -28,6 +29,10 @@
     problemsBox.replaceChildren(...(data.problems || (data.message ? [data.message] : [])).map(p => el("p", {class: "flash error"}, p)));
     if (data.text) textBox.textContent = data.text;
     summary.textContent = data.summary || (data.ok ? "" : "映射有误，未能预览");
+    // What saving would change over the whole source (records changed, deleted and re-created).
+    const impact = data.impact;
+    impactBox.textContent = impact ? impact.summary : "";
+    impactBox.className = impact && (impact.rekeyed || impact.newly_failing) ? "flash error" : "muted";
     if (!data.ok) { out.replaceChildren(); return; }
     const fields = data.fields.filter(f => data.rows.some(r => (r.record && f.name in r.record) || r.errors.some(e => e.field === f.name)));
     const head = el("tr", {}, el("th", {}, "位置"), ...fields.map(f => el("th", {}, f.label)));
