@@ -6,7 +6,7 @@ import re
 
 from gateway.push.client import push_pending
 from gateway.sync import enqueue_records
-from tests.fixtures.web import client_as, csrf_of
+from tests.fixtures.web import client_as, csrf_of, job_outcome
 
 
 def _rows(page: str, table: str = "find-results") -> list[str]:
@@ -16,7 +16,7 @@ def _rows(page: str, table: str = "find-results") -> list[str]:
 
 def test_find_synced_record_by_name_and_key(gw_site) -> None:  # type: ignore[no-untyped-def]
     admin = client_as(gw_site, "admin")
-    admin.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(admin, "/sources/")})
+    job_outcome(admin, admin.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(admin, "/sources/")}))
     ui = gw_site.extensions["gateway"]
     push_pending(ui.config, ui.engine)
     c = client_as(gw_site, "viewer")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from gateway.localtime import local_text
 from gateway.store import tables as t
-from tests.fixtures.web import client_as, csrf_of
+from tests.fixtures.web import client_as, csrf_of, job_outcome
 
 
 def _form_of_mapping(overrides: dict[str, tuple[str, str]] | None = None) -> dict[str, str]:
@@ -162,8 +162,8 @@ def test_spreadsheet_template_and_import_with_error_report(gw_site) -> None:  # 
     tok = csrf_of(c, "/spreadsheet/")
     r = c.post("/spreadsheet/import", data={"file": (io.BytesIO(buf.getvalue()), "填报.xlsx"), "csrf_token": tok},
                content_type="multipart/form-data")
-    page = r.get_data(as_text=True)
-    assert r.status_code == 200 and "物资分类代码" in page and "下载错误说明" in page
+    page = job_outcome(c, r)
+    assert "物资分类代码" in page and "下载错误说明" in page
     import re
 
     link = re.search(r'href="(/spreadsheet/report/[^"]+)"', page).group(1)
@@ -193,8 +193,7 @@ def test_manual_sync_is_admin_only_and_shows_on_the_dashboard(gw_site) -> None: 
             self.woken += 1
 
     worker = gw_site.extensions["gateway"].push_worker = Worker()
-    r = c.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(c, "/sources/")}, follow_redirects=True)
-    page = r.get_data(as_text=True)
+    page = job_outcome(c, c.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(c, "/sources/")}))
     assert "同步完成：读取 3 行，新增 2" in page and "错误行 1" in page
     assert worker.woken >= 1  # the records it enqueued go out now, not at the worker's next poll
     page = c.get("/dashboard/").get_data(as_text=True)
@@ -242,7 +241,7 @@ def test_a_mapping_change_states_its_cost_and_a_key_change_needs_a_confirmation_
     assert preview(fix)["newly_passing"] == 1 and preview(fix)["rekeyed"] == 0
     r = c.post("/mappings/wz_db", data={**fix, "comment": "储备方式统一", "csrf_token": tok}, follow_redirects=True)
     assert "已保存为版本 1" in r.get_data(as_text=True) and "1 行错误将消除" in r.get_data(as_text=True)
-    sync = c.post("/sources/wz_db/sync", data={"csrf_token": tok}, follow_redirects=True).get_data(as_text=True)
+    sync = job_outcome(c, c.post("/sources/wz_db/sync", data={"csrf_token": tok}))
     assert "新增 3" in sync
 
     # Lower-casing the material code changes the key of all 3 records: deleted and re-created at the hub.
@@ -262,7 +261,7 @@ def test_a_mapping_change_states_its_cost_and_a_key_change_needs_a_confirmation_
     r = c.post("/mappings/wz_db", data={**rekey, "comment": "编码改小写", "confirm_rekey": "3", "csrf_token": tok})
     assert r.status_code == 302 and '"lower"' in path.read_text(encoding="utf-8")
     # The count was what sync then does: 3 new keys, 3 old keys deleted.
-    sync = c.post("/sources/wz_db/sync", data={"csrf_token": tok}, follow_redirects=True).get_data(as_text=True)
+    sync = job_outcome(c, c.post("/sources/wz_db/sync", data={"csrf_token": tok}))
     assert "新增 3" in sync and "删除 3" in sync, sync
 
     # Rolling back to version 1 changes the keys back: the same confirmation, then it is done.

@@ -9,13 +9,11 @@ from urllib.parse import unquote
 
 import openpyxl
 
-from tests.fixtures.web import client_as, csrf_of
+from tests.fixtures.web import client_as, csrf_of, job_outcome
 
 
 def _sync(c) -> str:  # type: ignore[no-untyped-def]
-    r = c.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(c, "/sources/")}, follow_redirects=True)
-    assert r.status_code == 200
-    return r.get_data(as_text=True)
+    return job_outcome(c, c.post("/sources/wz_db/sync", data={"csrf_token": csrf_of(c, "/sources/")}))
 
 
 def _source_db(app) -> str:  # type: ignore[no-untyped-def]
@@ -144,8 +142,7 @@ def test_spreadsheet_rows_stay_until_the_file_is_imported_again_fixed(gw_site) -
             data={"file": (io.BytesIO(body), "填报.xlsx"), "csrf_token": csrf_of(c, "/spreadsheet/")},
             content_type="multipart/form-data",
         )
-        assert r.status_code == 200
-        return r.get_data(as_text=True)
+        return job_outcome(c, r)
 
     assert 'id="import-problems"' in upload(_workbook("99"))
     rows = _problem_rows(c.get("/problems/?source=spreadsheet").get_data(as_text=True))

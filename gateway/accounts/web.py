@@ -88,6 +88,16 @@ def audit(action: str, target: str | None = None, before: Any = None, after: Any
     ui().store.record(action, target, actor=actor(), before=before, after=after, remote_addr=remote_addr(), conn=conn)
 
 
+def audit_later() -> Callable[..., None]:
+    """`audit` bound to this request's user and address, for work that finishes after the request (a job)."""
+    store, who, addr = ui().store, actor(), remote_addr()
+
+    def record(action: str, target: str | None = None, before: Any = None, after: Any = None) -> None:
+        store.record(action, target, actor=who, before=before, after=after, remote_addr=addr)
+
+    return record
+
+
 def require(permission: str = "view") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def deco(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)

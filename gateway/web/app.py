@@ -121,9 +121,9 @@ def create_app(
     csrf.protect(app)
     errors.install(app)
 
-    from gateway.web import dashboard, deliveries, lookup, mappings, problems, records, sources, spreadsheet
+    from gateway.web import dashboard, deliveries, jobs, lookup, mappings, problems, records, sources, spreadsheet
 
-    for mod in (dashboard, sources, mappings, problems, deliveries, records, lookup, spreadsheet):
+    for mod in (dashboard, sources, mappings, problems, deliveries, records, lookup, spreadsheet, jobs):
         app.register_blueprint(mod.bp)
 
     @app.get("/")

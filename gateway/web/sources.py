@@ -17,6 +17,7 @@ from gateway.config import SourceConfig
 from gateway.store import tables as t
 from gateway.web import status
 from gateway.web.app import gw, wake_push_worker
+from gateway.web.jobs import Job, board
 
 bp = Blueprint("sources", __name__, url_prefix="/sources")
 SAMPLE_ROWS = 20
@@ -110,21 +111,35 @@ def detail(name: str) -> Any:
 @bp.post("/<name>/sync")
 @require("run_sync")
 def run_sync(name: str) -> Any:
+    """Start a sync of the source as a job and show its progress (a sync already running is shown instead)."""
     sc = source_config(name)
     try:
         from gateway.sync import sync_source
     except ImportError:
         abort(503)
+    jobs = board()
+    running = jobs.running("sync", name)
+    if running is not None:
+        flash("该数据源正在同步，显示进行中的任务", "ok")
+        return redirect(url_for("jobs.show", job_id=running.id))
     audit("sync.run", name)
-    try:
-        # Each committed chunk wakes the push worker, as scheduled syncs do, so records go out while it reads.
-        s = sync_source(gw().config, sc.name, gw().engine, operator=actor(), progress=lambda _rows: wake_push_worker())
-        summary = f"读取 {s.rows_read} 行，新增 {s.new}，变更 {s.changed}，删除 {s.deleted}，未变 {s.unchanged}，错误行 {s.rejected}"
-    except Exception as e:
-        current_app.logger.warning("manual sync of %s by %s failed: %s", name, actor(), e)
-        flash(f"同步失败：{e}", "error")
-    else:
-        flash(f"同步完成：{summary}", "ok")
-    wake_push_worker()  # what the run committed (a failed run may have committed chunks too)
+    g, who = gw(), actor()
+    detail_url = url_for("sources.detail", name=name)  # the job's thread has no request to build URLs from
 
-    return redirect(url_for("sources.detail", name=name))
+    def work(job: Job) -> None:
+        def progress(rows: int) -> None:
+            job.advance(rows)
+            wake_push_worker()  # each committed chunk goes out while the sync reads on, as scheduled syncs do
+
+        try:
+            s = sync_source(g.config, sc.name, g.engine, operator=who, progress=progress)
+        finally:
+            wake_push_worker()  # what the run committed (a failed run may have committed chunks too)
+        job.advance(s.rows_read)
+        job.ok = not s.rejected
+        job.message = (f"同步完成：读取 {s.rows_read} 行，新增 {s.new}，变更 {s.changed}，删除 {s.deleted}，"
+                       f"未变 {s.unchanged}，错误行 {s.rejected}")
+        job.result_url = detail_url
+
+    job = jobs.start(current_app._get_current_object(), "sync", name, f"同步数据源 {name}", who, work)  # type: ignore[attr-defined]
+    return redirect(url_for("jobs.show", job_id=job.id))

@@ -8,17 +8,40 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 
-from gateway.accounts.web import actor, audit, require
+from gateway.accounts.web import actor, audit_later, require
 from gateway.standard.schema import RECORD_TYPES, record_key
 from gateway.web.app import gw, wake_push_worker
 from gateway.web.downloads import content_disposition
+from gateway.web.jobs import Job, board
 
 bp = Blueprint("spreadsheet", __name__, url_prefix="/spreadsheet")
 SOURCE = "spreadsheet"
 _IMPORT_ID = re.compile(r"^[0-9a-f]{16}$")
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PROGRESS_EVERY = 200  # rows between progress updates of an import job
+
+
+class ImportRefused(Exception):
+    """The file could not be read at all; the message (Chinese) is the job's outcome."""
+
+
+def rows_in(path: Path) -> int | None:
+    """Data rows the import will read, for its progress bar (None when it cannot be told cheaply)."""
+    try:
+        if path.suffix == ".csv":
+            with open(path, "rb") as f:
+                return max(sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1, 0)
+        from openpyxl import load_workbook
+
+        wb = load_workbook(path, read_only=True)
+        try:
+            return sum(max((ws.max_row or 0) - 1, 0) for ws in wb.worksheets)
+        finally:
+            wb.close()
+    except Exception:  # the import itself reports an unreadable file, with its reason
+        return None
 
 
 def _imports_dir() -> Path:
@@ -48,9 +71,11 @@ def template() -> Any:
 @bp.post("/import")
 @require("edit_records")
 def do_import() -> Any:
-    from gateway.spreadsheet import import_csv, import_workbook, write_error_csv, write_error_workbook
+    from gateway.spreadsheet import write_error_csv, write_error_workbook
+    from gateway.spreadsheet.importer import ImportedRecord, ImportResult, iter_csv, iter_workbook
     from gateway.standard.validate import ValidationContext
     from gateway.sync import enqueue_records
+    from gateway.sync.problems import record_import
 
     up = request.files.get("file")
     if up is None or not up.filename:
@@ -69,40 +94,61 @@ def do_import() -> Any:
     folder.mkdir()
     src = folder / ("upload" + suffix)
     up.save(src)
-    ctx = ValidationContext.from_config(gw().config) if gw().config is not None else None
-    try:
-        result = import_workbook(src, context=ctx) if suffix == ".xlsx" else import_csv(src, csv_type, context=ctx)
-    except Exception as e:  # an unreadable file is the user's to fix, not a crash
-        flash(f"无法读取文件：{e}", "error")
-        return redirect(url_for("spreadsheet.index"))
-    counts: dict[str, dict[str, int]] = {}
-    by_type: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for r in result.records:
-        by_type.setdefault(r.record_type, []).append((record_key(r.record_type, r.data), r.data))
-    ids: list[int] = []
-    for rtype, pairs in by_type.items():
-        s = enqueue_records(gw().engine, SOURCE, rtype, pairs, operator=actor())
-        counts[rtype] = {"new": s.new, "changed": s.changed, "unchanged": s.unchanged}
-        ids += s.outbox_ids
-    from gateway.sync.problems import record_import
+    filename, g, who, audit_done = up.filename, gw(), actor(), audit_later()
+    ctx = ValidationContext.from_config(g.config) if g.config is not None else None
+    result_url = url_for("spreadsheet.result", job_id="JOB")  # built here: the job's thread has no request
 
-    record_import(gw().engine, up.filename, result, csv_type if suffix == ".csv" else None)
-    report = None
-    if result.errors:
-        if suffix == ".xlsx":
-            report = "错误说明.xlsx"
-            write_error_workbook(src, result, folder / report)
-        else:
-            report = "错误说明.csv"
-            write_error_csv(result, folder / report)
-    audit("spreadsheet.import", up.filename, None,
-          {"import_id": import_id, "records": result.counts(), "errors": len(result.errors), "enqueued": len(ids)})
-    if ids:
-        wake_push_worker()
-    return render_template(
-        "spreadsheet_result.html", filename=up.filename, result=result, counts=counts, types=RECORD_TYPES,
-        enqueued=len(ids), report=report, import_id=import_id,
-    )
+    def work(job: Job) -> None:
+        stream = iter_workbook(src, context=ctx) if suffix == ".xlsx" else iter_csv(src, csv_type, context=ctx)
+        result = ImportResult(str(src))
+        try:
+            for n, x in enumerate(stream, start=1):
+                (result.records if isinstance(x, ImportedRecord) else result.errors).append(x)  # type: ignore[arg-type]
+                if n % PROGRESS_EVERY == 0:
+                    job.advance(n)
+        except Exception as e:  # an unreadable file is the user's to fix, not a crash
+            raise ImportRefused(f"无法读取文件：{e}") from e
+        counts: dict[str, dict[str, int]] = {}
+        by_type: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for r in result.records:
+            by_type.setdefault(r.record_type, []).append((record_key(r.record_type, r.data), r.data))
+        ids: list[int] = []
+        for rtype, pairs in by_type.items():
+            s = enqueue_records(g.engine, SOURCE, rtype, pairs, operator=who)
+            counts[rtype] = {"new": s.new, "changed": s.changed, "unchanged": s.unchanged}
+            ids += s.outbox_ids
+        record_import(g.engine, filename, result, csv_type if suffix == ".csv" else None)
+        report = None
+        if result.errors:
+            report = "错误说明.xlsx" if suffix == ".xlsx" else "错误说明.csv"
+            if suffix == ".xlsx":
+                write_error_workbook(src, result, folder / report)
+            else:
+                write_error_csv(result, folder / report)
+        audit_done("spreadsheet.import", filename, None,
+                   {"import_id": import_id, "records": result.counts(), "errors": len(result.errors), "enqueued": len(ids)})
+        if ids:
+            wake_push_worker()
+        job.ok = not result.errors
+        job.message = f"导入完成：有效记录 {len(result.records)} 条，已入推送队列 {len(ids)} 条，错误 {len(result.errors)} 条"
+        job.result_url = result_url.replace("JOB", job.id)
+        job.payload = {"filename": filename, "result": result, "counts": counts, "enqueued": len(ids),
+                       "report": report, "import_id": import_id}
+
+    job = board().start(current_app._get_current_object(), "import", filename, f"导入 {filename}", who, work,  # type: ignore[attr-defined]
+                        total=rows_in(src))
+    return redirect(url_for("jobs.show", job_id=job.id))
+
+
+@bp.get("/result/<job_id>")
+@require("view")
+def result(job_id: str) -> Any:
+    job = board().get(job_id)
+    if job is None or job.kind != "import":
+        abort(404, description="导入结果不存在或已过期（服务重启后不再保留），错误说明仍可在问题数据中查看")
+    if job.payload is None:  # still running, or failed: the job page says which
+        return redirect(url_for("jobs.show", job_id=job.id))
+    return render_template("spreadsheet_result.html", types=RECORD_TYPES, **job.payload)
 
 
 @bp.get("/report/<import_id>/<name>")

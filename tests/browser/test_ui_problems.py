@@ -196,3 +196,41 @@ def test_a_key_changing_mapping_states_its_cost_and_is_saved_only_when_confirmed
         page.get_by_role("button", name="保存为新版本").click()
         expect(page.locator(".flash.ok")).to_contain_text("已保存为版本 1")
         assert '"lower"' in path.read_text(encoding="utf-8")
+
+
+def test_manual_sync_and_import_run_as_jobs_with_progress(gw_site, page, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "应急物资基础信息"
+    ws.append(["物资编码", "物资名称", "物资分类代码", "计量单位", "储备方式"])
+    for i in range(450):
+        ws.append([f"XL-{i:04d}", "棉被", "1010100", "床", "1" if i != 7 else "9"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    upload = tmp_path / "乡镇填报.xlsx"
+    upload.write_bytes(buf.getvalue())
+    with served(gw_site) as base:
+        _login(page, base, "admin")
+        page.goto(base + "/sources/wz_db")
+        page.get_by_role("button", name="立即同步").click()
+        page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{16}$"))
+        expect(page.locator("h1")).to_have_text("同步数据源 wz_db")
+        expect(page.locator("#job-message")).to_contain_text("同步完成：读取 3 行")
+        expect(page.locator("#job-state")).to_have_text("已完成")
+        expect(page.locator("#job-count")).to_have_text("已读取 3 行")
+        assert page.locator("#job-bar").evaluate("b => b.value === b.max")
+        _shot(page, tmp_path, "16-12-sync-job")
+        page.get_by_role("link", name="查看数据源").click()
+        expect(page.locator("h1")).to_contain_text("wz_db")
+
+        page.goto(base + "/spreadsheet/")
+        page.locator("input[type=file]").set_input_files(str(upload))
+        page.get_by_role("button", name="导入").click()
+        # The job page counts rows against the workbook's 450, then opens the import's result.
+        page.wait_for_url(re.compile(r"/spreadsheet/result/[0-9a-f]{16}$"))
+        expect(page.locator("h1")).to_have_text("导入结果 · 乡镇填报.xlsx")
+        expect(page.locator(".stat").first.locator(".v")).to_have_text("449")
+        expect(page.get_by_role("link", name=re.compile("下载错误说明"))).to_be_visible()
+        _shot(page, tmp_path, "16-13-import-result")
