@@ -67,14 +67,28 @@ def hub_names(hub: Any) -> dict[str, str | None]:
         return {k: None if deleted else data["material_name"] for k, data, deleted in rows}
 
 
-def killed_mid_pass(gateway_dir: GatewayDir) -> bool:
-    """Whether the gateway died inside a read pass (a position saved, the pass not complete), not in its push."""
+def saved_position(gateway_dir: GatewayDir) -> str | None:
     from gateway.store.tables import source_positions
 
     with gateway_dir.store().connect() as c:
-        raw = c.execute(sa.select(source_positions.c.position).where(source_positions.c.source == "wz")).scalar()
-    state = json.loads(raw or "{}")
+        return c.execute(sa.select(source_positions.c.position).where(source_positions.c.source == "wz")).scalar()
+
+
+def killed_mid_pass(gateway_dir: GatewayDir) -> bool:
+    """Whether the gateway died inside a read pass (a position saved, the pass not complete), not in its push."""
+    state = json.loads(saved_position(gateway_dir) or "{}")
     return not state.get("complete", True) and bool(state.get("adapter"))
+
+
+def wait_inside_pass(gateway_dir: GatewayDir, proc: subprocess.Popen, before: str | None, limit: float) -> None:
+    """Until this run's pass has committed a chunk and not finished (its saved position moved and is
+    incomplete): a kill then lands mid-pass however slow or fast the machine is today."""
+    deadline = time.monotonic() + limit
+    while proc.poll() is None and time.monotonic() < deadline:
+        raw = saved_position(gateway_dir)
+        if raw != before and killed_mid_pass(gateway_dir):
+            return
+        time.sleep(0.02)
 
 
 def change_source(src: sa.Engine, rnd: random.Random, round_no: int, next_id: int) -> int:
@@ -122,12 +136,20 @@ chunk_size = 1000
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     round_seconds = time.monotonic() - t0
     hub_rounds = set(rnd.sample(range(1, ROUNDS), 2))
+    # Two gateway kills wait until a pass is under way (then strike within 0.3 s); the rest strike
+    # at a random moment of the round, in the pass or in the push.
+    mid_pass_rounds = set(rnd.sample(sorted(set(range(1, ROUNDS + 1)) - hub_rounds), 2))
     kills = {"gateway": 0, "hub": 0, "mid_pass": 0}
     for round_no in range(1, ROUNDS + 1):
         next_id = change_source(src, rnd, round_no, next_id)
+        before = saved_position(gateway_dir)
         proc = subprocess.Popen(gateway_cmd(config, "sync", "wz", "--push-retry-for", "30"), env=env,
                                 stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-        time.sleep(rnd.uniform(0.1, 0.9) * round_seconds)
+        if round_no in mid_pass_rounds:
+            wait_inside_pass(gateway_dir, proc, before, 3 * round_seconds)
+            time.sleep(rnd.uniform(0.0, 0.3))
+        else:
+            time.sleep(rnd.uniform(0.1, 0.9) * round_seconds)
         if round_no in hub_rounds:
             hub.kill()
             kills["hub"] += 1

@@ -46,7 +46,13 @@ class ThreadedServer:
             finally:
                 done.set()
 
-        self.server.trigger.pull_trigger(thunk)
+        try:
+            self.server.trigger.pull_trigger(thunk)
+        except OSError:
+            # The loop has already ended and closed its trigger (seen under load when stop races
+            # the loop's own shutdown): nothing runs there any more, so run it here.
+            thunk()
+            return
         done.wait(wait)
 
     def stop(self, timeout: float = 10.0) -> None:
