@@ -111,3 +111,17 @@ def test_stale_answer_is_never_shown_as_delivered(gw_site) -> None:  # type: ign
     deliveries = c.get("/deliveries/").get_data(as_text=True)
     assert re.search(r'id="state-delivered">.*?<div class="v">1</div>', deliveries, re.S)
     assert re.search(r'id="state-stale">.*?<div class="v">1</div>', deliveries, re.S)
+    # The CLI tells the same story: a stale answer is counted apart, not as delivered.
+    import json
+
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    config = str(ui.config.state_path.parent.parent / "gateway.toml")
+    r = CliRunner().invoke(cli, ["--config", config, "deliveries", "--json"])
+    assert r.exit_code == 0, r.output
+    counts = json.loads(r.output)["counts"]
+    assert counts["delivered"] == 1 and counts["stale"] == 1
+    text = CliRunner().invoke(cli, ["--config", config, "deliveries"]).output
+    assert "已送达 delivered 1" in text and "过期版本（未采用）stale 1" in text

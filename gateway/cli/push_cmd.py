@@ -47,8 +47,9 @@ def push_pending_cmd(ctx: Context, retry_for: float, max_batches: int | None, ba
         _dump({**summary.as_dict(), "pending": left["pending"], "sent": left["sent"]})
     else:
         click.echo(
-            f"批次 {summary.batches}，已送达 {summary.delivered}（接收 {summary.accepted}，重复 {summary.duplicate}，"
-            f"过期 {summary.stale}），退回 {summary.rejected}；待推送 {left['pending']}，待回执 {left['sent']}"
+            f"批次 {summary.batches}，已送达 {summary.accepted + summary.duplicate}（接收 {summary.accepted}，"
+            f"重复 {summary.duplicate}），过期版本（未采用） {summary.stale}，退回 {summary.rejected}；"
+            f"待推送 {left['pending']}，待回执 {left['sent']}"
         )
     if summary.refused:
         raise FatalError(f"中心拒收批次，推送暂停 / hub refused a batch, pushing paused: {summary.refused}")
@@ -72,6 +73,7 @@ def deliveries_cmd(ctx: Context, as_json: bool) -> None:
     click.echo(f"待推送 pending   {c['pending']}")
     click.echo(f"待回执 sent      {c['sent']}")
     click.echo(f"已送达 delivered {c['delivered']}")
+    click.echo(f"过期版本（未采用）stale {c['stale']}（中心已有更新的版本 / the hub holds a newer version）")
     click.echo(f"退回   dead      {c['dead']}（未处理死信 {st.open_dead_letters}）")
     click.echo(f"最早待推送 oldest pending: {st.oldest_pending_at or '-'}")
     click.echo(f"最近回执 last receipt:     {st.last_receipt_at or '-'}")

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from gateway.store.tables import batch_receipts, dead_letters, outbox, outbox_batches
+from gateway.store.tables import batch_receipts, dead_letters, outbox, outbox_batches, receipts
 
 OUTBOX_STATES = ("pending", "sent", "delivered", "dead")
 
@@ -49,11 +49,21 @@ class DeliveryStatus:
         return d
 
 
+def outbox_counts(conn: Any) -> dict[str, int]:
+    """Outbox rows by state, with `stale` apart: a version the hub answered 过期版本 (it holds a newer
+    one) is `delivered` in the outbox but was not taken, so it is not counted as delivered."""
+    counts = {s: 0 for s in OUTBOX_STATES}
+    for state, n in conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)):
+        counts[state] = n
+    stale = conn.execute(select(func.count(func.distinct(receipts.c.outbox_id))).where(receipts.c.status == "stale")).scalar_one()
+    counts["delivered"] -= stale
+    counts["stale"] = stale
+    return counts
+
+
 def delivery_status(engine: Engine) -> DeliveryStatus:
     with engine.connect() as conn:
-        counts = {s: 0 for s in OUTBOX_STATES}
-        for state, n in conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)):
-            counts[state] = n
+        counts = outbox_counts(conn)
         oldest = conn.execute(
             select(outbox.c.enqueued_at).where(outbox.c.state.in_(("pending", "sent"))).order_by(outbox.c.id).limit(1)
         ).scalar()

@@ -66,16 +66,11 @@ def source_rows(config: GatewayConfig | None, engine: Engine) -> list[dict[str, 
 
 
 def outbox_backlog(engine: Engine) -> dict[str, int]:
-    o = t.outbox
+    from gateway.push.status import outbox_counts
+
     with engine.connect() as c:
-        rows = c.execute(select(o.c.state, func.count()).group_by(o.c.state)).all()
-        stale = c.execute(
-            select(func.count(func.distinct(t.receipts.c.outbox_id))).where(t.receipts.c.status == "stale")
-        ).scalar_one()
-    counts = {k: 0 for k in STATE_LABELS}
-    counts.update({state: n for state, n in rows})
-    counts["delivered"] -= stale
-    counts["stale"] = stale
+        counts = {k: 0 for k in STATE_LABELS}
+        counts.update(outbox_counts(c))
     return counts
 
 
