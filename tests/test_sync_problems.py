@@ -119,3 +119,30 @@ def test_cli_import_lists_refused_rows_until_the_file_is_imported_fixed(tmp_path
     assert run("-c", cfg, "import", str(filled), "--enqueue").exit_code == 0
     assert cp.current(engine) == []
     engine.dispose()
+
+
+def test_cursor_source_with_reconcile_clears_a_refused_row_deleted_at_the_source(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "dept.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE wz (物资编码 TEXT PRIMARY KEY, 物资名称 TEXT, 分类代码 TEXT, 单位 TEXT, gxsj TEXT)")
+    con.executemany("INSERT INTO wz VALUES (?,?,?,?,?)", [
+        ("A1", "帐篷", "1010100", "顶", "2026-01-01 08:00:00"), ("A2", "棉被", "99", "床", "2026-01-01 08:00:00"),
+        ("A3", "雨衣", "98", "件", "2026-01-01 08:00:00"),
+    ])
+    con.commit()
+    src = {
+        "name": "db", "type": "sql", "record_type": "material", "mapping": "stock.toml", "strategy": "cursor",
+        "reconcile_deletes": True,
+        "settings": {"url": f"sqlite:///{db}", "table": "wz", "key_columns": ["物资编码"], "cursor_column": "gxsj"},
+    }
+    cfg = write_config(tmp_path, [src], MAPPING)
+    engine = open_store(cfg.state_path)
+    sync_source(cfg, "db", engine)
+    assert sorted(k for _, k, _, _ in _listed(engine)) == ["A2", "A3"]
+    con.execute("DELETE FROM wz WHERE 物资编码 = 'A2'")  # the refused row is deleted at the source
+    con.commit()
+    sync_source(cfg, "db", engine)
+    assert [k for _, k, _, _ in _listed(engine)] == ["A3"]  # A3 still there, still refused
+    con.close()

@@ -446,6 +446,7 @@ def _extract(run: _Run, adapter: Adapter) -> None:
                 run.summary.deleted += run.writer.delete_source_keys(conn, gone)
             else:
                 run.summary.deleted += run.writer.delete_missing_keys(conn)
+            clear_refused_rows_gone(conn)
         state["complete"] = True
         if strategy != "snapshot":
             state.pop("epoch", None)
@@ -454,6 +455,14 @@ def _extract(run: _Run, adapter: Adapter) -> None:
 
     reconcile = strategy == "cursor" and sc.reconcile_deletes
     gone: list[str] | None = None  # source keys found gone by keyset.missing_keys
+
+    def clear_refused_rows_gone(conn: Connection) -> None:
+        """A refused row never reached the outbox, so the key reconcile cannot see it go: its problems
+        go when its key is no longer in the source's key set (read only when something is listed)."""
+        listed = current_problems.listed_keys(conn, sc.name)
+        if listed:
+            present = {k for k in adapter.keys() if k in listed}
+            current_problems.clear(conn, sc.name, sorted(listed - present))
 
     def load_keys(conn: Connection) -> None:
         nonlocal gone
