@@ -123,6 +123,7 @@ def test_add_user_form_defaults_to_the_least_role(gw_app) -> None:  # type: igno
     page = client_as(gw_app, "admin").get("/accounts/users").get_data(as_text=True)
     add_form = page[page.index("添加用户"):]
     assert re.findall(r'<option value="(\w+)" selected>', add_form) == ["viewer"]
+    assert "创建时间(北京时间)" in page and "UTC" not in page  # the times shown are Beijing time
 
 
 def test_admin_can_neither_demote_nor_delete_themself(gw_app, gw_engine) -> None:  # type: ignore[no-untyped-def]
@@ -225,6 +226,8 @@ def test_hub_one_time_password_and_own_change(hub_accounts, live_hub) -> None:  
     assert login(op, "op", prefix="/ui").status_code == 302
     page = op.get("/ui/accounts/users").get_data(as_text=True)
     assert re.findall(r'<option value="(\w+)" selected>', page[page.index("添加用户"):]) == ["viewer"]
+    assert "创建时间(北京时间)" in page
+    assert "时间(北京时间)" in op.get("/ui/accounts/audit").get_data(as_text=True)
     op.post("/ui/accounts/users", data={"action": "add", "username": "xiaoli", "password": ONE_TIME, "role": "viewer",
                                         "csrf_token": csrf_of(op, "/ui/accounts/users")})
     c = app.test_client()
