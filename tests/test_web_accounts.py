@@ -275,3 +275,37 @@ def test_hub_adds_the_flag_to_an_older_ui_users_table(hub_fixture, request) -> N
     store.set_password("before", ONE_TIME, actor="cli", one_time=True)
     assert store.by_name("before").must_change_password is True
     hub_account_store(live_hub.engine)  # again: nothing to add, no error
+
+
+def test_two_operators_removing_each_other_at_once_leave_one(live_hub_pg) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL the admins' rows are locked: the second change waits for the first and then sees one left."""
+    import threading
+
+    from sqlalchemy import update
+
+    from gateway.hub.ui_tables import hub_account_store, hub_users
+
+    store = hub_account_store(live_hub_pg.engine)
+    store.add("op1", PASSWORD, "operator")
+    store.add("op2", PASSWORD, "operator")
+    outcome: list[object] = []
+    with live_hub_pg.engine.begin() as c:  # op1 demotes op2: checked and written, not yet committed
+        store._keep_an_admin(c, "op2", "op1", "role")
+        c.execute(update(hub_users).where(hub_users.c.username == "op2").values(role="viewer"))
+
+        def op2_demotes_op1() -> None:
+            try:
+                store.set_role("op1", "viewer", actor="op2")
+                outcome.append("done")
+            except AccountError as e:
+                outcome.append(str(e))
+
+        th = threading.Thread(target=op2_demotes_op1)
+        th.start()
+        with live_hub_pg.engine.connect() as watch:  # until op2's change waits on op1's row lock
+            while not watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).scalar():
+                th.join(0.02)
+                assert th.is_alive(), outcome  # finished without waiting: nothing locked the operators' rows
+    th.join(30)
+    assert len(outcome) == 1 and "不能修改最后一位运维人员的角色" in str(outcome[0])
+    assert store.by_name("op1").role == "operator" and store.by_name("op2").role == "viewer"
