@@ -124,7 +124,7 @@ def _load_user() -> None:
 
 
 # Open to a user who still has a one-time password: the page to replace it, and leaving.
-_BEFORE_CHANGE = frozenset({"accounts.password", "accounts.password_change", "accounts.logout", "accounts.login", "accounts.static", "static"})
+_BEFORE_CHANGE = frozenset({"accounts.password", "accounts.password_change", "accounts.logout", "accounts.login"})
 
 
 def _force_password_change() -> Any:
@@ -133,7 +133,8 @@ def _force_password_change() -> Any:
     The machine APIs (token or signature auth, no session user) are not concerned.
     """
     user = current_user()
-    if user is None or not user.must_change_password or request.endpoint in _BEFORE_CHANGE:
+    endpoint = request.endpoint or ""
+    if user is None or not user.must_change_password or endpoint in _BEFORE_CHANGE or endpoint.endswith("static"):
         return None
     if "/api/" in request.path:
         return None
