@@ -204,12 +204,14 @@ def test_a_v1_store_gains_row_hash_and_the_covering_key_index(tmp_path: Path) ->
         c.exec_driver_sql("CREATE INDEX ix_fingerprints_source_key ON fingerprints (source, source_key)")
         c.exec_driver_sql("DROP INDEX ix_receipts_outbox")
         c.exec_driver_sql("DROP TABLE current_problems")
+        c.exec_driver_sql("ALTER TABLE users DROP COLUMN must_change_password")
         c.exec_driver_sql("DELETE FROM schema_version WHERE version > 1")
     eng.dispose()
     eng = open_store(path)
     with eng.connect() as c:
-        assert current_version(c) == LATEST == 5
+        assert current_version(c) == LATEST == 6
         assert c.dialect.has_table(c, "current_problems")
+        assert "must_change_password" in {col["name"] for col in sa.inspect(c).get_columns("users")}
         plan = c.exec_driver_sql("EXPLAIN QUERY PLAN SELECT * FROM receipts WHERE outbox_id IN (1, 2)").all()
         assert "ix_receipts_outbox" in str(plan), "a per-record push's receipts are found by index, not a table scan"
         assert "row_hash" in {col["name"] for col in sa.inspect(c).get_columns("fingerprints")}

@@ -39,25 +39,29 @@ def user_commands(group: click.Group, store_of: Callable[[click.Context], Accoun
     @click.option("--role", type=click.Choice(list(roles)), required=True)
     @click.option("--name", "display_name", default="", help="Display name (姓名).")
     @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+    @click.option("--one-time", is_flag=True, help="The user must change this password at first web login.")
     @click.pass_context
     @domain_errors
-    def add(ctx: click.Context, username: str, role: str, display_name: str, password_stdin: bool) -> None:
+    def add(ctx: click.Context, username: str, role: str, display_name: str, password_stdin: bool,
+            one_time: bool) -> None:
         """Create an account (the first admin is created this way)."""
         try:
-            store_of(ctx).add(username, _read_password(password_stdin), role, display_name, actor="cli")
+            store_of(ctx).add(username, _read_password(password_stdin), role, display_name, actor="cli",
+                              one_time=one_time)
         except AccountError as e:
             raise click.ClickException(str(e)) from None
-        click.echo(f"已添加用户 {username}（{roles[role]}）")
+        click.echo(f"已添加用户 {username}（{roles[role]}）" + ("；首次登录时须修改密码" if one_time else ""))
 
     @user.command("passwd")
     @click.argument("username")
     @click.option("--password-stdin", is_flag=True)
+    @click.option("--one-time", is_flag=True, help="The user must change this password at next web login.")
     @click.pass_context
     @domain_errors
-    def passwd(ctx: click.Context, username: str, password_stdin: bool) -> None:
+    def passwd(ctx: click.Context, username: str, password_stdin: bool, one_time: bool) -> None:
         """Set a new password (also clears a lockout)."""
         try:
-            store_of(ctx).set_password(username, _read_password(password_stdin), actor="cli")
+            store_of(ctx).set_password(username, _read_password(password_stdin), actor="cli", one_time=one_time)
         except AccountError as e:
             raise click.ClickException(str(e)) from None
         click.echo(f"已重置 {username} 的密码")
@@ -76,4 +80,5 @@ def user_commands(group: click.Group, store_of: Callable[[click.Context], Accoun
     def list_(ctx: click.Context) -> None:
         for u in store_of(ctx).list():
             locked = f"  locked until {u['locked_until']}" if u["locked_until"] else ""
-            click.echo(f"{u['username']}\t{u['role']}\t{u['display_name']}{locked}")
+            one_time = "  one-time password" if u["must_change_password"] else ""
+            click.echo(f"{u['username']}\t{u['role']}\t{u['display_name']}{locked}{one_time}")

@@ -10,6 +10,8 @@ AUDIT_ACTIONS = {
     "logout": "退出登录",
     "user.add": "添加用户",
     "user.password": "重置密码",
+    "user.password_change": "修改本人密码",
+    "user.password_change.refused": "修改密码被拒（当前密码错误）",
     "user.role": "修改角色",
     "user.unlock": "解锁账户",
     "user.delete": "删除用户",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Each listed from most to least permission (AccountStore relies on it): the first manages users and
+# must always have one holder; the last is the add-user form's default.
 GATEWAY_ROLES = {"admin": "管理员", "clerk": "录入员", "viewer": "查看者"}
 HUB_ROLES = {"operator": "运维人员", "viewer": "查看者"}
 

@@ -42,6 +42,8 @@ class User:
     role: str
     # Changes whenever the password does: sessions carry it, so a reset ends them all.
     session_tag: str = ""
+    # A one-time password (set by an admin or printed by the demo): the UIs ask for a new one first.
+    must_change_password: bool = False
 
     @property
     def shown_name(self) -> str:
@@ -72,6 +74,9 @@ class AccountStore:
     ) -> None:
         self.engine, self.users, self.audit_table = engine, users, audit
         self.roles = dict(roles)
+        # Roles are listed from most to least permission (gateway.accounts.roles): the first manages users
+        # and must keep one holder; the last is what a new account gets unless told otherwise.
+        self.admin_role, self.least_role = next(iter(self.roles)), next(reversed(self.roles))
         # max_failures: free failures per (account, address) before delays start; lockout_minutes: the
         # window and the longest delay. No hard lock-out: see gateway/accounts/throttle.py.
         self.throttle = LoginThrottle(max_failures, lockout_minutes * 60, address_limit=address_limit,
@@ -82,7 +87,7 @@ class AccountStore:
     # -- users -------------------------------------------------------------
     def _user(self, row: Any) -> User:
         tag = hashlib.sha256(row.password_hash.encode("utf-8")).hexdigest()[:16]
-        return User(row.id, row.username, row.display_name or "", row.role, tag)
+        return User(row.id, row.username, row.display_name or "", row.role, tag, bool(row.must_change_password))
 
     def get(self, user_id: int) -> User | None:
         with self.engine.connect() as c:
@@ -98,7 +103,8 @@ class AccountStore:
         u = self.users.c
         with self.engine.connect() as c:
             rows = c.execute(
-                select(u.id, u.username, u.display_name, u.role, u.failed_logins, u.locked_until, u.created_at)
+                select(u.id, u.username, u.display_name, u.role, u.failed_logins, u.locked_until, u.created_at,
+                       u.must_change_password)
                 .order_by(u.username)
             ).mappings().all()
         return [dict(r) for r in rows]
@@ -107,7 +113,9 @@ class AccountStore:
         with self.engine.connect() as c:
             return int(c.execute(select(func.count()).select_from(self.users)).scalar_one())
 
-    def add(self, username: str, password: str, role: str, display_name: str = "", actor: str = "cli") -> User:
+    def add(self, username: str, password: str, role: str, display_name: str = "", actor: str = "cli",
+            one_time: bool = False) -> User:
+        """Create an account; `one_time`: the password was chosen for the user, who must replace it at first login."""
         username = username.strip()
         if not username or len(username) > 64 or any(ch.isspace() for ch in username):
             raise AccountError("用户名须为 1-64 个字符且不含空白")
@@ -122,31 +130,82 @@ class AccountStore:
                 self.users.insert().values(
                     username=username, display_name=display_name, password_hash=hash_password(password),
                     role=role, failed_logins=0, locked_until=None, created_at=iso(utcnow()),
+                    must_change_password=one_time,
                 )
             )
             uid = int(res.inserted_primary_key[0])
-            self._audit(c, actor, "user.add", username, None, {"role": role, "display_name": display_name})
+            self._audit(c, actor, "user.add", username, None,
+                        {"role": role, "display_name": display_name, **({"one_time": True} if one_time else {})})
         return self.get(uid)  # type: ignore[return-value]
 
-    def set_password(self, username: str, password: str, actor: str) -> None:
+    def set_password(self, username: str, password: str, actor: str, one_time: bool = False) -> None:
+        """Reset a password (ends the user's sessions); `one_time`: the user must replace it at next login."""
         if problem := password_problem(password, username):
             raise AccountError(problem)
         with self.engine.begin() as c:
             n = c.execute(
                 self.users.update().where(self.users.c.username == username)
-                .values(password_hash=hash_password(password), failed_logins=0, locked_until=None)
+                .values(password_hash=hash_password(password), failed_logins=0, locked_until=None,
+                        must_change_password=one_time)
             ).rowcount
             if not n:
                 raise AccountError(f"用户 {username} 不存在")
-            self._audit(c, actor, "user.password", username, None, None)
+            self._audit(c, actor, "user.password", username, None, {"one_time": True} if one_time else None)
+
+    def change_own_password(self, username: str, current: str, new: str, remote_addr: str | None = None) -> User:
+        """The user replaces their password, proving the current one; their other sessions end (new tag)."""
+        addr = remote_addr or "-"
+        # A wrong current password counts as a failed login: a left-open session must not become a guessing oracle.
+        refusal = self.throttle.check(username, addr, lambda: self._known_address(username, addr))
+        if refusal is not None:
+            raise AccountError(refusal.message)
+        with self.engine.connect() as c:
+            row = c.execute(select(self.users).where(self.users.c.username == username)).first()
+        if row is None:
+            raise AccountError(f"用户 {username} 不存在")
+        if not verify_password(current, row.password_hash):
+            self.throttle.fail(username, addr)
+            self.record("user.password_change.refused", username, actor=username,
+                        after={"reason": "bad_current_password"}, remote_addr=remote_addr)
+            raise AccountError("当前密码不正确")
+        if new == current:
+            raise AccountError("新密码不能与当前密码相同")
+        if problem := password_problem(new, username):
+            raise AccountError(problem)
+        with self.engine.begin() as c:
+            c.execute(self.users.update().where(self.users.c.id == row.id).values(
+                password_hash=hash_password(new), failed_logins=0, locked_until=None, must_change_password=False))
+            self._audit(c, username, "user.password_change", username,
+                        {"one_time": True} if row.must_change_password else None, None, remote_addr)
+        return self.get(row.id)  # type: ignore[return-value]
+
+    def _keep_an_admin(self, c: Any, username: str, actor: str, change: str) -> Any:
+        """The user's row, locked; AccountError if `actor` is changing themself or it would leave no admin.
+
+        `change`: "role" or "delete", for the message.
+        """
+        label = self.roles[self.admin_role]
+        if username == actor:
+            what = "修改自己的角色" if change == "role" else "删除自己的账户"
+            raise AccountError(f"不能{what}：请由另一位{label}操作")
+        u = self.users.c
+        # Lock the admins' rows (PostgreSQL; SQLite has one writer anyway): two admins demoting each other
+        # at once must not both pass the count below.
+        admins = c.execute(select(u.username).where(u.role == self.admin_role).with_for_update()).scalars().all()
+        row = c.execute(select(self.users).where(u.username == username)).first()
+        if row is None:
+            raise AccountError(f"用户 {username} 不存在")
+        if row.role == self.admin_role and len(admins) <= 1:
+            what = f"修改最后一位{label}的角色" if change == "role" else f"删除最后一位{label}"
+            raise AccountError(f"不能{what}：系统至少需要一位{label}，请先将另一位用户设为{label}")
+        return row
 
     def set_role(self, username: str, role: str, actor: str) -> None:
+        """Change a role; never the actor's own, never the last admin's (AccountError)."""
         if role not in self.roles:
             raise AccountError(f"未知角色 {role}")
         with self.engine.begin() as c:
-            old = c.execute(select(self.users.c.role).where(self.users.c.username == username)).scalar()
-            if old is None:
-                raise AccountError(f"用户 {username} 不存在")
+            old = self._keep_an_admin(c, username, actor, "role").role
             c.execute(self.users.update().where(self.users.c.username == username).values(role=role))
             self._audit(c, actor, "user.role", username, {"role": old}, {"role": role})
 
@@ -159,10 +218,9 @@ class AccountStore:
             self._audit(c, actor, "user.unlock", username, None, None)
 
     def delete(self, username: str, actor: str) -> None:
+        """Delete an account; never the actor's own, never the last admin (AccountError)."""
         with self.engine.begin() as c:
-            row = c.execute(select(self.users).where(self.users.c.username == username)).first()
-            if row is None:
-                raise AccountError(f"用户 {username} 不存在")
+            row = self._keep_an_admin(c, username, actor, "delete")
             c.execute(self.users.delete().where(self.users.c.username == username))
             self._audit(c, actor, "user.delete", username, {"role": row.role}, None)
 

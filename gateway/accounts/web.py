@@ -133,6 +133,40 @@ def _load_user() -> None:
         session.clear()
 
 
+# Open to a user who still has a one-time password: the page to replace it, and leaving.
+_BEFORE_CHANGE = frozenset({"accounts.password", "accounts.password_change", "accounts.logout", "accounts.login"})
+
+
+def _force_password_change() -> Any:
+    """Send a user with a one-time password to the change-password page from every other page.
+
+    The machine APIs (token or signature auth, no session user) are not concerned.
+    """
+    user = current_user()
+    endpoint = request.endpoint or ""
+    if user is None or not user.must_change_password or endpoint in _BEFORE_CHANGE or endpoint.endswith("static"):
+        return None
+    if "/api/" in request.path:
+        return None
+    if request.method != "GET":
+        abort(403, description="请先修改初始密码，再进行其他操作。")
+    return redirect(url_for("accounts.password", next=request.full_path.rstrip("?")))
+
+
+def _start_session(user: User) -> None:
+    # A fresh session on login: nothing from before (fixation) carries over.
+    session.clear()
+    session.permanent = True
+    session[SESSION_USER] = user.id
+    session[SESSION_TAG] = user.session_tag
+    session[SESSION_AT] = dt.datetime.now(dt.UTC).isoformat()
+
+
+def _password_page(error: str | None = None) -> str:
+    user = current_user()
+    return render_template("accounts/password.html", error=error, forced=bool(user and user.must_change_password))
+
+
 def _safe_next(target: str | None) -> str | None:
     if not target:
         return None
@@ -163,13 +197,11 @@ def make_blueprint(url_prefix: str = "") -> Blueprint:
                     page = render_template("accounts/login.html", error=error)
                     return page, 429, {"Retry-After": str(retry_after)}
             else:
-                # A fresh session on login: nothing from before (fixation) carries over.
-                session.clear()
-                session.permanent = True
-                session[SESSION_USER] = user.id
-                session[SESSION_TAG] = user.session_tag
-                session[SESSION_AT] = dt.datetime.now(dt.UTC).isoformat()
-                return redirect(_safe_next(request.args.get("next")) or url_for(ui().home_endpoint))
+                _start_session(user)
+                target = _safe_next(request.args.get("next"))
+                if user.must_change_password:
+                    return redirect(url_for("accounts.password", next=target))
+                return redirect(target or url_for(ui().home_endpoint))
         return render_template("accounts/login.html", error=error), (401 if error else 200)
 
     @bp.route("/logout", methods=["POST"])
@@ -179,10 +211,35 @@ def make_blueprint(url_prefix: str = "") -> Blueprint:
         session.clear()
         return redirect(url_for("accounts.login"))
 
+    @bp.route("/password")
+    @require("view")
+    def password() -> Any:
+        """Every user changes their own password here; a one-time password must be changed here first."""
+        return _password_page()
+
+    @bp.route("/password", methods=["POST"])
+    @require("view")
+    def password_change() -> Any:
+        user, f = current_user(), request.form
+        assert user is not None  # @require
+        new = f.get("new_password", "")
+        try:
+            if new != f.get("new_password2", ""):
+                raise AccountError("两次输入的新密码不一致")
+            changed = ui().store.change_own_password(user.username, f.get("current_password", ""), new, remote_addr())
+        except AccountError as e:
+            return _password_page(str(e)), 400
+        # This session goes on under the new password's tag; every other one of the user ends.
+        session[SESSION_TAG] = changed.session_tag
+        flash("密码已修改，您在其他地方的登录已失效", "ok")
+        return redirect(_safe_next(request.args.get("next")) or url_for(ui().home_endpoint))
+
     @bp.route("/users")
     @require("manage_users")
     def users() -> Any:
-        return render_template("accounts/users.html", users=ui().store.list(), roles=ui().store.roles)
+        store = ui().store
+        return render_template("accounts/users.html", users=store.list(), roles=store.roles,
+                               default_role=store.least_role, me=actor())
 
     @bp.route("/users", methods=["POST"])
     @require("manage_users")
@@ -191,22 +248,22 @@ def make_blueprint(url_prefix: str = "") -> Blueprint:
         action, name = f.get("action", ""), f.get("username", "").strip()
         try:
             if action == "add":
-                store.add(name, f.get("password", ""), f.get("role", ""), f.get("display_name", ""), actor=who)
-                flash(f"已添加用户 {name}", "ok")
+                # The admin chose this password: the user replaces it at first login.
+                store.add(name, f.get("password", ""), f.get("role", ""), f.get("display_name", ""), actor=who,
+                          one_time=True)
+                flash(f"已添加用户 {name}；初始密码为一次性密码，首次登录时须修改", "ok")
             elif action == "role":
-                if name == who:
-                    raise AccountError("不能修改自己的角色")
                 store.set_role(name, f.get("role", ""), who)
                 flash(f"已修改 {name} 的角色", "ok")
             elif action == "password":
-                store.set_password(name, f.get("password", ""), who)
-                flash(f"已重置 {name} 的密码", "ok")
+                if name == who:
+                    raise AccountError("不能在此重置自己的密码：请使用“修改密码”页面")
+                store.set_password(name, f.get("password", ""), who, one_time=True)
+                flash(f"已重置 {name} 的密码；新密码为一次性密码，下次登录时须修改", "ok")
             elif action == "unlock":
                 store.unlock(name, who)
                 flash(f"已解锁 {name}", "ok")
             elif action == "delete":
-                if name == who:
-                    raise AccountError("不能删除自己的账户")
                 store.delete(name, who)
                 flash(f"已删除用户 {name}", "ok")
             else:
@@ -242,6 +299,7 @@ def attach(app: Flask, accounts_ui: AccountsUI, url_prefix: str = "", tls: bool 
         errors.install(bp)
     app.register_blueprint(bp)
     app.before_request(_load_user)
+    app.before_request(_force_password_change)
     secure_cookies(app, tls)
     app.add_template_filter(audit_label, "audit_label")
 

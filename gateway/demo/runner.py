@@ -70,7 +70,7 @@ def _api_token(root: Path) -> str:
 
 
 def ensure_admin(engine: Any) -> str:
-    """The demo admin account with a fresh random password (printed once by the caller)."""
+    """The demo admin account with a fresh random one-time password (printed once by the caller, changed at first login)."""
     from gateway.accounts import AccountStore
     from gateway.accounts.roles import GATEWAY_ROLES
     from gateway.store import tables
@@ -78,9 +78,9 @@ def ensure_admin(engine: Any) -> str:
     store = AccountStore(engine, tables.users, tables.audit, GATEWAY_ROLES)
     password = secrets.token_urlsafe(12)
     if store.by_name(ADMIN_USER):
-        store.set_password(ADMIN_USER, password, actor="demo")
+        store.set_password(ADMIN_USER, password, actor="demo", one_time=True)
     else:
-        store.add(ADMIN_USER, password, "admin", display_name="演示管理员", actor="demo")
+        store.add(ADMIN_USER, password, "admin", display_name="演示管理员", actor="demo", one_time=True)
     return password
 
 
@@ -93,9 +93,9 @@ def ensure_hub_operator(hub: Any) -> str | None:
     store = hub_account_store(hub.app.extensions["hub"].engine)
     password = secrets.token_urlsafe(12)
     if store.by_name(HUB_OPERATOR):
-        store.set_password(HUB_OPERATOR, password, actor="demo")
+        store.set_password(HUB_OPERATOR, password, actor="demo", one_time=True)
     else:
-        store.add(HUB_OPERATOR, password, "operator", display_name="演示运维人员", actor="demo")
+        store.add(HUB_OPERATOR, password, "operator", display_name="演示运维人员", actor="demo", one_time=True)
     return password
 
 
@@ -199,10 +199,10 @@ def run_demo(
         from gateway.service.runtime import GatewayService
 
         service = GatewayService(config, engine, listen=f"127.0.0.1:{layout.gateway_port}", run_at_start=False).start()
-        echo(f"前置机管理界面：{layout.gateway_url}/   用户 {ADMIN_USER}  密码 {password}（仅显示这一次）")
+        echo(f"前置机管理界面：{layout.gateway_url}/   用户 {ADMIN_USER}  一次性密码 {password}（仅显示这一次，首次登录后须修改）")
         hub_password = ensure_hub_operator(hub)
         if hub_password:
-            echo(f"乡镇中心界面：  {layout.hub_url}/ui/   用户 {HUB_OPERATOR}  密码 {hub_password}（仅显示这一次）")
+            echo(f"乡镇中心界面：  {layout.hub_url}/ui/   用户 {HUB_OPERATOR}  一次性密码 {hub_password}（仅显示这一次，首次登录后须修改）")
         else:
             echo(f"乡镇中心：      {layout.hub_url}/")
         echo(f"本地接口：curl -H 'Authorization: Bearer {config.web.api_token}' -H 'Content-Type: application/json' "

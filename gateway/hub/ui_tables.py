@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Index
 
-from gateway.accounts.tables import audit_table, users_table
+from gateway.accounts.tables import add_account_columns, audit_table, users_table
 from gateway.hub.tables import metadata, receipt_log, records
 
 hub_users = users_table("ui_users", metadata)
@@ -29,6 +29,8 @@ UI_INDEXES = (
 def ensure_ui_schema(engine) -> None:  # type: ignore[no-untyped-def]
     """Create the UI tables and indexes a hub database made before them lacks (idempotent)."""
     metadata.create_all(engine, tables=[hub_users, hub_audit])
+    with engine.begin() as conn:
+        add_account_columns(conn, hub_users)
     for ix in UI_INDEXES:
         ix.create(engine, checkfirst=True)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import Connection
 
+from gateway.accounts.tables import add_account_columns
 from gateway.store import tables
 
 # Each migration brings the schema from version n-1 to n. Append, never edit a
@@ -49,7 +50,12 @@ def _v5(conn: Connection) -> None:
     tables.current_problems.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5)]
+def _v6(conn: Connection) -> None:
+    # users.must_change_password (one-time passwords); a store created by this code's create_all has it.
+    add_account_columns(conn, tables.users)
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5), (6, _v6)]
 LATEST = MIGRATIONS[-1][0]
 
 

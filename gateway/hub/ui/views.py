@@ -83,6 +83,8 @@ def _setup(state: Any) -> None:
     proxies = TrustedProxies.parse(app.config.get("TRUSTED_PROXIES", hub.config.trusted_proxies))
     ui = AccountsUI(store, HUB_PERMISSIONS, "hub_ui.receipts", "乡镇应急资源汇聚中心", NAV, proxies)
     attach(app, ui, url_prefix="/ui", tls=bool(app.config.get("UI_TLS")), whole_app=False)
+    # The shared accounts pages head their time columns with it, as the gateway's app does.
+    app.jinja_env.globals["zone_label"] = zone_label(hub.config.timezone)
 
 
 @bp.app_template_filter("status_label")
