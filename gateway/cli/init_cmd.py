@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gateway.at_rest.keyring import OFF
 from gateway.cli.main import Context, cli, domain_errors
 from gateway.protocol.keys import new_key_pair
 
@@ -119,11 +120,14 @@ def keys_new(ctx: Context, private_key: Path, force: bool, suite_name: str | Non
     if ctx is not None and ctx.config_path is not None:  # a rotation: the deployment's suite and ID
         from gateway.config import key_settings
 
-        config_suite, config_id = key_settings(ctx.config_path)
+        config_suite, config_id, ring = key_settings(ctx.config_path)
         suite_name, sm2_signer_id = suite_name or config_suite, sm2_signer_id or config_id
+    else:
+        ring = OFF
     try:
         s = suite(suite_name or "ed25519")
-        new_key_pair(private_key, private_key.with_suffix(".pub"), s.name, sm2_signer_id)
+        new_key_pair(private_key, private_key.with_suffix(".pub"), s.name, sm2_signer_id, ring.seal)
     except (UnknownSuite, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    click.echo(f"wrote {private_key} and {private_key.with_suffix('.pub')} (suite {s.name})")
+    sealed = f", sealed with SM4 under at-rest key {ring.current}" if ring.on else ""
+    click.echo(f"wrote {private_key} and {private_key.with_suffix('.pub')} (suite {s.name}{sealed})")
