@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gateway.at_rest.envelope import StoredDataInvalid
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.protocol.keys import Opener, read_private_key
 from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE, SIGNER_ID_RE, UnknownSuite, suite, suite_of
@@ -193,6 +194,9 @@ def deployment_suite(
     try:
         have = suite_of(read_private_key(key_file, opener=opener)).name
     except (OSError, ValueError, UnknownSuite):  # not a key (yet): reported where it is read to sign
+        return wanted or DEFAULT_SUITE
+    except StoredDataInvalid as e:  # sealed at rest under a key not configured, or tampered
+        chk.problem(f"{path}.signing_key", str(e))
         return wanted or DEFAULT_SUITE
     if wanted is not None and have != wanted:
         chk.problem(
