@@ -34,6 +34,14 @@ key_id = "{code}-1"
 suite = "{suite}"              # ed25519 | sm2-sm3 (SM2 signatures over SM3, for the 商用密码 assessment)
 # sm2_signer_id = "1234567812345678"  # sm2-sm3: the signer ID in Z (GB/T 35276 default)
 
+# SM4-GCM at rest for the signing key file and the generated web secret; once set,
+# `gateway --config F at-rest rekey` seals the key written now.
+# [at_rest]
+# cipher = "sm4"
+# current = "k1"
+# [at_rest.keys]
+# k1 = {{credential = "at-rest-k1"}}   # 32 hex digits: openssl rand -hex 16
+
 [state]
 path = "state/gateway.db"
 
