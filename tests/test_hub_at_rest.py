@@ -7,6 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from gateway.at_rest.envelope import key_id_of
@@ -122,3 +123,28 @@ def test_hub_names_a_signing_key_sealed_under_a_key_it_was_not_given(live_hub: L
     r = CliRunner().invoke(cli, ["hub", "--config", str(live_hub.config_path), "verify-log"])
     assert r.exit_code == 2, r.output
     assert "hub.signing_key: 私钥 / private key" in r.output and "sealed under at-rest key 'k1'" in r.output
+
+
+def test_hub_keys_new_seals_and_rekey_leaves_a_systemd_credential_alone(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.protocol.keys import new_key_pair
+
+    (tmp_path / "at-rest-k1").write_text(os.urandom(16).hex())
+    at_rest = '[at_rest]\ncipher = "sm4"\ncurrent = "k1"\n[at_rest.keys]\nk1 = {file = "at-rest-k1"}\n'
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text('[hub]\nsigning_key = "keys/hub.key"\nkey_id = "hub-1"\ndatabase = "hub.db"\n' + at_rest)
+    r = CliRunner().invoke(cli, ["hub", "--config", str(cfg), "keys", "new"])
+    assert r.exit_code == 0, r.output
+    assert key_id_of((tmp_path / "keys" / "hub.key").read_bytes()) == "k1"
+    r = CliRunner().invoke(cli, ["hub", "--config", str(cfg), "verify-log"])  # opens the sealed key to verify
+    assert r.exit_code == 0, r.output
+
+    creds = tmp_path / "creds"
+    new_key_pair(creds / "hub_signing_key", tmp_path / "cred.pub")
+    before = (creds / "hub_signing_key").read_bytes()
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    cfg.write_text('[hub]\nsigning_key = {credential = "hub_signing_key"}\nkey_id = "hub-1"\ndatabase = "hub.db"\n'
+                   + at_rest)
+    r = CliRunner().invoke(cli, ["hub", "--config", str(cfg), "at-rest", "rekey"])
+    assert r.exit_code == 0 and f"left alone (a systemd credential): {creds / 'hub_signing_key'}" in r.output, r.output
+    assert (creds / "hub_signing_key").read_bytes() == before
