@@ -101,14 +101,19 @@ def test_a_tampered_attachment_is_refused_not_served(live_hub: LiveHub) -> None:
     r = _fetch(live_hub, PDF)
     assert r.status_code == 500 and r.json()["error"] == "attachment_damaged", r.text
     assert "损坏或被篡改" in r.json()["message"] and b"%PDF" not in r.content
-    code, out = _hub_cli(live_hub, "rekey")  # never sealed afresh over the damage
-    assert code == 2 and f"附件 / attachment {path}: 内容已被篡改或损坏" in out, out
+    assert live_hub.post(ATTACH, PDF2).status_code == 200
+    _at_rest(live_hub, "k2", ("k2", "k1"))
+    code, out = _hub_cli(live_hub, "rekey")  # the others are rekeyed; the damaged one is named, never sealed afresh
+    assert code == 1 and "attachments: 2 file(s) (2 k1); 1 rewritten as key k2; 1 damaged, left as they are" in out
+    assert f"damaged: 附件 / attachment {path}: 内容已被篡改或损坏" in out, out
+    assert path.read_bytes() == bytes(data) and key_id_of(_stored(live_hub, PDF2).read_bytes()) == "k2"
+    path.unlink()  # the operator restores or removes it
 
     # A plaintext file (stored before at rest was on) is checked against its SHA-256 name.
-    _at_rest(live_hub, None, ("k1",))
-    assert live_hub.post(ATTACH, PDF2).status_code == 200
-    _stored(live_hub, PDF2).write_bytes(PDF2.replace(b"y", b"z", 1))
-    r = _fetch(live_hub, PDF2)
+    _at_rest(live_hub, None, ("k2",))
+    assert live_hub.post(ATTACH, PDF).status_code == 200
+    _stored(live_hub, PDF).write_bytes(PDF.replace(b"x", b"z", 1))
+    r = _fetch(live_hub, PDF)
     assert r.status_code == 500 and r.json()["error"] == "attachment_damaged"
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.at_rest.envelope import key_id_of
+from gateway.at_rest.envelope import StoredDataInvalid, key_id_of
 from gateway.at_rest.files import in_credentials, write_file
 from gateway.at_rest.keyring import KeyRing
 
@@ -28,6 +28,7 @@ class Tally:
 
     before: dict[str, int] = field(default_factory=dict)
     rewritten: int = 0
+    damaged: list[str] = field(default_factory=list)  # why each refused file was refused (left as it is)
 
     def count(self, key_id: str | None) -> None:
         name = key_id or "plaintext"
@@ -36,21 +37,26 @@ class Tally:
     def line(self, kind: str, ring: KeyRing) -> str:
         held = ", ".join(f"{n} {k}" for k, n in sorted(self.before.items())) or "none"
         target = f"key {ring.current}" if ring.on else "plaintext"
-        return f"{kind}: {sum(self.before.values())} file(s) ({held}); {self.rewritten} rewritten as {target}"
+        bad = f"; {len(self.damaged)} damaged, left as they are" if self.damaged else ""
+        return f"{kind}: {sum(self.before.values())} file(s) ({held}); {self.rewritten} rewritten as {target}{bad}"
 
 
 def rekey_file(path: Path, ring: KeyRing, what: str, tally: Tally, *, write: bool = True,
                check: Callable[[bytes], None] | None = None) -> None:
     """Rewrite one stored file under the ring's current key (or as plaintext when off) unless it is already.
 
-    The file is opened first (tag checked; `check(plaintext)` may refuse it too), so a damaged file
-    stops the rekey with its name instead of being sealed afresh over the damage.
+    The file is opened first (tag checked; `check(plaintext)` may refuse it too): a damaged one is
+    counted in `tally.damaged` and left as it is, never sealed afresh over the damage.
     """
     data = path.read_bytes()
-    tally.count(key_id_of(data, f"{what} {path}"))
-    plaintext = ring.open(data, f"{what} {path}")
-    if check is not None:
-        check(plaintext)
+    try:
+        tally.count(key_id_of(data, f"{what} {path}"))
+        plaintext = ring.open(data, f"{what} {path}")
+        if check is not None:
+            check(plaintext)
+    except StoredDataInvalid as e:
+        tally.damaged.append(str(e))
+        return
     if write and not ring.is_current(data):
         write_file(path, ring.seal(plaintext), path.stat().st_mode & 0o777)
         tally.rewritten += 1

@@ -7,12 +7,15 @@ generates when web.secret_key is not given. Rotation as at the hub: add the new 
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from gateway.cli.main import Context, cli, domain_errors, pass_ctx
 
 
-def _lines(ctx: Context, write: bool) -> list[str]:
+def _run(ctx: Context, write: bool) -> None:
+    """Print how the secrets are stored (and what was rewritten); a damaged one is named, exit 1."""
     from gateway.at_rest.stored import rekey_secrets
 
     cfg = ctx.config
@@ -20,7 +23,13 @@ def _lines(ctx: Context, write: bool) -> list[str]:
     if cfg.signing_key is not None:
         files.append((cfg.signing_key, "私钥 / private key"))
     tally, skipped = rekey_secrets(files, cfg.at_rest, write=write)
-    return [tally.line("secrets", cfg.at_rest)] + [f"left alone (a systemd credential): {p}" for p in skipped]
+    click.echo(tally.line("secrets", cfg.at_rest))
+    for p in skipped:
+        click.echo(f"left alone (a systemd credential): {p}")
+    for why in tally.damaged:
+        click.echo(f"damaged: {why}", err=True)
+    if tally.damaged:
+        sys.exit(1)
 
 
 @cli.group("at-rest")
@@ -33,8 +42,7 @@ def at_rest() -> None:
 @domain_errors
 def rekey(ctx: Context) -> None:
     """Rewrite the stored secrets under [at_rest] current (as plaintext when cipher is off)."""
-    for line in _lines(ctx, write=True):
-        click.echo(line)
+    _run(ctx, write=True)
 
 
 @at_rest.command("status")
@@ -42,5 +50,4 @@ def rekey(ctx: Context) -> None:
 @domain_errors
 def status(ctx: Context) -> None:
     """Count the stored secrets by the key that sealed them (each opened and checked); nothing is written."""
-    for line in _lines(ctx, write=False):
-        click.echo(line)
+    _run(ctx, write=False)

@@ -166,22 +166,35 @@ def at_rest() -> None:
 @pass_hub
 @domain_errors
 def at_rest_rekey(h: HubContext) -> None:
-    """Rewrite every stored file under [at_rest] current (as plaintext when cipher is off); then old keys may go."""
+    """Rewrite every stored file under [at_rest] current (as plaintext when cipher is off); then old keys may go.
+
+    A damaged file is named and left as it is; exit 1 when there is one.
+    """
     from gateway.hub.rekey import rekey_hub
 
-    for line in rekey_hub(h.config):
-        click.echo(line)
+    _report(*rekey_hub(h.config))
 
 
 @at_rest.command("status")
 @pass_hub
 @domain_errors
 def at_rest_status(h: HubContext) -> None:
-    """Count the stored files by the key that sealed them (each opened and checked); nothing is written."""
+    """Count the stored files by the key that sealed them (each opened and checked); nothing is written.
+
+    Exit 1 when a file is damaged (each named).
+    """
     from gateway.hub.rekey import rekey_hub
 
-    for line in rekey_hub(h.config, write=False):
+    _report(*rekey_hub(h.config, write=False))
+
+
+def _report(lines: list[str], damaged: list[str]) -> None:
+    for line in lines:
         click.echo(line)
+    for why in damaged:
+        click.echo(f"damaged: {why}", err=True)
+    if damaged:
+        sys.exit(1)
 
 
 @hub.group("department")
