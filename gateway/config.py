@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 # What the hub's config reads alike lives in gateway.config_file (the hub must not import this module).
+from gateway.at_rest.keyring import OFF, KeyRing, at_rest_setting
 from gateway.config_file import (  # noqa: F401 (re-exported)
     Checker,
     _closest,
@@ -188,10 +189,16 @@ class GatewayConfig:
     extra_units: tuple[str, ...] = ()
     suite: str = DEFAULT_SUITE  # keys.suite: the signing key's suite, named in every request's `alg`
     sm2_signer_id: str = DEFAULT_SIGNER_ID  # keys.sm2_signer_id: the ID in Z of this gateway's SM2 signatures
+    at_rest: KeyRing = OFF  # [at_rest]: SM4 for the signing key file and the generated web secret
 
     @property
     def base_dir(self) -> Path:
         return self.file.parent
+
+    @property
+    def web_secret_file(self) -> Path:
+        """The session key generated once beside the state store when web.secret_key is not given."""
+        return Path(self.state_path).parent / "web_secret"
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -260,13 +267,15 @@ def _web_secret(webd: dict[str, Any], key: str, problems: list[ConfigProblem]) -
     return secret_ref(v, f"web.{key}", problems)
 
 
-def key_settings(path: str | Path) -> tuple[str, str]:
-    """(keys.suite, keys.sm2_signer_id) of a gateway config, read before its key exists (`keys new`)."""
+def key_settings(path: str | Path) -> tuple[str, str, KeyRing]:
+    """(keys.suite, keys.sm2_signer_id, [at_rest]) of a gateway config, read before its key exists (`keys new`)."""
     file, doc = read_toml(path)
     chk = Checker(file.parent)
+    ring = at_rest_setting(chk, doc)
     keys = chk.table(doc, "keys")
     key_file = chk.path(keys, "signing_key", "keys", must_exist=False)
-    out = deployment_suite(chk, keys, "keys", key_file, "keys new --force"), signer_id_setting(chk, keys, "keys")
+    suite_name = deployment_suite(chk, keys, "keys", key_file, "keys new --force", ring.open)
+    out = suite_name, signer_id_setting(chk, keys, "keys"), ring
     chk.raise_if_any(str(file))
     return out
 
@@ -275,7 +284,8 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     """Read and check a gateway config; raises ConfigError listing every problem."""
     file, doc = read_toml(path)
     chk = Checker(file.parent)
-    chk.unknown(doc, ("department", "hub", "keys", "state", "web", "sources", "freshness", "standard"), "")
+    chk.unknown(doc, ("department", "hub", "keys", "state", "web", "sources", "freshness", "standard", "at_rest"), "")
+    ring = at_rest_setting(chk, doc)
 
     dep = chk.table(doc, "department")
     code = chk.value(dep, "code", "department", str, required=True, default="")
@@ -305,7 +315,7 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     keys = chk.table(doc, "keys")
     signing_key = chk.path(keys, "signing_key", "keys", required=True)
     key_id = chk.value(keys, "key_id", "keys", str, required=True, default="")
-    key_suite = deployment_suite(chk, keys, "keys", signing_key, "gateway --config F keys new FILE")
+    key_suite = deployment_suite(chk, keys, "keys", signing_key, "gateway --config F keys new FILE", ring.open)
     sm2_signer_id = signer_id_setting(chk, keys, "keys")
     chk.unknown(keys, ("signing_key", "key_id", "suite", "sm2_signer_id"), "keys")
 
@@ -434,4 +444,5 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         extra_units=extra_units,
         suite=key_suite,
         sm2_signer_id=sm2_signer_id,
+        at_rest=ring,
     )

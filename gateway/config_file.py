@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gateway.at_rest.envelope import StoredDataInvalid
 from gateway.errors import ConfigError, ConfigProblem
-from gateway.protocol.keys import read_private_key
+from gateway.protocol.keys import Opener, read_private_key
 from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE, SIGNER_ID_RE, UnknownSuite, suite, suite_of
 
 
@@ -180,14 +181,22 @@ def signer_id_setting(chk: Checker, doc: dict[str, Any], path: str) -> str:
     return signer_id
 
 
-def deployment_suite(chk: Checker, doc: dict[str, Any], path: str, key_file: Path | None, how: str) -> str:
-    """`<path>.suite`, checked against the signing key file; unset, the key's own suite (configs from before it)."""
+def deployment_suite(
+    chk: Checker, doc: dict[str, Any], path: str, key_file: Path | None, how: str, opener: Opener | None = None
+) -> str:
+    """`<path>.suite`, checked against the signing key file; unset, the key's own suite (configs from before it).
+
+    `opener` opens a key file sealed at rest ([at_rest]); without it such a key is checked where it is read.
+    """
     wanted = suite_setting(chk, doc, "suite", path) if "suite" in doc else None
     if key_file is None or not key_file.is_file():
         return wanted or DEFAULT_SUITE
     try:
-        have = suite_of(read_private_key(key_file)).name
+        have = suite_of(read_private_key(key_file, opener=opener)).name
     except (OSError, ValueError, UnknownSuite):  # not a key (yet): reported where it is read to sign
+        return wanted or DEFAULT_SUITE
+    except StoredDataInvalid as e:  # sealed at rest under a key not configured, or tampered
+        chk.problem(f"{path}.signing_key", str(e))
         return wanted or DEFAULT_SUITE
     if wanted is not None and have != wanted:
         chk.problem(

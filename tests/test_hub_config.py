@@ -93,7 +93,8 @@ def test_department_cli_add_key_revoke_list(tmp_path: Path) -> None:
 
 
 def test_every_setting_and_command_is_documented() -> None:
-    from gateway.hub.cli import department, hub
+    from gateway.at_rest.keyring import AT_REST_KEYS
+    from gateway.hub.cli import at_rest, department, hub
     from gateway.hub.config import (
         ATTACHMENT_KEYS,
         DEPARTMENT_KEYS,
@@ -108,10 +109,12 @@ def test_every_setting_and_command_is_documented() -> None:
     names = [f"hub.{k}" for k in HUB_KEYS] + [f"attachments.{k}" for k in ATTACHMENT_KEYS] + [f"standard.{k}" for k in STANDARD_KEYS]
     names += [f"departments[].{k}" for k in DEPARTMENT_KEYS if k != "keys"] + [f"departments[].keys[].{k}" for k in KEY_KEYS]
     names += [f"grants[].{k}" for k in GRANT_KEYS] + [f"report.{k}" for k in REPORT_KEYS]
+    names += [f"at_rest.{k}" for k in AT_REST_KEYS]
     missing = [n for n in names if f"`{n}`" not in doc]
     ours = [c for c, cmd in hub.commands.items() if cmd.callback and cmd.callback.__module__ == "gateway.hub.cli"]
     missing += [f"hub {c}" for c in ours if c != "department" and f"hub --config hub.toml {c}" not in doc]
     missing += [f"department {c}" for c in department.commands if f"department {c}" not in doc]
+    missing += [f"at-rest {c}" for c in at_rest.commands if f"at-rest {c}" not in doc]
     assert missing == [], f"docs/hub.md does not mention {missing}"
 
 

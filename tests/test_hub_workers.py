@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from gateway.demo.layout import free_port
 from gateway.hub import tables
+from gateway.hub.config import HubConfig
 from gateway.hub.ui.views import _secret_key
 from gateway.protocol.keys import public_key_from_text
 from gateway.protocol.receipts import RECEIPT_HEADER, verify_receipt
@@ -254,7 +255,7 @@ def test_workers_share_one_operator_session(workers: tuple[LiveHub, list[Worker]
 def _ui_key(attachments: str, barrier: Any, out: Any) -> None:
     barrier.wait()
     try:
-        out.put(_secret_key(SimpleNamespace(config=SimpleNamespace(attachments_dir=attachments))))
+        out.put(_secret_key(SimpleNamespace(config=HubConfig(file=None, attachments_dir=Path(attachments)))))
     except Exception as e:  # a worker that dies at start-up
         out.put(f"failed: {e!r}")
 

@@ -1,6 +1,7 @@
 """`gateway` command line. Importing the command modules registers their commands."""
 
 from gateway.cli import (
+    at_rest_cmd,  # noqa: F401
     demo_cmd,  # noqa: F401
     files_cmd,  # noqa: F401
     freshness_cmd,  # noqa: F401

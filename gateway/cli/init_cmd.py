@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gateway.at_rest.keyring import OFF
 from gateway.cli.main import Context, cli, domain_errors
 from gateway.protocol.keys import new_key_pair
 
@@ -32,6 +33,14 @@ signing_key = "keys/gateway.key"   # private key (mode 0600) of the suite below;
 key_id = "{code}-1"
 suite = "{suite}"              # ed25519 | sm2-sm3 (SM2 signatures over SM3, for the 商用密码 assessment)
 # sm2_signer_id = "1234567812345678"  # sm2-sm3: the signer ID in Z (GB/T 35276 default)
+
+# SM4-GCM at rest for the signing key file and the generated web secret; once set,
+# `gateway --config F at-rest rekey` seals the key written now.
+# [at_rest]
+# cipher = "sm4"
+# current = "k1"
+# [at_rest.keys]
+# k1 = {{credential = "at-rest-k1"}}   # 32 hex digits: openssl rand -hex 16
 
 [state]
 path = "state/gateway.db"
@@ -119,11 +128,14 @@ def keys_new(ctx: Context, private_key: Path, force: bool, suite_name: str | Non
     if ctx is not None and ctx.config_path is not None:  # a rotation: the deployment's suite and ID
         from gateway.config import key_settings
 
-        config_suite, config_id = key_settings(ctx.config_path)
+        config_suite, config_id, ring = key_settings(ctx.config_path)
         suite_name, sm2_signer_id = suite_name or config_suite, sm2_signer_id or config_id
+    else:
+        ring = OFF
     try:
         s = suite(suite_name or "ed25519")
-        new_key_pair(private_key, private_key.with_suffix(".pub"), s.name, sm2_signer_id)
+        new_key_pair(private_key, private_key.with_suffix(".pub"), s.name, sm2_signer_id, ring.seal)
     except (UnknownSuite, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    click.echo(f"wrote {private_key} and {private_key.with_suffix('.pub')} (suite {s.name})")
+    sealed = f", sealed with SM4 under at-rest key {ring.current}" if ring.on else ""
+    click.echo(f"wrote {private_key} and {private_key.with_suffix('.pub')} (suite {s.name}{sealed})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -11,9 +13,10 @@ from flask import Blueprint, Response, current_app, request, send_file
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from gateway.at_rest.envelope import StoredDataInvalid
 from gateway.hub import registry, tables
 from gateway.hub.app import Hub, error, json_response
-from gateway.hub.attachments import AttachmentRefused, attachment_info, path_for, store_attachment
+from gateway.hub.attachments import AttachmentRefused, attachment_info, read_attachment, store_attachment
 from gateway.hub.db import serialized, utcnow
 from gateway.hub.ingest import SMALL_BATCH, Nonce, check_records, claim_nonce, store_batch, stored_receipt
 from gateway.hub.receipt_log import append
@@ -30,6 +33,8 @@ from gateway.protocol.receipts import RECEIPT_HEADER, header_value
 from gateway.protocol.signing import SignatureRefused, verify_request
 from gateway.protocol.strictjson import DuplicateMember
 from gateway.standard.schema import RECORD_TYPES
+
+LOG = logging.getLogger(__name__)
 
 api = Blueprint("hub_api", __name__, url_prefix="/api/v1")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -310,7 +315,7 @@ def post_attachment() -> Response:
     name = unquote(request.headers.get("Attachment-Name", "")) or None
     try:
         stored = store_attachment(h.engine, h.config.attachments_dir, body, department=caller.department, name=name,
-                                  max_bytes=h.config.attachment_max_bytes)
+                                  max_bytes=h.config.attachment_max_bytes, ring=h.config.at_rest)
     except AttachmentRefused as e:
         raise refused(413 if e.code == "too_large" else 400, e.code, e.message, key_id=caller.key_id,
                       department=caller.department, body=body) from None
@@ -336,8 +341,16 @@ def get_attachment(sha256: str) -> Response:
         raise refused(403, "read_not_granted",
                       f"部门 {caller.department} 无权读取部门 {owner} 的附件 / department may not read attachments of {owner}",
                       key_id=caller.key_id, department=caller.department)
+    try:
+        data = read_attachment(h.config.attachments_dir, sha256, h.config.at_rest)
+    except StoredDataInvalid as e:
+        # Damaged or tampered at the hub, or sealed under a key this hub was not given: never served.
+        LOG.error("attachment refused on read: %s", e)
+        raise refused(500, "attachment_damaged", f"附件已损坏或被篡改，拒绝提供 / attachment {sha256} "
+                      "is damaged or tampered at the hub and is not served", key_id=caller.key_id,
+                      department=caller.department) from None
     _log_read(h, caller, {"attachment": sha256})
-    return send_file(path_for(h.config.attachments_dir, sha256), mimetype="application/octet-stream",
+    return send_file(io.BytesIO(data), mimetype="application/octet-stream",
                      download_name=info["name"] or f"{sha256}.{info['type']}")
 
 

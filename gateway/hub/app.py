@@ -35,7 +35,7 @@ class Hub:
         self.config = config
         if config.signing_key is None:
             raise FatalError("hub.signing_key is not set")
-        self.key = read_private_key(config.signing_key, config.sm2_signer_id)
+        self.key = read_private_key(config.signing_key, config.sm2_signer_id, config.at_rest.open)
         self.key_id = config.key_id
         self.public_key_text = public_key_text(public_key_of(self.key))
         self.engine = engine or open_hub_db(config.database)

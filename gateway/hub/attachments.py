@@ -2,21 +2,27 @@
 
 A file is stored once under `<dir>/<sha256[:2]>/<sha256>`, written to a
 temporary name, fsync'd and renamed, so a crash never leaves half a file under
-its hash.
+its hash. With `[at_rest] cipher = "sm4"` the file is an SM4-GCM envelope
+(gateway/at_rest/); its name stays the SHA-256 of the plaintext, so dedup and the
+digests in receipts keep their meaning. Every read checks the file against its
+name (and the envelope's tag): a tampered file is refused, never served.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from gateway.at_rest.envelope import StoredDataInvalid
+from gateway.at_rest.keyring import OFF, KeyRing
+from gateway.at_rest.stored import Tally, read_stored, rekey_file, write_stored
 from gateway.hub import tables
 from gateway.hub.db import utcnow, write_tx
 
@@ -63,7 +69,8 @@ def path_for(base: Path, sha256: str) -> Path:
     return base / sha256[:2] / sha256
 
 
-def store_attachment(engine: Engine, base: Path, data: bytes, *, department: str, name: str | None, max_bytes: int) -> StoredAttachment:
+def store_attachment(engine: Engine, base: Path, data: bytes, *, department: str, name: str | None, max_bytes: int,
+                     ring: KeyRing = OFF) -> StoredAttachment:
     if len(data) > max_bytes:
         raise AttachmentRefused("too_large", f"附件超过大小上限 {max_bytes} 字节 / attachment larger than {max_bytes} bytes")
     if not data:
@@ -76,13 +83,7 @@ def store_attachment(engine: Engine, base: Path, data: bytes, *, department: str
     digest = hashlib.sha256(data).hexdigest()
     target = path_for(base, digest)
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{digest}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        write_stored(target, data, ring, 0o644)
     try:
         with write_tx(engine) as conn:
             if conn.execute(select(tables.attachments.c.sha256).where(tables.attachments.c.sha256 == digest)).first() is None:
@@ -98,3 +99,40 @@ def attachment_info(engine: Engine, sha256: str) -> dict | None:
     with engine.connect() as conn:
         row = conn.execute(select(tables.attachments).where(tables.attachments.c.sha256 == sha256)).mappings().first()
     return dict(row) if row else None
+
+
+def _check_digest(sha256: str, path: Path) -> Callable[[bytes], None]:
+    def check(plaintext: bytes) -> None:
+        if hashlib.sha256(plaintext).hexdigest() != sha256:
+            raise StoredDataInvalid(
+                f"附件 {path} 内容与其 SHA-256 不符，已被篡改或损坏，拒绝读取 / attachment {path}: "
+                f"content does not match its SHA-256 {sha256}: tampered or damaged"
+            )
+    return check
+
+
+def read_attachment(base: Path, sha256: str, ring: KeyRing = OFF) -> bytes:
+    """The stored file's bytes, checked against its name; StoredDataInvalid when tampered or damaged."""
+    path = path_for(base, sha256)
+    data = read_stored(path, ring, "附件 / attachment")
+    _check_digest(sha256, path)(data)
+    return data
+
+
+def stored_files(base: Path) -> Iterator[tuple[str, Path]]:
+    """(sha256, path) of every attachment file under `base` (temporary files skipped)."""
+    if not base.is_dir():
+        return
+    for sub in sorted(base.iterdir()):
+        if sub.is_dir() and len(sub.name) == 2:
+            for f in sorted(sub.iterdir()):
+                if f.is_file() and len(f.name) == 64 and f.name.startswith(sub.name):
+                    yield f.name, f
+
+
+def rekey_attachments(base: Path, ring: KeyRing, *, write: bool = True) -> Tally:
+    """Rewrite every attachment under the current key (plaintext when off); a damaged one stops it, named."""
+    tally = Tally()
+    for sha256, path in stored_files(base):
+        rekey_file(path, ring, "附件 / attachment", tally, write=write, check=_check_digest(sha256, path))
+    return tally

@@ -127,7 +127,7 @@ def verify_log_cmd(h: HubContext, heads_files: tuple[Path, ...]) -> None:
     from gateway.hub.receipt_log import verify_log
     from gateway.protocol.keys import public_key_of, read_private_key
 
-    public = public_key_of(read_private_key(h.config.signing_key, h.config.sm2_signer_id))
+    public = public_key_of(read_private_key(h.config.signing_key, h.config.sm2_signer_id, h.config.at_rest.open))
     verdict = verify_log(h.engine, _read_heads(heads_files, public), public)
     click.echo(str(verdict))
     if not verdict.ok:
@@ -150,11 +150,51 @@ def hub_keys_new(h: HubContext, force: bool) -> None:
     from gateway.hub.config import signing_key_target
     from gateway.protocol.keys import new_key_pair
 
-    path, suite_name, signer_id = signing_key_target(h.path)
+    path, suite_name, signer_id, ring = signing_key_target(h.path)
     if path.exists() and not force:
         raise FatalError(f"{path} exists; use --force to replace it")
-    new_key_pair(path, path.with_suffix(".pub"), suite_name, signer_id)
+    new_key_pair(path, path.with_suffix(".pub"), suite_name, signer_id, ring.seal)
     click.echo(f"wrote {path} and {path.with_suffix('.pub')} (suite {suite_name}; give the .pub to the gateways)")
+
+
+@hub.group("at-rest")
+def at_rest() -> None:
+    """SM4 encryption of what the hub stores ([at_rest]): attachments, UI secret, signing key."""
+
+
+@at_rest.command("rekey")
+@pass_hub
+@domain_errors
+def at_rest_rekey(h: HubContext) -> None:
+    """Rewrite every stored file under [at_rest] current (as plaintext when cipher is off); then old keys may go.
+
+    A damaged file is named and left as it is; exit 1 when there is one.
+    """
+    from gateway.hub.rekey import rekey_hub
+
+    _report(*rekey_hub(h.config))
+
+
+@at_rest.command("status")
+@pass_hub
+@domain_errors
+def at_rest_status(h: HubContext) -> None:
+    """Count the stored files by the key that sealed them (each opened and checked); nothing is written.
+
+    Exit 1 when a file is damaged (each named).
+    """
+    from gateway.hub.rekey import rekey_hub
+
+    _report(*rekey_hub(h.config, write=False))
+
+
+def _report(lines: list[str], damaged: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+    for why in damaged:
+        click.echo(f"damaged: {why}", err=True)
+    if damaged:
+        sys.exit(1)
 
 
 @hub.group("department")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.at_rest.keyring import OFF, KeyRing, at_rest_setting
 from gateway.config_file import (
     Checker,
     deployment_suite,
@@ -85,6 +86,7 @@ class HubConfig:
     threads: int = 8
     attachments_dir: Path = Path("state/attachments")
     attachment_max_bytes: int = 20_000_000
+    at_rest: KeyRing = OFF  # [at_rest]: SM4 for attachments, the UI secret and the signing key file
     departments: list[DepartmentConfig] = field(default_factory=list)
     grants: list[GrantConfig] = field(default_factory=list)
     category_codes: Path | None = None  # as the gateways' [standard] section: validate alike
@@ -93,6 +95,11 @@ class HubConfig:
     timezone: str = DEFAULT_TIMEZONE  # times shown to operators and in the 通报; stored times stay UTC
     office: str = "乡镇应急管理办公室"  # the 通报's issuing office
     expiry_warn_days: tuple[int, ...] = (30, 90)
+
+    @property
+    def ui_secret_file(self) -> Path:
+        """The operators' UI session key, generated once beside the attachments folder."""
+        return Path(self.attachments_dir).parent / "ui_secret"
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -189,7 +196,8 @@ def _key(chk: Checker, k: dict[str, Any], path: str) -> KeyConfig | None:
 def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None = None) -> HubConfig:
     """Check a parsed hub config document; raises ConfigError listing every problem."""
     chk = Checker(base_dir)
-    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard", "report"), "")
+    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard", "report", "at_rest"), "")
+    ring = at_rest_setting(chk, doc)
     hub = chk.table(doc, "hub")
     listen = chk.value(hub, "listen", "hub", str, default="127.0.0.1:8700")
     if listen and not re.fullmatch(r"[^\s]+:\d{1,5}", listen):
@@ -212,7 +220,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     if threads is not None and threads < 1:
         chk.problem("hub.threads", "must be at least 1")
     proxies = trusted_proxies(chk, hub, "hub")
-    hub_suite = deployment_suite(chk, hub, "hub", signing_key, "gateway hub --config F keys new --force")
+    hub_suite = deployment_suite(chk, hub, "hub", signing_key, "gateway hub --config F keys new --force", ring.open)
     accept: list[str] = []
     for i, name in enumerate(chk.value(hub, "accept_suites", "hub", list, default=list(SUITES)) or []):
         try:
@@ -302,6 +310,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         trusted_proxies=proxies,
         attachments_dir=att_dir,
         attachment_max_bytes=att_max,
+        at_rest=ring,
         departments=departments,
         grants=grants,
         category_codes=category_codes,
@@ -312,18 +321,19 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     )
 
 
-def signing_key_target(path: str | Path) -> tuple[Path, str, str]:
-    """(hub.signing_key's path, hub.suite, hub.sm2_signer_id) before that key exists: for `hub keys new`."""
+def signing_key_target(path: str | Path) -> tuple[Path, str, str, KeyRing]:
+    """(hub.signing_key's path, hub.suite, hub.sm2_signer_id, [at_rest]) before that key exists: for `hub keys new`."""
     file, doc = read_toml(path)
     chk = Checker(file.parent)
     hub = chk.table(doc, "hub")
     key = _key_file(chk, hub.get("signing_key"), file.parent)
     hub_suite = suite_setting(chk, hub, "suite", "hub")
     signer_id = signer_id_setting(chk, hub, "hub")
+    ring = at_rest_setting(chk, doc)
     chk.problems = [p for p in chk.problems if not p.message.startswith("file not found")]
     chk.raise_if_any(str(file))
     assert key is not None
-    return key, hub_suite, signer_id
+    return key, hub_suite, signer_id, ring
 
 
 def load_hub_config(path: str | Path) -> HubConfig:

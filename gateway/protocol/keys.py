@@ -4,13 +4,19 @@ Which suite a key belongs to is read from the key itself (gateway/protocol/suite
 For `ed25519` the public line is the base64 of the 32 raw bytes; for `sm2-sm3` it is
 `sm2:` and the base64 of the 65-byte uncompressed point, then `;id=<signer ID>` when the key
 signs with a signer ID other than the default (a private key file does not hold its ID: the config says it).
+
+With `[at_rest] cipher = "sm4"` the private key file is the PEM sealed in an SM4-GCM envelope
+(gateway/at_rest/): callers pass the KeyRing's `seal`/`open` as `seal`/`opener`, so this module stays
+below the config.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
 
+from gateway.at_rest.envelope import is_sealed
+from gateway.at_rest.files import write_file
 from gateway.protocol.suites import (
     DEFAULT_SUITE,
     SM2_SM3,
@@ -41,20 +47,22 @@ def public_key_from_text(text: str, suite_name: str | None = None) -> PublicKey:
     return (suite(suite_name) if suite_name else suite_of_text(text)).public_from_text(text)
 
 
-def write_private_key(key: PrivateKey, path: str | Path) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+Sealer = Callable[[bytes], bytes]
+Opener = Callable[[bytes, str], bytes]  # (stored bytes, what they are for the error) -> plaintext
+
+
+def write_private_key(key: PrivateKey, path: str | Path, seal: Sealer | None = None) -> None:
     pem = suite_of(key).private_pem(key)
-    # Create with 0600 from the start: never a moment where the key is world-readable.
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    os.chmod(p, 0o600)
+    write_file(Path(path), seal(pem) if seal else pem, 0o600)  # 0600 from the start, renamed into place whole
 
 
-def read_private_key(path: str | Path, sm2_signer_id: str | None = None) -> PrivateKey:
+def read_private_key(path: str | Path, sm2_signer_id: str | None = None, opener: Opener | None = None) -> PrivateKey:
     """The key in `path`; an SM2 key signs with `sm2_signer_id` (None: the standard's default)."""
     pem = Path(path).read_bytes()
+    if is_sealed(pem):
+        if opener is None:
+            raise ValueError(f"{path}: sealed with SM4 at rest; the config's [at_rest] keys are needed to read it")
+        pem = opener(pem, f"私钥 / private key {path}")
     for s in SUITES.values():
         key = s.private_from_pem(pem)
         if key is not None:
@@ -73,12 +81,13 @@ def read_public_key(path: str | Path, suite_name: str | None = None) -> PublicKe
 
 
 def new_key_pair(
-    private_path: str | Path, public_path: str | Path, suite_name: str = DEFAULT_SUITE, sm2_signer_id: str | None = None
+    private_path: str | Path, public_path: str | Path, suite_name: str = DEFAULT_SUITE, sm2_signer_id: str | None = None,
+    seal: Sealer | None = None,
 ) -> PrivateKey:
     """A new key of `suite_name`; its .pub line names the suite (and an SM2 key's signer ID unless the default)."""
     key = new_private_key(suite_name)
     if suite(suite_name) is SM2_SM3:
         SM2_SM3.with_signer_id(key, sm2_signer_id)
-    write_private_key(key, private_path)
+    write_private_key(key, private_path, seal)
     write_public_key(suite_of(key).public_key(key), public_path)
     return key

@@ -161,7 +161,7 @@ class HubTransport:
             raise FatalError(f"keys.signing_key {config.signing_key}: signing key not found (gateway keys new ...)")
         self.url = hub.url + BATCHES_PATH
         self.path = urlsplit(self.url).path
-        self.key = read_private_key(config.signing_key, config.sm2_signer_id)
+        self.key = read_private_key(config.signing_key, config.sm2_signer_id, config.at_rest.open)
         self.key_id = config.key_id
         self.hub_public_key = read_public_key(hub.hub_key)
         self.timeout = hub.timeout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, redirect, url_for
@@ -15,6 +14,7 @@ from gateway.accounts import AccountStore, csrf, errors
 from gateway.accounts.forwarded import TrustedProxies
 from gateway.accounts.roles import GATEWAY_PERMISSIONS, GATEWAY_ROLES
 from gateway.accounts.web import AccountsUI, NavItem, attach
+from gateway.at_rest.stored import read_stored
 from gateway.config import GatewayConfig
 from gateway.localtime import DEFAULT_TIMEZONE, local_text, zone_label
 from gateway.store import tables
@@ -63,18 +63,18 @@ NAV = [
 
 
 def _secret_key(config: GatewayConfig | None) -> str:
-    """The configured key, else one generated once and kept beside the state store (never a default)."""
+    """The configured key, else one generated once and kept beside the state store (never a default), sealed at rest."""
     if config is not None and config.web.secret_key:
         return config.web.secret_key
     if config is None:
         return secrets.token_urlsafe(32)
-    path = Path(config.state_path).parent / "web_secret"
+    path = config.web_secret_file
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+        with os.fdopen(fd, "wb") as f:
+            f.write(config.at_rest.seal(secrets.token_urlsafe(48).encode("ascii")))
+    return read_stored(path, config.at_rest, "会话密钥 / web secret").decode("ascii").strip()
 
 
 def create_app(

@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, send_file, url_for
@@ -17,6 +16,7 @@ from gateway.accounts import csrf, errors
 from gateway.accounts.forwarded import TrustedProxies
 from gateway.accounts.roles import HUB_PERMISSIONS
 from gateway.accounts.web import AccountsUI, NavItem, attach, audit, require
+from gateway.at_rest.stored import read_stored
 from gateway.hub.tables import batches, record_history, records
 from gateway.hub.ui import exports, stats
 from gateway.hub.ui_tables import hub_account_store
@@ -51,23 +51,24 @@ def _engine() -> Any:
 
 
 def _secret_key(hub: Any) -> str:
-    """A session key kept beside the hub's attachments folder, generated once (never a default)."""
-    path = Path(hub.config.attachments_dir).parent / "ui_secret"
+    """A session key kept beside the hub's attachments folder, generated once (never a default), sealed at rest."""
+    path = hub.config.ui_secret_file
+    ring = hub.config.at_rest
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         # Workers starting together: the key is written whole under a private name and linked into place,
         # so exactly one key wins and no worker reads a half-written file; a session signed by one holds at all.
         tmp = path.with_name(f".ui_secret.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
+        with os.fdopen(fd, "wb") as f:
+            f.write(ring.seal(secrets.token_urlsafe(48).encode("ascii")))
         try:
             os.link(tmp, path)
         except FileExistsError:
             pass  # another worker's key is in place: use that one
         finally:
             tmp.unlink()
-    return path.read_text().strip()
+    return read_stored(path, ring, "界面会话密钥 / UI session key").decode("ascii").strip()
 
 
 @bp.record_once
