@@ -10,10 +10,10 @@ import pytest
 
 from gateway.spreadsheet.export import write_error_workbook
 from gateway.spreadsheet.importer import import_workbook
-from gateway.spreadsheet.template import write_template
 from gateway.standard import uscc
 from gateway.standard.schema import RECORD_TYPES
 from gateway.standard.validate import ValidationContext
+from gateway.workbook.template import write_template
 
 TODAY = date(2025, 6, 30)
 CTX = ValidationContext(today=TODAY)

@@ -17,10 +17,35 @@ from gateway.standard.schema import RECORD_TYPES
 @click.option("--type", "types", multiple=True, type=click.Choice(list(RECORD_TYPES)), help="Only these record types (repeatable).")
 def template(out: Path, types: tuple[str, ...]) -> None:
     """Write the XLSX collection template (Chinese headers, drop-downs, 说明 sheet)."""
-    from gateway.spreadsheet.template import write_template
+    from gateway.workbook.template import write_template
 
     write_template(out, types or None)
     click.echo(f"wrote {out}")
+
+
+@cli.command("verify-workbook")
+@click.argument("workbook", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The sender's public key file (its hub's .pub), as it was given to you.")
+@click.option("--signature", "sig_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The signature file (default: <workbook>.sig.json beside it).")
+@domain_errors
+def verify_workbook_cmd(workbook: Path, key_file: Path, sig_file: Path | None) -> None:
+    """Check a workbook sent upward (gateway hub workbook export) against its signature: exit 0 only when intact."""
+    from gateway.errors import FatalError
+    from gateway.workbook.signature import WorkbookSignatureError, verify_workbook
+
+    try:
+        v = verify_workbook(workbook, key_file.read_text(encoding="utf-8").strip(), sig_file)
+    except WorkbookSignatureError as e:
+        raise FatalError(f"未通过核验 / NOT VERIFIED: {e}") from None
+    m = v.manifest
+    counts = "，".join(f"{RECORD_TYPES[k].label} {n}" for k, n in (m.get("counts") or {}).items() if k in RECORD_TYPES)
+    click.echo(f"核验通过 / VERIFIED: {workbook.name}")
+    click.echo(f"  报送单位 {m.get('signer')}（密钥 {m.get('key_id')}，{m.get('suite')}），签名时间 {m.get('signed_at')}")
+    click.echo(f"  部门 {m.get('department_name')}（{m.get('department')}），期间 {m.get('period')}；{counts or '无记录'}")
+    if v.renamed:
+        click.echo(f"  注意：签名时的文件名为 {m.get('file')} / the file was renamed after signing")
 
 
 def _context(ctx: click.Context):  # type: ignore[no-untyped-def]

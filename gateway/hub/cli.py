@@ -157,6 +157,41 @@ def hub_keys_new(h: HubContext, force: bool) -> None:
     click.echo(f"wrote {path} and {path.with_suffix('.pub')} (suite {suite_name}; give the .pub to the gateways)")
 
 
+@hub.group("workbook")
+def workbook() -> None:
+    """The standard's workbook of the area, signed, for a level above that has no hub (提交上级更新)."""
+
+
+@workbook.command("export")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the workbooks.")
+@click.option("--period", required=True, help="The period the submission covers, as the report names it (e.g. 2026年第四季度).")
+@click.option("--department", "departments", multiple=True, help="Only this department (repeatable; default: all).")
+@click.option("--since", default=None, help="Only records received since this day (YYYY-MM-DD, hub.timezone).")
+@pass_hub
+@domain_errors
+def workbook_export(h: HubContext, out_dir: Path, period: str, departments: tuple[str, ...], since: str | None) -> None:
+    """One workbook per department (the import template's layout), each with <name>.sig.json signed by the hub key."""
+    from gateway.hub.ui.stats import day_start
+    from gateway.hub.upward import export_area
+    from gateway.protocol.keys import public_key_of, public_key_text, read_private_key
+
+    cfg = h.config
+    key = read_private_key(cfg.signing_key, cfg.sm2_signer_id, cfg.at_rest.open)
+    try:
+        start = day_start(since, cfg.timezone) if since else None
+    except ValueError:
+        raise FatalError(f"--since {since!r}: expected a day YYYY-MM-DD") from None
+    try:
+        done = export_area(h.engine, out_dir, key, cfg.key_id, office=cfg.office, period=period,
+                           departments=departments or None, since=start, timezone=cfg.timezone)
+    except ValueError as e:
+        raise FatalError(str(e)) from None
+    for w in done:
+        counts = "，".join(f"{k} {n}" for k, n in w.counts.items()) or "无记录"
+        click.echo(f"{w.path}（{w.name}：{counts}）\n  签名 {w.signature}")
+    click.echo(f"核验公钥 / verify with: {public_key_text(public_key_of(key))}")
+
+
 @hub.group("at-rest")
 def at_rest() -> None:
     """SM4 encryption of what the hub stores ([at_rest]): attachments, UI secret, signing key."""

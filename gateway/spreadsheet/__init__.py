@@ -12,7 +12,7 @@ from gateway.spreadsheet.importer import (
     iter_csv,
     iter_workbook,
 )
-from gateway.spreadsheet.template import write_template
+from gateway.workbook.template import write_template
 
 __all__ = [
     "ImportResult", "ImportedRecord", "RowError", "csv_writer", "export_csv", "import_csv", "import_workbook",

@@ -11,8 +11,8 @@ from openpyxl.styles import Alignment, Font, PatternFill
 
 from gateway.safe_cells import csv_writer, set_cell
 from gateway.spreadsheet.importer import ImportResult
-from gateway.spreadsheet.layout import ERROR_HEADER, HEADER_ROW, header
 from gateway.standard.schema import FILE_REF, ITEMS, RECORD_TYPES, Field
+from gateway.workbook.layout import ERROR_HEADER, HEADER_ROW, header
 
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
 ERROR_COLUMNS = ("工作表", "行号", "字段", "字段名", "值", "规则", "错误说明")

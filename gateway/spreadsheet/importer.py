@@ -22,7 +22,10 @@ from openpyxl import load_workbook
 from gateway.adapters.formats.text import LineDecoder, detect_encoding
 from gateway.errors import RowProblem, SourceError
 from gateway.safe_cells import restore
-from gateway.spreadsheet.layout import (
+from gateway.standard.converters import normalize_item
+from gateway.standard.schema import RECORD_TYPES, Field, record_key
+from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext, normalize
+from gateway.workbook.layout import (
     ERROR_HEADER,
     INSTRUCTIONS_SHEET,
     ITEM_COLUMNS,
@@ -30,9 +33,6 @@ from gateway.spreadsheet.layout import (
     LISTS_SHEET,
     sheet_to_type,
 )
-from gateway.standard.converters import normalize_item
-from gateway.standard.schema import RECORD_TYPES, Field, record_key
-from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext, normalize
 
 MAX_UNPACKED_BYTES = 1 << 30  # a clerk's workbook unzips to far less; more is a zip bomb
 

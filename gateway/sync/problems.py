@@ -272,7 +272,7 @@ def import_locator(filename: str, sheet: str, row: int) -> str:
 def record_import(engine: Engine, filename: str, result: Any, csv_type: str | None = None) -> None:
     """Upkeep after importing `filename`: its earlier import's problems go, valid records clear theirs,
     and every refused row of this import is recorded (keyed by file, sheet and row)."""
-    from gateway.spreadsheet.layout import ITEMS_SHEET, sheet_to_type
+    from gateway.workbook.layout import ITEMS_SHEET, sheet_to_type
 
     types = sheet_to_type()
     refused: dict[str, list[Any]] = {}

@@ -11,7 +11,9 @@ from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
-from gateway.spreadsheet.layout import (
+from gateway.standard.doc import REQUIRED_TEXT, kind_text, rule_text
+from gateway.standard.schema import DATE, DECIMAL, INT, ITEMS, RECORD_TYPES, SCHEMA_VERSION, UNITS, Field, RecordType
+from gateway.workbook.layout import (
     FIRST_DATA_ROW,
     HEADER_ROW,
     INSTRUCTIONS_SHEET,
@@ -23,8 +25,6 @@ from gateway.spreadsheet.layout import (
     header,
     sheet_fields,
 )
-from gateway.standard.doc import REQUIRED_TEXT, kind_text, rule_text
-from gateway.standard.schema import DATE, DECIMAL, INT, ITEMS, RECORD_TYPES, SCHEMA_VERSION, UNITS, Field, RecordType
 
 HEAD_FILL = PatternFill("solid", fgColor="DDEBF7")
 REQ_FONT = Font(bold=True, color="C00000")
