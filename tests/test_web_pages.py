@@ -40,6 +40,10 @@ def test_dashboard_and_source_pages(gw_site) -> None:  # type: ignore[no-untyped
     assert health["ok"] is False and "公钥" in health["message"]
     page = c.get("/sources/wz_db").get_data(as_text=True)
     assert "wzbm" in page and "折叠床" in page and "site-test-secret" not in page
+    # Codes a person reads are named in Chinese, with the code the config uses beside them.
+    assert "数据库表（sql）" in page and "应急物资基础信息" in page and "全量指纹比对（fingerprint）" in page
+    listing = c.get("/sources/").get_data(as_text=True)
+    assert "<td>数据库表（sql）</td><td>应急物资基础信息</td>" in listing
 
 
 def test_mapping_preview_shows_values_and_chinese_errors(gw_site) -> None:  # type: ignore[no-untyped-def]

@@ -118,6 +118,12 @@ def create_app(
         return local_text(value, tz, seconds)
 
     app.jinja_env.globals["zone_label"] = zone_label(tz)
+    from gateway.standard.schema import RECORD_TYPES
+    from gateway.web.status import SOURCE_TYPE_LABELS, STRATEGY_LABELS, labelled
+
+    app.jinja_env.filters["source_type"] = lambda code: labelled(code, SOURCE_TYPE_LABELS)
+    app.jinja_env.filters["strategy"] = lambda code: labelled(code, STRATEGY_LABELS)
+    app.jinja_env.filters["record_type"] = lambda code: RECORD_TYPES[code].label if code in RECORD_TYPES else (code or "")
     csrf.protect(app)
     errors.install(app)
 

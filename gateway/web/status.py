@@ -17,6 +17,22 @@ STATE_LABELS = {
     "pending": "待推送", "sent": "已发送待回执", "delivered": "已送达", "stale": "过期版本（未采用）", "dead": "被退回",
 }
 RUN_LABELS = {"running": "运行中", "ok": "成功", "failed": "失败"}
+# What a person reads for a source's type and change-detection strategy; a plug-in adapter type
+# not listed here is shown by its own name.
+SOURCE_TYPE_LABELS = {
+    "sql": "数据库表", "odbc": "ODBC 数据源", "folder": "本地文件夹", "sftp": "SFTP 文件投放", "xml": "XML 导出文件",
+    "local": "本地录入", "spreadsheet": "表格导入",
+}
+STRATEGY_LABELS = {
+    "cursor": "按更新时间增量读取", "fingerprint": "全量指纹比对", "append": "只追加不删除", "snapshot": "全量快照",
+}
+
+
+def labelled(code: str | None, labels: dict[str, str]) -> str:
+    """'数据库表（sql）': the Chinese name with the code the config uses, or the code alone when unnamed."""
+    if not code:
+        return ""
+    return f"{labels[code]}（{code}）" if code in labels else code
 RECEIPT_LABELS = {"accepted": "已接收", "rejected": "被拒绝", "duplicate": "重复（已接收）", "stale": "过期版本"}
 
 
