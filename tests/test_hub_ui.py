@@ -239,3 +239,17 @@ def test_a_delete_reads_as_a_delete_in_the_receipts_and_their_export(hub_ui) -> 
     out = list(csv.reader(io.StringIO(c.post("/ui/receipts/export.csv", data=tok).get_data(as_text=True).lstrip("\ufeff"))))
     col = out[0].index("操作")
     assert [r[col] for r in out[1:]] == ["删除", "新增/更新"]
+
+
+def test_a_refused_request_reads_in_chinese_in_the_log(hub_ui) -> None:  # type: ignore[no-untyped-def]
+    import requests
+
+    from gateway.hub.ui.stats import REFUSAL_LABELS
+
+    r = requests.post(hub_ui.url + "/api/v1/batches", data=b'{"records": []}',
+                      headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code in (400, 401)
+    code = r.json()["error"]
+    c = _client(hub_ui, "look")
+    log = c.get("/ui/log?kind=refused").get_data(as_text=True)
+    assert f"{REFUSAL_LABELS[code]}（{code}）" in log, code

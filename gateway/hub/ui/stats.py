@@ -24,6 +24,17 @@ PAGE = 50
 DEFAULT_FRESHNESS_DAYS = DEFAULT_PERIOD_DAYS
 STATUS_LABELS = {"accepted": "已接收", "rejected": "被拒绝", "duplicate": "重复", "stale": "过期版本"}
 KIND_LABELS = {"batch": "批次", "refused": "拒绝请求", "read": "共享读取", "attachment": "附件"}
+# The refusal codes of the protocol (docs/protocol.md) as an operator reads them; the code stays beside.
+REFUSAL_LABELS = {
+    "bad_signature": "签名无效", "bad_signature_input": "签名参数有误", "missing_signature": "缺少签名",
+    "bad_digest": "内容摘要格式有误", "missing_digest": "缺少内容摘要", "digest_mismatch": "内容与摘要不符",
+    "unknown_key": "未登记的密钥", "key_revoked": "密钥已吊销", "clock_window": "请求时间超出允许范围",
+    "replay": "重放的请求", "department_mismatch": "部门与密钥不符", "record_type_not_allowed": "无权报送该类记录",
+    "too_large": "请求过大", "malformed_request": "请求格式有误", "malformed_batch": "批次格式有误",
+    "duplicate_member": "JSON 成员重复", "unsupported_protocol": "不支持的协议版本",
+    "batch_id_conflict": "批次号冲突（内容不同）", "read_not_granted": "未获授权读取", "not_found": "不存在",
+    "attachment_damaged": "附件已损坏", "attachment_type": "附件类型不支持", "store_unavailable": "存储暂不可用",
+}
 ON_TIME, LATE, MISSING = "按时更新", "更新滞后", "未报送"
 
 

@@ -107,7 +107,8 @@ def reason_list(text: str | None) -> list[str]:
 def _common() -> dict[str, Any]:
     return {"departments": stats.department_names(_engine()), "types": RECORD_TYPES,
             "zone_label": zone_label(_hub().config.timezone),
-            "status_labels": stats.STATUS_LABELS, "kind_labels": stats.KIND_LABELS}
+            "status_labels": stats.STATUS_LABELS, "kind_labels": stats.KIND_LABELS,
+            "refusal_labels": stats.REFUSAL_LABELS}
 
 
 @bp.get("/")
