@@ -48,3 +48,44 @@ def test_bad_transforms_text_is_named_in_chinese() -> None:
         mf.text_from_rows("material", rows)
     assert str(e.value).startswith("物资编码：转换设置不是有效的 TOML 数组")
     assert mf.problem_text("fields.unit: required field 计量单位(unit) is not mapped", rt) == "计量单位：必填字段未映射"
+
+
+def _form_of(rows: list[mf.FieldRow]) -> dict[str, str]:
+    form: dict[str, str] = {}
+    for r in rows:
+        form |= {f"f.{r.name}.kind": r.kind, f"f.{r.name}.value": r.value,
+                 f"f.{r.name}.transforms": r.transforms, f"f.{r.name}.default": r.default}
+    return form
+
+
+@pytest.mark.parametrize("name", sorted(TEXTS))
+def test_saving_the_form_unchanged_writes_the_file_as_it_was(name: str) -> None:
+    text = TEXTS[name]
+    rt = RECORD_TYPES[tomllib.loads(text)["record_type"]]
+    rows, description = mf.rows_from_text(text, rt)
+    again = mf.text_from_rows(rt.name, mf.rows_from_form(_form_of(rows), rt), description, text)
+    assert again == text if text.endswith("\n") else again == text + "\n"
+
+
+def test_a_changed_field_changes_only_its_own_line() -> None:
+    import difflib
+
+    text = """record_type = "stock"
+description = "库存"
+
+[fields]
+# 物资编码来自 wzbm
+material_id = "wzbm"
+depot_id = {column = "ckbm", transforms = ["trim", "upper"]}
+unit = {constant = "个"}
+quantity = {column = "sl", transforms = [{decimal = 2}]}
+checked_date = {column = "hcrq", transforms = [{date = "%Y/%m/%d"}], default = "2026-01-01"}
+"""
+    rt = RECORD_TYPES["stock"]
+    rows, description = mf.rows_from_text(text, rt)
+    form = _form_of(rows) | {"f.unit.value": "件", "f.batch_no.kind": "column", "f.batch_no.value": "pc"}
+    again = mf.text_from_rows("stock", mf.rows_from_form(form, rt), description, text)
+    changed = [d for d in difflib.unified_diff(text.splitlines(), again.splitlines(), lineterm="", n=0)
+               if d[:1] in "+-" and not d.startswith(("+++", "---"))]
+    # The short form, the comment and the file's order stay; a new column field is written short too.
+    assert changed == ['-unit = {constant = "个"}', '+unit = {constant = "件"}', '+batch_no = "pc"']

@@ -96,16 +96,63 @@ def rows_from_form(form: Mapping[str, str], rt: RecordType) -> list[FieldRow]:
     ]
 
 
-def text_from_rows(record_type: str, rows: list[FieldRow], description: str = "") -> str:
-    """Mapping TOML text; raises FormProblem naming the field (Chinese) when a transforms entry is not TOML."""
+_ENTRY = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=")
+
+
+def _kept_entries(original: str) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """The original file cut where the form can keep it as written: the lines before [fields], each
+    field's own entry (with the comment lines just above it), in the file's order, and the lines
+    after the last entry. An entry spanning several lines is not kept (it is written anew)."""
+    lines = original.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "[fields]")
+    except StopIteration:
+        return [], {}, []
+    head, entries, pending = lines[:start], {}, []
+    for line in lines[start + 1:]:
+        m = _ENTRY.match(line)
+        if m:
+            try:
+                tomllib.loads(line)
+            except tomllib.TOMLDecodeError:
+                pending = []
+                continue
+            entries[m.group(1)] = [*pending, line]
+            pending = []
+        elif line.strip().startswith("#") or not line.strip():
+            pending.append(line)
+        else:  # a continuation line or another table: nothing after it is kept as written
+            break
+    return head, entries, [x for x in pending if x.strip()]
+
+
+def text_from_rows(record_type: str, rows: list[FieldRow], description: str = "", original: str | None = None) -> str:
+    """Mapping TOML text; raises FormProblem naming the field (Chinese) when a transforms entry is not TOML.
+
+    With `original` (the file as it is), what the form leaves unchanged is written as the file had it
+    — short forms, order, comments — so a save changes only the lines of the fields that changed."""
     rt = RECORD_TYPES[record_type]
-    lines = [f"record_type = {toml_value(record_type)}"]
-    if description.strip():
-        lines.append(f"description = {toml_value(description.strip())}")
-    lines += ["", "[fields]"]
+    before = {r.name: r for r in rows_from_text(original, rt)[0]} if original else {}
+    head, kept, tail = _kept_entries(original) if original else ([], {}, [])
+    old_description = rows_from_text(original, rt)[1] if original else None
+    if head and old_description == description.strip():
+        lines = [*head, "[fields]"]
+    else:
+        lines = [f"record_type = {toml_value(record_type)}"]
+        if description.strip():
+            lines.append(f"description = {toml_value(description.strip())}")
+        lines += ["", "[fields]"]
+    order = {name: i for i, name in enumerate(kept)}
+    rows = sorted(rows, key=lambda r: order.get(r.name, len(order)))  # the file's order, new fields after
     problems = []
     for row in rows:
         if not row.kind:
+            continue
+        if row.name in kept and before.get(row.name) == row:
+            lines += kept[row.name]
+            continue
+        if row.kind == "column" and not row.transforms and row.default == "":
+            lines.append(f"{row.name} = {toml_value(row.value)}")  # the short form the docs use
             continue
         label = rt[row.name].label
         if row.kind not in SOURCE_KINDS:
@@ -126,7 +173,7 @@ def text_from_rows(record_type: str, rows: list[FieldRow], description: str = ""
         lines.append(f"{row.name} = {toml_value(spec)}")
     if problems:
         raise FormProblem("\n".join(problems))
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *tail]) + "\n"
 
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [

@@ -99,7 +99,8 @@ def api_preview(source: str) -> Any:
     sc = _source(source)
     rt = RECORD_TYPES[sc.record_type]
     try:
-        text = mf.text_from_rows(sc.record_type, mf.rows_from_form(request.form, rt), request.form.get("description", ""))
+        text = mf.text_from_rows(sc.record_type, mf.rows_from_form(request.form, rt), request.form.get("description", ""),
+                                 _current_text(sc))
     except mf.FormProblem as e:
         return jsonify({"ok": False, "problems": str(e).splitlines(), "rows": []})
     columns, rows, err = sample(sc)
@@ -133,7 +134,8 @@ def save(source: str) -> Any:
         flash("请填写修改说明", "error")
         return redirect(url_for("mappings.edit", source=source))
     try:
-        text = mf.text_from_rows(sc.record_type, mf.rows_from_form(request.form, rt), request.form.get("description", ""))
+        text = mf.text_from_rows(sc.record_type, mf.rows_from_form(request.form, rt), request.form.get("description", ""),
+                                 _current_text(sc))
         columns, _rows, _err = sample(sc)
         mapping = _compile(sc, text, columns)
     except mf.FormProblem as e:
