@@ -39,6 +39,8 @@ ATTACHMENT_KEYS = ("dir", "max_bytes")
 DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
 KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
 GRANT_KEYS = ("reader", "owner", "record_types", "confidential")
+UPSTREAM_KEYS = ("url", "key_id", "signing_key", "hub_key", "batch_size", "timeout", "poll_interval")
+RELAY_KEYS = ("key_id", "name", "public_key", "public_key_file", "departments", "revoked")
 STANDARD_KEYS = ("category_codes", "extra_units")
 
 
@@ -70,6 +72,30 @@ class GrantConfig:
 
 
 @dataclass
+class UpstreamConfig:
+    """[upstream]: the hub one level up that this hub forwards what it accepted to (docs/hub.md, "Levels")."""
+
+    url: str  # http(s)://host:port of the upper hub
+    key_id: str  # this hub's key id there (registered as a relay)
+    signing_key: Path  # this hub's private key for the upper hub
+    hub_key: str  # the upper hub's public key line (verifies its receipts)
+    batch_size: int = 500  # records per forwarded batch
+    timeout: float = 30.0  # seconds per request
+    poll_interval: float = 1.0  # seconds between looks at the forward outbox when not woken
+
+
+@dataclass
+class RelayConfig:
+    """[[relays]]: a lower hub's key, allowed to forward the records of the departments of its area."""
+
+    key_id: str
+    name: str
+    public_key: str
+    departments: tuple[str, ...]
+    revoked: bool = False
+
+
+@dataclass
 class HubConfig:
     file: Path | None
     listen: str = "127.0.0.1:8700"
@@ -93,6 +119,8 @@ class HubConfig:
     timezone: str = DEFAULT_TIMEZONE  # times shown to operators and in the 通报; stored times stay UTC
     office: str = "乡镇应急管理办公室"  # the 通报's issuing office
     expiry_warn_days: tuple[int, ...] = (30, 90)
+    upstream: UpstreamConfig | None = None
+    relays: list[RelayConfig] = field(default_factory=list)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -113,15 +141,15 @@ def _database_url(value: str | None, base: Path) -> str:
     return f"sqlite:///{p if p.is_absolute() else base / p}"
 
 
-def _key_file(chk: Checker, value: Any, base: Path) -> Path | None:
-    """The signing key file: a path, {file = "path"}, or {credential = "name"} (systemd LoadCredential=)."""
+def _key_file(chk: Checker, value: Any, base: Path, path: str = "hub.signing_key") -> Path | None:
+    """A private key file: a path, {file = "path"}, or {credential = "name"} (systemd LoadCredential=)."""
     if value is None:
-        chk.problem("hub.signing_key", "required setting is missing")
+        chk.problem(path, "required setting is missing")
         return None
     if isinstance(value, dict) and set(value) == {"credential"}:
         cdir = os.environ.get("CREDENTIALS_DIRECTORY")
         if not cdir:
-            chk.problem("hub.signing_key", "credential requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
+            chk.problem(path, "credential requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
             return None
         p = Path(cdir) / str(value["credential"])
     elif isinstance(value, dict) and set(value) == {"file"}:
@@ -129,11 +157,11 @@ def _key_file(chk: Checker, value: Any, base: Path) -> Path | None:
     elif isinstance(value, str) and value:
         p = Path(value)
     else:
-        chk.problem("hub.signing_key", 'expected a path, {file = "path"} or {credential = "name"}')
+        chk.problem(path, 'expected a path, {file = "path"} or {credential = "name"}')
         return None
     p = p if p.is_absolute() else base / p
     if not p.is_file():
-        chk.problem("hub.signing_key", f"file not found: {p} (create it with `gateway keys new {p}`)")
+        chk.problem(path, f"file not found: {p} (create it with `gateway keys new {p}`)")
     return p
 
 
@@ -189,7 +217,7 @@ def _key(chk: Checker, k: dict[str, Any], path: str) -> KeyConfig | None:
 def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None = None) -> HubConfig:
     """Check a parsed hub config document; raises ConfigError listing every problem."""
     chk = Checker(base_dir)
-    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard", "report"), "")
+    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard", "report", "upstream", "relays"), "")
     hub = chk.table(doc, "hub")
     listen = chk.value(hub, "listen", "hub", str, default="127.0.0.1:8700")
     if listen and not re.fullmatch(r"[^\s]+:\d{1,5}", listen):
@@ -285,8 +313,13 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         grants.append(GrantConfig(reader, owner, _record_types(chk, g, p), chk.value(g, "confidential", p, bool, default=False)))
         chk.unknown(g, GRANT_KEYS, p)
 
+    upstream = _upstream(chk, doc, base_dir)
+    relays = _relays(chk, doc, codes, key_ids)
+
     chk.raise_if_any(str(file) if file else None)
     return HubConfig(
+        upstream=upstream,
+        relays=relays,
         file=file,
         listen=listen,
         database=database,
@@ -310,6 +343,82 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         office=office,
         expiry_warn_days=tuple(sorted(warn)),
     )
+
+
+def _public_key_line(chk: Checker, value: Any, path: str, base: Path) -> str | None:
+    """A public key given as its line or as a file holding it (a .pub)."""
+    if not isinstance(value, str) or not value:
+        chk.problem(path, "required: the public key line (base64, or sm2:...) or the path of a .pub file")
+        return None
+    text = value
+    if not _looks_like_key(value):
+        p = Path(value) if Path(value).is_absolute() else base / value
+        if not p.is_file():
+            chk.problem(path, f"neither a public key line nor a file: {value}")
+            return None
+        text = p.read_text(encoding="ascii", errors="replace").strip()
+    try:
+        public_key_from_text(text)
+    except Exception:
+        chk.problem(path, "not a public key line: base64 of a 32-byte Ed25519 key, or sm2:<base64 of the 65-byte point>")
+        return None
+    return text.strip().removeprefix("ed25519:")
+
+
+def _looks_like_key(value: str) -> bool:
+    try:
+        public_key_from_text(value)
+    except Exception:
+        return False
+    return True
+
+
+def _upstream(chk: Checker, doc: dict[str, Any], base: Path) -> UpstreamConfig | None:
+    if "upstream" not in doc:
+        return None
+    up = chk.table(doc, "upstream")
+    url = chk.value(up, "url", "upstream", str, required=True, default="")
+    if url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", url):
+        chk.problem("upstream.url", "expected http://host:port or https://host:port")
+    key_id = chk.value(up, "key_id", "upstream", str, required=True, default="")
+    if key_id and not KEY_ID_RE.match(key_id):
+        chk.problem("upstream.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
+    key = _key_file(chk, up.get("signing_key"), base, "upstream.signing_key")
+    hub_key = _public_key_line(chk, up.get("hub_key"), "upstream.hub_key", base)
+    size = chk.value(up, "batch_size", "upstream", int, default=500)
+    if size is not None and not (1 <= size <= 10_000):
+        chk.problem("upstream.batch_size", "must be between 1 and 10000 records")
+    timeout = chk.value(up, "timeout", "upstream", (int, float), default=30.0)
+    poll = chk.value(up, "poll_interval", "upstream", (int, float), default=1.0)
+    for name, v in (("timeout", timeout), ("poll_interval", poll)):
+        if v is not None and v <= 0:
+            chk.problem(f"upstream.{name}", "must be a positive number of seconds")
+    chk.unknown(up, UPSTREAM_KEYS, "upstream")
+    if not (url and key_id and key and hub_key):
+        return None
+    return UpstreamConfig(url.rstrip("/"), key_id, key, hub_key, size or 500, float(timeout or 30), float(poll or 1))
+
+
+def _relays(chk: Checker, doc: dict[str, Any], codes: set[str], key_ids: set[str]) -> list[RelayConfig]:
+    out: list[RelayConfig] = []
+    for p, r in _tables(chk, doc, "relays", "relays"):
+        name = chk.value(r, "name", p, str, required=True, default="")
+        area = chk.value(r, "departments", p, list, required=True, default=[]) or []
+        for i, code in enumerate(area):
+            if code not in codes:
+                chk.problem(f"{p}.departments[{i}]", f"department {code!r} is not listed under [[departments]]")
+        if not area:
+            chk.problem(f"{p}.departments", "a relay's area names at least one department")
+        k = {key: r[key] for key in KEY_KEYS if key in r}
+        kc = _key(chk, k, p)
+        chk.unknown(r, RELAY_KEYS, p)
+        if kc is None:
+            continue
+        if kc.key_id in key_ids:
+            chk.problem(f"{p}.key_id", f"duplicate key id {kc.key_id!r} (a key belongs to one department or relay)")
+        key_ids.add(kc.key_id)
+        out.append(RelayConfig(kc.key_id, name, kc.public_key, tuple(str(c) for c in area), kc.revoked))
+    return out
 
 
 def signing_key_target(path: str | Path) -> tuple[Path, str, str]:

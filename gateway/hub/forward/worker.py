@@ -1,0 +1,181 @@
+"""The forwarder: drains the forward outbox to the upper hub, one forwarder per hub database.
+
+Several hub workers may share one PostgreSQL database; each starts a forwarder thread, and only the one
+holding the session advisory lock `FORWARD_LOCK` forwards (the others look again every few seconds, so
+one takes over when the holder dies). A SQLite hub is one process; its `gateway-hub forward` command and
+the running hub share a lock file beside the database. Upward batches leave one at a time, oldest first;
+a failed one is retried (backoff 1 s doubling to 30 s) before anything newer leaves, so a department's
+records reach the upper hub in the order this hub accepted them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from gateway.hub.config import UpstreamConfig
+from gateway.hub.forward import outbox
+from gateway.hub.forward.upstream import Delivered, Refused, Retry, Upstream
+from gateway.protocol.keys import read_private_key
+
+LOG = logging.getLogger(__name__)
+FORWARD_LOCK = 727468  # session advisory lock: the one forwarder of a PostgreSQL hub database
+BACKOFF_CAP = 30.0
+TAKEOVER_WAIT = 3.0  # seconds between looks at the lock held by another worker
+
+
+@contextmanager
+def forward_lock(engine: Engine) -> Iterator[bool]:
+    """Hold the database's forwarder lock while inside; yields False when another forwarder holds it."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            held = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (FORWARD_LOCK,)).scalar())
+            conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (FORWARD_LOCK,))
+                    conn.commit()
+        return
+    path = Path(f"{engine.url.database}.forward.lock")
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass
+class Drained:
+    delivered: int = 0  # upward batches receipted
+    records: int = 0
+    retried: int = 0  # failed attempts
+    refused: int = 0  # batches parked by a 4xx
+    last_error: str | None = None
+    busy: bool = False  # another forwarder holds the lock
+
+
+@dataclass
+class Forwarder:
+    engine: Engine
+    upstream: UpstreamConfig
+    hub_key_id: str
+    wake: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        key = read_private_key(self.upstream.signing_key)
+        self.client = Upstream(self.upstream.url, key, self.upstream.key_id, self.upstream.hub_key, self.upstream.timeout)
+        self._thread: threading.Thread | None = None
+
+    # --- one pass ---------------------------------------------------------
+    def step(self, result: Drained) -> bool | None:
+        """Send the oldest upward batch awaiting a receipt, claiming new ones first when there is none.
+
+        True: one was receipted; None: nothing to send; False: it failed (retry later)."""
+        sent = outbox.pending(self.engine)
+        if not sent:
+            dept = outbox.queued_department(self.engine)
+            if dept is None:
+                return None
+            outbox.claim(self.engine, dept, hub_key_id=self.hub_key_id, relay_key=self.upstream.key_id,
+                         batch_size=self.upstream.batch_size)
+            sent = outbox.pending(self.engine)
+            if not sent:
+                return True  # everything claimed was superseded: look again
+        fb = sent[0]
+        answer = self.client.post_batch(fb.forward_id, fb.department, fb.body)
+        if isinstance(answer, Delivered):
+            outbox.settle(self.engine, fb, answer.receipt, answer.signature, answer.doc)
+            result.delivered += 1
+            result.records += fb.records
+            return True
+        result.last_error = answer.error
+        if isinstance(answer, Refused):
+            LOG.error("upper hub refused forwarded batch %s (%s records): %s", fb.forward_id, fb.records, answer.error)
+            outbox.note_failure(self.engine, fb, answer.error, refused=True)
+            result.refused += 1
+            return True  # the next batch may be of another department; this one waits for the operator
+        assert isinstance(answer, Retry)
+        LOG.warning("forwarded batch %s not delivered, will retry: %s", fb.forward_id, answer.error)
+        outbox.note_failure(self.engine, fb, answer.error, refused=False)
+        result.retried += 1
+        self._retry_after = answer.after
+        return False
+
+    def drain(self, retry_for: float = 0.0) -> Drained:
+        """Forward everything queued, retrying a failure for up to `retry_for` seconds (the CLI's one pass)."""
+        result = Drained()
+        with forward_lock(self.engine) as held:
+            if not held:
+                result.busy = True
+                return result
+            deadline, delay = time.monotonic() + retry_for, 1.0
+            while not self.stopping.is_set():
+                done = self.step(result)
+                if done is None:
+                    break
+                if done is False:
+                    if time.monotonic() + delay > deadline:
+                        break
+                    self.stopping.wait(self._pause(delay))
+                    delay = min(delay * 2, BACKOFF_CAP)
+                else:
+                    delay = 1.0
+        self.client.close()
+        return result
+
+    def _pause(self, delay: float) -> float:
+        after = getattr(self, "_retry_after", None)
+        return max(after or 0.0, random.uniform(delay / 2, delay))
+
+    # --- the thread of `gateway-hub run` ------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hub-forwarder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.client.close()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                with forward_lock(self.engine) as held:
+                    if held:
+                        self._forward_while_held()
+            except Exception:  # noqa: BLE001 - a lost database must not end forwarding for good
+                LOG.exception("forwarder failed; starting over")
+            self.stopping.wait(TAKEOVER_WAIT)
+
+    def _forward_while_held(self) -> None:
+        delay = 1.0
+        while not self.stopping.is_set():
+            self.wake.clear()
+            done = self.step(Drained())
+            if done is True:
+                delay = 1.0
+                continue
+            if done is None:
+                self.wake.wait(self.upstream.poll_interval)
+                continue
+            self.stopping.wait(self._pause(delay))
+            delay = min(delay * 2, BACKOFF_CAP)

@@ -1,0 +1,190 @@
+"""Forwarding between hub levels (docs/hub.md, "Levels"): township hub → county hub, real HTTP hubs on loopback."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.hub import tables
+from gateway.protocol.keys import public_key_from_text, read_private_key
+from gateway.protocol.receipts import verify_receipt
+from tests.fixtures.hub import LiveHub, batch_body, record, sample
+
+
+def wait_for(check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"not reached in {timeout}s: {check}")
+
+
+def stored(h: LiveHub, department: str = "dept001") -> dict[tuple[str, str], dict[str, Any]]:
+    with h.engine.connect() as conn:
+        rows = conn.execute(select(tables.records).where(tables.records.c.department == department)).mappings()
+        return {(r["type"], r["key"]): dict(r) for r in rows}
+
+
+def test_accepted_batch_reaches_the_upper_hub_with_its_chain(hub_levels) -> None:
+    township, county = hub_levels(("township", "county")).hubs
+    body = batch_body([record("material", sample("material", 1)), record("material", sample("material", 2))])
+    r = township.post("/api/v1/batches", body)
+    assert r.status_code == 200
+    batch_id = r.json()["batch_id"]
+    at_county = wait_for(lambda: len(stored(county)) == 2 and stored(county))
+    assert at_county[("material", "WZ-0001")]["data"]["material_name"] == "折叠床"
+    chain = at_county[("material", "WZ-0001")]["provenance"]["hubs"]
+    assert [(c["hub"], c["relay_key"], c["batch_id"]) for c in chain] == [("township-hub", "township-relay", batch_id)]
+    assert at_county[("material", "WZ-0001")]["provenance"]["source"] == "test"  # the department's provenance kept
+    # The township keeps the county's signed receipt for the upward batch that carried it.
+    with township.engine.connect() as conn:
+        fb = wait_for(lambda: conn.execute(select(tables.forward_batches)).mappings().first())
+        fb = wait_for(lambda: (row := conn.execute(select(tables.forward_batches)).mappings().first())
+                      and row["state"] == "delivered" and row)
+    doc = verify_receipt(bytes(fb["receipt"]), fb["signature"], public_key_from_text(county.hub_public_key))
+    assert doc["department"] == "dept001" and [x["status"] for x in doc["results"]] == ["accepted", "accepted"]
+
+
+def relay_post(h: LiveHub, below: LiveHub, body: bytes, key_id: str = "township-relay"):  # type: ignore[no-untyped-def]
+    """POST `body` to `h` signed with the lower hub's relay key, as its forwarder would."""
+    return h.post("/api/v1/batches", body, key=read_private_key(below.dir / "keys" / "upstream.key"), key_id=key_id)
+
+
+def linked(rec: dict[str, Any], relay_key: str = "township-relay") -> dict[str, Any]:
+    rec["provenance"]["hubs"] = [{"hub": "township-hub", "relay_key": relay_key, "batch_id": "b", "received_at": "t"}]
+    return rec
+
+
+def test_a_forward_for_a_department_outside_the_relays_area_is_refused(hub_levels) -> None:
+    township, county = hub_levels(("township", "county")).hubs
+    county.add_department("dept009")  # the county knows it, but the township's area does not hold it
+    township.stop()  # its forwarder must not interfere
+    forged = batch_body([linked(record("material", sample("material", 1), department="dept009"))], department="dept009")
+    r = relay_post(county, township, forged)
+    assert r.status_code == 403
+    assert r.json()["error"] == "department_mismatch"
+    assert "dept009" in r.json()["message"] and "township-relay" in r.json()["message"]
+    assert stored(county, "dept009") == {}
+    with county.engine.connect() as conn:
+        entry = conn.execute(select(tables.receipt_log).order_by(tables.receipt_log.c.seq.desc())).mappings().first()
+    assert (entry["kind"], entry["status"], entry["key_id"]) == ("refused", "department_mismatch", "township-relay")
+    # Within its area the same relay key is accepted.
+    ok = relay_post(county, township, batch_body([linked(record("material", sample("material", 1)))]))
+    assert ok.status_code == 200 and ok.json()["results"][0]["status"] == "accepted"
+
+
+def test_a_chain_the_request_cannot_vouch_for_is_rejected(hub_levels) -> None:
+    township, county = hub_levels(("township", "county")).hubs
+    # A department's gateway claiming to be a forward.
+    r = township.post("/api/v1/batches", batch_body([linked(record("material", sample("material", 1)))]))
+    res = r.json()["results"][0]
+    assert res["status"] == "rejected" and res["reasons"][0]["rule"] == "provenance_hubs"
+    township.stop()
+    # A relay whose record's last link names another relay.
+    r = relay_post(county, township, batch_body([linked(record("material", sample("material", 2)), "other-relay")]))
+    res = r.json()["results"][0]
+    assert res["status"] == "rejected" and res["reasons"][0]["rule"] == "provenance_hubs"
+    # A relay without any chain.
+    r = relay_post(county, township, batch_body([record("material", sample("material", 3))]))
+    assert r.json()["results"][0]["status"] == "rejected"
+
+
+def test_a_batch_without_accepted_records_is_not_queued(hub_levels) -> None:
+    township, _county = hub_levels(("township", "county")).hubs
+    bad = sample("material", 1, unit="")
+    r = township.post("/api/v1/batches", batch_body([record("material", bad)]))
+    assert r.json()["results"][0]["status"] == "rejected"
+    with township.engine.connect() as conn:
+        assert conn.execute(select(tables.forward_outbox)).all() == []
+
+
+def test_upper_hub_down_queues_then_drains_exactly_once(hub_levels) -> None:
+    township, county = hub_levels(("township", "county")).hubs
+    county.stop()
+    for n in range(1, 6):
+        r = township.post("/api/v1/batches", batch_body([record("material", sample("material", n))]))
+        assert r.status_code == 200  # the township keeps accepting while the county is down
+    # An edit and a delete made during the outage.
+    edited = sample("material", 1, material_name="折叠床（加宽）")
+    assert township.post("/api/v1/batches", batch_body([record("material", edited, seq=2)])).status_code == 200
+    assert township.post("/api/v1/batches", batch_body([record("material", None, seq=2, op="delete",
+                                                              key="WZ-0002")])).status_code == 200
+    with township.engine.connect() as conn:
+        queued = conn.execute(select(tables.forward_outbox)).mappings().all()
+    assert len(queued) == 7
+    time.sleep(1.0)  # the forwarder has tried and failed meanwhile
+    with township.engine.connect() as conn:
+        tried = conn.execute(select(tables.forward_batches)).mappings().all()
+    assert tried and all(t["state"] == "sent" and t["attempts"] >= 1 and "unreachable" in t["last_error"] for t in tried)
+    county.start()
+    want = {k: (r["seq"], r["version"], r["deleted"]) for k, r in stored(township).items()}
+
+    def arrived() -> bool:
+        got = {k: (r["seq"], r["version"], r["deleted"]) for k, r in stored(county).items()}
+        return got == want
+
+    wait_for(arrived, 40)
+    assert stored(county)[("material", "WZ-0001")]["data"]["material_name"] == "折叠床（加宽）"
+    assert stored(county)[("material", "WZ-0002")]["deleted"] is True
+    with township.engine.connect() as conn:
+        fbs = wait_for(lambda: (rows := conn.execute(select(tables.forward_batches)).mappings().all())
+                       and all(r["state"] == "delivered" for r in rows) and rows)
+        states = [r["state"] for r in conn.execute(select(tables.forward_outbox)).mappings()]
+    # A batch whose records were all overwritten before it left is superseded: the later one carries them.
+    assert set(states) <= {"claimed", "superseded"} and states.count("claimed") >= 1
+    with county.engine.connect() as conn:
+        history = conn.execute(select(tables.record_history).where(tables.record_history.c.department == "dept001")).mappings().all()
+        statuses = [r["status"] for r in conn.execute(select(tables.receipts)).mappings()]
+        county_batches = conn.execute(select(tables.batches)).mappings().all()
+    # Every state that left arrived once: nothing answered duplicate or stale, no (key, seq) stored twice.
+    assert statuses and set(statuses) == {"accepted"}
+    assert len({(h["type"], h["key"], h["seq"]) for h in history}) == len(history)
+    assert {b["batch_id"] for b in county_batches} == {f["forward_id"] for f in fbs}
+
+
+def test_a_resent_upward_batch_gets_the_first_receipt(hub_levels) -> None:
+    """A forwarder that died after sending, before storing the receipt, sends the same batch again."""
+    from gateway.hub.forward import outbox
+    from gateway.hub.forward.upstream import Delivered, Upstream
+
+    township, county = hub_levels(("township", "county")).hubs
+    township.app.extensions["hub"].close()  # no forwarder thread: this test drives it
+    engine = township.engine
+    r = township.post("/api/v1/batches", batch_body([record("stock", sample("stock", 1))]))
+    assert r.json()["results"][0]["status"] == "rejected"  # no such material at the township
+    three = [record("material", sample("material", 1)), record("depot", sample("depot")), record("stock", sample("stock", 1))]
+    assert [x["status"] for x in township.post("/api/v1/batches", batch_body(three)).json()["results"]] == ["accepted"] * 3
+    (fb,) = outbox.claim(engine, "dept001", hub_key_id="township-hub", relay_key="township-relay", batch_size=500)
+    up = Upstream(county.url, read_private_key(township.dir / "keys" / "upstream.key"), "township-relay",
+                  county.hub_public_key)
+    first, again = up.post_batch(fb.forward_id, "dept001", fb.body), up.post_batch(fb.forward_id, "dept001", fb.body)
+    assert isinstance(first, Delivered) and isinstance(again, Delivered)
+    assert first.receipt == again.receipt and first.signature == again.signature
+    # In the township's order: material and depot before the stock that names them.
+    assert [(x["type"], x["status"]) for x in first.doc["results"]] == [
+        ("material", "accepted"), ("depot", "accepted"), ("stock", "accepted")]
+    assert len(stored(county)) == 3
+
+
+def test_gateway_hub_forward_command_drains_the_queue(hub_levels) -> None:
+    from click.testing import CliRunner
+
+    from gateway.hub.cli import hub
+
+    township, county = hub_levels(("township", "county")).hubs
+    township.app.extensions["hub"].close()  # the command is the forwarder now
+    county.stop()
+    township.post("/api/v1/batches", batch_body([record("material", sample("material", 1))]))
+    runner = CliRunner()
+    down = runner.invoke(hub, ["--config", str(township.config_path), "forward", "--retry-for", "0"])
+    assert down.exit_code == 1, down.output
+    assert "unreachable" in down.output
+    county.start()
+    up = runner.invoke(hub, ["--config", str(township.config_path), "forward", "--json"])
+    assert up.exit_code == 0, up.output
+    assert '"records":1' in up.output
+    assert list(stored(county)) == [("material", "WZ-0001")]
