@@ -337,7 +337,7 @@ def _store(
     )
     body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id)
     queued = None
-    if forward and out.counts["accepted"]:
+    if forward and (out.counts["accepted"] or out.bumps):  # a seq advanced (duplicate, higher seq) goes up too
         queued = {"batch_id": batch.batch_id, "department": dept, "queued_at": logged, "state": "queued", "forward_id": None}
     try:
         store.append(entry, move, _batch_row(batch, dept, digest, appended, body, signature, logged), queued)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 
 from gateway.hub import tables
 from gateway.hub.db import utcnow, write_tx
@@ -75,19 +75,22 @@ def claim(engine: Engine, department: str, *, hub_key_id: str, relay_key: str, b
 
 
 def _current_records(conn: Any, department: str, batch_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Per queued batch: the records it accepted that it still holds the current state of."""
+    """Per queued batch: the records whose current state it wrote, and those whose seq it advanced (a
+    `duplicate` of a higher seq: same content, the seq moves up there too)."""
+    accepted = and_(_rc.status == "accepted", _r.batch_id == _rc.batch_id)
+    advanced = and_(_rc.status == "duplicate", _r.seq == _rc.seq, _r.batch_id != _rc.batch_id)
     q = (
-        select(tables.records)
+        select(tables.records, _rc.batch_id.label("queued_batch"))
         .select_from(tables.receipts.join(tables.records, and_(
-            _r.department == _rc.department, _r.type == _rc.type, _r.key == _rc.key, _r.batch_id == _rc.batch_id)))
-        .where(and_(_rc.batch_id.in_(batch_ids), _rc.department == department, _rc.status == "accepted"))
+            _r.department == _rc.department, _r.type == _rc.type, _r.key == _rc.key)))
+        .where(and_(_rc.batch_id.in_(batch_ids), _rc.department == department, or_(accepted, advanced)))
     )
     out: dict[str, list[dict[str, Any]]] = {}
-    seen: set[int] = set()
+    seen: set[tuple[int, int]] = set()
     for row in conn.execute(q).mappings():
-        if row["id"] not in seen:  # a key accepted twice in one batch has two receipt rows
-            seen.add(row["id"])
-            out.setdefault(row["batch_id"], []).append(dict(row))
+        if (row["id"], row["seq"]) not in seen:  # a key named twice in one batch has two receipt rows
+            seen.add((row["id"], row["seq"]))
+            out.setdefault(row["queued_batch"], []).append(dict(row))
     return out
 
 

@@ -44,8 +44,11 @@ def forward_lock(engine: Engine) -> Iterator[bool]:
                 yield held
             finally:
                 if held:
-                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (FORWARD_LOCK,))
-                    conn.commit()
+                    try:
+                        conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (FORWARD_LOCK,))
+                        conn.commit()
+                    except Exception:  # noqa: BLE001 - a lost session has dropped the lock with it
+                        LOG.warning("forwarder lock: session lost before unlock")
         return
     path = Path(f"{engine.url.database}.forward.lock")
     with open(path, "a+b") as f:

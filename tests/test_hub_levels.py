@@ -1,0 +1,104 @@
+"""Three levels on loopback: a department's gateway → township hub (PostgreSQL) → county hub → city hub.
+
+Real hubs over HTTP, the real gateway push client; compared key by key with what the department enqueued.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from gateway.cli import cli
+from gateway.hub import tables
+from tests.fixtures.push import Edit, GatewayDir, enqueue, material, mkey
+from tests.push_checks import expected_state, hub_accepted_twice, hub_state
+
+
+def push(gateway_dir: GatewayDir) -> None:
+    res = CliRunner().invoke(cli, ["--config", str(gateway_dir.config_path), "push-pending"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+
+
+def arrive(hub: Any, want: dict, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if hub_state(hub) == want:
+            return
+        time.sleep(0.05)
+    got = hub_state(hub)
+    lost = [k for k in want if k not in got]
+    stale = [k for k in want if k in got and got[k] != want[k]]
+    raise AssertionError(f"{hub.hub_key_id}: lost {len(lost)}, stale {len(stale)}, extra {len(set(got) - set(want))}")
+
+
+def compare(hub: Any, want: dict) -> dict[str, int]:
+    got = hub_state(hub)
+    return {"lost": sum(k not in got for k in want), "stale": sum(k in got and got[k][0] < want[k][0] for k in want),
+            "duplicated": hub_accepted_twice(hub), "extra": len(set(got) - set(want))}
+
+
+def test_three_levels_edit_delete_and_county_outage(pg_url: str, hub_levels, gateway_dir: GatewayDir) -> None:
+    township, county, city = hub_levels(database_urls=[pg_url, None, None], batch_size=200).hubs
+    gateway_dir.for_hub(township, batch_size=100)
+    gw = gateway_dir.store()
+
+    # Edits at the department: 300 new materials, every 5th changed, every 7th deleted.
+    edits = [Edit(mkey(i), 1, material(i)) for i in range(300)]
+    edits += [Edit(mkey(i), 2, material(i, spec_model="二型")) for i in range(0, 300, 5)]
+    edits += [Edit(mkey(i), 3, None) for i in range(0, 300, 7)]
+    enqueue(gw, edits)
+    push(gateway_dir)
+    want = expected_state(edits)
+    arrive(city, want)
+    assert compare(city, want) == {"lost": 0, "stale": 0, "duplicated": 0, "extra": 0}
+
+    # Provenance at the city: the department, then the township and the county that accepted it.
+    with city.engine.connect() as conn:
+        rec = conn.execute(select(tables.records).where(tables.records.c.key == mkey(1))).mappings().one()
+    assert rec["department"] == "dept001" and rec["provenance"]["operator"] == "张三"
+    assert [h["hub"] for h in rec["provenance"]["hubs"]] == ["township-hub", "county-hub"]
+    assert rec["data"]["material_name"] == "折叠床1"
+    with township.engine.connect() as conn:
+        township_batches = set(conn.execute(select(tables.batches.c.batch_id)).scalars())
+    with county.engine.connect() as conn:
+        county_batches = set(conn.execute(select(tables.batches.c.batch_id)).scalars())
+    # Each link names the batch in which that hub accepted the record: the gateway's, then the township's upward one.
+    assert rec["provenance"]["hubs"][0]["batch_id"] in township_batches
+    assert rec["provenance"]["hubs"][1]["batch_id"] in county_batches
+
+    # The county goes down; the department goes on editing and the township goes on accepting.
+    county.stop()
+    more = [Edit(mkey(i), 4, material(i, material_name=f"折叠床{i}（更新）")) for i in range(1, 300, 3)]
+    more += [Edit(mkey(i), 5, None) for i in range(2, 300, 11)]
+    more += [Edit(mkey(i), 1, material(i)) for i in range(300, 350)]
+    enqueue(gw, more)
+    push(gateway_dir)
+    all_edits = edits + more
+    want = expected_state(all_edits)
+    assert hub_state(township) == want
+    time.sleep(1.0)
+    assert hub_state(city) != want  # nothing got past the county meanwhile
+    with township.engine.connect() as conn:
+        waiting = conn.execute(select(tables.forward_outbox).where(tables.forward_outbox.c.state != "superseded")).mappings().all()
+        sent = conn.execute(select(tables.forward_batches).where(tables.forward_batches.c.state == "sent")).all()
+    assert sent or any(w["state"] == "queued" for w in waiting)
+
+    county.start()
+    arrive(city, want)
+    for hub in (township, county, city):
+        assert compare(hub, want) == {"lost": 0, "stale": 0, "duplicated": 0, "extra": 0}, hub.hub_key_id
+    with city.engine.connect() as conn:
+        rec = conn.execute(select(tables.records).where(tables.records.c.key == mkey(1))).mappings().one()
+        gone = conn.execute(select(tables.records).where(tables.records.c.key == mkey(2))).mappings().one()
+    assert rec["data"]["material_name"] == "折叠床1（更新）" and gone["deleted"] is True and gone["data"] is None
+    # Every upward batch of both forwarding hubs got a verified receipt, each stored once above.
+    for lower, upper in ((township, county), (county, city)):
+        with lower.engine.connect() as conn:
+            fbs = conn.execute(select(tables.forward_batches)).mappings().all()
+        with upper.engine.connect() as conn:
+            upper_ids = set(conn.execute(select(tables.batches.c.batch_id)).scalars())
+        assert fbs and all(f["state"] == "delivered" and f["receipt"] for f in fbs)
+        assert {f["forward_id"] for f in fbs} == upper_ids
