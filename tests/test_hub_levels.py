@@ -102,3 +102,46 @@ def test_three_levels_edit_delete_and_county_outage(pg_url: str, hub_levels, gat
             upper_ids = set(conn.execute(select(tables.batches.c.batch_id)).scalars())
         assert fbs and all(f["state"] == "delivered" and f["receipt"] for f in fbs)
         assert {f["forward_id"] for f in fbs} == upper_ids
+
+
+def _advisory_holders(engine: Any) -> int:
+    from gateway.hub.forward.worker import FORWARD_LOCK
+
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", (FORWARD_LOCK,)).scalar()
+
+
+def test_two_township_workers_on_one_database_forward_once(pg_url: str, hub_levels) -> None:
+    import dataclasses
+
+    from gateway.demo.layout import free_port
+    from tests.fixtures.hub import batch_body, record, sample
+
+    township, county = hub_levels(("township", "county"), database_urls=[pg_url, None]).hubs
+    second = dataclasses.replace(township, port=free_port(0), _server=None, _app=None, _thread=None, _engine=None,
+                                 session=type(township.session)())
+    second.start()
+    try:
+        assert _advisory_holders(township.engine) == 1  # one forwarder for the database, whichever worker
+        for n in range(40):
+            worker = (township, second)[n % 2]
+            assert worker.post("/api/v1/batches", batch_body([record("material", sample("material", n))])).status_code == 200
+        want = hub_state(township)
+        arrive(county, want, 30)
+        # The worker holding the lock stops: the other takes over.
+        holding = [w.app.extensions["hub"].forwarder.holding for w in (township, second)]
+        assert sorted(holding) == [False, True]
+        holder = township if holding[0] else second
+        other = second if holder is township else township
+        holder.stop()
+        for n in range(40, 50):
+            assert other.post("/api/v1/batches", batch_body([record("material", sample("material", n))])).status_code == 200
+        arrive(county, hub_state(other), 30)
+        assert compare(county, hub_state(other)) == {"lost": 0, "stale": 0, "duplicated": 0, "extra": 0}
+        with county.engine.connect() as conn:
+            statuses = set(conn.execute(select(tables.receipts.c.status)).scalars())
+        assert statuses == {"accepted"}  # no upward batch was sent by two forwarders
+    finally:
+        second.close()

@@ -85,6 +85,7 @@ class Forwarder:
         key = read_private_key(self.upstream.signing_key)
         self.client = Upstream(self.upstream.url, key, self.upstream.key_id, self.upstream.hub_key, self.upstream.timeout)
         self._thread: threading.Thread | None = None
+        self.holding = False  # this process's forwarder holds the database's forwarder lock
 
     # --- one pass ---------------------------------------------------------
     def step(self, result: Drained) -> bool | None:
@@ -164,7 +165,11 @@ class Forwarder:
             try:
                 with forward_lock(self.engine) as held:
                     if held:
-                        self._forward_while_held()
+                        self.holding = True
+                        try:
+                            self._forward_while_held()
+                        finally:
+                            self.holding = False
             except Exception:  # noqa: BLE001 - a lost database must not end forwarding for good
                 LOG.exception("forwarder failed; starting over")
             self.stopping.wait(TAKEOVER_WAIT)
