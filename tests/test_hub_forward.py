@@ -188,3 +188,46 @@ def test_gateway_hub_forward_command_drains_the_queue(hub_levels) -> None:
     assert up.exit_code == 0, up.output
     assert '"records":1' in up.output
     assert list(stored(county)) == [("material", "WZ-0001")]
+
+
+def test_the_department_reads_the_upper_hubs_receipt_and_operators_see_the_chain(hub_levels) -> None:
+    from gateway.hub.ui_tables import hub_account_store
+    from tests.fixtures.web import PASSWORD, login
+
+    township, county = hub_levels(("township", "county")).hubs
+    r = township.post("/api/v1/batches", batch_body([record("material", sample("material", 1))]))
+    batch_id = r.json()["batch_id"]
+    wait_for(lambda: stored(county))
+
+    def upstream_of(key: Any = None, key_id: Any = None) -> Any:
+        return township.get(f"/api/v1/batches/{batch_id}/upstream", key=key, key_id=key_id)
+
+    got = wait_for(lambda: (a := upstream_of().json())["upstream"] and a["upstream"][0]["state"] == "delivered" and a)
+    (up,) = got["upstream"]
+    doc = verify_receipt(up["receipt"].encode("utf-8"), up["signature"], public_key_from_text(county.hub_public_key))
+    assert doc["results"][0]["key"] == "WZ-0001" and doc["results"][0]["status"] == "accepted"
+    assert doc["batch_id"] == up["forward_id"] and up["upstream_key_id"] == "county-hub"
+    # Another department learns nothing of it.
+    _code, other_key, other_id = township.other
+    assert upstream_of(other_key, other_id).status_code == 404
+    # The county answers its relay for the upward batch (the township could fetch the city's receipts so).
+    via = county.get(f"/api/v1/batches/{up['forward_id']}/upstream",
+                     key=read_private_key(township.dir / "keys" / "upstream.key"), key_id="township-relay")
+    assert via.status_code == 200 and via.json()["department"] == "dept001" and via.json()["forwarding"] is False
+
+    # Operators: the county's record page names the township; the township's forwarding page holds the receipt.
+    for h in (township, county):
+        hub_account_store(h.engine).add("op", PASSWORD, "operator")
+    c = county.app.test_client()
+    assert login(c, "op", prefix="/ui").status_code == 302
+    listing = c.get("/ui/records").get_data(as_text=True)
+    assert "township-hub" in listing
+    rid = listing.split("/ui/records/")[1].split('"')[0]
+    page = c.get(f"/ui/records/{rid}").get_data(as_text=True)
+    assert "来源与转发链" in page and "township-hub" in page and batch_id[:13] in page and "county-hub" in page
+    t = township.app.test_client()
+    assert login(t, "op", prefix="/ui").status_code == 302
+    fwd = t.get("/ui/forwarding").get_data(as_text=True)
+    assert "上级转发" in fwd and "已送达" in fwd and up["forward_id"][:13] in fwd
+    detail = t.get(f"/ui/forwarding/{up['forward_id']}").get_data(as_text=True)
+    assert "签名有效" in detail and "WZ-0001" in detail and batch_id[:13] in detail

@@ -145,6 +145,7 @@ def create_app(config: HubConfig | None = None, test_config: dict | None = None)
         return error(e.code or 500, (e.name or "error").lower().replace(" ", "_"), e.description or "")
 
     from gateway.hub.api import api
+    from gateway.hub.api_upstream import get_upstream_receipts  # noqa: F401 - a route of the api blueprint
 
     app.register_blueprint(api)
     from gateway.hub.health import health  # GET /healthz, no authentication
