@@ -231,3 +231,43 @@ def test_the_department_reads_the_upper_hubs_receipt_and_operators_see_the_chain
     assert "上级转发" in fwd and "已送达" in fwd and up["forward_id"][:13] in fwd
     detail = t.get(f"/ui/forwarding/{up['forward_id']}").get_data(as_text=True)
     assert "签名有效" in detail and "WZ-0001" in detail and batch_id[:13] in detail
+
+
+def test_upstream_and_relay_mistakes_are_reported_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from gateway.errors import ConfigError
+    from gateway.hub.config import load_hub_config
+    from gateway.protocol.keys import new_key_pair
+
+    new_key_pair(tmp_path / "keys" / "hub.key", tmp_path / "keys" / "hub.pub")
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text("""
+[hub]
+signing_key = "keys/hub.key"
+key_id = "township-hub"
+
+[[departments]]
+code = "yjj"
+name = "应急管理局"
+
+[upstream]
+url = "county.example"
+signing_key = "keys/missing.key"
+hub_key = "keys/county.pub"
+batch_size = 0
+colour = "red"
+
+[[relays]]
+key_id = "village-relay"
+name = "某村"
+public_key = "not a key"
+departments = ["yjj", "nowhere"]
+""", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_hub_config(cfg)
+    problems = {p.path: p.message for p in e.value.problems}
+    assert set(problems) >= {"upstream.url", "upstream.key_id", "upstream.signing_key", "upstream.hub_key",
+                             "upstream.batch_size", "upstream.colour", "relays[0].public_key", "relays[0].departments[1]"}
+    assert "http://host:port" in problems["upstream.url"] and "file not found" in problems["upstream.signing_key"]
+    assert "'nowhere' is not listed under [[departments]]" in problems["relays[0].departments[1]"]
