@@ -39,7 +39,7 @@ ATTACHMENT_KEYS = ("dir", "max_bytes")
 DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
 KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
 GRANT_KEYS = ("reader", "owner", "record_types", "confidential")
-UPSTREAM_KEYS = ("url", "key_id", "signing_key", "hub_key", "batch_size", "timeout", "poll_interval")
+UPSTREAM_KEYS = ("url", "key_id", "signing_key", "hub_key", "batch_size", "timeout", "poll_interval", "linger")
 RELAY_KEYS = ("key_id", "name", "public_key", "public_key_file", "departments", "revoked")
 STANDARD_KEYS = ("category_codes", "extra_units")
 
@@ -82,6 +82,7 @@ class UpstreamConfig:
     batch_size: int = 500  # records per forwarded batch
     timeout: float = 30.0  # seconds per request
     poll_interval: float = 1.0  # seconds between looks at the forward outbox when not woken
+    linger: float = 0.02  # seconds a woken forwarder waits for more batches to join the upward one
 
 
 @dataclass
@@ -393,10 +394,14 @@ def _upstream(chk: Checker, doc: dict[str, Any], base: Path) -> UpstreamConfig |
     for name, v in (("timeout", timeout), ("poll_interval", poll)):
         if v is not None and v <= 0:
             chk.problem(f"upstream.{name}", "must be a positive number of seconds")
+    linger = chk.value(up, "linger", "upstream", (int, float), default=0.02)
+    if linger is not None and not (0 <= linger <= 5):
+        chk.problem("upstream.linger", "must be between 0 and 5 seconds")
     chk.unknown(up, UPSTREAM_KEYS, "upstream")
     if not (url and key_id and key and hub_key):
         return None
-    return UpstreamConfig(url.rstrip("/"), key_id, key, hub_key, size or 500, float(timeout or 30), float(poll or 1))
+    return UpstreamConfig(url.rstrip("/"), key_id, key, hub_key, size or 500, float(timeout or 30), float(poll or 1),
+                          float(linger if linger is not None else 0.02))
 
 
 def _relays(chk: Checker, doc: dict[str, Any], codes: set[str], key_ids: set[str]) -> list[RelayConfig]:

@@ -86,6 +86,7 @@ class Forwarder:
         self.client = Upstream(self.upstream.url, key, self.upstream.key_id, self.upstream.hub_key, self.upstream.timeout)
         self._thread: threading.Thread | None = None
         self.holding = False  # this process's forwarder holds the database's forwarder lock
+        self.last_full = False  # the last upward batch was full: more are likely waiting, claim at once
 
     # --- one pass ---------------------------------------------------------
     def step(self, result: Drained) -> bool | None:
@@ -97,12 +98,12 @@ class Forwarder:
             dept = outbox.queued_department(self.engine)
             if dept is None:
                 return None
-            outbox.claim(self.engine, dept, hub_key_id=self.hub_key_id, relay_key=self.upstream.key_id,
-                         batch_size=self.upstream.batch_size)
-            sent = outbox.pending(self.engine)
+            sent = outbox.claim(self.engine, dept, hub_key_id=self.hub_key_id, relay_key=self.upstream.key_id,
+                                batch_size=self.upstream.batch_size)
             if not sent:
                 return True  # everything claimed was superseded: look again
         fb = sent[0]
+        self.last_full = fb.records >= self.upstream.batch_size
         answer = self.client.post_batch(fb.forward_id, fb.department, fb.body)
         if isinstance(answer, Delivered):
             outbox.settle(self.engine, fb, answer.receipt, answer.signature, answer.doc)
@@ -181,9 +182,15 @@ class Forwarder:
             done = self.step(Drained())
             if done is True:
                 delay = 1.0
+                if not self.last_full and self.upstream.linger:
+                    # Batches keep arriving one by one: gather a few into the next upward batch rather than
+                    # forward each alone (a signed request, a receipt and two commits each).
+                    self.stopping.wait(self.upstream.linger)
                 continue
             if done is None:
-                self.wake.wait(self.upstream.poll_interval)
+                if self.wake.wait(self.upstream.poll_interval) and self.upstream.linger:
+                    # Woken by a stored batch: let the next few join it in one upward batch.
+                    self.stopping.wait(self.upstream.linger)
                 continue
             self.stopping.wait(self._pause(delay))
             delay = min(delay * 2, BACKOFF_CAP)
