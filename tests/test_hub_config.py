@@ -100,18 +100,22 @@ def test_every_setting_and_command_is_documented() -> None:
         GRANT_KEYS,
         HUB_KEYS,
         KEY_KEYS,
+        RELAY_KEYS,
         REPORT_KEYS,
         STANDARD_KEYS,
+        UPSTREAM_KEYS,
     )
 
     doc = (EXAMPLE.parents[1] / "docs" / "hub.md").read_text(encoding="utf-8")
     names = [f"hub.{k}" for k in HUB_KEYS] + [f"attachments.{k}" for k in ATTACHMENT_KEYS] + [f"standard.{k}" for k in STANDARD_KEYS]
     names += [f"departments[].{k}" for k in DEPARTMENT_KEYS if k != "keys"] + [f"departments[].keys[].{k}" for k in KEY_KEYS]
     names += [f"grants[].{k}" for k in GRANT_KEYS] + [f"report.{k}" for k in REPORT_KEYS]
+    names += [f"upstream.{k}" for k in UPSTREAM_KEYS] + [f"relays[].{k}" for k in RELAY_KEYS]
     missing = [n for n in names if f"`{n}`" not in doc]
     ours = [c for c, cmd in hub.commands.items() if cmd.callback and cmd.callback.__module__ == "gateway.hub.cli"]
     missing += [f"hub {c}" for c in ours if c != "department" and f"hub --config hub.toml {c}" not in doc]
     missing += [f"department {c}" for c in department.commands if f"department {c}" not in doc]
+    missing += [f"hub {c}" for c in ("forward", "relay add", "relay list") if f"hub --config hub.toml {c}" not in doc]
     assert missing == [], f"docs/hub.md does not mention {missing}"
 
 
