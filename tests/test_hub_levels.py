@@ -145,3 +145,25 @@ def test_two_township_workers_on_one_database_forward_once(pg_url: str, hub_leve
         assert statuses == {"accepted"}  # no upward batch was sent by two forwarders
     finally:
         second.close()
+
+
+def test_gateway_receipts_verify_checks_the_upper_hubs_receipts(hub_levels, gateway_dir: GatewayDir) -> None:
+    township, county = hub_levels(("township", "county")).hubs
+    gateway_dir.for_hub(township, batch_size=10)
+    enqueue(gateway_dir.store(), [Edit(mkey(i), 1, material(i)) for i in range(30)])
+    push(gateway_dir)
+    arrive(county, hub_state(township))
+    with township.engine.connect() as conn:
+        deadline = time.monotonic() + 20
+        while conn.execute(select(tables.forward_batches.c.state).where(
+                tables.forward_batches.c.state != "delivered")).first() and time.monotonic() < deadline:
+            time.sleep(0.05)
+            conn.rollback()
+    args = ["--config", str(gateway_dir.config_path), "receipts", "verify", "--upstream-key",
+            str(county.hub_public_key_path)]
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "批次 3：已到达上级 3（记录 30 条）" in res.output and "无效 0" in res.output
+    # With another key (not the county's), the same receipts do not verify.
+    res = CliRunner().invoke(cli, [*args[:-1], str(township.hub_public_key_path)], catch_exceptions=False)
+    assert res.exit_code == 1 and "上级回执签名无效" in res.output

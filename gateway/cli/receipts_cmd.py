@@ -25,10 +25,17 @@ def receipts() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the verified receipts to FILE for `gateway hub verify-log --heads FILE`.",
 )
+@click.option(
+    "--upstream-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The upper hub's public key: also check that the latest batches reached it (its signed receipts).",
+)
+@click.option("--upstream-last", default=50, show_default=True, help="How many of the latest batches to check upward.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
 @domain_errors
-def verify_cmd(ctx: Context, compare_hub: bool, export_path: Path | None, as_json: bool) -> None:
+def verify_cmd(ctx: Context, compare_hub: bool, export_path: Path | None, upstream_key: Path | None,
+               upstream_last: int, as_json: bool) -> None:
     """Check every stored receipt with the hub's public key alone; exit 1 on a bad one or a cut-back hub log."""
     from gateway.protocol.keys import read_public_key
     from gateway.push.evidence import compare_hub, exporting, verify_receipts
@@ -47,8 +54,15 @@ def verify_cmd(ctx: Context, compare_hub: bool, export_path: Path | None, as_jso
     comparison = None
     if compare_hub:
         comparison = compare_hub(config, verdict.latest)
+    upward = None
+    if upstream_key is not None:
+        from gateway.push.upstream_check import check_upstream
+
+        upward = check_upstream(config, engine, read_public_key(upstream_key), upstream_last)
     if as_json:
         doc = verdict.as_dict()
+        if upward is not None:
+            doc["upstream"] = upward.as_dict()
         if comparison is not None:
             doc["hub"] = {
                 "ok": comparison.ok,
@@ -83,5 +97,13 @@ def verify_cmd(ctx: Context, compare_hub: bool, export_path: Path | None, as_jso
                     f"中心日志头 / hub's head: log_seq {comparison.hub.log_seq} log_head {comparison.hub.log_head}"
                 )
             click.echo(comparison.message)
-    if not verdict.ok or (comparison is not None and not comparison.ok):
+        if upward is not None:
+            click.echo(
+                f"上级回执 / upper-hub receipts: 批次 {upward.batches}：已到达上级 {upward.reached}"
+                f"（记录 {upward.records_reached} 条），随后续批次上报 {upward.superseded}，待转发 {upward.waiting}，"
+                f"未配置上级 {upward.not_forwarded}，无效 {len(upward.bad)}"
+            )
+            for b, reason in upward.bad:
+                click.echo(f"  批次 / batch {b}\t{reason}")
+    if not verdict.ok or (comparison is not None and not comparison.ok) or (upward is not None and not upward.ok):
         sys.exit(1)
