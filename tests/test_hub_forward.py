@@ -271,3 +271,29 @@ departments = ["yjj", "nowhere"]
                              "upstream.batch_size", "upstream.colour", "relays[0].public_key", "relays[0].departments[1]"}
     assert "http://host:port" in problems["upstream.url"] and "file not found" in problems["upstream.signing_key"]
     assert "'nowhere' is not listed under [[departments]]" in problems["relays[0].departments[1]"]
+
+
+def test_relay_commands_register_change_and_revoke_a_lower_hub(hub_levels) -> None:
+    from click.testing import CliRunner
+
+    from gateway.hub.cli import hub
+
+    township, county = hub_levels(("township", "county")).hubs
+    township.app.extensions["hub"].close()
+    run = CliRunner()
+    cfg = ["--config", str(county.config_path)]
+    pub = str(township.dir / "keys" / "upstream.pub")
+    out = run.invoke(hub, [*cfg, "relay", "add", "township-relay", "某镇", pub, "--departments", "dept001"])
+    assert out.exit_code == 0, out.output
+    listed = run.invoke(hub, [*cfg, "relay", "list"]).output
+    assert "relay township-relay\tactive\tdept001" in listed
+    # The area is now dept001 only: a forward of dept002 is refused (the registry change counts at once).
+    body = batch_body([linked(record("material", sample("material", 1), department="dept002"))], department="dept002")
+    assert relay_post(county, township, body).json()["error"] == "department_mismatch"
+    bad = run.invoke(hub, [*cfg, "relay", "add", "x-relay", "某村", pub, "--departments", "dept001,nowhere"])
+    assert bad.exit_code != 0 and "nowhere" in bad.output
+    clash = run.invoke(hub, [*cfg, "department", "key-add", "dept001", "township-relay", pub])
+    assert clash.exit_code != 0 and "relay" in clash.output
+    assert run.invoke(hub, [*cfg, "department", "key-revoke", "township-relay"]).exit_code == 0
+    r = relay_post(county, township, batch_body([linked(record("material", sample("material", 1)))]))
+    assert r.status_code == 403 and r.json()["error"] == "key_revoked"

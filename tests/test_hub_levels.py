@@ -167,3 +167,33 @@ def test_gateway_receipts_verify_checks_the_upper_hubs_receipts(hub_levels, gate
     # With another key (not the county's), the same receipts do not verify.
     res = CliRunner().invoke(cli, [*args[:-1], str(township.hub_public_key_path)], catch_exceptions=False)
     assert res.exit_code == 1 and "上级回执签名无效" in res.output
+
+
+def test_kill_9_of_the_forwarding_hub_loses_and_duplicates_nothing(hub_levels) -> None:
+    from tests.fixtures.hub import batch_body, record, sample
+
+    township, county = hub_levels(("township", "county"), process=True, batch_size=50).hubs
+    county.stop()
+    for b in range(20):
+        recs = [record("material", sample("material", b * 50 + i + 1)) for i in range(50)]
+        assert township.post("/api/v1/batches", batch_body(recs)).status_code == 200
+    want = hub_state(township)
+    county.start()
+    # Kill the township while it drains (after its first upward batch is receipted, whatever comes next).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with township.engine.connect() as conn:
+            if conn.execute(select(tables.forward_batches).where(tables.forward_batches.c.state == "delivered")).first():
+                break
+        time.sleep(0.005)
+    township.kill()
+    with township.engine.connect() as conn:
+        delivered = len(conn.execute(select(tables.forward_batches).where(
+            tables.forward_batches.c.state == "delivered")).all())
+    assert delivered < 20  # killed mid-drain
+    township.start()
+    arrive(county, want)
+    assert compare(county, want) == {"lost": 0, "stale": 0, "duplicated": 0, "extra": 0}
+    with county.engine.connect() as conn:
+        statuses = set(conn.execute(select(tables.receipts.c.status)).scalars())
+    assert statuses == {"accepted"}  # no record sent up twice under two batch ids

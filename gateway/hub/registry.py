@@ -105,6 +105,8 @@ def add_key(conn: Connection, department: str, key_id: str, public_key: str) -> 
         ) from None
     if conn.execute(select(tables.departments.c.code).where(tables.departments.c.code == department)).first() is None:
         raise RegistryError(f"no department {department!r}; add it first")
+    if conn.execute(select(tables.relays.c.key_id).where(tables.relays.c.key_id == key_id)).first() is not None:
+        raise RegistryError(f"key id {key_id} is a relay's (a lower hub's) key already")
     row = conn.execute(select(tables.department_keys).where(tables.department_keys.c.key_id == key_id)).mappings().first()
     text = public_key.strip().removeprefix("ed25519:")
     if row is None:
