@@ -6,9 +6,7 @@ database at start-up; the CLI manages it from then on (see docs/hub.md).
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +20,27 @@ from gateway.config_file import (
     suite_setting,
     trusted_proxies,
 )
+from gateway.hub.forward.settings import (  # noqa: F401 - RELAY_KEYS, UPSTREAM_KEYS: this module's API too
+    RELAY_KEYS,
+    UPSTREAM_KEYS,
+    RelayConfig,
+    UpstreamConfig,
+    relay_settings,
+    upstream_settings,
+)
+from gateway.hub.key_settings import (  # noqa: F401 - KEY_ID_RE, KEY_KEYS: this module's API too
+    KEY_ID_RE,
+    KEY_KEYS,
+    KeyConfig,
+    array_tables,
+    key_config,
+    key_file,
+)
 from gateway.localtime import DEFAULT_TIMEZONE, zone_problem
-from gateway.protocol.keys import public_key_from_text
-from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE, SUITES, UnknownSuite, suite, suite_of
+from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE, SUITES, UnknownSuite, suite
 from gateway.standard.schema import RECORD_TYPES
 
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{2,40}$")
-KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 HUB_KEYS = (
     "listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads",
@@ -37,22 +49,8 @@ HUB_KEYS = (
 REPORT_KEYS = ("office", "expiry_warn_days")
 ATTACHMENT_KEYS = ("dir", "max_bytes")
 DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
-KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
 GRANT_KEYS = ("reader", "owner", "record_types", "confidential")
-UPSTREAM_KEYS = ("url", "key_id", "signing_key", "hub_key", "batch_size", "timeout", "poll_interval", "linger")
-RELAY_KEYS = ("key_id", "name", "public_key", "public_key_file", "departments", "revoked")
 STANDARD_KEYS = ("category_codes", "extra_units")
-
-
-@dataclass
-class KeyConfig:
-    key_id: str
-    public_key: str  # one key line: base64 of the raw Ed25519 key, or sm2:<base64 point>[;id=<signer ID>]
-    revoked: bool = False
-
-    @property
-    def suite(self) -> str:
-        return suite_of(public_key_from_text(self.public_key)).name
 
 
 @dataclass
@@ -69,31 +67,6 @@ class GrantConfig:
     owner: str
     record_types: tuple[str, ...]
     confidential: bool = False
-
-
-@dataclass
-class UpstreamConfig:
-    """[upstream]: the hub one level up that this hub forwards what it accepted to (docs/hub.md, "Levels")."""
-
-    url: str  # http(s)://host:port of the upper hub
-    key_id: str  # this hub's key id there (registered as a relay)
-    signing_key: Path  # this hub's private key for the upper hub
-    hub_key: str  # the upper hub's public key line (verifies its receipts)
-    batch_size: int = 500  # records per forwarded batch
-    timeout: float = 30.0  # seconds per request
-    poll_interval: float = 1.0  # seconds between looks at the forward outbox when not woken
-    linger: float = 0.02  # seconds a woken forwarder waits for more batches to join the upward one
-
-
-@dataclass
-class RelayConfig:
-    """[[relays]]: a lower hub's key, allowed to forward the records of the departments of its area."""
-
-    key_id: str
-    name: str
-    public_key: str
-    departments: tuple[str, ...]
-    revoked: bool = False
 
 
 @dataclass
@@ -142,77 +115,12 @@ def _database_url(value: str | None, base: Path) -> str:
     return f"sqlite:///{p if p.is_absolute() else base / p}"
 
 
-def _key_file(chk: Checker, value: Any, base: Path, path: str = "hub.signing_key") -> Path | None:
-    """A private key file: a path, {file = "path"}, or {credential = "name"} (systemd LoadCredential=)."""
-    if value is None:
-        chk.problem(path, "required setting is missing")
-        return None
-    if isinstance(value, dict) and set(value) == {"credential"}:
-        cdir = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not cdir:
-            chk.problem(path, "credential requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
-            return None
-        p = Path(cdir) / str(value["credential"])
-    elif isinstance(value, dict) and set(value) == {"file"}:
-        p = Path(str(value["file"]))
-    elif isinstance(value, str) and value:
-        p = Path(value)
-    else:
-        chk.problem(path, 'expected a path, {file = "path"} or {credential = "name"}')
-        return None
-    p = p if p.is_absolute() else base / p
-    if not p.is_file():
-        chk.problem(path, f"file not found: {p} (create it with `gateway keys new {p}`)")
-    return p
-
-
 def _record_types(chk: Checker, doc: dict[str, Any], path: str) -> tuple[str, ...]:
     v = chk.value(doc, "record_types", path, list, default=list(RECORD_TYPES))
     bad = [t for t in v if t not in RECORD_TYPES]
     for t in bad:
         chk.problem(f"{path}.record_types", f"unknown record type {t!r}; expected one of {', '.join(RECORD_TYPES)}")
     return tuple(t for t in v if t in RECORD_TYPES)
-
-
-def _tables(chk: Checker, doc: dict[str, Any], key: str, path: str, toml_name: str | None = None) -> Iterator[tuple[str, dict]]:
-    """(path, table) of each entry of an array of tables ([[key]]); anything else is a problem."""
-    raw = doc.get(key, [])
-    if not isinstance(raw, list):
-        chk.problem(path, f"expected an array of tables ([[{toml_name or key}]])")
-        return
-    for i, item in enumerate(raw):
-        if isinstance(item, dict):
-            yield f"{path}[{i}]", item
-        else:
-            chk.problem(f"{path}[{i}]", "expected a table")
-
-
-def _key(chk: Checker, k: dict[str, Any], path: str) -> KeyConfig | None:
-    kid = chk.value(k, "key_id", path, str, required=True, default="")
-    if kid and not KEY_ID_RE.match(kid):
-        chk.problem(f"{path}.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
-    text = chk.value(k, "public_key", path, str)
-    kfile = chk.path(k, "public_key_file", path)
-    if text and kfile:
-        chk.problem(f"{path}.public_key", "give public_key or public_key_file, not both")
-    elif kfile and kfile.is_file():
-        text = kfile.read_text(encoding="ascii", errors="replace").strip()
-    elif not text and not kfile:
-        chk.problem(f"{path}.public_key", "required: public_key (base64) or public_key_file")
-    if text:
-        try:
-            public_key_from_text(text)
-        except Exception:
-            chk.problem(
-                f"{path}.public_key",
-                "not a public key line: base64 of a 32-byte Ed25519 key, or sm2:<base64 of the 65-byte point>",
-            )
-            text = None
-    revoked = chk.value(k, "revoked", path, bool, default=False)
-    chk.unknown(k, KEY_KEYS, path)
-    if not kid or not text:
-        return None
-    return KeyConfig(kid, text.strip().removeprefix("ed25519:"), revoked)
 
 
 def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None = None) -> HubConfig:
@@ -224,7 +132,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     if listen and not re.fullmatch(r"[^\s]+:\d{1,5}", listen):
         chk.problem("hub.listen", "expected host:port")
     database = _database_url(resolve_secret(hub.get("database"), "hub.database", chk.problems), base_dir)
-    signing_key = _key_file(chk, hub.get("signing_key"), base_dir)
+    signing_key = key_file(chk, hub.get("signing_key"), base_dir)
     key_id = chk.value(hub, "key_id", "hub", str, required=True, default="")
     if key_id and not KEY_ID_RE.match(key_id):
         chk.problem("hub.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
@@ -281,7 +189,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     departments: list[DepartmentConfig] = []
     codes: set[str] = set()
     key_ids: set[str] = set()
-    for p, d in _tables(chk, doc, "departments", "departments"):
+    for p, d in array_tables(chk, doc, "departments", "departments"):
         code = chk.value(d, "code", p, str, required=True, default="")
         if code and not CODE_RE.match(code):
             chk.problem(f"{p}.code", "use 2-40 letters, digits, '-' or '_'")
@@ -291,8 +199,8 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         name = chk.value(d, "name", p, str, required=True, default="")
         types = _record_types(chk, d, p)
         keys: list[KeyConfig] = []
-        for kp, k in _tables(chk, d, "keys", f"{p}.keys", "departments.keys"):
-            kc = _key(chk, k, kp)
+        for kp, k in array_tables(chk, d, "keys", f"{p}.keys", "departments.keys"):
+            kc = key_config(chk, k, kp)
             if kc is None:
                 continue
             if accept and kc.suite not in accept and not kc.revoked:
@@ -305,7 +213,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         departments.append(DepartmentConfig(code, name, types, keys))
 
     grants: list[GrantConfig] = []
-    for p, g in _tables(chk, doc, "grants", "grants"):
+    for p, g in array_tables(chk, doc, "grants", "grants"):
         reader = chk.value(g, "reader", p, str, required=True, default="")
         owner = chk.value(g, "owner", p, str, required=True, default="")
         for role, v in (("reader", reader), ("owner", owner)):
@@ -314,8 +222,8 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         grants.append(GrantConfig(reader, owner, _record_types(chk, g, p), chk.value(g, "confidential", p, bool, default=False)))
         chk.unknown(g, GRANT_KEYS, p)
 
-    upstream = _upstream(chk, doc, base_dir)
-    relays = _relays(chk, doc, codes, key_ids)
+    upstream = upstream_settings(chk, doc, base_dir)
+    relays = relay_settings(chk, doc, codes, key_ids)
 
     chk.raise_if_any(str(file) if file else None)
     return HubConfig(
@@ -346,92 +254,12 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     )
 
 
-def _public_key_line(chk: Checker, value: Any, path: str, base: Path) -> str | None:
-    """A public key given as its line or as a file holding it (a .pub)."""
-    if not isinstance(value, str) or not value:
-        chk.problem(path, "required: the public key line (base64, or sm2:...) or the path of a .pub file")
-        return None
-    text = value
-    if not _looks_like_key(value):
-        p = Path(value) if Path(value).is_absolute() else base / value
-        if not p.is_file():
-            chk.problem(path, f"neither a public key line nor a file: {value}")
-            return None
-        text = p.read_text(encoding="ascii", errors="replace").strip()
-    try:
-        public_key_from_text(text)
-    except Exception:
-        chk.problem(path, "not a public key line: base64 of a 32-byte Ed25519 key, or sm2:<base64 of the 65-byte point>")
-        return None
-    return text.strip().removeprefix("ed25519:")
-
-
-def _looks_like_key(value: str) -> bool:
-    try:
-        public_key_from_text(value)
-    except Exception:
-        return False
-    return True
-
-
-def _upstream(chk: Checker, doc: dict[str, Any], base: Path) -> UpstreamConfig | None:
-    if "upstream" not in doc:
-        return None
-    up = chk.table(doc, "upstream")
-    url = chk.value(up, "url", "upstream", str, required=True, default="")
-    if url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", url):
-        chk.problem("upstream.url", "expected http://host:port or https://host:port")
-    key_id = chk.value(up, "key_id", "upstream", str, required=True, default="")
-    if key_id and not KEY_ID_RE.match(key_id):
-        chk.problem("upstream.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
-    key = _key_file(chk, up.get("signing_key"), base, "upstream.signing_key")
-    hub_key = _public_key_line(chk, up.get("hub_key"), "upstream.hub_key", base)
-    size = chk.value(up, "batch_size", "upstream", int, default=500)
-    if size is not None and not (1 <= size <= 10_000):
-        chk.problem("upstream.batch_size", "must be between 1 and 10000 records")
-    timeout = chk.value(up, "timeout", "upstream", (int, float), default=30.0)
-    poll = chk.value(up, "poll_interval", "upstream", (int, float), default=1.0)
-    for name, v in (("timeout", timeout), ("poll_interval", poll)):
-        if v is not None and v <= 0:
-            chk.problem(f"upstream.{name}", "must be a positive number of seconds")
-    linger = chk.value(up, "linger", "upstream", (int, float), default=0.02)
-    if linger is not None and not (0 <= linger <= 5):
-        chk.problem("upstream.linger", "must be between 0 and 5 seconds")
-    chk.unknown(up, UPSTREAM_KEYS, "upstream")
-    if not (url and key_id and key and hub_key):
-        return None
-    return UpstreamConfig(url.rstrip("/"), key_id, key, hub_key, size or 500, float(timeout or 30), float(poll or 1),
-                          float(linger if linger is not None else 0.02))
-
-
-def _relays(chk: Checker, doc: dict[str, Any], codes: set[str], key_ids: set[str]) -> list[RelayConfig]:
-    out: list[RelayConfig] = []
-    for p, r in _tables(chk, doc, "relays", "relays"):
-        name = chk.value(r, "name", p, str, required=True, default="")
-        area = chk.value(r, "departments", p, list, required=True, default=[]) or []
-        for i, code in enumerate(area):
-            if code not in codes:
-                chk.problem(f"{p}.departments[{i}]", f"department {code!r} is not listed under [[departments]]")
-        if not area:
-            chk.problem(f"{p}.departments", "a relay's area names at least one department")
-        k = {key: r[key] for key in KEY_KEYS if key in r}
-        kc = _key(chk, k, p)
-        chk.unknown(r, RELAY_KEYS, p)
-        if kc is None:
-            continue
-        if kc.key_id in key_ids:
-            chk.problem(f"{p}.key_id", f"duplicate key id {kc.key_id!r} (a key belongs to one department or relay)")
-        key_ids.add(kc.key_id)
-        out.append(RelayConfig(kc.key_id, name, kc.public_key, tuple(str(c) for c in area), kc.revoked))
-    return out
-
-
 def signing_key_target(path: str | Path) -> tuple[Path, str, str]:
     """(hub.signing_key's path, hub.suite, hub.sm2_signer_id) before that key exists: for `hub keys new`."""
     file, doc = read_toml(path)
     chk = Checker(file.parent)
     hub = chk.table(doc, "hub")
-    key = _key_file(chk, hub.get("signing_key"), file.parent)
+    key = key_file(chk, hub.get("signing_key"), file.parent)
     hub_suite = suite_setting(chk, hub, "suite", "hub")
     signer_id = signer_id_setting(chk, hub, "hub")
     chk.problems = [p for p in chk.problems if not p.message.startswith("file not found")]

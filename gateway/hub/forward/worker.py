@@ -22,8 +22,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from gateway.hub.config import UpstreamConfig
 from gateway.hub.forward import outbox
+from gateway.hub.forward.settings import UpstreamConfig
 from gateway.hub.forward.upstream import Delivered, Refused, Retry, Upstream
 from gateway.protocol.keys import read_private_key
 
