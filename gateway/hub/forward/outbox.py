@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, Text, and_, cast, func, or_, select, update
+from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
 from gateway.hub.db import utcnow, write_tx
@@ -41,16 +42,54 @@ class ForwardBatch:
     attempts: int = 0
 
 
-def queued_department(engine: Engine) -> str | None:
-    with engine.connect() as conn:
+Bind = Engine | Connection  # an engine, or the forwarder's own connection (PostgreSQL: the one holding its lock)
+
+
+@contextmanager
+def reading(bind: Bind) -> Iterator[Connection]:
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            yield conn
+        return
+    try:
+        yield bind
+    finally:
+        bind.rollback()  # end the read's transaction: the connection is kept for the next step
+
+
+@contextmanager
+def writing(bind: Bind, *, durable: bool = True) -> Iterator[Connection]:
+    """A write transaction; `durable` False: its commit does not wait for the disk (PostgreSQL
+    synchronous_commit off, SQLite `gateway.sqlite_flush`), for writes a crash may lose without harm."""
+    if isinstance(bind, Connection):
+        with bind.begin():
+            if not durable:
+                bind.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+            yield bind
+        return
+    if durable:
+        with write_tx(bind) as conn:
+            yield conn
+        return
+    with bind.connect() as raw:
+        conn = raw.execution_options(hub_immediate=True)
+        relax = unflushed_commits(conn.connection) if conn.dialect.name == "sqlite" else nullcontext(False)
+        with relax, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+            yield conn
+
+
+def queued_department(bind: Bind) -> str | None:
+    with reading(bind) as conn:
         return conn.execute(
             select(_o.department).where(_o.state == "queued").order_by(_o.queued_at).limit(1)
         ).scalar()
 
 
-def claim(engine: Engine, department: str, *, hub_key_id: str, relay_key: str, batch_size: int) -> list[ForwardBatch]:
+def claim(bind: Bind, department: str, *, hub_key_id: str, relay_key: str, batch_size: int) -> list[ForwardBatch]:
     """Claim the oldest queued batches of `department` into upward batches (one transaction); [] when none."""
-    with write_tx(engine) as conn:
+    with writing(bind) as conn:
         queued = conn.execute(
             select(_o.batch_id).where(and_(_o.state == "queued", _o.department == department))
             .order_by(_o.queued_at).limit(CLAIM_BATCHES).with_for_update(skip_locked=True)
@@ -130,9 +169,9 @@ def _json(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
-def pending(engine: Engine, limit: int = 1) -> list[ForwardBatch]:
+def pending(bind: Bind, limit: int = 1) -> list[ForwardBatch]:
     """The oldest `limit` upward batches awaiting a receipt."""
-    with engine.connect() as conn:
+    with reading(bind) as conn:
         rows = conn.execute(
             select(_f.forward_id, _f.department, _f.body, _f.records, _f.attempts)
             .where(_f.state == "sent").order_by(_f.claimed_at, _f.forward_id).limit(limit)
@@ -140,36 +179,23 @@ def pending(engine: Engine, limit: int = 1) -> list[ForwardBatch]:
     return [ForwardBatch(r[0], r[1], bytes(r[2]), int(r[3]), int(r[4])) for r in rows]
 
 
-def settle(engine: Engine, fb: ForwardBatch, receipt: bytes, signature: str, doc: dict[str, Any]) -> None:
+def settle(bind: Bind, fb: ForwardBatch, receipt: bytes, signature: str, doc: dict[str, Any]) -> None:
     """Store the upper hub's verified receipt: the batch is delivered.
 
     Committed without waiting for the disk: a settle lost in a crash leaves the batch `sent`, and its
     resend (same id, same bytes) gets the very same receipt from the upper hub."""
-    with relaxed_tx(engine) as conn:
+    with writing(bind, durable=False) as conn:
         conn.execute(update(tables.forward_batches).where(_f.forward_id == fb.forward_id).values(
             state="delivered", delivered_at=utcnow(), receipt=receipt, signature=signature,
             upstream_key_id=doc.get("hub_key_id"), log_seq=doc.get("log_seq"), attempts=_f.attempts + 1,
             last_error=None))
 
 
-def note_failure(engine: Engine, fb: ForwardBatch, error: str, *, refused: bool) -> None:
+def note_failure(bind: Bind, fb: ForwardBatch, error: str, *, refused: bool) -> None:
     """An attempt that got no receipt: counted, its error kept; `refused` (a 4xx) parks the batch."""
-    with relaxed_tx(engine) as conn:
+    with writing(bind, durable=False) as conn:
         conn.execute(update(tables.forward_batches).where(_f.forward_id == fb.forward_id).values(
             attempts=_f.attempts + 1, last_error=error[:2000], **({"state": "refused"} if refused else {})))
-
-
-@contextmanager
-def relaxed_tx(engine: Engine) -> Iterator[Any]:
-    """A write transaction whose commit does not wait for the disk (PostgreSQL synchronous_commit off,
-    SQLite `gateway.sqlite_flush`), for writes a crash may lose without harm."""
-    with engine.connect() as raw:
-        conn = raw.execution_options(hub_immediate=True)
-        relax = unflushed_commits(conn.connection) if conn.dialect.name == "sqlite" else nullcontext(False)
-        with relax, conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-            yield conn
 
 
 def retry_refused(engine: Engine) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from gateway.hub.forward import outbox
+from gateway.hub.forward.outbox import Bind
 from gateway.hub.forward.settings import UpstreamConfig
 from gateway.hub.forward.upstream import Delivered, Refused, Retry, Upstream
 from gateway.protocol.keys import read_private_key
@@ -34,14 +35,18 @@ TAKEOVER_WAIT = 3.0  # seconds between looks at the lock held by another worker
 
 
 @contextmanager
-def forward_lock(engine: Engine) -> Iterator[bool]:
-    """Hold the database's forwarder lock while inside; yields False when another forwarder holds it."""
+def forward_lock(engine: Engine) -> Iterator[tuple[bool, Bind]]:
+    """Hold the database's forwarder lock while inside: yields (held, what the forwarder works through).
+
+    PostgreSQL: the session holding the lock, so every step also proves the lock is still held (a lost
+    session fails the step, and the forwarder starts over for the lock) and takes no pooled connection
+    with its pre-ping. SQLite: the engine, beside a lock file."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             held = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (FORWARD_LOCK,)).scalar())
             conn.commit()
             try:
-                yield held
+                yield held, conn
             finally:
                 if held:
                     try:
@@ -55,10 +60,10 @@ def forward_lock(engine: Engine) -> Iterator[bool]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
+            yield False, engine
             return
         try:
-            yield True
+            yield True, engine
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -89,16 +94,17 @@ class Forwarder:
         self.last_full = False  # the last upward batch was full: more are likely waiting, claim at once
 
     # --- one pass ---------------------------------------------------------
-    def step(self, result: Drained) -> bool | None:
+    def step(self, result: Drained, bind: Bind | None = None) -> bool | None:
         """Send the oldest upward batch awaiting a receipt, claiming new ones first when there is none.
 
         True: one was receipted; None: nothing to send; False: it failed (retry later)."""
-        sent = outbox.pending(self.engine)
+        bind = bind if bind is not None else self.engine
+        sent = outbox.pending(bind)
         if not sent:
-            dept = outbox.queued_department(self.engine)
+            dept = outbox.queued_department(bind)
             if dept is None:
                 return None
-            sent = outbox.claim(self.engine, dept, hub_key_id=self.hub_key_id, relay_key=self.upstream.key_id,
+            sent = outbox.claim(bind, dept, hub_key_id=self.hub_key_id, relay_key=self.upstream.key_id,
                                 batch_size=self.upstream.batch_size)
             if not sent:
                 return True  # everything claimed was superseded: look again
@@ -106,19 +112,19 @@ class Forwarder:
         self.last_full = fb.records >= self.upstream.batch_size
         answer = self.client.post_batch(fb.forward_id, fb.department, fb.body)
         if isinstance(answer, Delivered):
-            outbox.settle(self.engine, fb, answer.receipt, answer.signature, answer.doc)
+            outbox.settle(bind, fb, answer.receipt, answer.signature, answer.doc)
             result.delivered += 1
             result.records += fb.records
             return True
         result.last_error = answer.error
         if isinstance(answer, Refused):
             LOG.error("upper hub refused forwarded batch %s (%s records): %s", fb.forward_id, fb.records, answer.error)
-            outbox.note_failure(self.engine, fb, answer.error, refused=True)
+            outbox.note_failure(bind, fb, answer.error, refused=True)
             result.refused += 1
             return True  # the next batch may be of another department; this one waits for the operator
         assert isinstance(answer, Retry)
         LOG.warning("forwarded batch %s not delivered, will retry: %s", fb.forward_id, answer.error)
-        outbox.note_failure(self.engine, fb, answer.error, refused=False)
+        outbox.note_failure(bind, fb, answer.error, refused=False)
         result.retried += 1
         self._retry_after = answer.after
         return False
@@ -126,13 +132,13 @@ class Forwarder:
     def drain(self, retry_for: float = 0.0) -> Drained:
         """Forward everything queued, retrying a failure for up to `retry_for` seconds (the CLI's one pass)."""
         result = Drained()
-        with forward_lock(self.engine) as held:
+        with forward_lock(self.engine) as (held, bind):
             if not held:
                 result.busy = True
                 return result
             deadline, delay = time.monotonic() + retry_for, 1.0
             while not self.stopping.is_set():
-                done = self.step(result)
+                done = self.step(result, bind)
                 if done is None:
                     break
                 if done is False:
@@ -164,22 +170,22 @@ class Forwarder:
     def _run(self) -> None:
         while not self.stopping.is_set():
             try:
-                with forward_lock(self.engine) as held:
+                with forward_lock(self.engine) as (held, bind):
                     if held:
                         self.holding = True
                         try:
-                            self._forward_while_held()
+                            self._forward_while_held(bind)
                         finally:
                             self.holding = False
             except Exception:  # noqa: BLE001 - a lost database must not end forwarding for good
                 LOG.exception("forwarder failed; starting over")
             self.stopping.wait(TAKEOVER_WAIT)
 
-    def _forward_while_held(self) -> None:
+    def _forward_while_held(self, bind: Bind) -> None:
         delay = 1.0
         while not self.stopping.is_set():
             self.wake.clear()
-            done = self.step(Drained())
+            done = self.step(Drained(), bind)
             if done is True:
                 delay = 1.0
                 if not self.last_full and self.upstream.linger:
