@@ -297,3 +297,33 @@ def test_relay_commands_register_change_and_revoke_a_lower_hub(hub_levels) -> No
     assert run.invoke(hub, [*cfg, "department", "key-revoke", "township-relay"]).exit_code == 0
     r = relay_post(county, township, batch_body([linked(record("material", sample("material", 1)))]))
     assert r.status_code == 403 and r.json()["error"] == "key_revoked"
+
+
+def test_a_refused_upward_batch_is_parked_shown_and_sent_again_after_the_fix(hub_levels) -> None:
+    from click.testing import CliRunner
+
+    from gateway.hub.cli import hub
+
+    township, county = hub_levels(("township", "county")).hubs
+    township.app.extensions["hub"].close()  # the command forwards
+    run = CliRunner()
+    pub = str(township.dir / "keys" / "upstream.pub")
+    county_cfg, township_cfg = ["--config", str(county.config_path)], ["--config", str(township.config_path)]
+    assert run.invoke(hub, [*county_cfg, "relay", "add", "township-relay", "某镇", pub, "--departments", "dept001"]).exit_code == 0
+    _code, other_key, other_id = township.other
+    r = township.post("/api/v1/batches", batch_body([record("material", sample("material", 1), department="dept002")],
+                                                    department="dept002"), key=other_key, key_id=other_id)
+    assert r.json()["results"][0]["status"] == "accepted"
+    out = run.invoke(hub, [*township_cfg, "forward", "--retry-for", "0"])
+    assert out.exit_code == 2, out.output  # refused: the operator must act
+    assert "被拒 / refused: 1" in out.output and "department_mismatch" in out.output
+    with township.engine.connect() as conn:
+        fb = conn.execute(select(tables.forward_batches)).mappings().one()
+    assert fb["state"] == "refused" and "403" in fb["last_error"]
+    assert stored(county, "dept002") == {}
+    # The county widens the area; the township sends the parked batch again.
+    assert run.invoke(hub, [*county_cfg, "relay", "add", "township-relay", "某镇", pub,
+                            "--departments", "dept001,dept002"]).exit_code == 0
+    out = run.invoke(hub, [*township_cfg, "forward", "--retry-refused"])
+    assert out.exit_code == 0, out.output
+    assert list(stored(county, "dept002")) == [("material", "WZ-0001")]
