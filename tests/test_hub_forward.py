@@ -327,3 +327,22 @@ def test_a_refused_upward_batch_is_parked_shown_and_sent_again_after_the_fix(hub
     out = run.invoke(hub, [*township_cfg, "forward", "--retry-refused"])
     assert out.exit_code == 0, out.output
     assert list(stored(county, "dept002")) == [("material", "WZ-0001")]
+
+
+def test_the_county_bulletin_covers_the_townships_departments(hub_levels) -> None:
+    from gateway.hub.ui_tables import hub_account_store
+    from tests.fixtures.web import PASSWORD, login
+
+    township, county = hub_levels(("township", "county")).hubs
+    _code, other_key, other_id = township.other
+    township.post("/api/v1/batches", batch_body([record("material", sample("material", n)) for n in (1, 2)]))
+    township.post("/api/v1/batches", batch_body([record("material", sample("material", 3), department="dept002")],
+                                                department="dept002"), key=other_key, key_id=other_id)
+    wait_for(lambda: len(stored(county)) == 2 and len(stored(county, "dept002")) == 1)
+    hub_account_store(county.engine).add("op", PASSWORD, "operator")
+    c = county.app.test_client()
+    assert login(c, "op", prefix="/ui").status_code == 302
+    page = c.get("/ui/report").get_data(as_text=True)
+    assert "应急管理局" in page and "卫生健康委" in page
+    # Both graded on the batches that reached the county through the township (none would be 未报送).
+    assert page.count('<span class="badge ok">按时更新</span>') == 2 and '<span class="badge bad">未报送</span>' not in page
