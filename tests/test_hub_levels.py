@@ -5,6 +5,7 @@ Real hubs over HTTP, the real gateway push client; compared key by key with what
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -102,6 +103,16 @@ def test_three_levels_edit_delete_and_county_outage(pg_url: str, hub_levels, gat
             upper_ids = set(conn.execute(select(tables.batches.c.batch_id)).scalars())
         assert fbs and all(f["state"] == "delivered" and f["receipt"] for f in fbs)
         assert {f["forward_id"] for f in fbs} == upper_ids
+    # The department proves its batches reached the county and the city: their signed receipts, walked up
+    # through the township and the county, checked with each one's public key.
+    res = CliRunner().invoke(cli, ["--config", str(gateway_dir.config_path), "receipts", "verify", "--upstream-key",
+                                   str(county.hub_public_key_path), "--upstream-key", str(city.hub_public_key_path),
+                                   "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    levels = json.loads(res.output)["upstream"]
+    assert [(v["level"], v["bad"], v["waiting"]) for v in levels] == [(1, [], 0), (2, [], 0)]
+    assert levels[0]["reached"] + levels[0]["superseded"] == levels[0]["batches"] > 0
+    assert levels[1]["reached"] == levels[1]["batches"] > 0
 
 
 def _advisory_holders(engine: Any) -> int:
@@ -163,7 +174,8 @@ def test_gateway_receipts_verify_checks_the_upper_hubs_receipts(hub_levels, gate
             str(county.hub_public_key_path)]
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert "批次 3：已到达上级 3（记录 30 条）" in res.output and "无效 0" in res.output
+    assert "第 1 级上级回执 / upper-hub receipts, level 1: 批次 3：已到达 3（记录 30 条）" in res.output
+    assert "无效 0" in res.output
     # With another key (not the county's), the same receipts do not verify.
     res = CliRunner().invoke(cli, [*args[:-1], str(township.hub_public_key_path)], catch_exceptions=False)
     assert res.exit_code == 1 and "上级回执签名无效" in res.output

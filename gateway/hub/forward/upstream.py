@@ -99,6 +99,27 @@ class Upstream:
             return Retry(text, _retry_after(resp.getheader("Retry-After")))
         return Refused(text, resp.status)
 
+    def get_json(self, target: str) -> tuple[int, Any]:
+        """A signed GET of `target` (a path below the upper hub's URL, with its query) on a connection of its
+        own; (status, parsed JSON body), or (0, error text) when the upper hub cannot be reached."""
+        path = (self.path.removesuffix(BATCHES_PATH)) + target
+        headers = {VERSION_HEADER: "1", **sign_request("GET", path, b"", self.key, self.key_id)}
+        conn = (http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                            context=ssl.create_default_context())
+                if self.https else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout))
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            return 0, f"upper hub unreachable: {e.__class__.__name__}: {e}"
+        finally:
+            conn.close()
+        try:
+            return resp.status, json.loads(data)
+        except ValueError:
+            return resp.status, data[:300].decode("utf-8", "replace")
+
     def _receipt(self, forward_id: str, department: str, data: bytes, signature: str | None) -> Answer:
         if not signature:
             return Retry("answer 200 without Receipt-Signature")
