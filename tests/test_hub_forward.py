@@ -231,6 +231,12 @@ def test_the_department_reads_the_upper_hubs_receipt_and_operators_see_the_chain
     assert "上级转发" in fwd and "已送达" in fwd and up["forward_id"][:13] in fwd
     detail = t.get(f"/ui/forwarding/{up['forward_id']}").get_data(as_text=True)
     assert "签名有效" in detail and "WZ-0001" in detail and batch_id[:13] in detail
+    # From the receipts view, a batch's upward receipts are one link away.
+    receipts = t.get("/ui/receipts").get_data(as_text=True)
+    assert f"/ui/forwarding?batch_id={batch_id}" in receipts and "上级回执" in receipts
+    only = t.get(f"/ui/forwarding?batch_id={batch_id}").get_data(as_text=True)
+    assert up["forward_id"][:13] in only
+    assert up["forward_id"][:13] not in t.get("/ui/forwarding?batch_id=nothing").get_data(as_text=True)
 
 
 def test_upstream_and_relay_mistakes_are_reported_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -22,17 +22,19 @@ PAGE = 50
 @bp.get("/forwarding")
 @require("view")
 def forwarding() -> Any:
-    f = tables.forward_batches.c
-    state = request.args.get("state", "")
+    f, o = tables.forward_batches.c, tables.forward_outbox.c
+    state, batch_id = request.args.get("state", ""), request.args.get("batch_id", "").strip()
     q = select(f.forward_id, f.department, f.records, f.state, f.attempts, f.last_error, f.claimed_at,
                f.delivered_at, f.log_seq).order_by(f.claimed_at.desc()).limit(PAGE)
     if state in STATE_LABELS:
         q = q.where(f.state == state)
+    if batch_id:  # the upward batches that carried this batch's records (from the receipts view)
+        q = q.where(f.forward_id.in_(select(o.forward_id).where(o.batch_id == batch_id)))
     with _engine().connect() as c:
         rows = [dict(r) for r in c.execute(q).mappings()]
     up = _hub().config.upstream
     return render_template("hub_ui/forwarding.html", rows=rows, counts=outbox.counts(_engine()), upstream=up,
-                           state=state, state_labels=STATE_LABELS, **_common())
+                           state=state, batch_id=batch_id, state_labels=STATE_LABELS, **_common())
 
 
 @bp.get("/forwarding/<forward_id>")

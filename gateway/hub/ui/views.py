@@ -122,7 +122,8 @@ def receipts() -> Any:
     before = request.args.get("before", type=int)
     rows = stats.receipt_page(_engine(), f, before)
     nxt = rows[-1]["id"] if len(rows) == stats.PAGE else None
-    return render_template("hub_ui/receipts.html", rows=rows, f=f, next_before=nxt, before=before, **_common())
+    return render_template("hub_ui/receipts.html", rows=rows, f=f, next_before=nxt, before=before,
+                           forwarding=_hub().forwarding, **_common())
 
 
 @bp.post("/receipts/export.<fmt>")
