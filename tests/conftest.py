@@ -42,4 +42,4 @@ def mysql_url() -> Iterator[str]:
 
 
 # Each area's fixtures live in tests/fixtures/<area>.py; list them here.
-pytest_plugins: list[str] = ["tests.fixtures.hub", "tests.fixtures.push", "tests.fixtures.faultproxy", "tests.fixtures.web", "tests.fixtures.browser", "tests.fixtures.odbc", "tests.fixtures.sshd", "tests.fixtures.service"]
+pytest_plugins: list[str] = ["tests.fixtures.hub", "tests.fixtures.levels", "tests.fixtures.push", "tests.fixtures.faultproxy", "tests.fixtures.web", "tests.fixtures.browser", "tests.fixtures.odbc", "tests.fixtures.sshd", "tests.fixtures.service"]

@@ -101,8 +101,10 @@ def test_every_setting_and_command_is_documented() -> None:
         GRANT_KEYS,
         HUB_KEYS,
         KEY_KEYS,
+        RELAY_KEYS,
         REPORT_KEYS,
         STANDARD_KEYS,
+        UPSTREAM_KEYS,
     )
 
     doc = (EXAMPLE.parents[1] / "docs" / "hub.md").read_text(encoding="utf-8")
@@ -110,11 +112,13 @@ def test_every_setting_and_command_is_documented() -> None:
     names += [f"departments[].{k}" for k in DEPARTMENT_KEYS if k != "keys"] + [f"departments[].keys[].{k}" for k in KEY_KEYS]
     names += [f"grants[].{k}" for k in GRANT_KEYS] + [f"report.{k}" for k in REPORT_KEYS]
     names += [f"at_rest.{k}" for k in AT_REST_KEYS]
+    names += [f"upstream.{k}" for k in UPSTREAM_KEYS] + [f"relays[].{k}" for k in RELAY_KEYS]
     missing = [n for n in names if f"`{n}`" not in doc]
     ours = [c for c, cmd in hub.commands.items() if cmd.callback and cmd.callback.__module__ == "gateway.hub.cli"]
     missing += [f"hub {c}" for c in ours if c != "department" and f"hub --config hub.toml {c}" not in doc]
     missing += [f"department {c}" for c in department.commands if f"department {c}" not in doc]
     missing += [f"at-rest {c}" for c in at_rest.commands if f"at-rest {c}" not in doc]
+    missing += [f"hub {c}" for c in ("forward", "relay add", "relay list") if f"hub --config hub.toml {c}" not in doc]
     assert missing == [], f"docs/hub.md does not mention {missing}"
 
 

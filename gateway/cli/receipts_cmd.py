@@ -25,10 +25,20 @@ def receipts() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the verified receipts to FILE for `gateway hub verify-log --heads FILE`.",
 )
+@click.option(
+    "--upstream-key",
+    "upstream_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The upper hub's public key: also check that the latest batches reached it (its signed receipts). "
+    "Repeat it for each level further up, lowest first (county, then city).",
+)
+@click.option("--upstream-last", default=50, show_default=True, help="How many of the latest batches to check upward.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
 @domain_errors
-def verify_cmd(ctx: Context, compare_hub: bool, export_path: Path | None, as_json: bool) -> None:
+def verify_cmd(ctx: Context, compare_hub: bool, export_path: Path | None, upstream_keys: tuple[Path, ...],
+               upstream_last: int, as_json: bool) -> None:
     """Check every stored receipt with the hub's public key alone; exit 1 on a bad one or a cut-back hub log."""
     from gateway.protocol.keys import read_public_key
     from gateway.push.evidence import compare_hub, exporting, verify_receipts
@@ -47,8 +57,15 @@ def verify_cmd(ctx: Context, compare_hub: bool, export_path: Path | None, as_jso
     comparison = None
     if compare_hub:
         comparison = compare_hub(config, verdict.latest)
+    upward = None
+    if upstream_keys:
+        from gateway.push.upstream_check import check_upstream
+
+        upward = check_upstream(config, engine, [read_public_key(k) for k in upstream_keys], upstream_last)
     if as_json:
         doc = verdict.as_dict()
+        if upward is not None:
+            doc["upstream"] = [v.as_dict() for v in upward]
         if comparison is not None:
             doc["hub"] = {
                 "ok": comparison.ok,
@@ -83,5 +100,13 @@ def verify_cmd(ctx: Context, compare_hub: bool, export_path: Path | None, as_jso
                     f"中心日志头 / hub's head: log_seq {comparison.hub.log_seq} log_head {comparison.hub.log_head}"
                 )
             click.echo(comparison.message)
-    if not verdict.ok or (comparison is not None and not comparison.ok):
+        for v in upward or []:
+            click.echo(
+                f"第 {v.level} 级上级回执 / upper-hub receipts, level {v.level}: 批次 {v.batches}：已到达 {v.reached}"
+                f"（记录 {v.records_reached} 条），随后续批次上报 {v.superseded}，待转发 {v.waiting}，"
+                f"未配置上级 {v.not_forwarded}，无效 {len(v.bad)}"
+            )
+            for b, reason in v.bad:
+                click.echo(f"  批次 / batch {b}\t{reason}")
+    if not verdict.ok or (comparison is not None and not comparison.ok) or any(not v.ok for v in upward or []):
         sys.exit(1)

@@ -6,7 +6,7 @@ import io
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
 from flask import Blueprint, Response, current_app, request, send_file
@@ -18,6 +18,7 @@ from gateway.hub import registry, tables
 from gateway.hub.app import Hub, error, json_response
 from gateway.hub.attachments import AttachmentRefused, attachment_info, read_attachment, store_attachment
 from gateway.hub.db import serialized, utcnow
+from gateway.hub.forward.chain import check_chain
 from gateway.hub.ingest import SMALL_BATCH, Nonce, check_records, claim_nonce, store_batch, stored_receipt
 from gateway.hub.receipt_log import append
 from gateway.hub.sharing import DEFAULT_LIMIT, MAX_LIMIT, read_page
@@ -54,6 +55,7 @@ class Caller:
     department: str
     digest: str
     snapshot: registry.Snapshot  # the registry this request was authenticated against
+    area: tuple[str, ...] | None = None  # a relay (a lower hub): the departments it may forward; department ""
 
 
 def hub() -> Hub:
@@ -121,7 +123,7 @@ def _verify(snap: registry.Snapshot, body: bytes) -> tuple[Caller, Nonce]:
     except SignatureRefused as e:
         raise _Refusal(e.status, e.reason, e.message, e.key_id, entry.department if entry else None) from None
     assert entry is not None
-    return Caller(v.key_id, entry.department, v.digest, snap), Nonce(v.key_id, v.nonce, v.created + h.config.clock_window + 1)
+    return Caller(v.key_id, entry.department, v.digest, snap, entry.area), Nonce(v.key_id, v.nonce, v.created + h.config.clock_window + 1)
 
 
 def _replay(caller: Caller, nonce: Nonce) -> _Refusal:
@@ -254,6 +256,14 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
         raise refuse(400, "malformed_batch", "批次格式错误 / malformed batch", problems=e.problems) from None
     except DuplicateMember as e:
         raise refuse(400, "duplicate_member", str(e), member=e.member, path=e.path) from None
+    if caller.area is not None:
+        # A lower hub forwards one department's records per batch, of a department of its area only.
+        if batch.department not in caller.area:
+            raise refuse(403, "department_mismatch",
+                         f"中继 {caller.key_id} 的辖区不含部门 {batch.department} / relay {caller.key_id} may not forward "
+                         f"records of department {batch.department} (its area: {', '.join(caller.area)})",
+                         batch_id=batch.batch_id)
+        caller = replace(caller, department=batch.department)
     # A record naming another department fails the whole batch; one naming none is rejected alone (envelope).
     foreign = sorted({d for r in batch.records if isinstance(d := r.get("department"), str) and d != caller.department})
     if batch.department != caller.department or foreign:
@@ -278,6 +288,7 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
     # A non-string type is not a permission question: check_records rejects that record alone.
     not_allowed = sorted({t for r in batch.records if isinstance(t := r.get("type"), str) and t in RECORD_TYPES and t not in allowed})
     candidates = check_records(batch.records, h.context)
+    check_chain(candidates, caller.key_id if caller.area is not None else None)
     if conn.dialect.name != "postgresql" or conn.in_transaction():
         # SQLite: the batch's transaction begins with the write lock (BEGIN IMMEDIATE). PostgreSQL goes on in
         # psycopg's transaction of a registry read made for this request, if any, unless SQLAlchemy began one
@@ -286,7 +297,8 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
     # Under the department's lock: the nonce, then a batch id seen before (its receipt, or a conflict),
     # then the record types this department may not write, then the records.
     stored = store_batch(conn, h.key, h.key_id, batch, candidates, key_id=caller.key_id, digest=caller.digest,
-                         nonce=nonce, not_allowed=not_allowed, registry_version=None if confirmed else snap.version)
+                         nonce=nonce, not_allowed=not_allowed, registry_version=None if confirmed else snap.version,
+                         forward=h.forwarding)
     if stored.refused == "registry_changed":
         raise _RegistryChanged
     if stored.refused == "replay":
@@ -298,6 +310,8 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
     if stored.conflict:
         raise _Refusal(409, "batch_id_conflict", conflict.format(stored.conflict), caller.key_id, caller.department,
                        batch_id=batch.batch_id)
+    if h.forwarding and not stored.replayed:
+        h.wake_forwarder()
     return _receipt_response(stored.receipt, stored.signature)
 
 

@@ -44,6 +44,26 @@ class Hub:
         self.in_flight = threading.BoundedSemaphore(config.max_in_flight)
         self.context = ValidationContext.from_settings(category_codes=config.category_codes, extra_units=config.extra_units)
         Path(config.attachments_dir).mkdir(parents=True, exist_ok=True)
+        # With an [upstream], every batch that accepts records is queued for it in its own transaction.
+        self.forwarding = config.upstream is not None
+        self.forwarder: Any = None  # gateway.hub.forward.worker.Forwarder, started by create_app
+
+    def start_forwarder(self) -> None:
+        from gateway.hub.forward.worker import Forwarder
+
+        assert self.config.upstream is not None
+        self.forwarder = Forwarder(self.engine, self.config.upstream, self.key_id, self.config.at_rest.open)
+        self.forwarder.start()
+
+    def wake_forwarder(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.wake.set()
+
+    def close(self) -> None:
+        """Stop the forwarder thread (a hub served in a test thread, stopped and started again)."""
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.forwarder = None
 
     def log_refusal(self, status: int, code: str, message: str, *, key_id: str | None = None,
                     department: str | None = None, body: bytes | None = b"", extra: dict[str, Any] | None = None) -> None:
@@ -125,6 +145,7 @@ def create_app(config: HubConfig | None = None, test_config: dict | None = None)
         return error(e.code or 500, (e.name or "error").lower().replace(" ", "_"), e.description or "")
 
     from gateway.hub.api import api
+    from gateway.hub.api_upstream import get_upstream_receipts  # noqa: F401 - a route of the api blueprint
 
     app.register_blueprint(api)
     from gateway.hub.health import health  # GET /healthz, no authentication
@@ -133,4 +154,6 @@ def create_app(config: HubConfig | None = None, test_config: dict | None = None)
     from gateway.hub.ui import bp as ui_bp  # operators' web UI under /ui
 
     app.register_blueprint(ui_bp)
+    if hub.forwarding:
+        hub.start_forwarder()
     return app

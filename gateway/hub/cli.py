@@ -18,6 +18,7 @@ from gateway.accounts.commands import user_commands
 from gateway.accounts.roles import HUB_ROLES
 from gateway.errors import FatalError
 from gateway.exit_codes import domain_errors
+from gateway.hub.forward.commands import forward_commands
 from gateway.standard.schema import RECORD_TYPES
 
 
@@ -335,6 +336,7 @@ def _hub_store(ctx: click.Context):  # type: ignore[no-untyped-def]
 
 
 user_commands(hub, _hub_store, HUB_ROLES)
+forward_commands(hub, pass_hub)
 
 
 def main() -> None:

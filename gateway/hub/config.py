@@ -6,9 +6,7 @@ database at start-up; the CLI manages it from then on (see docs/hub.md).
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +21,27 @@ from gateway.config_file import (
     suite_setting,
     trusted_proxies,
 )
+from gateway.hub.forward.settings import (  # noqa: F401 - RELAY_KEYS, UPSTREAM_KEYS: this module's API too
+    RELAY_KEYS,
+    UPSTREAM_KEYS,
+    RelayConfig,
+    UpstreamConfig,
+    relay_settings,
+    upstream_settings,
+)
+from gateway.hub.key_settings import (  # noqa: F401 - KEY_ID_RE, KEY_KEYS: this module's API too
+    KEY_ID_RE,
+    KEY_KEYS,
+    KeyConfig,
+    array_tables,
+    key_config,
+    key_file,
+)
 from gateway.localtime import DEFAULT_TIMEZONE, zone_problem
-from gateway.protocol.keys import public_key_from_text
-from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE, SUITES, UnknownSuite, suite, suite_of
+from gateway.protocol.suites import DEFAULT_SIGNER_ID, DEFAULT_SUITE, SUITES, UnknownSuite, suite
 from gateway.standard.schema import RECORD_TYPES
 
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{2,40}$")
-KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 HUB_KEYS = (
     "listen", "database", "signing_key", "key_id", "clock_window", "max_batch_bytes", "max_in_flight", "threads",
@@ -38,20 +50,8 @@ HUB_KEYS = (
 REPORT_KEYS = ("office", "expiry_warn_days")
 ATTACHMENT_KEYS = ("dir", "max_bytes")
 DEPARTMENT_KEYS = ("code", "name", "record_types", "keys")
-KEY_KEYS = ("key_id", "public_key", "public_key_file", "revoked")
 GRANT_KEYS = ("reader", "owner", "record_types", "confidential")
 STANDARD_KEYS = ("category_codes", "extra_units")
-
-
-@dataclass
-class KeyConfig:
-    key_id: str
-    public_key: str  # one key line: base64 of the raw Ed25519 key, or sm2:<base64 point>[;id=<signer ID>]
-    revoked: bool = False
-
-    @property
-    def suite(self) -> str:
-        return suite_of(public_key_from_text(self.public_key)).name
 
 
 @dataclass
@@ -95,6 +95,8 @@ class HubConfig:
     timezone: str = DEFAULT_TIMEZONE  # times shown to operators and in the 通报; stored times stay UTC
     office: str = "乡镇应急管理办公室"  # the 通报's issuing office
     expiry_warn_days: tuple[int, ...] = (30, 90)
+    upstream: UpstreamConfig | None = None
+    relays: list[RelayConfig] = field(default_factory=list)
 
     @property
     def ui_secret_file(self) -> Path:
@@ -120,30 +122,6 @@ def _database_url(value: str | None, base: Path) -> str:
     return f"sqlite:///{p if p.is_absolute() else base / p}"
 
 
-def _key_file(chk: Checker, value: Any, base: Path) -> Path | None:
-    """The signing key file: a path, {file = "path"}, or {credential = "name"} (systemd LoadCredential=)."""
-    if value is None:
-        chk.problem("hub.signing_key", "required setting is missing")
-        return None
-    if isinstance(value, dict) and set(value) == {"credential"}:
-        cdir = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not cdir:
-            chk.problem("hub.signing_key", "credential requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
-            return None
-        p = Path(cdir) / str(value["credential"])
-    elif isinstance(value, dict) and set(value) == {"file"}:
-        p = Path(str(value["file"]))
-    elif isinstance(value, str) and value:
-        p = Path(value)
-    else:
-        chk.problem("hub.signing_key", 'expected a path, {file = "path"} or {credential = "name"}')
-        return None
-    p = p if p.is_absolute() else base / p
-    if not p.is_file():
-        chk.problem("hub.signing_key", f"file not found: {p} (create it with `gateway keys new {p}`)")
-    return p
-
-
 def _record_types(chk: Checker, doc: dict[str, Any], path: str) -> tuple[str, ...]:
     v = chk.value(doc, "record_types", path, list, default=list(RECORD_TYPES))
     bad = [t for t in v if t not in RECORD_TYPES]
@@ -152,58 +130,17 @@ def _record_types(chk: Checker, doc: dict[str, Any], path: str) -> tuple[str, ..
     return tuple(t for t in v if t in RECORD_TYPES)
 
 
-def _tables(chk: Checker, doc: dict[str, Any], key: str, path: str, toml_name: str | None = None) -> Iterator[tuple[str, dict]]:
-    """(path, table) of each entry of an array of tables ([[key]]); anything else is a problem."""
-    raw = doc.get(key, [])
-    if not isinstance(raw, list):
-        chk.problem(path, f"expected an array of tables ([[{toml_name or key}]])")
-        return
-    for i, item in enumerate(raw):
-        if isinstance(item, dict):
-            yield f"{path}[{i}]", item
-        else:
-            chk.problem(f"{path}[{i}]", "expected a table")
-
-
-def _key(chk: Checker, k: dict[str, Any], path: str) -> KeyConfig | None:
-    kid = chk.value(k, "key_id", path, str, required=True, default="")
-    if kid and not KEY_ID_RE.match(kid):
-        chk.problem(f"{path}.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
-    text = chk.value(k, "public_key", path, str)
-    kfile = chk.path(k, "public_key_file", path)
-    if text and kfile:
-        chk.problem(f"{path}.public_key", "give public_key or public_key_file, not both")
-    elif kfile and kfile.is_file():
-        text = kfile.read_text(encoding="ascii", errors="replace").strip()
-    elif not text and not kfile:
-        chk.problem(f"{path}.public_key", "required: public_key (base64) or public_key_file")
-    if text:
-        try:
-            public_key_from_text(text)
-        except Exception:
-            chk.problem(
-                f"{path}.public_key",
-                "not a public key line: base64 of a 32-byte Ed25519 key, or sm2:<base64 of the 65-byte point>",
-            )
-            text = None
-    revoked = chk.value(k, "revoked", path, bool, default=False)
-    chk.unknown(k, KEY_KEYS, path)
-    if not kid or not text:
-        return None
-    return KeyConfig(kid, text.strip().removeprefix("ed25519:"), revoked)
-
-
 def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None = None) -> HubConfig:
     """Check a parsed hub config document; raises ConfigError listing every problem."""
     chk = Checker(base_dir)
-    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard", "report", "at_rest"), "")
+    chk.unknown(doc, ("hub", "attachments", "departments", "grants", "standard", "report", "at_rest", "upstream", "relays"), "")
     ring = at_rest_setting(chk, doc)
     hub = chk.table(doc, "hub")
     listen = chk.value(hub, "listen", "hub", str, default="127.0.0.1:8700")
     if listen and not re.fullmatch(r"[^\s]+:\d{1,5}", listen):
         chk.problem("hub.listen", "expected host:port")
     database = _database_url(resolve_secret(hub.get("database"), "hub.database", chk.problems), base_dir)
-    signing_key = _key_file(chk, hub.get("signing_key"), base_dir)
+    signing_key = key_file(chk, hub.get("signing_key"), base_dir)
     key_id = chk.value(hub, "key_id", "hub", str, required=True, default="")
     if key_id and not KEY_ID_RE.match(key_id):
         chk.problem("hub.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
@@ -260,7 +197,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
     departments: list[DepartmentConfig] = []
     codes: set[str] = set()
     key_ids: set[str] = set()
-    for p, d in _tables(chk, doc, "departments", "departments"):
+    for p, d in array_tables(chk, doc, "departments", "departments"):
         code = chk.value(d, "code", p, str, required=True, default="")
         if code and not CODE_RE.match(code):
             chk.problem(f"{p}.code", "use 2-40 letters, digits, '-' or '_'")
@@ -270,8 +207,8 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         name = chk.value(d, "name", p, str, required=True, default="")
         types = _record_types(chk, d, p)
         keys: list[KeyConfig] = []
-        for kp, k in _tables(chk, d, "keys", f"{p}.keys", "departments.keys"):
-            kc = _key(chk, k, kp)
+        for kp, k in array_tables(chk, d, "keys", f"{p}.keys", "departments.keys"):
+            kc = key_config(chk, k, kp)
             if kc is None:
                 continue
             if accept and kc.suite not in accept and not kc.revoked:
@@ -284,7 +221,7 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         departments.append(DepartmentConfig(code, name, types, keys))
 
     grants: list[GrantConfig] = []
-    for p, g in _tables(chk, doc, "grants", "grants"):
+    for p, g in array_tables(chk, doc, "grants", "grants"):
         reader = chk.value(g, "reader", p, str, required=True, default="")
         owner = chk.value(g, "owner", p, str, required=True, default="")
         for role, v in (("reader", reader), ("owner", owner)):
@@ -293,8 +230,13 @@ def hub_config_from_dict(doc: dict[str, Any], base_dir: Path, file: Path | None 
         grants.append(GrantConfig(reader, owner, _record_types(chk, g, p), chk.value(g, "confidential", p, bool, default=False)))
         chk.unknown(g, GRANT_KEYS, p)
 
+    upstream = upstream_settings(chk, doc, base_dir)
+    relays = relay_settings(chk, doc, codes, key_ids)
+
     chk.raise_if_any(str(file) if file else None)
     return HubConfig(
+        upstream=upstream,
+        relays=relays,
         file=file,
         listen=listen,
         database=database,
@@ -326,7 +268,7 @@ def signing_key_target(path: str | Path) -> tuple[Path, str, str, KeyRing]:
     file, doc = read_toml(path)
     chk = Checker(file.parent)
     hub = chk.table(doc, "hub")
-    key = _key_file(chk, hub.get("signing_key"), file.parent)
+    key = key_file(chk, hub.get("signing_key"), file.parent)
     hub_suite = suite_setting(chk, hub, "suite", "hub")
     signer_id = signer_id_setting(chk, hub, "hub")
     ring = at_rest_setting(chk, doc)

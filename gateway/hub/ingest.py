@@ -230,6 +230,7 @@ def store_batch(
     nonce: Nonce | None = None,
     not_allowed: Collection[str] = (),
     registry_version: int | None = None,
+    forward: bool = False,
 ) -> StoredBatch:
     """Store the batch in one transaction on `conn` (the request's connection, no transaction of SQLAlchemy's open).
 
@@ -238,7 +239,8 @@ def store_batch(
     types, then decide and store every record. The commit waits for the disk (synchronous_commit on /
     SQLite FULL) before the receipt is answered. `registry_version`: that of the registry snapshot the
     request was verified against, when it was not read for this request; if the registry has moved on
-    since, nothing is written and `refused` is "registry_changed" (the caller starts over).
+    since, nothing is written and `refused` is "registry_changed" (the caller starts over). `forward`:
+    the hub has an upper hub; a batch that accepted records is queued for it in the same transaction.
     """
     store = _open_store(conn)
     try:
@@ -254,6 +256,7 @@ def store_batch(
             nonce=nonce,
             not_allowed=not_allowed,
             registry_version=registry_version,
+            forward=forward,
         )
     except BaseException:
         store.rollback()
@@ -292,6 +295,7 @@ def _store(
     nonce: Nonce | None,
     not_allowed: Collection[str],
     registry_version: int | None,
+    forward: bool,
 ) -> tuple[StoredBatch, dict | None]:
     dept = batch.department
     begun = store.begin(
@@ -332,8 +336,11 @@ def _store(
         time=logged,
     )
     body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id)
+    queued = None
+    if forward and (out.counts["accepted"] or out.bumps):  # a seq advanced (duplicate, higher seq) goes up too
+        queued = {"batch_id": batch.batch_id, "department": dept, "queued_at": logged, "state": "queued", "forward_id": None}
     try:
-        store.append(entry, move, _batch_row(batch, dept, digest, appended, body, signature, logged))
+        store.append(entry, move, _batch_row(batch, dept, digest, appended, body, signature, logged), queued)
     except BatchIdTaken:
         # Another department's batch took this batch id after our check (its department lock is not
         # ours): ours is undone; answer as if that batch had been there first.

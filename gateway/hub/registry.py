@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, and_, delete, insert, select, update
@@ -40,6 +41,7 @@ class KeyEntry:
     department: str
     public_key: str
     revoked: bool
+    area: tuple[str, ...] | None = None  # a relay's (a lower hub's) departments; None for a department's key
 
     @property
     def suite(self) -> str:
@@ -103,6 +105,8 @@ def add_key(conn: Connection, department: str, key_id: str, public_key: str) -> 
         ) from None
     if conn.execute(select(tables.departments.c.code).where(tables.departments.c.code == department)).first() is None:
         raise RegistryError(f"no department {department!r}; add it first")
+    if conn.execute(select(tables.relays.c.key_id).where(tables.relays.c.key_id == key_id)).first() is not None:
+        raise RegistryError(f"key id {key_id} is a relay's (a lower hub's) key already")
     row = conn.execute(select(tables.department_keys).where(tables.department_keys.c.key_id == key_id)).mappings().first()
     text = public_key.strip().removeprefix("ed25519:")
     if row is None:
@@ -112,8 +116,51 @@ def add_key(conn: Connection, department: str, key_id: str, public_key: str) -> 
         raise RegistryError(f"key id {key_id} is registered already (department {row['department']}) with another key")
 
 
+def add_relay(conn: Connection, key_id: str, name: str, public_key: str, departments: tuple[str, ...] | list[str]) -> None:
+    """Register a lower hub's key for the departments of its area, or change its name and area."""
+    if not KEY_ID_RE.match(key_id):
+        raise RegistryError(f"key id {key_id!r}: use 1-128 letters, digits, '_', '.', ':' or '-'")
+    try:
+        public_key_from_text(public_key)
+    except Exception:
+        raise RegistryError(f"relay {key_id}: not a public key line") from None
+    known = {c for (c,) in conn.execute(select(tables.departments.c.code))}
+    if missing := [d for d in departments if d not in known]:
+        raise RegistryError(f"relay {key_id}: no department {', '.join(missing)}; add it first")
+    if conn.execute(select(tables.department_keys.c.key_id).where(tables.department_keys.c.key_id == key_id)).first():
+        raise RegistryError(f"key id {key_id} is a department's key already")
+    text = public_key.strip().removeprefix("ed25519:")
+    r = tables.relays.c
+    row = conn.execute(select(tables.relays).where(r.key_id == key_id)).mappings().first()
+    area = sorted(set(departments))
+    if row is None:
+        conn.execute(insert(tables.relays).values(key_id=key_id, name=name, public_key=text, departments=area, added_at=utcnow()))
+    elif row["public_key"] != text:
+        raise RegistryError(f"relay key id {key_id} is registered already with another key")
+    else:
+        conn.execute(update(tables.relays).where(r.key_id == key_id).values(name=name, departments=area))
+    bump_version(conn)
+
+
+def list_relays(conn: Connection) -> list[KeyEntry]:
+    rows = conn.execute(select(tables.relays).order_by(tables.relays.c.key_id)).mappings()
+    return [_relay_entry(r) for r in rows]
+
+
+def _relay_entry(r: Any) -> KeyEntry:
+    return KeyEntry(r["key_id"], "", r["public_key"], bool(r["revoked_at"]), tuple(r["departments"] or ()))
+
+
 def revoke_key(conn: Connection, key_id: str) -> bool:
-    """Revoke a key from now on; False when it was revoked already."""
+    """Revoke a key (a department's or a relay's) from now on; False when it was revoked already."""
+    r = tables.relays.c
+    relay = conn.execute(select(tables.relays).where(r.key_id == key_id)).mappings().first()
+    if relay is not None:
+        if relay["revoked_at"]:
+            return False
+        conn.execute(update(tables.relays).where(r.key_id == key_id).values(revoked_at=utcnow()))
+        bump_version(conn)
+        return True
     row = conn.execute(select(tables.department_keys).where(tables.department_keys.c.key_id == key_id)).mappings().first()
     if row is None:
         raise RegistryError(f"no key {key_id!r}")
@@ -156,6 +203,10 @@ def sync_from_config(engine: Engine, config: HubConfig) -> None:
                     revoke_key(conn, k.key_id)
         for gr in config.grants:
             set_grant(conn, gr.reader, gr.owner, gr.record_types, gr.confidential)
+        for rl in config.relays:
+            add_relay(conn, rl.key_id, rl.name, rl.public_key, rl.departments)
+            if rl.revoked:
+                revoke_key(conn, rl.key_id)
         bump_version(conn)  # the row exists from the first start on, even with no department configured
 
 
@@ -253,6 +304,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
         r["key_id"]: KeyEntry(r["key_id"], r["department"], r["public_key"], bool(r["revoked_at"]))
         for r in conn.execute(select(tables.department_keys)).mappings()
     }
+    keys.update((r["key_id"], _relay_entry(r)) for r in conn.execute(select(tables.relays)).mappings())
     departments = {
         r["code"]: Department(r["code"], r["name"], tuple(r["record_types"] or ()))
         for r in conn.execute(select(tables.departments)).mappings()

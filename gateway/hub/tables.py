@@ -63,6 +63,18 @@ grants = Table(
     Column("granted_at", String, nullable=False),
 )
 
+# A lower hub's key (docs/hub.md, "Levels"): it may forward records of the departments of its area.
+relays = Table(
+    "relays",
+    metadata,
+    Column("key_id", String(128), primary_key=True),
+    Column("name", String, nullable=False),
+    Column("public_key", String, nullable=False),
+    Column("departments", Json, nullable=False),  # list of department codes: the relay's area
+    Column("added_at", String, nullable=False),
+    Column("revoked_at", String, nullable=True),
+)
+
 # One row (id 1), bumped by every registry write (departments, keys, grants): hub processes keep
 # the registry in memory and read it afresh when this number moves (gateway.hub.registry.RegistryCache).
 registry_version = Table(
@@ -202,6 +214,44 @@ attachments = Table(
     Column("name", String, nullable=True),
     Column("department", String(40), nullable=False),  # first uploader
     Column("stored_at", String, nullable=False),
+)
+
+# --- forwarding to the upper hub (gateway.hub.forward) ------------------------------------------
+# One row per stored batch with accepted records, written in that batch's own transaction when the hub
+# has an [upstream]: so no batch is accepted without being queued. state: queued | claimed | superseded
+# (every record it wrote was overwritten by a later batch before it left, which forwards them instead).
+forward_outbox = Table(
+    "forward_outbox",
+    metadata,
+    Column("batch_id", String(36), primary_key=True),
+    Column("department", String(40), nullable=False),
+    Column("queued_at", String, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("forward_id", String(36), nullable=True),  # the forwarded batch that carried its records
+    Index("ix_forward_outbox_state", "state", "department", "queued_at"),
+    Index("ix_forward_outbox_forward", "forward_id"),
+)
+
+# A batch as sent upward: its exact body (every resend is the same bytes under the same batch id, so the
+# upper hub answers a resend with its first receipt), and once answered, the upper hub's signed receipt.
+# state: sent (awaiting a verified receipt) | delivered | refused (a 4xx the operator must look at).
+forward_batches = Table(
+    "forward_batches",
+    metadata,
+    Column("forward_id", String(36), primary_key=True),
+    Column("department", String(40), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("claimed_at", String, nullable=False),
+    Column("delivered_at", String, nullable=True),
+    Column("upstream_key_id", String(128), nullable=True),  # the upper hub's key id in its receipt
+    Column("log_seq", BigInteger, nullable=True),  # the upper hub's receipt-log entry
+    Column("receipt", LargeBinary, nullable=True),  # the upper hub's signed receipt, exact bytes
+    Column("signature", String, nullable=True),
+    Index("ix_forward_batches_state", "state", "claimed_at"),
 )
 
 # The operators UI adds its accounts/audit tables and browse indexes to this metadata.

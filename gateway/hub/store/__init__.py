@@ -96,9 +96,12 @@ class HubStore(Protocol):
         write lock and return the log head row."""
         ...
 
-    def append(self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any]) -> None:
-        """Append the receipt-log entry, move the head, store the batch with its receipt, and commit
-        (durably). Raises `BatchIdTaken` (after undoing the batch) when the batch id went to another."""
+    def append(
+        self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any], forward: dict[str, Any] | None = None
+    ) -> None:
+        """Append the receipt-log entry, move the head, store the batch with its receipt, queue it for the
+        upper hub when `forward` (its forward_outbox row) is given, and commit (durably). Raises
+        `BatchIdTaken` (after undoing the batch) when the batch id went to another."""
         ...
 
     def rollback(self) -> None:

@@ -130,9 +130,12 @@ _MOVE = (
     )
     .cte("head")
 )
-_APPEND_AND_STORE = _sql(
-    insert(tables.batches).values({c: bindparam(f"b_{c}") for c in _BATCH_COLS}).inline().add_cte(_ENTRY).add_cte(_MOVE)
-)
+_STORE_BATCH = insert(tables.batches).values({c: bindparam(f"b_{c}") for c in _BATCH_COLS}).inline()
+_APPEND_AND_STORE = _sql(_STORE_BATCH.add_cte(_ENTRY).add_cte(_MOVE))
+# The same, and the batch queued for the upper hub in the same statement (a hub with [upstream]).
+_FORWARD_COLS = columns(tables.forward_outbox)
+_QUEUE = insert(tables.forward_outbox).values({c: bindparam(f"f_{c}") for c in _FORWARD_COLS}).cte("queued")
+_APPEND_STORE_AND_QUEUE = _sql(_STORE_BATCH.add_cte(_ENTRY).add_cte(_MOVE).add_cte(_QUEUE))
 
 # Reads: the keys as one JSON array parameter (orjson, C) instead of a text[] that psycopg dumps element by
 # element in Python (~4% of the hub's CPU); ARRAY(...) keeps `key = ANY` an index condition.
@@ -316,11 +319,16 @@ class PgHubStore:
             for r in rows:
                 copy.write_row(history_tuple(r))
 
-    def append(self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any]) -> None:
+    def append(
+        self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any], forward: dict[str, Any] | None = None
+    ) -> None:
         pg = self.pg
+        args = {**entry, **move, **{f"b_{c}": v for c, v in batch_row.items()}}
+        if forward is not None:
+            args.update({f"f_{c}": v for c, v in forward.items()})
         try:
             with pg.pipeline():
-                pg.execute(_APPEND_AND_STORE, {**entry, **move, **{f"b_{c}": v for c, v in batch_row.items()}})
+                pg.execute(_APPEND_AND_STORE if forward is None else _APPEND_STORE_AND_QUEUE, args)
                 pg.commit()  # synchronous_commit on: durable before the receipt is answered
         except psycopg.errors.UniqueViolation as e:
             if e.diag.constraint_name != "batches_pkey":

@@ -48,6 +48,7 @@ _BUMP = (
 _INSERT_HISTORY = insert(tables.record_history)
 _INSERT_RECEIPTS = insert(tables.receipts)
 _INSERT_BATCH = insert(tables.batches)
+_QUEUE_FORWARD = insert(tables.forward_outbox)
 
 
 def _upsert_text() -> str:
@@ -161,11 +162,15 @@ class SqliteHubStore:
         self.conn.exec_driver_sql(_UPSERT, [_row(r) for r in rows])
         self.conn.execute(_INSERT_HISTORY, [history_row(r) for r in rows])
 
-    def append(self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any]) -> None:
+    def append(
+        self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any], forward: dict[str, Any] | None = None
+    ) -> None:
         conn = self.conn
         conn.execute(INSERT_ENTRY, entry)
         conn.execute(MOVE_HEAD, move)
         conn.execute(_INSERT_BATCH, batch_row)
+        if forward is not None:
+            conn.execute(_QUEUE_FORWARD, forward)
         self._finish(commit=True)
 
     def rollback(self) -> None:

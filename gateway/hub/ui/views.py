@@ -17,6 +17,7 @@ from gateway.accounts.forwarded import TrustedProxies
 from gateway.accounts.roles import HUB_PERMISSIONS
 from gateway.accounts.web import AccountsUI, NavItem, attach, audit, require
 from gateway.at_rest.stored import read_stored
+from gateway.hub.forward.chain import chain_of
 from gateway.hub.tables import batches, record_history, records
 from gateway.hub.ui import exports, stats
 from gateway.hub.ui_tables import hub_account_store
@@ -36,6 +37,7 @@ NAV = [
     NavItem("hub_ui.departments", "部门状态"),
     NavItem("hub_ui.report", "更新通报"),
     NavItem("hub_ui.records_page", "数据浏览"),
+    NavItem("hub_ui.forwarding", "上级转发"),
     NavItem("accounts.users", "用户", "manage_users"),
     NavItem("accounts.audit_log", "审计日志", "manage_users"),
 ]
@@ -124,7 +126,8 @@ def receipts() -> Any:
     before = request.args.get("before", type=int)
     rows = stats.receipt_page(_engine(), f, before)
     nxt = rows[-1]["id"] if len(rows) == stats.PAGE else None
-    return render_template("hub_ui/receipts.html", rows=rows, f=f, next_before=nxt, before=before, **_common())
+    return render_template("hub_ui/receipts.html", rows=rows, f=f, next_before=nxt, before=before,
+                           forwarding=_hub().forwarding, **_common())
 
 
 @bp.post("/receipts/export.<fmt>")
@@ -248,7 +251,8 @@ def records_page() -> Any:
     r = records.c
     dep, typ, key = (request.args.get(k, "").strip() for k in ("department", "record_type", "key"))
     before = request.args.get("before", type=int)
-    q = select(r.id, r.department, r.type, r.key, r.seq, r.version, r.deleted, r.received_at, r.updated_at).order_by(r.id.desc()).limit(stats.PAGE)
+    q = select(r.id, r.department, r.type, r.key, r.seq, r.version, r.deleted, r.received_at, r.updated_at,
+               r.provenance).order_by(r.id.desc()).limit(stats.PAGE)
     if dep:
         q = q.where(r.department == dep)
     if typ:
@@ -258,7 +262,7 @@ def records_page() -> Any:
     if before:
         q = q.where(r.id < before)
     with _engine().connect() as c:
-        rows = [dict(x) for x in c.execute(q).mappings()]
+        rows = [{**x, "chain": chain_of(x["provenance"])} for x in c.execute(q).mappings()]
     nxt = rows[-1]["id"] if len(rows) == stats.PAGE else None
     return render_template("hub_ui/records.html", rows=rows, next_before=nxt,
                            args={"department": dep, "record_type": typ, "key": key}, **_common())
@@ -277,7 +281,8 @@ def record_detail(record_id: int) -> Any:
             .where(h.department == row["department"], h.type == row["type"], h.key == row["key"])
             .order_by(h.id.desc()).limit(100)
         ).mappings()]
-    return render_template("hub_ui/record.html", rec=dict(row), rt=RECORD_TYPES.get(row["type"]), hist=hist, **_common())
+    return render_template("hub_ui/record.html", rec=dict(row), rt=RECORD_TYPES.get(row["type"]), hist=hist,
+                           chain=chain_of(row["provenance"]), own_key_id=_hub().key_id, **_common())
 
 
 @bp.route("/<path:rest>", methods=["GET", "POST"])
