@@ -352,3 +352,30 @@ def test_the_county_bulletin_covers_the_townships_departments(hub_levels) -> Non
     assert "应急管理局" in page and "卫生健康委" in page
     # Both graded on the batches that reached the county through the township (none would be 未报送).
     assert page.count('<span class="badge ok">按时更新</span>') == 2 and '<span class="badge bad">未报送</span>' not in page
+
+
+def test_backfill_forwards_what_was_stored_before_forwarding_was_set_up(hub_levels) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from sqlalchemy import delete
+
+    from gateway.hub.cli import hub
+
+    township, county = hub_levels(("township", "county")).hubs
+    township.app.extensions["hub"].close()  # no forwarder running: as before [upstream] was set
+    township.post("/api/v1/batches", batch_body([record("material", sample("material", 1)),
+                                                 record("material", sample("material", 2))]))
+    township.post("/api/v1/batches", batch_body([record("material", sample("material", 2, material_name="大帐篷"), seq=2)]))
+    with township.engine.begin() as conn:  # the queue as a hub without [upstream] left it: empty
+        conn.execute(delete(tables.forward_outbox))
+    runner = CliRunner()
+    r = runner.invoke(hub, ["--config", str(township.config_path), "forward", "--backfill", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["backfilled_batches"] == 2 and doc["records"] == 2
+    at_county = stored(county)
+    assert sorted(at_county) == [("material", "WZ-0001"), ("material", "WZ-0002")]
+    assert at_county[("material", "WZ-0002")]["data"]["material_name"] == "大帐篷"  # the current state, once
+    again = runner.invoke(hub, ["--config", str(township.config_path), "forward", "--backfill", "--json"])
+    assert again.exit_code == 0 and json.loads(again.output)["backfilled_batches"] == 0

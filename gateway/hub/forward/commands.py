@@ -17,10 +17,14 @@ def forward_commands(group: click.Group, pass_hub: Any) -> None:
     @click.option("--retry-for", default=60.0, show_default=True, metavar="S",
                   help="Keep retrying an unreachable upper hub this many seconds (0: one try).")
     @click.option("--retry-refused", is_flag=True, help="First put batches the upper hub refused back in the queue.")
+    @click.option("--backfill", is_flag=True,
+                  help="First queue the batches stored before [upstream] was set (their records that are still current).")
+    @click.option("--department", "departments", multiple=True, help="With --backfill: only this department (repeatable).")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
     @pass_hub
     @domain_errors
-    def forward(h: Any, retry_for: float, retry_refused: bool, as_json: bool) -> None:
+    def forward(h: Any, retry_for: float, retry_refused: bool, backfill: bool, departments: tuple[str, ...],
+                as_json: bool) -> None:
         """Forward what this hub accepted to [upstream], once. Exit 0 when all is delivered, 1 when the upper hub
         stayed unreachable (or another forwarder holds the lock), 2 when it refused a batch."""
         from gateway.hub.forward import outbox
@@ -30,9 +34,12 @@ def forward_commands(group: click.Group, pass_hub: Any) -> None:
             raise FatalError(f"{h.path}: no [upstream] section: this hub forwards to no upper hub")
         if retry_refused:
             outbox.retry_refused(h.engine)
+        backfilled = outbox.backfill(h.engine, departments) if backfill else 0
+        if backfill and not as_json:
+            click.echo(f"补发排队 {backfilled} 批 / queued {backfilled} batches stored before forwarding was set up")
         result = Forwarder(h.engine, h.config.upstream, h.config.key_id, h.config.at_rest.open).drain(retry_for=retry_for)
         left = outbox.counts(h.engine)
-        doc = {"delivered_batches": result.delivered, "records": result.records, "failed_attempts": result.retried,
+        doc = {"backfilled_batches": backfilled, "delivered_batches": result.delivered, "records": result.records, "failed_attempts": result.retried,
                "refused_batches": result.refused, "busy": result.busy, "last_error": result.last_error, **left}
         if as_json:
             click.echo(orjson.dumps(doc).decode())

@@ -198,6 +198,26 @@ def note_failure(bind: Bind, fb: ForwardBatch, error: str, *, refused: bool) -> 
             attempts=_f.attempts + 1, last_error=error[:2000], **({"state": "refused"} if refused else {})))
 
 
+def backfill(engine: Engine, departments: Iterable[str] | None = None) -> int:
+    """Queue the stored batches that never were — stored before [upstream] was set — when a record
+    they wrote is still current, in the order they were stored; the claim then sends what is current,
+    as for any queued batch. Returns how many were queued (0 when run again)."""
+    b = tables.batches.c
+    with write_tx(engine) as conn:
+        q = select(b.batch_id, b.department, b.received_at).where(
+            ~select(_o.batch_id).where(_o.batch_id == b.batch_id).exists(),
+            select(_r.batch_id).where(_r.batch_id == b.batch_id).exists(),
+        ).order_by(b.received_at)
+        wanted = list(departments or ())
+        if wanted:
+            q = q.where(b.department.in_(wanted))
+        rows = conn.execute(q).all()
+        if rows:
+            conn.execute(tables.forward_outbox.insert(), [
+                {"batch_id": bid, "department": dept, "queued_at": at, "state": "queued"} for bid, dept, at in rows])
+        return len(rows)
+
+
 def retry_refused(engine: Engine) -> int:
     """Put refused upward batches back to `sent` (after the cause was fixed at the upper hub)."""
     with write_tx(engine) as conn:
