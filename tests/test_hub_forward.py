@@ -382,3 +382,45 @@ def test_backfill_forwards_what_was_stored_before_forwarding_was_set_up(hub_leve
     assert at_county[("material", "WZ-0002")]["data"]["material_name"] == "大帐篷"  # the current state, once
     again = runner.invoke(hub, ["--config", str(township.config_path), "forward", "--backfill", "--json"])
     assert again.exit_code == 0 and json.loads(again.output)["backfilled_batches"] == 0
+
+
+def test_confidential_fields_are_withheld_upward_unless_the_level_is_granted_them(hub_levels) -> None:
+    township, county, city = hub_levels(("township", "county", "city")).hubs
+    depot, stock = record("depot", sample("depot", 1)), record("stock", sample("stock", 1))
+    body = batch_body([record("material", sample("material", 1)), depot, stock])
+    assert {x["status"] for x in township.post("/api/v1/batches", body).json()["results"]} == {"accepted"}
+    at_city = wait_for(lambda: len(stored(city)) == 3 and stored(city))
+    at_county = stored(county)
+    for above in (at_county, at_city):
+        d, s = above[("depot", "KU-01")], above[("stock", "WZ-0001|KU-01|B1")]
+        assert "contact_phone" not in d["data"] and d["data"]["contact_name"] == "李四"  # the rest arrives
+        assert d["provenance"]["withheld"] == ["contact_phone"] and s["provenance"]["withheld"] == ["responsible_phone"]
+        assert d["version"] == depot["version"]  # the department's version: receipts match across levels
+    assert stored(township)[("depot", "KU-01")]["data"]["contact_phone"] == "13800138000"
+    with county.engine.connect() as conn:
+        assert {r for (r,) in conn.execute(select(tables.receipts.c.status))} == {"accepted"}
+
+    # Granted: the township's [upstream] says confidential = true; the phone goes up with the next change.
+    township.stop()
+    text = township.config_path.read_text(encoding="utf-8")
+    township.config_path.write_text(text.replace("[upstream]\n", "[upstream]\nconfidential = true\n"), encoding="utf-8")
+    township.start()
+    changed = record("depot", sample("depot", 1, contact_name="王五"), seq=2)
+    assert township.post("/api/v1/batches", batch_body([changed])).status_code == 200
+    got = wait_for(lambda: (d := stored(county)[("depot", "KU-01")])["seq"] == 2 and d)
+    assert got["data"]["contact_phone"] == "13800138000" and "withheld" not in got["provenance"]
+
+
+def test_only_a_relay_may_withhold_and_only_confidential_fields(hub_levels) -> None:
+    township, county = hub_levels(("township", "county")).hubs
+    rec = record("depot", {k: v for k, v in sample("depot", 1).items() if k != "contact_phone"})
+    rec["provenance"]["withheld"] = ["contact_phone"]
+    r = township.post("/api/v1/batches", batch_body([rec]))  # a department's gateway
+    assert r.status_code == 200
+    [res] = r.json()["results"]
+    assert res["status"] == "rejected" and any(x["rule"] == "withheld" and "部门网关" in x["message"] for x in res["reasons"])
+    relayed = linked(record("depot", {k: v for k, v in sample("depot", 2).items() if k != "depot_name"}))
+    relayed["provenance"]["withheld"] = ["depot_name"]
+    r = relay_post(county, township, batch_body([relayed]))
+    [res] = r.json()["results"]
+    assert res["status"] == "rejected" and any(x["rule"] == "withheld" and "depot_name" in x["message"] for x in res["reasons"])

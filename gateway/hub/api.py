@@ -287,7 +287,7 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
     allowed = set(dept.record_types) if dept else set()
     # A non-string type is not a permission question: check_records rejects that record alone.
     not_allowed = sorted({t for r in batch.records if isinstance(t := r.get("type"), str) and t in RECORD_TYPES and t not in allowed})
-    candidates = check_records(batch.records, h.context)
+    candidates = check_records(batch.records, h.context, from_relay=caller.area is not None)
     check_chain(candidates, caller.key_id if caller.area is not None else None)
     if conn.dialect.name != "postgresql" or conn.in_transaction():
         # SQLite: the batch's transaction begins with the write lock (BEGIN IMMEDIATE). PostgreSQL goes on in

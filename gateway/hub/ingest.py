@@ -44,6 +44,7 @@ from gateway.hub.decide import (  # noqa: F401 - Candidate, reason and ENVELOPE_
     receipt_rows,
     wanted,
 )
+from gateway.hub.forward.withheld import WITHHELD, reject, stand_ins, withheld_of
 from gateway.hub.receipt_log import Appended, next_entry
 from gateway.hub.store import BatchIdTaken, HubStore
 from gateway.hub.store.pg import SMALL_BATCH, PgHubStore
@@ -67,7 +68,8 @@ __all__ = [
 ]
 
 
-def check_records(records: Iterable[dict[str, Any]], context: ValidationContext | None = None) -> list[Candidate]:
+def check_records(records: Iterable[dict[str, Any]], context: ValidationContext | None = None,
+                  from_relay: bool = False) -> list[Candidate]:
     """Envelope and standard validation of every record; never touches the database.
 
     Every record is validated in full. A record whose envelope passes `envelope_ok` and whose data
@@ -96,11 +98,21 @@ def check_records(records: Iterable[dict[str, Any]], context: ValidationContext 
         if c.reasons:
             c.envelope_ok = False
         elif rec["op"] == "upsert":
+            data, hidden = rec["data"], None
+            prov = rec.get("provenance")
+            if prov.__class__ is dict and WITHHELD in prov:  # confidential fields withheld by a lower hub
+                subst, problems = stand_ins(rec, from_relay)
+                if problems:
+                    reject(c, problems)
+                    out.append(c)
+                    continue
+                if subst is not None:
+                    data, hidden = subst, withheld_of(rec)
             try:
-                clean = fast_normalize(typ, rec["data"], ref, ctx)
+                clean = fast_normalize(typ, data, ref, ctx)
                 errors = [] if clean is not None else None
                 if clean is None:
-                    clean, errors = normalize(typ, rec["data"], today=ref, context=ctx)
+                    clean, errors = normalize(typ, data, today=ref, context=ctx)
             except Exception as e:  # one odd record must never fail the batch
                 c.reasons.append(reason("data", ENVELOPE_LABELS["data"], None, "invalid", f"记录无法校验：{e}"))
                 out.append(c)
@@ -119,7 +131,7 @@ def check_records(records: Iterable[dict[str, Any]], context: ValidationContext 
                             f"记录键与数据不符：按数据应为“{key}”",
                         )
                     )
-                c.clean = clean
+                c.clean = {k: v for k, v in clean.items() if k not in hidden} if hidden else clean
         out.append(c)
     return out
 

@@ -10,7 +10,8 @@ from typing import Any
 from gateway.config_file import Checker
 from gateway.hub.key_settings import KEY_ID_RE, KEY_KEYS, array_tables, key_config, key_file, public_key_line
 
-UPSTREAM_KEYS = ("url", "key_id", "signing_key", "hub_key", "batch_size", "timeout", "poll_interval", "linger")
+UPSTREAM_KEYS = ("url", "key_id", "signing_key", "hub_key", "batch_size", "timeout", "poll_interval", "linger",
+                 "confidential")
 RELAY_KEYS = ("key_id", "name", "public_key", "public_key_file", "departments", "revoked")
 
 
@@ -26,6 +27,7 @@ class UpstreamConfig:
     timeout: float = 30.0  # seconds per request
     poll_interval: float = 1.0  # seconds between looks at the forward outbox when not woken
     linger: float = 0.02  # seconds a woken forwarder waits for more batches to join the upward one
+    confidential: bool = False  # the upper level is granted the standard's confidential fields (else withheld)
 
 
 @dataclass
@@ -62,11 +64,12 @@ def upstream_settings(chk: Checker, doc: dict[str, Any], base: Path) -> Upstream
     linger = chk.value(up, "linger", "upstream", (int, float), default=0.02)
     if linger is not None and not (0 <= linger <= 5):
         chk.problem("upstream.linger", "must be between 0 and 5 seconds")
+    confidential = chk.value(up, "confidential", "upstream", bool, default=False)
     chk.unknown(up, UPSTREAM_KEYS, "upstream")
     if not (url and key_id and key and hub_key):
         return None
     return UpstreamConfig(url.rstrip("/"), key_id, key, hub_key, size or 500, float(timeout or 30), float(poll or 1),
-                          float(linger if linger is not None else 0.02))
+                          float(linger if linger is not None else 0.02), bool(confidential))
 
 
 def relay_settings(chk: Checker, doc: dict[str, Any], codes: set[str], key_ids: set[str]) -> list[RelayConfig]:

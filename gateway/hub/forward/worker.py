@@ -106,6 +106,7 @@ class Forwarder:
             if dept is None:
                 return None
             sent = outbox.claim(bind, dept, hub_key_id=self.hub_key_id, relay_key=self.upstream.key_id,
+                                confidential=self.upstream.confidential,
                                 batch_size=self.upstream.batch_size)
             if not sent:
                 return True  # everything claimed was superseded: look again
