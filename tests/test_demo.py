@@ -85,6 +85,30 @@ def test_demo_once_delivers_every_valid_record_and_lists_rejections(tmp_path: Pa
     assert "示例部门数据已生成" in r3.stdout
 
 
+def test_demo_tiers_brings_the_department_to_the_city_with_its_chain(tmp_path: Path) -> None:
+    import json
+
+    root = tmp_path / "demo"
+    r = _demo(["--once", "--tiers", "--dir", str(root)], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    township = _hub_records(root)
+    assert "各级中心均已收到" in r.stdout and f"乡镇中心 {len(township)}，县级中心 {len(township)}，市级中心 {len(township)}" in r.stdout
+    assert "储备库 CJ-001 的保密字段未上报：联系电话" in r.stdout
+    db = sqlite3.connect(root / "city" / "state" / "hub.db")
+    try:
+        rows = {(t, k): (json.loads(d) if d else None, json.loads(p)) for t, k, d, p in
+                db.execute("SELECT type, key, data, provenance FROM records WHERE NOT deleted")}
+    finally:
+        db.close()
+    assert rows.keys() == township.keys()
+    data, prov = rows[("material", "WZ-0001")]
+    assert data == township[("material", "WZ-0001")]
+    assert [h["hub"] for h in prov["hubs"]] == ["hub-330110-1", "county-hub-1"]
+    depot, depot_prov = rows[("depot", "CJ-001")]
+    assert "contact_phone" not in depot and depot_prov["withheld"] == ["contact_phone"]
+    assert township[("depot", "CJ-001")]["contact_phone"]  # kept at the township
+
+
 def test_demo_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

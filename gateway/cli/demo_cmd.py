@@ -18,9 +18,11 @@ from gateway.cli.main import cli, domain_errors
 @click.option("--port", type=int, default=None,
               help="Port of the gateway's admin UI and local API (default 8710, or any free port when taken).")
 @click.option("--hub-port", type=int, default=None, help="Port of the local hub (default 8700, or any free port when taken).")
+@click.option("--tiers", is_flag=True, help="Also a county hub and a city hub above the township hub (levels, forwarding).")
 @click.pass_context
 @domain_errors
-def demo(ctx: click.Context, directory: Path, once: bool, fresh: bool, port: int | None, hub_port: int | None) -> None:
+def demo(ctx: click.Context, directory: Path, once: bool, fresh: bool, port: int | None, hub_port: int | None,
+         tiers: bool) -> None:
     """Create a sample department and a local hub, extract-and-load every source, show what was delivered.
 
     Without --once the gateway keeps running on its schedule (admin UI and hub UI
@@ -35,7 +37,7 @@ def demo(ctx: click.Context, directory: Path, once: bool, fresh: bool, port: int
         logging.getLogger().setLevel(logging.WARNING)
 
     try:
-        code = run_demo(directory, once=once, fresh=fresh, echo=click.echo, port=port, hub_port=hub_port)
+        code = run_demo(directory, once=once, fresh=fresh, echo=click.echo, port=port, hub_port=hub_port, tiers=tiers)
     except DemoError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:  # Ctrl-C before the schedule started; everything was stopped on the way out

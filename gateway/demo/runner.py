@@ -22,6 +22,7 @@ from gateway.demo.layout import (
     write_configs,
 )
 from gateway.demo.report import DemoReport, build_report, format_report
+from gateway.demo.tiers import LABELS, report_tiers, write_tiers
 from gateway.logs import log
 
 LOG = logging.getLogger("gateway.demo")
@@ -146,7 +147,7 @@ def echo_freshness(config: Any, engine: Any, echo: Echo) -> None:
 
 def run_demo(
     root: Path, *, once: bool, fresh: bool, echo: Echo, stop: threading.Event | None = None,
-    port: int | None = None, hub_port: int | None = None,
+    port: int | None = None, hub_port: int | None = None, tiers: bool = False,
 ) -> int:
     """The whole demo. Returns the exit code: 0 when every valid record was delivered with a verified receipt.
 
@@ -174,7 +175,9 @@ def run_demo(
     )
     write_configs(layout, _department_paths(root), _api_token(root))
     config = load_gateway_config(layout.gateway_config)
+    levels = write_tiers(root, layout.hub_config.parent) if tiers else []
 
+    uppers = [HubServer(t.config).start() for t in reversed(levels)]  # the city first: each forwards to the one above
     hub = HubServer(layout.hub_config).start()
     engine = open_store(config.state_path)
     service = None
@@ -190,8 +193,11 @@ def run_demo(
             # (an unreadable file, say) means valid records did not arrive.
             unexpected = report.gateway_rejected - len(sample.build().expected_rejections)
             ok = report.complete and unexpected == 0
+            if ok and levels:
+                echo("")
+                ok = report_tiers(layout.hub_config.parent / "state" / "hub.db", levels, echo)
             if ok:
-                echo("全部有效记录均已送达并取得已验证的中心回执。")
+                echo("全部有效记录均已送达并取得已验证的中心回执。" + ("各级中心均已收到。" if levels else ""))
             else:
                 echo(f"未完成：{len(report.failed_sources)} 个数据源同步失败，{report.waiting} 条记录尚未取得回执，"
                      f"{report.hub_rejected} 条被中心拒收，{max(unexpected, 0)} 条意外的校验问题。")
@@ -207,6 +213,8 @@ def run_demo(
             echo(f"乡镇中心：      {layout.hub_url}/")
         echo(f"本地接口：curl -H 'Authorization: Bearer {config.web.api_token}' -H 'Content-Type: application/json' "
              f"-d '{{\"source\":\"materials\",\"key\":\"WZ-0001\"}}' {layout.gateway_url}/api/local/push")
+        for t in levels:
+            echo(f"{LABELS[t.name]}：      {t.url}/   配置 {t.config}")
         echo(f"配置：{layout.gateway_config}  {layout.hub_config}")
         echo("按计划继续同步中；按 Ctrl-C 退出。")
         if stop is not None:
@@ -218,6 +226,8 @@ def run_demo(
         if service is not None:
             service.stop()
         hub.stop()
+        for upper in uppers:
+            upper.stop()
         engine.dispose()
 
 
