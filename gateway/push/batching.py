@@ -31,38 +31,15 @@ from sqlalchemy.engine import Connection
 
 from gateway.protocol.batch import PROVENANCE_FIELDS, encode_batch, make_batch, make_record
 from gateway.protocol.canonical import canonical_json
+from gateway.store import outbox as outbox_store
 from gateway.store.db import begin_immediate, utcnow
+from gateway.store.outbox import BATCH_COLUMNS
 from gateway.store.tables import outbox, outbox_batches
 
 # Room for the envelope around the records ({"batch_id":..,"department":..}).
 _ENVELOPE_ROOM = 1024
 
-_COLUMNS = (
-    outbox.c.id,
-    outbox.c.source,
-    outbox.c.record_type,
-    outbox.c.record_key,
-    outbox.c.op,
-    outbox.c.seq,
-    outbox.c.version,
-    outbox.c.data,
-    outbox.c.updated_at,
-    outbox.c.provenance,
-)
-
-
-_PENDING_OF_SOURCE = (
-    f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM {outbox.name} WHERE state = 'pending' AND source = ?"
-)
-_FIRST_PENDING_SOURCE = f"SELECT source FROM {outbox.name} WHERE state = 'pending'"
-_INSERT_BATCH = (
-    f"INSERT INTO {outbox_batches.name} (batch_id, source, created, records, state, attempts, last_attempt_at)"
-    " VALUES (?, ?, ?, ?, 'sent', 1, ?)"
-)
-_CLAIM = (
-    f"UPDATE {outbox.name} SET state = 'sent', batch_id = ?, attempts = attempts + 1"
-    " WHERE state = 'pending' AND source = ? AND id BETWEEN ? AND ?"
-)
+_COLUMNS = BATCH_COLUMNS  # the outbox row a batch is built from, read as tuples (gateway/store/outbox.py)
 
 
 class BatchRow(NamedTuple):  # a NamedTuple: one per record of a bulk push, built faster than a frozen dataclass
@@ -209,22 +186,18 @@ def claim_in(
     ids = sorted(set(only_ids)) if only_ids is not None else None
     if ids == []:
         return None
-    # Plain SQL through the DBAPI cursor of the same connection (same transaction): building and
+    # Prepared statements on the DBAPI cursor of the same connection (same transaction): building and
     # compiling Core statements cost more than running them for the one-record batch of a clerk's edit.
-    in_ids = f" AND id IN ({', '.join('?' * len(ids))})" if ids is not None else ""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(_FIRST_PENDING_SOURCE + in_ids + " ORDER BY id LIMIT 1", ids or ())
-        first = cursor.fetchone()
+        source = outbox_store.first_pending_source(cursor, ids)
     finally:
         cursor.close()
-    if first is None:
+    if source is None:
         return None
-    source = first[0]
     # Plain tuples, without a SQLAlchemy Row per record (a bulk push reads every record once here).
-    sql, params = _PENDING_OF_SOURCE + in_ids, [source, *(ids or ())]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute(sql + " ORDER BY id LIMIT ?", [*params, batch_size])
+    outbox_store.read_pending(cursor, source, ids, batch_size)
     records: list[bytes] = []
     rows: list[BatchRow] = []
     size = _ENVELOPE_ROOM
@@ -244,17 +217,9 @@ def claim_in(
     if not rows:
         return None
     batch_id, created = new_batch_id(), utcnow()
-    # The claim counts as the first attempt (saves a commit per batch on the common path).
-    # The claimed rows are exactly the pending rows of this source from the
-    # first to the last claimed id (read in id order, cut at count or bytes).
-    claim_sql, claim_params = _CLAIM, [batch_id, source, rows[0].outbox_id, rows[-1].outbox_id]
-    if ids is not None:
-        claim_sql += f" AND id IN ({', '.join('?' * len(rows))})"
-        claim_params += [r.outbox_id for r in rows]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(_INSERT_BATCH, (batch_id, source, created, len(rows), created))
-        cursor.execute(claim_sql, claim_params)
+        outbox_store.claim(cursor, batch_id, source, created, [r.outbox_id for r in rows], only=ids is not None)
     finally:
         cursor.close()
     return Batch(batch_id, source, created, tuple(rows), spliced_body(batch_id, department, source, created, records))
