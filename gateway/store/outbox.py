@@ -146,3 +146,68 @@ def settle_batch(cursor: Any, batch_id: str, ids: Sequence[int], dead: Sequence[
     # What is left `sent` in this batch is what the receipt says was delivered.
     cursor.execute(_DELIVERED.sql, of_batch)
     cursor.execute(_RECEIPTED.sql, (now, batch_id))
+
+
+# Batches in flight and their resends: not per record, plain Core.
+
+
+def sent_batch_ids(conn: Connection, only_ids: Sequence[int] | None = None) -> list[str]:
+    """Batches sent but not yet receipted, oldest first; with `only_ids`, those holding one of these rows."""
+    wanted: set[str] | None = None
+    if only_ids is not None:
+        q = select(outbox.c.batch_id).where(outbox.c.id.in_(list(only_ids)), outbox.c.state == "sent").distinct()
+        wanted = {r[0] for r in conn.execute(q)}
+        if not wanted:
+            return []
+    q2 = (
+        select(outbox_batches.c.batch_id)
+        .where(outbox_batches.c.state == "sent")
+        .order_by(outbox_batches.c.created, outbox_batches.c.batch_id)
+    )
+    return [b for (b,) in conn.execute(q2) if wanted is None or b in wanted]
+
+
+def batch_head(conn: Connection, batch_id: str) -> tuple[str, str] | None:
+    """(source, created) of a batch; None when there is no such batch."""
+    row = conn.execute(
+        select(outbox_batches.c.source, outbox_batches.c.created).where(outbox_batches.c.batch_id == batch_id)
+    ).first()
+    return None if row is None else (row.source, row.created)
+
+
+def sent_rows(conn: Connection, batch_id: str) -> list[Any]:
+    """The batch's rows still `sent`, as BATCH_COLUMNS rows in outbox order."""
+    q = select(*BATCH_COLUMNS).where(outbox.c.batch_id == batch_id, outbox.c.state == "sent").order_by(outbox.c.id)
+    return list(conn.execute(q).all())
+
+
+def count_attempt(conn: Connection, batch_id: str, now: str) -> None:
+    """One more attempt of the batch and of each of its rows still `sent`."""
+    conn.execute(
+        update(outbox_batches)
+        .where(outbox_batches.c.batch_id == batch_id)
+        .values(attempts=outbox_batches.c.attempts + 1, last_attempt_at=now)
+    )
+    conn.execute(
+        update(outbox).where(outbox.c.batch_id == batch_id, outbox.c.state == "sent").values(attempts=outbox.c.attempts + 1)
+    )
+
+
+def note_failure(conn: Connection, batch_id: str, status: str, error: str, next_attempt_at: str | None) -> None:
+    conn.execute(
+        update(outbox_batches)
+        .where(outbox_batches.c.batch_id == batch_id)
+        .values(last_status=status, last_error=error[:2000], next_attempt_at=next_attempt_at)
+    )
+
+
+def release(conn: Connection, batch_id: str, reason: str, *, rows_too: bool = True) -> None:
+    """The batch `released` with `reason`; its rows still `sent` back to pending, unsent (unless not `rows_too`)."""
+    if rows_too:
+        conn.execute(
+            update(outbox).where(outbox.c.batch_id == batch_id, outbox.c.state == "sent").values(state="pending", batch_id=None)
+        )
+    batches = update(outbox_batches).where(outbox_batches.c.batch_id == batch_id)
+    if not rows_too:  # an empty batch: only one still `sent` is released
+        batches = batches.where(outbox_batches.c.state == "sent")
+    conn.execute(batches.values(state="released", last_error=reason[:2000]))
