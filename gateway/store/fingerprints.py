@@ -2,8 +2,10 @@
 
 Hot paths (every record of a sync passes through one of these) run on the DB-API
 cursor of the caller's connection, in the caller's transaction, with statements
-prepared once from tables.fingerprints (gateway/store/prepared.py). Row tuples are
-the NamedTuples below; their fields are checked against the statements at import.
+prepared once from tables.fingerprints (gateway/store/prepared.py). Row tuples are in
+the field order of the NamedTuples below, which is checked against the statements at
+import; on the hottest paths callers pass plain tuples in that order (sqlite3 binds an
+exact tuple faster than a NamedTuple).
 """
 
 from __future__ import annotations
@@ -178,13 +180,14 @@ def live_row_hashes(conn: Connection, source: str, record_type: str, source_keys
 
 def write(
     conn: Connection,
-    new: Sequence[NewRow] = (),
-    changed: Sequence[ChangedRow] = (),
-    seen: Sequence[SeenRow] = (),
-    seen_same: Sequence[SeenSameRow] = (),
-    touched: Sequence[TouchRow] = (),
+    new: Sequence[tuple[Any, ...]] = (),
+    changed: Sequence[tuple[Any, ...]] = (),
+    seen: Sequence[tuple[Any, ...]] = (),
+    seen_same: Sequence[tuple[Any, ...]] = (),
+    touched: Sequence[tuple[Any, ...]] = (),
 ) -> None:
-    """One chunk's fingerprint writes, with executemany on the caller's transaction."""
+    """One chunk's fingerprint writes, with executemany on the caller's transaction: rows in the
+    field order of NewRow, ChangedRow, SeenRow, SeenSameRow and TouchRow."""
     if not (new or changed or seen or seen_same or touched):
         return
     cur = conn.connection.cursor()

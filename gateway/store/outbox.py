@@ -101,8 +101,8 @@ def claim(cursor: Any, batch_id: str, source: str, created: str, ids: Sequence[i
         cursor.execute(_CLAIM.sql, (batch_id, source, ids[0], ids[-1]))
 
 
-def enqueue(conn: Connection, rows: Sequence[Enqueued], want_ids: bool = False) -> list[int]:
-    """Insert outbox rows in the caller's transaction; their ids when `want_ids` (else [])."""
+def enqueue(conn: Connection, rows: Sequence[tuple[Any, ...]], want_ids: bool = False) -> list[int]:
+    """Insert outbox rows (in Enqueued's field order) in the caller's transaction; their ids when `want_ids` (else [])."""
     if not rows:
         return []
     ids: list[int] = []

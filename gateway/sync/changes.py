@@ -21,11 +21,11 @@ from sqlalchemy.engine import Connection
 from gateway.protocol.canonical import canonical_json, record_version
 from gateway.store import fingerprints, outbox
 from gateway.store.db import utcnow
-from gateway.store.fingerprints import ChangedRow, NewRow, SeenRow, SeenSameRow, TouchRow
 from gateway.store.outbox import Enqueued
 
 # Every statement on the fingerprints and the outbox is the store's (gateway/store/fingerprints.py,
 # gateway/store/outbox.py); this module decides what to write.
+
 
 @dataclass(slots=True)
 class Mapped:
@@ -127,19 +127,22 @@ class ChangeWriter:
         now = utcnow()
         stamp = now_iso()
         source, rtype, mv = self.source, self.record_type, self.mapping_version
-        ob_rows: list[Enqueued] = []
-        fp_new: list[NewRow] = []
-        fp_changed: list[ChangedRow] = []
-        fp_seen: list[SeenRow] = []
-        fp_seen_same: list[SeenSameRow] = []
+        # Plain tuples in the field order of the store's row types (Enqueued, NewRow, ...), which is
+        # checked against the compiled statements at import: built and bound by sqlite3 about 1 µs a
+        # row faster than the NamedTuples themselves, on every record of a sync.
+        ob_rows: list[Any] = []  # Enqueued
+        fp_new: list[Any] = []  # NewRow
+        fp_changed: list[Any] = []  # ChangedRow
+        fp_seen: list[Any] = []  # SeenRow
+        fp_seen_same: list[Any] = []  # SeenSameRow
         for rkey, (m, body, version) in latest.items():
             old = have.get(rkey)
             if old is not None and not old.deleted and old.version == version:
                 counts.unchanged += 1
                 if old.source_key == m.source_key:
-                    fp_seen_same.append(SeenSameRow(mv, now, m.row_hash, rtype, rkey))
+                    fp_seen_same.append((mv, now, m.row_hash, rtype, rkey))
                 else:
-                    fp_seen.append(SeenRow(m.source_key, mv, now, m.row_hash, rtype, rkey))
+                    fp_seen.append((m.source_key, mv, now, m.row_hash, rtype, rkey))
                 continue
             seq = 1 if old is None else int(old.seq) + 1
             if old is None or old.deleted:
@@ -147,13 +150,13 @@ class ChangeWriter:
             else:
                 counts.changed += 1
             ob_rows.append(
-                Enqueued(source, rtype, rkey, "upsert", seq, version, body, m.updated_at or stamp,
-                         self._provenance(m.source_key), now, "pending", 0)
+                (source, rtype, rkey, "upsert", seq, version, body, m.updated_at or stamp,
+                 self._provenance(m.source_key), now, "pending", 0)
             )
             if old is None:
-                fp_new.append(NewRow(source, rtype, rkey, m.source_key, version, seq, mv, m.updated_at, now, 0, m.row_hash))
+                fp_new.append((source, rtype, rkey, m.source_key, version, seq, mv, m.updated_at, now, 0, m.row_hash))
             else:
-                fp_changed.append(ChangedRow(source, m.source_key, version, seq, mv, m.updated_at, now, m.row_hash, rtype, rkey))
+                fp_changed.append((source, m.source_key, version, seq, mv, m.updated_at, now, m.row_hash, rtype, rkey))
         counts.outbox_ids += outbox.enqueue(conn, ob_rows, want_ids)
         fingerprints.write(conn, new=fp_new, changed=fp_changed, seen=fp_seen, seen_same=fp_seen_same)
         return counts
@@ -180,7 +183,7 @@ class ChangeWriter:
         if not record_keys:
             return
         now, rtype = utcnow(), self.record_type
-        fingerprints.write(conn, touched=[TouchRow(now, rtype, k) for k in record_keys])
+        fingerprints.write(conn, touched=[(now, rtype, k) for k in record_keys])  # TouchRow order, plain tuples
 
     def mark_seen(self, conn: Connection, source_keys: Sequence[str]) -> None:
         """Rows that exist but were rejected: keep their records from being taken for deletes."""
