@@ -33,8 +33,8 @@ CRASHING_SYNC = textwrap.dedent(
     from gateway.adapters.base import SourceRow
     from gateway.adapters.sql import SqlAdapter
     from gateway.config import load_gateway_config
-    from gateway.store import open_store
-    from gateway.sync import changes, sync_source
+    from gateway.store import open_store, outbox as store_outbox
+    from gateway.sync import sync_source
 
     config_path, mode, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
     seen = 0
@@ -54,14 +54,15 @@ CRASHING_SYNC = textwrap.dedent(
                 yield e
         SqlAdapter.fetch = counting_fetch
     else:
-        enqueue = changes.ChangeWriter._enqueue
-        def dying_enqueue(self, *a, **kw):
+        enqueue = store_outbox.enqueue
+        def dying_enqueue(*a, **kw):
             global seen
-            enqueue(self, *a, **kw)
+            ids = enqueue(*a, **kw)
             seen += 1
             if seen == k:
                 die()  # outbox rows written, transaction not committed
-        changes.ChangeWriter._enqueue = dying_enqueue
+            return ids
+        store_outbox.enqueue = dying_enqueue
 
     cfg = load_gateway_config(config_path)
     sync_source(cfg, "kc", open_store(cfg.state_path))

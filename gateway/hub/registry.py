@@ -282,7 +282,8 @@ class Snapshot:
 
 
 _VERSION = select(tables.registry_version.c.version).where(tables.registry_version.c.id == 1)
-PG_VERSION = "SELECT version FROM registry_version WHERE id = 1"
+# The same query as text for psycopg's pipeline (read_version, gateway/hub/store/pg.py), compiled once.
+PG_VERSION = str(_VERSION.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
 
 
 def read_version(conn: Connection) -> int | None:

@@ -26,43 +26,19 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from gateway.protocol.batch import PROVENANCE_FIELDS, encode_batch, make_batch, make_record
 from gateway.protocol.canonical import canonical_json
+from gateway.store import outbox as outbox_store
 from gateway.store.db import begin_immediate, utcnow
-from gateway.store.tables import outbox, outbox_batches
+from gateway.store.outbox import BATCH_COLUMNS
 
 # Room for the envelope around the records ({"batch_id":..,"department":..}).
 _ENVELOPE_ROOM = 1024
 
-_COLUMNS = (
-    outbox.c.id,
-    outbox.c.source,
-    outbox.c.record_type,
-    outbox.c.record_key,
-    outbox.c.op,
-    outbox.c.seq,
-    outbox.c.version,
-    outbox.c.data,
-    outbox.c.updated_at,
-    outbox.c.provenance,
-)
-
-
-_PENDING_OF_SOURCE = (
-    f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM {outbox.name} WHERE state = 'pending' AND source = ?"
-)
-_FIRST_PENDING_SOURCE = f"SELECT source FROM {outbox.name} WHERE state = 'pending'"
-_INSERT_BATCH = (
-    f"INSERT INTO {outbox_batches.name} (batch_id, source, created, records, state, attempts, last_attempt_at)"
-    " VALUES (?, ?, ?, ?, 'sent', 1, ?)"
-)
-_CLAIM = (
-    f"UPDATE {outbox.name} SET state = 'sent', batch_id = ?, attempts = attempts + 1"
-    " WHERE state = 'pending' AND source = ? AND id BETWEEN ? AND ?"
-)
+_COLUMNS = BATCH_COLUMNS  # the outbox row a batch is built from, read as tuples (gateway/store/outbox.py)
 
 
 class BatchRow(NamedTuple):  # a NamedTuple: one per record of a bulk push, built faster than a frozen dataclass
@@ -209,22 +185,18 @@ def claim_in(
     ids = sorted(set(only_ids)) if only_ids is not None else None
     if ids == []:
         return None
-    # Plain SQL through the DBAPI cursor of the same connection (same transaction): building and
+    # Prepared statements on the DBAPI cursor of the same connection (same transaction): building and
     # compiling Core statements cost more than running them for the one-record batch of a clerk's edit.
-    in_ids = f" AND id IN ({', '.join('?' * len(ids))})" if ids is not None else ""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(_FIRST_PENDING_SOURCE + in_ids + " ORDER BY id LIMIT 1", ids or ())
-        first = cursor.fetchone()
+        source = outbox_store.first_pending_source(cursor, ids)
     finally:
         cursor.close()
-    if first is None:
+    if source is None:
         return None
-    source = first[0]
     # Plain tuples, without a SQLAlchemy Row per record (a bulk push reads every record once here).
-    sql, params = _PENDING_OF_SOURCE + in_ids, [source, *(ids or ())]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute(sql + " ORDER BY id LIMIT ?", [*params, batch_size])
+    outbox_store.read_pending(cursor, source, ids, batch_size)
     records: list[bytes] = []
     rows: list[BatchRow] = []
     size = _ENVELOPE_ROOM
@@ -244,17 +216,9 @@ def claim_in(
     if not rows:
         return None
     batch_id, created = new_batch_id(), utcnow()
-    # The claim counts as the first attempt (saves a commit per batch on the common path).
-    # The claimed rows are exactly the pending rows of this source from the
-    # first to the last claimed id (read in id order, cut at count or bytes).
-    claim_sql, claim_params = _CLAIM, [batch_id, source, rows[0].outbox_id, rows[-1].outbox_id]
-    if ids is not None:
-        claim_sql += f" AND id IN ({', '.join('?' * len(rows))})"
-        claim_params += [r.outbox_id for r in rows]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(_INSERT_BATCH, (batch_id, source, created, len(rows), created))
-        cursor.execute(claim_sql, claim_params)
+        outbox_store.claim(cursor, batch_id, source, created, [r.outbox_id for r in rows], only=ids is not None)
     finally:
         cursor.close()
     return Batch(batch_id, source, created, tuple(rows), spliced_body(batch_id, department, source, created, records))
@@ -263,82 +227,38 @@ def claim_in(
 def inflight_batch_ids(engine: Engine, only_ids: Sequence[int] | None = None) -> list[str]:
     """Batches sent but not yet receipted, oldest first (left by a crash, a lost response, a refusal)."""
     with engine.connect() as conn:
-        if only_ids is not None:
-            q = (
-                select(outbox.c.batch_id)
-                .where(outbox.c.id.in_(list(only_ids)), outbox.c.state == "sent")
-                .distinct()
-            )
-            wanted = {r[0] for r in conn.execute(q)}
-            if not wanted:
-                return []
-        else:
-            wanted = None
-        q2 = (
-            select(outbox_batches.c.batch_id)
-            .where(outbox_batches.c.state == "sent")
-            .order_by(outbox_batches.c.created, outbox_batches.c.batch_id)
-        )
-        return [b for (b,) in conn.execute(q2) if wanted is None or b in wanted]
+        return outbox_store.sent_batch_ids(conn, only_ids)
 
 
 def load_batch(engine: Engine, batch_id: str, department: str) -> Batch | None:
     """Rebuild a sent batch exactly as first built; None when none of its rows is still `sent`."""
     with engine.connect() as conn:
-        head = conn.execute(
-            select(outbox_batches.c.source, outbox_batches.c.created).where(outbox_batches.c.batch_id == batch_id)
-        ).first()
+        head = outbox_store.batch_head(conn, batch_id)
         if head is None:
             return None
-        q = select(*_COLUMNS).where(outbox.c.batch_id == batch_id, outbox.c.state == "sent").order_by(outbox.c.id)
-        found = conn.execute(q).all()
+        found = outbox_store.sent_rows(conn, batch_id)
     if not found:
         with engine.begin() as conn:
-            conn.execute(
-                update(outbox_batches)
-                .where(outbox_batches.c.batch_id == batch_id, outbox_batches.c.state == "sent")
-                .values(state="released", last_error="no rows left in state sent")
-            )
+            outbox_store.release(conn, batch_id, "no rows left in state sent", rows_too=False)
         return None
-    body = spliced_body(batch_id, department, head.source, head.created, [wire_bytes(r, department) for r in found])
-    return Batch(batch_id, head.source, head.created, tuple(_batch_row(r) for r in found), body, resend=True)
+    source, created = head
+    body = spliced_body(batch_id, department, source, created, [wire_bytes(r, department) for r in found])
+    return Batch(batch_id, source, created, tuple(_batch_row(r) for r in found), body, resend=True)
 
 
 def note_attempt(engine: Engine, batch_id: str) -> None:
     """Count a resend before the request goes out, so a crash mid-request is counted too."""
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(
-            update(outbox_batches)
-            .where(outbox_batches.c.batch_id == batch_id)
-            .values(attempts=outbox_batches.c.attempts + 1, last_attempt_at=now)
-        )
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.batch_id == batch_id, outbox.c.state == "sent")
-            .values(attempts=outbox.c.attempts + 1)
-        )
+        outbox_store.count_attempt(conn, batch_id, now)
 
 
 def note_failure(engine: Engine, batch_id: str, status: str, error: str, next_attempt_at: str | None) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            update(outbox_batches)
-            .where(outbox_batches.c.batch_id == batch_id)
-            .values(last_status=status, last_error=error[:2000], next_attempt_at=next_attempt_at)
-        )
+        outbox_store.note_failure(conn, batch_id, status, error, next_attempt_at)
 
 
 def release_batch(engine: Engine, batch_id: str, reason: str) -> None:
     """Put a batch's rows back to pending, unsent (the hub said it did not take the batch at all)."""
     with engine.begin() as conn:
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.batch_id == batch_id, outbox.c.state == "sent")
-            .values(state="pending", batch_id=None)
-        )
-        conn.execute(
-            update(outbox_batches)
-            .where(outbox_batches.c.batch_id == batch_id)
-            .values(state="released", last_error=reason[:2000])
-        )
+        outbox_store.release(conn, batch_id, reason)

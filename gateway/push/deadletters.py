@@ -27,6 +27,7 @@ from sqlalchemy import Engine, bindparam, func, select, update
 
 from gateway.errors import GatewayError
 from gateway.push.batching import Batch
+from gateway.store import receipts as receipt_store
 from gateway.store.db import utcnow
 from gateway.store.tables import audit, dead_letters, outbox, outbox_batches
 
@@ -42,14 +43,6 @@ class DeadLetterSuperseded(GatewayError):
     """A newer version of the record is already queued or delivered: retrying this one is pointless."""
 
 
-# Open returns, read once per receipt that accepted something (the table is small: open ones are few).
-_OPEN = f"SELECT id, record_type, record_key, seq FROM {dead_letters.name} WHERE resolved_at IS NULL"
-_SUPERSEDE = (
-    f"UPDATE {dead_letters.name} SET resolved_at = ?, resolved_by = 'system', resolution = 'superseded'"
-    " WHERE id = ? AND resolved_at IS NULL"
-)
-
-
 def close_superseded(cursor: Any, accepted: list[tuple[str, str, int]], now: str) -> int:
     """Close the open returns of keys a later version of which the hub just accepted.
 
@@ -60,10 +53,8 @@ def close_superseded(cursor: Any, accepted: list[tuple[str, str, int]], now: str
     for rt, key, seq in accepted:
         if seq > best.get((rt, key), -1):
             best[(rt, key)] = seq
-    cursor.execute(_OPEN)
-    ids = [(now, i) for i, rt, key, seq in cursor.fetchall() if best.get((rt, key), -1) > seq]
-    if ids:
-        cursor.executemany(_SUPERSEDE, ids)
+    ids = [i for i, rt, key, seq in receipt_store.open_returns(cursor) if best.get((rt, key), -1) > seq]
+    receipt_store.supersede(cursor, ids, now)
     return len(ids)
 
 

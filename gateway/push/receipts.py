@@ -22,41 +22,15 @@ from gateway.logs import log
 from gateway.push.batching import Batch, BatchRow
 from gateway.push.deadletters import close_superseded
 from gateway.sqlite_flush import unflushed_commits
+from gateway.store import outbox as outbox_store
+from gateway.store import receipts as receipt_store
 from gateway.store.db import utcnow
-from gateway.store.tables import batch_receipts, dead_letters, outbox, outbox_batches, receipts
+from gateway.store.receipts import BatchReceiptRow, DeadLetterRow
+from gateway.store.tables import receipts
 
 LOG = logging.getLogger(__name__)
 
 DELIVERED_STATUSES = ("accepted", "duplicate", "stale")
-_RECEIPT_COLUMNS = (
-    "outbox_id", "batch_id", "record_type", "record_key", "seq", "status", "reasons", "hub_seq", "hub_time",
-    "log_head", "received_at",
-)
-_INSERT_RECEIPT = (
-    f"INSERT INTO {receipts.name} ({', '.join(_RECEIPT_COLUMNS)}) VALUES ({', '.join('?' * len(_RECEIPT_COLUMNS))})"
-)
-
-
-_INSERT_BATCH_RECEIPT = (
-    f"INSERT OR IGNORE INTO {batch_receipts.name}"
-    " (batch_id, body, signature, hub_key_id, log_seq, log_head, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_DEAD_LETTER = (
-    f"INSERT INTO {dead_letters.name} (outbox_id, record_type, record_key, seq, reasons, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-# Rows of one batch still `sent`: parameters (min id, max id, batch id).
-_OF_BATCH = " WHERE state = 'sent' AND id BETWEEN ? AND ? AND batch_id = ?"
-_SET_STATE_OF_BATCH = f"UPDATE {outbox.name} SET state = ?" + _OF_BATCH
-_RETURN_TO_PENDING = f"UPDATE {outbox.name} SET state = 'pending', batch_id = NULL" + _OF_BATCH
-_BATCH_RECEIPTED = (
-    f"UPDATE {outbox_batches.name} SET state = 'receipted', receipted_at = ?, last_status = '200',"
-    " last_error = NULL, next_attempt_at = NULL WHERE batch_id = ?"
-)
-
-
-def _in(ids: Sequence[int]) -> str:
-    return f" AND id IN ({', '.join('?' * len(ids))})"
 
 
 class ReceiptUnverified(RetriableError):
@@ -147,7 +121,7 @@ def store_receipt(
     hub_time, log_head = doc.get("hub_time"), doc.get("log_head")
     batch_id = batch.batch_id
     out: list[ReceiptResult] = []
-    rows: list[tuple[Any, ...]] = []  # receipt rows as DBAPI tuples (_RECEIPT_COLUMNS)
+    rows: list[Any] = []  # in ReceiptRow order, plain tuples: cheaper to build and bind, per record of a push
     for row, r in matched:
         status, reasons, hub_seq = str(r["status"]), r.get("reasons"), r.get("hub_seq")
         reasons = list(reasons) if reasons else []
@@ -160,8 +134,8 @@ def store_receipt(
         ))
     ids = batch.outbox_ids
     rejected = [x for x in out if not x.delivered]
-    # One transaction on a pooled DBAPI connection, in plain SQL: a SQLAlchemy Connection and
-    # Core statements built and compiled per call cost more than the writes for a one-record batch.
+    # One transaction on a pooled DBAPI connection, with the store's prepared statements: a SQLAlchemy
+    # Connection and Core statements compiled per call cost more than the writes for a one-record batch.
     raw = engine.raw_connection()
     # The receipt's commit skips the wait for the disk (WAL only): a receipt lost in a power cut is
     # fetched again, byte for byte. The batch (its id, body and rows, marked `sent`) was committed with
@@ -174,33 +148,22 @@ def store_receipt(
                 cursor = raw.cursor()
                 # First statement is a write, so the whole transaction holds the write
                 # lock from here; a second pusher storing the same receipt finds the row.
-                cursor.execute(_INSERT_BATCH_RECEIPT, (
+                stored = receipt_store.store_batch_receipt(cursor, BatchReceiptRow(
                     batch_id, body, signature, str(doc.get("hub_key_id", "")), doc.get("log_seq"), log_head, now,
                 ))
-                stored = cursor.rowcount != 0
                 if stored:
-                    if rows:
-                        cursor.executemany(_INSERT_RECEIPT, rows)
-                    # The id range keeps the lookup to this batch's stretch of the (state, id) index
-                    # when another batch is in flight too (the batch's rows all lie inside it).
-                    of_batch = [min(ids), max(ids), batch_id]
-                    if rejected:
-                        dead = [x.outbox_id for x in rejected]
-                        cursor.execute(_SET_STATE_OF_BATCH + _in(dead), ["dead", *of_batch, *dead])
-                        cursor.executemany(_INSERT_DEAD_LETTER, [
-                            (x.outbox_id, x.record_type, x.record_key, x.seq, orjson.dumps(x.reasons).decode(), now)
-                            for x in rejected
-                        ])
-                    if missing:
-                        back = [m.outbox_id for m in missing]
-                        cursor.execute(_RETURN_TO_PENDING + _in(back), [*of_batch, *back])
-                    # What is left `sent` in this batch is what the receipt says was delivered.
-                    cursor.execute(_SET_STATE_OF_BATCH, ["delivered", *of_batch])
+                    receipt_store.store_results(cursor, rows)
+                    receipt_store.store_dead_letters(cursor, [
+                        DeadLetterRow(x.outbox_id, x.record_type, x.record_key, x.seq, orjson.dumps(x.reasons).decode(), now)
+                        for x in rejected
+                    ])
+                    outbox_store.settle_batch(
+                        cursor, batch_id, ids, [x.outbox_id for x in rejected], [m.outbox_id for m in missing], now,
+                    )
                     # A later version taken by the hub closes the earlier returns of its key.
                     close_superseded(cursor, [
                         (x.record_type, x.record_key, x.seq) for x in out if x.status in ("accepted", "duplicate")
                     ], now)
-                    cursor.execute(_BATCH_RECEIPTED, (now, batch_id))
                 cursor.close()
                 raw.commit()
             except BaseException:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from gateway.mappings import CompiledMapping
 from gateway.standard.schema import RECORD_TYPES
 from gateway.store.db import utcnow
+from gateway.store.refusals import any_of_types
 from gateway.store.tables import fingerprints as fp
 from gateway.store.tables import held_records as held_t
 from gateway.store.tables import refused_records as refused_t
@@ -105,13 +106,6 @@ def record_refusals(conn: Connection, source: str, record_type: str, refusals: I
         )
 
 
-def _any(conn: Connection, table: Any, record_types: list[str]) -> bool:
-    # Runs per chunk of every stock sync: plain SQL, no statement compiled each time.
-    marks = ",".join("?" * len(record_types))
-    sql = f"SELECT 1 FROM {table.name} WHERE record_type IN ({marks}) LIMIT 1"
-    return conn.exec_driver_sql(sql, tuple(record_types)).first() is not None
-
-
 def _chunks(keys: Sequence[str]) -> Iterable[list[str]]:
     keys = list(dict.fromkeys(keys))
     for i in range(0, len(keys), CHUNK):
@@ -121,7 +115,7 @@ def _chunks(keys: Sequence[str]) -> Iterable[list[str]]:
 def hold(conn: Connection, record_type: str, items: list[Mapped]) -> tuple[list[Mapped], list[Held]]:
     """Split `items` into those to enqueue and those to hold (stored by `hold_for`)."""
     refs = REFERENCES.get(record_type)
-    if not refs or not items or not _any(conn, refused_t, [t for _, t, _ in refs]):
+    if not refs or not items or not any_of_types(conn, refused_t, [t for _, t, _ in refs]):
         return items, []  # the common case, one indexed probe: nothing refused that these could name
     blocking: dict[tuple[str, str], str] = {}  # (type, key) refused here and not live at the hub -> reasons
     for _, ref_type, _ in refs:
@@ -220,7 +214,7 @@ def hold_for(conn: Connection, writer: ChangeWriter, items: list[Mapped]) -> tup
 def release(conn: Connection, record_type: str, record_keys: Sequence[str], operator: str) -> int:
     """These records are no longer refused here (they mapped cleanly, or their row is gone): what was
     held for them is enqueued now, unless it still names another refused record. Returns how many."""
-    if record_type not in REFERENCED or not record_keys or not _any(conn, refused_t, [record_type]):
+    if record_type not in REFERENCED or not record_keys or not any_of_types(conn, refused_t, [record_type]):
         return 0  # nothing of this type was refused: nothing can wait for it
     waiting = []
     for part in _chunks(record_keys):
@@ -245,7 +239,7 @@ def discard(
     conn: Connection, source: str, record_type: str, record_keys: Sequence[str] = (), source_keys: Sequence[str] = ()
 ) -> None:
     """Held records superseded: their row was enqueued, refused itself, or is gone."""
-    if record_type not in REFERENCES or not _any(conn, held_t, [record_type]):
+    if record_type not in REFERENCES or not any_of_types(conn, held_t, [record_type]):
         return
     for part in _chunks(record_keys):
         conn.execute(delete(held_t).where(held_t.c.record_type == record_type, held_t.c.record_key.in_(part)))

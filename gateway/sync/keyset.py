@@ -32,22 +32,13 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from gateway.adapters.base import Adapter
+from gateway.store.fingerprints import stored_key_text
 
 BLOCK = 8192  # keys per compared block
 
 
 class Unordered(Exception):
     """A key list was not in the expected order: use the general reconciliation."""
-
-
-def _stored_key_text(conn: Connection, source: str) -> tuple[int, str]:
-    """(count, newline-joined live source keys in index order) of `source` in the state store."""
-    row = conn.exec_driver_sql(
-        "SELECT count(*), group_concat(source_key, char(10)) FROM (SELECT source_key FROM fingerprints "
-        "WHERE source = ? AND deleted = 0 ORDER BY source_key)",
-        (source,),
-    ).one()
-    return int(row[0]), row[1] or ""
 
 
 def _blocks(joined: str, count: int) -> Iterator[list[str]]:
@@ -75,7 +66,7 @@ def missing_keys(adapter: Adapter, conn: Connection, source: str) -> list[str] |
     if got is None:
         return None
     src_n, src_text = got
-    st_n, st_text = _stored_key_text(conn, source)
+    st_n, st_text = stored_key_text(conn, source)
     try:
         return _merge(_blocks(st_text, st_n), _blocks(src_text, src_n))
     except Unordered:

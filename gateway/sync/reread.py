@@ -23,7 +23,8 @@ from gateway.adapters.base import Adapter
 from gateway.config import GatewayConfig, SourceConfig
 from gateway.mappings import CompiledMapping
 from gateway.mappings.versions import latest_version
-from gateway.store.tables import mapping_versions
+from gateway.store import mapping_versions
+from gateway.store.prepared import scalar
 
 REUSE_SECONDS = 300.0
 
@@ -83,36 +84,19 @@ def sqlite_file(sc: SourceConfig) -> str | None:
     return db
 
 
+# The source file's own catalogue (not the state store): one text that changes with its schema.
 _SCHEMA = "SELECT group_concat(type || ':' || name || ':' || coalesce(sql, ''), ';') FROM sqlite_master"
-_LATEST_MAPPING = f"SELECT max(version) FROM {mapping_versions.name} WHERE source = ?"
-
-
-def _scalar(engine: Engine, sql: str, params: tuple[object, ...] = ()) -> object:
-    """One value through a pooled DBAPI connection: asked on every edit, where a SQLAlchemy
-    Connection and execution context cost more than the small query itself."""
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        try:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-    finally:
-        raw.close()  # back to the pool (reset as on any return)
-    return row[0] if row is not None else None
 
 
 def _schema(adapter: Adapter) -> str:
-    return str(_scalar(adapter.engine, _SCHEMA))  # type: ignore[attr-defined]
+    return str(scalar(adapter.engine, _SCHEMA))  # type: ignore[attr-defined]
 
 
 def _latest_version(engine: Engine, source: str) -> int | None:
-    """latest_version(engine, source), the same query in plain SQL where the store is SQLite."""
+    """latest_version(engine, source), through the store's prepared statement where the store is SQLite."""
     if engine.dialect.name != "sqlite":
         return latest_version(engine, source)
-    v = _scalar(engine, _LATEST_MAPPING, (source,))
-    return None if v is None else int(v)  # type: ignore[call-overload]
+    return mapping_versions.latest_version(engine, source)
 
 
 class FileAdapterCache(_KeptAdapters):

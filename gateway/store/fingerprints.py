@@ -1,0 +1,296 @@
+"""The fingerprints table's statements: change detection's lookups and its per-chunk writes.
+
+Hot paths (every record of a sync passes through one of these) run on the DB-API
+cursor of the caller's connection, in the caller's transaction, with statements
+prepared once from tables.fingerprints (gateway/store/prepared.py). Row tuples are in
+the field order of the NamedTuples below, which is checked against the statements at
+import; on the hottest paths callers pass plain tuples in that order (sqlite3 binds an
+exact tuple faster than a NamedTuple).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import bindparam, column, delete, func, insert, literal_column, select, table, update
+from sqlalchemy.engine import Connection
+
+from gateway.store.prepared import Prepared, prepare
+from gateway.store.tables import fingerprints as fp
+
+LOOKUP_CHUNK = 500  # keys per IN list
+
+
+class Stored(NamedTuple):
+    """What change detection needs of a stored fingerprint."""
+
+    version: str
+    seq: int
+    deleted: int
+    source_key: str
+
+
+class NewRow(NamedTuple):
+    source: str
+    record_type: str
+    record_key: str
+    source_key: str
+    version: str
+    seq: int
+    mapping_version: int | None
+    updated_at: str | None
+    checked_at: str
+    deleted: int
+    row_hash: bytes | None
+
+
+# row_hash (gateway/sync/rowhash.py) is written with every version it vouches for:
+# a new or changed version stores the row's digest or NULL, never keeps an old one.
+class ChangedRow(NamedTuple):
+    source: str
+    source_key: str
+    version: str
+    seq: int
+    mapping_version: int | None
+    updated_at: str | None
+    checked_at: str
+    row_hash: bytes | None
+    record_type: str
+    record_key: str
+
+
+class SeenRow(NamedTuple):
+    """Unchanged version, read from another source row (source_key moves)."""
+
+    source_key: str
+    mapping_version: int | None
+    checked_at: str
+    row_hash: bytes | None
+    record_type: str
+    record_key: str
+
+
+class SeenSameRow(NamedTuple):
+    """Unchanged version from the same source row: the common case of a re-run."""
+
+    mapping_version: int | None
+    checked_at: str
+    row_hash: bytes | None
+    record_type: str
+    record_key: str
+
+
+class TouchRow(NamedTuple):
+    """A row whose raw digest matched: not mapped, only marked seen (fingerprint deletes use checked_at)."""
+
+    checked_at: str
+    record_type: str
+    record_key: str
+
+
+def _this_record() -> Any:
+    return (fp.c.record_type == bindparam("record_type"), fp.c.record_key == bindparam("record_key"))
+
+
+def _values(names: Iterable[str]) -> dict[str, Any]:
+    return {n: bindparam(n) for n in names}
+
+
+_INSERT = prepare(insert(fp).values(_values(NewRow._fields)))
+_CHANGED = prepare(
+    update(fp).where(*_this_record()).values(deleted=0, **_values(ChangedRow._fields[:-2]))
+)
+_SEEN = prepare(update(fp).where(*_this_record()).values(_values(SeenRow._fields[:-2])))
+# Not assigning source_key spares SQLite rewriting its index entry (~1/3 of an unchanged
+# re-run's write cost). The version is unchanged, so an older row_hash still vouches for it
+# when this row brought none.
+_SEEN_SAME = prepare(
+    update(fp).where(*_this_record()).values(
+        checked_at=bindparam("checked_at"), mapping_version=bindparam("mapping_version"),
+        row_hash=func.coalesce(bindparam("row_hash"), fp.c.row_hash),
+    )
+)
+_TOUCH = prepare(update(fp).where(*_this_record()).values(checked_at=bindparam("checked_at")))
+
+_BY_RECORD_KEY = prepare(
+    select(fp.c.record_key, fp.c.version, fp.c.seq, fp.c.deleted, fp.c.source_key).where(
+        fp.c.record_type == bindparam("record_type"), fp.c.record_key.in_(bindparam("keys", expanding=True))
+    )
+)
+
+
+def _live_by_source_key(*columns: Any) -> Prepared:
+    # `+record_type` keeps SQLite's planner on ix_fingerprints_source_key: offered the unique
+    # (record_type, record_key) index it takes that one and walks every record of the type
+    # (10x slower). Core has no unary plus on a column, hence the literal column.
+    return prepare(
+        select(*columns).where(
+            fp.c.source == bindparam("source"),
+            literal_column("+" + fp.c.record_type.name) == bindparam("record_type"),
+            fp.c.deleted == 0,
+            fp.c.source_key.in_(bindparam("keys", expanding=True)),
+        )
+    )
+
+
+_LIVE_KEYS = _live_by_source_key(fp.c.record_key, fp.c.source_key, fp.c.seq)
+_LIVE_HASHES = _live_by_source_key(fp.c.source_key, fp.c.record_key, fp.c.row_hash)
+
+for _row, _stmt in ((NewRow, _INSERT), (ChangedRow, _CHANGED), (SeenRow, _SEEN), (SeenSameRow, _SEEN_SAME), (TouchRow, _TOUCH)):
+    if _row._fields != _stmt.params:  # the tuples callers build must match the compiled statement
+        raise AssertionError(f"{_row.__name__} fields {_row._fields} != statement parameters {_stmt.params}")
+
+
+def stored(conn: Connection, record_type: str, keys: Sequence[str]) -> dict[str, Stored]:
+    """record_key -> stored fingerprint, of those of `keys` that have one."""
+    out: dict[str, Stored] = {}
+    cur = conn.connection.cursor()
+    try:
+        for i in range(0, len(keys), LOOKUP_CHUNK):
+            part = keys[i : i + LOOKUP_CHUNK]
+            cur.execute(_BY_RECORD_KEY.sql_for(len(part)), (record_type, *part))
+            for rkey, version, seq, deleted, skey in cur.fetchall():
+                out[rkey] = Stored(version, seq, deleted, skey)
+    finally:
+        cur.close()
+    return out
+
+
+def _live(conn: Connection, stmt: Prepared, source: str, record_type: str, source_keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    cur = conn.connection.cursor()
+    try:
+        for i in range(0, len(source_keys), LOOKUP_CHUNK):
+            part = source_keys[i : i + LOOKUP_CHUNK]
+            cur.execute(stmt.sql_for(len(part)), (source, record_type, *part))
+            yield from cur.fetchall()
+    finally:
+        cur.close()
+
+
+def live_keys(conn: Connection, source: str, record_type: str, source_keys: Sequence[str]) -> Iterator[tuple[str, str, int]]:
+    """(record_key, source_key, seq) of the live records of these source keys."""
+    return _live(conn, _LIVE_KEYS, source, record_type, source_keys)  # type: ignore[return-value]
+
+
+def live_row_hashes(conn: Connection, source: str, record_type: str, source_keys: Sequence[str]) -> Iterator[tuple[str, str, bytes | None]]:
+    """(source_key, record_key, row_hash) of the live records of these source keys."""
+    return _live(conn, _LIVE_HASHES, source, record_type, source_keys)  # type: ignore[return-value]
+
+
+def write(
+    conn: Connection,
+    new: Sequence[tuple[Any, ...]] = (),
+    changed: Sequence[tuple[Any, ...]] = (),
+    seen: Sequence[tuple[Any, ...]] = (),
+    seen_same: Sequence[tuple[Any, ...]] = (),
+    touched: Sequence[tuple[Any, ...]] = (),
+) -> None:
+    """One chunk's fingerprint writes, with executemany on the caller's transaction: rows in the
+    field order of NewRow, ChangedRow, SeenRow, SeenSameRow and TouchRow."""
+    if not (new or changed or seen or seen_same or touched):
+        return
+    cur = conn.connection.cursor()
+    try:
+        for stmt, rows in ((_INSERT, new), (_CHANGED, changed), (_SEEN, seen), (_SEEN_SAME, seen_same), (_TOUCH, touched)):
+            if rows:
+                cur.executemany(stmt.sql, rows)
+    finally:
+        cur.close()
+
+
+def mark_seen(conn: Connection, source: str, source_keys: Iterable[str], now: str) -> None:
+    """Rows that exist but were rejected: keep their records from being taken for deletes."""
+    conn.execute(
+        fp.update().where(fp.c.source == source, fp.c.source_key == bindparam("sk")).values(checked_at=now),
+        [{"sk": k} for k in dict.fromkeys(source_keys)],
+    )
+
+
+def unseen_since(conn: Connection, source: str, record_type: str, epoch: str) -> list[tuple[str, str, int]]:
+    """(record_key, source_key, seq) of the live records not seen since `epoch`."""
+    rows = conn.execute(
+        select(fp.c.record_key, fp.c.source_key, fp.c.seq).where(
+            fp.c.source == source, fp.c.record_type == record_type, fp.c.deleted == 0, fp.c.checked_at < epoch
+        )
+    ).all()
+    return [(r.record_key, r.source_key, int(r.seq)) for r in rows]
+
+
+def live_of_source_key(conn: Connection, source: str, source_key: str) -> list[tuple[str, str, int]]:
+    """(record_key, source_key, seq) of the live records read from one source row."""
+    rows = conn.execute(
+        select(fp.c.record_key, fp.c.source_key, fp.c.seq).where(
+            fp.c.source == source, fp.c.source_key == source_key, fp.c.deleted == 0
+        )
+    ).all()
+    return [(r.record_key, r.source_key, int(r.seq)) for r in rows]
+
+
+def live_count(conn: Connection, source: str) -> int:
+    return int(conn.execute(select(func.count()).select_from(fp).where(fp.c.source == source, fp.c.deleted == 0)).scalar_one())
+
+
+def mark_deleted(conn: Connection, record_type: str, deletes: Iterable[tuple[str, int]], now: str) -> None:
+    """Fingerprints of deleted records: (record_key, the delete's seq) each."""
+    conn.execute(
+        fp.update()
+        .where(fp.c.record_type == record_type, fp.c.record_key == bindparam("k"))
+        .values(version="", seq=bindparam("seq"), deleted=1, checked_at=now, row_hash=None),
+        [{"k": k, "seq": seq} for k, seq in deletes],
+    )
+
+
+# The live source keys of a source as one newline-joined text in index order (SQLite's BINARY
+# collation), for the key-set merge of gateway/sync/keyset.py. group_concat over an ordered
+# subquery is SQLite's; Core would spell it the same, so it is prepared from the table here.
+_live_in_order = (
+    select(fp.c.source_key).where(fp.c.source == bindparam("source"), fp.c.deleted == 0).order_by(fp.c.source_key).subquery()
+)
+_STORED_KEY_TEXT = prepare(select(func.count(), func.group_concat(_live_in_order.c.source_key, func.char(10))))
+
+
+def stored_key_text(conn: Connection, source: str) -> tuple[int, str]:
+    """(count, newline-joined live source keys in index order) of `source`."""
+    row = conn.exec_driver_sql(_STORED_KEY_TEXT.sql, (source,)).one()
+    return int(row[0]), row[1] or ""
+
+
+# Key-set reconciliation's general way: the source's current keys in a TEMP table (one per
+# connection, not part of the schema, so not in tables.py), compared with NOT IN.
+_current_keys = table("current_keys", column("k"), schema="temp")
+_CLEAR_CURRENT = prepare(delete(_current_keys))
+_ADD_CURRENT = prepare(insert(_current_keys).prefix_with("OR IGNORE").values(k=bindparam("k")))
+
+
+def load_current_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """Stream the source's current key set into the TEMP table (before the write lock is taken)."""
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_current_keys.name} (k TEXT PRIMARY KEY)")
+    conn.exec_driver_sql(_CLEAR_CURRENT.sql)
+    # Plain DBAPI tuples: a million keys through text() bind dicts cost twice the CPU.
+    ins = _ADD_CURRENT.sql
+    buf: list[tuple[str]] = []
+    for k in keys:
+        buf.append((k,))
+        if len(buf) >= 5000:
+            conn.exec_driver_sql(ins, buf)
+            buf = []
+    if buf:
+        conn.exec_driver_sql(ins, buf)
+
+
+_NOT_IN_CURRENT = prepare(
+    select(fp.c.record_key, fp.c.source_key, fp.c.seq).where(
+        fp.c.source == bindparam("source"),
+        fp.c.record_type == bindparam("record_type"),
+        fp.c.deleted == 0,
+        fp.c.source_key.not_in(select(_current_keys.c.k)),
+    )
+)
+
+
+def take_missing_current_keys(conn: Connection, source: str, record_type: str) -> list[tuple[str, str, int]]:
+    """(record_key, source_key, seq) of live records whose source key is not in the TEMP table, which is emptied."""
+    rows = conn.exec_driver_sql(_NOT_IN_CURRENT.sql, (source, record_type)).all()
+    conn.exec_driver_sql(_CLEAR_CURRENT.sql)
+    return [(r[0], r[1], int(r[2])) for r in rows]

@@ -1,0 +1,107 @@
+"""Statements of a receipt's one transaction: the signed document, its per-record entries,
+dead letters for rejections, and closing returns a later version superseded.
+
+They run on the DB-API cursor of that transaction (gateway/push/receipts.py opens it),
+prepared once from the declared tables (gateway/store/prepared.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import bindparam, insert, select, update
+
+from gateway.store.prepared import prepare
+from gateway.store.tables import batch_receipts, dead_letters, receipts
+
+
+class ReceiptRow(NamedTuple):
+    """One receipts row as stored from a verified receipt."""
+
+    outbox_id: int | None
+    batch_id: str
+    record_type: str
+    record_key: str
+    seq: int
+    status: str
+    reasons: str | None  # JSON list
+    hub_seq: int | None
+    hub_time: str | None
+    log_head: str | None
+    received_at: str
+
+
+class DeadLetterRow(NamedTuple):
+    outbox_id: int
+    record_type: str
+    record_key: str
+    seq: int
+    reasons: str  # JSON list from the hub
+    created_at: str
+
+
+class BatchReceiptRow(NamedTuple):
+    batch_id: str
+    body: bytes
+    signature: str
+    hub_key_id: str
+    log_seq: int | None
+    log_head: str | None
+    received_at: str
+
+
+def _insert(table: Any, row: type[Any], prefix: str = "") -> str:
+    stmt = insert(table).values({n: bindparam(n) for n in row._fields})
+    prepared = prepare(stmt.prefix_with(prefix) if prefix else stmt)
+    if prepared.params != row._fields:
+        raise AssertionError(f"{row.__name__} fields {row._fields} != statement parameters {prepared.params}")
+    return prepared.sql
+
+
+_RECEIPT = _insert(receipts, ReceiptRow)
+_DEAD_LETTER = _insert(dead_letters, DeadLetterRow)
+# OR IGNORE: a second pusher storing the same receipt finds the row and stores nothing twice.
+_BATCH_RECEIPT = _insert(batch_receipts, BatchReceiptRow, "OR IGNORE")
+# Open returns, read once per receipt that accepted something (the table is small: open ones are few).
+_OPEN = prepare(
+    select(dead_letters.c.id, dead_letters.c.record_type, dead_letters.c.record_key, dead_letters.c.seq).where(
+        dead_letters.c.resolved_at.is_(None)
+    )
+).sql
+_SUPERSEDE = prepare(
+    update(dead_letters)
+    .where(dead_letters.c.id == bindparam("dead_letter_id"), dead_letters.c.resolved_at.is_(None))
+    .values(resolved_at=bindparam("now"), resolved_by="system", resolution="superseded")
+)
+if _SUPERSEDE.params != ("now", "dead_letter_id"):
+    raise AssertionError(f"supersede parameters {_SUPERSEDE.params}")
+
+
+def store_batch_receipt(cursor: Any, row: BatchReceiptRow) -> bool:
+    """The signed document as received; False when it was stored already (by an earlier attempt)."""
+    cursor.execute(_BATCH_RECEIPT, row)
+    return bool(cursor.rowcount != 0)
+
+
+def store_results(cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Receipt rows in ReceiptRow's field order (plain tuples from the push: faster to bind)."""
+    if rows:
+        cursor.executemany(_RECEIPT, rows)
+
+
+def store_dead_letters(cursor: Any, rows: Sequence[DeadLetterRow]) -> None:
+    if rows:
+        cursor.executemany(_DEAD_LETTER, rows)
+
+
+def open_returns(cursor: Any) -> list[tuple[int, str, str, int]]:
+    """(id, record_type, record_key, seq) of the unresolved dead letters."""
+    cursor.execute(_OPEN)
+    return list(cursor.fetchall())
+
+
+def supersede(cursor: Any, dead_letter_ids: Sequence[int], now: str) -> None:
+    """Close these returns as superseded by a later version the hub took."""
+    if dead_letter_ids:
+        cursor.executemany(_SUPERSEDE.sql, [(now, i) for i in dead_letter_ids])
