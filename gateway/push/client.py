@@ -116,6 +116,16 @@ def _after(seconds: float) -> str:
     return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
+def may_overlap(batch: Batch, in_flight: list[Batch]) -> bool:
+    """Whether `batch` may travel together with the batches in flight: only when all of them hold one
+    and the same record type, as no record refers to another of its own type. A batch of another type
+    could refer to a record still on its way, which the hub would refuse as missing (物资编码不存在)."""
+    kinds = {r.record_type for r in batch.rows}
+    if len(kinds) != 1:
+        return False
+    return all({r.record_type for r in b.rows} == kinds for b in in_flight)
+
+
 class PushClient:
     """Pushes this gateway's outbox to its hub. One HTTP session; use as a context manager."""
 
@@ -344,6 +354,12 @@ class PushClient:
                             claiming = bool(inflight)  # perhaps held back by a record in flight: look again later
                             break
                         busy |= batch.record_ids
+                        if inflight and not may_overlap(batch, [b for b, _ in inflight]):
+                            # It may refer to a record in flight (stock to its material, a capacity to its
+                            # agreement): sent when those are receipted, so the hub stores them first.
+                            inflight.append((batch, None))
+                            claiming = False
+                            break
                         sent = self._pool().submit(self.send, batch) if self.window > 1 else None
                         inflight.append((batch, sent))
                     if not inflight:
