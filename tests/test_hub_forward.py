@@ -424,3 +424,23 @@ def test_only_a_relay_may_withhold_and_only_confidential_fields(hub_levels) -> N
     r = relay_post(county, township, batch_body([relayed]))
     [res] = r.json()["results"]
     assert res["status"] == "rejected" and any(x["rule"] == "withheld" and "depot_name" in x["message"] for x in res["reasons"])
+
+
+def test_levels_under_the_sm2_suite_forward_and_receipt_with_sm2(hub_levels) -> None:
+    township, county, city = hub_levels(suite="sm2-sm3").hubs
+    r = township.post("/api/v1/batches", batch_body([record("material", sample("material", 1))]))
+    assert r.status_code == 200  # the department signs with Ed25519; the township accepts both suites
+    at_city = wait_for(lambda: stored(city))
+    assert [h["hub"] for h in at_city[("material", "WZ-0001")]["provenance"]["hubs"]] == ["township-hub", "county-hub"]
+    with township.engine.connect() as conn:
+        fb = wait_for(lambda: (row := conn.execute(select(tables.forward_batches)).mappings().first())
+                      and row["state"] == "delivered" and row)
+    upper = public_key_from_text(county.hub_public_key)
+    assert county.hub_public_key.startswith("sm2:")
+    doc = verify_receipt(bytes(fb["receipt"]), fb["signature"], upper)  # the county's SM2 receipt
+    assert [x["status"] for x in doc["results"]] == ["accepted"]
+    # The township's relay key is SM2 (the county accepted its signed request), and the county's log
+    # chain hashes with SM3 under its SM2 key.
+    assert (township.dir / "keys" / "upstream.pub").read_text().startswith("sm2:")
+    with county.engine.connect() as conn:
+        assert conn.execute(select(tables.receipt_log.c.hash_alg).order_by(tables.receipt_log.c.seq.desc())).scalar() == "sm3"
