@@ -355,6 +355,18 @@ def test_the_county_bulletin_covers_the_townships_departments(hub_levels) -> Non
     assert "应急管理局" in page and "卫生健康委" in page
     # Both graded on the batches that reached the county through the township (none would be 未报送).
     assert page.count('<span class="badge ok">按时更新</span>') == 2 and '<span class="badge bad">未报送</span>' not in page
+    # The county's 通报 sums its departments per township (the relay that forwards them).
+    import re
+
+    area = re.search(r'<table class="rank" id="areas">.*?</table>', page, re.S)
+    assert area is not None and "三、分辖区汇总（下级中心）" in page and "四、各部门情况" in page
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", area.group(0), re.S)
+    assert cells[:4] == ["township hub", "2", "3", "3"], cells  # 2 departments, 3 records, 3 updated
+    township_page = township.app.test_client()
+    hub_account_store(township.engine).add("op", PASSWORD, "operator")
+    assert login(township_page, "op", prefix="/ui").status_code == 302
+    own = township_page.get("/ui/report").get_data(as_text=True)
+    assert 'id="areas"' not in own and "三、各部门情况" in own  # a township has no areas below it
 
 
 def test_backfill_forwards_what_was_stored_before_forwarding_was_set_up(hub_levels) -> None:

@@ -51,6 +51,29 @@ class Bulletin:
     warn_days: tuple[int, ...]
     rows: list[DepartmentRow]  # ranked, best first
     trend: list[TrendPoint] = field(default_factory=list)
+    # department code -> the area (a township hub, [[relays]] name) that forwards it; empty at a township
+    areas: dict[str, str] = field(default_factory=dict)
+
+    def by_area(self) -> list[dict[str, object]]:
+        """Per area (a lower hub) and its departments: subtotals, for a county's or city's 通报; [] at a township."""
+        if not self.areas:
+            return []
+        acting = {d.code for d, _ in self.needing_action()}
+        groups: dict[str, list[DepartmentRow]] = {}
+        for d in self.rows:
+            groups.setdefault(self.areas.get(d.code, "本级直报"), []).append(d)
+        out = []
+        for name, rows in groups.items():
+            records = sum(d.records for d in rows)
+            stale = sum(d.stale for d in rows)
+            receipts, rejected = sum(d.receipts for d in rows), sum(d.rejected for d in rows)
+            out.append({
+                "area": name, "departments": len(rows), "records": records, "updated": sum(d.updated for d in rows),
+                "stale": stale, "stale_share": stale / records if records else 0.0, "rejected": rejected,
+                "reject_rate": rejected / receipts if receipts else 0.0,
+                "acting": [d.name for d in rows if d.code in acting],
+            })
+        return sorted(out, key=lambda a: (-len(a["acting"]), -a["stale_share"], a["area"]))  # type: ignore[arg-type, operator]
 
     @property
     def title(self) -> str:
@@ -148,6 +171,7 @@ def build_bulletin(
     timezone: str = DEFAULT_TIMEZONE,
     warn_days: Sequence[int] = (30, 90),
     now: dt.datetime | None = None,
+    areas: Mapping[str, str] | None = None,
 ) -> Bulletin:
     now = now or dt.datetime.now(dt.UTC)
     days_cfg = freshness_days or {}
@@ -173,4 +197,5 @@ def build_bulletin(
         warn_days=tuple(sorted(warn_days)),
         rows=rank(rows),
         trend=points,
+        areas=dict(areas or {}),
     )

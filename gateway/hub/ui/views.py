@@ -219,8 +219,9 @@ def _bulletin() -> Any:
     from gateway.hub.ui.bulletin import build_bulletin
 
     cfg = _hub().config
+    areas = {code: r.name for r in cfg.relays if not r.revoked for code in r.departments}  # a county's townships
     return build_bulletin(_engine(), _period(), current_app.config["FRESHNESS_DAYS"], office=cfg.office,
-                          timezone=cfg.timezone, warn_days=cfg.expiry_warn_days)
+                          timezone=cfg.timezone, warn_days=cfg.expiry_warn_days, areas=areas)
 
 
 @bp.get("/report")
