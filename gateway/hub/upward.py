@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from gateway.hub import tables as t
 from gateway.hub.db import utcnow
-from gateway.localtime import local_text
+from gateway.localtime import local_text, zone_label
 from gateway.protocol.suites import PrivateKey
 from gateway.standard.schema import RECORD_TYPES
 from gateway.workbook.records import write_records
@@ -59,8 +59,7 @@ def export_area(
             info = [
                 ("报送单位", office), ("填报部门", f"{name}（{code}）"), ("期间", period),
                 ("范围", f"{local_text(since, timezone)} 起接收的记录" if since else "全部现有记录"),
-                ("导出时间", f"{local_text(exported_at, timezone)}（北京时间）" if timezone == "Asia/Shanghai"
-                 else local_text(exported_at, timezone)),
+                ("导出时间", f"{local_text(exported_at, timezone)}（{zone_label(timezone)}）"),
                 ("签名", f"同目录 {path.name}.sig.json；用 gateway verify-workbook 与报送单位公钥核验"),
             ]
             counts = write_records({k: v for k, v in by_type.items() if v}, path, info)

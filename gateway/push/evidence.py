@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -26,7 +25,6 @@ from sqlalchemy.engine import Connection
 from gateway.config import GatewayConfig
 from gateway.errors import RetriableError
 from gateway.protocol.receipts import ReceiptInvalid, verify_head, verify_receipt
-from gateway.protocol.signing import sign_request
 from gateway.store.tables import batch_receipts, receipts
 
 LOG_HEAD_PATH = "/api/v1/log/head"
@@ -234,21 +232,13 @@ def fetch_hub_head(config: GatewayConfig) -> tuple[SignedHead, str | None]:
 
     Raises RetriableError when the hub cannot be asked, HeadInvalid when its answer is no signed head.
     """
-    import requests
-
     from gateway.push.transport import HubTransport  # its session: TLS, CA, client certificate, proxies
 
     transport = HubTransport(config)
-    url = config.hub.url + LOG_HEAD_PATH
     try:
-        headers = sign_request("GET", urlsplit(url).path, b"", transport.key, transport.key_id)
-        resp = transport.session.get(url, headers=headers, timeout=transport.timeout, verify=transport.verify)
-    except requests.RequestException as e:
-        raise RetriableError(f"中心不可达 / cannot ask the hub for its log head: {e}") from None
+        resp = transport.signed_get(config.hub.url, LOG_HEAD_PATH, "its log head")
     finally:
         transport.close()
-    if resp.status_code != 200:
-        raise RetriableError(f"中心答复 {resp.status_code} / hub answered {resp.status_code}: {resp.text[:300]}")
     try:
         doc = orjson.loads(resp.content)
         seq, head, sig = int(doc["log_seq"]), str(doc["log_head"]), doc.get("signature")

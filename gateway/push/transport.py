@@ -196,6 +196,21 @@ class HubTransport:
         self.session.close()
         self._pool = None  # closed with the session; a later send gets a new one, as requests would
 
+    def signed_get(self, hub_url: str, target: str, what: str) -> requests.Response:
+        """GET `target` (a path below `hub_url`, with its query), signed as every request of this gateway,
+        on this session (TLS, CA, client certificate, proxies). A 200 answer, or RetriableError naming `what`."""
+        url = hub_url + target
+        parts = urlsplit(url)
+        try:
+            headers = sign_request("GET", f"{parts.path}?{parts.query}" if parts.query else parts.path, b"",
+                                   self.key, self.key_id)
+            resp = self.session.get(url, headers=headers, timeout=self.timeout, verify=self.verify)
+        except requests.RequestException as e:
+            raise RetriableError(f"中心不可达 / cannot ask the hub for {what}: {e}") from None
+        if resp.status_code != 200:
+            raise RetriableError(f"中心答复 {resp.status_code} / hub answered {resp.status_code}: {resp.text[:300]}")
+        return resp
+
     def send(self, batch: Batch) -> VerifiedReceipt:
         """POST one batch; return its verified receipt or raise one of the errors above."""
         headers = sign_request("POST", self.path, batch.body, self.key, self.key_id, content_type="application/json")

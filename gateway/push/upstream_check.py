@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 from sqlalchemy import Engine, select
 
 from gateway.config import GatewayConfig
-from gateway.errors import RetriableError
 from gateway.protocol.receipts import ReceiptInvalid, verify_receipt
-from gateway.protocol.signing import sign_request
 from gateway.store.tables import batch_receipts
 
 UPSTREAM_PATH = "/api/v1/batches/{}/upstream"
@@ -71,18 +69,8 @@ def check_upstream(config: GatewayConfig, engine: Engine, upper_keys: list[Any],
 
 
 def _ask(transport: Any, config: GatewayConfig, batch_id: str, levels: int) -> dict[str, Any]:
-    import requests
-
-    url = config.hub.url + UPSTREAM_PATH.format(quote(batch_id, safe="")) + f"?levels={levels}"
-    try:
-        parts = urlsplit(url)
-        headers = sign_request("GET", f"{parts.path}?{parts.query}", b"", transport.key, transport.key_id)
-        resp = transport.session.get(url, headers=headers, timeout=transport.timeout, verify=transport.verify)
-    except requests.RequestException as e:
-        raise RetriableError(f"中心不可达 / cannot ask the hub for upper-hub receipts: {e}") from None
-    if resp.status_code != 200:
-        raise RetriableError(f"中心答复 {resp.status_code} / hub answered {resp.status_code}: {resp.text[:300]}")
-    return orjson.loads(resp.content)
+    target = UPSTREAM_PATH.format(quote(batch_id, safe="")) + f"?levels={levels}"
+    return orjson.loads(transport.signed_get(config.hub.url, target, "upper-hub receipts").content)
 
 
 def _judge(verdicts: list[UpstreamVerdict], depth: int, batch_id: str, accepted: dict[tuple[str, str], int],

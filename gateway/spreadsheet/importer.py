@@ -11,7 +11,7 @@ import codecs
 import csv
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -289,17 +289,23 @@ def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
         wb.close()
 
 
-def _collect(source: str, stream: Iterable[ImportedRecord | RowError]) -> ImportResult:
-    result = ImportResult(source)
-    for x in stream:
+Progress = Callable[[int], None]  # rows read so far
+PROGRESS_EVERY = 200  # rows between progress calls
+
+
+def _collect(result: ImportResult, stream: Iterable[ImportedRecord | RowError],
+             progress: Progress | None = None) -> ImportResult:
+    for n, x in enumerate(stream, start=1):
         (result.records if isinstance(x, ImportedRecord) else result.errors).append(x)  # type: ignore[arg-type]
+        if progress is not None and n % PROGRESS_EVERY == 0:
+            progress(n)
     return result
 
 
 def import_workbook(path: str | Path, *, context: ValidationContext | None = None,
-                    today: date | None = None) -> ImportResult:
-    """Every valid record of the workbook plus every row error."""
-    return _collect(str(path), iter_workbook(path, context=context, today=today))
+                    today: date | None = None, progress: Progress | None = None) -> ImportResult:
+    """Every valid record of the workbook plus every row error; `progress(rows)` every PROGRESS_EVERY rows."""
+    return _collect(ImportResult(str(path)), iter_workbook(path, context=context, today=today), progress)
 
 
 def iter_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
@@ -342,10 +348,8 @@ def iter_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
 
 
 def import_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
-               context: ValidationContext | None = None, today: date | None = None) -> ImportResult:
+               context: ValidationContext | None = None, today: date | None = None,
+               progress: Progress | None = None) -> ImportResult:
     """Every valid record of a CSV file of one record type plus every row error."""
     result = ImportResult(str(path))
-    stream = iter_csv(path, record_type, encoding, context=context, today=today, result=result)
-    for x in stream:
-        (result.records if isinstance(x, ImportedRecord) else result.errors).append(x)  # type: ignore[arg-type]
-    return result
+    return _collect(result, iter_csv(path, record_type, encoding, context=context, today=today, result=result), progress)

@@ -40,13 +40,17 @@ class Job:
     started: float = field(default_factory=time.time)
     finished: float | None = None
 
+    @property
+    def state_label(self) -> str:
+        return STATE_LABELS[self.state]
+
     def advance(self, done: int) -> None:
         self.done = done if self.total is None else min(done, self.total)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "kind": self.kind, "target": self.target, "title": self.title, "state": self.state,
-            "state_label": STATE_LABELS[self.state], "done": self.done, "total": self.total, "message": self.message,
+            "state_label": self.state_label, "done": self.done, "total": self.total, "message": self.message,
             "ok": self.ok, "result_url": self.result_url,
             "seconds": round((self.finished or time.time()) - self.started, 1),
         }

@@ -20,7 +20,6 @@ bp = Blueprint("spreadsheet", __name__, url_prefix="/spreadsheet")
 SOURCE = "spreadsheet"
 _IMPORT_ID = re.compile(r"^[0-9a-f]{16}$")
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-PROGRESS_EVERY = 200  # rows between progress updates of an import job
 
 
 class ImportRefused(Exception):
@@ -71,8 +70,7 @@ def template() -> Any:
 @bp.post("/import")
 @require("edit_records")
 def do_import() -> Any:
-    from gateway.spreadsheet import write_error_csv, write_error_workbook
-    from gateway.spreadsheet.importer import ImportedRecord, ImportResult, iter_csv, iter_workbook
+    from gateway.spreadsheet import import_csv, import_workbook, write_error_csv, write_error_workbook
     from gateway.standard.validate import ValidationContext
     from gateway.sync import enqueue_records
     from gateway.sync.problems import record_import
@@ -99,13 +97,9 @@ def do_import() -> Any:
     result_url = url_for("spreadsheet.result", job_id="JOB")  # built here: the job's thread has no request
 
     def work(job: Job) -> None:
-        stream = iter_workbook(src, context=ctx) if suffix == ".xlsx" else iter_csv(src, csv_type, context=ctx)
-        result = ImportResult(str(src))
         try:
-            for n, x in enumerate(stream, start=1):
-                (result.records if isinstance(x, ImportedRecord) else result.errors).append(x)  # type: ignore[arg-type]
-                if n % PROGRESS_EVERY == 0:
-                    job.advance(n)
+            result = (import_workbook(src, context=ctx, progress=job.advance) if suffix == ".xlsx"
+                      else import_csv(src, csv_type, context=ctx, progress=job.advance))
         except Exception as e:  # an unreadable file is the user's to fix, not a crash
             raise ImportRefused(f"无法读取文件：{e}") from e
         counts: dict[str, dict[str, int]] = {}
