@@ -97,40 +97,35 @@ departments = ["{DEPARTMENT_CODE}"]
     return tiers
 
 
-def _count(database: Path) -> int:
-    engine = create_engine(f"sqlite:///{database}")
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
-    except Exception:  # not created yet: nothing arrived
-        return 0
-    finally:
-        engine.dispose()
-
-
 def report_tiers(township_db: Path, tiers: list[Tier], echo: Echo, timeout: float = 60.0) -> bool:
     """Wait until every level holds what the township holds; print the counts and a record's chain at the city."""
-    want = _count(township_db)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_count(t.database) != want for t in tiers):
-        time.sleep(0.2)
-    counts = [("township", want), *((t.name, _count(t.database)) for t in tiers)]
-    echo("各级中心记录数：" + "，".join(f"{LABELS[n]} {c}" for n, c in counts))
-    ok = all(c == want for _, c in counts)
-    city = tiers[-1]
-    engine = create_engine(f"sqlite:///{city.database}")
+    engines = {name: create_engine(f"sqlite:///{db}")  # each hub made its database when it started
+               for name, db in [("township", township_db), *((t.name, t.database) for t in tiers)]}
     r = records.c
+
+    def count(name: str) -> int:
+        with engines[name].connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
+
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(select(r.type, r.key, r.provenance).where(r.type == "material").order_by(r.key).limit(1)).all()
+        want = count("township")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(count(t.name) != want for t in tiers):
+            time.sleep(0.2)
+        counts = {name: count(name) for name in engines}
+        with engines[tiers[-1].name].connect() as conn:
+            material = conn.execute(select(r.key, r.provenance).where(r.type == "material").order_by(r.key).limit(1)).first()
             depot = conn.execute(select(r.key, r.provenance).where(r.type == "depot").order_by(r.key).limit(1)).first()
     finally:
-        engine.dispose()
-    for typ, key, prov in rows:
+        for engine in engines.values():
+            engine.dispose()
+    echo("各级中心记录数：" + "，".join(f"{LABELS[n]} {c}" for n, c in counts.items()))
+    ok = all(c == want for c in counts.values())
+    if material is not None:
         levels = list(LABELS.values())
         chain = " → ".join(f"{levels[i] if i < len(levels) else ''} {h.get('hub', '?')}".strip()
-                           for i, h in enumerate((prov or {}).get("hubs", [])))
-        echo(f"市级中心的 {typ} {key}：来自部门 {DEPARTMENT_CODE}，经 {chain}")
+                           for i, h in enumerate((material[1] or {}).get("hubs", [])))
+        echo(f"市级中心的 material {material[0]}：来自部门 {DEPARTMENT_CODE}，经 {chain}")
     if depot is not None and (depot[1] or {}).get("withheld"):
         names = "、".join(RECORD_TYPES["depot"][n].label for n in depot[1]["withheld"])
         echo(f"储备库 {depot[0]} 的保密字段未上报：{names}（上级未获授权：[upstream] confidential = false）")

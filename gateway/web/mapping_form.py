@@ -132,9 +132,9 @@ def text_from_rows(record_type: str, rows: list[FieldRow], description: str = ""
     With `original` (the file as it is), what the form leaves unchanged is written as the file had it
     — short forms, order, comments — so a save changes only the lines of the fields that changed."""
     rt = RECORD_TYPES[record_type]
-    before = {r.name: r for r in rows_from_text(original, rt)[0]} if original else {}
+    old_rows, old_description = rows_from_text(original, rt) if original else ([], None)
+    before = {r.name: r for r in old_rows}
     head, kept, tail = _kept_entries(original) if original else ([], {}, [])
-    old_description = rows_from_text(original, rt)[1] if original else None
     if head and old_description == description.strip():
         lines = [*head, "[fields]"]
     else:

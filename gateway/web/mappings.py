@@ -47,13 +47,19 @@ def _compile(sc: SourceConfig, text: str, columns: list[str] | None) -> Any:
     return compile_source(gw().config, sc, text, columns or None)
 
 
-def _impact(sc: SourceConfig, new: Any) -> MappingImpact | None:
+def _source_rows(sc: SourceConfig) -> tuple[list[str], list[Any], str | None]:
+    """The source as the editor reads it, once per request: columns, up to IMPACT_ROWS + 1 rows (the
+    preview shows the first 20, the impact compares them all), and the Chinese error if unreadable."""
+    return sample(sc, IMPACT_ROWS + 1)
+
+
+def _impact(sc: SourceConfig, new: Any, current_text: str, columns: list[str], rows: list[Any],
+            err: str | None) -> MappingImpact | None:
     """What replacing the current mapping with `new` does to the source's records (None: source unreadable)."""
-    columns, rows, err = sample(sc, IMPACT_ROWS + 1)
     if err is not None:
         return None
     try:
-        current = _compile(sc, _current_text(sc), columns) if _current_text(sc).strip() else None
+        current = _compile(sc, current_text, columns) if current_text.strip() else None
     except MappingError:
         current = None  # a current file that no longer compiles: every valid record counts as new
     return compare(current, new, rows[:IMPACT_ROWS], truncated=len(rows) > IMPACT_ROWS)
@@ -98,17 +104,18 @@ def api_preview(source: str) -> Any:
     """Map the sample rows with the form as it is now (not saved); per field values or Chinese errors."""
     sc = _source(source)
     rt = RECORD_TYPES[sc.record_type]
+    current = _current_text(sc)
     try:
         text = mf.text_from_rows(sc.record_type, mf.rows_from_form(request.form, rt), request.form.get("description", ""),
-                                 _current_text(sc))
+                                 current)
     except mf.FormProblem as e:
         return jsonify({"ok": False, "problems": str(e).splitlines(), "rows": []})
-    columns, rows, err = sample(sc)
+    columns, rows, err = _source_rows(sc)
     try:
         mapping = _compile(sc, text, columns)
     except MappingError as e:
         return jsonify({"ok": False, "problems": [mf.problem_text(p, rt) for p in e.problems], "rows": [], "text": text})
-    impact = _impact(sc, mapping)
+    impact = _impact(sc, mapping, current, columns, rows, err)
     out = []
     for p in preview(mapping, rows, 20):
         out.append({
@@ -133,10 +140,11 @@ def save(source: str) -> Any:
     if not comment:
         flash("请填写修改说明", "error")
         return redirect(url_for("mappings.edit", source=source))
+    current = _current_text(sc)
+    columns, rows, err = _source_rows(sc)
     try:
         text = mf.text_from_rows(sc.record_type, mf.rows_from_form(request.form, rt), request.form.get("description", ""),
-                                 _current_text(sc))
-        columns, _rows, _err = sample(sc)
+                                 current)
         mapping = _compile(sc, text, columns)
     except mf.FormProblem as e:
         flash(f"未保存：{e}", "error")
@@ -144,7 +152,7 @@ def save(source: str) -> Any:
     except MappingError as e:
         flash("未保存：" + "；".join(mf.problem_text(p, rt) for p in e.problems), "error")
         return redirect(url_for("mappings.edit", source=source))
-    impact = _impact(sc, mapping)
+    impact = _impact(sc, mapping, current, columns, rows, err)
     if _needs_confirmation(impact):
         return _edit_page(sc, text, confirm=impact, comment=comment)
     old = list_versions(gw().engine, sc.name)
@@ -185,12 +193,14 @@ def do_rollback(source: str) -> Any:
         target = get_text(gw().engine, sc.name, version)
     except FatalError:
         abort(404)
+    current = _current_text(sc)
+    columns, rows, err = _source_rows(sc)
     try:
-        impact = _impact(sc, _compile(sc, target, sample(sc)[0]))
+        impact = _impact(sc, _compile(sc, target, columns), current, columns, rows, err)
     except MappingError:
         impact = None  # that version no longer compiles against the source: rolled back as asked, sync reports it
     if _needs_confirmation(impact):
-        return _edit_page(sc, _current_text(sc), rollback_confirm=impact, rollback_version=version)
+        return _edit_page(sc, current, rollback_confirm=impact, rollback_version=version)
     n = rollback(gw().engine, sc.name, version, actor(), Path(sc.mapping))  # type: ignore[arg-type]
     audit("mapping.rollback", sc.name, {"to_version": version},
           {"version": n, "impact": impact.as_dict() if impact else None})
