@@ -121,7 +121,7 @@ def main() -> None:
                 next_round += 1
                 expect = change["updated"] + change["inserted"] + change["deleted"]
             prof = None
-            if a.profile and label != "first sync":
+            if a.profile and (label == "first sync" or os.environ.get("SYNC_CPU_ALL")):
                 import cProfile
 
                 prof = cProfile.Profile()

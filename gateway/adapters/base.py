@@ -83,6 +83,13 @@ class Adapter(ABC):
     def fetch(self, position: Position | None) -> Iterator[Event]:
         """Yield rows changed since `position` (all rows when None), with checkpoints."""
 
+    def fetch_batches(self, position: Position | None, size: int = 2000) -> Iterator[Any]:
+        """fetch()'s stream with runs of rows grouped into RowBatches (gateway.adapters.batches): the bulk
+        path's read. Override with a columnar reader that keeps that module's contract."""
+        from gateway.adapters.batches import batched  # batches imports this module
+
+        return batched(self.fetch(position), size)
+
     def fetch_one(self, key: str) -> SourceRow | None:
         """Re-read one row by its source key (per-record push); None when it no longer exists."""
         raise NotImplementedError(f"{self.name} sources cannot re-read a single row")

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.adapters import registry
 from gateway.adapters.base import SourceRow
+from gateway.adapters.batches import RowBatch
 from gateway.errors import MappingError, RowProblem
 from gateway.mappings.expr import ExprError, compile_expr, compile_template
 from gateway.mappings.transforms import TransformContext, TransformFailure
@@ -106,6 +107,12 @@ class CompiledMapping:
             data, locator = row, ""
         record, problems = self.map_fields(data)
         return record, [RowProblem(self.source, locator, p.field, p.value, p.rule, p.message) for p in problems]
+
+
+    def map_batch(self, batch: RowBatch) -> list[tuple[dict[str, Any] | None, list[RowProblem]]]:
+        """map_row for every row of a batch, in order: exactly ``[self.map_row(r) for r in batch.source_rows()]``
+        (the bulk path's seam; a vectorised implementation must keep that equality)."""
+        return [self.map_row(r) for r in batch.source_rows()]
 
 
 def _problem(record_type: str, name: str, value: Any, rule: str, message: str) -> FieldProblem:
