@@ -69,6 +69,20 @@ class RowBatch:
                 self._arrow_failed = True
         return self._arrow
 
+    def take(self, indices: Sequence[int]) -> RowBatch:
+        """The rows at `indices` (ascending), as a batch of the same shape."""
+        if len(indices) == len(self.keys):
+            return self
+        keys, locators, versions = self.keys, self.locators, self.versions
+        part = RowBatch([keys[i] for i in indices], [locators[i] for i in indices], [versions[i] for i in indices])
+        if self._arrow is not None:
+            part._arrow = self._arrow.take(pa.array(indices, pa.int64()))
+        if self._rows is not None:
+            rows = self._rows
+            part._rows = [rows[i] for i in indices]
+        part._arrow_failed = self._arrow_failed
+        return part
+
     def source_rows(self) -> Iterator[SourceRow]:
         for key, data, locator, version in zip(self.keys, self.dicts(), self.locators, self.versions, strict=True):
             yield SourceRow(key, data, locator, version)
