@@ -195,7 +195,7 @@ def workbook_export(h: HubContext, out_dir: Path, period: str, departments: tupl
 
 @hub.group("at-rest")
 def at_rest() -> None:
-    """SM4 encryption of what the hub stores ([at_rest]): attachments, UI secret, signing key."""
+    """SM4 encryption of what the hub stores ([at_rest]): attachments, UI secret, the private key files."""
 
 
 @at_rest.command("rekey")
