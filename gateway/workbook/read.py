@@ -32,6 +32,7 @@ from gateway.workbook.layout import (
     sheet_to_type,
 )
 
+ERROR_COLUMNS = ("工作表", "行号", "字段", "字段名", "值", "规则", "错误说明")  # an error report's columns
 MAX_UNPACKED_BYTES = 1 << 30  # a clerk's workbook unzips to far less; more is a zip bomb
 
 
@@ -53,6 +54,11 @@ class RowError:
 
     def to_row_problem(self, source: str) -> RowProblem:
         return RowProblem(source, f"{self.sheet} 第 {self.row} 行", self.field or None, self.value, self.rule, self.message)
+
+    def report_row(self) -> tuple:
+        """The error as one line of an error report (ERROR_COLUMNS)."""
+        v = self.value if self.value is None or isinstance(self.value, (int, float)) else str(self.value)
+        return (self.sheet, self.row, self.label, self.field, "" if v is None else v, self.rule, self.message)
 
     def __str__(self) -> str:
         return f"{self.sheet} 第 {self.row} 行 {self.label or self.field}：{self.message} [{self.rule}]"
