@@ -59,6 +59,10 @@ def test_the_county_bulletin_workbook_sums_per_township_as_the_page_does(hub_lev
     wb = openpyxl.load_workbook(io.BytesIO(r.data))
     assert wb.sheetnames[1:] == ["分辖区汇总", "需整改部门"]
     assert _sheet_as_page(wb["分辖区汇总"]) == page_rows
+    # Each department's row on the first sheet names its area, as the page does.
+    head = [c.value for c in wb.worksheets[0][4]]
+    areas = {row[1].value: row[head.index("所属辖区")].value for row in wb.worksheets[0].iter_rows(min_row=5)}
+    assert areas == {"dept001": "township hub", "dept002": "township hub"}
 
 
 def test_a_township_workbook_has_no_area_sheet(hub_levels) -> None:
@@ -69,4 +73,5 @@ def test_a_township_workbook_has_no_area_sheet(hub_levels) -> None:
     assert login(c, "op", prefix="/ui").status_code == 302
     r = c.post("/ui/report.xlsx", data={"csrf_token": csrf_of(c, "/ui/report")})
     assert r.status_code == 200
-    assert openpyxl.load_workbook(io.BytesIO(r.data)).sheetnames[1:] == ["需整改部门"]
+    wb = openpyxl.load_workbook(io.BytesIO(r.data))
+    assert wb.sheetnames[1:] == ["需整改部门"] and "所属辖区" not in [c.value for c in wb.worksheets[0][4]]

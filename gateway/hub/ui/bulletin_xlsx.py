@@ -39,6 +39,7 @@ def columns(b: Bulletin) -> list[tuple[str, str]]:
         ("排名", "int"),
         ("部门编码", "text"),
         ("部门名称", "text"),
+        *([("所属辖区", "text")] if b.areas else []),  # at a county or city, as the page names each row's area
         *[(t.label, "int") for t in RECORD_TYPES.values()],
         ("记录合计", "int"),
         ("期内更新", "int"),
@@ -66,6 +67,7 @@ def values(b: Bulletin) -> list[list[Any]]:
                 i,
                 d.code,
                 d.name,
+                *([b.areas.get(d.code, "本级直报")] if b.areas else []),
                 *[d.by_type.get(t, 0) for t in RECORD_TYPES],
                 d.records,
                 d.updated,

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import render_template, request
+from sqlalchemy import select
 
 from gateway.accounts.web import audit, require
-from gateway.hub import registry
+from gateway.hub import registry, tables
 from gateway.hub.ui.views import _common, _engine, _hub, bp
 from gateway.hub.workbook_import import WorkbookRefused, import_signed_workbook
 
@@ -18,8 +19,10 @@ MAX_UPLOAD = 50 * 1024 * 1024  # a clerk's workbook is far smaller
 
 
 def _relays() -> list[Any]:
+    """The active relays, each with its name (registry.KeyEntry has none)."""
     with _engine().connect() as c:
-        return [r for r in registry.list_relays(c) if not r.revoked]
+        names = dict(c.execute(select(tables.relays.c.key_id, tables.relays.c.name)).all())
+        return [(r, names.get(r.key_id, r.key_id)) for r in registry.list_relays(c) if not r.revoked]
 
 
 @bp.get("/workbook-import")
@@ -33,7 +36,7 @@ def workbook_import() -> Any:
 def workbook_import_post() -> Any:
     relays = _relays()
     book, sig = request.files.get("workbook"), request.files.get("signature")
-    relay = next((r for r in relays if r.key_id == request.form.get("relay", "")), None)
+    relay = next((r for r, _name in relays if r.key_id == request.form.get("relay", "")), None)
     refused: str | None = None
     result = None
     if book is None or not book.filename or sig is None or not sig.filename:
