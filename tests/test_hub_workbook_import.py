@@ -71,8 +71,9 @@ def mailed(hub_factory, tmp_path: Path) -> dict[str, Any]:  # type: ignore[no-un
             "rows": {"no_name": no_name, "twice": twice, "good": good, "orphan": orphan}}
 
 
-def _county(hub_levels, mailed: dict[str, Any], area: str = "dept001,dept002") -> tuple[LiveHub, LiveHub]:  # type: ignore[no-untyped-def]
-    county, city = hub_levels(("county", "city")).hubs
+def _county(hub_levels, mailed: dict[str, Any], area: str = "dept001,dept002",  # type: ignore[no-untyped-def]
+            database_url: str | None = None) -> tuple[LiveHub, LiveHub]:
+    county, city = hub_levels(("county", "city"), database_urls=[database_url, None]).hubs
     r = _cli(county, "relay", "add", "township-wb", "某镇汇聚中心", str(mailed["township"].hub_public_key_path),
              "--departments", area)
     assert r.exit_code == 0, r.output
@@ -84,8 +85,10 @@ def _batches(h: LiveHub) -> int:
         return c.execute(select(func.count()).select_from(tables.batches)).scalar_one()
 
 
-def test_the_county_imports_the_valid_rows_reports_the_bad_ones_and_forwards_them(hub_levels, mailed, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    county, city = _county(hub_levels, mailed)
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_the_county_imports_the_valid_rows_reports_the_bad_ones_and_forwards_them(  # type: ignore[no-untyped-def]
+        hub_levels, mailed, tmp_path, request, store) -> None:
+    county, city = _county(hub_levels, mailed, database_url=request.getfixturevalue("pg_url") if store == "postgresql" else None)
     report = tmp_path / "错误报告.csv"
     pub = str(mailed["township"].hub_public_key_path)
     r = _cli(county, "workbook", "import", str(mailed["book"]), "--signature", str(mailed["sig"]), "--from-key", pub,
@@ -185,3 +188,17 @@ def test_operators_import_on_the_web_ui_and_viewers_may_not(hub_levels, mailed) 
     cells = [c for c in text.split('<table id="errors">')[1].split("</table>")[0].split("<tr>")[2:]]
     assert len(cells) == 3 and f"<td class=\"num\">{mailed['rows']['orphan']}</td>" in "".join(cells)
     assert "物资编码“WZ-0099”不存在" in text and len(stored(county)) == 6
+
+
+def test_a_workbook_of_bad_rows_only_stores_nothing_and_names_each(hub_levels, mailed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.workbook.records import write_records
+
+    county, _city = _county(hub_levels, mailed)
+    book = tmp_path / "全错.xlsx"
+    write_records({"material": [{"material_id": "WZ-0007", "category_code": "1010100", "unit": "张", "reserve_mode": "9"}]},
+                  book)
+    sign_workbook(book, read_private_key(mailed["township"].dir / "keys" / "hub.key"), "hub-1", {"department": "dept001"})
+    r = _cli(county, "workbook", "import", str(book), "--from-key", str(mailed["township"].hub_public_key_path))
+    assert r.exit_code == 1 and "接收 0，重复 0，过期版本 0，拒收 0；错误 2 处" in r.output, r.output
+    assert f"{MATERIALS} 第 3 行 物资名称" in r.output and f"{MATERIALS} 第 3 行 储备方式" in r.output
+    assert _batches(county) == 0 and stored(county) == {}

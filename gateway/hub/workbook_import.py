@@ -116,7 +116,7 @@ def import_signed_workbook(hub: Any, workbook: Path, signature: Path, from_key: 
         raise WorkbookRefused(f"部门 {dept} 不在下级中心 {name}（{relay.key_id}）的辖区内 / department {dept} is outside "
                               f"relay {relay.key_id}'s area ({', '.join(relay.area or ())})")
     digest = str((manifest.get("digest") or {}).get("value", ""))
-    batch_id = "wb-" + base64.b64decode(digest).hex()[:40]
+    batch_id = "wb-" + base64.b64decode(digest).hex()[:33]  # 36 characters, as every batch id column holds
     result = WorkbookImport(file_name or workbook.name, relay.key_id, name, fingerprint(from_key), dept, batch_id)
     try:
         rows = list(iter_workbook(workbook, context=hub.context))
@@ -143,6 +143,9 @@ def import_signed_workbook(hub: Any, workbook: Path, signature: Path, from_key: 
                     provenance=with_link({"source": result.provenance_text, "source_key": f"{r.sheet}!{r.row}"}, hop))
         for r in good
     ]
+    if not records:  # nothing valid to store: the report alone
+        result.counts = {"accepted": 0, "duplicate": 0, "stale": 0, "rejected": 0}
+        return result
     batch = Batch(PROTOCOL_VERSION, batch_id, dept, f"workbook:{result.file}", signed_at or now, records)
     candidates = check_records(records, hub.context, from_relay=True)
     check_chain(candidates, relay.key_id)
