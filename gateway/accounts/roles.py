@@ -21,6 +21,7 @@ GATEWAY_PERMISSIONS: dict[str, frozenset[str]] = {
 HUB_PERMISSIONS: dict[str, frozenset[str]] = {
     "view": frozenset({"operator", "viewer"}),
     "export": frozenset({"operator"}),
+    "import_records": frozenset({"operator"}),  # a signed workbook from a lower level, stored as received
     "view_confidential": frozenset({"operator"}),  # fields marked confidential in the standard
     "manage_users": frozenset({"operator"}),
 }

@@ -16,7 +16,13 @@ from sqlalchemy.engine import Connection
 from gateway.at_rest.envelope import StoredDataInvalid
 from gateway.hub import registry, tables
 from gateway.hub.app import Hub, error, json_response
-from gateway.hub.attachments import AttachmentRefused, attachment_info, read_attachment, store_attachment
+from gateway.hub.attachments import (
+    DEPARTMENT_HEADER,
+    AttachmentRefused,
+    attachment_info,
+    read_attachment,
+    store_attachment,
+)
 from gateway.hub.db import serialized, utcnow
 from gateway.hub.forward.chain import check_chain
 from gateway.hub.ingest import SMALL_BATCH, Nonce, check_records, claim_nonce, store_batch, stored_receipt
@@ -327,14 +333,20 @@ def post_attachment() -> Response:
     body = _read_body(h.config.attachment_max_bytes)
     caller = authenticate(body)
     name = unquote(request.headers.get("Attachment-Name", "")) or None
+    department = caller.department
+    if caller.area is not None:  # a lower hub forwarding a file of a department of its area (forward/attachments.py)
+        department = request.headers.get(DEPARTMENT_HEADER, "")
+        if department not in caller.area:
+            raise refused(403, "department_mismatch", f"中继 {caller.key_id} 的辖区不含部门 {department} / relay may not "
+                          f"forward files of department {department!r}", key_id=caller.key_id, body=body)
     try:
-        stored = store_attachment(h.engine, h.config.attachments_dir, body, department=caller.department, name=name,
+        stored = store_attachment(h.engine, h.config.attachments_dir, body, department=department, name=name,
                                   max_bytes=h.config.attachment_max_bytes, ring=h.config.at_rest)
     except AttachmentRefused as e:
         raise refused(413 if e.code == "too_large" else 400, e.code, e.message, key_id=caller.key_id,
-                      department=caller.department, body=body) from None
+                      department=department, body=body) from None
     with serialized(h.engine) as (conn, head):
-        append(conn, head, h.key, kind="attachment", status="ok", department=caller.department, key_id=caller.key_id,
+        append(conn, head, h.key, kind="attachment", status="ok", department=department, key_id=caller.key_id,
                request_digest=caller.digest, summary={**stored.as_dict(), "name": name})
     return json_response(stored.as_dict())
 

@@ -49,10 +49,12 @@ class Hub:
         self.forwarder: Any = None  # gateway.hub.forward.worker.Forwarder, started by create_app
 
     def start_forwarder(self) -> None:
+        from gateway.hub.forward.attachments import FileSender
         from gateway.hub.forward.worker import Forwarder
 
         assert self.config.upstream is not None
-        self.forwarder = Forwarder(self.engine, self.config.upstream, self.key_id, self.config.at_rest.open)
+        self.forwarder = Forwarder(self.engine, self.config.upstream, self.key_id, self.config.at_rest.open,
+                                   files=FileSender(self.config.attachments_dir, self.config.at_rest))
         self.forwarder.start()
 
     def wake_forwarder(self) -> None:

@@ -27,6 +27,9 @@ from gateway.hub import tables
 from gateway.hub.db import utcnow, write_tx
 
 OLE2 = bytes.fromhex("D0CF11E0A1B11AE1")
+# A lower hub forwarding a file names the department it belongs to (one of the relay's area); a
+# department's gateway uploads its own files and sends no such header.
+DEPARTMENT_HEADER = "Attachment-Department"
 
 
 class AttachmentRefused(Exception):

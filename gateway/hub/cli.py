@@ -193,9 +193,54 @@ def workbook_export(h: HubContext, out_dir: Path, period: str, departments: tupl
     click.echo(f"核验公钥 / verify with: {public_key_text(public_key_of(key))}")
 
 
+@workbook.command("import")
+@click.argument("workbook_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--signature", "signature_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="The detached signature (default: FILE.sig.json beside it).")
+@click.option("--from-key", "from_key", required=True,
+              help="The sending hub's public key: its line or its .pub file (a lower hub registered here as a relay).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the row-level error report to this CSV file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_hub
+@domain_errors
+def workbook_import(h: HubContext, workbook_file: Path, signature_file: Path | None, from_key: str,
+                    report_file: Path | None, as_json: bool) -> None:
+    """Import a signed workbook from a lower level: verify it, store its valid rows, report each bad row.
+
+    Exit 0 when every row was stored (or was stored before), 1 when rows were refused (each named),
+    2 when the workbook was refused whole (signature, key, department): then nothing is stored.
+    """
+    import json
+
+    from gateway.hub.app import Hub
+    from gateway.hub.workbook_import import import_signed_workbook, write_error_report
+    from gateway.workbook.signature import signature_path
+
+    key_path = Path(from_key)
+    key_line = key_path.read_text(encoding="utf-8").strip() if key_path.is_file() else from_key.strip()
+    result = import_signed_workbook(Hub(h.config, h.engine), workbook_file,
+                                    signature_file or signature_path(workbook_file), key_line)
+    if report_file is not None:
+        write_error_report(result.errors, report_file)
+    if as_json:
+        click.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
+    else:
+        c = result.counts
+        again = "（此前已导入，返回原回执）" if result.replayed else ""
+        click.echo(f"{result.file}：来自 {result.relay_name}（{result.relay_key}，公钥指纹 {result.fingerprint}），"
+                   f"部门 {result.department}，批次 {result.batch_id}{again}")
+        click.echo(f"接收 {c.get('accepted', 0)}，重复 {c.get('duplicate', 0)}，过期版本 {c.get('stale', 0)}，"
+                   f"拒收 {c.get('rejected', 0)}；错误 {len(result.errors)} 处")
+        for e in result.errors:
+            click.echo(f"  {e}")
+    if result.errors:
+        sys.exit(1)
+
+
 @hub.group("at-rest")
 def at_rest() -> None:
-    """SM4 encryption of what the hub stores ([at_rest]): attachments, UI secret, signing key."""
+    """SM4 encryption of what the hub stores ([at_rest]): attachments, UI secret, the private key files."""
 
 
 @at_rest.command("rekey")

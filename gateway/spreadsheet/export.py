@@ -13,9 +13,9 @@ from gateway.safe_cells import csv_writer, set_cell
 from gateway.spreadsheet.importer import ImportResult
 from gateway.standard.schema import FILE_REF, ITEMS, RECORD_TYPES, Field
 from gateway.workbook.layout import ERROR_HEADER, HEADER_ROW, header
+from gateway.workbook.read import ERROR_COLUMNS
 
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
-ERROR_COLUMNS = ("工作表", "行号", "字段", "字段名", "值", "规则", "错误说明")
 
 
 def csv_fields(record_type: str) -> tuple[Field, ...]:
@@ -54,9 +54,7 @@ def export_csv(records: Iterable[Mapping[str, Any]], record_type: str, out: str 
 
 
 def _error_rows(result: ImportResult) -> Iterable[tuple]:
-    for e in result.errors:
-        v = e.value if e.value is None or isinstance(e.value, (int, float)) else str(e.value)
-        yield (e.sheet, e.row, e.label, e.field, "" if v is None else v, e.rule, e.message)
+    return (e.report_row() for e in result.errors)
 
 
 def write_error_csv(result: ImportResult, out: str | Path, *, encoding: str = "utf-8-sig") -> int:

@@ -28,6 +28,7 @@ def forward_commands(group: click.Group, pass_hub: Any) -> None:
         """Forward what this hub accepted to [upstream], once. Exit 0 when all is delivered, 1 when the upper hub
         stayed unreachable (or another forwarder holds the lock), 2 when it refused a batch."""
         from gateway.hub.forward import outbox
+        from gateway.hub.forward.attachments import FileSender
         from gateway.hub.forward.worker import Forwarder
 
         if h.config.upstream is None:
@@ -37,7 +38,9 @@ def forward_commands(group: click.Group, pass_hub: Any) -> None:
         backfilled = outbox.backfill(h.engine, departments) if backfill else 0
         if backfill and not as_json:
             click.echo(f"补发排队 {backfilled} 批 / queued {backfilled} batches stored before forwarding was set up")
-        result = Forwarder(h.engine, h.config.upstream, h.config.key_id, h.config.at_rest.open).drain(retry_for=retry_for)
+        files = FileSender(h.config.attachments_dir, h.config.at_rest)
+        result = Forwarder(h.engine, h.config.upstream, h.config.key_id, h.config.at_rest.open,
+                           files=files).drain(retry_for=retry_for)
         left = outbox.counts(h.engine)
         doc = {"backfilled_batches": backfilled, "delivered_batches": result.delivered, "records": result.records, "failed_attempts": result.retried,
                "refused_batches": result.refused, "busy": result.busy, "last_error": result.last_error, **left}

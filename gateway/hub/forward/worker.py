@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from gateway.hub.forward import outbox
+from gateway.hub.forward.attachments import FileSender
 from gateway.hub.forward.outbox import Bind
 from gateway.hub.forward.settings import UpstreamConfig
 from gateway.hub.forward.upstream import Delivered, Refused, Retry, Upstream
@@ -84,6 +85,7 @@ class Forwarder:
     upstream: UpstreamConfig
     hub_key_id: str
     opener: Opener | None = None  # [at_rest]'s open: the key file may be sealed under SM4
+    files: FileSender | None = None  # the attachments store: files named by an upward batch go up before it
     wake: threading.Event = field(default_factory=threading.Event)
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -112,7 +114,8 @@ class Forwarder:
                 return True  # everything claimed was superseded: look again
         fb = sent[0]
         self.last_full = fb.records >= self.upstream.batch_size
-        answer = self.client.post_batch(fb.forward_id, fb.department, fb.body)
+        answer = (self.files and self.files.before(self.client, fb)) or self.client.post_batch(
+            fb.forward_id, fb.department, fb.body)
         if isinstance(answer, Delivered):
             outbox.settle(bind, fb, answer.receipt, answer.signature, answer.doc)
             result.delivered += 1

@@ -39,6 +39,7 @@ def columns(b: Bulletin) -> list[tuple[str, str]]:
         ("排名", "int"),
         ("部门编码", "text"),
         ("部门名称", "text"),
+        *([("所属辖区", "text")] if b.areas else []),  # at a county or city, as the page names each row's area
         *[(t.label, "int") for t in RECORD_TYPES.values()],
         ("记录合计", "int"),
         ("期内更新", "int"),
@@ -66,6 +67,7 @@ def values(b: Bulletin) -> list[list[Any]]:
                 i,
                 d.code,
                 d.name,
+                *([b.areas.get(d.code, "本级直报")] if b.areas else []),
                 *[d.by_type.get(t, 0) for t in RECORD_TYPES],
                 d.records,
                 d.updated,
@@ -131,11 +133,61 @@ def write_bulletin(b: Bulletin) -> IO[bytes]:
     ws.sheet_properties.pageSetUpPr.fitToPage = True
     ws.print_options.horizontalCentered = True
     ws.page_margins.left = ws.page_margins.right = 0.4
+    _area_sheet(wb, b)
     _action_sheet(wb, b)
     f = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
     wb.save(f)
     f.seek(0)
     return f  # type: ignore[return-value]
+
+
+# 分辖区汇总: the page's area table (gateway/hub/ui/templates/hub_ui/report.html), column for column.
+AREA_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("辖区（下级中心）", "area", "text"),
+    ("部门数", "departments", "int"),
+    ("现存记录", "records", "int"),
+    ("期内更新", "updated", "int"),
+    ("超期未更新", "stale", "int"),
+    ("超期占比", "stale_share", "pct"),
+    ("被拒绝", "rejected", "int"),
+    ("拒收率", "reject_rate", "pct"),
+    ("需整改的部门", "acting", "names"),
+)
+
+
+def _area_sheet(wb: Workbook, b: Bulletin) -> None:
+    """分辖区汇总: per lower hub (relay) at a county or city; no sheet at a township (no areas below)."""
+    areas = b.by_area()
+    if not areas:
+        return
+    ws = wb.create_sheet("分辖区汇总", 1)  # right after the 通报, as on the page
+    for c, (head, _key, _kind) in enumerate(AREA_COLUMNS, 1):
+        cell = set_cell(ws, 1, c, head)
+        cell.font = Font(bold=True)
+        cell.border = Border(top=THIN, bottom=THIN, left=THIN, right=THIN)
+    widths = [display_width(h) for h, _, _ in AREA_COLUMNS]
+    for r, a in enumerate(areas, 2):
+        for c, (_head, key, kind) in enumerate(AREA_COLUMNS, 1):
+            value = a[key]
+            if kind == "names":
+                value = "、".join(value) if value else "无"  # type: ignore[arg-type]
+            cell = set_cell(ws, r, c, value)
+            cell.border = Border(top=THIN, bottom=THIN, left=THIN, right=THIN)
+            if kind == "pct":
+                cell.number_format = PERCENT
+                shown = f"{value:.1%}"
+            else:
+                shown = str(value)
+            widths[c - 1] = max(widths[c - 1], display_width(shown))
+    for c, w in enumerate(widths, 1):
+        ws.column_dimensions[get_column_letter(c)].width = w + 3
+    ws.freeze_panes = "B2"
+    ws.page_setup.orientation = ws.ORIENTATION_LANDSCAPE
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
 
 
 def _action_sheet(wb: Workbook, b: Bulletin) -> None:

@@ -38,6 +38,7 @@ NAV = [
     NavItem("hub_ui.report", "更新通报"),
     NavItem("hub_ui.records_page", "数据浏览"),
     NavItem("hub_ui.forwarding", "上级转发"),
+    NavItem("hub_ui.workbook_import", "报表导入", "import_records"),
     NavItem("accounts.users", "用户", "manage_users"),
     NavItem("accounts.audit_log", "审计日志", "manage_users"),
 ]
