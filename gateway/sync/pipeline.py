@@ -14,10 +14,12 @@ state-store transaction. Strategies (SourceConfig.strategy):
 A new mapping version makes cursor sources re-read from the start, so every
 record is re-evaluated and those whose mapped version differs are re-enqueued.
 
-Rows are mapped and validated a chunk at a time, at commit: a row whose raw
-digest (rowhash.py: the row's values plus the mapping, its version and the
-validation inputs) equals its record's stored one is only marked seen, since
-mapping it again would give the stored version.
+Rows arrive as RowBatches (batchstep.py: the adapter's fetch_batches, or the
+row path's fetch() grouped) and are mapped and validated a chunk at a time, at
+commit: a row whose raw digest (rowhash.py, arrowhash.py: the row's values plus
+the mapping, its version and the validation inputs) equals its record's stored
+one is only marked seen, since mapping it again would give the stored version;
+the others are mapped together (map_batch).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.adapters import registry
 from gateway.adapters.base import Adapter, Checkpoint, SourceRow
+from gateway.adapters.batches import RowBatch
 from gateway.config import GatewayConfig, SourceConfig
 from gateway.errors import FatalError, FileRefused, MappingError, RowProblem, SkippableError
 from gateway.logs import log
@@ -42,13 +45,13 @@ from gateway.standard.schema import RECORD_TYPES, record_key
 from gateway.standard.validate import ValidationContext
 from gateway.store.db import begin_immediate, utcnow
 from gateway.store.tables import source_positions, sync_runs
-from gateway.sync import held
+from gateway.sync import batchstep, held
 from gateway.sync import problems as current_problems
-from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_updated_at
+from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_updated_at, iso_versions
 from gateway.sync.keyset import missing_keys
 from gateway.sync.lock import source_lock
 from gateway.sync.reread import AdapterCache, FileAdapterCache, MappingCache, reusable, sqlite_file
-from gateway.sync.rowhash import inputs_digest, row_hash
+from gateway.sync.rowhash import inputs_digest
 
 LOG = logging.getLogger("gateway.sync")
 COMMIT_ROWS = 2000  # rows per transaction when the adapter checkpoints less often
@@ -174,9 +177,10 @@ class _Run:
     ) -> None:
         self.engine, self.sc, self.mapping, self.progress = engine, sc, mapping, progress
         self.inputs = inputs  # rowhash.inputs_digest; None = map every row
+        self.path = batchstep.PATH
         self.writer = ChangeWriter(sc.name, sc.record_type, mapping.version, operator)
         self.summary = SyncSummary(sc.name, mapping_version=mapping.version)
-        self.raw: list[SourceRow] = []  # read, not yet mapped (see _map_chunk)
+        self.raw: list[RowBatch] = []  # read, not yet mapped (see _map_chunk)
         self.buffer: list[Mapped] = []
         self.rejected_keys: list[str] = []
         # Upkeep of current_problems at commit: rows refused in this chunk, rows read valid.
@@ -201,54 +205,64 @@ class _Run:
         if len(self.summary.problems) < KEEP_PROBLEMS:
             self.summary.problems.append(p)
 
-    def row(self, row: SourceRow) -> None:
-        self.summary.rows_read += 1
+    def rows(self, batch: RowBatch) -> None:
+        self.summary.rows_read += len(batch)
         if self.inputs is None:
-            self._map(row, None)
+            self._map(batch, None)
         else:
-            self.raw.append(row)
+            self.raw.append(batch)
 
     def _map_chunk(self, conn: Connection) -> list[str]:
         """Map the buffered raw rows whose digest differs from their record's stored one; returns
         the record keys of the others (unchanged: mapping them would give the stored version)."""
-        rows, self.raw = self.raw, []
-        if not rows:
+        batches, self.raw = self.raw, []
+        if not batches:
             return []
         inputs = self.inputs
         assert inputs is not None
-        have = self.writer.row_hashes(conn, [r.key for r in rows])
+        have = self.writer.row_hashes(conn, [k for b in batches for k in b.keys])
         conn.rollback()  # a plain read: end it before mapping, so no snapshot is held meanwhile
         same: list[str] = []
-        for r in rows:
-            h = row_hash(r.data, inputs)
-            old = have.get(r.key)
-            if old is not None and old[1] == h:
-                same.append(old[0])
-                self.valid_keys += (r.key, r.locator)
-            else:
-                self._map(r, h)
+        for b in batches:
+            digests = self.path.digests(b, inputs)
+            changed, kept = batchstep.changed_rows(b, digests, have)
+            locators = b.locators
+            for i, rkey in kept:
+                same.append(rkey)
+                self.valid_keys += (b.keys[i], locators[i])
+            if changed:
+                self._map(b.take(changed), [digests[i] for i in changed])
         return same
 
-    def _map(self, row: SourceRow, digest: bytes | None) -> None:
-        record, problems = self.mapping.map_row(row)
-        if record is None:
-            self.summary.rejected += 1
-            self.rejected_keys.append(row.key)
-            for p in problems:
-                self._keep(_keyed(p, row.key))
-            if (rkey := held.refused_key(self.mapping, row.data)) is not None:
-                self.refused.append(held.Refusal(rkey, row.key, "；".join(p.message for p in problems)))
-            self.refused_rows.append(current_problems.refused_row(self.sc.record_type, self.mapping, row, problems))
-            return
-        # The locator too: it keys an unreadable line, which a corrected file now reads valid.
-        self.valid_keys += (row.key, row.locator)
-        # What record_key() gives, without its per-call lookups.
-        get = record.get
-        rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in self._key_fields])
-        version = row.version
-        if self.sc.record_type in held.REFERENCES:
-            self.locators[row.key] = row.locator
-        self.buffer.append(Mapped(row.key, rkey, record, None if version is None else iso_updated_at(version), digest))
+    def _map(self, batch: RowBatch, digests: list[bytes] | None) -> None:
+        results = self.path.map(self.mapping, batch)
+        keys, locators = batch.keys, batch.locators
+        versions = iso_versions(batch.versions)
+        references = self.sc.record_type in held.REFERENCES
+        key_fields = self._key_fields
+        valid_keys, buffer = self.valid_keys, self.buffer
+        for i, (record, problems) in enumerate(results):
+            key = keys[i]
+            if record is None:
+                self._refuse(SourceRow(key, batch.dicts()[i], locators[i], batch.versions[i]), problems)
+                continue
+            # The locator too: it keys an unreadable line, which a corrected file now reads valid.
+            valid_keys += (key, locators[i])
+            # What record_key() gives, without its per-call lookups.
+            get = record.get
+            rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in key_fields])
+            if references:
+                self.locators[key] = locators[i]
+            buffer.append(Mapped(key, rkey, record, versions[i], None if digests is None else digests[i]))
+
+    def _refuse(self, row: SourceRow, problems: list[RowProblem]) -> None:
+        self.summary.rejected += 1
+        self.rejected_keys.append(row.key)
+        for p in problems:
+            self._keep(_keyed(p, row.key))
+        if (rkey := held.refused_key(self.mapping, row.data)) is not None:
+            self.refused.append(held.Refusal(rkey, row.key, "；".join(p.message for p in problems)))
+        self.refused_rows.append(current_problems.refused_row(self.sc.record_type, self.mapping, row, problems))
 
     def commit(
         self, extra: Callable[[Connection], None] | None = None, prepare: Callable[[Connection], None] | None = None
@@ -405,13 +419,17 @@ def _extract(run: _Run, adapter: Adapter) -> None:
     state["complete"] = False
     start = state.get("adapter")
     since_commit = 0
-    for event in adapter.fetch(start):
-        if isinstance(event, SourceRow):
-            run.row(event)
-            since_commit += 1
-            if since_commit >= COMMIT_ROWS:
+    for event in run.path.read(adapter, start, COMMIT_ROWS):
+        if isinstance(event, RowBatch):
+            # A commit every COMMIT_ROWS rows, wherever the adapter's batches end.
+            while since_commit + len(event) >= COMMIT_ROWS:
+                head, event = batchstep.split(event, COMMIT_ROWS - since_commit)
+                run.rows(head)
                 run.commit()  # position unchanged: a crash re-reads these rows, fingerprints absorb them
                 since_commit = 0
+            if len(event):
+                run.rows(event)
+                since_commit += len(event)
         elif isinstance(event, Checkpoint):
             state["adapter"] = event.position
             if event.snapshot and strategy in ("snapshot", "fingerprint"):

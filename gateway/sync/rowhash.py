@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 import gateway
 from gateway.config import GatewayConfig, SourceConfig
@@ -64,7 +65,8 @@ def _lookups(node: Any, out: list[dict[str, Any]]) -> None:
 def inputs_digest(config: GatewayConfig, sc: SourceConfig, mapping: CompiledMapping) -> bytes | None:
     """Digest of what mapping a row depends on besides the row; None when that cannot be told."""
     h = hashlib.blake2b(FORMAT, digest_size=16)
-    for part in (gateway.__version__, mapping.record_type, str(mapping.version), mapping.text):
+    # pyarrow's version: the batch path's digests (arrowhash.py) hash the Arrow types adapters get from it.
+    for part in (gateway.__version__, pa.__version__, mapping.record_type, str(mapping.version), mapping.text):
         h.update(b"\x00" + part.encode())
     h.update(orjson.dumps(sorted(config.extra_units)))
     if config.category_codes is not None:
