@@ -13,13 +13,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import bindparam, column, delete, func, insert, literal_column, select, table, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.prepared import Prepared, prepare
 from gateway.store.tables import fingerprints as fp
 
-LOOKUP_CHUNK = 500  # keys per IN list
+
+def _in_keys() -> Any:
+    """`IN (the JSON array bound as "keys")`: a whole batch's keys as one parameter of one statement
+    prepared once (SQLite's json_each), searched through the index key by key like an IN list."""
+    return select(func.json_each(bindparam("keys")).table_valued("value").c.value).scalar_subquery()
 
 
 class Stored(NamedTuple):
@@ -115,7 +120,7 @@ _TOUCH = prepare(update(fp).where(*_this_record()).values(checked_at=bindparam("
 
 _BY_RECORD_KEY = prepare(
     select(fp.c.record_key, fp.c.version, fp.c.seq, fp.c.deleted, fp.c.source_key).where(
-        fp.c.record_type == bindparam("record_type"), fp.c.record_key.in_(bindparam("keys", expanding=True))
+        fp.c.record_type == bindparam("record_type"), fp.c.record_key.in_(_in_keys())
     )
 )
 
@@ -129,7 +134,7 @@ def _live_by_source_key(*columns: Any) -> Prepared:
             fp.c.source == bindparam("source"),
             literal_column("+" + fp.c.record_type.name) == bindparam("record_type"),
             fp.c.deleted == 0,
-            fp.c.source_key.in_(bindparam("keys", expanding=True)),
+            fp.c.source_key.in_(_in_keys()),
         )
     )
 
@@ -144,26 +149,23 @@ for _row, _stmt in ((NewRow, _INSERT), (ChangedRow, _CHANGED), (SeenRow, _SEEN),
 
 def stored(conn: Connection, record_type: str, keys: Sequence[str]) -> dict[str, Stored]:
     """record_key -> stored fingerprint, of those of `keys` that have one."""
-    out: dict[str, Stored] = {}
+    if not keys:
+        return {}
     cur = conn.connection.cursor()
     try:
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            part = keys[i : i + LOOKUP_CHUNK]
-            cur.execute(_BY_RECORD_KEY.sql_for(len(part)), (record_type, *part))
-            for rkey, version, seq, deleted, skey in cur.fetchall():
-                out[rkey] = Stored(version, seq, deleted, skey)
+        cur.execute(_BY_RECORD_KEY.sql, (record_type, orjson.dumps(keys).decode()))
+        return {rkey: Stored(version, seq, deleted, skey) for rkey, version, seq, deleted, skey in cur.fetchall()}
     finally:
         cur.close()
-    return out
 
 
 def _live(conn: Connection, stmt: Prepared, source: str, record_type: str, source_keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    if not source_keys:
+        return
     cur = conn.connection.cursor()
     try:
-        for i in range(0, len(source_keys), LOOKUP_CHUNK):
-            part = source_keys[i : i + LOOKUP_CHUNK]
-            cur.execute(stmt.sql_for(len(part)), (source, record_type, *part))
-            yield from cur.fetchall()
+        cur.execute(stmt.sql, (source, record_type, orjson.dumps(source_keys).decode()))
+        yield from cur.fetchall()
     finally:
         cur.close()
 

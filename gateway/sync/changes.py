@@ -1,7 +1,7 @@
 """Change detection and the outbox write, in chunks.
 
 Each chunk of mapped records is compared with the fingerprints table (one
-SELECT per few hundred keys), and the resulting outbox rows, fingerprint
+SELECT per chunk, its keys bound as one JSON array), and the resulting outbox rows, fingerprint
 inserts/updates and "seen" marks are written with executemany in the caller's
 transaction — the same one that saves the source position, so a crash repeats
 a chunk but never loses or doubles it.
