@@ -247,3 +247,20 @@ def test_a_row_with_one_value_changed_is_mapped_again(tmp_path: Path, monkeypatc
     assert s.rejected == 1 and (s.problems[0].field, s.problems[0].rule) == ("checked_date", "required")
     assert (s.rows_read, s.new, s.deleted, s.unchanged) == (40, 1, 1, 40 - 2 - 4)
     src.dispose()
+
+
+@pytest.mark.parametrize("path", ["rows", "batches"])
+@pytest.mark.parametrize(("chunk", "commits"), [(2000, [2000, 4000, 4500]), (3000, [2000, 3000, 4500]), (700, [700, 1400, 2100, 2800, 3500, 4200, 4500])])
+def test_a_commit_per_checkpoint_and_at_most_commit_rows_rows_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, chunk: int, commits: list[int],
+) -> None:
+    """progress() is told the rows read at every commit: a source checkpointing every 2000 rows commits once per
+    checkpoint (rows and position together), one checkpointing less often commits every COMMIT_ROWS rows too."""
+    monkeypatch.setattr(batchstep, "PATH", batchstep.ROWS if path == "rows" else batchstep.BATCHES)
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    cfg = write_config(tmp_path, [source_entry("kc", url, "cursor", settings={"chunk_size": chunk})])
+    seed_source(url, 4500).dispose()
+    seen: list[int] = []
+    s = sync_source(cfg, "kc", open_store(cfg.state_path), progress=seen.append)
+    assert s.new == 4500
+    assert seen == commits + [4500], "the last commit ends the run (deletes, completeness)"

@@ -421,10 +421,14 @@ def _extract(run: _Run, adapter: Adapter) -> None:
     since_commit = 0
     for event in run.path.read(adapter, start, COMMIT_ROWS):
         if isinstance(event, RowBatch):
-            # A commit every COMMIT_ROWS rows, wherever the adapter's batches end.
-            while since_commit + len(event) >= COMMIT_ROWS:
+            # At most COMMIT_ROWS rows per commit, wherever the adapter's batches end. A full chunk is
+            # committed when more rows come, not at once: an adapter checkpointing every COMMIT_ROWS rows
+            # (the SQL adapter's default chunk) then commits once per chunk, rows and position together,
+            # instead of the rows and then an empty transaction for the position.
+            while since_commit + len(event) > COMMIT_ROWS:
                 head, event = batchstep.split(event, COMMIT_ROWS - since_commit)
-                run.rows(head)
+                if len(head):
+                    run.rows(head)
                 run.commit()  # position unchanged: a crash re-reads these rows, fingerprints absorb them
                 since_commit = 0
             if len(event):
