@@ -187,6 +187,13 @@ def test_a_type_without_a_canonical_encoding_falls_back_to_the_row_digest() -> N
     assert batchstep.BATCHES.digests(batch, b"k") == [row_hash({"tags": ["a", "b"]}, b"k")]
 
 
+def test_row_hashes_are_row_hash_of_each_row() -> None:
+    from gateway.sync.rowhash import row_hash, row_hashes
+
+    rows = [{"i": i, "s": f"箱{i}", "d": dt.date(2024, 3, 1), "dec": decimal.Decimal(i) / 4, "b": b"\x00", "n": None} for i in range(50)]
+    assert row_hashes(rows, b"inputs") == [row_hash(r, b"inputs") for r in rows]
+
+
 TYPED = sa.MetaData()
 typed = sa.Table(
     "typed", TYPED,

@@ -8,7 +8,7 @@ compares the batch path with, and as what a batch falls back to piece by piece:
 - read: ``adapter.fetch_batches`` (a columnar adapter's Arrow batches) or
   ``fetch()`` grouped into batches of dicts;
 - digests: one hash column per batch over the canonical bytes of its Arrow form
-  (arrowhash.py) when the adapter gave Arrow, else rowhash.row_hash per row;
+  (arrowhash.py) when the adapter gave Arrow, else rowhash.row_hash of each row;
 - map: ``mapping.map_batch`` of the rows whose digest changed, or map_row per row.
 
 A batch the adapter gave as dicts is digested by its dicts even on the batch
@@ -30,7 +30,7 @@ from gateway.adapters.batches import BatchEvent, RowBatch, batched
 from gateway.errors import RowProblem
 from gateway.mappings import CompiledMapping
 from gateway.sync.arrowhash import batch_digests
-from gateway.sync.rowhash import row_hash
+from gateway.sync.rowhash import row_hashes
 
 Mapped = tuple[dict[str, Any] | None, list[RowProblem]]
 
@@ -50,7 +50,7 @@ class RowPath:
         return batched(adapter.fetch(position), size)
 
     def digests(self, batch: RowBatch, inputs: bytes) -> list[bytes]:
-        return [row_hash(d, inputs) for d in batch.dicts()]
+        return row_hashes(batch.dicts(), inputs)
 
     def map(self, mapping: CompiledMapping, batch: RowBatch) -> list[Mapped]:
         return [mapping.map_row(r) for r in batch.source_rows()]

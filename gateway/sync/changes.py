@@ -214,8 +214,7 @@ class ChangeWriter:
         """Records whose source row was seen unchanged (by its raw digest): mark them seen."""
         if not record_keys:
             return
-        now, rtype = utcnow(), self.record_type
-        fingerprints.write(conn, touched=[(now, rtype, k) for k in record_keys])  # TouchRow order, plain tuples
+        fingerprints.touch(conn, self.record_type, record_keys, utcnow())
 
     def mark_seen(self, conn: Connection, source_keys: Sequence[str]) -> None:
         """Rows that exist but were rejected: keep their records from being taken for deletes."""
