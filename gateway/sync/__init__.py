@@ -7,13 +7,12 @@
 """
 
 from gateway.sync.local import EnqueueSummary, enqueue_records
+from gateway.sync.one import OneResult, sync_one
 from gateway.sync.pipeline import (
     MassDeleteHeld,
-    OneResult,
     SyncSummary,
     compile_for,
     open_adapter,
-    sync_one,
     sync_source,
 )
 

@@ -1,7 +1,7 @@
 """Change detection and the outbox write, in chunks.
 
 Each chunk of mapped records is compared with the fingerprints table (one
-SELECT per few hundred keys), and the resulting outbox rows, fingerprint
+SELECT per chunk, its keys bound as one JSON array), and the resulting outbox rows, fingerprint
 inserts/updates and "seen" marks are written with executemany in the caller's
 transaction — the same one that saves the source position, so a crash repeats
 a chunk but never loses or doubles it.
@@ -61,6 +61,38 @@ def iso_updated_at(value: Any) -> str | None:
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day).astimezone().isoformat()
     return None
+
+
+def iso_versions(values: Sequence[Any]) -> list[str | None]:
+    """iso_updated_at of each of a batch's cursor values, the same text. A naive time's local offset
+    (astimezone, the costly part) is looked up once per hour of the batch, a date's once per date."""
+    hours: dict[tuple[int, int, int, int], str | None] = {}
+    dates: dict[dt.date, str | None] = {}
+    out: list[str | None] = []
+    add = out.append
+    for v in values:
+        if type(v) is dt.datetime:
+            if v.tzinfo is not None:
+                add(v.isoformat())
+                continue
+            hour = (v.year, v.month, v.day, v.hour)
+            off = hours[hour] if hour in hours else hours.setdefault(hour, _hour_offset(v))
+            add(iso_updated_at(v) if off is None or v.fold else v.isoformat() + off)
+        elif type(v) is dt.date:
+            add(dates[v] if v in dates else dates.setdefault(v, iso_updated_at(v)))
+        else:
+            add(iso_updated_at(v))
+    return out
+
+
+def _hour_offset(v: dt.datetime) -> str | None:
+    """The local offset text (as isoformat ends) of naive `v`'s hour when no offset change falls
+    within an hour of it (so no gap or repeated hour); None otherwise (then each is computed)."""
+    start = v.replace(minute=0, second=0, microsecond=0)
+    around = (start - dt.timedelta(hours=1), start, start + dt.timedelta(minutes=59, seconds=59), start + dt.timedelta(hours=2))
+    if len({t.astimezone().utcoffset() for t in around}) != 1:
+        return None
+    return start.astimezone().isoformat()[len(start.isoformat()):]
 
 
 def now_iso() -> str:
@@ -182,8 +214,7 @@ class ChangeWriter:
         """Records whose source row was seen unchanged (by its raw digest): mark them seen."""
         if not record_keys:
             return
-        now, rtype = utcnow(), self.record_type
-        fingerprints.write(conn, touched=[(now, rtype, k) for k in record_keys])  # TouchRow order, plain tuples
+        fingerprints.touch(conn, self.record_type, record_keys, utcnow())
 
     def mark_seen(self, conn: Connection, source_keys: Sequence[str]) -> None:
         """Rows that exist but were rejected: keep their records from being taken for deletes."""

@@ -14,10 +14,12 @@ state-store transaction. Strategies (SourceConfig.strategy):
 A new mapping version makes cursor sources re-read from the start, so every
 record is re-evaluated and those whose mapped version differs are re-enqueued.
 
-Rows are mapped and validated a chunk at a time, at commit: a row whose raw
-digest (rowhash.py: the row's values plus the mapping, its version and the
-validation inputs) equals its record's stored one is only marked seen, since
-mapping it again would give the stored version.
+Rows arrive as RowBatches (batchstep.py: the adapter's fetch_batches, or the
+row path's fetch() grouped) and are mapped and validated a chunk at a time, at
+commit: a row whose raw digest (rowhash.py, arrowhash.py: the row's values plus
+the mapping, its version and the validation inputs) equals its record's stored
+one is only marked seen, since mapping it again would give the stored version;
+the others are mapped together (map_batch).
 """
 
 from __future__ import annotations
@@ -34,21 +36,21 @@ from sqlalchemy.engine import Connection
 
 from gateway.adapters import registry
 from gateway.adapters.base import Adapter, Checkpoint, SourceRow
+from gateway.adapters.batches import RowBatch
 from gateway.config import GatewayConfig, SourceConfig
-from gateway.errors import FatalError, FileRefused, MappingError, RowProblem, SkippableError
+from gateway.errors import FatalError, FileRefused, MappingError, RowProblem
 from gateway.logs import log
 from gateway.mappings import CompiledMapping, current_version, load_mapping
-from gateway.standard.schema import RECORD_TYPES, record_key
+from gateway.standard.schema import RECORD_TYPES
 from gateway.standard.validate import ValidationContext
 from gateway.store.db import begin_immediate, utcnow
 from gateway.store.tables import source_positions, sync_runs
-from gateway.sync import held
+from gateway.sync import batchstep, held
 from gateway.sync import problems as current_problems
-from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_updated_at
+from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_versions
 from gateway.sync.keyset import missing_keys
 from gateway.sync.lock import source_lock
-from gateway.sync.reread import AdapterCache, FileAdapterCache, MappingCache, reusable, sqlite_file
-from gateway.sync.rowhash import inputs_digest, row_hash
+from gateway.sync.rowhash import inputs_digest
 
 LOG = logging.getLogger("gateway.sync")
 COMMIT_ROWS = 2000  # rows per transaction when the adapter checkpoints less often
@@ -88,15 +90,6 @@ class SyncSummary:
             f"未变 {self.unchanged}，拒收 {self.rejected}"
             + (f"；拒绝文件 {self.files_refused} 个" if self.files_refused else "")
         )
-
-
-@dataclass
-class OneResult:
-    source: str
-    source_key: str
-    op: str | None  # upsert | delete | None (unchanged or invalid)
-    outbox_ids: list[int] = field(default_factory=list)
-    problems: list[RowProblem] = field(default_factory=list)
 
 
 def open_adapter(config: GatewayConfig, sc: SourceConfig) -> Adapter:
@@ -174,9 +167,10 @@ class _Run:
     ) -> None:
         self.engine, self.sc, self.mapping, self.progress = engine, sc, mapping, progress
         self.inputs = inputs  # rowhash.inputs_digest; None = map every row
+        self.path = batchstep.PATH
         self.writer = ChangeWriter(sc.name, sc.record_type, mapping.version, operator)
         self.summary = SyncSummary(sc.name, mapping_version=mapping.version)
-        self.raw: list[SourceRow] = []  # read, not yet mapped (see _map_chunk)
+        self.raw: list[RowBatch] = []  # read, not yet mapped (see _map_chunk)
         self.buffer: list[Mapped] = []
         self.rejected_keys: list[str] = []
         # Upkeep of current_problems at commit: rows refused in this chunk, rows read valid.
@@ -201,54 +195,64 @@ class _Run:
         if len(self.summary.problems) < KEEP_PROBLEMS:
             self.summary.problems.append(p)
 
-    def row(self, row: SourceRow) -> None:
-        self.summary.rows_read += 1
+    def rows(self, batch: RowBatch) -> None:
+        self.summary.rows_read += len(batch)
         if self.inputs is None:
-            self._map(row, None)
+            self._map(batch, None)
         else:
-            self.raw.append(row)
+            self.raw.append(batch)
 
     def _map_chunk(self, conn: Connection) -> list[str]:
         """Map the buffered raw rows whose digest differs from their record's stored one; returns
         the record keys of the others (unchanged: mapping them would give the stored version)."""
-        rows, self.raw = self.raw, []
-        if not rows:
+        batches, self.raw = self.raw, []
+        if not batches:
             return []
         inputs = self.inputs
         assert inputs is not None
-        have = self.writer.row_hashes(conn, [r.key for r in rows])
+        have = self.writer.row_hashes(conn, [k for b in batches for k in b.keys])
         conn.rollback()  # a plain read: end it before mapping, so no snapshot is held meanwhile
         same: list[str] = []
-        for r in rows:
-            h = row_hash(r.data, inputs)
-            old = have.get(r.key)
-            if old is not None and old[1] == h:
-                same.append(old[0])
-                self.valid_keys += (r.key, r.locator)
-            else:
-                self._map(r, h)
+        for b in batches:
+            digests = self.path.digests(b, inputs)
+            changed, kept = batchstep.changed_rows(b, digests, have)
+            locators = b.locators
+            for i, rkey in kept:
+                same.append(rkey)
+                self.valid_keys += (b.keys[i], locators[i])
+            if changed:
+                self._map(b.take(changed), [digests[i] for i in changed])
         return same
 
-    def _map(self, row: SourceRow, digest: bytes | None) -> None:
-        record, problems = self.mapping.map_row(row)
-        if record is None:
-            self.summary.rejected += 1
-            self.rejected_keys.append(row.key)
-            for p in problems:
-                self._keep(_keyed(p, row.key))
-            if (rkey := held.refused_key(self.mapping, row.data)) is not None:
-                self.refused.append(held.Refusal(rkey, row.key, "；".join(p.message for p in problems)))
-            self.refused_rows.append(current_problems.refused_row(self.sc.record_type, self.mapping, row, problems))
-            return
-        # The locator too: it keys an unreadable line, which a corrected file now reads valid.
-        self.valid_keys += (row.key, row.locator)
-        # What record_key() gives, without its per-call lookups.
-        get = record.get
-        rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in self._key_fields])
-        version = row.version
-        if self.sc.record_type in held.REFERENCES:
-            self.locators[row.key] = row.locator
-        self.buffer.append(Mapped(row.key, rkey, record, None if version is None else iso_updated_at(version), digest))
+    def _map(self, batch: RowBatch, digests: list[bytes] | None) -> None:
+        results = self.path.map(self.mapping, batch)
+        keys, locators = batch.keys, batch.locators
+        versions = iso_versions(batch.versions)
+        references = self.sc.record_type in held.REFERENCES
+        key_fields = self._key_fields
+        valid_keys, buffer = self.valid_keys, self.buffer
+        for i, (record, problems) in enumerate(results):
+            key = keys[i]
+            if record is None:
+                self._refuse(SourceRow(key, batch.dicts()[i], locators[i], batch.versions[i]), problems)
+                continue
+            # The locator too: it keys an unreadable line, which a corrected file now reads valid.
+            valid_keys += (key, locators[i])
+            # What record_key() gives, without its per-call lookups.
+            get = record.get
+            rkey = "|".join(["" if (k := get(f)) is None else str(k) for f in key_fields])
+            if references:
+                self.locators[key] = locators[i]
+            buffer.append(Mapped(key, rkey, record, versions[i], None if digests is None else digests[i]))
+
+    def _refuse(self, row: SourceRow, problems: list[RowProblem]) -> None:
+        self.summary.rejected += 1
+        self.rejected_keys.append(row.key)
+        for p in problems:
+            self._keep(_keyed(p, row.key))
+        if (rkey := held.refused_key(self.mapping, row.data)) is not None:
+            self.refused.append(held.Refusal(rkey, row.key, "；".join(p.message for p in problems)))
+        self.refused_rows.append(current_problems.refused_row(self.sc.record_type, self.mapping, row, problems))
 
     def commit(
         self, extra: Callable[[Connection], None] | None = None, prepare: Callable[[Connection], None] | None = None
@@ -405,13 +409,21 @@ def _extract(run: _Run, adapter: Adapter) -> None:
     state["complete"] = False
     start = state.get("adapter")
     since_commit = 0
-    for event in adapter.fetch(start):
-        if isinstance(event, SourceRow):
-            run.row(event)
-            since_commit += 1
-            if since_commit >= COMMIT_ROWS:
+    for event in run.path.read(adapter, start, COMMIT_ROWS):
+        if isinstance(event, RowBatch):
+            # At most COMMIT_ROWS rows per commit, wherever the adapter's batches end. A full chunk is
+            # committed when more rows come, not at once: an adapter checkpointing every COMMIT_ROWS rows
+            # (the SQL adapter's default chunk) then commits once per chunk, rows and position together,
+            # instead of the rows and then an empty transaction for the position.
+            while since_commit + len(event) > COMMIT_ROWS:
+                head, event = batchstep.split(event, COMMIT_ROWS - since_commit)
+                if len(head):
+                    run.rows(head)
                 run.commit()  # position unchanged: a crash re-reads these rows, fingerprints absorb them
                 since_commit = 0
+            if len(event):
+                run.rows(event)
+                since_commit += len(event)
         elif isinstance(event, Checkpoint):
             state["adapter"] = event.position
             if event.snapshot and strategy in ("snapshot", "fingerprint"):
@@ -483,86 +495,3 @@ def _finish(engine: Engine, run_id: int, s: SyncSummary, status: str, error: str
                 error=error, seconds=s.seconds,
             )
         )
-
-
-_REREAD = AdapterCache()  # open server-database adapters kept between per-record re-reads
-_REREAD_FILES = FileAdapterCache()  # open SQLite-file adapters, while the file and its schema are the same
-_MAPPINGS = MappingCache()  # compiled mappings kept while the mapping text and version are the same
-
-
-def sync_one(
-    config: GatewayConfig, source_name: str, source_key: str, engine: Engine, *, operator: str = "system",
-    then: Callable[[Connection, list[int]], None] | None = None,
-) -> OneResult:
-    """Re-read one row, map, validate and enqueue it (a vanished row enqueues a delete).
-
-    `then(conn, outbox_ids)` runs inside the enqueueing transaction when rows were
-    enqueued (the per-record push claims its batch there: one commit less).
-    """
-    sc = config.source(source_name)
-    mapping = _MAPPINGS.get(config, sc, engine, lambda: compile_for(config, sc, engine, operator))
-    writer = ChangeWriter(sc.name, sc.record_type, mapping.version, operator)
-    keep = reusable(sc)
-    kept_file = None if keep or (path := sqlite_file(sc)) is None else _REREAD_FILES.get(sc, path, lambda: open_adapter(config, sc))
-    if keep:
-        adapter = _REREAD.get(sc, lambda: open_adapter(config, sc))
-    else:
-        adapter = kept_file or open_adapter(config, sc)
-    try:
-        row = adapter.fetch_one(source_key)
-    except SkippableError as e:
-        p = getattr(e, "problem", None) or RowProblem(sc.name, source_key, None, None, "read", str(e))
-        with engine.begin() as conn:
-            current_problems.record(conn, sc.name, sc.record_type, [current_problems.Refused(source_key, p.locator or source_key, None, None, [p])])
-        return OneResult(sc.name, source_key, None, problems=[p])
-    except NotImplementedError:
-        msg = f"数据源 {sc.name}（{sc.type}）不支持按键重读单条记录，请运行整个数据源的同步"
-        return OneResult(sc.name, source_key, None, problems=[RowProblem(sc.name, source_key, None, None, "fetch_one", msg)])
-    except BaseException:
-        if keep:
-            _REREAD.drop(sc.name)  # a changed or unreachable table: open and reflect afresh next time
-        elif kept_file is not None:
-            _REREAD_FILES.drop(sc.name)
-        raise
-    finally:
-        if not keep and kept_file is None:
-            adapter.close()
-    if row is None:
-        with engine.begin() as conn:
-            begin_immediate(conn)
-            counts = writer.delete_source_key(conn, source_key, want_ids=True)
-            held.discard(conn, sc.name, sc.record_type, source_keys=[source_key])
-            current_problems.clear(conn, sc.name, [source_key])
-            if then is not None and counts.outbox_ids:
-                then(conn, counts.outbox_ids)
-        return OneResult(sc.name, source_key, "delete" if counts.outbox_ids else None, counts.outbox_ids)
-    record, problems = mapping.map_row(row)
-    if record is None:
-        rkey = held.refused_key(mapping, row.data)
-        with engine.begin() as conn:
-            begin_immediate(conn)
-            current_problems.record(
-                conn, sc.name, sc.record_type, [current_problems.refused_row(sc.record_type, mapping, row, problems)]
-            )
-            if rkey is not None or sc.record_type in held.REFERENCES:  # keep held.py's tables true to this row
-                held.discard(conn, sc.name, sc.record_type, source_keys=[row.key])
-                if rkey is not None:
-                    reasons = "；".join(p.message for p in problems)
-                    held.record_refusals(conn, sc.name, sc.record_type, [held.Refusal(rkey, row.key, reasons)])
-        return OneResult(sc.name, source_key, None, problems=problems)
-    item = Mapped(row.key, record_key(sc.record_type, record), record, iso_updated_at(row.version))
-    with engine.begin() as conn:
-        begin_immediate(conn)
-        kept, held_back = held.hold_for(conn, writer, [item])
-        if held_back:
-            writer.mark_seen(conn, [row.key])
-            h = held_back[0]
-            p = RowProblem(sc.name, row.locator, h.field, h.value, h.rule, h.message)
-            return OneResult(sc.name, source_key, None, problems=[p])
-        counts = writer.write(conn, kept, want_ids=True)
-        current_problems.clear(conn, sc.name, [source_key])
-        held.discard(conn, sc.name, sc.record_type, [item.record_key])
-        held.release(conn, sc.record_type, [item.record_key], operator)
-        if then is not None and counts.outbox_ids:
-            then(conn, counts.outbox_ids)
-    return OneResult(sc.name, source_key, "upsert" if counts.outbox_ids else None, counts.outbox_ids)

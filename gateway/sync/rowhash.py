@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 import gateway
 from gateway.config import GatewayConfig, SourceConfig
@@ -64,7 +65,8 @@ def _lookups(node: Any, out: list[dict[str, Any]]) -> None:
 def inputs_digest(config: GatewayConfig, sc: SourceConfig, mapping: CompiledMapping) -> bytes | None:
     """Digest of what mapping a row depends on besides the row; None when that cannot be told."""
     h = hashlib.blake2b(FORMAT, digest_size=16)
-    for part in (gateway.__version__, mapping.record_type, str(mapping.version), mapping.text):
+    # pyarrow's version: the batch path's digests (arrowhash.py) hash the Arrow types adapters get from it.
+    for part in (gateway.__version__, pa.__version__, mapping.record_type, str(mapping.version), mapping.text):
         h.update(b"\x00" + part.encode())
     h.update(orjson.dumps(sorted(config.extra_units)))
     if config.category_codes is not None:
@@ -93,3 +95,15 @@ def inputs_digest(config: GatewayConfig, sc: SourceConfig, mapping: CompiledMapp
 def row_hash(data: Mapping[str, Any], inputs: bytes) -> bytes:
     """Digest of one raw source row under the mapping inputs `inputs`."""
     return hashlib.blake2b(orjson.dumps(data, default=_tagged, option=orjson.OPT_NON_STR_KEYS), digest_size=16, key=inputs).digest()
+
+
+def row_hashes(rows: Iterable[Mapping[str, Any]], inputs: bytes) -> list[bytes]:
+    """row_hash of each row, the same digests: the keyed state is set up once and copied per row."""
+    base = hashlib.blake2b(digest_size=16, key=inputs)
+    dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
+    out: list[bytes] = []
+    for data in rows:
+        h = base.copy()
+        h.update(dumps(data, default=_tagged, option=option))
+        out.append(h.digest())
+    return out

@@ -1,0 +1,102 @@
+"""How the sync reads, digests and maps a chunk's rows: on RowBatches (the bulk path) or row by row.
+
+Both paths hand the pipeline the same events (RowBatch, RowProblem, FileRefused,
+Checkpoint, in the adapter's order) and must give the same stored result; the
+row path is kept as the reference the equivalence test (tests/test_sync_batches.py)
+compares the batch path with, and as what a batch falls back to piece by piece:
+
+- read: ``adapter.fetch_batches`` (a columnar adapter's Arrow batches) or
+  ``fetch()`` grouped into batches of dicts;
+- digests: one hash column per batch over the canonical bytes of its Arrow form
+  (arrowhash.py) when the adapter gave Arrow, else rowhash.row_hash of each row;
+- map: ``mapping.map_batch`` of the rows whose digest changed, or map_row per row.
+
+A batch the adapter gave as dicts is digested by its dicts even on the batch
+path: converting them to Arrow (RowBatch.arrow) widens an int beside a float to
+1.0, gives a decimal column the batch's widest scale and moves every time to the
+first row's zone, so two different dicts could share one Arrow row and a changed
+row pass as unchanged. Arrow read by the adapter *is* what its dicts are made from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from gateway.adapters.base import Adapter, Position
+from gateway.adapters.batches import BatchEvent, RowBatch, batched
+from gateway.errors import RowProblem
+from gateway.mappings import CompiledMapping
+from gateway.sync.arrowhash import batch_digests
+from gateway.sync.rowhash import row_hashes
+
+Mapped = tuple[dict[str, Any] | None, list[RowProblem]]
+
+
+def adapter_arrow(batch: RowBatch) -> pa.RecordBatch | None:
+    """The batch's values as the adapter gave them in Arrow (RowBatch.from_arrow, not yet turned into
+    dicts); None for a batch of dicts. (RowBatch keeps that apart only in its fields.)"""
+    return batch._arrow if batch._rows is None else None
+
+
+class RowPath:
+    """Row by row, as the sync ran before the bulk path: the reference."""
+
+    name = "rows"
+
+    def read(self, adapter: Adapter, position: Position | None, size: int) -> Iterator[BatchEvent]:
+        return batched(adapter.fetch(position), size)
+
+    def digests(self, batch: RowBatch, inputs: bytes) -> list[bytes]:
+        return row_hashes(batch.dicts(), inputs)
+
+    def map(self, mapping: CompiledMapping, batch: RowBatch) -> list[Mapped]:
+        return [mapping.map_row(r) for r in batch.source_rows()]
+
+
+class BatchPath(RowPath):
+    """On the adapter's batches: one digest column per Arrow batch, the mapping's map_batch."""
+
+    name = "batches"
+
+    def read(self, adapter: Adapter, position: Position | None, size: int) -> Iterator[BatchEvent]:
+        return adapter.fetch_batches(position, size)
+
+    def digests(self, batch: RowBatch, inputs: bytes) -> list[bytes]:
+        data = adapter_arrow(batch)
+        got = None if data is None else batch_digests(data, inputs)
+        return super().digests(batch, inputs) if got is None else got
+
+    def map(self, mapping: CompiledMapping, batch: RowBatch) -> list[Mapped]:
+        return mapping.map_batch(batch)
+
+
+ROWS, BATCHES = RowPath(), BatchPath()
+#: The path sync_source takes; tests set it to ROWS to compare the two.
+PATH: RowPath = BATCHES
+
+
+def changed_rows(
+    batch: RowBatch, digests: Sequence[bytes], stored: dict[str, tuple[str, bytes]],
+) -> tuple[list[int], list[tuple[int, str]]]:
+    """(indices of the rows whose digest differs from their record's stored one, or that have none;
+    (index, record key) of the others). `stored`: source key -> (record key, row hash), as
+    ChangeWriter.row_hashes gives it for the batch's keys."""
+    changed: list[int] = []
+    same: list[tuple[int, str]] = []
+    get = stored.get
+    for i, (key, h) in enumerate(zip(batch.keys, digests, strict=True)):
+        old = get(key)
+        if old is not None and old[1] == h:
+            same.append((i, old[0]))
+        else:
+            changed.append(i)
+    return changed, same
+
+
+def split(batch: RowBatch, at: int) -> tuple[RowBatch, RowBatch]:
+    """The first `at` rows of the batch and the rest."""
+    n = len(batch)
+    return batch.take(list(range(at))), batch.take(list(range(at, n)))
