@@ -1,0 +1,126 @@
+"""Arrow columns that give back exactly the Python values they were built from.
+
+The bulk path's promise (gateway.adapters.batches) is that ``to_pylist()`` of a
+batch equals what ``fetch()`` yields, value for value and type for type. Arrow
+holds most driver values that way; a few it would silently change, so a column
+is built only when its non-null values are all of one Python type below and
+meet its rule, otherwise ``exact_array`` answers None and the caller keeps the
+rows as dicts (the batch's arrow() is then None and its consumers take the row
+path):
+
+- int -> int64 (a value outside int64 -> None); bool -> bool; float -> float64;
+  str -> string; bytes -> binary; date -> date32;
+- datetime without tz -> timestamp[us]; with tz -> timestamp[us, tz] only when
+  every value has the same tzinfo (Arrow keeps one zone per column and would
+  move the others into it);
+- Decimal -> decimal128(38, s) only when every value is finite, has the same
+  exponent -s <= 0, at most 38 digits and is not a negative zero (Arrow
+  re-scales ``Decimal('2')`` in a scale-2 column to ``Decimal('2.00')``, turns
+  ``1E+3`` into ``1000`` and ``-0.0`` into ``0.0``);
+- a column of only None -> null;
+- anything else (time, timedelta, UUID, JSON dicts, mixed types) -> None.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+_NONE = type(None)
+_SIMPLE: dict[type, pa.DataType] = {
+    int: pa.int64(),
+    bool: pa.bool_(),
+    float: pa.float64(),
+    str: pa.string(),
+    bytes: pa.binary(),
+    dt.date: pa.date32(),
+}
+
+
+def exact_array(values: Sequence[Any]) -> pa.Array | None:
+    """`values` as an Arrow array whose to_pylist() equals them in value and type; None when none can."""
+    kinds = set(map(type, values))
+    kinds.discard(_NONE)
+    if not kinds:
+        return pa.nulls(len(values))
+    if len(kinds) != 1:
+        return None
+    (kind,) = kinds
+    if kind in _SIMPLE:
+        arrow_type = _SIMPLE[kind]
+    elif kind is dt.datetime:
+        arrow_type = _datetime_type(values)
+    elif kind is Decimal:
+        arrow_type = _decimal_type(values)
+    else:
+        return None
+    if arrow_type is None:
+        return None
+    try:
+        return pa.array(values, type=arrow_type)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        return None
+
+
+def _datetime_type(values: Sequence[Any]) -> pa.DataType | None:
+    zones = {v.tzinfo for v in values if v is not None}
+    if len(zones) != 1:
+        return None
+    (zone,) = zones
+    if zone is None:
+        return pa.timestamp("us")
+    # Arrow names the zone; a tzinfo it cannot name (a custom class) is not kept.
+    name = _zone_name(zone, next(v for v in values if v is not None))
+    return pa.timestamp("us", tz=name) if name else None
+
+
+def _zone_name(zone: dt.tzinfo, sample: dt.datetime) -> str | None:
+    key = getattr(zone, "key", None)  # zoneinfo.ZoneInfo
+    if isinstance(key, str):
+        return key
+    if isinstance(zone, dt.timezone):
+        offset = zone.utcoffset(sample)
+        if offset == dt.timedelta(0):
+            return "UTC"
+        total = int(offset.total_seconds())
+        if total % 60:
+            return None
+        sign = "-" if total < 0 else "+"
+        h, m = divmod(abs(total) // 60, 60)
+        return f"{sign}{h:02d}:{m:02d}"
+    return None
+
+
+def _decimal_type(values: Sequence[Any]) -> pa.DataType | None:
+    exponent: Any = None
+    digits = 0
+    for v in values:
+        if v is None:
+            continue
+        sign, ds, exp = v.as_tuple()
+        if exp != exponent:
+            if exponent is not None or not isinstance(exp, int) or exp > 0:
+                return None  # a second scale, NaN/Infinity ('n'/'F'), or a positive exponent
+            exponent = exp
+        if sign and ds == (0,):
+            return None  # negative zero
+        if len(ds) > digits:
+            digits = len(ds)
+    if digits > 38 or -exponent > 38:
+        return None
+    return pa.decimal128(38, -exponent)
+
+
+def exact_batch(names: Sequence[str], columns: Sequence[Sequence[Any]]) -> pa.RecordBatch | None:
+    """A record batch of one exact array per column; None when any column has none."""
+    arrays = []
+    for col in columns:
+        arr = exact_array(col)
+        if arr is None:
+            return None
+        arrays.append(arr)
+    return pa.RecordBatch.from_arrays(arrays, names=list(names))
