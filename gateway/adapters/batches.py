@@ -30,7 +30,7 @@ from typing import Any, overload
 
 import pyarrow as pa
 
-from gateway.adapters.arrow_exact import exact_batch
+from gateway.adapters.arrow_exact import exact_batch, python_rows
 from gateway.adapters.base import Checkpoint, SourceRow
 from gateway.errors import RowProblem
 
@@ -45,6 +45,15 @@ class Locators(Sequence[str]):
     def __init__(self, where: str, keys: Sequence[str]) -> None:
         self._where = where
         self._keys = keys
+
+    @classmethod
+    def from_columns(
+        cls, names: list[str], columns: list[Sequence[Any]], keys: list[str], locators: Sequence[str], versions: list[Any]
+    ) -> RowBatch:
+        """A batch over a reader's value columns (Python objects, one sequence per column)."""
+        if not all(len(c) == len(keys) for c in columns) or not (len(keys) == len(locators) == len(versions)):
+            raise ValueError("a RowBatch needs one key, locator and version per row")
+        return cls(keys, locators, versions, _columns=(names, columns))
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -86,6 +95,8 @@ class RowBatch:
     _rows: list[dict[str, Any]] | None = None
     _arrow: pa.RecordBatch | None = None
     _arrow_failed: bool = False
+    # (names, one list of values per column) as a reader transposed them: dicts and Arrow are built from these
+    _columns: tuple[list[str], list[Sequence[Any]]] | None = None
 
     @classmethod
     def from_rows(cls, rows: Sequence[SourceRow]) -> RowBatch:
@@ -97,21 +108,37 @@ class RowBatch:
             raise ValueError("a RowBatch needs one key, locator and version per row")
         return cls(keys, locators, versions, None, data)
 
+    @classmethod
+    def from_columns(
+        cls, names: list[str], columns: list[Sequence[Any]], keys: list[str], locators: Sequence[str], versions: list[Any]
+    ) -> RowBatch:
+        """A batch over a reader's value columns (Python objects, one sequence per column)."""
+        if not all(len(c) == len(keys) for c in columns) or not (len(keys) == len(locators) == len(versions)):
+            raise ValueError("a RowBatch needs one key, locator and version per row")
+        return cls(keys, locators, versions, _columns=(names, columns))
+
     def __len__(self) -> int:
         return len(self.keys)
 
     def dicts(self) -> list[dict[str, Any]]:
         """Each row's values as fetch() gives them (column -> value)."""
         if self._rows is None:
-            assert self._arrow is not None
-            self._rows = self._arrow.to_pylist()
+            if self._columns is not None:
+                names, columns = self._columns
+                self._rows = [dict(zip(names, vals, strict=True)) for vals in zip(*columns, strict=True)]
+            else:
+                assert self._arrow is not None
+                self._rows = python_rows(self._arrow)
         return self._rows
 
     def arrow(self) -> pa.RecordBatch | None:
         """The values as an Arrow record batch; None when Arrow cannot hold them as they are (a column
         mixing types, say): callers then take the row path for this batch."""
         if self._arrow is None and not self._arrow_failed:
-            self._arrow = _exact_from_rows(self.dicts())
+            if self._columns is not None:
+                self._arrow = exact_batch(*self._columns) if self.keys else None
+            else:
+                self._arrow = _exact_from_rows(self.dicts())
             self._arrow_failed = self._arrow is None
         return self._arrow
 
@@ -130,6 +157,9 @@ class RowBatch:
         if self._rows is not None:
             rows = self._rows
             part._rows = [rows[i] for i in indices]
+        elif self._columns is not None:
+            names, columns = self._columns
+            part._columns = (names, [[c[i] for i in indices] for c in columns])
         part._arrow_failed = self._arrow_failed
         return part
 
