@@ -13,6 +13,9 @@ readers alternating round by round:
 - batches→arrow / batches→dicts: the adapter's own fetch_batches, each batch
   consumed as Arrow (arrow()) or as dicts (dicts()).
 
+Then the same four readers over one GB18030 CSV export of N rows through the
+`folder` adapter (bench/bench_files.py's rows: quoted cells with commas).
+
 Prints wall and CPU µs per row (best of the rounds; CPU is the fairer figure on
 a shared machine). The databases are dropped afterwards unless --keep.
 Informational, not a test.
@@ -21,9 +24,12 @@ Informational, not a test.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -35,9 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402 (bench/data.py)
 import psycopg  # noqa: E402
 import pymysql  # noqa: E402
+from bench_files import rows as csv_rows  # noqa: E402
 
 from gateway.adapters.base import Adapter, SourceRow  # noqa: E402
 from gateway.adapters.batches import RowBatch  # noqa: E402
+from gateway.adapters.files.adapters import FolderAdapter  # noqa: E402
 from gateway.adapters.sql import SqlAdapter  # noqa: E402
 
 DB = "arrowread_src"
@@ -140,13 +148,27 @@ def check_same(url: str) -> None:
     a.close()
 
 
-def measure(label: str, url: str, n: int, rounds: int) -> None:
-    check_same(url)
+def csv_folder(n: int) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="arrowread_csv"))
+    with open(folder / "stock.csv", "w", encoding="gb18030", newline="") as f:
+        w = csv.writer(f, lineterminator="\r\n")
+        w.writerow(["物资编码", "物资名称", "数量", "日期"])
+        w.writerows(csv_rows(n))
+    return folder
+
+
+def folder_adapter(folder: Path) -> FolderAdapter:
+    return FolderAdapter("bench", {"path": str(folder), "key_columns": ["物资编码"], "completion": "atomic"})
+
+
+def measure(label: str, url: str, n: int, rounds: int, make: Callable[[Any], Adapter] = adapter) -> None:
+    if make is adapter:
+        check_same(url)
     best: dict[str, tuple[float, float]] = {}
     for _ in range(rounds):
         for name, read in READERS.items():  # alternate the readers within each round
-            a = adapter(url)
-            a.columns()  # reflect outside the timing
+            a = make(url)
+            a.columns()  # reflect (or sample) outside the timing
             t0, c0 = time.perf_counter(), time.process_time()
             got = read(a)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -156,7 +178,7 @@ def measure(label: str, url: str, n: int, rounds: int) -> None:
             w, c = best.get(name, (wall, cpu))
             best[name] = (min(w, wall), min(c, cpu))
     base = best["fetch"][1]
-    print(f"\n{label}, {n} rows of kc_mx (18 columns), best of {rounds}:")
+    print(f"\n{label}, {n} rows, best of {rounds}:")
     print(f"  {'reader':<18} {'wall µs/row':>12} {'CPU µs/row':>11} {'CPU vs fetch':>13}")
     for name, (wall, cpu) in best.items():
         print(f"  {name:<18} {wall * 1e6 / n:12.2f} {cpu * 1e6 / n:11.2f} {base / cpu:12.2f}x")
@@ -174,9 +196,14 @@ def main() -> None:
     try:
         if not args.no_mariadb:
             my_url = mariadb_copy(data.db_url(PG, DB))
-        measure("PostgreSQL (psycopg)", url, args.rows, args.rounds)
+        measure("PostgreSQL kc_mx, 18 columns (ADBC for batches)", url, args.rows, args.rounds)
         if my_url:
-            measure("MariaDB (pymysql)", my_url, args.rows, args.rounds)
+            measure("MariaDB kc_mx, 18 columns (pymysql)", my_url, args.rows, args.rounds)
+        folder = csv_folder(args.rows)
+        try:
+            measure("CSV, GB18030 (folder adapter)", folder, args.rows, args.rounds, folder_adapter)  # type: ignore[arg-type]
+        finally:
+            shutil.rmtree(folder)
     finally:
         if not args.keep:
             data.drop_database(PG, DB)

@@ -50,37 +50,35 @@ def csv_columns(path: Path, opts: FormatOptions) -> Iterator[CsvBlock] | None:
         return None
     try:
         with open(path, "rb") as f:
-            for _ in _blocks(f, opts, keep=False):
+            encoding, skip = detect_encoding(f, opts.encoding)
+            "".encode(encoding)
+            for _ in _blocks(f, encoding, skip, opts, keep=False):
                 pass
-    except _NotSure:
+    except (_NotSure, LookupError):
         return None
-    return _read(path, opts)
+    return _read(path, encoding, skip, opts)
 
 
 class _NotSure(Exception):
     pass
 
 
-def _read(path: Path, opts: FormatOptions) -> Iterator[CsvBlock]:
+def _read(path: Path, encoding: str, skip: int, opts: FormatOptions) -> Iterator[CsvBlock]:
     with open(path, "rb") as f:
         try:
-            yield from _blocks(f, opts, keep=True)
+            yield from _blocks(f, encoding, skip, opts, keep=True)
         except _NotSure as e:  # the first pass read the same bytes without complaint
             raise FileUnreadable("file.unreadable", "文件在读取过程中发生变化") from e
 
 
-def _blocks(f: BinaryIO, opts: FormatOptions, keep: bool) -> Iterator[CsvBlock]:
-    try:
-        encoding, skip = detect_encoding(f, opts.encoding)
-        "".encode(encoding)
-    except LookupError:
-        raise _NotSure from None
+def _blocks(f: BinaryIO, encoding: str, skip: int, opts: FormatOptions, keep: bool) -> Iterator[CsvBlock]:
+    well_formed = _well_formed(opts.quotechar, opts.delimiter)
     f.seek(skip)
     head = f.readline(opts.max_line_bytes + 1)
     if not head.strip() or len(head) > opts.max_line_bytes:
         raise _NotSure
     text = _decode(head, encoding)
-    _check(text, opts)
+    _check([text.rstrip("\n")], well_formed)
     cells = next(csv.reader([text], delimiter=opts.delimiter, quotechar=opts.quotechar or None, doublequote=True, strict=False))
     try:
         names = header_names(cells)
@@ -107,10 +105,11 @@ def _blocks(f: BinaryIO, opts: FormatOptions, keep: bool) -> Iterator[CsvBlock]:
         if len(block) > opts.max_line_bytes and max(map(len, block.split(b"\n"))) > opts.max_line_bytes:
             raise _NotSure
         text = _decode(block, encoding)
-        _check(text, opts)
         physical = text.split("\n")
         if physical[-1] == "":
             physical.pop()
+        if not keep:
+            _check(physical, well_formed)
         numbers = [line + 1 + i for i, s in enumerate(physical) if s and s != "\r"]
         line += len(physical)
         data = block if encoding == "utf-8" else text.encode("utf-8")
@@ -140,14 +139,14 @@ def _decode(raw: bytes, encoding: str) -> str:
         raise _NotSure from None
 
 
-def _well_quoted(q: str, d: str) -> re.Pattern[str]:
+def _well_formed(q: str, d: str) -> str:
+    """An RE2 pattern a line matches when it is fields that are either unquoted (no quote, no CR/NUL)
+    or quoted from their first to their last character (doubled quotes inside), then an optional CR."""
     qe, de = re.escape(q), re.escape(d)
-    return re.compile(f"(?:^|(?<={de})){qe}(?:[^{qe}\r\n]|{qe}{qe})*{qe}(?={de}|\r?$)", re.M)
+    field = f"(?:{qe}(?:[^{qe}\r\x00]|{qe}{qe})*{qe}|[^{qe}{de}\r\x00]*)"
+    return f"^{field}(?:{de}{field})*\r?$"
 
 
-def _check(text: str, opts: FormatOptions) -> None:
-    if "\x00" in text or text.count("\r") != text.count("\r\n"):
-        raise _NotSure
-    q = opts.quotechar
-    if q and q in text and q in _well_quoted(q, opts.delimiter).sub("", text):
-        raise _NotSure  # a quote inside a field, or a field whose quotes span lines
+def _check(lines: list[str], well_formed: str) -> None:
+    if lines and not pc.all(pc.match_substring_regex(pa.array(lines, pa.string()), well_formed)).as_py():
+        raise _NotSure  # a quote inside a field, a field whose quotes span lines, a lone CR or a NUL
