@@ -215,6 +215,36 @@ class AdapterConformance:
         growth = at_end - at_quarter
         assert growth < GROWTH_BOUND, f"memory grew {growth / 1e6:.1f} MB over the last {n - n // 4} rows"
 
+    def test_fetch_batches_streams_in_bounded_memory(self, source: ConformanceSource) -> None:
+        import pyarrow as pa
+
+        n = source.bulk_rows
+        source.write(make_rows(1, n, "批量"))
+        adapter = source.adapter()
+        count = 0
+        at_quarter = at_end = arrow_peak = 0
+        tracemalloc.start()
+        try:
+            with adapter:
+                for e in adapter.fetch_batches(None, 2000):
+                    if isinstance(e, RowBatch):
+                        e.arrow()  # as the bulk path consumes them
+                        arrow_peak = max(arrow_peak, pa.total_allocated_bytes())
+                        before = count
+                        count += len(e)
+                        if before < n // 4 <= count:
+                            at_quarter = tracemalloc.get_traced_memory()[0]
+                        elif count == n:
+                            at_end = tracemalloc.get_traced_memory()[0]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert count == n
+        assert peak < MEMORY_BOUND, f"peak {peak / 1e6:.1f} MB while streaming {n} rows in batches"
+        assert arrow_peak < MEMORY_BOUND, f"Arrow held {arrow_peak / 1e6:.1f} MB while streaming {n} rows"
+        growth = at_end - at_quarter
+        assert growth < GROWTH_BOUND, f"memory grew {growth / 1e6:.1f} MB over the last {n - n // 4} rows"
+
     def test_checkpoint_positions_are_json(self, source: ConformanceSource) -> None:
         source.write(make_rows(1, 12))
         positions = [e.position for e in _events(source.adapter()) if isinstance(e, Checkpoint)]
