@@ -138,7 +138,9 @@ def python_values(arr: pa.Array) -> list[Any]:
     if pa.types.is_date32(t):
         days = pc.cast(arr, pa.int32()).to_pylist()
         fromordinal, epoch = dt.date.fromordinal, _EPOCH_DAY
-        return [None if d is None else fromordinal(epoch + d) for d in days]
+        # A column of dates repeats a few hundred days: make each once (dates are immutable).
+        made = {d: None if d is None else fromordinal(epoch + d) for d in set(days)}
+        return list(map(made.__getitem__, days))
     if pa.types.is_timestamp(t) and t.tz is None and t.unit in _UNITS:
         ticks = pc.cast(arr, pa.int64()).to_pylist()
         td, epoch, per = dt.timedelta, _EPOCH, _UNITS[t.unit]
