@@ -102,12 +102,16 @@ def _exact_schema(schema: pa.Schema) -> bool:
 
 
 def open_arrow(url: sa.engine.URL, stmt: sa.Select[Any]) -> ArrowResult | None:
-    """Run `stmt` through ADBC; None (nothing read) when a column's type is not held exactly."""
+    """Run `stmt` through ADBC; None (nothing read) when a column's type is not held exactly or ADBC
+    cannot connect."""
     if adbc_pg is None:
         return None
     compiled = stmt.compile(dialect=_DIALECT)
     params = [compiled.params[name] for name in compiled.positiontup or ()]
-    conn = adbc_pg.connect(_uri(url))
+    try:
+        conn = adbc_pg.connect(_uri(url))
+    except Error:
+        return None  # libpq refuses what psycopg may accept (a driver-specific URL option): psycopg reads, or says why not
     try:
         cur = conn.cursor()
         cur.execute("SELECT current_setting('TimeZone')")
