@@ -1,6 +1,6 @@
 """Per-row cost of reading a whole source: fetch() against fetch_batches(), from one invocation.
 
-    .venv/bin/python bench/bench_read.py [--rows 100000] [--rounds 3] [--no-mariadb] [--keep]
+    .venv/bin/python bench/bench_read.py [--rows 100000] [--rounds 3] [--no-mariadb] [--keep] [--reuse]
 
 Generates bench/data.py's stock table `kc_mx` (N rows) in a PostgreSQL database
 named arrowread_src, and copies it into a MariaDB database of the same name
@@ -60,7 +60,15 @@ CREATE TABLE kc_mx (
 ) DEFAULT CHARSET=utf8mb4"""
 
 
-def pg_source(rows: int) -> str:
+def pg_source(rows: int, reuse: bool) -> str:
+    url = data.db_url(PG, DB)
+    if reuse:  # a kept database of the same size (--keep before): no need to generate it again
+        try:
+            with psycopg.connect(url) as conn:
+                if conn.execute("SELECT count(*) FROM kc_mx").fetchone()[0] == rows:  # type: ignore[index]
+                    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+        except psycopg.Error:
+            pass
     url = data.generate(PG, DB, rows)
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
@@ -190,8 +198,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-mariadb", action="store_true", help="PostgreSQL only")
     ap.add_argument("--keep", action="store_true", help="keep the arrowread_src databases")
+    ap.add_argument("--reuse", action="store_true", help="use a kept PostgreSQL arrowread_src of --rows rows")
     args = ap.parse_args()
-    url = pg_source(args.rows)
+    url = pg_source(args.rows, args.reuse)
     my_url = None
     try:
         if not args.no_mariadb:

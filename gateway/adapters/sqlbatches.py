@@ -12,7 +12,7 @@ batch splits around it. Where a column cannot be held exactly in Arrow the
 batch's arrow() is None and its consumers take the row path.
 
 Proven equal to the row loop by the adapter conformance suite
-(tests/adapter_conformance.py, ``test_fetch_batches_equals_fetch``).
+(tests/adapter_conformance.py, ``assert_batches_equal_fetch``).
 """
 
 from __future__ import annotations
