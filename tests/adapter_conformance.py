@@ -10,12 +10,18 @@ A test module subclasses ``AdapterConformance`` and provides a fixture named
 - ``write_bad_row()``: add one row that cannot be read (a value the adapter's
   declared type conversion rejects, a zero date, a broken XML element ...);
 - ``bulk_rows: int``: how many rows the memory test writes (20_000 or more, so
-  that keeping rows would show as growth).
+  that keeping rows would show as growth);
+- optionally ``comparable_position(position)``: the position without what
+  records the time of the read (a file ledger's done_at), for comparing two reads.
 
 The same tests then run against every adapter: every row comes with a
 locator and a stable key, a saved position resumes, a bad row is reported and
 the rest still come, memory stays bounded, positions are JSON, and the adapter
-is found through the entry-point registry.
+is found through the entry-point registry, and ``fetch_batches`` gives
+``fetch``'s events exactly (rows grouped into RowBatches whose keys, values and
+their types, locators and versions are fetch()'s; the same problems and
+checkpoints at the same places) on a first read, a resumed read and a read
+with a bad row in the middle.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Protocol
 
 from gateway.adapters import registry
 from gateway.adapters.base import Adapter, Checkpoint, SourceRow
+from gateway.adapters.batches import RowBatch
 from gateway.errors import RowProblem
 
 MEMORY_BOUND = 30 * 1024 * 1024  # bytes traced by tracemalloc while streaming bulk_rows rows
@@ -76,6 +83,55 @@ def _name_of(row: SourceRow, names: set[str]) -> str | None:
 
 def _rows(events: Iterable[Any]) -> list[SourceRow]:
     return [e for e in events if isinstance(e, SourceRow)]
+
+
+BATCH_SIZE = 64  # small, so that every read in the suite makes several batches
+
+
+def _typed(v: Any) -> Any:
+    """A value with its type and repr, so that 2 == 2.0 or Decimal('2') == Decimal('2.00') do not pass."""
+    if isinstance(v, dict):
+        return {k: _typed(x) for k, x in v.items()}
+    return (type(v).__name__, repr(v), v)
+
+
+def _flat(source: Any, events: Iterable[Any], size: int | None = None) -> list[Any]:
+    """An event stream as comparable tuples, a RowBatch spread into its rows; checks the batch shape."""
+    same = getattr(source, "comparable_position", lambda p: p)
+    out: list[Any] = []
+    for e in events:
+        if isinstance(e, RowBatch):
+            assert size is not None, "fetch() yields no batches"
+            assert 0 < len(e) <= size, f"a batch of {len(e)} rows (size {size})"
+            rows = list(e.source_rows())
+            assert len(rows) == len(e) == len(e.keys) == len(e.locators) == len(e.versions)
+            data = e.arrow()
+            if data is not None:  # where Arrow holds the values, it gives back exactly the dicts
+                assert _typed(data.to_pylist()) == _typed([r.data for r in rows]), "arrow() differs from dicts()"
+            out += [("row", r.key, _typed(r.data), r.locator, _typed(r.version)) for r in rows]
+        elif isinstance(e, SourceRow):
+            assert size is None, "fetch_batches() yields rows only in batches"
+            out.append(("row", e.key, _typed(e.data), e.locator, _typed(e.version)))
+        elif isinstance(e, Checkpoint):
+            out.append(("checkpoint", same(e.position), e.snapshot, e.note))
+        else:
+            assert isinstance(e, RowProblem), f"unexpected event {e!r}"
+            out.append(("problem", type(e).__name__, e))
+    return out
+
+
+def assert_batches_equal_fetch(source: Any, position: Any = None, size: int = BATCH_SIZE) -> list[Any]:
+    """fetch_batches(position, size) gives fetch(position)'s events; returns fetch()'s."""
+    with source.adapter(position) as a:
+        rows = list(a.fetch(position))
+    with source.adapter(position) as a:
+        batches = list(a.fetch_batches(position, size))
+    assert any(isinstance(e, RowBatch) for e in batches) == any(isinstance(e, SourceRow) for e in rows)
+    expected, got = _flat(source, rows), _flat(source, batches, size)
+    for i, (x, y) in enumerate(zip(expected, got, strict=False)):
+        assert x == y, f"event {i}: fetch() gave {x!r}, fetch_batches() gave {y!r}"
+    assert len(got) == len(expected), f"fetch() gave {len(expected)} events, fetch_batches() {len(got)}"
+    return rows
 
 
 class AdapterConformance:
@@ -159,12 +215,62 @@ class AdapterConformance:
         growth = at_end - at_quarter
         assert growth < GROWTH_BOUND, f"memory grew {growth / 1e6:.1f} MB over the last {n - n // 4} rows"
 
+    def test_fetch_batches_streams_in_bounded_memory(self, source: ConformanceSource) -> None:
+        import pyarrow as pa
+
+        n = source.bulk_rows
+        source.write(make_rows(1, n, "批量"))
+        adapter = source.adapter()
+        count = 0
+        at_quarter = at_end = arrow_peak = 0
+        tracemalloc.start()
+        try:
+            with adapter:
+                for e in adapter.fetch_batches(None, 2000):
+                    if isinstance(e, RowBatch):
+                        e.arrow()  # as the bulk path consumes them
+                        arrow_peak = max(arrow_peak, pa.total_allocated_bytes())
+                        before = count
+                        count += len(e)
+                        if before < n // 4 <= count:
+                            at_quarter = tracemalloc.get_traced_memory()[0]
+                        elif count == n:
+                            at_end = tracemalloc.get_traced_memory()[0]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert count == n
+        assert peak < MEMORY_BOUND, f"peak {peak / 1e6:.1f} MB while streaming {n} rows in batches"
+        assert arrow_peak < MEMORY_BOUND, f"Arrow held {arrow_peak / 1e6:.1f} MB while streaming {n} rows"
+        growth = at_end - at_quarter
+        assert growth < GROWTH_BOUND, f"memory grew {growth / 1e6:.1f} MB over the last {n - n // 4} rows"
+
     def test_checkpoint_positions_are_json(self, source: ConformanceSource) -> None:
         source.write(make_rows(1, 12))
         positions = [e.position for e in _events(source.adapter()) if isinstance(e, Checkpoint)]
         assert positions
         for pos in positions:
             assert json.loads(json.dumps(pos)) == pos
+
+    def test_fetch_batches_equals_fetch_on_a_first_and_a_resumed_read(self, source: ConformanceSource) -> None:
+        source.write(make_rows(1, 1200, "首"))  # more than one checkpoint chunk of the SQL sources (500)
+        events = assert_batches_equal_fetch(source)
+        checkpoints = [e.position for e in events if isinstance(e, Checkpoint)]
+        source.write(make_rows(2000, 150, "续"))
+        # From a checkpoint in the middle (SQL: after 500 rows) and from the end of the first read.
+        for position in (checkpoints[(len(checkpoints) - 1) // 2], checkpoints[-1]):
+            resumed = assert_batches_equal_fetch(source, position)
+            assert any(isinstance(e, SourceRow) for e in resumed), "the resumed read has rows"
+
+    def test_fetch_batches_equals_fetch_around_a_bad_row(self, source: ConformanceSource) -> None:
+        source.write(make_rows(1, 50, "前"))
+        source.write_bad_row()
+        source.write(make_rows(200, 1100, "后"))
+        events = assert_batches_equal_fetch(source)
+        assert sum(isinstance(e, RowProblem) for e in events) == 1
+        # A batch size that does not divide the runs, and one larger than a checkpoint chunk.
+        assert_batches_equal_fetch(source, size=37)
+        assert_batches_equal_fetch(source, size=5000)
 
     def test_registered_as_entry_point(self, source: ConformanceSource) -> None:
         adapter = source.adapter()

@@ -187,3 +187,38 @@ def test_gbk_file_whose_rows_pass_as_utf8_by_accident_is_still_gbk(tmp_path: Pat
     evs = drop(tmp_path, "a.csv", text.encode("gbk"))
     assert problems(evs) == []
     assert {r.data["单位"] for r in rows(evs)} == {"台"} and len(rows(evs)) == 30
+
+
+def _judge_line_by_line(head: bytes, cut: bool) -> str:
+    """The encoding judge as first written (a strict decode per line), to hold the one-decode version to."""
+    from gateway.adapters.formats.text import _decodes, has_chinese
+
+    lines = head.split(b"\n")
+    if cut:
+        lines.pop()
+    chinese_utf8 = invalid = gb_valid = 0
+    for raw in lines:
+        if raw.isascii():
+            continue
+        try:
+            chinese_utf8 += has_chinese(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            invalid += 1
+            gb_valid += _decodes(raw, "gb18030")
+    return "utf-8" if chinese_utf8 > invalid or gb_valid == 0 else "gb18030"
+
+
+def test_encoding_judge_decides_as_the_line_by_line_one() -> None:
+    import random
+
+    from gateway.adapters.formats.text import _judge
+
+    rnd = random.Random(15)
+    pieces = [
+        "帐篷".encode(), "帐篷".encode("gbk"), b"abc,1", "é".encode(), "é".encode("latin-1"), b"\xff", b"\x80",
+        "𠀀".encode(), "𠀀".encode("gb18030"), "台".encode("gbk"), b"\xed\xa0\x80", "\u3000".encode(), b"\n", b"\r\n",
+    ]
+    for _ in range(6_000):
+        head = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 24)))
+        for cut in (False, True):
+            assert _judge(head, cut) == _judge_line_by_line(head, cut), (head, cut)

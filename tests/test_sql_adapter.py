@@ -139,6 +139,9 @@ def test_query_source_runs_read_only(pg_url: str) -> None:
     with pytest.raises(Exception, match="read-only"):
         with a:
             list(a.fetch(None))
+    with pytest.raises(Exception, match="read-only"):  # the bulk read (ADBC on PostgreSQL) too
+        with a:
+            list(a.fetch_batches(None))
     with src.engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM conf_items")).scalar() == 2
     src.close()
@@ -189,3 +192,128 @@ class TestPostgresQuery(AdapterConformance):
         s.bulk_rows = 20_000
         yield s
         s.close()
+
+
+# ---- fetch_batches on every column type the drivers give ---------------------------------------------
+
+
+def _typed_table(md: sa.MetaData, exact_only: bool) -> sa.Table:
+    cols = [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("k2", sa.String(10), primary_key=True),
+        sa.Column("amount", sa.Numeric(14, 3)),
+        sa.Column("price", sa.Float),
+        sa.Column("flag", sa.Boolean),
+        sa.Column("at", sa.DateTime),
+        sa.Column("at_tz", sa.DateTime(timezone=True)),
+        sa.Column("day", sa.Date),
+        sa.Column("blob", sa.LargeBinary),
+        sa.Column("note", sa.Text),
+    ]
+    if not exact_only:
+        cols.append(sa.Column("ratio", sa.Numeric))  # no declared scale: each value keeps its own
+    return sa.Table("typed_items", md, *cols)
+
+
+def _typed_rows(n: int, exact_only: bool) -> list[dict[str, Any]]:
+    import datetime as dt
+    from decimal import Decimal
+
+    tz = dt.timezone(dt.timedelta(hours=8))
+    out = []
+    for i in range(1, n + 1):
+        blank = i % 5 == 0  # every fifth row has NULLs where NULLs may be
+        row: dict[str, Any] = {
+            "id": i, "k2": f"乙{i % 3}",
+            "amount": None if blank else Decimal(f"{i * 37 % 5000}.{i % 1000:03d}") * (-1 if i % 7 == 0 else 1),
+            "price": None if blank else i / 8, "flag": None if blank else bool(i % 2),
+            "at": dt.datetime(2026, 1, 1, 8) + dt.timedelta(seconds=i * 3601, microseconds=i * 7),
+            "at_tz": None if blank else dt.datetime(2026, 3, 1, 9, tzinfo=tz) + dt.timedelta(minutes=i),
+            "day": None if blank else dt.date(2024, 1, 1) + dt.timedelta(days=i),
+            "blob": None if blank else bytes([i % 256, 0, 255]), "note": None if blank else f"备注{i}",
+        }
+        if not exact_only:
+            row["ratio"] = None if blank else (Decimal(i) if i % 2 else Decimal(f"{i}.25"))
+        out.append(row)
+    return out
+
+
+class TypedSource:
+    """typed_items in a real database, read by cursor `at` (chunk_size 7) or as a full scan."""
+
+    def __init__(self, url: str, exact_only: bool = False, cursor: bool = True) -> None:
+        self.engine = sa.create_engine(url)
+        self.table = _typed_table(sa.MetaData(), exact_only)
+        self.table.metadata.create_all(self.engine)
+        with self.engine.begin() as c:
+            c.execute(self.table.insert(), _typed_rows(40, exact_only))
+        self.settings: dict[str, Any] = {"url": url, "table": "typed_items", "key_columns": ["id", "k2"], "chunk_size": 7}
+        if cursor:
+            self.settings["cursor_column"] = "at"
+
+    def adapter(self, position: Any = None) -> SqlAdapter:
+        return SqlAdapter("typed", self.settings)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'typed.db'}"
+    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "mysql_url")
+
+
+@pytest.mark.parametrize("cursor", [True, False], ids=["cursor", "full-scan"])
+def test_fetch_batches_equals_fetch_for_every_column_type(any_url: str, cursor: bool) -> None:
+    from tests.adapter_conformance import assert_batches_equal_fetch
+
+    src = TypedSource(any_url, cursor=cursor)
+    try:
+        events = assert_batches_equal_fetch(src, size=5)
+        positions = [e.position for e in events if isinstance(e, Checkpoint)]
+        assert len(positions) > 5, "checkpoints every 7 rows"
+        assert_batches_equal_fetch(src, positions[2], size=5)  # resumed at a timestamp (or key) position
+        seen = {type(v).__name__ for r in iter_rows(events) for v in r.data.values()}
+        # (SQLite stores NUMERIC as a float and hands it back as one.)
+        assert {"int", "str", "datetime", "date", "bytes", "NoneType"} | ({"Decimal"} if "sqlite" not in any_url else set()) <= seen
+    finally:
+        src.close()
+
+
+def test_postgres_batches_are_arrow_for_exact_types(pg_url: str) -> None:
+    """Every batch of a table of exactly-held types has an Arrow form; decimals keep their scale and
+    timestamptz its session zone; an unconstrained numeric of mixed scales leaves the batches as dicts."""
+    from decimal import Decimal
+
+    from gateway.adapters.batches import RowBatch
+    from tests.adapter_conformance import assert_batches_equal_fetch
+
+    src = TypedSource(pg_url, exact_only=True)
+    try:
+        with src.adapter() as a:
+            batches = [e for e in a.fetch_batches(None, 10) if isinstance(e, RowBatch)]
+        assert sum(len(b) for b in batches) == 40
+        assert all(b.arrow() is not None for b in batches)
+        first = batches[0].arrow()
+        assert first is not None
+        assert str(first.schema.field("amount").type) == "decimal128(14, 3)"
+        assert first.column("amount").to_pylist()[0] == Decimal("37.001")
+        assert str(first.column("amount").to_pylist()[0]) == "37.001"
+        assert batches[0].keys[:2] == ["1|乙1", "2|乙2"]
+        assert batches[0].locators[0] == "table typed_items key=1|乙1"
+    finally:
+        src.close()
+    with sa.create_engine(pg_url).begin() as c:
+        c.exec_driver_sql("DROP TABLE typed_items")
+    mixed = TypedSource(pg_url)
+    try:
+        assert_batches_equal_fetch(mixed)
+        with mixed.adapter() as a:
+            batches = [e for e in a.fetch_batches(None, 10) if isinstance(e, RowBatch)]
+        ratios = [r["ratio"] for b in batches for r in b.dicts()]
+        assert [str(v) for v in ratios[:4]] == ["1", "2.25", "3", "4.25"]
+        assert any(b.arrow() is None for b in batches), "mixed scales cannot be one Arrow decimal column"
+    finally:
+        mixed.close()

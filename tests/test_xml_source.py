@@ -15,7 +15,7 @@ from gateway.adapters.files.adapters import XmlAdapter
 from gateway.errors import RetriableError, SourceError
 from gateway.mappings.compile import load_mapping
 from tests.adapter_conformance import AdapterConformance
-from tests.test_files_folder import events, last_position, problems, rows
+from tests.test_files_folder import comparable_ledger, events, last_position, problems, rows
 
 
 def export(rows_: list[dict[str, Any]], encoding: str = "UTF-8") -> bytes:
@@ -49,6 +49,10 @@ class XmlFolderSource:
 
     def write(self, rows_: list[dict[str, Any]]) -> None:
         self.drop(export(rows_))
+
+    @staticmethod
+    def comparable_position(position: Any) -> Any:
+        return comparable_ledger(position)
 
     def write_bad_row(self) -> None:
         self.drop('<?xml version="1.0"?>\n<导出>\n  <物资 id="900">\n    <name>坏行</nmae>\n  </物资>\n</导出>\n'.encode())

@@ -16,6 +16,8 @@ from typing import Any
 import pyodbc
 
 from gateway.adapters.base import Adapter, Event, Position, Setting, SourceRow
+from gateway.adapters.batches import DEFAULT_SIZE, BatchEvent
+from gateway.adapters.sqlbatches import chunks_of, stream_batches
 from gateway.adapters.sqlrows import (
     COMMON_SETTINGS,
     apply_row_settings,
@@ -175,6 +177,27 @@ class OdbcAdapter(Adapter):
                 source=self.source, where=self.where, names=self._names, rows=self._rows(cur),
                 key_columns=self.key_columns, cursor_column=self.cursor_column, checks=self._checks,
                 chunk_size=self.chunk_size, start=position,
+            )
+        except pyodbc.Error as e:
+            raise RetriableError(f"source {self.source}: reading failed: {e}") from e
+        finally:
+            try:
+                conn.rollback()
+            finally:
+                conn.close()
+
+    def fetch_batches(self, position: Position | None, size: int = DEFAULT_SIZE) -> Iterator[BatchEvent]:
+        """fetch()'s events with the rows as columnar RowBatches (gateway.adapters.sqlbatches)."""
+        conn = self._connect()
+        try:
+            frm = self._prepare(conn)
+            sql, params = self._statement(frm, position)
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            yield from stream_batches(
+                source=self.source, where=self.where, names=self._names, chunks=chunks_of(cur.fetchmany, self.chunk_size),
+                key_columns=self.key_columns, cursor_column=self.cursor_column, checks=self._checks,
+                chunk_size=self.chunk_size, start=position, size=max(1, size),
             )
         except pyodbc.Error as e:
             raise RetriableError(f"source {self.source}: reading failed: {e}") from e

@@ -15,24 +15,28 @@ import os
 import tempfile
 import time
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from gateway.adapters.base import Adapter, Checkpoint, Event, Position, Setting, SourceRow
+from gateway.adapters.batches import DEFAULT_SIZE, BatchEvent, batched
 from gateway.adapters.filenames import REASONS, is_ignored, is_marker, markers_for, matches, refusal, shown
+from gateway.adapters.files.columnar import CsvBatches
 from gateway.adapters.files.settings import DROP, PARSING
 from gateway.adapters.files.store import Entry, FileStore
 from gateway.adapters.files.tracking import Ledger
 from gateway.adapters.formats import FileUnreadable, FormatOptions, ParsedRow, format_for, read_rows
+from gateway.adapters.formats.csv_columns import csv_columns
 from gateway.adapters.formats.xml_rows import compile_record_path
 from gateway.errors import FileRefused, RowProblem, SourceError
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _TABULAR = ("csv", "xlsx", "xls")
+FileReader = Callable[[Path, Entry, str, Ledger], Iterator[Any]]  # one spooled file's events
 
 
 def key_text(v: Any) -> str | None:
@@ -120,11 +124,26 @@ class FileDropAdapter(Adapter):
         ledger = Ledger.load(position)
         store = self.open_store()
         try:
-            yield from self._poll(store, ledger)
+            yield from self._poll(store, ledger, self._rows)
         finally:
             store.close()
 
-    def _poll(self, store: FileStore, ledger: Ledger) -> Iterator[Event]:
+    def fetch_batches(self, position: Position | None, size: int = DEFAULT_SIZE) -> Iterator[BatchEvent]:
+        """fetch()'s events in batches; a CSV file that pyarrow reads exactly as the row reader does
+        (gateway.adapters.formats.csv_columns) becomes Arrow batches without a dict per row."""
+        ledger = Ledger.load(position)
+        store = self.open_store()
+        size = max(1, size)
+
+        def read(spool: Path, e: Entry, sha: str, ledger: Ledger) -> Iterator[Any]:
+            return self._file_batches(spool, e, sha, ledger, size)
+
+        try:
+            yield from batched(self._poll(store, ledger, read), size)
+        finally:
+            store.close()
+
+    def _poll(self, store: FileStore, ledger: Ledger, read: FileReader) -> Iterator[Any]:
         s = self.settings
         now = time.time()
         if (recall := getattr(store, "recall", None)) is not None:
@@ -154,7 +173,7 @@ class FileDropAdapter(Adapter):
             if self._complete(e, present, ledger, now):
                 ready.append(e)
         for e in ready:
-            yield from self._take(store, e, ledger, present)
+            yield from self._take(store, e, ledger, present, read)
         yield Checkpoint(ledger.position())
 
     def _complete(self, e: Entry, present: dict[str, Entry], ledger: Ledger, now: float) -> bool:
@@ -166,7 +185,7 @@ class FileDropAdapter(Adapter):
             return any(m in present and present[m].mtime >= e.mtime for m in markers_for(e.name))
         return ledger.stable(e, now, float(self.settings["stable_seconds"]))
 
-    def _take(self, store: FileStore, e: Entry, ledger: Ledger, present: dict[str, Entry]) -> Iterator[Event]:
+    def _take(self, store: FileStore, e: Entry, ledger: Ledger, present: dict[str, Entry], read: FileReader) -> Iterator[Any]:
         try:
             spool, sha, size = self._spool(store, e)
         except FileNotFoundError:
@@ -188,7 +207,7 @@ class FileDropAdapter(Adapter):
                 yield Checkpoint(ledger.position(), note=f"{e.name}: same content as {ledger.files[sha]['name']}, skipped")
                 self._tidy(store, e, ledger, sha, present)
                 return
-            yield from self._rows(spool, e, sha, ledger)
+            yield from read(spool, e, sha, ledger)
         finally:
             spool.unlink(missing_ok=True)
         self._tidy(store, e, ledger, sha, present)
@@ -232,6 +251,11 @@ class FileDropAdapter(Adapter):
             status, rule = "failed", err.rule
             where = f"{e.name}:{err.where}" if err.where else e.name
             yield FileRefused(self.source, where, err.field, err.value, err.rule, f"文件 {e.name} 无法读取：{err.message}")
+        yield self._finish(e, sha, ledger, count, problems, status, rule)
+
+    def _finish(self, e: Entry, sha: str, ledger: Ledger, count: int, problems: int, status: str, rule: str | None) -> Checkpoint:
+        """Record the file in the ledger; the file's last checkpoint."""
+        s = self.settings
         if status == "done" and problems:
             # Some lines were refused: the file goes to error_dir, and the same bytes dropped
             # again are read again (its good rows are then unchanged, so nothing is enqueued twice).
@@ -241,7 +265,38 @@ class FileDropAdapter(Adapter):
         note = f"{e.name}: {count} rows, {problems} problem(s)"
         if s["mode"] == "snapshot" and not snapshot:
             note += "; not a complete snapshot, deletes not inferred"
-        yield Checkpoint(ledger.position(), snapshot=snapshot, note=note)
+        return Checkpoint(ledger.position(), snapshot=snapshot, note=note)
+
+    def _file_batches(self, spool: Path, e: Entry, sha: str, ledger: Ledger, size: int) -> Iterator[Any]:
+        """One file's events for fetch_batches: columnar for a CSV file csv_columns is sure of, else _rows."""
+        s = self.settings
+        cur = ledger.current or {}
+        resuming = cur.get("sha256") == sha and cur.get("name") == e.name and int(cur.get("rows", 0)) > 0
+        fmt = format_for(e.name, s["format"] if s["format"] != "auto" else self.default_format)
+        blocks = csv_columns(spool, self.options) if fmt == "csv" and not resuming else None
+        if blocks is None:
+            yield from self._rows(spool, e, sha, ledger)
+            return
+        every = int(s["checkpoint_rows"] or 0) if s["mode"] == "append" else 0
+        reader = CsvBatches(self.source, e.name, self.key_columns, datetime.fromtimestamp(e.mtime, tz=UTC), size, every)
+        status, rule = "done", None
+        try:
+            for item in reader.events(blocks):
+                if isinstance(item, CsvBatches.Due):  # a checkpoint inside an append file
+                    ledger.current = {"sha256": sha, "name": e.name, "rows": item.count}
+                    yield Checkpoint(ledger.position())
+                else:
+                    yield item
+        except FileUnreadable as err:
+            reader.problems += 1
+            status, rule = "failed", err.rule
+            where = f"{e.name}:{err.where}" if err.where else e.name
+            yield FileRefused(self.source, where, err.field, err.value, err.rule, f"文件 {e.name} 无法读取：{err.message}")
+        if reader.missing_key_columns:
+            # Let the row reader refuse the file, naming the missing key column, as fetch() does.
+            yield from self._rows(spool, e, sha, ledger)
+            return
+        yield self._finish(e, sha, ledger, reader.count, reader.problems, status, rule)
 
     def _key(self, data: dict[str, Any]) -> str | None:
         parts = []

@@ -15,6 +15,7 @@ splitting bytes on it is safe.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -60,21 +61,29 @@ def _judge(head: bytes, cut: bool) -> str:
     outnumber the invalid ones, or when no invalid line reads as GB18030 either (no
     choice would save those lines, and "not valid UTF-8" names their fault better).
     """
-    lines = head.split(b"\n")
+    # One decode of the whole prefix instead of one per line: with surrogateescape every byte that is
+    # not valid UTF-8 becomes a lone surrogate, so a line is valid UTF-8 iff its text has none, and
+    # encoding it back gives its exact bytes (0x0A never occurs inside a multi-byte sequence).
+    lines = head.decode("utf-8", "surrogateescape").split("\n")
     if cut:
         lines.pop()  # the last line may be cut mid-character by the prefix end
     chinese_utf8 = invalid = gb_valid = 0
-    for raw in lines:
-        if raw.isascii():
+    for line in lines:
+        if line.isascii():
             continue
-        try:
-            chinese_utf8 += has_chinese(raw.decode("utf-8"))
-        except UnicodeDecodeError:
+        if _ESCAPED.search(line) is None:
+            chinese_utf8 += _CHINESE.search(line) is not None
+        else:
             invalid += 1
-            gb_valid += _decodes(raw, "gb18030")
+            if not gb_valid:  # only whether any invalid line reads as GB18030 decides
+                gb_valid = _decodes(line.encode("utf-8", "surrogateescape"), "gb18030")
     if chinese_utf8 > invalid or gb_valid == 0:
         return "utf-8"
     return "gb18030"
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")
+_CHINESE = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0003ffff]")
 
 
 def _decodes(raw: bytes, encoding: str) -> bool:
