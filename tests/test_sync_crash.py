@@ -30,7 +30,7 @@ N = 3000
 CRASHING_SYNC = textwrap.dedent(
     """
     import os, signal, sys
-    from gateway.adapters.base import SourceRow
+    from gateway.adapters.batches import RowBatch
     from gateway.adapters.sql import SqlAdapter
     from gateway.config import load_gateway_config
     from gateway.store import open_store, outbox as store_outbox
@@ -43,16 +43,17 @@ CRASHING_SYNC = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     if mode == "rows":
-        fetch = SqlAdapter.fetch
-        def counting_fetch(self, position):
+        # The sync reads whole-source rows through fetch_batches: die once the read reaches row k.
+        fetch_batches = SqlAdapter.fetch_batches
+        def counting_fetch(self, position, size=2000):
             global seen
-            for e in fetch(self, position):
-                if isinstance(e, SourceRow):
-                    seen += 1
-                    if seen == k:
+            for e in fetch_batches(self, position, size):
+                if isinstance(e, RowBatch):
+                    seen += len(e)
+                    if seen >= k:
                         die()
                 yield e
-        SqlAdapter.fetch = counting_fetch
+        SqlAdapter.fetch_batches = counting_fetch
     else:
         enqueue = store_outbox.enqueue
         def dying_enqueue(*a, **kw):

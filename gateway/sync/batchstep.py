@@ -11,11 +11,13 @@ compares the batch path with, and as what a batch falls back to piece by piece:
   (arrowhash.py) when the adapter gave Arrow, else rowhash.row_hash of each row;
 - map: ``mapping.map_batch`` of the rows whose digest changed, or map_row per row.
 
-A batch the adapter gave as dicts is digested by its dicts even on the batch
-path: converting them to Arrow (RowBatch.arrow) widens an int beside a float to
-1.0, gives a decimal column the batch's widest scale and moves every time to the
-first row's zone, so two different dicts could share one Arrow row and a changed
-row pass as unchanged. Arrow read by the adapter *is* what its dicts are made from.
+A batch is digested by its Arrow form whenever it has one: RowBatch.arrow() is
+exact (gateway.adapters.arrow_exact: it answers None rather than widen an int
+beside a float, re-scale a decimal or move a time to another zone), so two
+different rows never share one Arrow row. A batch without an exact Arrow form is
+digested row by row. A row's digest may differ between the two forms (or between
+two batches typing a column differently): that costs one re-mapping, which finds
+the stored version, never a missed change.
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ Mapped = tuple[dict[str, Any] | None, list[RowProblem]]
 
 
 def adapter_arrow(batch: RowBatch) -> pa.RecordBatch | None:
-    """The batch's values as the adapter gave them in Arrow (RowBatch.from_arrow, not yet turned into
-    dicts); None for a batch of dicts. (RowBatch keeps that apart only in its fields.)"""
-    return batch._arrow if batch._rows is None else None
+    """The batch's exact Arrow form (built from its columns or dicts on first use); None when it has none."""
+    return batch.arrow()
 
 
 class RowPath:
