@@ -218,3 +218,40 @@ def test_bulk_csv_import_stores_what_the_row_import_stores(tmp_path: Path, recor
     if record_type == "agreement":
         assert {"items.format", "items.required", "items.min", "items.unit", "items.max_len",
                 "items.type.decimal", "date.order"} <= rules
+
+
+def test_web_import_queues_by_chunk_and_reports_progress(gw_site, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A clerk uploads a CSV of thousands of rows: the job counts rows as it goes, the result page gives the
+    counts, the outbox holds exactly the row import's records; an unreadable file is refused, not a crash."""
+    import io
+    import time
+
+    from tests.fixtures.web import client_as, csrf_of, job_outcome
+
+    src = write_csv(tmp_path / "material.csv", "material", 5, 6000)
+    from gateway.standard.validate import ValidationContext
+
+    site_ctx = ValidationContext.from_config(gw_site.extensions["gateway"].config)  # what the web import judges by
+    expected = import_csv(src, "material", context=site_ctx, checks=check_by_row)
+    c = client_as(gw_site, "clerk")
+    started = c.post("/spreadsheet/import", data={"file": (io.BytesIO(src.read_bytes()), "物资.csv"),
+                                                  "record_type": "material", "csrf_token": csrf_of(c, "/spreadsheet/")},
+                     content_type="multipart/form-data")
+    seen: list[int] = []
+    job_api = started.headers["Location"].rstrip("/") + "/api"
+    while (job := c.get(job_api).get_json())["state"] == "running":
+        seen.append(job["done"])
+        time.sleep(0.02)
+    assert job["state"] == "done", job
+    assert seen == sorted(seen) and all(n <= job["total"] for n in seen)
+    assert f"有效记录 {len(expected.records)} 条，已入推送队列 {len(expected.records)} 条，错误 {len(expected.errors)} 条" \
+        in job["message"]
+    engine = gw_site.extensions["gateway"].engine
+    with engine.connect() as conn:
+        keys = [r.record_key for r in conn.execute(select(outbox.c.record_key).order_by(outbox.c.id))]
+    assert keys == [record_key("material", r.data) for r in expected.records]
+
+    bad = c.post("/spreadsheet/import", data={"file": (io.BytesIO(b"PK\x03\x04 not a workbook"), "坏.xlsx"),
+                                              "csrf_token": csrf_of(c, "/spreadsheet/")},
+                 content_type="multipart/form-data")
+    assert "无法读取文件" in job_outcome(c, bad)
