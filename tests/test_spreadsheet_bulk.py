@@ -46,6 +46,16 @@ NOT_IN_SHEETS = {"unknown_field", "file_ref.format", "file_ref.type", "type.item
 SHEET_RULES = {"duplicate_key", "unknown_column"}
 
 
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 700 rows, so every sheet here spans several chunks (the web test keeps the default)."""
+    import gateway.spreadsheet.enqueue
+    import gateway.workbook.read
+
+    monkeypatch.setattr(gateway.workbook.read, "CHUNK_ROWS", 700)
+    monkeypatch.setattr(gateway.spreadsheet.enqueue, "CHUNK_ROWS", 700)
+
+
 def _cell(v: Any) -> Any:
     """A value as a clerk's cell can hold it (what the corpus has beyond that, spelled as text)."""
     if isinstance(v, (int, float, Decimal)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) >= 2**62:
@@ -220,14 +230,19 @@ def test_bulk_csv_import_stores_what_the_row_import_stores(tmp_path: Path, recor
                 "items.type.decimal", "date.order"} <= rules
 
 
-def test_web_import_queues_by_chunk_and_reports_progress(gw_site, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_web_import_queues_by_chunk_and_reports_progress(gw_site, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A clerk uploads a CSV of thousands of rows: the job counts rows as it goes, the result page gives the
     counts, the outbox holds exactly the row import's records; an unreadable file is refused, not a crash."""
     import io
     import time
 
+    import gateway.spreadsheet.enqueue
+    import gateway.workbook.read
     from tests.fixtures.web import client_as, csrf_of, job_outcome
 
+    monkeypatch.undo()  # the default chunk size: 6,000 rows are two chunks of it
+    assert gateway.workbook.read.CHUNK_ROWS == gateway.spreadsheet.enqueue.CHUNK_ROWS == 5000
     src = write_csv(tmp_path / "material.csv", "material", 5, 6000)
     from gateway.standard.validate import ValidationContext
 
