@@ -24,7 +24,10 @@ from gateway.workbook.read import (
     ImportedRecord,
     ImportResult,
     Progress,
+    RowChecks,
     RowError,
+    check_by_batch,
+    check_by_row,
     collect,
     import_workbook,
     iter_workbook,
@@ -32,8 +35,8 @@ from gateway.workbook.read import (
 )
 
 __all__ = [
-    "MAX_UNPACKED_BYTES", "OLE2_MAGIC", "PROGRESS_EVERY", "ImportResult", "ImportedRecord", "Progress", "RowError",
-    "import_csv", "import_workbook", "iter_csv", "iter_workbook",
+    "MAX_UNPACKED_BYTES", "OLE2_MAGIC", "PROGRESS_EVERY", "ImportResult", "ImportedRecord", "Progress", "RowChecks",
+    "RowError", "check_by_batch", "check_by_row", "import_csv", "import_workbook", "iter_csv", "iter_workbook",
 ]
 
 # A CSV line longer than this is one bad row, not a memory spike.
@@ -42,7 +45,7 @@ MAX_LINE_BYTES = 1_000_000
 
 def iter_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
              context: ValidationContext | None = None, today: date | None = None,
-             result: ImportResult | None = None) -> Iterator[ImportedRecord | RowError]:
+             result: ImportResult | None = None, checks: RowChecks = check_by_batch) -> Iterator[ImportedRecord | RowError]:
     """Stream one CSV file of `record_type` (header: Chinese labels or field names)."""
     if record_type not in RECORD_TYPES:
         raise KeyError(f"unknown record type {record_type!r}; expected one of {', '.join(RECORD_TYPES)}")
@@ -73,7 +76,7 @@ def iter_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
                     yield n, tuple(row)
 
         bad_rows: dict[int, str] = {}
-        yield from sheet_records(sheet, record_type, numbered(), ctx, today)
+        yield from sheet_records(sheet, record_type, numbered(), ctx, today, checks=checks)
         # rows that could not be decoded were yielded empty (skipped); report them now
         for n, reason in sorted(bad_rows.items()):
             yield RowError(sheet, n, "", "", None, "encoding", f"第 {n} 行{reason}，该行未导入")
@@ -81,7 +84,9 @@ def iter_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
 
 def import_csv(path: str | Path, record_type: str, encoding: str | None = None, *,
                context: ValidationContext | None = None, today: date | None = None,
-               progress: Progress | None = None) -> ImportResult:
-    """Every valid record of a CSV file of one record type plus every row error."""
+               progress: Progress | None = None, checks: RowChecks = check_by_batch) -> ImportResult:
+    """Every valid record of a CSV file of one record type plus every row error (`checks=check_by_row`: the
+    reference path)."""
     result = ImportResult(str(path))
-    return collect(result, iter_csv(path, record_type, encoding, context=context, today=today, result=result), progress)
+    stream = iter_csv(path, record_type, encoding, context=context, today=today, result=result, checks=checks)
+    return collect(result, stream, progress)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 
 from gateway.accounts.web import actor, audit_later, require
-from gateway.standard.schema import RECORD_TYPES, record_key
+from gateway.standard.schema import RECORD_TYPES
 from gateway.web.app import gw, wake_push_worker
 from gateway.web.downloads import content_disposition
 from gateway.web.jobs import Job, board
@@ -67,12 +68,27 @@ def template() -> Any:
     return send_file(tmp, as_attachment=True, download_name="应急物资信息采集模板.xlsx", mimetype=XLSX_MIME)
 
 
+class _Unreadable(Exception):
+    """The reader failed (the cause says why); a failure of the store is not the file's fault."""
+
+
+def _readable(stream: Iterator[Any]) -> Iterator[Any]:
+    while True:
+        try:
+            x = next(stream)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise _Unreadable() from e
+        yield x
+
+
 @bp.post("/import")
 @require("edit_records")
 def do_import() -> Any:
-    from gateway.spreadsheet import import_csv, import_workbook, write_error_csv, write_error_workbook
+    from gateway.spreadsheet import ImportResult, iter_csv, iter_workbook, write_error_csv, write_error_workbook
+    from gateway.spreadsheet.enqueue import enqueue_import
     from gateway.standard.validate import ValidationContext
-    from gateway.sync import enqueue_records
     from gateway.sync.problems import record_import
 
     up = request.files.get("file")
@@ -97,20 +113,14 @@ def do_import() -> Any:
     result_url = url_for("spreadsheet.result", job_id="JOB")  # built here: the job's thread has no request
 
     def work(job: Job) -> None:
-        try:
-            result = (import_workbook(src, context=ctx, progress=job.advance) if suffix == ".xlsx"
-                      else import_csv(src, csv_type, context=ctx, progress=job.advance))
-        except Exception as e:  # an unreadable file is the user's to fix, not a crash
-            raise ImportRefused(f"无法读取文件：{e}") from e
-        counts: dict[str, dict[str, int]] = {}
-        by_type: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        for r in result.records:
-            by_type.setdefault(r.record_type, []).append((record_key(r.record_type, r.data), r.data))
-        ids: list[int] = []
-        for rtype, pairs in by_type.items():
-            s = enqueue_records(g.engine, SOURCE, rtype, pairs, operator=who)
-            counts[rtype] = {"new": s.new, "changed": s.changed, "unchanged": s.unchanged}
-            ids += s.outbox_ids
+        result = ImportResult(str(src))
+        stream = (iter_workbook(src, context=ctx) if suffix == ".xlsx"
+                  else iter_csv(src, csv_type, context=ctx, result=result))
+        try:  # the valid records are queued chunk by chunk as the file is read
+            queued = enqueue_import(g.engine, result, _readable(stream), who, progress=job.advance, source=SOURCE)
+        except _Unreadable as e:  # an unreadable file is the user's to fix, not a crash
+            raise ImportRefused(f"无法读取文件：{e.__cause__}") from e.__cause__
+        counts, ids = queued.counts, queued.outbox_ids
         record_import(g.engine, filename, result, csv_type if suffix == ".csv" else None)
         report = None
         if result.errors:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -21,7 +21,8 @@ from gateway.errors import RowProblem, SourceError
 from gateway.safe_cells import restore
 from gateway.standard.converters import normalize_item
 from gateway.standard.schema import RECORD_TYPES, Field, record_key
-from gateway.standard.validate import DEFAULT_CONTEXT, ValidationContext, normalize
+from gateway.standard.validate import DEFAULT_CONTEXT, FieldError, ValidationContext, normalize
+from gateway.standard.vectorised import validate_rows_via_batch
 from gateway.workbook.guard import PackageRefused, check_package
 from gateway.workbook.layout import (
     ERROR_HEADER,
@@ -141,9 +142,28 @@ def _header_errors(sheet: str, cols: _Columns) -> Iterator[RowError]:
         yield RowError(sheet, 1, "", text, text, "unknown_column", f"表头“{text}”不是本表的字段（或重复），该列未导入")
 
 
+RowChecks = Callable[[str, Sequence[Mapping[str, Any]], date | None, ValidationContext],
+                     list[tuple[dict, list[FieldError]]]]
+CHUNK_ROWS = 5000  # rows validated together: bounds a big sheet's memory; below ~2000 the per-batch cost shows
+
+
+def check_by_row(record_type: str, rows: Sequence[Mapping[str, Any]], today: date | None,
+                 ctx: ValidationContext) -> list[tuple[dict, list[FieldError]]]:
+    """The reference path: the row validator on every row."""
+    return [normalize(record_type, r, today=today, context=ctx) for r in rows]
+
+
+def check_by_batch(record_type: str, rows: Sequence[Mapping[str, Any]], today: date | None,
+                   ctx: ValidationContext) -> list[tuple[dict, list[FieldError]]]:
+    """The bulk path: one Arrow batch per chunk through the vectorised validator; only the rows it cannot
+    prove valid go to the row validator, so every refusal keeps the row validator's reasons."""
+    return validate_rows_via_batch(record_type, rows, today=today, context=ctx)
+
+
 def sheet_records(sheet: str, record_type: str, rows: Iterator[tuple[int, tuple]], ctx: ValidationContext,
           today: date | None, items: _Items | None = None,
-          keys: dict[str, tuple[str, int]] | None = None) -> Iterator[ImportedRecord | RowError]:
+          keys: dict[str, tuple[str, int]] | None = None,
+          checks: RowChecks = check_by_batch) -> Iterator[ImportedRecord | RowError]:
     rt = RECORD_TYPES[record_type]
     fields = rt.field_map
     keys = {} if keys is None else keys  # record key -> (sheet, row) where first seen
@@ -153,6 +173,32 @@ def sheet_records(sheet: str, record_type: str, rows: Iterator[tuple[int, tuple]
         return
     cols, body = head
     yield from _header_errors(sheet, cols)
+    # A chunk keeps the sheet's order: an items error stands in its row's place among the rows to check.
+    chunk: list[RowError | tuple[int, dict[str, Any]]] = []
+
+    def settle() -> Iterator[ImportedRecord | RowError]:
+        pending = [x for x in chunk if not isinstance(x, RowError)]
+        verdicts = iter(checks(record_type, [d for _, d in pending], today, ctx)) if pending else iter(())
+        for x in chunk:
+            if isinstance(x, RowError):
+                yield x
+                continue
+            row_no, data = x
+            out, errors = next(verdicts)
+            if errors:
+                for e in errors:
+                    yield RowError(sheet, row_no, e.field, e.label, _jsonable(e.value), e.rule, e.message, data)
+                continue
+            key = record_key(record_type, out)
+            first_seen = keys.setdefault(key, (sheet, row_no))
+            if first_seen != (sheet, row_no):
+                where = f"第 {first_seen[1]} 行" if first_seen[0] == sheet else f"“{first_seen[0]}”表第 {first_seen[1]} 行"
+                yield RowError(sheet, row_no, rt.key[0], fields[rt.key[0]].label, key, "duplicate_key",
+                               f"{key_label}与{where}重复（{key}），同一记录只能出现一次")
+                continue
+            yield ImportedRecord(record_type, sheet, row_no, out)
+        chunk.clear()
+
     for row_no, values in body:
         data = cols.row_dict(values)
         if data is None:
@@ -163,23 +209,14 @@ def sheet_records(sheet: str, record_type: str, rows: Iterator[tuple[int, tuple]
             if "items" not in data:
                 bad = items.bad.get(no)
                 if bad:
-                    yield RowError(sheet, row_no, "items", "协议物资", no, "items.invalid",
-                                   f"协议物资有误（见“{ITEMS_SHEET}”表第 {'、'.join(map(str, bad))} 行），本协议未导入")
+                    chunk.append(RowError(sheet, row_no, "items", "协议物资", no, "items.invalid",
+                                          f"协议物资有误（见“{ITEMS_SHEET}”表第 {'、'.join(map(str, bad))} 行），本协议未导入"))
                     continue
                 data["items"] = items.good.get(no, [])
-        out, errors = normalize(record_type, data, today=today, context=ctx)
-        if errors:
-            for e in errors:
-                yield RowError(sheet, row_no, e.field, e.label, _jsonable(e.value), e.rule, e.message, data)
-            continue
-        key = record_key(record_type, out)
-        first_seen = keys.setdefault(key, (sheet, row_no))
-        if first_seen != (sheet, row_no):
-            where = f"第 {first_seen[1]} 行" if first_seen[0] == sheet else f"“{first_seen[0]}”表第 {first_seen[1]} 行"
-            yield RowError(sheet, row_no, rt.key[0], fields[rt.key[0]].label, key, "duplicate_key",
-                           f"{key_label}与{where}重复（{key}），同一记录只能出现一次")
-            continue
-        yield ImportedRecord(record_type, sheet, row_no, out)
+        chunk.append((row_no, data))
+        if len(chunk) >= CHUNK_ROWS:
+            yield from settle()
+    yield from settle()
 
 
 def _read_header(fields: Mapping[str, Field], rows: Iterator[tuple[int, tuple]]
@@ -246,8 +283,9 @@ OLE2_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")  # the compound-file header of .x
 
 
 def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
-                  today: date | None = None) -> Iterator[ImportedRecord | RowError]:
-    """Stream records and row errors of a standard workbook, sheet by sheet."""
+                  today: date | None = None, checks: RowChecks = check_by_batch) -> Iterator[ImportedRecord | RowError]:
+    """Stream records and row errors of a standard workbook, sheet by sheet (`checks=check_by_row`: the
+    reference path, the row validator on every row)."""
     ctx = context or DEFAULT_CONTEXT
     ref = today or ctx.today or date.today()
     with open(path, "rb") as f:
@@ -276,7 +314,7 @@ def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
                                    f"工作表“{title}”不是标准模板的工作表（应为 {'、'.join(rt.label for rt in RECORD_TYPES.values())} 或 {ITEMS_SHEET}），未导入")
                 continue
             yield from sheet_records(title, rtype, _sheet_rows(wb[title]), ctx, ref,
-                             items if rtype == "agreement" else None, keys.setdefault(rtype, {}))
+                             items if rtype == "agreement" else None, keys.setdefault(rtype, {}), checks)
         for no, rows in items.rows.items():
             if no and no not in items.seen:
                 for r in rows:
@@ -300,8 +338,9 @@ def collect(result: ImportResult, stream: Iterable[ImportedRecord | RowError],
 
 
 def import_workbook(path: str | Path, *, context: ValidationContext | None = None,
-                    today: date | None = None, progress: Progress | None = None) -> ImportResult:
+                    today: date | None = None, progress: Progress | None = None,
+                    checks: RowChecks = check_by_batch) -> ImportResult:
     """Every valid record of the workbook plus every row error; `progress(rows)` every PROGRESS_EVERY rows."""
-    return collect(ImportResult(str(path)), iter_workbook(path, context=context, today=today), progress)
+    return collect(ImportResult(str(path)), iter_workbook(path, context=context, today=today, checks=checks), progress)
 
 
