@@ -225,6 +225,12 @@ def _column(values: list[Any]) -> tuple[pa.Array, list[bool]]:
     return pa.nulls(len(values)), [v is not None for v in values]
 
 
+def python_column(values: list[Any]) -> tuple[pa.Array, list[bool]]:
+    """Python values as the Arrow column records_to_batch would build for them, and per value whether only
+    the row validator can judge it (another type than the column's, a value Arrow cannot hold exactly)."""
+    return _column(values)
+
+
 def records_to_batch(record_type_name: str, records: Sequence[Mapping[str, Any]]) -> tuple[pa.RecordBatch, list[bool]]:
     """Records (dicts) as a batch of the standard's columns, and per record whether only the row validator
     can judge it (an unknown key, a value of a type its column cannot carry)."""
