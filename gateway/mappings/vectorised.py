@@ -66,6 +66,9 @@ class FieldPlan:
     how: str  # "passthrough" | "value" | "constant" | "row"
     columns: tuple[str, ...] = ()  # the column, or a path's spellings in the order the row getter tries them
     reason: str = ""  # why a "row" field is computed row by row (Chinese: the preview shows it)
+    # transforms = ["date"] alone: a date32 column goes to the validator as the dates themselves, since
+    # converters.date_field answers a date and its isoformat() text (what the transform gives) alike.
+    date_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +104,13 @@ def _plan_field(name: str, fn: FieldFn, spec: dict[str, Any]) -> FieldPlan:
     if "path" in spec:
         key = spec["path"]
         alts = tuple(dict.fromkeys((key, key.lstrip("/"), key.removeprefix("./"), "/" + key.lstrip("/"))))
-        return FieldPlan(name, fn, "value", alts)
+        return FieldPlan(name, fn, "value", alts, date_only=_date_only(spec))
     plain = not steps and "default" not in spec
-    return FieldPlan(name, fn, "passthrough" if plain else "value", (spec["column"],))
+    return FieldPlan(name, fn, "passthrough" if plain else "value", (spec["column"],), date_only=_date_only(spec))
+
+
+def _date_only(spec: dict[str, Any]) -> bool:
+    return spec.get("transforms") == ["date"] and "default" not in spec
 
 
 def vectorised_plan(mapping: CompiledMapping) -> dict[str, str]:
@@ -122,35 +129,99 @@ def row_fields_note(mapping: CompiledMapping) -> str | None:
 
 def map_batch(mapping: CompiledMapping, batch: RowBatch) -> list[Result]:
     """Exactly ``[mapping.map_row(r) for r in batch.source_rows()]``; see the module docstring."""
+    return map_batch_detail(mapping, batch)[0]
+
+
+def map_batch_detail(mapping: CompiledMapping, batch: RowBatch) -> tuple[list[Result], list[int]]:
+    """map_batch, and the rows (by position) that went through map_row."""
     n = len(batch)
     data = batch.arrow() if n else None
     if data is None:
-        return [mapping.map_row(r) for r in batch.source_rows()]
+        return [mapping.map_row(r) for r in batch.source_rows()], list(range(n))
     plan = mapping.vector_plan()
     source = _Source(data, batch)
-    names: list[str] = []
-    arrays: list[pa.Array] = []
-    unsure = pa.array([False] * n, pa.bool_())
-    for fp in plan.fields:
-        arr, bad = _field(fp, source)
-        if bad is not None:
-            unsure = pc.or_(unsure, bad)
-        if arr.null_count < n:  # an absent field is no column (as records_to_batch leaves it out)
-            names.append(fp.name)
-            arrays.append(arr)
-    columns = pa.RecordBatch.from_arrays(arrays, names=names) if arrays else pa.record_batch({})
+    options = [_field(fp, source) for fp in plan.fields]
     results: list[Result | None] = [None] * n
-    if columns.num_rows == n:
-        verdict = validate_batch(plan.record_type, columns, context=mapping.context)
-        not_sure = unsure.to_pylist()
-        for i, record in zip(verdict.valid_indices.to_pylist(), verdict.records(), strict=True):
-            if not not_sure[i]:
-                results[i] = (record, [])
+    # A field whose values are of two types (number gives 5 and "5.5") has a column per type; rows the
+    # first choice leaves unsure get another pass with the other, while some field's other column helps.
+    reachable = _all([_sure_somewhere(alts) for alts in options])  # None: every row
+    pending: pa.Array | None = None  # None: every row
+    for _ in range(MAX_PASSES):
+        chosen = [_choose(alts, pending) for alts in options]
+        unsure = _any([bad for _, bad in chosen])
+        names = [fp.name for fp in plan.fields]
+        verdict_rows = _validate(plan.record_type, names, [arr for arr, _ in chosen], mapping)
+        at = pending.to_pylist() if pending is not None else range(n)
+        if verdict_rows is not None:
+            valid, records = verdict_rows
+            not_sure = unsure.to_pylist() if unsure is not None else None
+            for k, record in zip(valid, records, strict=True):
+                if not_sure is None or not not_sure[k]:
+                    results[at[k]] = (record, [])
+        if unsure is None or all(len(alts) == 1 for alts in options):
+            break
+        again = unsure if reachable is None else pc.and_(unsure, reachable if pending is None else reachable.take(pending))
+        left = [at[k] for k in pc.indices_nonzero(again).to_pylist() if results[at[k]] is None]
+        if not left:
+            break
+        pending = pa.array(left, pa.int64())
     rest = [i for i, r in enumerate(results) if r is None]
     if rest:
         for i, r in zip(rest, batch.take(rest).source_rows(), strict=True):
             results[i] = mapping.map_row(r)
-    return results  # type: ignore[return-value]
+    return results, rest  # type: ignore[return-value]
+
+
+MAX_PASSES = 3
+Column = tuple[pa.Array, pa.Array | None]  # values, and where they are not sure (None: nowhere)
+
+
+def _sure_somewhere(alts: list[Column]) -> pa.Array | None:
+    """Where one of the field's columns is sure; None: everywhere."""
+    if any(bad is None for _, bad in alts):
+        return None
+    return _any([pc.invert(bad) for _, bad in alts])  # type: ignore[arg-type]
+
+
+def _any(masks: list[pa.Array | None]) -> pa.Array | None:
+    """OR of the masks; None stands for all-False (and is the answer when every mask is None)."""
+    out = None
+    for m in masks:
+        if m is None:
+            continue
+        out = m if out is None else pc.or_(out, m)
+    return out
+
+
+def _all(masks: list[pa.Array | None]) -> pa.Array | None:
+    """AND of masks where None stands for all-True; None when every mask is None."""
+    out = None
+    for m in masks:
+        if m is None:
+            continue
+        out = m if out is None else pc.and_(out, m)
+    return out
+
+
+def _choose(alts: list[Column], pending: pa.Array | None) -> Column:
+    """The field's column for these rows: the first, or the one sure for the most of them."""
+    if pending is None:
+        return alts[0]
+    best = min(alts, key=lambda a: 0 if a[1] is None else a[1].take(pending).true_count)
+    arr, bad = best
+    return arr.take(pending), None if bad is None else bad.take(pending)
+
+
+def _validate(
+    record_type: str, names: list[str], arrays: list[pa.Array], mapping: CompiledMapping
+) -> tuple[list[int], list[dict[str, Any]]] | None:
+    """validate_batch on the assembled standard columns: (positions of valid rows, their records)."""
+    kept = [(name, arr) for name, arr in zip(names, arrays, strict=True) if arr.null_count < len(arr)]
+    if not kept:  # an absent field is no column (as records_to_batch leaves it out); no column at all: no pass
+        return None
+    columns = pa.RecordBatch.from_arrays([a for _, a in kept], names=[nm for nm, _ in kept])
+    verdict = validate_batch(record_type, columns, context=mapping.context)
+    return verdict.valid_indices.to_pylist(), verdict.records()
 
 
 class _Source:
@@ -211,8 +282,8 @@ def _faithful(col: pa.Array, values: Sequence[Any]) -> bool:
     return False
 
 
-def _field(fp: FieldPlan, src: _Source) -> tuple[pa.Array, pa.Array | None]:
-    """The field's column over the batch and where it is not sure (a failure, a value Arrow cannot carry)."""
+def _field(fp: FieldPlan, src: _Source) -> list[Column]:
+    """The field's column(s) over the batch: one per type its values take, each with where it is not sure."""
     if fp.how in ("passthrough", "value"):
         present = [c for c in fp.columns if c in src.names or c in src.extra]
         if len(present) > 1:  # the row getter picks a spelling per row
@@ -223,7 +294,9 @@ def _field(fp: FieldPlan, src: _Source) -> tuple[pa.Array, pa.Array | None]:
         if col is None:
             return _by_row(fp, src)
         if fp.how == "passthrough" and any(ok(col.type) for ok in _PASS_OK):
-            return col, None
+            return [(col, None)]
+        if fp.date_only and pa.types.is_date32(col.type):
+            return [(col, None)]
         return _by_value(fp, present[0], col)
     if fp.how == "constant":
         return _constant(fp, src.n)
@@ -237,29 +310,37 @@ def _call(fn: FieldFn, row: Mapping[str, Any]) -> tuple[Any, bool]:
         return None, True
 
 
-def _constant(fp: FieldPlan, n: int) -> tuple[pa.Array, pa.Array | None]:
-    value, failed = _call(fp.fn, {})
-    arr, unsure = python_column([value])
+def _constant(fp: FieldPlan, n: int) -> list[Column]:
+    (arr, bad), *_ = _from_values(fp.fn, [{}])
     zeros = pa.array([0] * n, pa.int32())
-    return arr.take(zeros), pa.array([failed or unsure[0]] * n, pa.bool_())
+    return [(arr.take(zeros), None if bad is None else bad.take(zeros))]
 
 
-def _by_value(fp: FieldPlan, key: str, col: pa.Array) -> tuple[pa.Array, pa.Array | None]:
+def _by_value(fp: FieldPlan, key: str, col: pa.Array) -> list[Column]:
     """The row closure once per distinct value, spread back over the rows."""
     if not any(ok(col.type) for ok in _DISTINCT_OK):
         return _from_values(fp.fn, [{key: v} for v in col.to_pylist()])
     enc = pc.dictionary_encode(col)
     distinct = enc.dictionary.to_pylist()
-    arr, bad = _from_values(fp.fn, [{key: v} for v in (*distinct, None)])  # the last slot: null rows
+    alts = _from_values(fp.fn, [{key: v} for v in (*distinct, None)])  # the last slot: null rows
     idx = pc.fill_null(enc.indices, len(distinct))
-    return arr.take(idx), bad.take(idx)
+    return [(arr.take(idx), None if bad is None else bad.take(idx)) for arr, bad in alts]
 
 
-def _by_row(fp: FieldPlan, src: _Source) -> tuple[pa.Array, pa.Array]:
+def _by_row(fp: FieldPlan, src: _Source) -> list[Column]:
     return _from_values(fp.fn, src.batch.dicts())
 
 
-def _from_values(fn: FieldFn, rows: Sequence[Mapping[str, Any]]) -> tuple[pa.Array, pa.Array]:
+def _from_values(fn: FieldFn, rows: Sequence[Mapping[str, Any]]) -> list[Column]:
+    """fn over rows as Arrow: the column of its commonest type and, when values of another type are left
+    out of it, a second column holding those."""
     out, failed = zip(*(_call(fn, r) for r in rows), strict=True) if rows else ((), ())
     arr, unsure = python_column(list(out))
-    return arr, pa.array([f or u for f, u in zip(failed, unsure, strict=True)], pa.bool_())
+    bad = [f or u for f, u in zip(failed, unsure, strict=True)]
+    first: Column = (arr, pa.array(bad, pa.bool_()) if any(bad) else None)
+    other = [u and not f for f, u in zip(failed, unsure, strict=True)]
+    if not any(other):
+        return [first]
+    arr2, unsure2 = python_column([v if o else None for v, o in zip(out, other, strict=True)])
+    bad2 = [not o or u for o, u in zip(other, unsure2, strict=True)]
+    return [first, (arr2, pa.array(bad2, pa.bool_()))]

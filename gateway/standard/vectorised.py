@@ -70,9 +70,15 @@ class BatchVerdict:
             elif kind == ITEMS:
                 values = [None if v is None else [_item_record(i) for i in v] for v in values]
             lists.append(values)
-        out = []
-        for row in zip(*lists, strict=True) if lists else ([] for _ in range(self.canonical.num_rows)):
-            out.append({n: v for n, v in zip(names, row, strict=True) if v is not None})
+        if not lists:
+            return [{} for _ in range(self.canonical.num_rows)]
+        out = [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+        # An absent field is no key: drop the nulls afterwards, column by column (the keys keep their order).
+        for name in names:
+            if self.canonical.column(name).null_count:
+                for record in out:
+                    if record[name] is None:
+                        del record[name]
         return out
 
 
