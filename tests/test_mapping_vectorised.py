@@ -82,7 +82,8 @@ def _chain(t: str, f: Field, i: int, seed: int) -> str:
     chain = options[(i + seed) % len(options)]
     if chain == "MAP":
         assert f.codes is not None
-        pairs = ", ".join([f'"{label}" = "{c}"' for c, label in f.codes.items()] + [f'"{c}" = "{c}"' for c in f.codes])
+        table = {**{label: c for c, label in f.codes.items()}, **{c: c for c in f.codes}}
+        pairs = ", ".join(f'"{k}" = "{v}"' for k, v in table.items())
         return f'[{{map = {{values = {{{pairs}}}, other = "error"}}}}]'
     if chain == "LOOKUP_CSV":
         return '[{lookup = {csv = "categories.csv", key = "old", value = "new", missing = "keep"}}]'
@@ -166,10 +167,11 @@ def test_map_batch_equals_map_row_on_the_corpus(seed: int, tmp_path: Path) -> No
                 arrow_batches += len(batches) - 2
                 for batch in batches:
                     f, v = assert_same(mapping, batch)
-                    fast, valid = fast + f, valid + v
+                    if batch.arrow() is not None:  # else Arrow cannot hold the rows: all go through map_row
+                        fast, valid = fast + f, valid + v
             assert arrow_batches >= len(records) // CHUNK, t  # every chunk ran from Arrow at least as text
             # The vectorised path answers for most valid rows (it does not hand everything to map_row).
-            assert fast >= 0.5 * valid, (t, fast, valid)
+            assert fast >= 0.8 * valid, (t, fast, valid)
     assert MAPPABLE_RULES <= seen, MAPPABLE_RULES - seen
     assert {"date", "regex", "map", "code", "int", "convert_unit", "number"} <= seen  # transform failures too
 
@@ -219,7 +221,7 @@ def test_batches_built_from_dicts_whose_arrow_view_differs(tmp_path: Path) -> No
     for i in range(300):
         data: dict[str, Any] = {
             "s_material_id": f" wz{i} ",
-            "s_quantity": [1, 2.5, Decimal("3.10"), Decimal("4.500")][i % 4] if i % 8 < 4 else [7, 8.0][i % 2],
+            "s_quantity": [1, 2.5, 3, 8.0][i % 4],
             "s_unit": "箱",
             "s_alert_threshold": [Decimal("1.5"), Decimal("2.50")][i % 2],
             "s_checked_date": TODAY - timedelta(days=i),
@@ -278,11 +280,13 @@ def test_a_mapping_that_cannot_be_vectorised_gives_the_same_results() -> None:
         "checked_date": VECTORISED,
     }
     rows = _stock_rows(1200)
+    fast = valid = 0
     for chunk in (rows[:600], rows[600:]):
         for batch in (RowBatch.from_rows(chunk), _arrow_batch(chunk)):
             assert batch is not None
-            _, valid = assert_same(mapping, batch)
-            assert valid > 20
+            f, v = assert_same(mapping, batch)
+            fast, valid = fast + f, valid + v
+    assert fast == valid > 20  # the row-by-row fields still go to the vectorised validator
 
 
 def test_the_preview_names_the_fields_computed_row_by_row() -> None:
@@ -311,3 +315,36 @@ def test_empty_batch() -> None:
     mapping = load_mapping(NOT_VECTORISABLE, "stock", context=CTX)
     assert mapping.map_batch(RowBatch.from_rows([])) == []
     assert date.today()  # the context pins today; nothing else reads the clock here
+
+
+def test_cli_preview_names_the_row_by_row_fields(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+    from tests.test_mapping_check import STOCK, write_department
+
+    cfg = write_department(tmp_path, STOCK.replace('material_id = "wzbm"', "material_id = { expr = 'upper(wzbm)' }"))
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "mapping", "preview", "kc"])
+    assert r.exit_code == 0, r.output
+    assert "通过 1，有错误 0" in r.output
+    assert "以下字段逐行计算：material_id（由表达式（expr）计算）" in r.output
+    (tmp_path / "plain").mkdir()
+    plain = write_department(tmp_path / "plain")
+    r = CliRunner().invoke(cli, ["--config", str(plain), "mapping", "preview", "kc"])
+    assert r.exit_code == 0 and "逐行计算" not in r.output, r.output
+
+
+def test_web_live_preview_names_the_row_by_row_fields(gw_site) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures.web import client_as, csrf_of
+    from tests.test_web_pages import _form_of_mapping
+
+    c = client_as(gw_site, "clerk")
+    tok = csrf_of(c, "/mappings/wz_db")
+    page = c.get("/mappings/wz_db").get_data(as_text=True)
+    assert 'id="preview-row-fields"' in page  # where mapping.js shows it
+    body = c.post("/mappings/wz_db/api/preview", data=_form_of_mapping(), headers={"X-CSRF-Token": tok}).get_json()
+    assert body["ok"] and body["row_fields"] is None
+    form = _form_of_mapping({"material_id": ("template", "WZ-{wzbm}")})
+    body = c.post("/mappings/wz_db/api/preview", data=form, headers={"X-CSRF-Token": tok}).get_json()
+    assert body["ok"], body
+    assert body["row_fields"] == "以下字段逐行计算：material_id（由模板（template）拼接多列）"

@@ -89,12 +89,12 @@ def plan_mapping(mapping: CompiledMapping) -> MappingPlan:
 def _plan_field(name: str, fn: FieldFn, spec: dict[str, Any]) -> FieldPlan:
     steps = [s if isinstance(s, str) else next(iter(s)) for s in spec.get("transforms", [])]
     for s, raw in zip(steps, spec.get("transforms", []), strict=True):
-        if s not in VALUE_ONLY:
-            return FieldPlan(name, fn, "row", reason=f"转换 {s} 不是内置的按值转换，可能读取整行")
         if s == "concat":
             return FieldPlan(name, fn, "row", reason="转换 concat 读取其他列")
         if s == "convert_unit" and isinstance(raw, dict) and "unit_column" in (raw.get(s) or {}):
             return FieldPlan(name, fn, "row", reason="转换 convert_unit 读取计量单位列")
+        if s not in VALUE_ONLY:
+            return FieldPlan(name, fn, "row", reason=f"转换 {s} 不是内置的按值转换，可能读取整行")
     if "expr" in spec:
         return FieldPlan(name, fn, "row", reason="由表达式（expr）计算")
     if "template" in spec:
