@@ -309,6 +309,12 @@ def test_the_plan_follows_a_swapped_context(tmp_path: Path) -> None:
     assert mapping.vector_plan() is not first
     rows = source_rows("material", corpus(4, 250)["material"], 0, json_items=False)
     assert_same(mapping, RowBatch.from_rows(rows))
+    # Fields swapped in by code: the plan is rebuilt from the closures' own specs; one made by hand
+    # (no spec) is computed row by row.
+    mapping.fields = (*mapping.fields[:-1], ("usage_desc", lambda row: row.get("s_material_name")))
+    plan = vectorised_plan(mapping)
+    assert plan["usage_desc"] == "不是由映射文件编译的字段" and plan["material_id"] == VECTORISED
+    assert_same(mapping, RowBatch.from_rows(rows))
 
 
 def test_empty_batch() -> None:

@@ -301,7 +301,9 @@ def _compile_field(
         cols |= ctx.columns_used
     if get is None:
         return None, cols
-    return _compose(get, tuple(chain), key if kind == "column" else None), cols
+    fn = _compose(get, tuple(chain), key if kind == "column" else None)
+    fn.spec = spec  # type: ignore[attr-defined]  # the batch plan reads it (a fresh closure per field)
+    return fn, cols
 
 
 def _getter(key: str, is_path: bool) -> FieldFn:

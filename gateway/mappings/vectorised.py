@@ -78,11 +78,15 @@ class MappingPlan:
 
 
 def plan_mapping(mapping: CompiledMapping) -> MappingPlan:
-    """How each field of `mapping` is computed over a batch (from the raw spec kept by load_mapping)."""
+    """How each field of `mapping` is computed over a batch, from the spec load_mapping keeps on each field's
+    closure (so a caller that swaps `fields` brings the specs of the fields it brings)."""
     plans = []
     for name, fn in mapping.fields:
-        spec = mapping._raw.get(name)
-        plans.append(_plan_field(name, fn, {"column": spec} if isinstance(spec, str) else dict(spec or {})))
+        spec = getattr(fn, "spec", None)  # set by load_mapping on each field's closure
+        if not isinstance(spec, dict):
+            plans.append(FieldPlan(name, fn, "row", reason="不是由映射文件编译的字段"))
+            continue
+        plans.append(_plan_field(name, fn, spec))
     return MappingPlan(mapping.record_type, tuple(plans))
 
 
