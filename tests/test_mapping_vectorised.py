@@ -293,8 +293,8 @@ def test_the_preview_names_the_fields_computed_row_by_row() -> None:
     mapping = load_mapping(NOT_VECTORISABLE, "stock", context=CTX, source="kc")
     note = row_fields_note(mapping)
     assert note == (
-        "以下字段逐行计算：material_id（由表达式（expr）计算）、depot_id（由模板（template）拼接多列）、"
-        "batch_no（转换 concat 读取其他列）、quantity（转换 convert_unit 读取计量单位列）"
+        "以下字段逐行计算：物资编码(material_id)（由表达式（expr）计算）、储备库编码(depot_id)（由模板（template）拼接多列）、"
+        "批次号(batch_no)（转换 concat 读取其他列）、储备数量(quantity)（转换 convert_unit 读取计量单位列）"
     )
     plain = load_mapping('record_type = "stock"\n[fields]\nmaterial_id = "a"\nquantity = "b"\nunit = "c"\nchecked_date = "d"\n')
     assert row_fields_note(plain) is None
@@ -333,7 +333,7 @@ def test_cli_preview_names_the_row_by_row_fields(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["--config", str(cfg), "mapping", "preview", "kc"])
     assert r.exit_code == 0, r.output
     assert "通过 1，有错误 0" in r.output
-    assert "以下字段逐行计算：material_id（由表达式（expr）计算）" in r.output
+    assert "以下字段逐行计算：物资编码(material_id)（由表达式（expr）计算）" in r.output
     (tmp_path / "plain").mkdir()
     plain = write_department(tmp_path / "plain")
     r = CliRunner().invoke(cli, ["--config", str(plain), "mapping", "preview", "kc"])
@@ -353,4 +353,4 @@ def test_web_live_preview_names_the_row_by_row_fields(gw_site) -> None:  # type:
     form = _form_of_mapping({"material_id": ("template", "WZ-{wzbm}")})
     body = c.post("/mappings/wz_db/api/preview", data=form, headers={"X-CSRF-Token": tok}).get_json()
     assert body["ok"], body
-    assert body["row_fields"] == "以下字段逐行计算：material_id（由模板（template）拼接多列）"
+    assert body["row_fields"] == "以下字段逐行计算：物资编码(material_id)（由模板（template）拼接多列）"

@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gateway.adapters import registry
 from gateway.adapters.batches import RowBatch
 from gateway.errors import RowProblem
 from gateway.mappings.transforms import TransformFailure
+from gateway.standard.schema import RECORD_TYPES
 from gateway.standard.vectorised import python_column, validate_batch
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ VALUE_ONLY = frozenset(
     {"trim", "upper", "lower", "str", "null_if", "regex", "int", "decimal", "number", "unit_of", "convert_unit",
      "date", "map", "code", "lookup", "constant", "default", "json"}
 )
+BUILTIN_MODULE = "gateway.mappings.transforms"
 # Arrow types whose values dictionary_encode keeps apart exactly as Python's == and type() do
 # (floats are not: 0.0 and -0.0 share a slot).
 _DISTINCT_OK = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_date32,
@@ -97,7 +100,7 @@ def _plan_field(name: str, fn: FieldFn, spec: dict[str, Any]) -> FieldPlan:
             return FieldPlan(name, fn, "row", reason="转换 concat 读取其他列")
         if s == "convert_unit" and isinstance(raw, dict) and "unit_column" in (raw.get(s) or {}):
             return FieldPlan(name, fn, "row", reason="转换 convert_unit 读取计量单位列")
-        if s not in VALUE_ONLY:
+        if s not in VALUE_ONLY or not _builtin(s):
             return FieldPlan(name, fn, "row", reason=f"转换 {s} 不是内置的按值转换，可能读取整行")
     if "expr" in spec:
         return FieldPlan(name, fn, "row", reason="由表达式（expr）计算")
@@ -113,6 +116,14 @@ def _plan_field(name: str, fn: FieldFn, spec: dict[str, Any]) -> FieldPlan:
     return FieldPlan(name, fn, "passthrough" if plain else "value", (spec["column"],), date_only=_date_only(spec))
 
 
+def _builtin(transform: str) -> bool:
+    """The name resolves to gateway's own transform (an installed package could register another)."""
+    try:
+        return registry.load(transform, registry.TRANSFORM_GROUP).__module__ == BUILTIN_MODULE
+    except KeyError:
+        return False
+
+
 def _date_only(spec: dict[str, Any]) -> bool:
     return spec.get("transforms") == ["date"] and "default" not in spec
 
@@ -124,7 +135,12 @@ def vectorised_plan(mapping: CompiledMapping) -> dict[str, str]:
 
 def row_fields_note(mapping: CompiledMapping) -> str | None:
     """The preview's line naming the fields computed row by row, None when every field is vectorised."""
-    rows = [f"{f.name}（{f.reason}）" for f in mapping.vector_plan().fields if f.how == "row"]
+    fields = RECORD_TYPES[mapping.record_type].field_map
+    rows = [
+        f"{fields[f.name].label if f.name in fields else f.name}({f.name})（{f.reason}）"
+        for f in mapping.vector_plan().fields
+        if f.how == "row"
+    ]
     return f"以下字段逐行计算：{'、'.join(rows)}" if rows else None
 
 
