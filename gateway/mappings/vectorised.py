@@ -160,7 +160,7 @@ def map_batch_detail(mapping: CompiledMapping, batch: RowBatch) -> tuple[list[Re
         return [mapping.map_row(r) for r in batch.source_rows()], list(range(n))
     plan = mapping.vector_plan()
     source = _Source(data, batch)
-    options = [_field(fp, source) for fp in plan.fields]
+    options = [_field_or_rows(fp, source) for fp in plan.fields]
     results: list[Result | None] = [None] * n
     # A field whose values are of two types (number gives 5 and "5.5") has a column per type; rows the
     # first choice leaves unsure get another pass with the other, while some field's other column helps.
@@ -286,9 +286,9 @@ def _faithful(col: pa.Array, values: Sequence[Any]) -> bool:
     (cls,) = classes
     t = col.type
     if cls is str:
-        return pa.types.is_string(t)
+        return pa.types.is_string(t) or pa.types.is_large_string(t)
     if cls is int:
-        return pa.types.is_int64(t)
+        return pa.types.is_integer(t)
     if cls is bool:
         return pa.types.is_boolean(t)
     if cls is float:
@@ -300,6 +300,13 @@ def _faithful(col: pa.Array, values: Sequence[Any]) -> bool:
     if cls is Decimal:
         return pa.types.is_decimal(t) and len({v.as_tuple().exponent for v in values if v is not None}) == 1
     return False
+
+
+def _field_or_rows(fp: FieldPlan, src: _Source) -> list[Column]:
+    try:
+        return _field(fp, src)
+    except pa.ArrowException:  # a corner pyarrow refuses (a type it cannot encode, say): this field row by row
+        return _by_row(fp, src)
 
 
 def _field(fp: FieldPlan, src: _Source) -> list[Column]:
