@@ -354,3 +354,33 @@ def test_web_live_preview_names_the_row_by_row_fields(gw_site) -> None:  # type:
     body = c.post("/mappings/wz_db/api/preview", data=form, headers={"X-CSRF-Token": tok}).get_json()
     assert body["ok"], body
     assert body["row_fields"] == "以下字段逐行计算：物资编码(material_id)（由模板（template）拼接多列）"
+
+
+TRICKY = ["", " ", "\u3000", " a\u3000b ", "\t-\n", "-", "无", " 无 ", "abc", "AbC ", "straße", "ǅ", "物资A",
+          "\u2003x\u2003", "\x1cx\x1f", "1.0", "True", None, "x\u3000\u3000y", "\u0130i"]
+
+
+@pytest.mark.parametrize(
+    "chain",
+    ['["trim"]', '["trim", {null_if = ["-", "无", 1.0, true]}]', '["upper"]', '["lower", "trim"]', '["str"]',
+     '["trim", "upper"]', '[{null_if = ""}]'],
+)
+@pytest.mark.parametrize("default", [None, "缺省"])
+def test_text_kernels_equal_the_transforms(chain: str, default: str | None) -> None:
+    """Arrow's text kernels give what the row closures give, value for value (ASCII-only for case)."""
+    from gateway.mappings.kernels import text_kernel
+
+    spec = f'{{ column = "c", transforms = {chain}' + (f', default = "{default}"' if default else "") + " }"
+    required = 'material_id = "a"\nmaterial_name = "b"\ncategory_code = "d"\nunit = "e"\nreserve_mode = "f"\n'
+    mapping = load_mapping(f'record_type = "material"\n[fields]\n{required}usage_desc = {spec}\n')
+    fn = dict(mapping.fields)["usage_desc"]
+    kernel = text_kernel(fn.spec.get("transforms", []) + ([{"default": default}] if default else []))  # type: ignore[attr-defined]
+    assert kernel is not None
+    ascii_only = [v for v in TRICKY if v is None or v.isascii()]
+    for values in (TRICKY, ascii_only):
+        out = kernel(pa.array(values, pa.string()))
+        if out is None:  # only case steps refuse, and only for text beyond ASCII
+            assert "upper" in chain or "lower" in chain
+            assert values is TRICKY
+            continue
+        assert out.to_pylist() == [fn({"c": v}) for v in values], chain

@@ -6,6 +6,8 @@
 Each field is built once per mapping (cached on it, as ``map_fields``' fast path is) as one of:
 
 - *passthrough*: a bare column, handed to the validator as the Arrow column itself;
+- *kernels*: a text column through trim, str, null_if, upper/lower (ASCII text) and a text default, as
+  Arrow kernels (gateway.mappings.kernels);
 - *by value*: a column (or path) through built-in transforms that read nothing but the value. The
   field's own row closure runs once per *distinct* value of the column (``pc.dictionary_encode``) and
   the results are spread back with ``take``, so code lists, maps and lookups are an index plus a take,
@@ -34,6 +36,7 @@ import pyarrow.compute as pc
 from gateway.adapters import registry
 from gateway.adapters.batches import RowBatch
 from gateway.errors import RowProblem
+from gateway.mappings.kernels import Kernel, text_kernel
 from gateway.mappings.transforms import TransformFailure
 from gateway.standard.schema import RECORD_TYPES
 from gateway.standard.vectorised import python_column, validate_batch
@@ -72,6 +75,7 @@ class FieldPlan:
     # transforms = ["date"] alone: a date32 column goes to the validator as the dates themselves, since
     # converters.date_field answers a date and its isoformat() text (what the transform gives) alike.
     date_only: bool = False
+    kernel: Kernel | None = None  # the chain as Arrow kernels on a text column (gateway.mappings.kernels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +115,17 @@ def _plan_field(name: str, fn: FieldFn, spec: dict[str, Any]) -> FieldPlan:
     if "path" in spec:
         key = spec["path"]
         alts = tuple(dict.fromkeys((key, key.lstrip("/"), key.removeprefix("./"), "/" + key.lstrip("/"))))
-        return FieldPlan(name, fn, "value", alts, date_only=_date_only(spec))
+        return FieldPlan(name, fn, "value", alts, date_only=_date_only(spec), kernel=_kernel(spec))
     plain = not steps and "default" not in spec
-    return FieldPlan(name, fn, "passthrough" if plain else "value", (spec["column"],), date_only=_date_only(spec))
+    how = "passthrough" if plain else "value"
+    return FieldPlan(name, fn, how, (spec["column"],), date_only=_date_only(spec), kernel=_kernel(spec))
+
+
+def _kernel(spec: dict[str, Any]) -> Kernel | None:
+    steps = list(spec.get("transforms", []))
+    if "default" in spec:
+        steps.append({"default": spec["default"]})  # as load_mapping chains it
+    return text_kernel(steps)
 
 
 def _builtin(transform: str) -> bool:
@@ -324,6 +336,10 @@ def _field(fp: FieldPlan, src: _Source) -> list[Column]:
             return [(col, None)]
         if fp.date_only and pa.types.is_date32(col.type):
             return [(col, None)]
+        if fp.kernel is not None:
+            out = fp.kernel(col)
+            if out is not None:
+                return [(out, None)]
         return _by_value(fp, present[0], col)
     if fp.how == "constant":
         return _constant(fp, src.n)
