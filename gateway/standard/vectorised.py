@@ -63,11 +63,15 @@ class BatchVerdict:
         names = self.canonical.column_names
         lists = []
         for name in names:
-            values = self.canonical.column(name).to_pylist()
+            column = self.canonical.column(name)
             kind = rt[name].kind
-            if kind == DECIMAL:
-                values = [v if v.__class__ is not float or not v.is_integer() else int(v) for v in values]
-            elif kind == ITEMS:
+            if kind == DECIMAL and _all_whole(column):
+                values = column.cast(pa.int64()).to_pylist()  # int(v) of each, without a Python loop
+            elif kind == DECIMAL:
+                values = [v if v.__class__ is not float or not v.is_integer() else int(v) for v in column.to_pylist()]
+            else:
+                values = column.to_pylist()
+            if kind == ITEMS:
                 values = [None if v is None else [_item_record(i) for i in v] for v in values]
             lists.append(values)
         if not lists:
@@ -80,6 +84,14 @@ class BatchVerdict:
                     if record[name] is None:
                         del record[name]
         return out
+
+
+def _all_whole(column: pa.ChunkedArray) -> bool:
+    """A float column whose every value is a whole number int64 holds exactly (below 2**53)."""
+    if not pa.types.is_floating(column.type) or column.null_count == len(column):
+        return False
+    whole = pc.and_(pc.equal(pc.floor(column), column), pc.less(pc.abs(column), 2.0**53))
+    return bool(pc.all(whole).as_py())
 
 
 def _item_record(item: dict[str, Any]) -> dict[str, Any]:
