@@ -36,18 +36,23 @@ def mapping_group() -> None:
 @domain_errors
 def preview_cmd(ctx: Context, source: str, limit: int, as_json: bool) -> None:
     """Map the first LIMIT rows of SOURCE and show each record or each field's error."""
-    from gateway.mappings import preview
+    from gateway.mappings import preview, row_fields_note
     from gateway.sync.pipeline import compile_source, open_adapter
 
     sc = _source(ctx, source)
     with open_adapter(ctx.config, sc) as adapter:
         mapping = compile_source(ctx.config, sc, columns=adapter.columns())
         result = preview(mapping, adapter.fetch(None), limit)
+    note = row_fields_note(mapping)  # the bulk path computes these fields row by row
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in result], ensure_ascii=False, indent=2, default=str))
+        if note:
+            click.echo(note, err=True)  # stdout stays the JSON list
         return
     ok = sum(1 for r in result if r.ok)
     click.echo(f"预览 {len(result)} 行：通过 {ok}，有错误 {len(result) - ok}")
+    if note:
+        click.echo(note)
     for r in result:
         if r.ok:
             click.echo(f"✓ {r.locator}: {json.dumps(r.record, ensure_ascii=False, default=str)}")

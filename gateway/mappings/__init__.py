@@ -7,6 +7,8 @@ Public API (the admin UI, the sync pipeline and the CLI use only these):
 - ``CompiledMapping.map_row(row) -> (record | None, [RowProblem])``,
   ``.record_type``, ``.version``, ``.source_fields``;
 - ``preview(mapping, rows, limit=20) -> [PreviewRow]``;
+- ``CompiledMapping.map_batch(batch)`` (column by column), ``vectorised_plan(mapping)`` and
+  ``row_fields_note(mapping)`` (which fields it computes row by row, and why);
 - ``save_version``, ``current_version``, ``list_versions``, ``diff``, ``rollback``.
 
 The file format is documented in docs/mappings.md.
@@ -15,6 +17,7 @@ The file format is documented in docs/mappings.md.
 from gateway.mappings.compile import CompiledMapping, FieldProblem, load_mapping
 from gateway.mappings.preview import PreviewRow, preview
 from gateway.mappings.transforms import TransformContext, TransformFailure
+from gateway.mappings.vectorised import row_fields_note, vectorised_plan
 from gateway.mappings.versions import (
     MappingVersion,
     current_version,
@@ -39,5 +42,7 @@ __all__ = [
     "load_mapping",
     "preview",
     "rollback",
+    "row_fields_note",
     "save_version",
+    "vectorised_plan",
 ]

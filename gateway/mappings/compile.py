@@ -20,8 +20,10 @@ from gateway.adapters import registry
 from gateway.adapters.base import SourceRow
 from gateway.adapters.batches import RowBatch
 from gateway.errors import MappingError, RowProblem
+from gateway.mappings import vectorised
 from gateway.mappings.expr import ExprError, compile_expr, compile_template
 from gateway.mappings.transforms import TransformContext, TransformFailure
+from gateway.mappings.vectorised import MappingPlan
 from gateway.standard.schema import RECORD_TYPES
 from gateway.standard.validate import ValidationContext, fused_normalizer, normalize
 
@@ -58,6 +60,8 @@ class CompiledMapping:
     _fast: tuple[Any, Any, Callable[[Mapping[str, Any]], dict[str, Any] | None]] | None = field(
         default=None, repr=False, compare=False
     )
+    # (fields, context) the batch plan was built for, and the plan (gateway.mappings.vectorised)
+    _vec: tuple[Any, Any, MappingPlan] | None = field(default=None, repr=False, compare=False)
 
     def map_fields(self, data: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
         """Map and normalise one row's data; the record is None when any field fails."""
@@ -111,8 +115,15 @@ class CompiledMapping:
 
     def map_batch(self, batch: RowBatch) -> list[tuple[dict[str, Any] | None, list[RowProblem]]]:
         """map_row for every row of a batch, in order: exactly ``[self.map_row(r) for r in batch.source_rows()]``
-        (the bulk path's seam; a vectorised implementation must keep that equality)."""
-        return [self.map_row(r) for r in batch.source_rows()]
+        (the bulk path's seam), computed column by column (gateway.mappings.vectorised)."""
+        return vectorised.map_batch(self, batch)
+
+    def vector_plan(self) -> MappingPlan:
+        """How map_batch computes each field; built once, rebuilt if a caller swaps fields or context."""
+        vec = self._vec
+        if vec is None or vec[0] is not self.fields or vec[1] is not self.context:
+            vec = self._vec = (self.fields, self.context, vectorised.plan_mapping(self))
+        return vec[2]
 
 
 def _problem(record_type: str, name: str, value: Any, rule: str, message: str) -> FieldProblem:
@@ -290,7 +301,9 @@ def _compile_field(
         cols |= ctx.columns_used
     if get is None:
         return None, cols
-    return _compose(get, tuple(chain), key if kind == "column" else None), cols
+    fn = _compose(get, tuple(chain), key if kind == "column" else None)
+    fn.spec = spec  # type: ignore[attr-defined]  # the batch plan reads it (a fresh closure per field)
+    return fn, cols
 
 
 def _getter(key: str, is_path: bool) -> FieldFn:

@@ -63,17 +63,35 @@ class BatchVerdict:
         names = self.canonical.column_names
         lists = []
         for name in names:
-            values = self.canonical.column(name).to_pylist()
+            column = self.canonical.column(name)
             kind = rt[name].kind
-            if kind == DECIMAL:
-                values = [v if v.__class__ is not float or not v.is_integer() else int(v) for v in values]
-            elif kind == ITEMS:
+            if kind == DECIMAL and _all_whole(column):
+                values = column.cast(pa.int64()).to_pylist()  # int(v) of each, without a Python loop
+            elif kind == DECIMAL:
+                values = [v if v.__class__ is not float or not v.is_integer() else int(v) for v in column.to_pylist()]
+            else:
+                values = column.to_pylist()
+            if kind == ITEMS:
                 values = [None if v is None else [_item_record(i) for i in v] for v in values]
             lists.append(values)
-        out = []
-        for row in zip(*lists, strict=True) if lists else ([] for _ in range(self.canonical.num_rows)):
-            out.append({n: v for n, v in zip(names, row, strict=True) if v is not None})
+        if not lists:
+            return [{} for _ in range(self.canonical.num_rows)]
+        out = [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+        # An absent field is no key: drop the nulls afterwards, column by column (the keys keep their order).
+        for name in names:
+            if self.canonical.column(name).null_count:
+                for record in out:
+                    if record[name] is None:
+                        del record[name]
         return out
+
+
+def _all_whole(column: pa.ChunkedArray) -> bool:
+    """A float column whose every value is a whole number int64 holds exactly (below 2**53)."""
+    if not pa.types.is_floating(column.type) or column.null_count == len(column):
+        return False
+    whole = pc.and_(pc.equal(pc.floor(column), column), pc.less(pc.abs(column), 2.0**53))
+    return bool(pc.all(whole).as_py())
 
 
 def _item_record(item: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +241,12 @@ def _column(values: list[Any]) -> tuple[pa.Array, list[bool]]:
             unsure = [u or (v is not None and not s) for u, v, s in zip(unsure, values, same, strict=True)]
             return pa.array([v if s else None for v, s in zip(kept, same, strict=True)], common), unsure
     return pa.nulls(len(values)), [v is not None for v in values]
+
+
+def python_column(values: list[Any]) -> tuple[pa.Array, list[bool]]:
+    """Python values as the Arrow column records_to_batch would build for them, and per value whether only
+    the row validator can judge it (another type than the column's, a value Arrow cannot hold exactly)."""
+    return _column(values)
 
 
 def records_to_batch(record_type_name: str, records: Sequence[Mapping[str, Any]]) -> tuple[pa.RecordBatch, list[bool]]:

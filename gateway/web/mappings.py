@@ -10,7 +10,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from gateway.accounts.web import actor, audit, require
 from gateway.config import SourceConfig
 from gateway.errors import FatalError, MappingError
-from gateway.mappings import diff, get_text, list_versions, preview, rollback, save_version
+from gateway.mappings import diff, get_text, list_versions, preview, rollback, row_fields_note, save_version
 from gateway.mappings.impact import MappingImpact, compare
 from gateway.standard.schema import RECORD_TYPES
 from gateway.web import mapping_form as mf
@@ -128,6 +128,7 @@ def api_preview(source: str) -> Any:
         "fields": [{"name": f.name, "label": f.label} for f in rt.fields],
         "summary": f"样例 {len(out)} 行：{sum(1 for r in out if r['ok'])} 行通过，{sum(1 for r in out if not r['ok'])} 行有错误",
         "impact": impact.as_dict() if impact is not None else None,
+        "row_fields": row_fields_note(mapping),  # fields the bulk path computes row by row, and why
     })
 
 

@@ -8,6 +8,7 @@
   const summary = document.getElementById("preview-summary");
   const textBox = document.getElementById("preview-text");
   const impactBox = document.getElementById("preview-impact");
+  const rowFieldsBox = document.getElementById("preview-row-fields");
   const {el, debounce} = window.gw;
   let seq = 0;
 
@@ -33,6 +34,8 @@
     const impact = data.impact;
     impactBox.textContent = impact ? impact.summary : "";
     impactBox.className = impact && (impact.rekeyed || impact.newly_failing) ? "flash error" : "muted";
+    // Fields the bulk sync cannot compute column by column (an expression, a template, ...), and why.
+    rowFieldsBox.textContent = data.row_fields || "";
     if (!data.ok) { out.replaceChildren(); return; }
     const fields = data.fields.filter(f => data.rows.some(r => (r.record && f.name in r.record) || r.errors.some(e => e.field === f.name)));
     const head = el("tr", {}, el("th", {}, "位置"), ...fields.map(f => el("th", {}, f.label)));
