@@ -259,6 +259,17 @@ def test_absurdly_large_numbers_are_rejected_not_crashed_on() -> None:
     assert err.rule == "type.decimal"
     errors = validate("material", {"shelf_life_months": "1e20"}, context=CTX)
     assert ("shelf_life_months", "type.int") in rules(errors)
+    # A whole number as a number, as an Excel cell gives it: beyond 15 digits it is refused (beyond 64 bits
+    # it could not even be encoded for the hub), not accepted to crash the outbox later.
+    for big in (1.2e21, 10**16, -(10**15), 2**70):
+        errors = validate("material", {"shelf_life_months": big}, context=CTX)
+        assert ("shelf_life_months", "type.int") in rules(errors)
+        assert any("数值过大" in e.message for e in errors)
+    (err,) = validate("stock", stock(quantity=10**16), context=CTX)
+    assert err.rule == "type.decimal" and "数值过大" in err.message
+    mat = {"material_id": "WZ-1", "material_name": "折叠床", "category_code": "1010100", "unit": "张", "reserve_mode": "1"}
+    out, errors = normalize("material", {**mat, "shelf_life_months": 10**15 - 1}, context=CTX)
+    assert errors == [] and out["shelf_life_months"] == 10**15 - 1
 
 
 def test_field_error_as_dict() -> None:

@@ -243,9 +243,9 @@ BREAK: dict[str, Callable[[random.Random, str, dict[str, Any]], None]] = {
     "max": lambda r, t, d: (
         d.update(longitude=r.choice([200, "137.5"]), latitude=30, coord_system="WGS84") if t == "depot" else None
     ),
-    "type.int": lambda r, t, d: _set(t, d, lambda f: f.kind == INT, r.choice(["abc", 1.5, "1.5", "1e3", "+7"])),
+    "type.int": lambda r, t, d: _set(t, d, lambda f: f.kind == INT, r.choice(["abc", 1.5, "1.5", "1e3", "+7", 10**16, 1.2e21, -(10**15)])),
     "type.decimal": lambda r, t, d: _set(
-        t, d, lambda f: f.kind == DECIMAL, r.choice(["很多", "NaN", float("inf"), "1" * 16, 1e16])
+        t, d, lambda f: f.kind == DECIMAL, r.choice(["很多", "NaN", float("inf"), "1" * 16, 1e16, 10**16, 2**70])
     ),
     "date.format": lambda r, t, d: _set(
         t, d, lambda f: f.kind == DATE, r.choice(["20260102", "明天", "2026-1-2x", "2026- 1-02", 20260102])

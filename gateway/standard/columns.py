@@ -78,12 +78,18 @@ def _float_to_int(x: pa.Array, ok: pa.Array) -> pa.Array:
     return pc.if_else(ok, x, 0.0).cast(pa.int64())
 
 
+_BIG = 10**MAX_DIGITS
+
+
 def _integer_col(col: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """An integer column as int64 (uint64 beyond int64 is not ok)."""
+    """An integer column as int64, ok where it has at most MAX_DIGITS digits (converters: 数值过大 beyond)."""
     if col.type == pa.uint64():
-        ok = pc.less_equal(col, 2**63 - 1)
-        return ok, pc.if_else(ok, col, 0).cast(pa.int64())
-    return pa.array([True] * len(col), pa.bool_()), col.cast(pa.int64())
+        ok = pc.less(col, pa.scalar(_BIG, pa.uint64()))
+        return ok, pc.if_else(ok, col, pa.scalar(0, pa.uint64())).cast(pa.int64())
+    n = col.cast(pa.int64())
+    big = pa.scalar(_BIG, pa.int64())
+    ok = pc.and_(pc.less(n, big), pc.greater(n, pc.negate(big)))
+    return pc.fill_null(ok, True), n
 
 
 def _text(col: pa.Array, f: Field) -> tuple[pa.Array, pa.Array, str]:
@@ -145,7 +151,7 @@ def _int(f: Field, col: pa.Array, ref: date, ctx: ValidationContext) -> Checked:
         ok, n = _integer_col(col)
     elif pa.types.is_floating(t):  # an integral float is int(v)
         col = col.cast(pa.float64())
-        ok = _integral(col, 2.0**62)
+        ok = _integral(col, 10.0**MAX_DIGITS)
         n = _float_to_int(col, ok)
     elif pa.types.is_string(t):  # "12": Decimal route; only plain digits mirrored
         ok = _match(col, _INT_TEXT)

@@ -96,6 +96,7 @@ def _bounds(f: Field) -> Callable[[float | int], None]:
 
 
 MAX_DIGITS = 15  # integer digits; beyond this a value is a typo, not a quantity (and floats lose precision)
+BIG = 10**MAX_DIGITS
 
 
 def _parse_decimal(v: str | Decimal, label: str, rule: str) -> Decimal | None:
@@ -125,6 +126,8 @@ def integer(f: Field) -> Converter:
             if d is None or d != d.to_integral_value():
                 raise Invalid("type.int", f"{label}应为整数，实际为“{v}”")
             n = int(d)
+        if not -BIG < n < BIG:  # a typo, not a count; beyond 64 bits it could not even be sent (canonical JSON)
+            raise Invalid("type.int", f"{label}数值过大（整数部分最多 {MAX_DIGITS} 位），实际为“{v}”")
         bounds(n)
         return n
 
@@ -139,6 +142,8 @@ def decimal(f: Field) -> Converter:
     def conv(v: Any, today: date, ctx: ValidationContext) -> int | float:
         t = v.__class__
         if t is int:
+            if not -BIG < v < BIG:
+                raise Invalid("type.decimal", f"{label}数值过大（整数部分最多 {MAX_DIGITS} 位），实际为“{v}”")
             bounds(v)
             return v
         if t is float:
