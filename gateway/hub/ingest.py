@@ -44,6 +44,7 @@ from gateway.hub.decide import (  # noqa: F401 - Candidate, reason and ENVELOPE_
     receipt_rows,
     wanted,
 )
+from gateway.hub.forward.envelopes import UpwardSpec, batch_envelopes, encode
 from gateway.hub.forward.withheld import WITHHELD, reject, stand_ins, withheld_of
 from gateway.hub.receipt_log import Appended, next_entry
 from gateway.hub.store import BatchIdTaken, HubStore
@@ -242,7 +243,7 @@ def store_batch(
     nonce: Nonce | None = None,
     not_allowed: Collection[str] = (),
     registry_version: int | None = None,
-    forward: bool = False,
+    forward: UpwardSpec | None = None,
 ) -> StoredBatch:
     """Store the batch in one transaction on `conn` (the request's connection, no transaction of SQLAlchemy's open).
 
@@ -252,7 +253,8 @@ def store_batch(
     SQLite FULL) before the receipt is answered. `registry_version`: that of the registry snapshot the
     request was verified against, when it was not read for this request; if the registry has moved on
     since, nothing is written and `refused` is "registry_changed" (the caller starts over). `forward`:
-    the hub has an upper hub; a batch that accepted records is queued for it in the same transaction.
+    the hub has an upper hub; a batch that accepted records is queued for it in the same transaction,
+    with the upward envelopes of what it accepted (`gateway.hub.forward.envelopes`).
     """
     store = _open_store(conn)
     try:
@@ -307,7 +309,7 @@ def _store(
     nonce: Nonce | None,
     not_allowed: Collection[str],
     registry_version: int | None,
-    forward: bool,
+    forward: UpwardSpec | None,
 ) -> tuple[StoredBatch, dict | None]:
     dept = batch.department
     begun = store.begin(
@@ -330,6 +332,12 @@ def _store(
     out = decide_batch(candidates, begun.stored, dept, batch.batch_id, now)
     seqs = store.hub_seqs(len(out.accepted))
     assign_hub_seqs(out, seqs)
+    queued = None
+    if forward is not None and (out.counts["accepted"] or out.bumps):  # a seq advanced (duplicate, higher seq) goes up too
+        # Built before the hub's write lock (taken by `write`), from the batch in memory: the forwarder sends it as is.
+        envelopes = batch_envelopes(candidates, out, forward, batch.batch_id, now)
+        queued = {"batch_id": batch.batch_id, "department": dept, "state": "queued", "forward_id": None,
+                  "records": len(envelopes), "body": encode(envelopes)}
     head = store.write(dept, out, receipt_rows(batch.batch_id, dept, out.results, now))
     # The log's time is read under its lock, so it grows with seq as before (the UI's date bounds rely on it).
     logged = utcnow()
@@ -348,9 +356,8 @@ def _store(
         time=logged,
     )
     body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id)
-    queued = None
-    if forward and (out.counts["accepted"] or out.bumps):  # a seq advanced (duplicate, higher seq) goes up too
-        queued = {"batch_id": batch.batch_id, "department": dept, "queued_at": logged, "state": "queued", "forward_id": None}
+    if queued is not None:
+        queued.update(queued_at=logged, log_seq=appended.seq)  # leaves in log order, after the batches before it
     try:
         store.append(entry, move, _batch_row(batch, dept, digest, appended, body, signature, logged), queued)
     except BatchIdTaken:
