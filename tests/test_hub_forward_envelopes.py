@@ -14,6 +14,7 @@ from gateway.hub.forward import outbox
 from gateway.hub.forward.envelopes import UpwardSpec
 from gateway.hub.forward.upstream import Delivered, Upstream
 from gateway.protocol.batch import parse_batch
+from gateway.protocol.canonical import canonical_json
 from gateway.protocol.keys import read_private_key
 from tests.fixtures.hub import batch_body, record, sample
 from tests.test_hub_forward import relay_post, stored, wait_for
@@ -67,6 +68,7 @@ def test_a_later_version_queued_behind_an_earlier_one_leaves_after_it_and_wins_a
     (fb,) = outbox.claim(engine, "dept001", **SPEC)
     sent = parse_batch(fb.body).records
     assert [r["seq"] for r in sent] == [1, 2, 3]  # every version, in the order accepted
+    assert canonical_json(orjson.loads(fb.body)) == fb.body
     up = Upstream(county.url, read_private_key(township.dir / "keys" / "upstream.key"), "township-relay",
                   county.hub_public_key)
     answer = up.post_batch(fb.forward_id, "dept001", fb.body)
@@ -98,11 +100,16 @@ def test_rows_queued_before_bodies_were_stored_are_read_back(hub_levels, tmp_pat
     township.post("/api/v1/batches", batch_body([record("material", sample("material", 1)),
                                                  record("material", sample("material", 2))]))
     township.post("/api/v1/batches", batch_body([record("material", sample("material", 2, material_name="大帐篷"), seq=2)]))
-    with engine.begin() as conn:
-        conn.execute(update(tables.forward_outbox).values(body=None, records=None))
+    first = _queued(engine)[0]["batch_id"]
+    with engine.begin() as conn:  # the first batch's row as an older hub queued it; the second keeps its body
+        conn.execute(update(tables.forward_outbox).where(tables.forward_outbox.c.batch_id == first)
+                     .values(body=None, records=None))
     (fb,) = outbox.claim(engine, "dept001", **SPEC)
-    sent = {r["key"]: r for r in parse_batch(fb.body).records}
-    assert sorted(sent) == ["WZ-0001", "WZ-0002"] and sent["WZ-0002"]["data"]["material_name"] == "大帐篷"
+    sent = parse_batch(fb.body).records
+    # The first batch's current record read back (WZ-0002 was overwritten since), then the second's envelope.
+    assert [(r["key"], r["seq"]) for r in sent] == [("WZ-0001", 1), ("WZ-0002", 2)]
+    assert sent[1]["data"]["material_name"] == "大帐篷"
+    assert fb.records == 2 and canonical_json(orjson.loads(fb.body)) == fb.body  # stored bytes joined, canonical
 
     old = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     with old.begin() as conn:  # forward_outbox as hubs before stored bodies made it

@@ -17,10 +17,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.hub.decide import Candidate, Outcome
 from gateway.hub.forward.chain import link, with_link
 from gateway.hub.forward.withheld import withhold
+from gateway.protocol.batch import make_batch
 from gateway.protocol.canonical import canonical_json
+
+_EMPTY = b"[]"
 
 
 @dataclass(frozen=True)
@@ -78,3 +83,16 @@ def batch_envelopes(candidates: list[Candidate], out: Outcome, spec: UpwardSpec,
 def encode(envelopes: list[dict[str, Any]]) -> bytes:
     """The envelopes as stored in `forward_outbox.body`: canonical JSON, the bytes they are signed in."""
     return canonical_json(envelopes)
+
+
+def upward_body(department: str, source: str, batch_id: str, parts: list[bytes]) -> bytes:
+    """The body of an upward batch carrying the stored envelope arrays `parts` (canonical JSON, in order).
+
+    Exactly `canonical_json(make_batch(...))` of the envelopes, but they enter it as the bytes they were
+    stored in (`orjson.Fragment`), not parsed and encoded again: that was most of a claim's CPU (~5 µs a
+    record). The arrays are joined element-wise: each is `[e1,e2,...]`, canonical, so `e1,e2,...` between
+    its brackets are the elements as the body carries them."""
+    batch = make_batch(department, source, [], batch_id=batch_id)
+    joined = b"[" + b",".join(p[1:-1] for p in parts if p != _EMPTY) + b"]"
+    batch["records"] = orjson.Fragment(joined)
+    return canonical_json(batch)

@@ -27,8 +27,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
 from gateway.hub.db import utcnow, write_tx
-from gateway.hub.forward.envelopes import UpwardSpec, upward_record
-from gateway.protocol.batch import make_batch
+from gateway.hub.forward.envelopes import UpwardSpec, upward_body, upward_record
 from gateway.protocol.canonical import canonical_json
 from gateway.sqlite_flush import unflushed_commits
 
@@ -101,32 +100,37 @@ def claim(bind: Bind, department: str, *, hub_key_id: str, relay_key: str, batch
     confidential fields withheld."""
     with writing(bind) as conn:
         queued = conn.execute(
-            select(_o.batch_id, _o.body).where(and_(_o.state == "queued", _o.department == department))
+            select(_o.batch_id, _o.records, _o.body).where(and_(_o.state == "queued", _o.department == department))
             .order_by(_o.log_seq, _o.queued_at).limit(CLAIM_BATCHES).with_for_update(skip_locked=True)
         ).all()
         if not queued:
             return []
         spec = UpwardSpec(hub_key_id, relay_key, confidential)
-        bare = [b for b, body in queued if body is None]
+        bare = [b for b, _, body in queued if body is None]
         read_back = _current_records(conn, department, bare, spec) if bare else {}
-        entries = [(b, orjson.loads(body) if body is not None else read_back.get(b, [])) for b, body in queued]
+        entries: list[tuple[str, int, bytes]] = []
+        for b, n, body in queued:
+            if body is None:
+                found = read_back.get(b, [])
+                n, body = len(found), canonical_json(found)
+            entries.append((b, int(n), bytes(body)))
         now = utcnow()
         made: list[ForwardBatch] = []
         for group in _groups(entries, batch_size):
-            ids = [b for b, _ in group]
-            records = [r for _, rs in group for r in rs]
-            if not records:
+            ids = [b for b, _, _ in group]
+            count = sum(n for _, n, _ in group)
+            if not count:
                 conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(state="superseded"))
                 continue
             fid = str(uuid.uuid4())
-            body = canonical_json(make_batch(department, f"hub:{hub_key_id}", records, batch_id=fid))
+            body = upward_body(department, f"hub:{hub_key_id}", fid, [p for _, _, p in group])
             conn.execute(tables.forward_batches.insert().values(
-                forward_id=fid, department=department, body=body, records=len(records), state="sent", attempts=0,
+                forward_id=fid, department=department, body=body, records=count, state="sent", attempts=0,
                 claimed_at=now))
             # The envelopes now live in the upward body: the queue row keeps only which batch carried it.
             conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(
                 state="claimed", forward_id=fid, body=None))
-            made.append(ForwardBatch(fid, department, body, len(records)))
+            made.append(ForwardBatch(fid, department, body, count))
         return made
 
 
@@ -155,16 +159,18 @@ def _current_records(conn: Any, department: str, batch_ids: list[str], spec: Upw
     return {b: [upward_record(r, spec) for r in sorted(rs, key=lambda r: r["hub_seq"])] for b, rs in rows.items()}
 
 
-def _groups(entries: Iterable[tuple[str, list]], size: int) -> list[list[tuple[str, list]]]:
-    """Queued batches in order, grouped so that each group holds at most `size` records (a bigger batch alone)."""
-    groups: list[list[tuple[str, list]]] = [[]]
+def _groups(entries: Iterable[tuple[str, int, bytes]], size: int) -> list[list[tuple[str, int, bytes]]]:
+    """Queued batches (id, envelopes, their JSON) in order, grouped so that each group holds at most `size`
+    records (a bigger batch alone)."""
+    groups: list[list[tuple[str, int, bytes]]] = [[]]
     count = 0
-    for b, rows in entries:
-        if groups[-1] and count + len(rows) > size:
+    for entry in entries:
+        n = entry[1]
+        if groups[-1] and count + n > size:
             groups.append([])
             count = 0
-        groups[-1].append((b, rows))
-        count += len(rows)
+        groups[-1].append(entry)
+        count += n
     return groups
 
 
