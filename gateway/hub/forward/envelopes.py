@@ -37,12 +37,13 @@ class UpwardSpec:
     confidential: bool = False
 
 
-def upward_record(r: dict[str, Any], spec: UpwardSpec) -> dict[str, Any]:
-    """A record row (columns of `tables.records`, JSON values parsed) as the upper hub is to receive it.
+def upward_record(r: dict[str, Any], spec: UpwardSpec, this_link: dict[str, str] | None = None) -> dict[str, Any]:
+    """A record row (columns of `tables.records`, JSON values parsed) as the upper hub is to receive it;
+    `this_link`: this hub's link for it, when the caller made it once for a whole batch.
 
     The envelope of `gateway.protocol.batch.make_record`, built from the row without copying its data again."""
     deleted = bool(r["deleted"])
-    prov = with_link(r["provenance"], link(spec.hub_key_id, spec.relay_key, r["batch_id"], r["received_at"]))
+    prov = with_link(r["provenance"], this_link or link(spec.hub_key_id, spec.relay_key, r["batch_id"], r["received_at"]))
     data = None if deleted else r["data"]
     if not spec.confidential:
         data, prov = withhold(r["type"], data, prov)
@@ -74,9 +75,10 @@ def batch_envelopes(candidates: list[Candidate], out: Outcome, spec: UpwardSpec,
     """The upward envelopes of a decided batch: its accepted records' final state per key (in the order
     their keys first appear, so a material goes before the stock naming it), then the seq advances."""
     rows: Iterable[dict[str, Any]] = out.rows.values()
-    envelopes = [upward_record(r, spec) for r in rows]
+    this_link = link(spec.hub_key_id, spec.relay_key, batch_id, received_at)  # the same for all: made once
+    envelopes = [upward_record(r, spec, this_link) for r in rows]
     if out.bumps:
-        envelopes.extend(upward_record(r, spec) for r in _bumped(candidates, out, batch_id, received_at))
+        envelopes.extend(upward_record(r, spec, this_link) for r in _bumped(candidates, out, batch_id, received_at))
     return envelopes
 
 
