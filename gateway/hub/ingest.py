@@ -78,9 +78,9 @@ def check_records(records: Iterable[dict[str, Any]], context: ValidationContext 
     every problem). Then the plain upserts of each record type with at least `vectorise_from` records in
     the batch (None: never) are validated at once in Arrow (`gateway.hub.columnar_check`), which proves
     most of them valid and gives their canonical records; every other record — one it is not sure of, one
-    with withheld fields, one of a type with fewer records — goes the row path: the compiled validator (`gateway.standard.compiled`), and for anything
-    it does not pass `normalize`, which names every problem. The answers are the same either way
-    (tests/test_hub_columnar_check.py).
+    with withheld fields, one of a type with fewer records — goes the row path: the compiled validator
+    (`gateway.standard.compiled`), and for anything it does not pass `normalize`, which names every
+    problem. The answers are the same either way (tests/test_hub_columnar_check.py).
     """
     ctx = context or DEFAULT_CONTEXT
     ref = ctx.today or date.today()  # once per batch; normalize would take the same
