@@ -1,7 +1,7 @@
 """Forwarding between hub levels: the township hub's ingest CPU per record with and without forwarding,
 and the time from a department's edit to its arrival at the city hub (three levels).
 
-    python bench/bench_forward.py [--records 20000] [--batch 500] [--edits 100] [--pg]
+    python bench/bench_forward.py [--records 20000] [--batch 500] [--edits 100] [--pg] [--sizes 500,1] [--no-latency]
 
 Every hub is `gateway hub --config F run` in its own process on loopback (tests/fixtures/levels.py),
 SQLite by default (`--pg`: the township on a fresh PostgreSQL database). CPU is the township process's
@@ -51,12 +51,28 @@ def wait_count(engine, n: int, timeout: float = 600) -> None:  # type: ignore[no
         time.sleep(0.02)
 
 
+ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "gwbench_fwd_")  # databases made here, dropped when done
+made: list[str] = []
+
+
 def new_pg() -> tuple[str, str]:
-    name = "gwbench_fwd_" + uuid.uuid4().hex[:8]
-    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    name = DB_PREFIX + uuid.uuid4().hex[:8]
+    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f"CREATE DATABASE {name}"))
+    made.append(name)
     return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_made() -> None:
+    if not made:
+        return
+    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        for name in made:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    made.clear()
 
 
 def ingest(forward: bool, records: int, batch: int, pg: bool) -> float:
@@ -108,15 +124,28 @@ def main() -> None:
     ap.add_argument("--edits", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--pg", action="store_true")
+    ap.add_argument("--sizes", default=None, help="batch sizes to measure, comma-separated (default: --batch and 1)")
+    ap.add_argument("--no-latency", action="store_true", help="skip the three-level latency run")
     a = ap.parse_args()
+    try:
+        run(a)
+    finally:
+        drop_made()
+
+
+def run(a: argparse.Namespace) -> None:
     store = "PostgreSQL" if a.pg else "SQLite"
-    for batch in (a.batch, 1):
+    sizes = [int(x) for x in a.sizes.split(",")] if a.sizes else [a.batch, 1]
+    for batch in sizes:
         n = a.records if batch > 1 else min(a.records, 1000)
         runs = {f: [ingest(f, n, batch, a.pg) for _ in range(a.repeat)] for f in (False, True)}
         off, on = statistics.median(runs[False]), statistics.median(runs[True])
         print(f"township ({store}), {n} records in {batch}-record batches: CPU per record "
               f"{off:.0f} µs without forwarding, {on:.0f} µs with (+{(on - off) / off * 100:.0f}%); "
               f"runs {[round(x) for x in runs[False]]} / {[round(x) for x in runs[True]]}")
+        drop_made()
+    if a.no_latency:
+        return
     lat = sorted(latency(a.edits, a.pg))
     q = statistics.quantiles(lat, n=100)
     print(f"edit → city (3 levels, {store} township), {len(lat)} one-record edits: p50 {q[49] * 1000:.0f} ms, "

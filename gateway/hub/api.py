@@ -304,7 +304,7 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
     # then the record types this department may not write, then the records.
     stored = store_batch(conn, h.key, h.key_id, batch, candidates, key_id=caller.key_id, digest=caller.digest,
                          nonce=nonce, not_allowed=not_allowed, registry_version=None if confirmed else snap.version,
-                         forward=h.forwarding)
+                         forward=h.upward)
     if stored.refused == "registry_changed":
         raise _RegistryChanged
     if stored.refused == "replay":

@@ -18,6 +18,7 @@ from gateway.errors import FatalError
 from gateway.hub import registry
 from gateway.hub.config import HubConfig, hub_config_from_dict
 from gateway.hub.db import open_hub_db, serialized
+from gateway.hub.forward.envelopes import UpwardSpec
 from gateway.hub.receipt_log import append
 from gateway.protocol.batch import PROTOCOL_VERSION, VERSION_HEADER
 from gateway.protocol.canonical import canonical_json
@@ -46,6 +47,8 @@ class Hub:
         Path(config.attachments_dir).mkdir(parents=True, exist_ok=True)
         # With an [upstream], every batch that accepts records is queued for it in its own transaction.
         self.forwarding = config.upstream is not None
+        up = config.upstream
+        self.upward = UpwardSpec(self.key_id, up.key_id, up.confidential) if up is not None else None
         self.forwarder: Any = None  # gateway.hub.forward.worker.Forwarder, started by create_app
 
     def start_forwarder(self) -> None:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, insert, inspect, select
+from sqlalchemy import Engine, create_engine, event, insert, inspect, select, update
 from sqlalchemy.engine import Connection, make_url
 
 from gateway.hub import planner_stats, tables
@@ -79,6 +79,7 @@ def migrate(engine: Engine) -> None:
         if "hash_alg" not in {c["name"] for c in inspect(conn).get_columns("receipt_log")}:
             # A log from before the suites: all its entries are SHA-256, which NULL says.
             conn.exec_driver_sql("ALTER TABLE receipt_log ADD COLUMN hash_alg VARCHAR(16)")
+        _migrate_forward_outbox(conn)
         if conn.dialect.name == "postgresql":
             # No planner statistics for the JSON payloads: nothing plans by them and sampling them was most of
             # ANALYZE's cost (planner_stats). Idempotent, so it also reaches databases made before it.
@@ -98,6 +99,24 @@ def migrate(engine: Engine) -> None:
             and conn.execute(select(tables.receipt_log.c.seq).limit(1)).first() is None
         ):
             conn.execute(insert(tables.log_head).values(id=1, log_seq=0, log_head=GENESIS, hub_seq=0))
+
+
+def _migrate_forward_outbox(conn: Connection) -> None:
+    """A forward_outbox from before stored upward bodies: add the columns, order its rows by their batch's
+    log entry (rows without a body are read back at the claim, as before)."""
+    have = {c["name"] for c in inspect(conn).get_columns("forward_outbox")}
+    added = False
+    for col in ("log_seq", "records", "body"):
+        if col not in have:
+            ddl = tables.forward_outbox.c[col].type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE forward_outbox ADD COLUMN {col} {ddl}")
+            added = True
+    if added:
+        b, o = tables.batches.c, tables.forward_outbox.c
+        conn.execute(update(tables.forward_outbox).where(o.log_seq.is_(None)).values(
+            log_seq=select(b.log_seq).where(b.batch_id == o.batch_id).scalar_subquery()))
+        ix = next(i for i in tables.forward_outbox.indexes if i.name == "ix_forward_outbox_order")
+        ix.create(conn, checkfirst=True)
 
 
 @contextmanager

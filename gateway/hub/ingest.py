@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.hub import tables
+from gateway.hub.columnar_check import MIN_ROWS, proven_valid
 from gateway.hub.db import after_commit, utcnow
 from gateway.hub.decide import (  # noqa: F401 - Candidate, reason and ENVELOPE_LABELS are this module's API too
     ENVELOPE_LABELS,
@@ -44,6 +45,7 @@ from gateway.hub.decide import (  # noqa: F401 - Candidate, reason and ENVELOPE_
     receipt_rows,
     wanted,
 )
+from gateway.hub.forward.envelopes import UpwardSpec, batch_envelopes, encode
 from gateway.hub.forward.withheld import WITHHELD, reject, stand_ins, withheld_of
 from gateway.hub.receipt_log import Appended, next_entry
 from gateway.hub.store import BatchIdTaken, HubStore
@@ -69,71 +71,84 @@ __all__ = [
 
 
 def check_records(records: Iterable[dict[str, Any]], context: ValidationContext | None = None,
-                  from_relay: bool = False) -> list[Candidate]:
+                  from_relay: bool = False, *, vectorise_from: int | None = MIN_ROWS) -> list[Candidate]:
     """Envelope and standard validation of every record; never touches the database.
 
-    Every record is validated in full. A record whose envelope passes `envelope_ok` and whose data
-    the compiled validator (`gateway.standard.compiled`) finds valid takes the cheap route; anything
-    else goes through `record_problems` and `normalize`, which name every problem, as before.
+    Every record is validated in full. First each envelope (`envelope_ok`, else `record_problems` names
+    every problem). Then the plain upserts of each record type with at least `vectorise_from` records in
+    the batch (None: never) are validated at once in Arrow (`gateway.hub.columnar_check`), which proves
+    most of them valid and gives their canonical records; every other record — one it is not sure of, one
+    with withheld fields, one of a type with fewer records — goes the row path: the compiled validator
+    (`gateway.standard.compiled`), and for anything it does not pass `normalize`, which names every
+    problem. The answers are the same either way (tests/test_hub_columnar_check.py).
     """
     ctx = context or DEFAULT_CONTEXT
     ref = ctx.today or date.today()  # once per batch; normalize would take the same
-    out: list[Candidate] = []
-    for rec in records:
-        c = Candidate(rec)
-        if not envelope_ok(rec):
-            for fld, value, rule, message in record_problems(rec):
-                c.reasons.append(reason(fld, ENVELOPE_LABELS.get(fld, fld), value, rule, message))
-        typ = rec.get("type")
-        if typ.__class__ is str and typ not in RECORD_TYPES:
-            c.reasons.append(
-                reason(
-                    "type",
-                    ENVELOPE_LABELS["type"],
-                    typ,
-                    "record_type",
-                    f"未知记录类型“{typ}”，应为 {', '.join(RECORD_TYPES)} 之一",
-                )
-            )
-        if c.reasons:
-            c.envelope_ok = False
-        elif rec["op"] == "upsert":
-            data, hidden = rec["data"], None
-            prov = rec.get("provenance")
-            if prov.__class__ is dict and WITHHELD in prov:  # confidential fields withheld by a lower hub
-                subst, problems = stand_ins(rec, from_relay)
-                if problems:
-                    reject(c, problems)
-                    out.append(c)
-                    continue
-                if subst is not None:
-                    data, hidden = subst, withheld_of(rec)
-            try:
-                clean = fast_normalize(typ, data, ref, ctx)
-                errors = [] if clean is not None else None
-                if clean is None:
-                    clean, errors = normalize(typ, data, today=ref, context=ctx)
-            except Exception as e:  # one odd record must never fail the batch
-                c.reasons.append(reason("data", ENVELOPE_LABELS["data"], None, "invalid", f"记录无法校验：{e}"))
-                out.append(c)
-                continue
-            if errors:
-                c.reasons.extend(e.as_dict() for e in errors)
-            else:
-                key = record_key(typ, clean)
-                if key != rec["key"]:
-                    c.reasons.append(
-                        reason(
-                            "key",
-                            ENVELOPE_LABELS["key"],
-                            rec["key"],
-                            "key_mismatch",
-                            f"记录键与数据不符：按数据应为“{key}”",
-                        )
-                    )
-                c.clean = {k: v for k, v in clean.items() if k not in hidden} if hidden else clean
-        out.append(c)
+    out = [_envelope(rec) for rec in records]
+    proven = proven_valid(out, ref, ctx, vectorise_from) if vectorise_from is not None else {}
+    for i, c in enumerate(out):
+        if c.envelope_ok and c.rec["op"] == "upsert":
+            _check_data(c, proven.get(i), ref, ctx, from_relay)
     return out
+
+
+def _envelope(rec: dict[str, Any]) -> Candidate:
+    c = Candidate(rec)
+    if not envelope_ok(rec):
+        for fld, value, rule, message in record_problems(rec):
+            c.reasons.append(reason(fld, ENVELOPE_LABELS.get(fld, fld), value, rule, message))
+    typ = rec.get("type")
+    if typ.__class__ is str and typ not in RECORD_TYPES:
+        c.reasons.append(
+            reason(
+                "type",
+                ENVELOPE_LABELS["type"],
+                typ,
+                "record_type",
+                f"未知记录类型“{typ}”，应为 {', '.join(RECORD_TYPES)} 之一",
+            )
+        )
+    if c.reasons:
+        c.envelope_ok = False
+    return c
+
+
+def _check_data(c: Candidate, clean: dict[str, Any] | None, ref: date, ctx: ValidationContext, from_relay: bool) -> None:
+    """Validate an upsert's data (`clean`: its canonical record, when the vectorised step proved it valid)."""
+    rec = c.rec
+    typ, data, hidden = rec["type"], rec["data"], None
+    if clean is None:
+        prov = rec.get("provenance")
+        if prov.__class__ is dict and WITHHELD in prov:  # confidential fields withheld by a lower hub
+            subst, problems = stand_ins(rec, from_relay)
+            if problems:
+                reject(c, problems)
+                return
+            if subst is not None:
+                data, hidden = subst, withheld_of(rec)
+        try:
+            clean = fast_normalize(typ, data, ref, ctx)
+            errors = [] if clean is not None else None
+            if clean is None:
+                clean, errors = normalize(typ, data, today=ref, context=ctx)
+        except Exception as e:  # one odd record must never fail the batch
+            c.reasons.append(reason("data", ENVELOPE_LABELS["data"], None, "invalid", f"记录无法校验：{e}"))
+            return
+        if errors:
+            c.reasons.extend(e.as_dict() for e in errors)
+            return
+    key = record_key(typ, clean)
+    if key != rec["key"]:
+        c.reasons.append(
+            reason(
+                "key",
+                ENVELOPE_LABELS["key"],
+                rec["key"],
+                "key_mismatch",
+                f"记录键与数据不符：按数据应为“{key}”",
+            )
+        )
+    c.clean = {k: v for k, v in clean.items() if k not in hidden} if hidden else clean
 
 
 @dataclass
@@ -242,7 +257,7 @@ def store_batch(
     nonce: Nonce | None = None,
     not_allowed: Collection[str] = (),
     registry_version: int | None = None,
-    forward: bool = False,
+    forward: UpwardSpec | None = None,
 ) -> StoredBatch:
     """Store the batch in one transaction on `conn` (the request's connection, no transaction of SQLAlchemy's open).
 
@@ -252,7 +267,8 @@ def store_batch(
     SQLite FULL) before the receipt is answered. `registry_version`: that of the registry snapshot the
     request was verified against, when it was not read for this request; if the registry has moved on
     since, nothing is written and `refused` is "registry_changed" (the caller starts over). `forward`:
-    the hub has an upper hub; a batch that accepted records is queued for it in the same transaction.
+    the hub has an upper hub; a batch that accepted records is queued for it in the same transaction,
+    with the upward envelopes of what it accepted (`gateway.hub.forward.envelopes`).
     """
     store = _open_store(conn)
     try:
@@ -307,7 +323,7 @@ def _store(
     nonce: Nonce | None,
     not_allowed: Collection[str],
     registry_version: int | None,
-    forward: bool,
+    forward: UpwardSpec | None,
 ) -> tuple[StoredBatch, dict | None]:
     dept = batch.department
     begun = store.begin(
@@ -330,6 +346,12 @@ def _store(
     out = decide_batch(candidates, begun.stored, dept, batch.batch_id, now)
     seqs = store.hub_seqs(len(out.accepted))
     assign_hub_seqs(out, seqs)
+    queued = None
+    if forward is not None and (out.counts["accepted"] or out.bumps):  # a seq advanced (duplicate, higher seq) goes up too
+        # Built before the hub's write lock (taken by `write`), from the batch in memory: the forwarder sends it as is.
+        envelopes = batch_envelopes(candidates, out, forward, batch.batch_id, now)
+        queued = {"batch_id": batch.batch_id, "department": dept, "state": "queued", "forward_id": None,
+                  "records": len(envelopes), "body": encode(envelopes)}
     head = store.write(dept, out, receipt_rows(batch.batch_id, dept, out.results, now))
     # The log's time is read under its lock, so it grows with seq as before (the UI's date bounds rely on it).
     logged = utcnow()
@@ -348,9 +370,8 @@ def _store(
         time=logged,
     )
     body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id)
-    queued = None
-    if forward and (out.counts["accepted"] or out.bumps):  # a seq advanced (duplicate, higher seq) goes up too
-        queued = {"batch_id": batch.batch_id, "department": dept, "queued_at": logged, "state": "queued", "forward_id": None}
+    if queued is not None:
+        queued.update(queued_at=logged, log_seq=appended.seq)  # leaves in log order, after the batches before it
     try:
         store.append(entry, move, _batch_row(batch, dept, digest, appended, body, signature, logged), queued)
     except BatchIdTaken:

@@ -218,8 +218,10 @@ attachments = Table(
 
 # --- forwarding to the upper hub (gateway.hub.forward) ------------------------------------------
 # One row per stored batch with accepted records, written in that batch's own transaction when the hub
-# has an [upstream]: so no batch is accepted without being queued. state: queued | claimed | superseded
-# (every record it wrote was overwritten by a later batch before it left, which forwards them instead).
+# has an [upstream]: so no batch is accepted without being queued. It holds what the batch sends upward
+# (gateway.hub.forward.envelopes), so the forwarder reads no record back. state: queued | claimed |
+# superseded (a row without a body — backfilled, or queued before bodies were stored — whose records were
+# all overwritten by a later batch before it left, which forwards them instead).
 forward_outbox = Table(
     "forward_outbox",
     metadata,
@@ -228,7 +230,12 @@ forward_outbox = Table(
     Column("queued_at", String, nullable=False),
     Column("state", String(12), nullable=False),
     Column("forward_id", String(36), nullable=True),  # the forwarded batch that carried its records
+    Column("log_seq", BigInteger, nullable=True),  # the batch's receipt-log entry: the order batches leave in
+    Column("records", Integer, nullable=True),  # envelopes in `body`
+    # The upward envelopes, canonical JSON; NULL: read back from `records` at the claim (backfill, old rows).
+    Column("body", LargeBinary, nullable=True),
     Index("ix_forward_outbox_state", "state", "department", "queued_at"),
+    Index("ix_forward_outbox_order", "state", "department", "log_seq"),
     Index("ix_forward_outbox_forward", "forward_id"),
 )
 

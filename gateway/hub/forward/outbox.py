@@ -1,12 +1,16 @@
 """The forward outbox: claim queued batches into upward batches, and settle them with the upper hub's receipt.
 
 A batch the hub stored with accepted records was queued (`forward_outbox`, state `queued`) in its own
-transaction. A claim takes the oldest queued batches of one department, reads the records they wrote
-that are still current (a record overwritten since by a later batch leaves with that batch instead),
-builds upward batches of at most `batch_size` records in hub_seq order, and stores each with its exact
-body (`forward_batches`, state `sent`) in the same transaction that marks the queue rows `claimed`. The
-body is signed anew for every attempt but never rebuilt, so a resend after a crash or a lost answer is the
-same batch id with the same bytes, which the upper hub answers with its first receipt (exactly once).
+transaction, with the upward envelopes of what it accepted (`gateway.hub.forward.envelopes`). A claim
+takes the oldest queued batches of one department (in receipt-log order), puts their envelopes together
+into upward batches of at most `batch_size` records, and stores each with its exact body
+(`forward_batches`, state `sent`) in the same transaction that marks the queue rows `claimed`. A later
+version of a key always leaves after an earlier one (and the upper hub would answer an earlier one
+arriving late `stale`). Rows queued without envelopes (`backfill`, or before they were stored) have the
+records they wrote that are still current read back (a record overwritten since leaves with the later
+batch instead). The body is signed anew for every attempt but never rebuilt, so a resend after a crash or
+a lost answer is the same batch id with the same bytes, which the upper hub answers with its first
+receipt (exactly once).
 """
 
 from __future__ import annotations
@@ -23,9 +27,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
 from gateway.hub.db import utcnow, write_tx
-from gateway.hub.forward.chain import link, with_link
-from gateway.hub.forward.withheld import withhold
-from gateway.protocol.batch import make_batch
+from gateway.hub.forward.envelopes import UpwardSpec, upward_body, upward_record
 from gateway.protocol.canonical import canonical_json
 from gateway.sqlite_flush import unflushed_commits
 
@@ -84,44 +86,58 @@ def writing(bind: Bind, *, durable: bool = True) -> Iterator[Connection]:
 def queued_department(bind: Bind) -> str | None:
     with reading(bind) as conn:
         return conn.execute(
-            select(_o.department).where(_o.state == "queued").order_by(_o.queued_at).limit(1)
+            select(_o.department).where(_o.state == "queued").order_by(_o.log_seq, _o.queued_at).limit(1)
         ).scalar()
 
 
 def claim(bind: Bind, department: str, *, hub_key_id: str, relay_key: str, batch_size: int,
           confidential: bool = False) -> list[ForwardBatch]:
     """Claim the oldest queued batches of `department` into upward batches (one transaction); [] when none.
-    Without `confidential` (the upper level's grant) the standard's confidential fields are withheld."""
+
+    A queued row holds its batch's upward envelopes, made when it was accepted (`envelopes`); they go up as
+    they are. Only a row without them (backfilled, or queued before they were stored) has its records read
+    back here, with this hub's link and, without `confidential` (the upper level's grant), the standard's
+    confidential fields withheld."""
     with writing(bind) as conn:
         queued = conn.execute(
-            select(_o.batch_id).where(and_(_o.state == "queued", _o.department == department))
-            .order_by(_o.queued_at).limit(CLAIM_BATCHES).with_for_update(skip_locked=True)
-        ).scalars().all()
+            select(_o.batch_id, _o.records, _o.body).where(and_(_o.state == "queued", _o.department == department))
+            .order_by(_o.log_seq, _o.queued_at).limit(CLAIM_BATCHES).with_for_update(skip_locked=True)
+        ).all()
         if not queued:
             return []
-        current = _current_records(conn, department, queued)
+        spec = UpwardSpec(hub_key_id, relay_key, confidential)
+        bare = [b for b, _, body in queued if body is None]
+        read_back = _current_records(conn, department, bare, spec) if bare else {}
+        entries: list[tuple[str, int, bytes]] = []
+        for b, n, body in queued:
+            if body is None:
+                found = read_back.get(b, [])
+                n, body = len(found), canonical_json(found)
+            entries.append((b, int(n), bytes(body)))
         now = utcnow()
         made: list[ForwardBatch] = []
-        for group in _groups(queued, current, batch_size):
-            ids = [b for b, _ in group]
-            rows = sorted((r for _, rs in group for r in rs), key=lambda r: r["hub_seq"])
-            if not rows:
+        for group in _groups(entries, batch_size):
+            ids = [b for b, _, _ in group]
+            count = sum(n for _, n, _ in group)
+            if not count:
                 conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(state="superseded"))
                 continue
             fid = str(uuid.uuid4())
-            records = [_upward(r, hub_key_id, relay_key, confidential) for r in rows]
-            body = canonical_json(make_batch(department, f"hub:{hub_key_id}", records, batch_id=fid))
+            body = upward_body(department, f"hub:{hub_key_id}", fid, [p for _, _, p in group])
             conn.execute(tables.forward_batches.insert().values(
-                forward_id=fid, department=department, body=body, records=len(records), state="sent", attempts=0,
+                forward_id=fid, department=department, body=body, records=count, state="sent", attempts=0,
                 claimed_at=now))
-            conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(state="claimed", forward_id=fid))
-            made.append(ForwardBatch(fid, department, body, len(records)))
+            # The envelopes now live in the upward body: the queue row keeps only which batch carried it.
+            conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(
+                state="claimed", forward_id=fid, body=None))
+            made.append(ForwardBatch(fid, department, body, count))
         return made
 
 
-def _current_records(conn: Any, department: str, batch_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Per queued batch: the records whose current state it wrote, and those whose seq it advanced (a
-    `duplicate` of a higher seq: same content, the seq moves up there too)."""
+def _current_records(conn: Any, department: str, batch_ids: list[str], spec: UpwardSpec) -> dict[str, list[dict[str, Any]]]:
+    """Per queued batch without stored envelopes: the upward envelopes of the records whose current state it
+    wrote (in hub_seq order), and of those whose seq it advanced (a `duplicate` of a higher seq: same
+    content, the seq moves up there too)."""
     accepted = and_(_rc.status == "accepted", _r.batch_id == _rc.batch_id)
     advanced = and_(_rc.status == "duplicate", _r.seq == _rc.seq, _r.batch_id != _rc.batch_id)
     # The JSON columns as text, parsed here with orjson: SQLAlchemy's JSON result processing was half the
@@ -133,42 +149,29 @@ def _current_records(conn: Any, department: str, batch_ids: list[str]) -> dict[s
             _r.department == _rc.department, _r.type == _rc.type, _r.key == _rc.key)))
         .where(and_(_rc.batch_id.in_(batch_ids), _rc.department == department, or_(accepted, advanced)))
     )
-    out: dict[str, list[dict[str, Any]]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
     seen: set[tuple[int, int]] = set()
     for row in conn.execute(q).mappings():
         if (row["id"], row["seq"]) not in seen:  # a key named twice in one batch has two receipt rows
             seen.add((row["id"], row["seq"]))
-            out.setdefault(row["queued_batch"], []).append(row)
-    return out
+            rows.setdefault(row["queued_batch"], []).append(
+                {**row, "data": _json(row["data"]), "provenance": _json(row["provenance"])})
+    return {b: [upward_record(r, spec) for r in sorted(rs, key=lambda r: r["hub_seq"])] for b, rs in rows.items()}
 
 
-def _groups(queued: Iterable[str], current: dict[str, list], size: int) -> list[list[tuple[str, list]]]:
-    """Queued batches in order, grouped so that each group holds at most `size` records (a bigger batch alone)."""
-    groups: list[list[tuple[str, list]]] = [[]]
+def _groups(entries: Iterable[tuple[str, int, bytes]], size: int) -> list[list[tuple[str, int, bytes]]]:
+    """Queued batches (id, envelopes, their JSON) in order, grouped so that each group holds at most `size`
+    records (a bigger batch alone)."""
+    groups: list[list[tuple[str, int, bytes]]] = [[]]
     count = 0
-    for b in queued:
-        rows = current.get(b, [])
-        if groups[-1] and count + len(rows) > size:
+    for entry in entries:
+        n = entry[1]
+        if groups[-1] and count + n > size:
             groups.append([])
             count = 0
-        groups[-1].append((b, rows))
-        count += len(rows)
+        groups[-1].append(entry)
+        count += n
     return groups
-
-
-def _upward(r: dict[str, Any], hub_key_id: str, relay_key: str, confidential: bool = False) -> dict[str, Any]:
-    """A stored record as the upper hub is to receive it: the same seq and version, this hub's link added,
-    the confidential fields withheld unless the upper level is granted them (gateway/hub/forward/withheld.py).
-
-    The envelope of `gateway.protocol.batch.make_record`, built here from the row without copying its data
-    again (that copy was a fifth of the forwarder's CPU per record)."""
-    deleted = bool(r["deleted"])
-    prov = with_link(_json(r["provenance"]), link(hub_key_id, relay_key, r["batch_id"], r["received_at"]))
-    data = None if deleted else _json(r["data"])
-    if not confidential:
-        data, prov = withhold(r["type"], data, prov)
-    return {"type": r["type"], "department": r["department"], "key": r["key"], "op": "delete" if deleted else "upsert",
-            "seq": int(r["seq"]), "version": r["version"], "updated_at": r["updated_at"], "provenance": prov, "data": data}
 
 
 def _json(text: str | None) -> Any:
@@ -210,17 +213,18 @@ def backfill(engine: Engine, departments: Iterable[str] | None = None) -> int:
     as for any queued batch. Returns how many were queued (0 when run again)."""
     b = tables.batches.c
     with write_tx(engine) as conn:
-        q = select(b.batch_id, b.department, b.received_at).where(
+        q = select(b.batch_id, b.department, b.received_at, b.log_seq).where(
             ~select(_o.batch_id).where(_o.batch_id == b.batch_id).exists(),
             select(_r.batch_id).where(_r.batch_id == b.batch_id).exists(),
-        ).order_by(b.received_at)
+        ).order_by(b.log_seq)
         wanted = list(departments or ())
         if wanted:
             q = q.where(b.department.in_(wanted))
         rows = conn.execute(q).all()
         if rows:
             conn.execute(tables.forward_outbox.insert(), [
-                {"batch_id": bid, "department": dept, "queued_at": at, "state": "queued"} for bid, dept, at in rows])
+                {"batch_id": bid, "department": dept, "queued_at": at, "state": "queued", "log_seq": seq}
+                for bid, dept, at, seq in rows])
         return len(rows)
 
 

@@ -18,21 +18,23 @@ WITHHELD = "withheld"
 CONFIDENTIAL: dict[str, frozenset[str]] = {
     t: frozenset(f.name for f in rt.fields if f.confidential) for t, rt in RECORD_TYPES.items()
 }
+_IN_ORDER = {t: tuple(sorted(names)) for t, names in CONFIDENTIAL.items() if names}  # per envelope: no sort
 # A valid value of each confidential field's kind, validated in the withheld field's place.
 _STAND_IN = {PHONE: "13800000000"}
 
 
 def withhold(record_type: str, data: dict[str, Any] | None, provenance: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """(data without the confidential fields, provenance naming them) for an upper level not granted them."""
-    hidden = CONFIDENTIAL.get(record_type, frozenset())
+    hidden = _IN_ORDER.get(record_type)
     if data is None or not hidden:
         return data, provenance
-    gone = sorted(hidden & data.keys())
+    gone = [n for n in hidden if n in data]
     if not gone:
         return data, provenance
     prov = dict(provenance)
-    prov[WITHHELD] = sorted({*gone, *(prov.get(WITHHELD) or [])})
-    return {k: v for k, v in data.items() if k not in hidden}, prov
+    before = prov.get(WITHHELD)
+    prov[WITHHELD] = sorted({*gone, *before}) if before else gone
+    return {k: v for k, v in data.items() if k not in CONFIDENTIAL[record_type]}, prov
 
 
 def withheld_of(rec: dict[str, Any]) -> list[str]:

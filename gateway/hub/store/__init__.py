@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Insert, Table, bindparam, case, insert, literal_column, select
 from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
@@ -28,6 +28,7 @@ def columns(table: Table) -> tuple[str, ...]:
     return tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
 
 
+SMALL_BATCH = 32  # records; up to this many, rows go one statement each (PostgreSQL: pipelined), not set-based
 RECORD_COLS = columns(tables.records)
 HISTORY_COLS = columns(tables.record_history)
 RECEIPT_COLS = columns(tables.receipts)
@@ -38,6 +39,28 @@ UPDATE_COLS = tuple(c for c in RECORD_COLS if c not in KEY_COLS)
 def history_row(r: dict[str, Any]) -> dict[str, Any]:
     """The record_history row of an accepted record row."""
     return {**{c: r[c] for c in HISTORY_COLS if c != "op"}, "op": "delete" if r["deleted"] else "upsert"}
+
+
+def history_of_batch(type_in: ColumnElement[bool]) -> Insert:
+    """The record_history rows of what a batch wrote, from `records` in one statement (no row leaves Python).
+
+    Parameters: d (department), lo/hi (the batch's hub_seq range), b (its batch_id), and those of `type_in`
+    (the record types it wrote; with the department and the range, an index range on ix_records_read)."""
+    r = tables.records.c
+    op = case((r.deleted, literal_column("'delete'")), else_=literal_column("'upsert'"))
+    cols = [op.label("op") if c == "op" else r[c] for c in HISTORY_COLS]
+    written = select(*cols).where(
+        r.department == bindparam("d"), type_in, r.hub_seq.between(bindparam("lo"), bindparam("hi")),
+        r.batch_id == bindparam("b"),
+    ).order_by(r.hub_seq)
+    return insert(tables.record_history).from_select(list(HISTORY_COLS), written)
+
+
+def history_args(department: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters of `history_of_batch` for a batch's written rows (one batch_id, hub_seq set)."""
+    seqs = [r["hub_seq"] for r in rows]
+    return {"d": department, "types": sorted({r["type"] for r in rows}), "lo": min(seqs), "hi": max(seqs),
+            "b": rows[0]["batch_id"]}
 
 
 # Row tuples in column order, by itemgetter (C): building them was a few µs per record in Python loops.

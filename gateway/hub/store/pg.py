@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg.types.json import set_json_dumps
-from sqlalchemy import Column, MetaData, Table, bindparam, case, insert, literal_column, select, update
+from sqlalchemy import Column, MetaData, Table, any_, bindparam, case, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
@@ -38,16 +38,17 @@ from gateway.hub.store import (
     KEY_COLS,
     RECEIPT_COLS,
     RECORD_COLS,
+    SMALL_BATCH,
     UPDATE_COLS,
     BatchIdTaken,
     Begun,
     columns,
+    history_args,
+    history_of_batch,
     history_tuple,
     receipt_tuple,
     record_tuple,
 )
-
-SMALL_BATCH = 32  # records; up to this many, rows go as pipelined statements rather than COPY
 
 _DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
 
@@ -97,6 +98,8 @@ def _upsert_with_history() -> str:
 
 
 _MERGE = _merge()
+# A large batch's history rows from the records it wrote, in one statement (they were a third of its COPY rows).
+_HISTORY_OF_BATCH = _sql(history_of_batch(_r.type == any_(bindparam("types"))))
 _UPSERT_WITH_HISTORY = _upsert_with_history()
 _COPY_NEW = _copy(_records, RECORD_COLS)
 _COPY_STAGED = _copy(_staging, RECORD_COLS)
@@ -279,7 +282,9 @@ class PgHubStore:
                 # The hub's write lock, to the commit: only the log append and the signed receipt.
                 c_head.execute(_LOCK_HEAD)
         else:
-            self.write_records(rows, out.new_keys)
+            if rows:
+                self._upsert(rows, out.new_keys)
+                pg.execute(_HISTORY_OF_BATCH, history_args(department, rows))
             if out.bumps:
                 pg.execute(_BUMPS, self._bump_args(department, out))
             if receipts:
@@ -298,7 +303,13 @@ class PgHubStore:
         """COPY the rows of new keys into `records`, stage and merge the others; COPY their history rows."""
         if not rows:
             return
-        new_keys = new_keys or set()
+        cur = self._upsert(rows, new_keys or set())
+        with cur.copy(_COPY_HISTORY) as copy:
+            for r in rows:
+                copy.write_row(history_tuple(r))
+
+    def _upsert(self, rows: list[dict[str, Any]], new_keys: set[tuple[str, str]]) -> psycopg.Cursor:
+        """COPY the rows of new keys into `records`, stage and merge the others."""
         cur = self.pg.cursor()
         set_json_dumps(orjson.dumps, context=cur)
         new = [r for r in rows if (r["type"], r["key"]) in new_keys]
@@ -315,9 +326,7 @@ class PgHubStore:
                     if (r["type"], r["key"]) not in new_keys:
                         copy.write_row(record_tuple(r))
             cur.execute(_MERGE)
-        with cur.copy(_COPY_HISTORY) as copy:
-            for r in rows:
-                copy.write_row(history_tuple(r))
+        return cur
 
     def append(
         self, entry: dict[str, Any], move: dict[str, Any], batch_row: dict[str, Any], forward: dict[str, Any] | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, RootTransaction
 
@@ -19,23 +19,43 @@ from gateway.hub.db import lock_head
 from gateway.hub.decide import Candidate, Outcome, Stored, Wanted
 from gateway.hub.receipt_log import INSERT_ENTRY, MOVE_HEAD
 from gateway.hub.registry import read_version
-from gateway.hub.store import KEY_COLS, RECORD_COLS, UPDATE_COLS, Begun, history_row, record_tuple
-
-CHUNK = 2000  # keys per IN (...): well under SQLite's parameter limit
+from gateway.hub.store import (
+    KEY_COLS,
+    RECEIPT_COLS,
+    RECORD_COLS,
+    SMALL_BATCH,
+    UPDATE_COLS,
+    Begun,
+    history_args,
+    history_of_batch,
+    history_row,
+    receipt_tuple,
+    record_tuple,
+)
 
 _r = tables.records.c
+
+
+def _in_json(name: str) -> Any:
+    """The values of one JSON array parameter, for `x IN (...)`: one bound value however many keys (an
+    expanding IN rendered a parameter per key, and SQLAlchemy processed each, for every batch)."""
+    return select(literal_column("value")).select_from(func.json_each(bindparam(name))).scalar_subquery()
+
+
 _STATE = select(_r.key, _r.seq, _r.version, _r.deleted).where(
-    and_(_r.department == bindparam("d"), _r.type == bindparam("t"), _r.key.in_(bindparam("keys", expanding=True)))
+    and_(_r.department == bindparam("d"), _r.type == bindparam("t"), _r.key.in_(_in_json("keys")))
 )
 _MODES = select(_r.key, _r.data).where(
     and_(
         _r.department == bindparam("d"),
         _r.type == "material",
-        _r.key.in_(bindparam("keys", expanding=True)),
+        _r.key.in_(_in_json("keys")),
         _r.deleted.is_(False),
     )
 )
-_HELD = select(tables.attachments.c.sha256).where(tables.attachments.c.sha256.in_(bindparam("h", expanding=True)))
+_HELD = select(tables.attachments.c.sha256).where(tables.attachments.c.sha256.in_(_in_json("h")))
+# A batch's history rows from the records it wrote, in one statement.
+_HISTORY_OF_BATCH = history_of_batch(_r.type.in_(_in_json("types")))
 _BATCH_BY_ID = select(
     tables.batches.c.department, tables.batches.c.request_digest, tables.batches.c.receipt, tables.batches.c.signature
 ).where(tables.batches.c.batch_id == bindparam("b_id"))
@@ -46,7 +66,6 @@ _BUMP = (
     .values(seq=bindparam("b_seq"))
 )
 _INSERT_HISTORY = insert(tables.record_history)
-_INSERT_RECEIPTS = insert(tables.receipts)
 _INSERT_BATCH = insert(tables.batches)
 _QUEUE_FORWARD = insert(tables.forward_outbox)
 
@@ -65,6 +84,14 @@ def _nonce_text() -> str:
     return str(compiled)
 
 
+def _receipts_text() -> str:
+    compiled = insert(tables.receipts).values({c: bindparam(c) for c in RECEIPT_COLS}).compile(dialect=sqlite.dialect())
+    assert tuple(compiled.positiontup or ()) == RECEIPT_COLS
+    return str(compiled)
+
+
+# Text, with row tuples: SQLAlchemy's executemany processed every receipt's parameters in Python.
+_INSERT_RECEIPTS = _receipts_text()
 NONCE_COLS = ("key_id", "nonce", "expires_at")  # the order of `nonce` as HubStore.begin takes it
 _NONCE_IF_NEW = _nonce_text()  # text, as the upsert: SQLAlchemy would compile its ON CONFLICT per batch
 # Plain text with the JSON columns as their type would write them (orjson text; None as NULL).
@@ -89,14 +116,15 @@ def _row(r: dict[str, Any]) -> tuple:
     return tuple(row)
 
 
-def _chunks(items: list, n: int = CHUNK) -> list[list]:
-    return [items[i : i + n] for i in range(0, len(items), n)]
+def _json_list(items: set[str] | list[str]) -> str:
+    return orjson.dumps(sorted(items)).decode("utf-8")
 
 
 class SqliteHubStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._tx: RootTransaction | None = None
+        self._small = True
 
     def begin(
         self,
@@ -109,6 +137,7 @@ class SqliteHubStore:
         candidates: list[Candidate],
     ) -> Begun:
         conn = self.conn
+        self._small = len(candidates) <= SMALL_BATCH
         self._tx = conn.execution_options(hub_immediate=True).begin()  # BEGIN IMMEDIATE: the write lock
         if registry_version is not None and read_version(conn) != registry_version:
             return Begun(registry_ok=False)
@@ -123,13 +152,12 @@ class SqliteHubStore:
     def _stored(self, department: str, wanted: Wanted) -> Stored:
         conn, out = self.conn, Stored()
         for typ, keys in wanted.keys_by_type.items():
-            for part in _chunks(sorted(keys)):
-                for key, seq, version, deleted in conn.execute(_STATE, {"d": department, "t": typ, "keys": part}):
-                    out.state[(typ, key)] = (int(seq), version, bool(deleted))
-        for part in _chunks(sorted(wanted.hashes)):
-            out.held.update(h for (h,) in conn.execute(_HELD, {"h": part}))
-        for part in _chunks(sorted(wanted.no_depot)):
-            for key, data in conn.execute(_MODES, {"d": department, "keys": part}):
+            for key, seq, version, deleted in conn.execute(_STATE, {"d": department, "t": typ, "keys": _json_list(keys)}):
+                out.state[(typ, key)] = (int(seq), version, bool(deleted))
+        if wanted.hashes:
+            out.held.update(h for (h,) in conn.execute(_HELD, {"h": _json_list(wanted.hashes)}))
+        if wanted.no_depot:
+            for key, data in conn.execute(_MODES, {"d": department, "keys": _json_list(wanted.no_depot)}):
                 if isinstance(data, dict) and data.get("reserve_mode"):
                     out.modes[key] = str(data["reserve_mode"])
         return out
@@ -147,13 +175,19 @@ class SqliteHubStore:
 
     def write(self, department: str, out: Outcome, receipts: list[dict[str, Any]]) -> dict[str, Any]:
         conn = self.conn
-        self.write_records(list(out.rows.values()), out.new_keys)
+        rows = list(out.rows.values())
+        if rows and not self._small:  # as on PostgreSQL: the history of what was written, set-based
+            conn.exec_driver_sql(_UPSERT, [_row(r) for r in rows])
+            args = history_args(department, rows)
+            conn.execute(_HISTORY_OF_BATCH, {**args, "types": _json_list(args["types"])})
+        else:
+            self.write_records(rows, out.new_keys)
         if out.bumps:
             conn.execute(
                 _BUMP, [{"b_dept": department, "b_type": t, "b_key": k, "b_seq": s} for (t, k), s in out.bumps.items()]
             )
         if receipts:
-            conn.execute(_INSERT_RECEIPTS, receipts)
+            conn.exec_driver_sql(_INSERT_RECEIPTS, [receipt_tuple(r) for r in receipts])
         return lock_head(conn)
 
     def write_records(self, rows: list[dict[str, Any]], new_keys: set[tuple[str, str]] | None = None) -> None:

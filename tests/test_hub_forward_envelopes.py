@@ -1,0 +1,125 @@
+"""Upward envelopes stored with the accepted batch (gateway/hub/forward/envelopes.py): the forwarder sends what
+the batch queued, reads no record back, and the upper hub still ends with every key's latest state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import create_engine, inspect, select, update
+
+from gateway.hub import tables
+from gateway.hub.db import open_hub_db
+from gateway.hub.forward import outbox
+from gateway.hub.forward.envelopes import UpwardSpec
+from gateway.hub.forward.upstream import Delivered, Upstream
+from gateway.protocol.batch import parse_batch
+from gateway.protocol.canonical import canonical_json
+from gateway.protocol.keys import read_private_key
+from tests.fixtures.hub import batch_body, record, sample
+from tests.test_hub_forward import relay_post, stored, wait_for
+
+SPEC = {"hub_key_id": "township-hub", "relay_key": "township-relay", "batch_size": 500}
+
+
+def _queued(engine: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(tables.forward_outbox).order_by(tables.forward_outbox.c.log_seq))
+                .mappings()]
+
+
+def _still_forwarding_off(township: Any) -> Any:
+    township.app.extensions["hub"].close()  # no forwarder thread: the test claims itself
+    return township.engine
+
+
+def test_stored_envelopes_equal_the_records_read_back(hub_levels) -> None:
+    """The envelopes made at ingest are exactly what reading the stored records back gave (the old claim):
+    same data as stored, the link, confidential fields withheld, deletes as deletes, in batch order."""
+    township, _county = hub_levels(("township", "county")).hubs
+    engine = _still_forwarding_off(township)
+    first = [record("material", sample("material", 1)), record("depot", sample("depot")),
+             record("stock", sample("stock", 1)), record("material", sample("material", 2))]
+    assert township.post("/api/v1/batches", batch_body(first)).status_code == 200
+    later = [record("material", sample("material", 2, material_name="大帐篷"), seq=2),
+             record("material", None, seq=2, op="delete", key="WZ-0001"),
+             record("material", sample("material", 3, unit=""))]  # rejected: not forwarded
+    r = township.post("/api/v1/batches", batch_body(later))
+    assert [x["status"] for x in r.json()["results"]] == ["accepted", "accepted", "rejected"]
+    rows = _queued(engine)
+    assert [q["records"] for q in rows] == [4, 2] and all(q["body"] for q in rows)
+    with engine.connect() as conn:  # the fallback path of the claim, on the newest batch (all still current)
+        back = outbox._current_records(conn, "dept001", [rows[1]["batch_id"]], UpwardSpec("township-hub", "township-relay"))
+    kept = orjson.loads(rows[1]["body"])
+    assert kept == back[rows[1]["batch_id"]]
+    depot = next(e for e in orjson.loads(rows[0]["body"]) if e["type"] == "depot")
+    assert "contact_phone" not in depot["data"] and depot["provenance"]["withheld"] == ["contact_phone"]
+    assert depot["provenance"]["hubs"][-1]["batch_id"] == rows[0]["batch_id"]
+    deleted = next(e for e in kept if e["key"] == "WZ-0001")
+    assert (deleted["op"], deleted["data"]) == ("delete", None)
+
+
+def test_a_later_version_queued_behind_an_earlier_one_leaves_after_it_and_wins_above(hub_levels) -> None:
+    township, county = hub_levels(("township", "county")).hubs
+    engine = _still_forwarding_off(township)
+    for seq, name in ((1, "折叠床"), (2, "折叠床（加宽）"), (3, "折叠床（加长）")):
+        body = batch_body([record("material", sample("material", 1, material_name=name), seq=seq)])
+        assert township.post("/api/v1/batches", body).json()["results"][0]["status"] == "accepted"
+    (fb,) = outbox.claim(engine, "dept001", **SPEC)
+    sent = parse_batch(fb.body).records
+    assert [r["seq"] for r in sent] == [1, 2, 3]  # every version, in the order accepted
+    assert canonical_json(orjson.loads(fb.body)) == fb.body
+    up = Upstream(county.url, read_private_key(township.dir / "keys" / "upstream.key"), "township-relay",
+                  county.hub_public_key)
+    answer = up.post_batch(fb.forward_id, "dept001", fb.body)
+    assert isinstance(answer, Delivered)
+    assert [x["status"] for x in answer.doc["results"]] == ["accepted"] * 3
+    at_county = stored(county)[("material", "WZ-0001")]
+    assert (at_county["seq"], at_county["data"]["material_name"]) == (3, "折叠床（加长）")
+    # Were an earlier version ever to arrive after a later one, the upper hub's rules drop it as stale.
+    r = relay_post(county, township, batch_body([sent[0]]))
+    assert r.json()["results"][0]["status"] == "stale"
+    assert stored(county)[("material", "WZ-0001")]["seq"] == 3
+
+
+def test_a_duplicate_with_a_higher_seq_moves_the_seq_up_above_too(hub_levels) -> None:
+    township, county = hub_levels(("township", "county")).hubs
+    data = sample("material", 1)
+    assert township.post("/api/v1/batches", batch_body([record("material", data)])).status_code == 200
+    r = township.post("/api/v1/batches", batch_body([record("material", data, seq=5)]))
+    assert r.json()["results"][0]["status"] == "duplicate"
+    wait_for(lambda: stored(county).get(("material", "WZ-0001"), {}).get("seq") == 5)
+    assert stored(township)[("material", "WZ-0001")]["seq"] == 5
+
+
+def test_rows_queued_before_bodies_were_stored_are_read_back(hub_levels, tmp_path) -> None:
+    """An outbox row without a body (queued by an older hub, or backfilled) still leaves, with the current
+    state of what its batch wrote; and a database from before the columns is brought up to them."""
+    township, _county = hub_levels(("township", "county")).hubs
+    engine = _still_forwarding_off(township)
+    township.post("/api/v1/batches", batch_body([record("material", sample("material", 1)),
+                                                 record("material", sample("material", 2))]))
+    township.post("/api/v1/batches", batch_body([record("material", sample("material", 2, material_name="大帐篷"), seq=2)]))
+    first = _queued(engine)[0]["batch_id"]
+    with engine.begin() as conn:  # the first batch's row as an older hub queued it; the second keeps its body
+        conn.execute(update(tables.forward_outbox).where(tables.forward_outbox.c.batch_id == first)
+                     .values(body=None, records=None))
+    (fb,) = outbox.claim(engine, "dept001", **SPEC)
+    sent = parse_batch(fb.body).records
+    # The first batch's current record read back (WZ-0002 was overwritten since), then the second's envelope.
+    assert [(r["key"], r["seq"]) for r in sent] == [("WZ-0001", 1), ("WZ-0002", 2)]
+    assert sent[1]["data"]["material_name"] == "大帐篷"
+    assert fb.records == 2 and canonical_json(orjson.loads(fb.body)) == fb.body  # stored bytes joined, canonical
+
+    old = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with old.begin() as conn:  # forward_outbox as hubs before stored bodies made it
+        conn.exec_driver_sql("CREATE TABLE forward_outbox (batch_id VARCHAR(36) PRIMARY KEY, department VARCHAR(40) "
+                             "NOT NULL, queued_at VARCHAR NOT NULL, state VARCHAR(12) NOT NULL, forward_id VARCHAR(36))")
+        conn.exec_driver_sql("INSERT INTO forward_outbox VALUES ('b1', 'dept001', '2026-01-01', 'queued', NULL)")
+    old.dispose()
+    migrated = open_hub_db(f"sqlite:///{tmp_path / 'old.db'}")
+    cols = {c["name"] for c in inspect(migrated).get_columns("forward_outbox")}
+    assert {"log_seq", "records", "body"} <= cols
+    assert "ix_forward_outbox_order" in {i["name"] for i in inspect(migrated).get_indexes("forward_outbox")}
+    assert [q["state"] for q in _queued(migrated)] == ["queued"]
+    migrated.dispose()
