@@ -151,7 +151,7 @@ def import_signed_workbook(hub: Any, workbook: Path, signature: Path, from_key: 
     check_chain(candidates, relay.key_id)
     with hub.engine.connect() as conn:
         stored = store_batch(conn, hub.key, hub.key_id, batch, candidates, key_id=relay.key_id, digest=digest,
-                             forward=hub.forwarding)
+                             forward=hub.upward)
     if stored.conflict:
         raise WorkbookRefused(f"批次号 {batch_id} 已用于其他内容 / {stored.conflict}")
     result.replayed, result.receipt, result.signature = stored.replayed, stored.receipt, stored.signature
