@@ -46,15 +46,6 @@ class Locators(Sequence[str]):
         self._where = where
         self._keys = keys
 
-    @classmethod
-    def from_columns(
-        cls, names: list[str], columns: list[Sequence[Any]], keys: list[str], locators: Sequence[str], versions: list[Any]
-    ) -> RowBatch:
-        """A batch over a reader's value columns (Python objects, one sequence per column)."""
-        if not all(len(c) == len(keys) for c in columns) or not (len(keys) == len(locators) == len(versions)):
-            raise ValueError("a RowBatch needs one key, locator and version per row")
-        return cls(keys, locators, versions, _columns=(names, columns))
-
     def __len__(self) -> int:
         return len(self._keys)
 

@@ -11,6 +11,7 @@ buffers the whole result in memory.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pyodbc
@@ -166,18 +167,16 @@ class OdbcAdapter(Adapter):
             conn.close()
         return list(self._names)
 
-    def fetch(self, position: Position | None) -> Iterator[Event]:
+    @contextmanager
+    def _reading(self, position: Position | None) -> Iterator[Any]:
+        """A cursor on the rows changed since `position`; the connection is rolled back and closed after."""
         conn = self._connect()
         try:
             frm = self._prepare(conn)
             sql, params = self._statement(frm, position)
             cur = conn.cursor()
             cur.execute(sql, params)
-            yield from stream_events(
-                source=self.source, where=self.where, names=self._names, rows=self._rows(cur),
-                key_columns=self.key_columns, cursor_column=self.cursor_column, checks=self._checks,
-                chunk_size=self.chunk_size, start=position,
-            )
+            yield cur
         except pyodbc.Error as e:
             raise RetriableError(f"source {self.source}: reading failed: {e}") from e
         finally:
@@ -186,26 +185,22 @@ class OdbcAdapter(Adapter):
             finally:
                 conn.close()
 
+    def fetch(self, position: Position | None) -> Iterator[Event]:
+        with self._reading(position) as cur:
+            yield from stream_events(
+                source=self.source, where=self.where, names=self._names, rows=self._rows(cur),
+                key_columns=self.key_columns, cursor_column=self.cursor_column, checks=self._checks,
+                chunk_size=self.chunk_size, start=position,
+            )
+
     def fetch_batches(self, position: Position | None, size: int = DEFAULT_SIZE) -> Iterator[BatchEvent]:
         """fetch()'s events with the rows as columnar RowBatches (gateway.adapters.sqlbatches)."""
-        conn = self._connect()
-        try:
-            frm = self._prepare(conn)
-            sql, params = self._statement(frm, position)
-            cur = conn.cursor()
-            cur.execute(sql, params)
+        with self._reading(position) as cur:
             yield from stream_batches(
                 source=self.source, where=self.where, names=self._names, chunks=chunks_of(cur.fetchmany, self.chunk_size),
                 key_columns=self.key_columns, cursor_column=self.cursor_column, checks=self._checks,
                 chunk_size=self.chunk_size, start=position, size=max(1, size),
             )
-        except pyodbc.Error as e:
-            raise RetriableError(f"source {self.source}: reading failed: {e}") from e
-        finally:
-            try:
-                conn.rollback()
-            finally:
-                conn.close()
 
     def keys(self) -> Iterator[str]:
         conn = self._connect()

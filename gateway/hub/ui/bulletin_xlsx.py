@@ -182,6 +182,11 @@ def _area_sheet(wb: Workbook, b: Bulletin) -> None:
     for c, w in enumerate(widths, 1):
         ws.column_dimensions[get_column_letter(c)].width = w + 3
     ws.freeze_panes = "B2"
+    _print_landscape(ws)
+
+
+def _print_landscape(ws: Worksheet) -> None:
+    """A4 landscape, one page wide, the header row repeated on every page."""
     ws.page_setup.orientation = ws.ORIENTATION_LANDSCAPE
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
     ws.page_setup.fitToWidth = 1
@@ -203,9 +208,4 @@ def _action_sheet(wb: Workbook, b: Bulletin) -> None:
     for c, w in enumerate(widths, 1):
         ws.column_dimensions[get_column_letter(c)].width = w + 3
     ws.freeze_panes = "A2"
-    ws.page_setup.orientation = ws.ORIENTATION_LANDSCAPE
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_title_rows = "1:1"
+    _print_landscape(ws)
