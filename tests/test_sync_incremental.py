@@ -110,14 +110,15 @@ def test_merge_across_blocks_with_repeated_keys(monkeypatch: pytest.MonkeyPatch)
 
 
 def _count_mapped(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Rows the sync hands to the mapping (map_batch: the whole-source read's one entry point)."""
     calls = [0]
-    real = CompiledMapping.map_row
+    real = CompiledMapping.map_batch
 
-    def counting(self, row):  # type: ignore[no-untyped-def]
-        calls[0] += 1
-        return real(self, row)
+    def counting(self, batch):  # type: ignore[no-untyped-def]
+        calls[0] += len(batch)
+        return real(self, batch)
 
-    monkeypatch.setattr(CompiledMapping, "map_row", counting)
+    monkeypatch.setattr(CompiledMapping, "map_batch", counting)
     return calls
 
 

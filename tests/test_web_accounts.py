@@ -303,7 +303,12 @@ def test_two_operators_removing_each_other_at_once_leave_one(live_hub_pg) -> Non
         th = threading.Thread(target=op2_demotes_op1)
         th.start()
         with live_hub_pg.engine.connect() as watch:  # until op2's change waits on op1's row lock
-            while not watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).scalar():
+            waiting = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            while not watch.execute(waiting).scalar():
+                # pg_stat_activity is read once per transaction: end it, or the loop never sees the wait begin.
+                watch.rollback()
                 th.join(0.02)
                 assert th.is_alive(), outcome  # finished without waiting: nothing locked the operators' rows
     th.join(30)
