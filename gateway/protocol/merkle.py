@@ -50,16 +50,17 @@ def root_of_leaves(digest: Digest, leaves: Sequence[bytes]) -> bytes:
         return digest(b"")
     level = list(leaves)
     while len(level) > 1:
-        nxt = [_node(digest, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
+        odd = level[-1] if len(level) % 2 else None
+        nxt = [digest(NODE + a + b) for a, b in zip(level[::2], level[1::2], strict=False)]
+        if odd is not None:
+            nxt.append(odd)
         level = nxt
     return level[0]
 
 
 def merkle_root(digest: Digest, items: Sequence[bytes]) -> bytes:
     """The root over the leaf data `items`, in order."""
-    return root_of_leaves(digest, [leaf_hash(digest, d) for d in items])
+    return root_of_leaves(digest, [digest(LEAF + d) for d in items])
 
 
 def inclusion_proof(digest: Digest, items: Sequence[bytes], index: int) -> list[bytes]:
