@@ -7,6 +7,8 @@ and a compact receipt whose root, count or list does not fit the batch is refuse
 
 from __future__ import annotations
 
+import http.client
+import threading
 from typing import Any
 
 import orjson
@@ -23,6 +25,7 @@ from gateway.protocol.signing import sign_request
 from gateway.protocol.suites import suite_of
 from gateway.push.transport import HubTransport
 from gateway.store.tables import dead_letters, outbox, receipts
+from tests.fixtures.faultproxy import relay_server, send_head
 from tests.fixtures.hub import LiveHub, batch_body, record, sample
 from tests.fixtures.push import Edit, GatewayDir, enqueue, material, mkey
 
@@ -160,3 +163,77 @@ def make_gateway(root: Any) -> GatewayDir:
     """A gateway folder as the `gateway_dir` fixture makes it (two are needed here)."""
     new_key_pair(root / "keys" / "gateway.key", root / "keys" / "gateway.pub")
     return GatewayDir(root, root / "gateway.toml", root / "keys" / "hub.pub", root / "keys" / "gateway.pub")
+
+
+class ResigningProxy:
+    """Between gateway and hub on loopback: relays the batch, then alters the compact receipt with `forge` and
+    signs it again with the hub's own key (a hub that signs a wrong root: the signature alone proves nothing)."""
+
+    def __init__(self, hub: LiveHub, forge: Any) -> None:
+        self.hub, self.forge, self.answered = hub, forge, 0
+        self.server = relay_server(self.handle)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def handle(self, h: Any) -> None:
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        conn = http.client.HTTPConnection("127.0.0.1", self.hub.port, timeout=60)
+        conn.request(h.command, h.path, body=body, headers={k: v for k, v in h.headers.items() if k.lower() != "host"})
+        resp = conn.getresponse()
+        data, headers = resp.read(), resp.getheaders()
+        conn.close()
+        doc = orjson.loads(data)
+        if resp.status == 200 and "accepted" in doc:
+            hub = self.hub.app.extensions["hub"]
+            data, sig = sign_receipt(self.forge(doc), hub.key, hub.key_id)
+            headers = [(k, v) for k, v in headers if k.lower() != "receipt-signature"]
+            headers.append(("Receipt-Signature", f":{sig}:"))
+            self.answered += 1
+        send_head(h, resp.status, headers, len(data))
+        h.wfile.write(data)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _root_changed(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "accepted": {**doc["accepted"], "merkle_root": "ab" * 32}}
+
+
+def _listed_removed(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "results": doc["results"][1:]}
+
+
+def _count_changed(doc: dict[str, Any]) -> dict[str, Any]:
+    acc = doc["accepted"]
+    return {**doc, "accepted": {**acc, "count": acc["count"] - 1, "hub_seqs": acc["hub_seqs"][:-1]}}
+
+
+@pytest.mark.parametrize("forge", [_root_changed, _listed_removed, _count_changed], ids=lambda f: f.__name__[1:])
+def test_the_gateway_refuses_a_signed_compact_receipt_that_does_not_fit_and_retries(
+    gateway_dir: GatewayDir, suite_hub: LiveHub, forge: Any
+) -> None:
+    proxy = ResigningProxy(suite_hub, forge)
+    try:
+        gateway_dir.for_hub(suite_hub, url=proxy.url, batch_size=50)
+        # One record the hub rejects, so that a listed record can be left out.
+        enqueue(gateway_dir.store(), [Edit(mkey(0), 1, material(0)), Edit(mkey(1), 1, material(1, reserve_mode="9")),
+                                      Edit(mkey(2), 1, material(2))])
+        CliRunner().invoke(cli, ["--config", str(gateway_dir.config_path), "push-pending", "--retry-for", "0"])
+        assert proxy.answered >= 1
+        with gateway_dir.store().connect() as c:
+            states = {s for (s,) in c.execute(select(outbox.c.state))}
+            assert states == {"sent"}  # not delivered, not dead: it waits for a receipt that fits
+            assert c.execute(select(receipts)).first() is None
+    finally:
+        proxy.close()
+    # Straight to the hub: the same batch again, answered with the receipt the hub signed for it first.
+    gateway_dir.for_hub(suite_hub, batch_size=50)
+    res = CliRunner().invoke(cli, ["--config", str(gateway_dir.config_path), "push-pending", "--retry-for", "10"])
+    assert _states(gateway_dir) == {"delivered", "dead"}, res.output
+
+
+def _states(gw: GatewayDir) -> set[str]:
+    with gw.store().connect() as c:
+        return {s for (s,) in c.execute(select(outbox.c.state))}
