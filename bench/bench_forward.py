@@ -2,12 +2,16 @@
 and the time from a department's edit to its arrival at the city hub (three levels).
 
     python bench/bench_forward.py [--records 20000] [--batch 500] [--edits 100] [--pg] [--sizes 500,1] [--no-latency]
+                                  [--protocol 1.1]
 
 Every hub is `gateway hub --config F run` in its own process on loopback (tests/fixtures/levels.py),
 SQLite by default (`--pg`: the township on a fresh PostgreSQL database). CPU is the township process's
 user+system time from /proc (its forwarder thread included), from the first post until everything it
 accepted is stored at the county (with forwarding) or receipted (without). The latency is the wall
 time from posting a one-record batch to the township until the city's database holds the record.
+The department posts as a gateway of `--protocol` does (1.1, the default: it asks for compact receipts; a
+hub that does not know 1.1 answers in full). To compare with an older tree, copy this script into that
+tree's bench/ and run it there (it puts its own tree first on sys.path; the hubs inherit PYTHONPATH).
 Figures: docs/hub.md, "Levels".
 """
 
@@ -22,10 +26,12 @@ import time
 import uuid
 from pathlib import Path
 
+import requests
 from sqlalchemy import create_engine, func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.hub import tables  # noqa: E402
+from gateway.protocol.signing import sign_request  # noqa: E402
 from tests.fixtures.hub import batch_body, record, sample  # noqa: E402
 from tests.fixtures.levels import make_levels  # noqa: E402
 
@@ -75,6 +81,16 @@ def drop_made() -> None:
     made.clear()
 
 
+PROTOCOL = "1.1"
+
+
+def post(hub, body: bytes) -> requests.Response:  # type: ignore[no-untyped-def]
+    """POST a batch as a gateway speaking PROTOCOL would (the signed Protocol-Version header)."""
+    headers = {"Content-Type": "application/json", **sign_request(
+        "POST", "/api/v1/batches", body, hub.key, hub.key_id, content_type="application/json", protocol_version=PROTOCOL)}
+    return hub.session.post(hub.url + "/api/v1/batches", data=body, headers=headers, timeout=60)
+
+
 def ingest(forward: bool, records: int, batch: int, pg: bool) -> float:
     """The township's CPU-µs per record for `records` new materials in `batch`-record batches."""
     names = ("township", "county") if forward else ("township",)
@@ -87,7 +103,7 @@ def ingest(forward: bool, records: int, batch: int, pg: bool) -> float:
         assert township.process is not None
         before = cpu_seconds(township.process.pid)
         for body in bodies:
-            r = township.post("/api/v1/batches", body)
+            r = post(township, body)
             assert r.status_code == 200 and b'"rejected"' not in r.content, r.text[:300]
         if forward:
             wait_count(lv[1].engine, len(bodies) * batch)
@@ -126,7 +142,10 @@ def main() -> None:
     ap.add_argument("--pg", action="store_true")
     ap.add_argument("--sizes", default=None, help="batch sizes to measure, comma-separated (default: --batch and 1)")
     ap.add_argument("--no-latency", action="store_true", help="skip the three-level latency run")
+    ap.add_argument("--protocol", default="1.1", help="the version the department speaks (1.1: compact receipts)")
     a = ap.parse_args()
+    global PROTOCOL
+    PROTOCOL = a.protocol
     try:
         run(a)
     finally:
@@ -134,7 +153,7 @@ def main() -> None:
 
 
 def run(a: argparse.Namespace) -> None:
-    store = "PostgreSQL" if a.pg else "SQLite"
+    store = ("PostgreSQL" if a.pg else "SQLite") + f", department speaking {PROTOCOL}"
     sizes = [int(x) for x in a.sizes.split(",")] if a.sizes else [a.batch, 1]
     for batch in sizes:
         n = a.records if batch > 1 else min(a.records, 1000)

@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway.hub import tables
+from gateway.hub.forward.upstream import batch_records
 from gateway.protocol.keys import public_key_from_text, read_private_key
-from gateway.protocol.receipts import verify_receipt
+from gateway.protocol.receipts import expanded, verify_receipt
+from gateway.protocol.suites import suite_of
 from tests.fixtures.hub import LiveHub, batch_body, record, sample
 
 
@@ -29,6 +31,13 @@ def stored(h: LiveHub, department: str = "dept001") -> dict[tuple[str, str], dic
         return {(r["type"], r["key"]): dict(r) for r in rows}
 
 
+def upper_doc(fb: Any, upper: LiveHub) -> dict[str, Any]:
+    """The upper hub's receipt for a stored upward batch, verified, its compact form expanded against the body."""
+    key = public_key_from_text(upper.hub_public_key)
+    doc = verify_receipt(bytes(fb["receipt"]), fb["signature"], key)
+    return expanded(doc, batch_records(bytes(fb["body"])), suite_of(key).digest)
+
+
 def test_accepted_batch_reaches_the_upper_hub_with_its_chain(hub_levels) -> None:
     township, county = hub_levels(("township", "county")).hubs
     body = batch_body([record("material", sample("material", 1)), record("material", sample("material", 2))])
@@ -46,6 +55,9 @@ def test_accepted_batch_reaches_the_upper_hub_with_its_chain(hub_levels) -> None
         fb = wait_for(lambda: (row := conn.execute(select(tables.forward_batches)).mappings().first())
                       and row["state"] == "delivered" and row)
     doc = verify_receipt(bytes(fb["receipt"]), fb["signature"], public_key_from_text(county.hub_public_key))
+    # The forwarder asked for a compact receipt: the accepted records as a Merkle root over the upward batch.
+    assert doc["protocol"] == "1.1" and doc["accepted"]["count"] == 2 and doc["results"] == []
+    doc = upper_doc(fb, county)
     assert doc["department"] == "dept001" and [x["status"] for x in doc["results"]] == ["accepted", "accepted"]
 
 
@@ -207,7 +219,10 @@ def test_the_department_reads_the_upper_hubs_receipt_and_operators_see_the_chain
 
     got = wait_for(lambda: (a := upstream_of().json())["upstream"] and a["upstream"][0]["state"] == "delivered" and a)
     (up,) = got["upstream"]
-    doc = verify_receipt(up["receipt"].encode("utf-8"), up["signature"], public_key_from_text(county.hub_public_key))
+    key = public_key_from_text(county.hub_public_key)
+    doc = verify_receipt(up["receipt"].encode("utf-8"), up["signature"], key)
+    # Compact: the township lists the upward batch's records, and the county's root proves them.
+    doc = expanded(doc, [tuple(x) for x in up["records"]], suite_of(key).digest)
     assert doc["results"][0]["key"] == "WZ-0001" and doc["results"][0]["status"] == "accepted"
     assert doc["batch_id"] == up["forward_id"] and up["upstream_key_id"] == "county-hub"
     # Another department learns nothing of it.
@@ -449,7 +464,8 @@ def test_levels_under_the_sm2_suite_forward_and_receipt_with_sm2(hub_levels) -> 
                       and row["state"] == "delivered" and row)
     upper = public_key_from_text(county.hub_public_key)
     assert county.hub_public_key.startswith("sm2:")
-    doc = verify_receipt(bytes(fb["receipt"]), fb["signature"], upper)  # the county's SM2 receipt
+    verify_receipt(bytes(fb["receipt"]), fb["signature"], upper)  # the county's SM2 receipt
+    doc = upper_doc(fb, county)  # its Merkle root hashed with SM3
     assert [x["status"] for x in doc["results"]] == ["accepted"]
     # The township's relay key is SM2 (the county accepted its signed request), and the county's log
     # chain hashes with SM3 under its SM2 key.

@@ -227,7 +227,7 @@ def test_type_not_allowed_protocol_and_malformed(live_hub: LiveHub) -> None:
     r = live_hub.post(BATCHES, batch_body([record("depot", sample("depot"), department=code)], code), key=key, key_id=key_id)
     assert r.status_code == 403 and r.json()["error"] == "record_type_not_allowed"
     r = live_hub.post(BATCHES, batch_body([]), headers={"Protocol-Version": "2.1"})
-    assert r.status_code == 400 and r.json()["supported"] == ["1"]
+    assert r.status_code == 400 and r.json()["supported"] == ["1", "1.1"]
     r = live_hub.post(BATCHES, b'{"protocol":"1","records":7}')
     assert r.status_code == 400 and r.json()["error"] == "malformed_batch"
     assert "batch_id" in " ".join(r.json()["problems"])

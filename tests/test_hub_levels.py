@@ -102,6 +102,7 @@ def test_three_levels_edit_delete_and_county_outage(pg_url: str, hub_levels, gat
         with upper.engine.connect() as conn:
             upper_ids = set(conn.execute(select(tables.batches.c.batch_id)).scalars())
         assert fbs and all(f["state"] == "delivered" and f["receipt"] for f in fbs)
+        assert all(b'"accepted":{' in bytes(f["receipt"]) for f in fbs)  # compact (1.1): roots, not lists
         assert {f["forward_id"] for f in fbs} == upper_ids
     # The department proves its batches reached the county and the city: their signed receipts, walked up
     # through the township and the county, checked with each one's public key.
@@ -179,6 +180,20 @@ def test_gateway_receipts_verify_checks_the_upper_hubs_receipts(hub_levels, gate
     # With another key (not the county's), the same receipts do not verify.
     res = CliRunner().invoke(cli, [*args[:-1], str(township.hub_public_key_path)], catch_exceptions=False)
     assert res.exit_code == 1 and "上级回执签名无效" in res.output
+    # Every receipt was compact (protocol 1.1): the department's from the township, the township's from the
+    # county; the department's check recomputed the county's roots from the upward batches' records.
+    with gateway_dir.store().connect() as conn:
+        assert all(b'"accepted":{' in bytes(b) for (b,) in conn.exec_driver_sql("SELECT body FROM batch_receipts"))
+    with township.engine.begin() as conn:
+        ups = conn.execute(select(tables.forward_batches.c.forward_id, tables.forward_batches.c.receipt,
+                                  tables.forward_batches.c.body)).all()
+        assert ups and all(b'"accepted":{' in bytes(r) for _, r, _ in ups)
+        # A township that misstates what an upward batch carried is caught by the county's signed root.
+        fid, _, body = ups[0]
+        conn.execute(tables.forward_batches.update().where(tables.forward_batches.c.forward_id == fid)
+                     .values(body=bytes(body).replace(b'"seq":1,', b'"seq":2,', 1)))
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 1 and "默克尔根" in res.output, res.output
 
 
 def test_kill_9_of_the_forwarding_hub_loses_and_duplicates_nothing(hub_levels) -> None:

@@ -102,10 +102,12 @@ def test_receipt_round_trip_and_tamper() -> None:
 
 
 def test_version_negotiation() -> None:
-    assert negotiate(None) == "1" and negotiate("1.3") == "1"
+    assert negotiate(None) == "1" and negotiate("1") == "1" and negotiate("1.0") == "1"
+    # 1.1 asks for compact receipts; a later minor gets the highest this end speaks.
+    assert negotiate("1.1") == "1.1" and negotiate("1.3") == "1.1"
     with pytest.raises(UnsupportedProtocol) as e:
         negotiate("2")
-    assert e.value.supported == ("1",)
+    assert e.value.supported == ("1", "1.1")
     with pytest.raises(UnsupportedProtocol):
         parse_batch(canonical_json({**make_batch("d", "s", []), "protocol": "2.0"}))
 

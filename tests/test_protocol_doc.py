@@ -22,7 +22,10 @@ from gateway.protocol import (
     verify_request,
 )
 from gateway.protocol.keys import public_key_text
+from gateway.protocol.merkle import inclusion_proof, leaf_data, merkle_root, verify_inclusion
+from gateway.protocol.receipts import compact_parts, expand_compact
 from gateway.protocol.signing import signature_base
+from gateway.protocol.suites import suite
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 
@@ -74,6 +77,7 @@ def worked_example() -> dict[str, str]:
     rbody, rsig = sign_receipt(receipt, hub_key, "hub-1")
     verify_receipt(rbody, rsig, hub_key.public_key())
     return {
+        **compact_example(hub_key),
         "gateway-public-key": public_key_text(gw_key.public_key()),
         "hub-public-key": public_key_text(hub_key.public_key()),
         "body": body.decode("utf-8"),
@@ -82,6 +86,39 @@ def worked_example() -> dict[str, str]:
         "headers": "\n".join(f"{k}: {v}" for k, v in headers.items()),
         "receipt": rbody.decode("utf-8"),
         "receipt-signature": f"Receipt-Signature: :{rsig}:",
+    }
+
+
+def compact_example(hub_key: Ed25519PrivateKey) -> dict[str, str]:
+    """A compact receipt (protocol 1.1) for three records: the first and last accepted, the middle rejected."""
+    digest = suite("ed25519").digest
+    datas = [{"material_id": f"WZ-000{i}", "material_name": "折叠床", "category_code": "1010100", "unit": "张",
+              "reserve_mode": "9" if i == 2 else "1"} for i in (1, 2, 3)]
+    records = [("material", "yjj", d["material_id"], 1, record_version(d)) for d in datas]
+    reason = {"field": "reserve_mode", "label": "储备方式", "value": "9", "rule": "enum",
+              "message": "储备方式 须为 1、2、3 之一"}
+    results = [{"key": k, "type": t, "seq": seq, "version": v, "status": "rejected" if k == "WZ-0002" else "accepted",
+                "hub_seq": None if k == "WZ-0002" else hub_seq, "reasons": [reason] if k == "WZ-0002" else []}
+               for (t, _, k, seq, v), hub_seq in zip(records, (1043, None, 1044), strict=True)]
+    accepted, listed = compact_parts(results, "yjj", digest)
+    receipt = {"protocol": "1.1", "batch_id": "5d1f3b2a-6c7e-4f80-9a1b-2c3d4e5f6071", "department": "yjj",
+               "hub_time": "2026-10-28T00:00:02.500000+00:00", "log_seq": 43,
+               "log_head": "1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d",
+               "accepted": accepted, "results": listed}
+    rbody, rsig = sign_receipt(receipt, hub_key, "hub-1")
+    doc = verify_receipt(rbody, rsig, hub_key.public_key())
+    assert expand_compact(doc, records, digest) == results  # the gateway's view: the full results again
+    leaves = [leaf_data(*records[0]), leaf_data(*records[2])]
+    root = merkle_root(digest, leaves)
+    proof = inclusion_proof(digest, leaves, 1)
+    assert root.hex() == accepted["merkle_root"] and verify_inclusion(digest, leaves[1], 1, 2, proof, root)
+    return {
+        "compact-leaves": "\n".join(x.decode("utf-8") for x in leaves),
+        "compact-leaf-hashes": "\n".join(digest(b"\x00" + x).hex() for x in leaves),
+        "compact-root": root.hex(),
+        "compact-receipt": rbody.decode("utf-8"),
+        "compact-receipt-signature": f"Receipt-Signature: :{rsig}:",
+        "compact-proof": "\n".join(p.hex() for p in proof),
     }
 
 

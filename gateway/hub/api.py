@@ -35,6 +35,7 @@ from gateway.protocol.batch import (
     UnsupportedProtocol,
     negotiate,
     parse_batch,
+    wants_compact,
 )
 from gateway.protocol.receipts import RECEIPT_HEADER, header_value
 from gateway.protocol.signing import SignatureRefused, verify_request
@@ -304,7 +305,7 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
     # then the record types this department may not write, then the records.
     stored = store_batch(conn, h.key, h.key_id, batch, candidates, key_id=caller.key_id, digest=caller.digest,
                          nonce=nonce, not_allowed=not_allowed, registry_version=None if confirmed else snap.version,
-                         forward=h.upward)
+                         forward=h.upward, compact=wants_compact(request.headers.get(VERSION_HEADER)))
     if stored.refused == "registry_changed":
         raise _RegistryChanged
     if stored.refused == "replay":

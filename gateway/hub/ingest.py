@@ -51,8 +51,9 @@ from gateway.hub.receipt_log import Appended, next_entry
 from gateway.hub.store import BatchIdTaken, HubStore
 from gateway.hub.store.pg import SMALL_BATCH, PgHubStore
 from gateway.hub.store.sqlite import SqliteHubStore
-from gateway.protocol.batch import PROTOCOL_VERSION, Batch, envelope_ok, record_problems
-from gateway.protocol.receipts import sign_receipt
+from gateway.protocol.batch import COMPACT_VERSION, PROTOCOL_VERSION, Batch, envelope_ok, record_problems
+from gateway.protocol.receipts import compact_parts, sign_receipt
+from gateway.protocol.suites import suite_of
 from gateway.sqlite_flush import unflushed_commits
 from gateway.standard.compiled import fast_normalize
 from gateway.standard.schema import RECORD_TYPES, record_key
@@ -258,6 +259,7 @@ def store_batch(
     not_allowed: Collection[str] = (),
     registry_version: int | None = None,
     forward: UpwardSpec | None = None,
+    compact: bool = False,
 ) -> StoredBatch:
     """Store the batch in one transaction on `conn` (the request's connection, no transaction of SQLAlchemy's open).
 
@@ -268,7 +270,8 @@ def store_batch(
     request was verified against, when it was not read for this request; if the registry has moved on
     since, nothing is written and `refused` is "registry_changed" (the caller starts over). `forward`:
     the hub has an upper hub; a batch that accepted records is queued for it in the same transaction,
-    with the upward envelopes of what it accepted (`gateway.hub.forward.envelopes`).
+    with the upward envelopes of what it accepted (`gateway.hub.forward.envelopes`). `compact`: the client
+    asked for a compact receipt (protocol 1.1, docs/protocol.md "Compact receipts").
     """
     store = _open_store(conn)
     try:
@@ -285,6 +288,7 @@ def store_batch(
             not_allowed=not_allowed,
             registry_version=registry_version,
             forward=forward,
+            compact=compact,
         )
     except BaseException:
         store.rollback()
@@ -324,6 +328,7 @@ def _store(
     not_allowed: Collection[str],
     registry_version: int | None,
     forward: UpwardSpec | None,
+    compact: bool = False,
 ) -> tuple[StoredBatch, dict | None]:
     dept = batch.department
     begun = store.begin(
@@ -369,7 +374,7 @@ def _store(
         hub_seq=max([int(head["hub_seq"]), *seqs]),
         time=logged,
     )
-    body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id)
+    body, signature = _sign(batch, dept, logged, appended, out, hub_key, hub_key_id, compact)
     if queued is not None:
         queued.update(queued_at=logged, log_seq=appended.seq)  # leaves in log order, after the batches before it
     try:
@@ -382,9 +387,10 @@ def _store(
 
 
 def _sign(
-    batch: Batch, dept: str, logged: str, appended: Appended, out: Outcome, hub_key: Ed25519PrivateKey, hub_key_id: str
+    batch: Batch, dept: str, logged: str, appended: Appended, out: Outcome, hub_key: Ed25519PrivateKey, hub_key_id: str,
+    compact: bool = False,
 ) -> tuple[bytes, str]:
-    doc = {
+    doc: dict[str, Any] = {
         "protocol": PROTOCOL_VERSION,
         "batch_id": batch.batch_id,
         "department": dept,
@@ -393,6 +399,9 @@ def _sign(
         "log_head": appended.entry_hash,
         "results": out.results,
     }
+    if compact:  # the accepted records as a Merkle root (hashed with the receipt key's suite), the rest listed
+        doc["protocol"] = COMPACT_VERSION
+        doc["accepted"], doc["results"] = compact_parts(out.results, dept, suite_of(hub_key).digest)
     return sign_receipt(doc, hub_key, hub_key_id)
 
 

@@ -28,7 +28,9 @@ from gateway.protocol.canonical import canonical_json
 from gateway.protocol.strictjson import loads_strict
 
 PROTOCOL_VERSION = "1"
-SUPPORTED_VERSIONS = ("1",)
+# 1.1: the client asks for compact receipts (accepted records as a Merkle root, gateway.protocol.merkle).
+COMPACT_VERSION = "1.1"
+SUPPORTED_VERSIONS = ("1", COMPACT_VERSION)
 VERSION_HEADER = "Protocol-Version"
 OPS = ("upsert", "delete")
 RECORD_FIELDS = ("type", "department", "key", "op", "seq", "version", "updated_at", "provenance", "data")
@@ -54,15 +56,28 @@ class BatchMalformed(Exception):
         self.problems = problems
 
 
+def _minor(version: str) -> int:
+    _, _, minor = version.partition(".")
+    return int(minor) if minor.isdigit() else 0
+
+
 def negotiate(version: str | None) -> str:
-    """The supported version to use for a client that speaks `version` (None: the current one)."""
+    """The supported version to use for a client that speaks `version` (None: the current one): the highest
+    of the hub's with the same major and a minor not above the client's (an unreadable minor counts as 0)."""
     if version is None or version == "":
         return PROTOCOL_VERSION
-    major = str(version).strip().split(".", 1)[0]
-    for v in SUPPORTED_VERSIONS:
-        if v.split(".", 1)[0] == major:
-            return v
-    raise UnsupportedProtocol(str(version))
+    text = str(version).strip()
+    major = text.split(".", 1)[0]
+    same = [v for v in SUPPORTED_VERSIONS if v.split(".", 1)[0] == major]
+    if not same:
+        raise UnsupportedProtocol(str(version))
+    fitting = [v for v in same if _minor(v) <= _minor(text)] or same[:1]
+    return max(fitting, key=_minor)
+
+
+def wants_compact(version: str | None) -> bool:
+    """Whether a client speaking `version` asked for compact receipts (1.1 and later minors of 1)."""
+    return negotiate(version) == COMPACT_VERSION
 
 
 def make_record(

@@ -24,8 +24,9 @@ from sqlalchemy.engine import Connection
 
 from gateway.config import GatewayConfig
 from gateway.errors import RetriableError
-from gateway.protocol.receipts import ReceiptInvalid, verify_head, verify_receipt
-from gateway.store.tables import batch_receipts, receipts
+from gateway.protocol.receipts import ReceiptInvalid, expanded, is_compact, verify_head, verify_receipt
+from gateway.protocol.suites import suite_of
+from gateway.store.tables import batch_receipts, outbox, receipts
 
 LOG_HEAD_PATH = "/api/v1/log/head"
 
@@ -91,7 +92,7 @@ def verify_receipts(
             while row is not None and row.batch_id == br.batch_id:
                 mine.append(row)
                 row = next(rows, None)
-            doc = _check_batch(v, br, hub_public_key, department)
+            doc = _check_batch(v, br, hub_public_key, department, conn, mine)
             if doc is None:
                 for r in mine:
                     _bad(v, r.batch_id, _record(r), "所属批次回执无效 / its batch receipt is bad")
@@ -142,7 +143,7 @@ def _bad(v: EvidenceVerdict, batch_id: str, record: str | None, reason: str, cou
 
 
 def _check_batch(
-    v: EvidenceVerdict, br: Any, hub_public_key: Ed25519PublicKey, department: str
+    v: EvidenceVerdict, br: Any, hub_public_key: Ed25519PublicKey, department: str, conn: Connection, mine: list[Any]
 ) -> dict[str, Any] | None:
     """The signed document of one stored batch receipt, or None (reported) when it is not evidence of that batch."""
     try:
@@ -163,12 +164,31 @@ def _check_batch(
         problems.append(
             "存储的日志头或密钥号与签名回执不符 / stored log_seq, log_head or hub_key_id differ from the signed receipt"
         )
+    if not problems and is_compact(doc):
+        try:
+            doc = _expand(conn, doc, mine, hub_public_key, department)
+        except ReceiptInvalid as e:
+            problems.append(str(e))
     for p in problems:
         _bad(v, br.batch_id, None, p)
     if problems:
         return None
     v.batches_ok += 1
     return doc
+
+
+def _expand(conn: Connection, doc: dict[str, Any], mine: list[Any], hub_public_key: Any, department: str) -> dict[str, Any]:
+    """A compact receipt's per-record results, its Merkle root recomputed from the batch's stored rows.
+
+    The receipt rows of a batch are stored in batch order, one per record; each names its outbox row, which
+    holds the version the leaf hashes."""
+    ids = [r.outbox_id for r in mine]
+    versions = dict(conn.execute(select(outbox.c.id, outbox.c.version).where(outbox.c.id.in_(ids))).all()) if ids else {}
+    if any(i not in versions for i in ids):
+        raise ReceiptInvalid("紧凑回执所涉记录已不在发件箱，无法复核默克尔根 / the outbox rows a compact receipt covers "
+                             "are gone: its merkle_root cannot be recomputed")
+    records = [(r.record_type, department, r.record_key, r.seq, versions[r.outbox_id]) for r in mine]
+    return expanded(doc, records, suite_of(hub_public_key).digest)
 
 
 def _check_records(v: EvidenceVerdict, doc: dict[str, Any], rows: list[Any]) -> None:

@@ -27,11 +27,12 @@ from urllib3.connectionpool import HTTPConnectionPool
 from gateway.config import GatewayConfig
 from gateway.errors import FatalError, RetriableError
 from gateway.logs import log
-from gateway.protocol.batch import PROTOCOL_VERSION, VERSION_HEADER
+from gateway.protocol.batch import COMPACT_VERSION, VERSION_HEADER
 from gateway.protocol.keys import read_private_key, read_public_key
-from gateway.protocol.receipts import RECEIPT_HEADER, ReceiptInvalid, verify_receipt
+from gateway.protocol.receipts import RECEIPT_HEADER, ReceiptInvalid, expanded, verify_receipt
 from gateway.protocol.signing import sign_request
 from gateway.protocol.strictjson import loads_strict
+from gateway.protocol.suites import suite_of
 from gateway.push.backoff import parse_retry_after
 from gateway.push.batching import Batch
 from gateway.push.receipts import ReceiptUnverified
@@ -148,6 +149,10 @@ def _read_all(raw: Any) -> bytes:
 class HubTransport:
     """A session to the hub's batch endpoint with this gateway's signing key and the hub's receipt key."""
 
+    # The version this gateway speaks: 1.1 asks for compact receipts (a 1.0 hub answers in full, which is
+    # read as before). "1" here makes it a 1.0 client (the equivalence test compares the two).
+    protocol = COMPACT_VERSION
+
     def __init__(self, config: GatewayConfig) -> None:
         hub = config.hub
         if not hub.url:
@@ -164,6 +169,7 @@ class HubTransport:
         self.key = read_private_key(config.signing_key, config.sm2_signer_id, config.at_rest.open)
         self.key_id = config.key_id
         self.hub_public_key = read_public_key(hub.hub_key)
+        self.department = config.department_code
         self.timeout = hub.timeout
         self.session = requests.Session()
         # The environment (proxies, no_proxy, a CA bundle) is read once, here, instead of by requests
@@ -180,7 +186,7 @@ class HubTransport:
         self.session.verify = self.verify
         if hub.client_cert:
             self.session.cert = (str(hub.client_cert), str(hub.client_key)) if hub.client_key else str(hub.client_cert)
-        self.session.headers.update({"Content-Type": "application/json", VERSION_HEADER: PROTOCOL_VERSION})
+        self.session.headers.update({"Content-Type": "application/json", VERSION_HEADER: self.protocol})
         # The POST as Session.request would prepare it, less the body and signature: prepared once,
         # copied per batch (merging settings and parsing the URL per call cost more than the copy).
         self._post = self.session.prepare_request(requests.Request("POST", self.url))
@@ -213,7 +219,9 @@ class HubTransport:
 
     def send(self, batch: Batch) -> VerifiedReceipt:
         """POST one batch; return its verified receipt or raise one of the errors above."""
-        headers = sign_request("POST", self.path, batch.body, self.key, self.key_id, content_type="application/json")
+        # Protocol 1.1: a compact receipt (accepted records as a Merkle root); a 1.0 hub answers in full.
+        headers = sign_request("POST", self.path, batch.body, self.key, self.key_id, content_type="application/json",
+                               protocol_version=self.protocol)
         try:
             resp = self._post_batch(batch.body, headers)
         except requests.Timeout as e:
@@ -314,6 +322,10 @@ class HubTransport:
             raise ReceiptUnverified(f"answer to batch {batch.batch_id} has no {RECEIPT_HEADER} header")
         try:
             doc = verify_receipt(body, signature, self.hub_public_key)
+            # A compact receipt: its root recomputed from this batch's rows less those it lists.
+            dept = self.department
+            doc = expanded(doc, [(r.record_type, dept, r.record_key, r.seq, r.version) for r in batch.rows],
+                           suite_of(self.hub_public_key).digest)
         except ReceiptInvalid as e:
             log(
                 LOG, logging.ERROR, "RECEIPT DOES NOT VERIFY with the configured hub key; batch not delivered",

@@ -17,8 +17,9 @@ import orjson
 from sqlalchemy import Engine, select
 
 from gateway.config import GatewayConfig
-from gateway.protocol.receipts import ReceiptInvalid, verify_receipt
-from gateway.store.tables import batch_receipts
+from gateway.protocol.receipts import ReceiptInvalid, expanded, is_compact, verify_receipt
+from gateway.protocol.suites import suite_of
+from gateway.store.tables import batch_receipts, receipts
 
 UPSTREAM_PATH = "/api/v1/batches/{}/upstream"
 
@@ -57,7 +58,7 @@ def check_upstream(config: GatewayConfig, engine: Engine, upper_keys: list[Any],
     transport = HubTransport(config)
     try:
         for batch_id, body in rows:
-            accepted = {(r["type"], r["key"]): r["seq"] for r in orjson.loads(body)["results"] if r["status"] == "accepted"}
+            accepted = _accepted(conn_engine=engine, batch_id=batch_id, doc=orjson.loads(body))
             if not accepted:
                 continue
             verdicts[0].batches += 1
@@ -66,6 +67,18 @@ def check_upstream(config: GatewayConfig, engine: Engine, upper_keys: list[Any],
     finally:
         transport.close()
     return verdicts
+
+
+def _accepted(conn_engine: Engine, batch_id: str, doc: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """The records the department's hub accepted of a batch: from its receipt, or, for a compact receipt (which
+    does not list them), from the per-record rows stored when it was verified."""
+    if not is_compact(doc):
+        return {(r["type"], r["key"]): r["seq"] for r in doc["results"] if r["status"] == "accepted"}
+    c = receipts.c
+    with conn_engine.connect() as conn:
+        rows = conn.execute(select(c.record_type, c.record_key, c.seq)
+                            .where(c.batch_id == batch_id, c.status == "accepted")).all()
+    return {(t, k): s for t, k, s in rows}
 
 
 def _ask(transport: Any, config: GatewayConfig, batch_id: str, levels: int) -> dict[str, Any]:
@@ -94,7 +107,10 @@ def _judge(verdicts: list[UpstreamVerdict], depth: int, batch_id: str, accepted:
             return
         try:
             doc = verify_receipt(str(up["receipt"]).encode("utf-8"), str(up["signature"]), upper_keys[depth])
-        except (ReceiptInvalid, KeyError) as e:
+            if is_compact(doc):  # its root recomputed from the upward batch's records the lower hub lists
+                records = [tuple(x) for x in up.get("records") or []]
+                doc = expanded(doc, records, suite_of(upper_keys[depth]).digest)  # type: ignore[arg-type]
+        except (ReceiptInvalid, KeyError, TypeError, ValueError) as e:
             verdict.bad.append((batch_id, f"第 {depth + 1} 级上级回执签名无效 / upper-hub receipt does not verify: {e}"))
             return
         if doc.get("batch_id") != up.get("forward_id") or doc.get("department") != department:

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 from gateway.hub import tables
 from gateway.hub.db import utcnow, write_tx
 from gateway.hub.forward.envelopes import UpwardSpec, upward_body, upward_record
+from gateway.hub.forward.upstream import batch_records
 from gateway.protocol.canonical import canonical_json
 from gateway.sqlite_flush import unflushed_commits
 
@@ -248,7 +249,8 @@ def upstream_receipts(engine: Engine, batch_id: str, department: str) -> list[di
     """The upper hub's signed receipts for the upward batches that carried `batch_id`'s records."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(_f.forward_id, _f.state, _f.receipt, _f.signature, _f.upstream_key_id, _f.log_seq, _f.delivered_at)
+            select(_f.forward_id, _f.state, _f.receipt, _f.signature, _f.upstream_key_id, _f.log_seq, _f.delivered_at,
+                   _f.body)
             .select_from(tables.forward_outbox.join(tables.forward_batches, _f.forward_id == _o.forward_id))
             .where(and_(_o.batch_id == batch_id, _o.department == department))
         ).mappings().all()
@@ -256,6 +258,10 @@ def upstream_receipts(engine: Engine, batch_id: str, department: str) -> list[di
         {"forward_id": r["forward_id"], "state": r["state"], "upstream_key_id": r["upstream_key_id"],
          "log_seq": r["log_seq"], "delivered_at": r["delivered_at"],
          "receipt": bytes(r["receipt"]).decode("utf-8") if r["receipt"] is not None else None,
-         "signature": r["signature"]}
+         "signature": r["signature"],
+         # What a compact receipt's Merkle root is over: the upward batch's records, in order (the reader
+         # recomputes the root, so the upper hub's signature vouches for this list).
+         **({"records": [list(x) for x in batch_records(bytes(r["body"]))]}
+            if r["receipt"] is not None and b'"accepted":' in bytes(r["receipt"]) else {})}
         for r in rows
     ]

@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.protocol.batch import VERSION_HEADER
+import orjson
+
+from gateway.protocol.batch import COMPACT_VERSION, VERSION_HEADER
 from gateway.protocol.keys import public_key_from_text
-from gateway.protocol.receipts import RECEIPT_HEADER, ReceiptInvalid, verify_receipt
+from gateway.protocol.receipts import RECEIPT_HEADER, ReceiptInvalid, RecordId, expanded, verify_receipt
 from gateway.protocol.signing import sign_request
+from gateway.protocol.suites import suite_of
 
 BATCHES_PATH = "/api/v1/batches"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -79,8 +82,10 @@ class Upstream:
             self._conn = None
 
     def post_batch(self, forward_id: str, department: str, body: bytes) -> Answer:
-        headers = {VERSION_HEADER: "1", "Content-Type": "application/json",
-                   **sign_request("POST", self.path, body, self.key, self.key_id, content_type="application/json")}
+        # Protocol 1.1: the upper hub answers a compact receipt (accepted records as a Merkle root).
+        headers = {VERSION_HEADER: COMPACT_VERSION, "Content-Type": "application/json",
+                   **sign_request("POST", self.path, body, self.key, self.key_id, content_type="application/json",
+                                  protocol_version=COMPACT_VERSION)}
         try:
             conn = self._connection()
             conn.request("POST", self.path, body=body, headers=headers)
@@ -92,7 +97,7 @@ class Upstream:
         if resp.getheader("Connection", "").lower() == "close":
             self.close()
         if resp.status == 200:
-            return self._receipt(forward_id, department, data, resp.getheader(RECEIPT_HEADER))
+            return self._receipt(forward_id, department, data, resp.getheader(RECEIPT_HEADER), body)
         code, message = _error(data)
         text = f"HTTP {resp.status} {code}: {message}"
         if resp.status in RETRY_STATUSES or code in RETRY_ERRORS:
@@ -120,16 +125,23 @@ class Upstream:
         except ValueError:
             return resp.status, data[:300].decode("utf-8", "replace")
 
-    def _receipt(self, forward_id: str, department: str, data: bytes, signature: str | None) -> Answer:
+    def _receipt(self, forward_id: str, department: str, data: bytes, signature: str | None, body: bytes) -> Answer:
         if not signature:
             return Retry("answer 200 without Receipt-Signature")
         try:
             doc = verify_receipt(data, signature, self.hub_public)
+            if "accepted" in doc:  # compact: its root recomputed from the upward batch less what it lists
+                doc = expanded(doc, batch_records(body), suite_of(self.hub_public).digest)
         except ReceiptInvalid as e:
             return Retry(f"receipt does not verify with [upstream] hub_key: {e}")
         if doc.get("batch_id") != forward_id or doc.get("department") != department:
             return Retry(f"receipt is about batch {doc.get('batch_id')} of {doc.get('department')}, not this one")
         return Delivered(data, signature.strip().strip(":"), doc)
+
+
+def batch_records(body: bytes) -> list[RecordId]:
+    """(type, department, key, seq, version) of each record of a batch body, in order: a compact receipt's leaves."""
+    return [(r["type"], r["department"], r["key"], r["seq"], r["version"]) for r in orjson.loads(body)["records"]]
 
 
 def _error(data: bytes) -> tuple[str, str]:

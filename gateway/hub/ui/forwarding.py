@@ -11,9 +11,11 @@ from sqlalchemy import select
 from gateway.accounts.web import require
 from gateway.hub import tables
 from gateway.hub.forward import outbox
+from gateway.hub.forward.upstream import batch_records
 from gateway.hub.ui.views import _common, _engine, _hub, bp
 from gateway.protocol.keys import public_key_from_text
-from gateway.protocol.receipts import ReceiptInvalid, verify_receipt
+from gateway.protocol.receipts import ReceiptInvalid, expanded, is_compact, verify_receipt
+from gateway.protocol.suites import suite_of
 
 STATE_LABELS = {"sent": "待回执", "delivered": "已送达", "refused": "被上级拒收"}
 PAGE = 50
@@ -52,6 +54,8 @@ def forward_batch(forward_id: str) -> Any:
         try:
             key = public_key_from_text(up.hub_key) if up else None
             doc = verify_receipt(bytes(row["receipt"]), row["signature"], key) if key else json.loads(row["receipt"])
+            if key and is_compact(doc):  # the per-record results of a compact receipt, its root checked
+                doc = expanded(doc, batch_records(bytes(row["body"])), suite_of(key).digest)
         except ReceiptInvalid as e:
             problem = str(e)
     return render_template("hub_ui/forward_batch.html", fb=dict(row), doc=doc, problem=problem, carried=carried,
