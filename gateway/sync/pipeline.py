@@ -43,7 +43,7 @@ from gateway.logs import log
 from gateway.mappings import CompiledMapping, current_version, load_mapping
 from gateway.standard.schema import RECORD_TYPES
 from gateway.standard.validate import ValidationContext
-from gateway.store.db import begin_immediate, utcnow
+from gateway.store.db import begin_immediate, checkpoint, checkpoint_deferred, utcnow
 from gateway.store.tables import source_positions, sync_runs
 from gateway.sync import batchstep, held
 from gateway.sync import problems as current_problems
@@ -263,7 +263,7 @@ class _Run:
             if prepare is not None:  # slow reads (the key set) happen before the write lock is taken
                 prepare(conn)
                 conn.commit()
-            with conn.begin():
+            with checkpoint_deferred(conn), conn.begin():
                 begin_immediate(conn)
                 kept, held_back = held.hold_for(conn, self.writer, self.buffer)
                 counts = self.writer.write(conn, kept)
@@ -361,8 +361,11 @@ def _sync_locked(
         run.writer.max_delete_fraction = 1.0 if allow_mass_delete else sc.max_delete_fraction
         summary = run.summary
         summary.run_id = run_id
-        with open_adapter(config, sc) as adapter:
-            _extract(run, adapter)
+        try:
+            with open_adapter(config, sc) as adapter:
+                _extract(run, adapter)
+        finally:
+            checkpoint(engine)  # once for the run's chunk commits (checkpoint_deferred)
         if run.writer.held_deletes is not None:
             n, live = run.writer.held_deletes
             raise MassDeleteHeld(
