@@ -20,6 +20,7 @@ key set read after the cursor pass.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 
@@ -68,6 +69,10 @@ def missing(stored: pa.Array, current: pa.Array) -> list[str]:
 
 
 def reconcile(adapter: Adapter, conn: Connection, source: str) -> KeySet:
-    """Read the source's key set (first: the slow read) and the stored one; name the gone keys."""
-    current = current_keys(adapter)
-    return KeySet(current, missing(live_source_keys(conn, source), current))
+    """Read the source's key set and the stored one side by side (the source's in a thread, on its own
+    connection: ADBC and SQLite both read without holding the GIL); name the gone keys."""
+    with ThreadPoolExecutor(1, thread_name_prefix=f"keys-{source}") as pool:
+        reading = pool.submit(current_keys, adapter)
+        stored = live_source_keys(conn, source)
+        current = reading.result()
+    return KeySet(current, missing(stored, current))

@@ -217,10 +217,11 @@ class _Run:
         for b in batches:
             digests = self.path.digests(b, inputs)
             changed, kept = batchstep.changed_rows(b, digests, have)
-            locators = b.locators
-            for i, rkey in kept:
-                same.append(rkey)
-                self.valid_keys += (b.keys[i], locators[i])
+            same += [rkey for _, rkey in kept]
+            if self.listed:  # valid_keys only clear listed problems (listed changes at commit, after that)
+                locators = b.locators
+                for i, _ in kept:
+                    self.valid_keys += (b.keys[i], locators[i])
             if changed:
                 self._map(b.take(changed), [digests[i] for i in changed])
         return same
