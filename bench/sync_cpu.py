@@ -1,7 +1,7 @@
 """CPU per record of the gateway's bulk sync path (extract → map → validate → detect changes → outbox).
 
     .venv/bin/python bench/sync_cpu.py [--rows 30000] [--strategy fingerprint|cursor] [--profile]
-    .venv/bin/python bench/sync_cpu.py --rows 100000 --strategy cursor --incremental 3 [--db h3_src]
+    .venv/bin/python bench/sync_cpu.py --rows 100000 --strategy cursor --incremental 3 [--db h3_src] [--reads]
 
 Generates the bench's PostgreSQL source (database ``bench_synccpu``, the kc_mx stock
 table of bench/data.py) once, then times ``sync_source`` of the stock source into a
@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -81,6 +82,24 @@ def _apply_round(url: str, rows: int, round_no: int) -> dict[str, int]:
     return change
 
 
+def _time_reads(cfg: Any) -> None:
+    """Wall seconds of the adapter's reads alone, no state store: the key set (as the key-set
+    reconcile reads it) and a full read through fetch_batches (as a fingerprint pass reads)."""
+    from gateway.adapters.batches import RowBatch
+    from gateway.sync.keyset import current_keys
+    from gateway.sync.pipeline import open_adapter
+
+    with open_adapter(cfg, cfg.source("stock")) as adapter:
+        t0 = time.perf_counter()
+        n = len(current_keys(adapter))
+        print(f"read key set      keys={n} wall={time.perf_counter() - t0:.2f}s", flush=True)
+        t0, rows = time.perf_counter(), 0
+        for e in adapter.fetch_batches(None, 2000):
+            if isinstance(e, RowBatch):
+                rows += len(e)
+        print(f"read full         rows={rows} wall={time.perf_counter() - t0:.2f}s", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=30000)
@@ -91,6 +110,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print the top functions by own time (cProfile)")
     ap.add_argument("--keep", type=Path, help="keep the workspace and state store in this folder (created)")
     ap.add_argument("--reuse", type=Path, help="a --keep folder of the same source: its store is in step, skip the first sync")
+    ap.add_argument("--reads", action="store_true", help="also time the source reads alone: the key set and a full read")
     a = ap.parse_args()
 
     from gateway.config import load_gateway_config
@@ -149,6 +169,8 @@ def main() -> None:
                 f"incremental {a.strategy} median of {len(inc)}: cpu={statistics.median(c for c, _ in inc):.2f}s "
                 f"wall={statistics.median(w for _, w in inc):.2f}s"
             )
+        if a.reads:
+            _time_reads(cfg)
         engine.dispose()
     finally:
         if a.keep is None and a.reuse is None:

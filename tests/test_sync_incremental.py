@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from gateway.mappings.compile import CompiledMapping
 from gateway.store import open_store
 from gateway.store.db import LATEST, current_version
+from gateway.store.fingerprints import _LIVE_KEY_TEXT
 from gateway.store.tables import fingerprints
 from gateway.sync import keyset, sync_one, sync_source
 from gateway.sync.pipeline import compile_for
@@ -47,7 +48,7 @@ def text_keyed(url: str) -> sa.Engine:
 TEXT_MAPPING = STOCK_MAPPING.replace('batch_no = { template = "P{id}" }', 'batch_no = { template = "P{code}" }')
 
 
-def test_deletes_of_text_keys_are_found_by_the_sorted_key_lists(pg_url: str, tmp_path: Path) -> None:
+def test_deletes_of_text_keys_are_found_by_the_key_set_anti_join(pg_url: str, tmp_path: Path) -> None:
     src = text_keyed(pg_url)
     entry = source_entry("kt", pg_url, "cursor", reconcile_deletes=True, settings={"table": "kt", "key_columns": ["code"]})
     cfg = write_config(tmp_path, [entry], mapping=TEXT_MAPPING)
@@ -59,7 +60,8 @@ def test_deletes_of_text_keys_are_found_by_the_sorted_key_lists(pg_url: str, tmp
     from gateway.sync.pipeline import open_adapter
 
     with open_adapter(cfg, cfg.source("kt")) as a, store.connect() as conn:
-        assert sorted(keyset.missing_keys(a, conn, "kt") or ["fast path not taken"]) == sorted(gone)
+        assert a.key_array() is not None, "PostgreSQL keys are read through ADBC"
+        assert sorted(keyset.reconcile(a, conn, "kt").gone) == sorted(gone)
     mark = max_outbox_id(store)
     s = sync_source(cfg, "kt", store)
     assert (s.new, s.changed, s.deleted) == (0, 0, len(gone))
@@ -69,56 +71,91 @@ def test_deletes_of_text_keys_are_found_by_the_sorted_key_lists(pg_url: str, tmp
     src.dispose()
 
 
-def test_a_composite_key_falls_back_to_the_general_reconciliation(pg_url: str, tmp_path: Path) -> None:
+def test_a_composite_key_is_reconciled_by_the_same_anti_join(pg_url: str, tmp_path: Path) -> None:
     entry = source_entry("kc", pg_url, "cursor", reconcile_deletes=True, settings={"key_columns": ["id", "ckbm"]})
     cfg = write_config(tmp_path, [entry])
     src = seed_source(pg_url, 40)
     store = open_store(cfg.state_path)
     assert sync_source(cfg, "kc", store).new == 40
+    with src.begin() as c:
+        c.execute(kc.delete().where(kc.c.id.in_([3, 17])))
     from gateway.sync.pipeline import open_adapter
 
     with open_adapter(cfg, cfg.source("kc")) as a, store.connect() as conn:
-        assert keyset.missing_keys(a, conn, "kc") is None
-    with src.begin() as c:
-        c.execute(kc.delete().where(kc.c.id.in_([3, 17])))
+        assert sorted(keyset.reconcile(a, conn, "kc").gone) == ["17|CK3", "3|CK3"]
     assert sync_source(cfg, "kc", store).deleted == 2
     src.dispose()
 
 
-def test_key_lists_out_of_byte_order_are_refused() -> None:
-    assert list(keyset._blocks("1\n10\n2\n9", 4)) == [["1", "10", "2", "9"]]  # byte order, as stored
-    with pytest.raises(keyset.Unordered):
-        list(keyset._blocks("2\n10", 2))  # numeric order
-    with pytest.raises(keyset.Unordered):
-        list(keyset._blocks("b\na", 2))
-    with pytest.raises(keyset.Unordered):
-        list(keyset._blocks("a\nb", 3))  # a key with a newline, a NULL key: the count differs
+def test_the_arrow_key_set_equals_the_row_read_keys(pg_url: str) -> None:
+    """key_array() against keys() (str of each value psycopg gives), for every kind of key column:
+    integers and text formatted by Arrow, a date and a numeric through their Python values, NULLs."""
+    from gateway.adapters.sql import SqlAdapter
+
+    eng = sa.create_engine(pg_url)
+    with eng.begin() as c:
+        c.exec_driver_sql("CREATE TABLE k (i int8, t text, d date, n numeric(10, 2), b int2)")
+        c.exec_driver_sql(
+            "INSERT INTO k VALUES (1, 'a', '2024-01-02', 1.50, 1), (-7, '中|国', NULL, 0, NULL), "
+            "(NULL, NULL, '1999-12-31', NULL, 3), (9007199254740993, '', '2024-01-02', -12.34, -1)"
+        )
+    for cols in (["i"], ["t"], ["d"], ["n"], ["i", "t"], ["b", "d", "n"]):
+        with SqlAdapter("k", {"url": pg_url, "table": "k", "key_columns": cols}) as a:
+            got = a.key_array()
+            assert got is not None
+            assert sorted(got.to_pylist()) == sorted(a.keys()), cols
+    eng.dispose()
 
 
-def test_merge_across_blocks_with_repeated_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keyset, "BLOCK", 1)  # blocks of ~16 characters: many boundaries
-    stored = sorted(f"k{i:04d}" for i in range(300)) + ["k0150"]
-    stored.sort()
-    current = [k for k in sorted(set(stored)) if k not in {"k0007", "k0150", "k0299"}]
-    got = keyset._merge(keyset._blocks("\n".join(stored), len(stored)), keyset._blocks("\n".join(current), len(current)))
-    assert sorted(set(got)) == ["k0007", "k0150", "k0299"]
-    # A stored key repeated at a block boundary and present in the source is not reported.
-    current.append("k0150")
-    current.sort()
-    got = keyset._merge(keyset._blocks("\n".join(stored), len(stored)), keyset._blocks("\n".join(current), len(current)))
-    assert sorted(set(got)) == ["k0007", "k0299"]
+def test_sources_without_an_arrow_key_read_gather_their_keys(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    cfg = write_config(tmp_path, [source_entry("kc", url, "cursor", reconcile_deletes=True)])
+    src = seed_source(url, 30)
+    store = open_store(cfg.state_path)
+    assert sync_source(cfg, "kc", store).new == 30
+    with src.begin() as c:
+        c.execute(kc.delete().where(kc.c.id.in_([1, 30])))
+    from gateway.sync.pipeline import open_adapter
+
+    with open_adapter(cfg, cfg.source("kc")) as a, store.connect() as conn:
+        assert a.key_array() is None
+        assert sorted(keyset.reconcile(a, conn, "kc").gone) == ["1", "30"]
+    assert sync_source(cfg, "kc", store).deleted == 2
+    src.dispose()
+
+
+def test_stored_keys_holding_a_newline_are_read_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.store.fingerprints import live_source_keys
+    from gateway.sync.changes import ChangeWriter, Mapped
+
+    eng = open_store(tmp_path / "state.db")
+    keys = ["a\nb", "a", "b", "", "x\n"]
+    with eng.begin() as c:
+        ChangeWriter("s", "stock", 1, "t").write(c, [Mapped(k, f"r{i}", {"n": i}) for i, k in enumerate(keys)])
+        ChangeWriter("other", "stock", 1, "t").write(c, [Mapped("z", "z", {"n": 0})])
+    monkeypatch.setattr(keyset, "GATHER", 2)  # several slices
+    with eng.connect() as c:
+        assert sorted(live_source_keys(c, "s").to_pylist()) == sorted(keys)
+        assert sorted(keyset.missing(live_source_keys(c, "s"), keyset.gather(iter(["a", "x\n", "zz"])))) == ["", "a\nb", "b"]
+        assert live_source_keys(c, "nothing").to_pylist() == []
+    eng.dispose()
 
 
 def _count_mapped(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Rows the sync hands to the mapping (map_batch: the whole-source read's one entry point)."""
+    """Rows mapped, by either path (map_batch on the bulk path, map_row on the row path)."""
     calls = [0]
-    real = CompiledMapping.map_batch
+    real_row, real_batch = CompiledMapping.map_row, CompiledMapping.map_batch
 
-    def counting(self, batch):  # type: ignore[no-untyped-def]
+    def counting_row(self, row):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        return real_row(self, row)
+
+    def counting_batch(self, batch):  # type: ignore[no-untyped-def]
         calls[0] += len(batch)
-        return real(self, batch)
+        return real_batch(self, batch)
 
-    monkeypatch.setattr(CompiledMapping, "map_batch", counting)
+    monkeypatch.setattr(CompiledMapping, "map_row", counting_row)
+    monkeypatch.setattr(CompiledMapping, "map_batch", counting_batch)
     return calls
 
 
@@ -218,9 +255,7 @@ def test_a_v1_store_gains_row_hash_and_the_covering_key_index(tmp_path: Path) ->
         assert "row_hash" in {col["name"] for col in sa.inspect(c).get_columns("fingerprints")}
         ix = [r[2] for r in c.exec_driver_sql("PRAGMA index_info(ix_fingerprints_source_key)")]
         assert ix == ["source", "source_key", "deleted"]
-        plan = c.exec_driver_sql(
-            "EXPLAIN QUERY PLAN SELECT source_key FROM fingerprints WHERE source = 's' AND deleted = 0 ORDER BY source_key"
-        ).all()
+        plan = c.exec_driver_sql("EXPLAIN QUERY PLAN " + _LIVE_KEY_TEXT.sql, ("s",)).all()
         assert "COVERING INDEX" in str(plan), "the live key list is read from the index alone"
     eng.dispose()
 

@@ -23,9 +23,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, final
 
 from gateway.errors import RowProblem
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Position = Any  # JSON-serialisable; owned by the adapter, stored by the sync pipeline
 
@@ -98,9 +101,9 @@ class Adapter(ABC):
         """All current source keys, reading only key columns (key-set reconciliation)."""
         raise NotImplementedError(f"{self.name} sources cannot list keys")
 
-    def sorted_key_text(self) -> tuple[int, str] | None:
-        """(count, all current keys newline-joined in UTF-8 byte order) when the source can build that
-        cheaply in one go; None (the default) makes reconciliation stream keys() instead."""
+    def key_array(self) -> pa.Array | None:
+        """All current source keys, as keys() gives them, as one Arrow string array when the source can
+        read its key columns columnar; None (the default) makes reconciliation gather keys() instead."""
         return None
 
     def columns(self) -> list[str] | None:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
@@ -19,7 +20,7 @@ from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 from gateway.adapters import pg_arrow
 from gateway.adapters.base import Adapter, Event, Position, Setting, SourceRow
 from gateway.adapters.batches import DEFAULT_SIZE, BatchEvent
-from gateway.adapters.sqlbatches import chunks_of, stream_batches
+from gateway.adapters.sqlbatches import arrow_key_array, chunks_of, stream_batches
 from gateway.adapters.sqlrows import (
     COMMON_SETTINGS,
     apply_row_settings,
@@ -35,6 +36,7 @@ from gateway.errors import ConfigError, ConfigProblem, RetriableError, SourceErr
 # Dialects whose drivers can hand back text in a typed column (SQLite type
 # affinity, MySQL zero dates), so reflected types are checked row by row there.
 _LOOSE_DIALECTS = ("sqlite", "mysql", "mariadb")
+KEY_CHUNK = 262144  # keys per Arrow chunk of a key-set read
 
 
 def reflected_kind(t: sa.types.TypeEngine[Any]) -> str:
@@ -275,26 +277,25 @@ class SqlAdapter(Adapter):
         except SQLAlchemyError as e:
             raise RetriableError(f"source {self.source}: reading keys failed: {e}") from e
 
-    def sorted_key_text(self) -> tuple[int, str] | None:
-        """PostgreSQL, one integer or text key column: the server sorts and joins the keys (~7 bytes a key
-        over the wire, no Python object per key). gateway.sync.keyset checks the order and the count."""
-        if self.engine.dialect.name != "postgresql" or len(self.key_columns) != 1:
+    def key_array(self) -> pa.Array | None:
+        """PostgreSQL: the key columns through ADBC's binary COPY (no Python object per key), keyed as
+        fetch_batches keys its rows (sqlbatches.arrow_key_array). None elsewhere, or when a key column's
+        type does not come back exactly: keys() is then gathered instead."""
+        self._prepare()
+        if self.engine.dialect.name != "postgresql" or not pg_arrow.available():
             return None
-        col = self._prepare().c[self.key_columns[0]]
-        t = col.type
-        # Types whose PostgreSQL text equals str() of the value psycopg returns (CHAR pads: not it).
-        if not (isinstance(t, sa.Integer) or (isinstance(t, sa.String) and not isinstance(t, sa.CHAR))):
-            return None
-        stmt = sa.select(
-            sa.func.count(),
-            sa.text("string_agg(CAST(k AS TEXT), E'\\n' ORDER BY CAST(k AS TEXT) COLLATE \"C\")"),
-        ).select_from(sa.select(col.label("k")).subquery("keys"))
         try:
-            with self._connect() as conn:
-                n, joined = conn.execute(stmt).one()
-        except SQLAlchemyError as e:
+            result = pg_arrow.open_arrow(self.engine.url, self._select(self.key_columns))
+            if result is None:
+                return None
+            try:
+                idx = list(range(len(self.key_columns)))
+                parts = [arrow_key_array(rb, idx) for rb in result.chunks(KEY_CHUNK)]
+            finally:
+                result.close()
+        except pg_arrow.Error as e:
             raise RetriableError(f"source {self.source}: reading keys failed: {e}") from e
-        return int(n), joined or ""
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
     def _one(self) -> tuple[sa.Select[Any], list[bool]]:
         """The single-row select (key columns as bound parameters) and which keys are integers; built once.

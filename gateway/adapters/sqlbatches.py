@@ -134,17 +134,24 @@ def _needs_arrow(kind: str, t: pa.DataType) -> bool:
 
 
 def _arrow_keys(chunk: pa.RecordBatch, key_idx: list[int]) -> list[str]:
-    """As _keys, from Arrow columns: integers and text are formatted by Arrow as str() formats them."""
+    """As _keys, from Arrow columns (arrow_key_array's values)."""
+    return arrow_key_array(chunk, key_idx).to_pylist()  # type: ignore[no-any-return]
+
+
+def arrow_key_array(chunk: pa.RecordBatch, key_idx: list[int]) -> pa.Array:
+    """The chunk's source keys as one Arrow string array, the text _keys gives: integers and text are
+    formatted by Arrow as str() formats them, other types through their Python values; NULL as '',
+    several key columns joined by '|'. The key-set reconciliation reads whole key sets this way."""
     parts = []
     for i in key_idx:
         arr = chunk.column(i)
         if pa.types.is_integer(arr.type) or pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-            parts.append(pc.fill_null(pc.cast(arr, pa.string()), "").to_pylist())
+            parts.append(pc.fill_null(pc.cast(arr, pa.string()), ""))
         else:
-            parts.append(["" if v is None else str(v) for v in python_values(arr)])
+            parts.append(pa.array(["" if v is None else str(v) for v in python_values(arr)], pa.string()))
     if len(parts) == 1:
         return parts[0]
-    return ["|".join(p) for p in zip(*parts, strict=True)]
+    return pc.binary_join_element_wise(*parts, "|")
 
 
 def _keys(cols: list[Sequence[Any]], key_idx: list[int]) -> list[str]:

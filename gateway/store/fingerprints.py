@@ -14,7 +14,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import bindparam, column, delete, func, insert, literal_column, select, table, update
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.prepared import Prepared, prepare
@@ -251,56 +253,29 @@ def mark_deleted(conn: Connection, record_type: str, deletes: Iterable[tuple[str
     )
 
 
-# The live source keys of a source as one newline-joined text in index order (SQLite's BINARY
-# collation), for the key-set merge of gateway/sync/keyset.py. group_concat over an ordered
-# subquery is SQLite's; Core would spell it the same, so it is prepared from the table here.
-_live_in_order = (
-    select(fp.c.source_key).where(fp.c.source == bindparam("source"), fp.c.deleted == 0).order_by(fp.c.source_key).subquery()
-)
-_STORED_KEY_TEXT = prepare(select(func.count(), func.group_concat(_live_in_order.c.source_key, func.char(10))))
+# The live source keys of a source, for the key-set anti-join of gateway/sync/keyset.py: one
+# newline-joined text from the covering index ix_fingerprints_source_key (no order needed), which
+# Arrow splits in C; a key holding a newline makes the pieces outnumber count(*), and then the keys
+# are read one per row.
+_live_of_source = (fp.c.source == bindparam("source"), fp.c.deleted == 0)
+_LIVE_KEY_TEXT = prepare(select(func.count(), func.group_concat(fp.c.source_key, func.char(10))).where(*_live_of_source))
+_LIVE_KEY_ROWS = prepare(select(fp.c.source_key).where(*_live_of_source))
 
 
-def stored_key_text(conn: Connection, source: str) -> tuple[int, str]:
-    """(count, newline-joined live source keys in index order) of `source`."""
-    row = conn.exec_driver_sql(_STORED_KEY_TEXT.sql, (source,)).one()
-    return int(row[0]), row[1] or ""
-
-
-# Key-set reconciliation's general way: the source's current keys in a TEMP table (one per
-# connection, not part of the schema, so not in tables.py), compared with NOT IN.
-_current_keys = table("current_keys", column("k"), schema="temp")
-_CLEAR_CURRENT = prepare(delete(_current_keys))
-_ADD_CURRENT = prepare(insert(_current_keys).prefix_with("OR IGNORE").values(k=bindparam("k")))
-
-
-def load_current_keys(conn: Connection, keys: Iterable[str]) -> None:
-    """Stream the source's current key set into the TEMP table (before the write lock is taken)."""
-    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_current_keys.name} (k TEXT PRIMARY KEY)")
-    conn.exec_driver_sql(_CLEAR_CURRENT.sql)
-    # Plain DBAPI tuples: a million keys through text() bind dicts cost twice the CPU.
-    ins = _ADD_CURRENT.sql
-    buf: list[tuple[str]] = []
-    for k in keys:
-        buf.append((k,))
-        if len(buf) >= 5000:
-            conn.exec_driver_sql(ins, buf)
-            buf = []
-    if buf:
-        conn.exec_driver_sql(ins, buf)
-
-
-_NOT_IN_CURRENT = prepare(
-    select(fp.c.record_key, fp.c.source_key, fp.c.seq).where(
-        fp.c.source == bindparam("source"),
-        fp.c.record_type == bindparam("record_type"),
-        fp.c.deleted == 0,
-        fp.c.source_key.not_in(select(_current_keys.c.k)),
-    )
-)
-
-
-def take_missing_current_keys(conn: Connection, source: str, record_type: str) -> list[tuple[str, str, int]]:
-    """(record_key, source_key, seq) of live records whose source key is not in the TEMP table, which is emptied."""
-    rows = conn.exec_driver_sql(_NOT_IN_CURRENT.sql, (source, record_type)).all()
-    conn.exec_driver_sql(_CLEAR_CURRENT.sql)
-    return [(r[0], r[1], int(r[2])) for r in rows]
+def live_source_keys(conn: Connection, source: str) -> pa.Array:
+    """The source keys of `source`'s live records, as one Arrow string array (in no set order)."""
+    n, text = conn.exec_driver_sql(_LIVE_KEY_TEXT.sql, (source,)).one()
+    if not n:
+        return pa.array([], pa.string())
+    keys = pc.list_flatten(pc.split_pattern(pa.array([text], pa.string()), "\n"))
+    if len(keys) == n:
+        return keys
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(_LIVE_KEY_ROWS.sql, (source,))
+        parts = []
+        while rows := cur.fetchmany(65536):
+            parts.append(pa.array([r[0] for r in rows], pa.string()))
+    finally:
+        cur.close()
+    return pa.concat_arrays(parts)

@@ -35,6 +35,7 @@ from gateway.sync.arrowhash import batch_digests
 from gateway.sync.rowhash import row_hashes
 
 Mapped = tuple[dict[str, Any] | None, list[RowProblem]]
+ROW_MAP_BELOW = 64  # rows: smaller batches are mapped by map_row (see BatchPath.map)
 
 
 def adapter_arrow(batch: RowBatch) -> pa.RecordBatch | None:
@@ -71,6 +72,10 @@ class BatchPath(RowPath):
         return super().digests(batch, inputs) if got is None else got
 
     def map(self, mapping: CompiledMapping, batch: RowBatch) -> list[Mapped]:
+        # A few changed rows of a chunk (an incremental fingerprint pass: ~20 in 2,000) map faster row by
+        # row than through map_batch's fixed cost per batch (~7 ms); both give the same results.
+        if len(batch) < ROW_MAP_BELOW:
+            return super().map(mapping, batch)
         return mapping.map_batch(batch)
 
 

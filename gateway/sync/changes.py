@@ -226,15 +226,6 @@ class ChangeWriter:
         """Enqueue deletes for this source's live records not seen since `epoch` (snapshot end)."""
         return self._scan_delete(conn, fingerprints.unseen_since(conn, self.source, self.record_type, epoch))
 
-    @staticmethod
-    def load_current_keys(conn: Connection, keys: Iterable[str]) -> None:
-        """Stream the source's current key set into a TEMP table (before the write lock is taken)."""
-        fingerprints.load_current_keys(conn, keys)
-
-    def delete_missing_keys(self, conn: Connection) -> int:
-        """Key-set reconciliation: enqueue deletes for live records whose source key is not in current_keys."""
-        return self._scan_delete(conn, fingerprints.take_missing_current_keys(conn, self.source, self.record_type))
-
     def delete_source_keys(self, conn: Connection, source_keys: Sequence[str]) -> int:
         """Key-set reconciliation (keyset.missing_keys named the gone keys): enqueue deletes for
         the live records of these source keys."""

@@ -5,8 +5,8 @@ state-store transaction. Strategies (SourceConfig.strategy):
 
 - cursor: read rows past the saved cursor (minus the lag window); unchanged
   re-reads are recognised by their fingerprint; `reconcile_deletes` reads the
-  key set afterwards to find deleted rows (keyset.py: two sorted key lists
-  compared, where the source allows; else through a TEMP table);
+  key set afterwards to find deleted rows (keyset.py: one anti-join of the
+  source's and the stored key sets as Arrow arrays);
 - fingerprint: read everything; records not seen since the scan began are deletes;
 - append: every checkpointed piece is a delta; nothing is deleted;
 - snapshot: the rows between Checkpoint(snapshot=True) markers are the full set.
@@ -43,12 +43,13 @@ from gateway.logs import log
 from gateway.mappings import CompiledMapping, current_version, load_mapping
 from gateway.standard.schema import RECORD_TYPES
 from gateway.standard.validate import ValidationContext
-from gateway.store.db import begin_immediate, utcnow
+from gateway.store.db import begin_immediate, checkpoint, checkpoint_deferred, utcnow
 from gateway.store.tables import source_positions, sync_runs
 from gateway.sync import batchstep, held
 from gateway.sync import problems as current_problems
 from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_versions
-from gateway.sync.keyset import missing_keys
+from gateway.sync.keyset import KeySet
+from gateway.sync.keyset import reconcile as reconcile_keys
 from gateway.sync.lock import source_lock
 from gateway.sync.rowhash import inputs_digest
 
@@ -216,10 +217,11 @@ class _Run:
         for b in batches:
             digests = self.path.digests(b, inputs)
             changed, kept = batchstep.changed_rows(b, digests, have)
-            locators = b.locators
-            for i, rkey in kept:
-                same.append(rkey)
-                self.valid_keys += (b.keys[i], locators[i])
+            same += [rkey for _, rkey in kept]
+            if self.listed:  # valid_keys only clear listed problems (listed changes at commit, after that)
+                locators = b.locators
+                for i, _ in kept:
+                    self.valid_keys += (b.keys[i], locators[i])
             if changed:
                 self._map(b.take(changed), [digests[i] for i in changed])
         return same
@@ -262,7 +264,7 @@ class _Run:
             if prepare is not None:  # slow reads (the key set) happen before the write lock is taken
                 prepare(conn)
                 conn.commit()
-            with conn.begin():
+            with checkpoint_deferred(conn), conn.begin():
                 begin_immediate(conn)
                 kept, held_back = held.hold_for(conn, self.writer, self.buffer)
                 counts = self.writer.write(conn, kept)
@@ -360,8 +362,11 @@ def _sync_locked(
         run.writer.max_delete_fraction = 1.0 if allow_mass_delete else sc.max_delete_fraction
         summary = run.summary
         summary.run_id = run_id
-        with open_adapter(config, sc) as adapter:
-            _extract(run, adapter)
+        try:
+            with open_adapter(config, sc) as adapter:
+                _extract(run, adapter)
+        finally:
+            checkpoint(engine)  # once for the run's chunk commits (checkpoint_deferred)
         if run.writer.held_deletes is not None:
             n, live = run.writer.held_deletes
             raise MassDeleteHeld(
@@ -453,12 +458,9 @@ def _extract(run: _Run, adapter: Adapter) -> None:
     def finish(conn: Connection) -> None:
         if full:
             run.deletes_at_snapshot_end(conn)  # a scan without a snapshot marker ends with the stream
-        if reconcile:
-            if gone is not None:
-                run.summary.deleted += run.writer.delete_source_keys(conn, gone)
-            else:
-                run.summary.deleted += run.writer.delete_missing_keys(conn)
-            clear_refused_rows_gone(conn)
+        if keyset is not None:
+            run.summary.deleted += run.writer.delete_source_keys(conn, keyset.gone)
+            clear_refused_rows_gone(conn, keyset)
         state["complete"] = True
         if strategy != "snapshot":
             state.pop("epoch", None)
@@ -466,21 +468,18 @@ def _extract(run: _Run, adapter: Adapter) -> None:
             state.pop("adapter", None)
 
     reconcile = strategy == "cursor" and sc.reconcile_deletes
-    gone: list[str] | None = None  # source keys found gone by keyset.missing_keys
+    keyset: KeySet | None = None  # the source's key set and the stored keys gone from it
 
-    def clear_refused_rows_gone(conn: Connection) -> None:
+    def clear_refused_rows_gone(conn: Connection, keys: KeySet) -> None:
         """A refused row never reached the outbox, so the key reconcile cannot see it go: its problems
-        go when its key is no longer in the source's key set (read only when something is listed)."""
+        go when its key is no longer in the source's key set."""
         listed = current_problems.listed_keys(conn, sc.name)
         if listed:
-            present = {k for k in adapter.keys() if k in listed}
-            current_problems.clear(conn, sc.name, sorted(listed - present))
+            current_problems.clear(conn, sc.name, sorted(listed - keys.present(listed)))
 
     def load_keys(conn: Connection) -> None:
-        nonlocal gone
-        gone = missing_keys(adapter, conn, sc.name)
-        if gone is None:  # not a source the fast comparison supports: the general TEMP-table way
-            ChangeWriter.load_current_keys(conn, adapter.keys())
+        nonlocal keyset
+        keyset = reconcile_keys(adapter, conn, sc.name)
 
     run.commit(finish, load_keys if reconcile else None)
 
