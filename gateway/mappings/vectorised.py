@@ -215,24 +215,23 @@ def _sure_somewhere(alts: list[Column]) -> pa.Array | None:
     return _any([pc.invert(bad) for _, bad in alts])  # type: ignore[arg-type]
 
 
-def _any(masks: list[pa.Array | None]) -> pa.Array | None:
-    """OR of the masks; None stands for all-False (and is the answer when every mask is None)."""
+def _fold(op: Any, masks: list[pa.Array | None]) -> pa.Array | None:
+    """`op` (pc.or_ / pc.and_) over the masks that are not None; None when every mask is None."""
     out = None
     for m in masks:
-        if m is None:
-            continue
-        out = m if out is None else pc.or_(out, m)
+        if m is not None:
+            out = m if out is None else op(out, m)
     return out
+
+
+def _any(masks: list[pa.Array | None]) -> pa.Array | None:
+    """OR of the masks; None stands for all-False (and is the answer when every mask is None)."""
+    return _fold(pc.or_, masks)
 
 
 def _all(masks: list[pa.Array | None]) -> pa.Array | None:
     """AND of masks where None stands for all-True; None when every mask is None."""
-    out = None
-    for m in masks:
-        if m is None:
-            continue
-        out = m if out is None else pc.and_(out, m)
-    return out
+    return _fold(pc.and_, masks)
 
 
 def _choose(alts: list[Column], pending: pa.Array | None) -> Column:
