@@ -15,6 +15,12 @@ def zone(name: str = DEFAULT_TIMEZONE) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def today(tz: str = DEFAULT_TIMEZONE) -> dt.date:
+    """The calendar day in China now: the standard's dates are Beijing days, and a server kept on UTC would
+    otherwise refuse a date entered between 00:00 and 08:00 Beijing time as a future one."""
+    return dt.datetime.now(zone(tz)).date()
+
+
 def zone_problem(name: object) -> str | None:
     """Why `name` is not a usable time zone, or None (for config checks)."""
     if not isinstance(name, str) or not name:

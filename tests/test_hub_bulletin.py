@@ -19,12 +19,14 @@ from gateway.hub.app import create_app
 from gateway.hub.config import hub_config_from_dict, load_hub_config
 from gateway.hub.tables import receipt_log, receipts
 from gateway.hub.ui.bulletin_xlsx import display_width
+from gateway.hub.ui.stats import local_day
 from gateway.hub.ui_tables import hub_account_store
+from gateway.localtime import DEFAULT_TIMEZONE
 from tests.fixtures.hub import batch_body, record, sample
 from tests.fixtures.web import PASSWORD, csrf_of, login
 
 LONG_NAME = "卫生健康委员会应急物资保障处"  # a name the old export cut off when printed
-TODAY = dt.datetime.now(dt.UTC).date()
+TODAY = local_day(dt.datetime.now(dt.UTC), DEFAULT_TIMEZONE)  # the operator's today: the 通报's days are Beijing days
 
 
 def _day(days: int) -> str:

@@ -25,6 +25,13 @@ def wait_for(check: Any, timeout: float = 20.0) -> Any:
     raise AssertionError(f"not reached in {timeout}s: {check}")
 
 
+def upward(h: LiveHub) -> list[Any]:
+    """The hub's upward batches, read on a fresh connection: SQLite's BEGIN fixes a connection's snapshot
+    at its first read, so a poll that kept one connection would never see the forwarder settle a batch."""
+    with h.engine.connect() as conn:
+        return list(conn.execute(select(tables.forward_batches)).mappings().all())
+
+
 def stored(h: LiveHub, department: str = "dept001") -> dict[tuple[str, str], dict[str, Any]]:
     with h.engine.connect() as conn:
         rows = conn.execute(select(tables.records).where(tables.records.c.department == department)).mappings()
@@ -50,10 +57,7 @@ def test_accepted_batch_reaches_the_upper_hub_with_its_chain(hub_levels) -> None
     assert [(c["hub"], c["relay_key"], c["batch_id"]) for c in chain] == [("township-hub", "township-relay", batch_id)]
     assert at_county[("material", "WZ-0001")]["provenance"]["source"] == "test"  # the department's provenance kept
     # The township keeps the county's signed receipt for the upward batch that carried it.
-    with township.engine.connect() as conn:
-        fb = wait_for(lambda: conn.execute(select(tables.forward_batches)).mappings().first())
-        fb = wait_for(lambda: (row := conn.execute(select(tables.forward_batches)).mappings().first())
-                      and row["state"] == "delivered" and row)
+    fb = wait_for(lambda: (rows := upward(township)) and rows[0]["state"] == "delivered" and rows[0])
     doc = verify_receipt(bytes(fb["receipt"]), fb["signature"], public_key_from_text(county.hub_public_key))
     # The forwarder asked for a compact receipt: the accepted records as a Merkle root over the upward batch.
     assert doc["protocol"] == "1.1" and doc["accepted"]["count"] == 2 and doc["results"] == []
@@ -145,9 +149,9 @@ def test_upper_hub_down_queues_then_drains_exactly_once(hub_levels) -> None:
     wait_for(arrived, 40)
     assert stored(county)[("material", "WZ-0001")]["data"]["material_name"] == "折叠床（加宽）"
     assert stored(county)[("material", "WZ-0002")]["deleted"] is True
+    # A batch the county stored but whose receipt was lost is sent again after the backoff (up to 30 s).
+    fbs = wait_for(lambda: (rows := upward(township)) and all(r["state"] == "delivered" for r in rows) and rows, 45)
     with township.engine.connect() as conn:
-        fbs = wait_for(lambda: (rows := conn.execute(select(tables.forward_batches)).mappings().all())
-                       and all(r["state"] == "delivered" for r in rows) and rows)
         states = [r["state"] for r in conn.execute(select(tables.forward_outbox)).mappings()]
     # A batch whose records were all overwritten before it left is superseded: the later one carries them.
     assert set(states) <= {"claimed", "superseded"} and states.count("claimed") >= 1
@@ -459,9 +463,7 @@ def test_levels_under_the_sm2_suite_forward_and_receipt_with_sm2(hub_levels) -> 
     assert r.status_code == 200  # the department signs with Ed25519; the township accepts both suites
     at_city = wait_for(lambda: stored(city))
     assert [h["hub"] for h in at_city[("material", "WZ-0001")]["provenance"]["hubs"]] == ["township-hub", "county-hub"]
-    with township.engine.connect() as conn:
-        fb = wait_for(lambda: (row := conn.execute(select(tables.forward_batches)).mappings().first())
-                      and row["state"] == "delivered" and row)
+    fb = wait_for(lambda: (rows := upward(township)) and rows[0]["state"] == "delivered" and rows[0])
     upper = public_key_from_text(county.hub_public_key)
     assert county.hub_public_key.startswith("sm2:")
     verify_receipt(bytes(fb["receipt"]), fb["signature"], upper)  # the county's SM2 receipt

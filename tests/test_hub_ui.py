@@ -185,7 +185,7 @@ def test_department_status_on_postgresql(live_hub_pg) -> None:  # type: ignore[n
     from gateway.hub.ui.bulletin import build_bulletin
     from gateway.hub.ui.bulletin_xlsx import write_bulletin
 
-    today = dt.datetime.now(dt.UTC).date()
+    today = stats.local_day(dt.datetime.now(dt.UTC), "Asia/Shanghai")  # the 通报's days are the hub zone's
     b = build_bulletin(live_hub_pg.engine, ((today - dt.timedelta(days=29)).isoformat(), today.isoformat()))
     assert [x.code for x in b.rows] == ["dept001", "dept002"] and b.rows[0].stale_by_type == {"stock": 1}
     assert b.trend[-1].receipts == 4 and b.trend[-1].rejected == 1 and "请应急管理局、卫生健康委按下列问题" in b.summary()
@@ -253,3 +253,18 @@ def test_a_refused_request_reads_in_chinese_in_the_log(hub_ui) -> None:  # type:
     c = _client(hub_ui, "look")
     log = c.get("/ui/log?kind=refused").get_data(as_text=True)
     assert f"{REFUSAL_LABELS[code]}（{code}）" in log, code
+
+
+def test_the_operators_day_is_the_hubs_zone_day() -> None:
+    """From 16:00 UTC it is tomorrow in Beijing: a push at 00:30 Beijing time falls in the period that ends today
+    (the suite once failed every evening after 16:00 UTC, when the default period still ended on the UTC date)."""
+    import datetime as dt
+
+    from gateway.hub.ui import stats
+
+    evening = dt.datetime(2026, 12, 3, 16, 30, tzinfo=dt.UTC)
+    assert stats.local_day(evening, "Asia/Shanghai") == dt.date(2026, 12, 4)
+    assert stats.default_period(evening, "Asia/Shanghai") == ("2026-09-05", "2026-12-04")
+    assert stats.default_period(evening, "UTC") == ("2026-09-04", "2026-12-03")
+    # The period's last day ends at midnight Beijing time, so the 00:30 push is inside it.
+    assert stats.day_start("2026-12-04", "Asia/Shanghai") < evening.isoformat() < stats.day_start("2026-12-05", "Asia/Shanghai")

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
+from gateway import localtime
 from gateway.standard.uscc import check_char
 
 COUNTY = "330110"  # 浙江省杭州市余杭区
@@ -87,7 +88,7 @@ def _d(today: dt.date, days: int) -> str:
 
 
 def build(today: dt.date | None = None) -> SampleDepartment:
-    today = today or dt.date.today()
+    today = today or localtime.today()
     s = SampleDepartment(today=today)
     stamp = f"{_d(today, -1)} 17:30:00"
 

@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from gateway import localtime
 from gateway.hub import tables
 from gateway.hub.columnar_check import MIN_ROWS, proven_valid
 from gateway.hub.db import after_commit, utcnow
@@ -84,7 +85,7 @@ def check_records(records: Iterable[dict[str, Any]], context: ValidationContext 
     problem. The answers are the same either way (tests/test_hub_columnar_check.py).
     """
     ctx = context or DEFAULT_CONTEXT
-    ref = ctx.today or date.today()  # once per batch; normalize would take the same
+    ref = ctx.today or localtime.today()  # once per batch; normalize would take the same
     out = [_envelope(rec) for rec in records]
     proven = proven_valid(out, ref, ctx, vectorise_from) if vectorise_from is not None else {}
     for i, c in enumerate(out):

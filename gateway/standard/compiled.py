@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
+from gateway import localtime
 from gateway.standard.validate import DEFAULT_CONTEXT, FieldError, ValidationContext, _plan, fused_normalizer, normalize
 
 MAX_SHAPES = 256  # per record type; a source sending more distinct field sets than this only recompiles more often
@@ -74,7 +75,7 @@ def validator(record_type: str) -> _TypeValidator:
 def fast_normalize(record_type: str, data: Mapping[str, Any], ref: date, context: ValidationContext) -> dict | None:
     """The canonical record when `data` is valid (as normalize would return it), else None: then run normalize.
 
-    `ref` is the reference date normalize would use (``context.today or date.today()``).
+    `ref` is the reference date normalize would use (``context.today or localtime.today()``).
     """
     return validator(record_type)(data, ref, context)
 
@@ -84,7 +85,7 @@ def normalize_checked(
 ) -> tuple[dict, list[FieldError]]:
     """Exactly `normalize(record_type, data, today=today, context=context)`, valid records through the fast path."""
     ctx = context or DEFAULT_CONTEXT
-    ref = today or ctx.today or date.today()
+    ref = today or ctx.today or localtime.today()
     clean = validator(record_type)(data, ref, ctx)
     if clean is not None:
         return clean, []

@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from gateway import localtime
 from gateway.standard.category import CategoryTable, load_table
 from gateway.standard.converters import Converter, Invalid, converter
 from gateway.standard.schema import UNITS, Field, record_type
@@ -160,7 +161,7 @@ def normalize(
     """
     plan = _plan(record_type)
     ctx = context or DEFAULT_CONTEXT
-    ref = today or ctx.today or date.today()
+    ref = today or ctx.today or localtime.today()
     fields = plan.fields
     out: dict[str, Any] = {}
     errors: list[FieldError] = []
@@ -216,7 +217,7 @@ def fused_normalizer(
         for name, _, required, conv in plan.steps
         if name in getters
     )
-    today = date.today
+    today = localtime.today
     if any(name not in fields for name in getters):
         return lambda row: None  # unknown fields: only the full path reports them
 

@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gateway import localtime
 from gateway.standard import columns
 from gateway.standard.schema import DECIMAL, ITEMS, record_type
 from gateway.standard.validate import DEFAULT_CONTEXT, FieldError, ValidationContext, normalize
@@ -116,7 +117,7 @@ def validate_batch(
     """Check every row of `batch` against the standard at once; see the module docstring."""
     rt = record_type(record_type_name)
     ctx = context or DEFAULT_CONTEXT
-    ref = today or ctx.today or date.today()
+    ref = today or ctx.today or localtime.today()
     data = _as_batch(batch)
     n = data.num_rows
     fallbacks: dict[str, str] = {}
@@ -278,7 +279,7 @@ def validate_rows_via_batch(
     """Exactly ``[normalize(record_type_name, r, ...) for r in records]``; the rows the vectorised pass proves
     valid skip the row validator."""
     ctx = context or DEFAULT_CONTEXT
-    ref = today or ctx.today or date.today()
+    ref = today or ctx.today or localtime.today()
     if not records:
         return []
     batch, unsure = records_to_batch(record_type_name, records)

@@ -17,6 +17,7 @@ from typing import Any
 
 from openpyxl import load_workbook
 
+from gateway import localtime
 from gateway.errors import RowProblem, SourceError
 from gateway.safe_cells import restore
 from gateway.standard.converters import normalize_item
@@ -287,7 +288,7 @@ def iter_workbook(path: str | Path, *, context: ValidationContext | None = None,
     """Stream records and row errors of a standard workbook, sheet by sheet (`checks=check_by_row`: the
     reference path, the row validator on every row)."""
     ctx = context or DEFAULT_CONTEXT
-    ref = today or ctx.today or date.today()
+    ref = today or ctx.today or localtime.today()
     with open(path, "rb") as f:
         if f.read(8) == OLE2_MAGIC:  # Excel 97-2003: the template's lists and checks exist only in .xlsx
             raise SourceError(f"{path}: 这是 Excel 97-2003 格式（.xls）的文件，请在 Excel 或 WPS 中“另存为”"

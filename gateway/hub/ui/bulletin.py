@@ -19,6 +19,7 @@ from gateway.hub.ui.stats import (
     Rates,
     department_status,
     freshness_scan,
+    local_day,
     period_receipts,
 )
 from gateway.localtime import DEFAULT_TIMEZONE, local_text
@@ -159,8 +160,8 @@ def trend_days(period: tuple[str, str], now: dt.datetime, periods: int = TREND_P
     return points
 
 
-def _measured_on(p: TrendPoint, now: dt.datetime) -> dt.date:
-    return min(now.date(), dt.date.fromisoformat(p.period[1]))
+def _measured_on(p: TrendPoint, now: dt.datetime, tz: str) -> dt.date:
+    return min(local_day(now, tz), dt.date.fromisoformat(p.period[1]))
 
 
 def build_bulletin(
@@ -178,9 +179,9 @@ def build_bulletin(
     points = trend_days(period, now)
     with engine.connect() as conn:
         # One pass over the records for every period end: the table's and the trend's.
-        scan = freshness_scan(conn, sorted({_measured_on(p, now) for p in points}), days_cfg, warn_days)
+        scan = freshness_scan(conn, sorted({_measured_on(p, now, timezone) for p in points}), days_cfg, warn_days)
         for p in points:
-            day = _measured_on(p, now)
+            day = _measured_on(p, now, timezone)
             for (_dep, d), c in scan.items():
                 if d == day:
                     p.records += c.live

@@ -69,6 +69,17 @@ def _day_after(d: str) -> str:
     return (dt.date.fromisoformat(d) + dt.timedelta(days=1)).isoformat()
 
 
+def local_day(now: dt.datetime, tz: str = "UTC") -> dt.date:
+    """The day it is at `now` in zone `tz`: from 16:00 UTC it is already tomorrow in Beijing."""
+    return now.astimezone(zone(tz)).date()
+
+
+def default_period(now: dt.datetime, tz: str = "UTC", days: int = 90) -> tuple[str, str]:
+    """The last `days` days of the hub's zone, today included: the operators' period when they name none."""
+    today = local_day(now, tz)
+    return (today - dt.timedelta(days=days)).isoformat(), today.isoformat()
+
+
 def day_start(d: str, tz: str = "UTC") -> str:
     """The stored (UTC ISO) time at which day `d` of zone `tz` begins: a Beijing day starts at 16:00 UTC the day before."""
     day = dt.date.fromisoformat(d)
@@ -303,8 +314,7 @@ def department_status(
     gateway.standard.freshness: the same rule and the same numbers as the gateway's own freshness check.
     """
     now = now or dt.datetime.now(dt.UTC)
-    if period is None:
-        period = ((now - dt.timedelta(days=90)).date().isoformat(), now.date().isoformat())
+    period = period or default_period(now, tz)
     p_from, p_to = period
     # The period's days are days of the hub's zone: a Beijing day begins at 16:00 UTC the day before.
     at_from, at_end = day_start(p_from, tz), day_start(_day_after(p_to), tz)
@@ -330,7 +340,7 @@ def department_status(
             d.records += n
             d.updated += int(updated or 0)
         # Staleness and expiry record by record, by the rule the gateway applies to the same data.
-        today = min(now.date(), dt.date.fromisoformat(p_to))
+        today = min(local_day(now, tz), dt.date.fromisoformat(p_to))
         if scan is None:  # a caller that scanned several days at once (the 通报's trend) passes its scan
             scan = freshness_scan(conn, [today], freshness_days or {}, warn_days)
         for (dep, day), counts in scan.items():

@@ -21,7 +21,7 @@ from gateway.hub.forward.chain import chain_of
 from gateway.hub.tables import batches, record_history, records
 from gateway.hub.ui import exports, stats
 from gateway.hub.ui_tables import hub_account_store
-from gateway.localtime import local_text, zone, zone_label
+from gateway.localtime import local_text, zone_label
 from gateway.protocol.keys import public_key_of
 from gateway.protocol.reasons import reason_texts
 from gateway.standard.schema import RECORD_TYPES
@@ -194,10 +194,10 @@ def verify() -> Any:
 
 
 def _period() -> tuple[str, str]:
-    today = dt.datetime.now(zone(_hub().config.timezone)).date()  # the operator's today
+    first, last = stats.default_period(dt.datetime.now(dt.UTC), _hub().config.timezone)  # the operator's days
     args = request.form if request.method == "POST" else request.args
-    p_from = args.get("from") or (today - dt.timedelta(days=90)).isoformat()
-    p_to = args.get("to") or today.isoformat()
+    p_from = args.get("from") or first
+    p_to = args.get("to") or last
     try:
         a, b = dt.date.fromisoformat(p_from), dt.date.fromisoformat(p_to)
     except ValueError:
