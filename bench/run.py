@@ -412,9 +412,9 @@ def _incremental_rows(res: dict[str, Any], add: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=100_000, help="stock rows in the source (default 100000)")
+    ap.add_argument("--rows", type=int, default=None, help="stock rows in the source (default 100000; 10000 with --smoke)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported (default 3)")
-    ap.add_argument("--smoke", action="store_true", help="10k rows, once, every step (CI: checks it works, not how fast)")
+    ap.add_argument("--smoke", action="store_true", help="10k rows (or --rows), once, every step (CI: checks it works, not how fast)")
     ap.add_argument("--skip-dlt", action="store_true", help="leave out the dlt comparison")
     ap.add_argument("--edits", type=int, default=1000, help="edits for the per-record push latency (default 1000)")
     ap.add_argument("--ingest-records", type=int, default=None, help="records for the 8-gateway ingest (default: --rows)")
@@ -445,8 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     SERIAL_PUSH = a.serial_push
     SRC_DB, FLOOR_DB, HUB_DB, DLT_PREFIX = (f"{a.db_prefix}_{x}" for x in ("src", "floor", "hub", "dlt"))
     if a.smoke:
-        a.rows, a.repeat, a.edits = 10_000, 1, min(a.edits, 20)
-        a.ingest_records = a.ingest_records or 8_000
+        a.rows, a.repeat, a.edits = a.rows or 10_000, 1, min(a.edits, 20)
+        a.ingest_records = a.ingest_records or min(a.rows, 8_000)
+    a.rows = a.rows or 100_000
     records = a.ingest_records or a.rows
     root = a.workdir or Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     root.mkdir(parents=True, exist_ok=True)
