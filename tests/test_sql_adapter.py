@@ -282,18 +282,22 @@ def test_fetch_batches_equals_fetch_for_every_column_type(any_url: str, cursor: 
         src.close()
 
 
-def test_postgres_batches_are_arrow_for_exact_types(pg_url: str) -> None:
+def test_postgres_batches_are_arrow_for_exact_types(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """Every batch of a table of exactly-held types has an Arrow form; decimals keep their scale and
-    timestamptz its session zone; an unconstrained numeric of mixed scales leaves the batches as dicts."""
+    timestamptz its session zone; an unconstrained numeric of mixed scales leaves the batches as dicts,
+    and the log says which column sent the read through psycopg."""
+    import logging
     from decimal import Decimal
 
     from gateway.adapters.batches import RowBatch
     from tests.adapter_conformance import assert_batches_equal_fetch
 
+    caplog.set_level(logging.INFO, logger="gateway.adapters")
     src = TypedSource(pg_url, exact_only=True)
     try:
         with src.adapter() as a:
             batches = [e for e in a.fetch_batches(None, 10) if isinstance(e, RowBatch)]
+        assert not [r for r in caplog.records if "through psycopg" in r.getMessage()]
         assert sum(len(b) for b in batches) == 40
         assert all(b.arrow() is not None for b in batches)
         first = batches[0].arrow()
@@ -315,5 +319,7 @@ def test_postgres_batches_are_arrow_for_exact_types(pg_url: str) -> None:
         ratios = [r["ratio"] for b in batches for r in b.dicts()]
         assert [str(v) for v in ratios[:4]] == ["1", "2.25", "3", "4.25"]
         assert any(b.arrow() is None for b in batches), "mixed scales cannot be one Arrow decimal column"
+        said = [r.getMessage() for r in caplog.records if "through psycopg" in r.getMessage()]
+        assert said and all("column ratio (numeric without a scale" in m for m in said), said
     finally:
         mixed.close()

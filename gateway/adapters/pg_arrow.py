@@ -13,6 +13,7 @@ adapter's psycopg sessions are.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +35,8 @@ except ImportError:  # pragma: no cover - a dependency; without it the psycopg p
 # PostgreSQL types (the driver's POSTGRESQL:type field metadata) whose Arrow values equal psycopg's.
 _EXACT = {"int2", "int4", "int8", "text", "varchar", "bool", "date", "timestamp", "timestamptz", "bytea", "float8", "numeric"}
 _DIALECT = PGDialect_psycopg(paramstyle="numeric_dollar")
+# Each fallback to psycopg says why: it is correct but several times slower, so IT staff should see it.
+log = logging.getLogger("gateway.adapters")
 
 
 def available() -> bool:
@@ -86,31 +89,34 @@ def _cast_for(field: pa.Field, zone: str) -> pa.DataType | None:
     return None
 
 
-def _exact_schema(schema: pa.Schema) -> bool:
+def _inexact_column(schema: pa.Schema) -> str | None:
+    """The first column whose Arrow values would differ from psycopg's ("name (type)"); None when all are exact."""
     for field in schema:
         meta = field.metadata or {}
         kind = meta.get(b"POSTGRESQL:type", b"").decode()
         if kind not in _EXACT:
-            return False
+            return f"{field.name} ({kind or field.type})"
         if kind == "numeric":
             typmod = int(meta.get(b"POSTGRESQL:typmod", b"-1"))
             if typmod < 4 or not 0 < (typmod - 4) >> 16 <= 38:
-                return False  # unconstrained numeric: each value keeps its own scale
+                return f"{field.name} (numeric without a scale: each value keeps its own)"
         if kind == "timestamp" and field.type != pa.timestamp("us"):
-            return False
-    return True
+            return f"{field.name} (timestamp as {field.type})"
+    return None
 
 
 def open_arrow(url: sa.engine.URL, stmt: sa.Select[Any]) -> ArrowResult | None:
     """Run `stmt` through ADBC; None (nothing read) when a column's type is not held exactly or ADBC
     cannot connect."""
     if adbc_pg is None:
+        log.info("reading %s through psycopg: the ADBC PostgreSQL driver is not installed", url.database)
         return None
     compiled = stmt.compile(dialect=_DIALECT)
     params = [compiled.params[name] for name in compiled.positiontup or ()]
     try:
         conn = adbc_pg.connect(_uri(url))
-    except Error:
+    except Error as e:
+        log.info("reading %s through psycopg: ADBC could not connect (%s)", url.database, e)
         return None  # libpq refuses what psycopg may accept (a driver-specific URL option): psycopg reads, or says why not
     try:
         cur = conn.cursor()
@@ -118,7 +124,8 @@ def open_arrow(url: sa.engine.URL, stmt: sa.Select[Any]) -> ArrowResult | None:
         zone = str(cur.fetchone()[0])
         cur.execute(str(compiled), params or None)
         reader = cur.fetch_record_batch()
-        if not _exact_schema(reader.schema):
+        if (column := _inexact_column(reader.schema)) is not None:
+            log.info("reading %s through psycopg: column %s has no exact Arrow form", url.database, column)
             cur.close()
             conn.close()
             return None
