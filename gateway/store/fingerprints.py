@@ -279,3 +279,28 @@ def live_source_keys(conn: Connection, source: str) -> pa.Array:
     finally:
         cur.close()
     return pa.concat_arrays(parts)
+
+
+# A fingerprint pass's stored digests, read once (gateway/sync/passdigests.py): every live record of the
+# source, a slice of rows at a time into Arrow, so no Python object per record outlives its slice.
+_LIVE_DIGESTS = prepare(
+    select(fp.c.source_key, fp.c.record_key, fp.c.row_hash).where(
+        fp.c.source == bindparam("source"), fp.c.record_type == bindparam("record_type"), fp.c.deleted == 0
+    )
+)
+DIGEST_SCHEMA = pa.schema([("source_key", pa.string()), ("record_key", pa.string()), ("row_hash", pa.binary())])
+
+
+def live_digests(conn: Connection, source: str, record_type: str, slice_rows: int = 65536) -> pa.Table:
+    """(source_key, record_key, row_hash or null) of `source`'s live records, as one Arrow table (in no set order)."""
+    cur = conn.connection.cursor()
+    parts = []
+    try:
+        cur.execute(_LIVE_DIGESTS.sql, (source, record_type))
+        while rows := cur.fetchmany(slice_rows):
+            skeys, rkeys, hashes = zip(*rows, strict=True)
+            parts.append(pa.record_batch([pa.array(skeys, pa.string()), pa.array(rkeys, pa.string()), pa.array(hashes, pa.binary())],
+                                         schema=DIGEST_SCHEMA))
+    finally:
+        cur.close()
+    return pa.Table.from_batches(parts, DIGEST_SCHEMA)

@@ -26,12 +26,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy.engine import Connection
 
 from gateway.adapters.base import Adapter, Position
 from gateway.adapters.batches import BatchEvent, RowBatch, batched
 from gateway.errors import RowProblem
 from gateway.mappings import CompiledMapping
 from gateway.sync.arrowhash import batch_digests
+from gateway.sync.passdigests import PassDigests
 from gateway.sync.rowhash import row_hashes
 
 Mapped = tuple[dict[str, Any] | None, list[RowProblem]]
@@ -57,6 +59,11 @@ class RowPath:
     def map(self, mapping: CompiledMapping, batch: RowBatch) -> list[Mapped]:
         return [mapping.map_row(r) for r in batch.source_rows()]
 
+    def pass_digests(self, conn: Connection, source: str, record_type: str) -> PassDigests | None:
+        """A fingerprint pass's comparison: None = each chunk's stored digests looked up, unchanged rows
+        marked seen one by one and deletes found by checked_at (the reference)."""
+        return None
+
 
 class BatchPath(RowPath):
     """On the adapter's batches: one digest column per Arrow batch, the mapping's map_batch."""
@@ -77,6 +84,10 @@ class BatchPath(RowPath):
         if len(batch) < ROW_MAP_BELOW:
             return super().map(mapping, batch)
         return mapping.map_batch(batch)
+
+    def pass_digests(self, conn: Connection, source: str, record_type: str) -> PassDigests | None:
+        """The stored digests read once, compared and covered in memory (passdigests.py)."""
+        return PassDigests.read(conn, source, record_type)
 
 
 ROWS, BATCHES = RowPath(), BatchPath()

@@ -51,6 +51,7 @@ from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_versions
 from gateway.sync.keyset import KeySet
 from gateway.sync.keyset import reconcile as reconcile_keys
 from gateway.sync.lock import source_lock
+from gateway.sync.passdigests import PassDigests
 from gateway.sync.rowhash import inputs_digest
 
 LOG = logging.getLogger("gateway.sync")
@@ -181,6 +182,8 @@ class _Run:
         self.refused: list[held.Refusal] = []  # refused rows others may name (held.py)
         self.locators: dict[str, str] = {}  # source key -> locator of the buffered rows that name others
         self.released = 0  # records held for one of this run's records, enqueued now
+        # A fingerprint pass's stored digests, read once at its start (passdigests.py); None = looked up per chunk.
+        self.pass_digests: PassDigests | None = None
         self._key_fields = RECORD_TYPES[sc.record_type].key
         with engine.connect() as conn:
             self.state = _load_state(conn, sc.name)
@@ -211,12 +214,17 @@ class _Run:
             return []
         inputs = self.inputs
         assert inputs is not None
-        have = self.writer.row_hashes(conn, [k for b in batches for k in b.keys])
-        conn.rollback()  # a plain read: end it before mapping, so no snapshot is held meanwhile
+        pass_digests = self.pass_digests
+        if pass_digests is None:
+            have = self.writer.row_hashes(conn, [k for b in batches for k in b.keys])
+            conn.rollback()  # a plain read: end it before mapping, so no snapshot is held meanwhile
         same: list[str] = []
         for b in batches:
             digests = self.path.digests(b, inputs)
-            changed, kept = batchstep.changed_rows(b, digests, have)
+            if pass_digests is None:
+                changed, kept = batchstep.changed_rows(b, digests, have)
+            else:
+                changed, kept = pass_digests.compare(b.keys, digests)
             same += [rkey for _, rkey in kept]
             if self.listed:  # valid_keys only clear listed problems (listed changes at commit, after that)
                 locators = b.locators
@@ -269,9 +277,13 @@ class _Run:
                 kept, held_back = held.hold_for(conn, self.writer, self.buffer)
                 counts = self.writer.write(conn, kept)
                 self._held(conn, kept, held_back, same)
-                # Rows unchanged by their raw digest: only marked seen, in the same
-                # transaction as the position, like every other outcome of the chunk.
-                self.writer.touch(conn, same)
+                # Rows unchanged by their raw digest: only marked seen, in the same transaction as the
+                # position, like every other outcome of the chunk (a pass with its digests in memory
+                # covers them there instead).
+                if self.pass_digests is None:
+                    self.writer.touch(conn, same)
+                else:
+                    self.pass_digests.written([m.record_key for m in kept])
                 counts.unchanged += len(same)
                 self.writer.mark_seen(conn, self.rejected_keys + [h.item.source_key for h in held_back])
                 if self.listed:
@@ -315,7 +327,10 @@ class _Run:
         if self.unread:
             self.summary.notes.append(f"本次有 {self.unread} 行无法读取，为免误删，未处理删除")
         else:
-            self.summary.deleted += self.writer.delete_unseen(conn, epoch)
+            if self.pass_digests is not None:
+                self.summary.deleted += self.writer.delete_source_keys(conn, self.pass_digests.gone())
+            else:
+                self.summary.deleted += self.writer.delete_unseen(conn, epoch)
             held.discard_unseen(conn, self.sc.name, self.sc.record_type, epoch)
             self.released += held.refusals_unseen(conn, self.sc.name, self.sc.record_type, epoch, self.writer.operator)
         self.unread = 0
@@ -408,6 +423,9 @@ def _extract(run: _Run, adapter: Adapter) -> None:
             run.summary.notes.append("上次全量读取被中断，本次从头重新读取（已处理且未变的行只做比对）")
         state.pop("adapter", None)
         state["epoch"] = utcnow()  # records not seen after this are deletes at the end of the scan
+        if run.inputs is not None:
+            with run.engine.connect() as conn:
+                run.pass_digests = run.path.pass_digests(conn, sc.name, sc.record_type)
     if strategy == "snapshot" and not state.get("epoch"):
         state["epoch"] = utcnow()
     state["mapping_version"] = mv
