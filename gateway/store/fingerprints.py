@@ -282,25 +282,42 @@ def live_source_keys(conn: Connection, source: str) -> pa.Array:
 
 
 # A fingerprint pass's stored digests, read once (gateway/sync/passdigests.py): every live record of the
-# source, a slice of rows at a time into Arrow, so no Python object per record outlives its slice.
-_LIVE_DIGESTS = prepare(
-    select(fp.c.source_key, fp.c.record_key, fp.c.row_hash).where(
-        fp.c.source == bindparam("source"), fp.c.record_type == bindparam("record_type"), fp.c.deleted == 0
-    )
+# source, a rowid range at a time (the table's own order: a sequential scan, no index lookup per row),
+# each column one newline-joined text split by Arrow, so no Python object per record is made. The
+# digest comes as lower-case hex ('' for none: equal to no digest); a range whose keys hold a newline
+# (the pieces outnumber count(*)) is read one row at a time.
+_LIVE_IN_RANGE = (
+    literal_column("rowid") >= bindparam("lo"), literal_column("rowid") < bindparam("hi"),
+    fp.c.source == bindparam("source"), fp.c.record_type == bindparam("record_type"), fp.c.deleted == 0,
 )
-DIGEST_SCHEMA = pa.schema([("source_key", pa.string()), ("record_key", pa.string()), ("row_hash", pa.binary())])
+_HEX = func.lower(func.coalesce(func.hex(fp.c.row_hash), ""))
+_LIVE_DIGEST_TEXT = prepare(
+    select(
+        func.count(), *(func.group_concat(c, func.char(10)) for c in (fp.c.source_key, fp.c.record_key, _HEX))
+    ).where(*_LIVE_IN_RANGE)
+)
+_LIVE_DIGEST_ROWS = prepare(select(fp.c.source_key, fp.c.record_key, _HEX).where(*_LIVE_IN_RANGE))
+_MAX_ROWID = prepare(select(func.max(literal_column("rowid"))).select_from(fp))
+DIGEST_SCHEMA = pa.schema([("source_key", pa.string()), ("record_key", pa.string()), ("row_hash_hex", pa.string())])
 
 
-def live_digests(conn: Connection, source: str, record_type: str, slice_rows: int = 65536) -> pa.Table:
-    """(source_key, record_key, row_hash or null) of `source`'s live records, as one Arrow table (in no set order)."""
-    cur = conn.connection.cursor()
+def live_digests(conn: Connection, source: str, record_type: str, span: int = 65536) -> pa.Table:
+    """(source_key, record_key, row_hash_hex) of `source`'s live records of `record_type`, as one Arrow
+    table (in no set order); row_hash_hex is '' for a record without a digest."""
+    top = conn.exec_driver_sql(_MAX_ROWID.sql).scalar() or 0
     parts = []
+    cur = conn.connection.cursor()
     try:
-        cur.execute(_LIVE_DIGESTS.sql, (source, record_type))
-        while rows := cur.fetchmany(slice_rows):
-            skeys, rkeys, hashes = zip(*rows, strict=True)
-            parts.append(pa.record_batch([pa.array(skeys, pa.string()), pa.array(rkeys, pa.string()), pa.array(hashes, pa.binary())],
-                                         schema=DIGEST_SCHEMA))
+        for lo in range(0, top + 1, span):
+            args = (lo, lo + span, source, record_type)
+            n, *texts = cur.execute(_LIVE_DIGEST_TEXT.sql, args).fetchone()
+            if not n:
+                continue
+            cols = [pc.list_flatten(pc.split_pattern(pa.array([t], pa.string()), "\n")) for t in texts]
+            if any(len(c) != n for c in cols):
+                rows = cur.execute(_LIVE_DIGEST_ROWS.sql, args).fetchall()
+                cols = [pa.array(c, pa.string()) for c in zip(*rows, strict=True)]
+            parts.append(pa.record_batch(cols, schema=DIGEST_SCHEMA))
     finally:
         cur.close()
     return pa.Table.from_batches(parts, DIGEST_SCHEMA)

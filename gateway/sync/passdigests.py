@@ -41,7 +41,7 @@ class PassDigests:
         order = pc.sort_indices(stored["source_key"])
         self.keys: pa.Array = stored["source_key"].take(order).combine_chunks()
         self.record_keys: pa.Array = stored["record_key"].take(order).combine_chunks()
-        self.digests: pa.Array = stored["row_hash"].take(order).combine_chunks()
+        self.digests: pa.Array = stored["row_hash_hex"].take(order).combine_chunks()  # hex: SQLite reads it out as text
         n = len(self.keys)
         if n > 1:  # a key stored for more than one live record is mapped, never taken as unchanged
             eq = pc.fill_null(pc.equal(self.keys.slice(1), self.keys.slice(0, n - 1)), False)
@@ -69,7 +69,7 @@ class PassDigests:
         found = pc.fill_null(pc.equal(self.keys.take(at), k), False)
         self._cover(k, at, found)
         same = pc.and_(found, pc.invert(self.ambiguous.take(at)))
-        same = pc.and_(same, pc.fill_null(pc.equal(self.digests.take(at), pa.array(digests, pa.binary())), False))
+        same = pc.and_(same, pc.fill_null(pc.equal(self.digests.take(at), pa.array([d.hex() for d in digests], pa.string())), False))
         rkeys = self.record_keys.take(at)
         if self._written_set is not None:
             same = pc.and_(same, pc.invert(pc.is_in(rkeys, value_set=self._written_set)))
