@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import bindparam, func, insert, literal_column, select, update
+from sqlalchemy import bindparam, case, func, insert, literal_column, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.prepared import Prepared, prepare
@@ -283,40 +283,51 @@ def live_source_keys(conn: Connection, source: str) -> pa.Array:
 
 # A fingerprint pass's stored digests, read once (gateway/sync/passdigests.py): every live record of the
 # source, a rowid range at a time (the table's own order: a sequential scan, no index lookup per row),
-# each column one newline-joined text split by Arrow, so no Python object per record is made. The
-# digest comes as lower-case hex ('' for none: equal to no digest); a range whose keys hold a newline
-# (the pieces outnumber count(*)) is read one row at a time.
+# each key column as one newline-joined text split by Arrow and the digests as one hex text decoded
+# into a fixed-width column, so no Python object per record is made. A digest that is not 16 bytes
+# (none, or another format) reads as null. A range whose keys hold a newline (the pieces outnumber
+# count(*)) is read one row at a time.
+DIGEST_BYTES = 16
 _LIVE_IN_RANGE = (
     literal_column("rowid") >= bindparam("lo"), literal_column("rowid") < bindparam("hi"),
     fp.c.source == bindparam("source"), fp.c.record_type == bindparam("record_type"), fp.c.deleted == 0,
 )
-_HEX = func.lower(func.coalesce(func.hex(fp.c.row_hash), ""))
+_HAS_DIGEST = func.coalesce(func.length(fp.c.row_hash) == DIGEST_BYTES, 0)
 _LIVE_DIGEST_TEXT = prepare(
     select(
-        func.count(), *(func.group_concat(c, func.char(10)) for c in (fp.c.source_key, fp.c.record_key, _HEX))
+        func.count(), func.group_concat(fp.c.source_key, func.char(10)),
+        func.group_concat(
+            case((_HAS_DIGEST == 1, func.hex(fp.c.row_hash)), else_="0" * 2 * DIGEST_BYTES), ""  # hex(NULL) is ''
+        ),
+        func.group_concat(_HAS_DIGEST, ""),
     ).where(*_LIVE_IN_RANGE)
 )
-_LIVE_DIGEST_ROWS = prepare(select(fp.c.source_key, fp.c.record_key, _HEX).where(*_LIVE_IN_RANGE))
+_LIVE_DIGEST_ROWS = prepare(select(fp.c.source_key, fp.c.row_hash).where(*_LIVE_IN_RANGE))
 _MAX_ROWID = prepare(select(func.max(literal_column("rowid"))).select_from(fp))
-DIGEST_SCHEMA = pa.schema([("source_key", pa.string()), ("record_key", pa.string()), ("row_hash_hex", pa.string())])
+DIGEST_SCHEMA = pa.schema([("source_key", pa.string()), ("row_hash", pa.binary(DIGEST_BYTES))])
 
 
 def live_digests(conn: Connection, source: str, record_type: str, span: int = 65536) -> pa.Table:
-    """(source_key, record_key, row_hash_hex) of `source`'s live records of `record_type`, as one Arrow
-    table (in no set order); row_hash_hex is '' for a record without a digest."""
+    """(source_key, row_hash or null) of `source`'s live records of `record_type`, as one Arrow table
+    (in no set order)."""
     top = conn.exec_driver_sql(_MAX_ROWID.sql).scalar() or 0
     parts = []
     cur = conn.connection.cursor()
     try:
         for lo in range(0, top + 1, span):
             args = (lo, lo + span, source, record_type)
-            n, *texts = cur.execute(_LIVE_DIGEST_TEXT.sql, args).fetchone()
+            n, skeys, hexes, flags = cur.execute(_LIVE_DIGEST_TEXT.sql, args).fetchone()
             if not n:
                 continue
-            cols = [pc.list_flatten(pc.split_pattern(pa.array([t], pa.string()), "\n")) for t in texts]
-            if any(len(c) != n for c in cols):
+            keys = pc.list_flatten(pc.split_pattern(pa.array([skeys], pa.string()), "\n"))
+            if len(keys) != n:
                 rows = cur.execute(_LIVE_DIGEST_ROWS.sql, args).fetchall()
-                cols = [pa.array(c, pa.string()) for c in zip(*rows, strict=True)]
+                cols = [pa.array([k for k, _ in rows], pa.string()),
+                        pa.array([h if h is not None and len(h) == DIGEST_BYTES else None for _, h in rows], pa.binary(DIGEST_BYTES))]
+            else:
+                raw = pa.FixedSizeBinaryArray.from_buffers(pa.binary(DIGEST_BYTES), n, [None, pa.py_buffer(bytes.fromhex(hexes))])
+                has = pc.equal(pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(flags.encode())]), ord("1"))
+                cols = [keys, pc.if_else(has, raw, pa.scalar(None, pa.binary(DIGEST_BYTES)))]
             parts.append(pa.record_batch(cols, schema=DIGEST_SCHEMA))
     finally:
         cur.close()

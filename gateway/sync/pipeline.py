@@ -207,8 +207,9 @@ class _Run:
             self.raw.append(batch)
 
     def _map_chunk(self, conn: Connection) -> list[str]:
-        """Map the buffered raw rows whose digest differs from their record's stored one; returns
-        the record keys of the others (unchanged: mapping them would give the stored version)."""
+        """Map the buffered raw rows whose digest differs from their record's stored one; returns the
+        others (unchanged: mapping them would give the stored version): their record keys, or with pass
+        digests their source keys."""
         batches, self.raw = self.raw, []
         if not batches:
             return []
@@ -223,12 +224,14 @@ class _Run:
             digests = self.path.digests(b, inputs)
             if pass_digests is None:
                 changed, kept = batchstep.changed_rows(b, digests, have)
+                same += [rkey for _, rkey in kept]
+                unchanged = [i for i, _ in kept]
             else:
-                changed, kept = pass_digests.compare(b.keys, digests)
-            same += [rkey for _, rkey in kept]
+                changed, unchanged = pass_digests.compare(b.keys, digests)
+                same += [b.keys[i] for i in unchanged]
             if self.listed:  # valid_keys only clear listed problems (listed changes at commit, after that)
                 locators = b.locators
-                for i, _ in kept:
+                for i in unchanged:
                     self.valid_keys += (b.keys[i], locators[i])
             if changed:
                 self._map(b.take(changed), [digests[i] for i in changed])
@@ -276,14 +279,16 @@ class _Run:
                 begin_immediate(conn)
                 kept, held_back = held.hold_for(conn, self.writer, self.buffer)
                 counts = self.writer.write(conn, kept)
-                self._held(conn, kept, held_back, same)
                 # Rows unchanged by their raw digest: only marked seen, in the same transaction as the
                 # position, like every other outcome of the chunk (a pass with its digests in memory
-                # covers them there instead).
+                # covers them there instead, and names their records only when one may release others).
                 if self.pass_digests is None:
+                    self._held(conn, kept, held_back, same)
                     self.writer.touch(conn, same)
                 else:
-                    self.pass_digests.written([m.record_key for m in kept])
+                    may = held.may_release(conn, self.sc.record_type)
+                    self._held(conn, kept, held_back, self.writer.record_keys_of(conn, same) if may else [])
+                    self.pass_digests.committed(counts.rekeyed)
                 counts.unchanged += len(same)
                 self.writer.mark_seen(conn, self.rejected_keys + [h.item.source_key for h in held_back])
                 if self.listed:
