@@ -304,14 +304,15 @@ _LIVE_DIGEST_TEXT = prepare(
 )
 _LIVE_DIGEST_ROWS = prepare(select(fp.c.source_key, fp.c.row_hash).where(*_LIVE_IN_RANGE))
 _MAX_ROWID = prepare(select(func.max(literal_column("rowid"))).select_from(fp))
-DIGEST_SCHEMA = pa.schema([("source_key", pa.string()), ("row_hash", pa.binary(DIGEST_BYTES))])
+DIGEST_TYPE = pa.binary(DIGEST_BYTES)
 
 
-def live_digests(conn: Connection, source: str, record_type: str, span: int = 65536) -> pa.Table:
-    """(source_key, row_hash or null) of `source`'s live records of `record_type`, as one Arrow table
-    (in no set order)."""
+def live_digests(conn: Connection, source: str, record_type: str, span: int = 65536) -> tuple[pa.Array, pa.Array]:
+    """The source keys and row hashes (null: none) of `source`'s live records of `record_type`, as two
+    aligned Arrow arrays (in no set order)."""
     top = conn.exec_driver_sql(_MAX_ROWID.sql).scalar() or 0
-    parts = []
+    key_parts: list[pa.Array] = []
+    hash_parts: list[pa.Array] = []
     cur = conn.connection.cursor()
     try:
         for lo in range(0, top + 1, span):
@@ -322,13 +323,16 @@ def live_digests(conn: Connection, source: str, record_type: str, span: int = 65
             keys = pc.list_flatten(pc.split_pattern(pa.array([skeys], pa.string()), "\n"))
             if len(keys) != n:
                 rows = cur.execute(_LIVE_DIGEST_ROWS.sql, args).fetchall()
-                cols = [pa.array([k for k, _ in rows], pa.string()),
-                        pa.array([h if h is not None and len(h) == DIGEST_BYTES else None for _, h in rows], pa.binary(DIGEST_BYTES))]
+                key_parts.append(pa.array([k for k, _ in rows], pa.string()))
+                hash_parts.append(pa.array([h if h is not None and len(h) == DIGEST_BYTES else None for _, h in rows], DIGEST_TYPE))
             else:
-                raw = pa.FixedSizeBinaryArray.from_buffers(pa.binary(DIGEST_BYTES), n, [None, pa.py_buffer(bytes.fromhex(hexes))])
+                raw = pa.FixedSizeBinaryArray.from_buffers(DIGEST_TYPE, n, [None, pa.py_buffer(bytes.fromhex(hexes))])
                 has = pc.equal(pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(flags.encode())]), ord("1"))
-                cols = [keys, pc.if_else(has, raw, pa.scalar(None, pa.binary(DIGEST_BYTES)))]
-            parts.append(pa.record_batch(cols, schema=DIGEST_SCHEMA))
+                key_parts.append(keys)
+                hash_parts.append(pc.if_else(has, raw, pa.scalar(None, DIGEST_TYPE)))
     finally:
         cur.close()
-    return pa.Table.from_batches(parts, DIGEST_SCHEMA)
+    # One column joined at a time, its pieces dropped before the next: the peak is the pieces and one column.
+    keys = pa.concat_arrays(key_parts) if key_parts else pa.array([], pa.string())
+    del key_parts
+    return keys, pa.concat_arrays(hash_parts) if hash_parts else pa.array([], DIGEST_TYPE)

@@ -38,11 +38,12 @@ from gateway.store import fingerprints
 class PassDigests:
     """The stored digests of one source at the start of a fingerprint pass, and what the pass covered."""
 
-    def __init__(self, stored: pa.Table) -> None:
-        order = pc.sort_indices(stored["source_key"])
-        self.keys: pa.Array = stored["source_key"].combine_chunks().take(order)
-        self.digests: pa.Array = stored["row_hash"].combine_chunks().take(order)
-        del order
+    def __init__(self, keys: pa.Array, digests: pa.Array) -> None:
+        order = pc.sort_indices(keys)
+        self.keys: pa.Array = keys.take(order)
+        del keys  # one column's extra copy at a time
+        self.digests: pa.Array = digests.take(order)
+        del digests, order
         n = len(self.keys)
         if n > 1:  # a key stored for more than one live record is mapped, never taken as unchanged
             eq = pc.fill_null(pc.equal(self.keys.slice(1), self.keys.slice(0, n - 1)), False)
@@ -57,7 +58,7 @@ class PassDigests:
 
     @classmethod
     def read(cls, conn: Connection, source: str, record_type: str) -> PassDigests:
-        return cls(fingerprints.live_digests(conn, source, record_type))
+        return cls(*fingerprints.live_digests(conn, source, record_type))
 
     def compare(self, keys: Sequence[str], digests: Sequence[bytes]) -> tuple[list[int], list[int]]:
         """(indices of the rows to map, indices of the unchanged ones), as batchstep.changed_rows decides
@@ -98,13 +99,25 @@ class PassDigests:
             self._dirty_set = pa.array(self._dirty, pa.string())
 
     def gone(self) -> list[str]:
-        """The stored source keys no row of the pass had (each once)."""
+        """The stored source keys no row of the pass had (each once): the gaps between the covered
+        positions, sorted (no hash table of a million positions)."""
         n = len(self.keys)
         if n == 0:
             return []
         covered = pa.concat_arrays(self._covered) if self._covered else pa.array([], pa.uint64())
-        if len(pc.unique(covered)) == n:
+        self._covered = []
+        if not len(covered):
+            return pc.unique(self.keys).to_pylist()  # type: ignore[no-any-return]
+        covered = covered.take(pc.sort_indices(covered))
+        first, last = covered[0].as_py(), covered[-1].as_py()
+        missing = [*range(first), *range(last + 1, n)]
+        if len(covered) > 1:
+            at = pc.indices_nonzero(pc.greater(pc.subtract(covered.slice(1), covered.slice(0, len(covered) - 1)), 1))
+            if len(at):
+                lo = covered.take(at).to_pylist()
+                hi = covered.take(pc.add(at, 1)).to_pylist()
+                for a, b in zip(lo, hi, strict=True):
+                    missing += range(a + 1, b)
+        if not missing:
             return []
-        every = pa.array(range(n), pa.uint64())
-        left = pc.invert(pc.is_in(every, value_set=covered))
-        return pc.unique(self.keys.filter(left)).to_pylist()  # type: ignore[no-any-return]
+        return pc.unique(self.keys.take(pa.array(missing, pa.uint64()))).to_pylist()  # type: ignore[no-any-return]
