@@ -288,9 +288,12 @@ def live_source_keys(conn: Connection, source: str) -> pa.Array:
 # (none, or another format) reads as null. A range whose keys hold a newline (the pieces outnumber
 # count(*)) is read one row at a time.
 DIGEST_BYTES = 16
+# `+source`, `+record_type`: no index may serve them, so SQLite walks the rowid range (offered the unique
+# index on record_type it walks all the type's records once per range).
 _LIVE_IN_RANGE = (
     literal_column("rowid") >= bindparam("lo"), literal_column("rowid") < bindparam("hi"),
-    fp.c.source == bindparam("source"), fp.c.record_type == bindparam("record_type"), fp.c.deleted == 0,
+    literal_column("+" + fp.c.source.name) == bindparam("source"),
+    literal_column("+" + fp.c.record_type.name) == bindparam("record_type"), fp.c.deleted == 0,
 )
 _HAS_DIGEST = func.coalesce(func.length(fp.c.row_hash) == DIGEST_BYTES, 0)
 _LIVE_DIGEST_TEXT = prepare(
