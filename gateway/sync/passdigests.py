@@ -52,9 +52,11 @@ class PassDigests:
         else:
             self.ambiguous = pa.array([False] * n, pa.bool_())
         self._covered: list[pa.Array] = []
-        self._dirty: list[str] = []  # source keys whose stored records the pass rewrote, as of the last chunk
+        # Positions of stored keys whose records the pass rewrote, as of the last chunk (a key not stored is
+        # never taken as unchanged anyway).
+        self._dirty: list[pa.Array] = []
         self._dirty_set: pa.Array | None = None
-        self._pending: list[str] = []
+        self._pending: list[pa.Array] = []
 
     @classmethod
     def read(cls, conn: Connection, source: str, record_type: str) -> PassDigests:
@@ -65,7 +67,6 @@ class PassDigests:
         them from a fresh lookup. Covers the stored entries of every key."""
         n = len(self.keys)
         if n == 0 or not keys:
-            self._pending += keys
             return list(range(len(keys))), []
         k = pa.array(keys, pa.string())
         at = pc.min_element_wise(pc.search_sorted(self.keys, k), pa.scalar(n - 1, pa.uint64()))
@@ -74,10 +75,10 @@ class PassDigests:
         same = pc.and_(found, pc.invert(self.ambiguous.take(at)))
         same = pc.and_(same, pc.fill_null(pc.equal(self.digests.take(at), pa.array(digests, self.digests.type)), False))
         if self._dirty_set is not None:
-            same = pc.and_(same, pc.invert(pc.is_in(k, value_set=self._dirty_set)))
-        changed = pc.indices_nonzero(pc.invert(same)).to_pylist()
-        self._pending += [keys[i] for i in changed]  # mapped now: their stored records change at commit
-        return changed, pc.indices_nonzero(same).to_pylist()
+            same = pc.and_(same, pc.invert(pc.is_in(at, value_set=self._dirty_set)))
+        other = pc.invert(same)
+        self._pending.append(at.filter(pc.and_(found, other)))  # mapped now: their stored records change at commit
+        return pc.indices_nonzero(other).to_pylist(), pc.indices_nonzero(same).to_pylist()
 
     def _cover(self, k: pa.Array, at: pa.Array, found: pa.Array) -> None:
         self._covered.append(at.filter(found))
@@ -92,11 +93,15 @@ class PassDigests:
         """The chunk committed. The stored records of its mapped rows, and of `rekeyed` (source keys whose
         record another row took over), were rewritten: later rows of those keys are mapped again, not
         compared with a digest no longer the record's (the row path's fresh lookup would not find it)."""
-        added = self._pending + list(rekeyed)
-        self._pending = []
+        added, self._pending = self._pending, []
+        if rekeyed and len(self.keys):
+            k = pa.array(list(rekeyed), pa.string())
+            at = pc.min_element_wise(pc.search_sorted(self.keys, k), pa.scalar(len(self.keys) - 1, pa.uint64()))
+            added.append(at.filter(pc.fill_null(pc.equal(self.keys.take(at), k), False)))
+        added = [a for a in added if len(a)]
         if added:
             self._dirty += added
-            self._dirty_set = pa.array(self._dirty, pa.string())
+            self._dirty_set = pa.concat_arrays(self._dirty)
 
     def gone(self) -> list[str]:
         """The stored source keys no row of the pass had (each once): the gaps between the covered
