@@ -56,6 +56,10 @@ from gateway.sync.rowhash import inputs_digest
 
 LOG = logging.getLogger("gateway.sync")
 COMMIT_ROWS = 2000  # rows per transaction when the adapter checkpoints less often
+# Rows per transaction of a fingerprint pass with its digests in memory, on an adapter whose checkpoints
+# only mark positions: the pass restarts from the beginning whatever it committed, so its commits only
+# bound memory and the write transaction, and each costs a fixed ~2 ms (the position, the chunk's lookups).
+FULL_PASS_ROWS = 20000
 KEEP_PROBLEMS = 1000  # problems kept in memory and in sync_runs; the count covers all
 
 Progress = Callable[[int], None]
@@ -215,27 +219,43 @@ class _Run:
             return []
         inputs = self.inputs
         assert inputs is not None
-        pass_digests = self.pass_digests
-        if pass_digests is None:
-            have = self.writer.row_hashes(conn, [k for b in batches for k in b.keys])
-            conn.rollback()  # a plain read: end it before mapping, so no snapshot is held meanwhile
+        if self.pass_digests is not None:
+            return self._compare_chunk(batches, inputs, self.pass_digests)
+        have = self.writer.row_hashes(conn, [k for b in batches for k in b.keys])
+        conn.rollback()  # a plain read: end it before mapping, so no snapshot is held meanwhile
         same: list[str] = []
         for b in batches:
             digests = self.path.digests(b, inputs)
-            if pass_digests is None:
-                changed, kept = batchstep.changed_rows(b, digests, have)
-                same += [rkey for _, rkey in kept]
-                unchanged = [i for i, _ in kept]
-            else:
-                changed, unchanged = pass_digests.compare(b.keys, digests)
-                same += [b.keys[i] for i in unchanged]
+            changed, kept = batchstep.changed_rows(b, digests, have)
+            same += [rkey for _, rkey in kept]
             if self.listed:  # valid_keys only clear listed problems (listed changes at commit, after that)
                 locators = b.locators
-                for i in unchanged:
+                for i, _ in kept:
                     self.valid_keys += (b.keys[i], locators[i])
             if changed:
                 self._map(b.take(changed), [digests[i] for i in changed])
         return same
+
+    def _compare_chunk(self, batches: list[RowBatch], inputs: bytes, pass_digests: PassDigests) -> list[str]:
+        """_map_chunk against the pass's digests: the whole chunk digested and compared at once; returns
+        the unchanged rows' source keys."""
+        digests = self.path.chunk_digests(batches, inputs)
+        keys = [k for b in batches for k in b.keys]
+        changed, unchanged = pass_digests.compare(keys, [d for ds in digests for d in ds])
+        if self.listed:  # valid_keys only clear listed problems (listed changes at commit, after that)
+            locators = [loc for b in batches for loc in b.locators]
+            for i in unchanged:
+                self.valid_keys += (keys[i], locators[i])
+        at, start = 0, 0
+        for b, ds in zip(batches, digests, strict=True):
+            end, mine = start + len(b), []
+            while at < len(changed) and changed[at] < end:
+                mine.append(changed[at] - start)
+                at += 1
+            if mine:
+                self._map(b.take(mine), [ds[i] for i in mine])
+            start = end
+        return [keys[i] for i in unchanged]
 
     def _map(self, batch: RowBatch, digests: list[bytes] | None) -> None:
         results = self.path.map(self.mapping, batch)
@@ -437,14 +457,17 @@ def _extract(run: _Run, adapter: Adapter) -> None:
     state["complete"] = False
     start = state.get("adapter")
     since_commit = 0
+    # A whole-source pass never resumes from a position: commit more rows at a time (FULL_PASS_ROWS).
+    long_chunks = full and run.pass_digests is not None and not adapter.acts_after_checkpoint
+    limit = FULL_PASS_ROWS if long_chunks else COMMIT_ROWS
     for event in run.path.read(adapter, start, COMMIT_ROWS):
         if isinstance(event, RowBatch):
             # At most COMMIT_ROWS rows per commit, wherever the adapter's batches end. A full chunk is
             # committed when more rows come, not at once: an adapter checkpointing every COMMIT_ROWS rows
             # (the SQL adapter's default chunk) then commits once per chunk, rows and position together,
             # instead of the rows and then an empty transaction for the position.
-            while since_commit + len(event) > COMMIT_ROWS:
-                head, event = batchstep.split(event, COMMIT_ROWS - since_commit)
+            while since_commit + len(event) > limit:
+                head, event = batchstep.split(event, limit - since_commit)
                 if len(head):
                     run.rows(head)
                 run.commit()  # position unchanged: a crash re-reads these rows, fingerprints absorb them
@@ -463,6 +486,8 @@ def _extract(run: _Run, adapter: Adapter) -> None:
                     else:
                         state.pop("epoch", None)
                 run.commit(at_end)
+            elif long_chunks and since_commit < limit:
+                continue  # the position rides with the next commit
             else:
                 run.commit()
             since_commit = 0
