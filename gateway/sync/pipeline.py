@@ -7,7 +7,9 @@ state-store transaction. Strategies (SourceConfig.strategy):
   re-reads are recognised by their fingerprint; `reconcile_deletes` reads the
   key set afterwards to find deleted rows (keyset.py: one anti-join of the
   source's and the stored key sets as Arrow arrays);
-- fingerprint: read everything; records not seen since the scan began are deletes;
+- fingerprint: read everything; records not seen since the scan began are deletes
+  (on batches compared and covered in memory against the stored digests read once:
+  passdigests.py);
 - append: every checkpointed piece is a delta; nothing is deleted;
 - snapshot: the rows between Checkpoint(snapshot=True) markers are the full set.
 
