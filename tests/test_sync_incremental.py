@@ -279,3 +279,57 @@ def test_lookups_by_source_key_use_the_source_key_index(tmp_path: Path) -> None:
         for q in by_source_key:
             plan = str(c.exec_driver_sql("EXPLAIN QUERY PLAN " + q).all())
             assert "ix_fingerprints_source_key" in plan, (q, plan)
+
+
+def test_a_pass_reads_the_stored_digests_exactly(tmp_path: Path) -> None:
+    """live_digests: every live record of the source and type, keys with newlines, records without a
+    digest or with one of another length (null: never taken as unchanged), over several rowid ranges."""
+    from gateway.store.fingerprints import _LIVE_DIGEST_TEXT, live_digests
+    from gateway.sync.changes import ChangeWriter, Mapped
+
+    eng = open_store(tmp_path / "state.db")
+    keys = [f"k{i}" for i in range(40)] + ["a\nb", "", "x\n"]
+    digest = {k: bytes([i]) * 16 for i, k in enumerate(keys)}
+    digest["k3"], digest["k4"] = None, b"short"  # type: ignore[assignment]
+    with eng.begin() as c:
+        ChangeWriter("s", "stock", 1, "t").write(c, [Mapped(k, f"r{i}", {"n": i}, row_hash=digest[k]) for i, k in enumerate(keys)])
+        ChangeWriter("other", "stock", 1, "t").write(c, [Mapped("z", "z", {"n": 0}, row_hash=b"z" * 16)])
+        ChangeWriter("s", "stock", 1, "t").delete_source_keys(c, ["k7"])
+    want = {k: (h if h is not None and len(h) == 16 else None) for k, h in digest.items() if k != "k7"}
+    with eng.connect() as c:
+        for span in (7, 65536):
+            k, d = live_digests(c, "s", "stock", span)
+            assert dict(zip(k.to_pylist(), d.to_pylist(), strict=True)) == want and len(k) == len(want)
+        assert [len(a) for a in live_digests(c, "s", "material")] == [0, 0]
+        plan = str(c.exec_driver_sql("EXPLAIN QUERY PLAN " + _LIVE_DIGEST_TEXT.sql, (0, 10, "s", "stock")).all())
+        assert "INTEGER PRIMARY KEY" in plan, plan  # the rowid range, not a walk of the whole type per range
+    eng.dispose()
+
+
+def test_pass_digests_decide_as_the_fresh_lookup_does() -> None:
+    """PassDigests.compare == batchstep.changed_rows on the same stored state, a key stored twice is never
+    unchanged, a key whose record was rewritten is compared no more, and the uncovered keys are gone."""
+    import pyarrow as pa
+
+    from gateway.adapters.batches import RowBatch
+    from gateway.sync.batchstep import changed_rows
+    from gateway.sync.passdigests import PassDigests
+
+    stored = {f"k{i}": bytes([i]) * 16 for i in range(30)}
+    keys = list(stored) + ["k5"]  # k5 stored twice: two live records of one row
+    digests = [stored[k] for k in keys]
+    pd = PassDigests(pa.array(keys, pa.string()), pa.array(digests, pa.binary(16)))
+    batch_keys = ["k3", "k5", "new", "k9", "k12", "k4", ""]
+    got = [stored.get(k, b"?" * 16) for k in batch_keys]
+    got[3] = b"!" * 16  # k9 changed
+    batch = RowBatch.from_columns(["x"], [[0] * len(batch_keys)], batch_keys, [""] * len(batch_keys), [None] * len(batch_keys))
+    have = {k: (f"r{k}", h) for k, h in stored.items() if k != "k5"}  # changed_rows's lookup leaves out keys with two records
+    want_changed, want_same = changed_rows(batch, got, have)
+    changed, same = pd.compare(batch_keys, got)
+    assert (changed, same) == (want_changed, [i for i, _ in want_same])
+    assert [batch_keys[i] for i in same] == ["k3", "k12", "k4"]
+    pd.committed(["k12"])  # another row took k12's record over
+    assert pd.compare(["k3", "k12", "k9"], [stored["k3"], stored["k12"], b"!" * 16]) == ([1, 2], [0])
+    pd.committed([])
+    assert pd.compare(["k9"], [b"!" * 16]) == ([0], [])  # k9 was mapped: its stored digest is stale
+    assert sorted(pd.gone()) == sorted(set(stored) - {"k3", "k5", "k9", "k12", "k4"})

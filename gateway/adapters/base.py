@@ -77,6 +77,10 @@ class Adapter(ABC):
     settings_spec: ClassVar[tuple[Setting, ...]] = ()
     # Whether fetch() can give a full set of keys cheaply (for delete detection).
     supports_keys: ClassVar[bool] = False
+    # Whether the adapter acts on its source once a checkpoint is committed (file adapters archive the
+    # file): then every checkpoint is committed before it resumes. False: a checkpoint only marks where a
+    # later read may resume, which a whole-source pass never does (it restarts from the beginning).
+    acts_after_checkpoint: ClassVar[bool] = True
 
     def __init__(self, source: str, settings: Mapping[str, Any]) -> None:
         self.source = source

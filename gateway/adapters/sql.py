@@ -90,6 +90,7 @@ def _session_read_only(statement: str) -> Any:
 class SqlAdapter(Adapter):
     name = "sql"
     supports_keys = True
+    acts_after_checkpoint = False
     settings_spec: tuple[Setting, ...] = (
         Setting("url", str, required=True, secret=True, help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db"),
         *COMMON_SETTINGS,

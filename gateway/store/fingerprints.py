@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import bindparam, func, insert, literal_column, select, update
+from sqlalchemy import bindparam, case, func, insert, literal_column, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.prepared import Prepared, prepare
@@ -279,3 +279,63 @@ def live_source_keys(conn: Connection, source: str) -> pa.Array:
     finally:
         cur.close()
     return pa.concat_arrays(parts)
+
+
+# A fingerprint pass's stored digests, read once (gateway/sync/passdigests.py): every live record of the
+# source, a rowid range at a time (the table's own order: a sequential scan, no index lookup per row),
+# each key column as one newline-joined text split by Arrow and the digests as one hex text decoded
+# into a fixed-width column, so no Python object per record is made. A digest that is not 16 bytes
+# (none, or another format) reads as null. A range whose keys hold a newline (the pieces outnumber
+# count(*)) is read one row at a time.
+DIGEST_BYTES = 16
+# `+source`, `+record_type`: no index may serve them, so SQLite walks the rowid range (offered the unique
+# index on record_type it walks all the type's records once per range).
+_LIVE_IN_RANGE = (
+    literal_column("rowid") >= bindparam("lo"), literal_column("rowid") < bindparam("hi"),
+    literal_column("+" + fp.c.source.name) == bindparam("source"),
+    literal_column("+" + fp.c.record_type.name) == bindparam("record_type"), fp.c.deleted == 0,
+)
+_HAS_DIGEST = func.coalesce(func.length(fp.c.row_hash) == DIGEST_BYTES, 0)
+_LIVE_DIGEST_TEXT = prepare(
+    select(
+        func.count(), func.group_concat(fp.c.source_key, func.char(10)),
+        func.group_concat(
+            case((_HAS_DIGEST == 1, func.hex(fp.c.row_hash)), else_="0" * 2 * DIGEST_BYTES), ""  # hex(NULL) is ''
+        ),
+        func.group_concat(_HAS_DIGEST, ""),
+    ).where(*_LIVE_IN_RANGE)
+)
+_LIVE_DIGEST_ROWS = prepare(select(fp.c.source_key, fp.c.row_hash).where(*_LIVE_IN_RANGE))
+_MAX_ROWID = prepare(select(func.max(literal_column("rowid"))).select_from(fp))
+DIGEST_TYPE = pa.binary(DIGEST_BYTES)
+
+
+def live_digests(conn: Connection, source: str, record_type: str, span: int = 65536) -> tuple[pa.Array, pa.Array]:
+    """The source keys and row hashes (null: none) of `source`'s live records of `record_type`, as two
+    aligned Arrow arrays (in no set order)."""
+    top = conn.exec_driver_sql(_MAX_ROWID.sql).scalar() or 0
+    key_parts: list[pa.Array] = []
+    hash_parts: list[pa.Array] = []
+    cur = conn.connection.cursor()
+    try:
+        for lo in range(0, top + 1, span):
+            args = (lo, lo + span, source, record_type)
+            n, skeys, hexes, flags = cur.execute(_LIVE_DIGEST_TEXT.sql, args).fetchone()
+            if not n:
+                continue
+            keys = pc.list_flatten(pc.split_pattern(pa.array([skeys], pa.string()), "\n"))
+            if len(keys) != n:
+                rows = cur.execute(_LIVE_DIGEST_ROWS.sql, args).fetchall()
+                key_parts.append(pa.array([k for k, _ in rows], pa.string()))
+                hash_parts.append(pa.array([h if h is not None and len(h) == DIGEST_BYTES else None for _, h in rows], DIGEST_TYPE))
+            else:
+                raw = pa.FixedSizeBinaryArray.from_buffers(DIGEST_TYPE, n, [None, pa.py_buffer(bytes.fromhex(hexes))])
+                has = pc.equal(pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(flags.encode())]), ord("1"))
+                key_parts.append(keys)
+                hash_parts.append(pc.if_else(has, raw, pa.scalar(None, DIGEST_TYPE)))
+    finally:
+        cur.close()
+    # One column joined at a time, its pieces dropped before the next: the peak is the pieces and one column.
+    keys = pa.concat_arrays(key_parts) if key_parts else pa.array([], pa.string())
+    del key_parts
+    return keys, pa.concat_arrays(hash_parts) if hash_parts else pa.array([], DIGEST_TYPE)

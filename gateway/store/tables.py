@@ -49,7 +49,9 @@ fingerprints = Table(
     Column("seq", Integer, nullable=False),
     Column("mapping_version", Integer, nullable=True),
     Column("updated_at", String, nullable=True),  # from the source
-    Column("checked_at", String, nullable=False),  # last time the gateway saw the row
+    # Last time the gateway saw the row; a fingerprint pass on batches covers unchanged rows in
+    # memory (gateway/sync/passdigests.py) and leaves theirs as it was.
+    Column("checked_at", String, nullable=False),
     Column("deleted", Integer, nullable=False, default=0),
     # Digest of the raw source row and of everything the mapping depends on
     # (gateway/sync/rowhash.py): an equal digest means mapping the row again gives

@@ -45,6 +45,8 @@ class Counts:
     deleted: int = 0
     unchanged: int = 0
     outbox_ids: list[int] = field(default_factory=list)
+    # Source keys whose record another source row took over (its source_key moved) in this write.
+    rekeyed: list[str] = field(default_factory=list)
 
     def add(self, other: Counts) -> None:
         self.new += other.new
@@ -52,6 +54,7 @@ class Counts:
         self.deleted += other.deleted
         self.unchanged += other.unchanged
         self.outbox_ids += other.outbox_ids
+        self.rekeyed += other.rekeyed
 
 
 def iso_updated_at(value: Any) -> str | None:
@@ -175,6 +178,7 @@ class ChangeWriter:
                     fp_seen_same.append((mv, now, m.row_hash, rtype, rkey))
                 else:
                     fp_seen.append((m.source_key, mv, now, m.row_hash, rtype, rkey))
+                    counts.rekeyed.append(old.source_key)
                 continue
             seq = 1 if old is None else int(old.seq) + 1
             if old is None or old.deleted:
@@ -189,6 +193,8 @@ class ChangeWriter:
                 fp_new.append((source, rtype, rkey, m.source_key, version, seq, mv, m.updated_at, now, 0, m.row_hash))
             else:
                 fp_changed.append((source, m.source_key, version, seq, mv, m.updated_at, now, m.row_hash, rtype, rkey))
+                if old.source_key != m.source_key:
+                    counts.rekeyed.append(old.source_key)
         counts.outbox_ids += outbox.enqueue(conn, ob_rows, want_ids)
         fingerprints.write(conn, new=fp_new, changed=fp_changed, seen=fp_seen, seen_same=fp_seen_same)
         return counts
@@ -209,6 +215,10 @@ class ChangeWriter:
         for skey in many:
             out.pop(skey, None)
         return out
+
+    def record_keys_of(self, conn: Connection, source_keys: Sequence[str]) -> list[str]:
+        """The record keys of the live records of these source rows."""
+        return [rkey for rkey, _, _ in fingerprints.live_keys(conn, self.source, self.record_type, list(dict.fromkeys(source_keys)))]
 
     def touch(self, conn: Connection, record_keys: Sequence[str]) -> None:
         """Records whose source row was seen unchanged (by its raw digest): mark them seen."""

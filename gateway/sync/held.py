@@ -211,10 +211,15 @@ def hold_for(conn: Connection, writer: ChangeWriter, items: list[Mapped]) -> tup
     return kept, held
 
 
+def may_release(conn: Connection, record_type: str) -> bool:
+    """Whether release() of records of this type could find anything held for them."""
+    return record_type in REFERENCED and any_of_types(conn, refused_t, [record_type])
+
+
 def release(conn: Connection, record_type: str, record_keys: Sequence[str], operator: str) -> int:
     """These records are no longer refused here (they mapped cleanly, or their row is gone): what was
     held for them is enqueued now, unless it still names another refused record. Returns how many."""
-    if record_type not in REFERENCED or not record_keys or not any_of_types(conn, refused_t, [record_type]):
+    if not record_keys or not may_release(conn, record_type):
         return 0  # nothing of this type was refused: nothing can wait for it
     waiting = []
     for part in _chunks(record_keys):

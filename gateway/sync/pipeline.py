@@ -7,7 +7,9 @@ state-store transaction. Strategies (SourceConfig.strategy):
   re-reads are recognised by their fingerprint; `reconcile_deletes` reads the
   key set afterwards to find deleted rows (keyset.py: one anti-join of the
   source's and the stored key sets as Arrow arrays);
-- fingerprint: read everything; records not seen since the scan began are deletes;
+- fingerprint: read everything; records not seen since the scan began are deletes
+  (on batches compared and covered in memory against the stored digests read once:
+  passdigests.py);
 - append: every checkpointed piece is a delta; nothing is deleted;
 - snapshot: the rows between Checkpoint(snapshot=True) markers are the full set.
 
@@ -51,10 +53,15 @@ from gateway.sync.changes import ChangeWriter, Counts, Mapped, iso_versions
 from gateway.sync.keyset import KeySet
 from gateway.sync.keyset import reconcile as reconcile_keys
 from gateway.sync.lock import source_lock
+from gateway.sync.passdigests import PassDigests
 from gateway.sync.rowhash import inputs_digest
 
 LOG = logging.getLogger("gateway.sync")
 COMMIT_ROWS = 2000  # rows per transaction when the adapter checkpoints less often
+# Rows per transaction of a fingerprint pass with its digests in memory, on an adapter whose checkpoints
+# only mark positions: the pass restarts from the beginning whatever it committed, so its commits only
+# bound memory and the write transaction, and each costs a fixed ~2 ms (the position, the chunk's lookups).
+FULL_PASS_ROWS = 20000
 KEEP_PROBLEMS = 1000  # problems kept in memory and in sync_runs; the count covers all
 
 Progress = Callable[[int], None]
@@ -181,6 +188,8 @@ class _Run:
         self.refused: list[held.Refusal] = []  # refused rows others may name (held.py)
         self.locators: dict[str, str] = {}  # source key -> locator of the buffered rows that name others
         self.released = 0  # records held for one of this run's records, enqueued now
+        # A fingerprint pass's stored digests, read once at its start (passdigests.py); None = looked up per chunk.
+        self.pass_digests: PassDigests | None = None
         self._key_fields = RECORD_TYPES[sc.record_type].key
         with engine.connect() as conn:
             self.state = _load_state(conn, sc.name)
@@ -204,13 +213,16 @@ class _Run:
             self.raw.append(batch)
 
     def _map_chunk(self, conn: Connection) -> list[str]:
-        """Map the buffered raw rows whose digest differs from their record's stored one; returns
-        the record keys of the others (unchanged: mapping them would give the stored version)."""
+        """Map the buffered raw rows whose digest differs from their record's stored one; returns the
+        others (unchanged: mapping them would give the stored version): their record keys, or with pass
+        digests their source keys."""
         batches, self.raw = self.raw, []
         if not batches:
             return []
         inputs = self.inputs
         assert inputs is not None
+        if self.pass_digests is not None:
+            return self._compare_chunk(batches, inputs, self.pass_digests)
         have = self.writer.row_hashes(conn, [k for b in batches for k in b.keys])
         conn.rollback()  # a plain read: end it before mapping, so no snapshot is held meanwhile
         same: list[str] = []
@@ -225,6 +237,27 @@ class _Run:
             if changed:
                 self._map(b.take(changed), [digests[i] for i in changed])
         return same
+
+    def _compare_chunk(self, batches: list[RowBatch], inputs: bytes, pass_digests: PassDigests) -> list[str]:
+        """_map_chunk against the pass's digests: the whole chunk digested and compared at once; returns
+        the unchanged rows' source keys."""
+        digests = self.path.chunk_digests(batches, inputs)
+        keys = [k for b in batches for k in b.keys]
+        changed, unchanged = pass_digests.compare(keys, [d for ds in digests for d in ds])
+        if self.listed:  # valid_keys only clear listed problems (listed changes at commit, after that)
+            locators = [loc for b in batches for loc in b.locators]
+            for i in unchanged:
+                self.valid_keys += (keys[i], locators[i])
+        at, start = 0, 0
+        for b, ds in zip(batches, digests, strict=True):
+            end, mine = start + len(b), []
+            while at < len(changed) and changed[at] < end:
+                mine.append(changed[at] - start)
+                at += 1
+            if mine:
+                self._map(b.take(mine), [ds[i] for i in mine])
+            start = end
+        return [keys[i] for i in unchanged]
 
     def _map(self, batch: RowBatch, digests: list[bytes] | None) -> None:
         results = self.path.map(self.mapping, batch)
@@ -268,10 +301,16 @@ class _Run:
                 begin_immediate(conn)
                 kept, held_back = held.hold_for(conn, self.writer, self.buffer)
                 counts = self.writer.write(conn, kept)
-                self._held(conn, kept, held_back, same)
-                # Rows unchanged by their raw digest: only marked seen, in the same
-                # transaction as the position, like every other outcome of the chunk.
-                self.writer.touch(conn, same)
+                # Rows unchanged by their raw digest: only marked seen, in the same transaction as the
+                # position, like every other outcome of the chunk (a pass with its digests in memory
+                # covers them there instead, and names their records only when one may release others).
+                if self.pass_digests is None:
+                    self._held(conn, kept, held_back, same)
+                    self.writer.touch(conn, same)
+                else:
+                    may = held.may_release(conn, self.sc.record_type)
+                    self._held(conn, kept, held_back, self.writer.record_keys_of(conn, same) if may else [])
+                    self.pass_digests.committed(counts.rekeyed)
                 counts.unchanged += len(same)
                 self.writer.mark_seen(conn, self.rejected_keys + [h.item.source_key for h in held_back])
                 if self.listed:
@@ -315,7 +354,10 @@ class _Run:
         if self.unread:
             self.summary.notes.append(f"本次有 {self.unread} 行无法读取，为免误删，未处理删除")
         else:
-            self.summary.deleted += self.writer.delete_unseen(conn, epoch)
+            if self.pass_digests is not None:
+                self.summary.deleted += self.writer.delete_source_keys(conn, self.pass_digests.gone())
+            else:
+                self.summary.deleted += self.writer.delete_unseen(conn, epoch)
             held.discard_unseen(conn, self.sc.name, self.sc.record_type, epoch)
             self.released += held.refusals_unseen(conn, self.sc.name, self.sc.record_type, epoch, self.writer.operator)
         self.unread = 0
@@ -408,20 +450,26 @@ def _extract(run: _Run, adapter: Adapter) -> None:
             run.summary.notes.append("上次全量读取被中断，本次从头重新读取（已处理且未变的行只做比对）")
         state.pop("adapter", None)
         state["epoch"] = utcnow()  # records not seen after this are deletes at the end of the scan
+        if run.inputs is not None:
+            with run.engine.connect() as conn:
+                run.pass_digests = run.path.pass_digests(conn, sc.name, sc.record_type)
     if strategy == "snapshot" and not state.get("epoch"):
         state["epoch"] = utcnow()
     state["mapping_version"] = mv
     state["complete"] = False
     start = state.get("adapter")
     since_commit = 0
+    # A whole-source pass never resumes from a position: commit more rows at a time (FULL_PASS_ROWS).
+    long_chunks = full and run.pass_digests is not None and not adapter.acts_after_checkpoint
+    limit = FULL_PASS_ROWS if long_chunks else COMMIT_ROWS
     for event in run.path.read(adapter, start, COMMIT_ROWS):
         if isinstance(event, RowBatch):
             # At most COMMIT_ROWS rows per commit, wherever the adapter's batches end. A full chunk is
             # committed when more rows come, not at once: an adapter checkpointing every COMMIT_ROWS rows
             # (the SQL adapter's default chunk) then commits once per chunk, rows and position together,
             # instead of the rows and then an empty transaction for the position.
-            while since_commit + len(event) > COMMIT_ROWS:
-                head, event = batchstep.split(event, COMMIT_ROWS - since_commit)
+            while since_commit + len(event) > limit:
+                head, event = batchstep.split(event, limit - since_commit)
                 if len(head):
                     run.rows(head)
                 run.commit()  # position unchanged: a crash re-reads these rows, fingerprints absorb them
@@ -440,6 +488,8 @@ def _extract(run: _Run, adapter: Adapter) -> None:
                     else:
                         state.pop("epoch", None)
                 run.commit(at_end)
+            elif long_chunks and since_commit < limit:
+                continue  # the position rides with the next commit
             else:
                 run.commit()
             since_commit = 0
