@@ -141,6 +141,31 @@ def test_stored_keys_holding_a_newline_are_read_exactly(tmp_path: Path, monkeypa
     eng.dispose()
 
 
+def test_the_anti_join_by_slices_names_what_one_set_difference_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """missing() and present() probe one slice of the source's keys at a time: the same keys come out
+    whatever the slice size, the chunking, duplicates or empty chunks."""
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(7)
+    stored = [str(i) for i in range(500)] + ["", "中|国", "a\nb"]
+    source = [k for k in stored if rng.random() < 0.7] + [str(i) for i in range(900, 950)] + ["1", "1", ""]
+    rng.shuffle(source)
+    want = sorted(set(stored) - set(source))
+    for probe, passes in ((1, 1), (3, 2), (7, 16), (1000, 16)):
+        monkeypatch.setattr(keyset, "PROBE_KEYS", probe)
+        monkeypatch.setattr(keyset, "PASSES", passes)
+        for cut in (1, 10, 64, len(source)):
+            chunks = [source[i:i + cut] for i in range(0, len(source), cut)]
+            current = pa.chunked_array([[], *chunks, []], pa.string())
+            assert sorted(keyset.missing(pa.array(stored, pa.string()), current)) == want, (probe, passes, cut)
+            ks = keyset.KeySet(current, want)
+            assert ks.present(stored) == set(stored) & set(source)
+    assert keyset.missing(pa.array([], pa.string()), pa.chunked_array([["a"]])) == []
+    assert keyset.missing(pa.array(["a"], pa.string()), pa.chunked_array([], pa.string())) == ["a"]
+
+
 def _count_mapped(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Rows mapped, by either path (map_batch on the bulk path, map_row on the row path)."""
     calls = [0]
