@@ -125,6 +125,7 @@ def test_sources_without_an_arrow_key_read_gather_their_keys(tmp_path: Path) -> 
 
 
 def test_stored_keys_holding_a_newline_are_read_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.store import fingerprints as fingerprints_store
     from gateway.store.fingerprints import live_source_keys
     from gateway.sync.changes import ChangeWriter, Mapped
 
@@ -134,10 +135,12 @@ def test_stored_keys_holding_a_newline_are_read_exactly(tmp_path: Path, monkeypa
         ChangeWriter("s", "stock", 1, "t").write(c, [Mapped(k, f"r{i}", {"n": i}) for i, k in enumerate(keys)])
         ChangeWriter("other", "stock", 1, "t").write(c, [Mapped("z", "z", {"n": 0})])
     monkeypatch.setattr(keyset, "GATHER", 2)  # several slices
-    with eng.connect() as c:
-        assert sorted(live_source_keys(c, "s").to_pylist()) == sorted(keys)
-        assert sorted(keyset.missing(live_source_keys(c, "s"), keyset.gather(iter(["a", "x\n", "zz"])))) == ["", "a\nb", "b"]
-        assert live_source_keys(c, "nothing").to_pylist() == []
+    for piece in (1, 2, 3, 100):  # stored keys read this many at a time
+        monkeypatch.setattr(fingerprints_store, "LIVE_KEY_PIECE", piece)
+        with eng.connect() as c:
+            assert sorted(live_source_keys(c, "s").to_pylist()) == sorted(keys), piece
+            assert sorted(keyset.missing(live_source_keys(c, "s"), keyset.gather(iter(["a", "x\n", "zz"])))) == ["", "a\nb", "b"]
+            assert live_source_keys(c, "nothing").to_pylist() == []
     eng.dispose()
 
 
@@ -280,8 +283,10 @@ def test_a_v1_store_gains_row_hash_and_the_covering_key_index(tmp_path: Path) ->
         assert "row_hash" in {col["name"] for col in sa.inspect(c).get_columns("fingerprints")}
         ix = [r[2] for r in c.exec_driver_sql("PRAGMA index_info(ix_fingerprints_source_key)")]
         assert ix == ["source", "source_key", "deleted"]
-        plan = c.exec_driver_sql("EXPLAIN QUERY PLAN " + _LIVE_KEY_TEXT.sql, ("s",)).all()
-        assert "COVERING INDEX" in str(plan), "the live key list is read from the index alone"
+        for after, params in ((False, ("s", 10)), (True, ("s", "k", 10))):
+            plan = c.exec_driver_sql("EXPLAIN QUERY PLAN " + _LIVE_KEY_TEXT[after].sql, params).all()
+            assert "COVERING INDEX" in str(plan), "the live key list is read from the index alone"
+            assert "TEMP B-TREE" not in str(plan), "in index order, not sorted"
     eng.dispose()
 
 
