@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import func, select
 
 from gateway.config import load_gateway_config
+from gateway.process_memory import bound_memory
 from gateway.push import push_pending
 from gateway.push.worker import PushWorker
 from gateway.store import open_store
@@ -38,6 +39,7 @@ def cpu_seconds() -> float:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
+    bound_memory()  # as `gateway sync` does (gateway.cli.main)
     serial = argv[0] == "--serial"
     if serial:
         argv = argv[1:]

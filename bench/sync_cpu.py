@@ -112,6 +112,9 @@ def main() -> None:
     ap.add_argument("--reuse", type=Path, help="a --keep folder of the same source: its store is in step, skip the first sync")
     ap.add_argument("--reads", action="store_true", help="also time the source reads alone: the key set and a full read")
     a = ap.parse_args()
+    from gateway.process_memory import bound_memory
+
+    bound_memory()  # as `gateway sync` does (gateway.cli.main)
 
     from gateway.config import load_gateway_config
     from gateway.store import open_store

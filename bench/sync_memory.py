@@ -25,6 +25,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.config import load_gateway_config  # noqa: E402
+from gateway.process_memory import bound_memory  # noqa: E402
 from gateway.store import open_store  # noqa: E402
 from gateway.sync import sync_source  # noqa: E402
 
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--strategy", choices=("fingerprint", "cursor"), default="fingerprint")
     ap.add_argument("--keep", action="store_true", help="keep the database and state store")
     args = ap.parse_args()
+    bound_memory()  # as `gateway sync` does (gateway.cli.main)
 
     name = "gwbench_" + uuid.uuid4().hex[:8]
     admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")

@@ -125,6 +125,7 @@ def test_sources_without_an_arrow_key_read_gather_their_keys(tmp_path: Path) -> 
 
 
 def test_stored_keys_holding_a_newline_are_read_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.store import fingerprints as fingerprints_store
     from gateway.store.fingerprints import live_source_keys
     from gateway.sync.changes import ChangeWriter, Mapped
 
@@ -134,11 +135,38 @@ def test_stored_keys_holding_a_newline_are_read_exactly(tmp_path: Path, monkeypa
         ChangeWriter("s", "stock", 1, "t").write(c, [Mapped(k, f"r{i}", {"n": i}) for i, k in enumerate(keys)])
         ChangeWriter("other", "stock", 1, "t").write(c, [Mapped("z", "z", {"n": 0})])
     monkeypatch.setattr(keyset, "GATHER", 2)  # several slices
-    with eng.connect() as c:
-        assert sorted(live_source_keys(c, "s").to_pylist()) == sorted(keys)
-        assert sorted(keyset.missing(live_source_keys(c, "s"), keyset.gather(iter(["a", "x\n", "zz"])))) == ["", "a\nb", "b"]
-        assert live_source_keys(c, "nothing").to_pylist() == []
+    for piece in (1, 2, 3, 100):  # stored keys read this many at a time
+        monkeypatch.setattr(fingerprints_store, "LIVE_KEY_PIECE", piece)
+        with eng.connect() as c:
+            assert sorted(live_source_keys(c, "s").to_pylist()) == sorted(keys), piece
+            assert sorted(keyset.missing(live_source_keys(c, "s"), keyset.gather(iter(["a", "x\n", "zz"])))) == ["", "a\nb", "b"]
+            assert live_source_keys(c, "nothing").to_pylist() == []
     eng.dispose()
+
+
+def test_the_anti_join_by_slices_names_what_one_set_difference_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """missing() and present() probe one slice of the source's keys at a time: the same keys come out
+    whatever the slice size, the chunking, duplicates or empty chunks."""
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(7)
+    stored = [str(i) for i in range(500)] + ["", "中|国", "a\nb"]
+    source = [k for k in stored if rng.random() < 0.7] + [str(i) for i in range(900, 950)] + ["1", "1", ""]
+    rng.shuffle(source)
+    want = sorted(set(stored) - set(source))
+    for probe, passes in ((1, 1), (3, 2), (7, 16), (1000, 16)):
+        monkeypatch.setattr(keyset, "PROBE_KEYS", probe)
+        monkeypatch.setattr(keyset, "PASSES", passes)
+        for cut in (1, 10, 64, len(source)):
+            chunks = [source[i:i + cut] for i in range(0, len(source), cut)]
+            current = pa.chunked_array([[], *chunks, []], pa.string())
+            assert sorted(keyset.missing(pa.array(stored, pa.string()), current)) == want, (probe, passes, cut)
+            ks = keyset.KeySet(current, want)
+            assert ks.present(stored) == set(stored) & set(source)
+    assert keyset.missing(pa.array([], pa.string()), pa.chunked_array([["a"]])) == []
+    assert keyset.missing(pa.array(["a"], pa.string()), pa.chunked_array([], pa.string())) == ["a"]
 
 
 def _count_mapped(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -255,8 +283,10 @@ def test_a_v1_store_gains_row_hash_and_the_covering_key_index(tmp_path: Path) ->
         assert "row_hash" in {col["name"] for col in sa.inspect(c).get_columns("fingerprints")}
         ix = [r[2] for r in c.exec_driver_sql("PRAGMA index_info(ix_fingerprints_source_key)")]
         assert ix == ["source", "source_key", "deleted"]
-        plan = c.exec_driver_sql("EXPLAIN QUERY PLAN " + _LIVE_KEY_TEXT.sql, ("s",)).all()
-        assert "COVERING INDEX" in str(plan), "the live key list is read from the index alone"
+        for after, params in ((False, ("s", 10)), (True, ("s", "k", 10))):
+            plan = c.exec_driver_sql("EXPLAIN QUERY PLAN " + _LIVE_KEY_TEXT[after].sql, params).all()
+            assert "COVERING INDEX" in str(plan), "the live key list is read from the index alone"
+            assert "TEMP B-TREE" not in str(plan), "in index order, not sorted"
     eng.dispose()
 
 

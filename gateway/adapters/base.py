@@ -105,9 +105,9 @@ class Adapter(ABC):
         """All current source keys, reading only key columns (key-set reconciliation)."""
         raise NotImplementedError(f"{self.name} sources cannot list keys")
 
-    def key_array(self) -> pa.Array | None:
-        """All current source keys, as keys() gives them, as one Arrow string array when the source can
-        read its key columns columnar; None (the default) makes reconciliation gather keys() instead."""
+    def key_array(self) -> pa.Array | pa.ChunkedArray | None:
+        """All current source keys, as keys() gives them, as Arrow strings (one array or chunks) when the
+        source can read its key columns columnar; None (the default) makes reconciliation gather keys() instead."""
         return None
 
     def columns(self) -> list[str] | None:

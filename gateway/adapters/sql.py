@@ -278,10 +278,11 @@ class SqlAdapter(Adapter):
         except SQLAlchemyError as e:
             raise RetriableError(f"source {self.source}: reading keys failed: {e}") from e
 
-    def key_array(self) -> pa.Array | None:
+    def key_array(self) -> pa.ChunkedArray | None:
         """PostgreSQL: the key columns through ADBC's binary COPY (no Python object per key), keyed as
-        fetch_batches keys its rows (sqlbatches.arrow_key_array). None elsewhere, or when a key column's
-        type does not come back exactly: keys() is then gathered instead."""
+        fetch_batches keys its rows (sqlbatches.arrow_key_array), in the chunks read (a concatenated
+        copy would double the key set's memory). None elsewhere, or when a key column's type does not
+        come back exactly: keys() is then gathered instead."""
         self._prepare()
         if self.engine.dialect.name != "postgresql" or not pg_arrow.available():
             return None
@@ -296,7 +297,7 @@ class SqlAdapter(Adapter):
                 result.close()
         except pg_arrow.Error as e:
             raise RetriableError(f"source {self.source}: reading keys failed: {e}") from e
-        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+        return pa.chunked_array(parts, pa.string())
 
     def _one(self) -> tuple[sa.Select[Any], list[bool]]:
         """The single-row select (key columns as bound parameters) and which keys are integers; built once.

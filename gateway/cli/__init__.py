@@ -18,9 +18,11 @@ from gateway.cli import (
     users_cmd,  # noqa: F401
 )
 from gateway.cli.main import cli
+from gateway.process_memory import bound_memory
 
 __all__ = ["cli", "main"]
 
 
 def main() -> None:
+    bound_memory()  # before the service, the hub or a sync starts its threads
     cli()

@@ -253,32 +253,51 @@ def mark_deleted(conn: Connection, record_type: str, deletes: Iterable[tuple[str
     )
 
 
-# The live source keys of a source, for the key-set anti-join of gateway/sync/keyset.py: one
-# newline-joined text from the covering index ix_fingerprints_source_key (no order needed), which
-# Arrow splits in C; a key holding a newline makes the pieces outnumber count(*), and then the keys
-# are read one per row.
+# The live source keys of a source, for the key-set anti-join of gateway/sync/keyset.py: newline-joined
+# texts from the covering index ix_fingerprints_source_key, which Arrow splits in C, LIVE_KEY_PIECE keys
+# at a time in index order (one text of a whole key set cost about 37 bytes a key at its peak: SQLite's
+# growing buffer, the Python str and two Arrow copies); a key holding a newline makes a piece's parts
+# outnumber its count, and then that piece's keys are read one per row.
+LIVE_KEY_PIECE = 65536
 _live_of_source = (fp.c.source == bindparam("source"), fp.c.deleted == 0)
-_LIVE_KEY_TEXT = prepare(select(func.count(), func.group_concat(fp.c.source_key, func.char(10))).where(*_live_of_source))
-_LIVE_KEY_ROWS = prepare(select(fp.c.source_key).where(*_live_of_source))
 
 
-def live_source_keys(conn: Connection, source: str) -> pa.Array:
-    """The source keys of `source`'s live records, as one Arrow string array (in no set order)."""
-    n, text = conn.exec_driver_sql(_LIVE_KEY_TEXT.sql, (source,)).one()
-    if not n:
-        return pa.array([], pa.string())
-    keys = pc.list_flatten(pc.split_pattern(pa.array([text], pa.string()), "\n"))
-    if len(keys) == n:
-        return keys
-    cur = conn.connection.cursor()
-    try:
-        cur.execute(_LIVE_KEY_ROWS.sql, (source,))
-        parts = []
-        while rows := cur.fetchmany(65536):
-            parts.append(pa.array([r[0] for r in rows], pa.string()))
-    finally:
-        cur.close()
-    return pa.concat_arrays(parts)
+def _live_piece(after: bool) -> Any:
+    """The next LIVE_KEY_PIECE live keys of a source in index order: after the last one read, or the first."""
+    bound = (fp.c.source_key > bindparam("after"),) if after else ()
+    return select(fp.c.source_key).where(*_live_of_source, *bound).order_by(fp.c.source_key).limit(bindparam("n", type_=fp.c.seq.type))
+
+
+def _piece_text(after: bool) -> Prepared:
+    piece = _live_piece(after).subquery()
+    return prepare(select(func.count(), func.group_concat(piece.c.source_key, func.char(10)), func.max(piece.c.source_key)))
+
+
+_LIVE_KEY_TEXT = {after: _piece_text(after) for after in (False, True)}
+_LIVE_KEY_ROWS = {after: prepare(_live_piece(after)) for after in (False, True)}
+
+
+def live_source_keys(conn: Connection, source: str) -> pa.ChunkedArray:
+    """The source keys of `source`'s live records, as Arrow string chunks (in no set order)."""
+    chunks: list[pa.Array] = []
+    after: str | None = None  # the last key read (the first piece has no lower bound: '' is a key too)
+    while True:
+        params = (source, LIVE_KEY_PIECE) if after is None else (source, after, LIVE_KEY_PIECE)
+        n, text, last = conn.exec_driver_sql(_LIVE_KEY_TEXT[after is not None].sql, params).one()
+        if not n:
+            return pa.chunked_array(chunks, pa.string())
+        keys = pc.list_flatten(pc.split_pattern(pa.array([text], pa.string()), "\n"))
+        if len(keys) != n:
+            cur = conn.connection.cursor()
+            try:
+                cur.execute(_LIVE_KEY_ROWS[after is not None].sql, params)
+                keys = pa.array([r[0] for r in cur.fetchall()], pa.string())
+            finally:
+                cur.close()
+        chunks.append(keys)
+        if n < LIVE_KEY_PIECE:
+            return pa.chunked_array(chunks, pa.string())
+        after = last
 
 
 # A fingerprint pass's stored digests, read once (gateway/sync/passdigests.py): every live record of the
