@@ -6,16 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import create_engine, inspect, select, update
 
 from gateway.hub import tables
 from gateway.hub.db import open_hub_db
 from gateway.hub.forward import outbox
 from gateway.hub.forward.envelopes import UpwardSpec
-from gateway.hub.forward.upstream import Delivered, Upstream
+from gateway.hub.forward.upstream import Delivered, Retry, Upstream, batch_records
 from gateway.protocol.batch import parse_batch
 from gateway.protocol.canonical import canonical_json
-from gateway.protocol.keys import read_private_key
+from gateway.protocol.keys import public_key_from_text, read_private_key
+from gateway.protocol.merkle import leaf_data, leaf_hash
+from gateway.protocol.receipts import accepts_all, expanded, verify_receipt
+from gateway.protocol.suites import suite_of
 from tests.fixtures.hub import batch_body, record, sample
 from tests.test_hub_forward import relay_post, stored, wait_for
 
@@ -119,7 +123,51 @@ def test_rows_queued_before_bodies_were_stored_are_read_back(hub_levels, tmp_pat
     old.dispose()
     migrated = open_hub_db(f"sqlite:///{tmp_path / 'old.db'}")
     cols = {c["name"] for c in inspect(migrated).get_columns("forward_outbox")}
-    assert {"log_seq", "records", "body"} <= cols
+    assert {"log_seq", "records", "body", "leaves"} <= cols
     assert "ix_forward_outbox_order" in {i["name"] for i in inspect(migrated).get_indexes("forward_outbox")}
     assert [q["state"] for q in _queued(migrated)] == ["queued"]
     migrated.dispose()
+
+
+@pytest.mark.parametrize("suite", ["ed25519", "sm2-sm3"])
+def test_stored_leaves_check_a_receipt_as_the_records_do(hub_levels, suite) -> None:
+    """The leaf hashes stored with the envelopes are the upward body's records' leaves under the county's
+    digest, so checking a receipt that accepts them all from the leaves agrees with checking it from the
+    body; a receipt listing a record, or with another root, is checked from the body (and a bad one refused)."""
+    township, county = hub_levels(("township", "county"), suite=suite).hubs
+    engine = _still_forwarding_off(township)
+    first = [record("material", sample("material", 1)), record("depot", sample("depot")),
+             record("stock", sample("stock", 1))]
+    assert township.post("/api/v1/batches", batch_body(first)).status_code == 200
+    later = [record("material", None, seq=2, op="delete", key="WZ-0001"), record("material", sample("material", 2))]
+    assert township.post("/api/v1/batches", batch_body(later)).status_code == 200
+    assert all(q["leaves"] for q in _queued(engine))
+    (fb,) = outbox.claim(engine, "dept001", **SPEC)
+    key = public_key_from_text(county.hub_public_key)
+    digest = suite_of(key).digest
+    assert fb.leaves == b"".join(leaf_hash(digest, leaf_data(*r)) for r in batch_records(fb.body))
+    assert outbox.pending(engine)[0].leaves == fb.leaves
+
+    up = Upstream(county.url, read_private_key(township.dir / "keys" / "upstream.key"), "township-relay",
+                  county.hub_public_key)
+    answer = up.post_batch(fb.forward_id, "dept001", fb.body, fb.leaves)
+    assert isinstance(answer, Delivered)
+    doc = verify_receipt(answer.receipt, answer.signature, key)
+    assert accepts_all(doc, fb.leaves, digest)
+    full = expanded(doc, batch_records(fb.body), digest)  # the body's check: every record accepted
+    assert [r["status"] for r in full["results"]] == ["accepted"] * fb.records
+    again = up.post_batch(fb.forward_id, "dept001", fb.body)  # the resend, checked from the body: the same receipt
+    assert isinstance(again, Delivered) and again.receipt == answer.receipt
+
+    size = len(digest(b""))
+    other = bytes(32 * [7]) + fb.leaves[size:]
+    assert not accepts_all(doc, other, digest)  # another root: no verdict, the body decides
+    assert not accepts_all(doc, fb.leaves[size:], digest)  # a count that does not match
+    assert not accepts_all({**doc, "results": [{"index": 0}]}, fb.leaves, digest)  # lists a record
+    # Leaves that do not match the body do not let a receipt through: the body's check still runs.
+    assert isinstance(up._receipt(fb.forward_id, "dept001", answer.receipt, answer.signature, fb.body, other), Delivered)
+    r = township.post("/api/v1/batches", batch_body([record("material", sample("material", 3))]))
+    assert r.status_code == 200
+    (fb2,) = outbox.claim(engine, "dept001", **SPEC)  # a batch whose root the first receipt does not have
+    got = up._receipt(fb.forward_id, "dept001", answer.receipt, answer.signature, fb2.body, fb2.leaves)
+    assert isinstance(got, Retry) and "does not verify" in got.error

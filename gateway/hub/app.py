@@ -22,8 +22,9 @@ from gateway.hub.forward.envelopes import UpwardSpec
 from gateway.hub.receipt_log import append
 from gateway.protocol.batch import PROTOCOL_VERSION, VERSION_HEADER
 from gateway.protocol.canonical import canonical_json
-from gateway.protocol.keys import public_key_of, public_key_text, read_private_key
+from gateway.protocol.keys import public_key_from_text, public_key_of, public_key_text, read_private_key
 from gateway.protocol.signing import content_digest
+from gateway.protocol.suites import suite_of
 from gateway.standard.validate import ValidationContext
 
 LOG = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class Hub:
         # With an [upstream], every batch that accepts records is queued for it in its own transaction.
         self.forwarding = config.upstream is not None
         up = config.upstream
-        self.upward = UpwardSpec(self.key_id, up.key_id, up.confidential) if up is not None else None
+        self.upward = (UpwardSpec(self.key_id, up.key_id, up.confidential,
+                                  suite_of(public_key_from_text(up.hub_key)).digest) if up is not None else None)
         self.forwarder: Any = None  # gateway.hub.forward.worker.Forwarder, started by create_app
 
     def start_forwarder(self) -> None:

@@ -117,6 +117,10 @@ def _migrate_forward_outbox(conn: Connection) -> None:
             log_seq=select(b.log_seq).where(b.batch_id == o.batch_id).scalar_subquery()))
         ix = next(i for i in tables.forward_outbox.indexes if i.name == "ix_forward_outbox_order")
         ix.create(conn, checkfirst=True)
+    for table in (tables.forward_outbox, tables.forward_batches):  # leaf hashes: NULL checks a receipt as before
+        if "leaves" not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+            ddl = table.c.leaves.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN leaves {ddl}")
 
 
 @contextmanager

@@ -46,7 +46,7 @@ from gateway.hub.decide import (  # noqa: F401 - Candidate, reason and ENVELOPE_
     receipt_rows,
     wanted,
 )
-from gateway.hub.forward.envelopes import UpwardSpec, batch_envelopes, encode
+from gateway.hub.forward.envelopes import UpwardSpec, batch_envelopes, encode, leaf_hashes
 from gateway.hub.forward.withheld import WITHHELD, reject, stand_ins, withheld_of
 from gateway.hub.receipt_log import Appended, next_entry
 from gateway.hub.store import BatchIdTaken, HubStore
@@ -357,7 +357,8 @@ def _store(
         # Built before the hub's write lock (taken by `write`), from the batch in memory: the forwarder sends it as is.
         envelopes = batch_envelopes(candidates, out, forward, batch.batch_id, now)
         queued = {"batch_id": batch.batch_id, "department": dept, "state": "queued", "forward_id": None,
-                  "records": len(envelopes), "body": encode(envelopes)}
+                  "records": len(envelopes), "body": encode(envelopes),
+                  "leaves": leaf_hashes(envelopes, forward.digest) if forward.digest is not None else None}
     head = store.write(dept, out, receipt_rows(batch.batch_id, dept, out.results, now))
     # The log's time is read under its lock, so it grows with seq as before (the UI's date bounds rely on it).
     logged = utcnow()

@@ -234,6 +234,8 @@ forward_outbox = Table(
     Column("records", Integer, nullable=True),  # envelopes in `body`
     # The upward envelopes, canonical JSON; NULL: read back from `records` at the claim (backfill, old rows).
     Column("body", LargeBinary, nullable=True),
+    # Their leaf hashes under the upper hub's digest (gateway.hub.forward.envelopes.leaf_hashes); NULL: not made.
+    Column("leaves", LargeBinary, nullable=True),
     Index("ix_forward_outbox_state", "state", "department", "queued_at"),
     Index("ix_forward_outbox_order", "state", "department", "log_seq"),
     Index("ix_forward_outbox_forward", "forward_id"),
@@ -258,6 +260,7 @@ forward_batches = Table(
     Column("log_seq", BigInteger, nullable=True),  # the upper hub's receipt-log entry
     Column("receipt", LargeBinary, nullable=True),  # the upper hub's signed receipt, exact bytes
     Column("signature", String, nullable=True),
+    Column("leaves", LargeBinary, nullable=True),  # the body's records' leaf hashes, when all its rows had them
     Index("ix_forward_batches_state", "state", "claimed_at"),
 )
 

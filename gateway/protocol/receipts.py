@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.protocol.canonical import canonical_json
-from gateway.protocol.merkle import Digest, leaf_data, merkle_root
+from gateway.protocol.merkle import Digest, leaf_data, merkle_root, root_of_leaves
 from gateway.protocol.strictjson import DuplicateMember, loads_strict
 from gateway.protocol.suites import PrivateKey, PublicKey, UnknownSuite, suite_of
 
@@ -89,6 +89,21 @@ def expand_compact(doc: dict[str, Any], records: list[RecordId], digest: Digest)
         out[i] = {"key": k, "type": t, "seq": seq, "version": version, "status": "accepted", "hub_seq": hub_seq,
                   "reasons": []}
     return out  # type: ignore[return-value]
+
+
+def accepts_all(doc: dict[str, Any], leaves: bytes, digest: Digest) -> bool:
+    """Whether compact receipt `doc` lists no record and accepts exactly the records whose leaf hashes are
+    `leaves` (concatenated, batch order; `merkle.leaf_hash`): the common answer, checked without the records
+    and without a result per record. False is no verdict: `expand_compact` then checks it from the records."""
+    acc, listed = doc.get("accepted"), doc.get("results")
+    if listed != [] or not isinstance(acc, dict):
+        return False
+    size = len(digest(b""))
+    count, root, seqs = acc.get("count"), acc.get("merkle_root"), acc.get("hub_seqs")
+    if type(count) is not int or count * size != len(leaves) or not isinstance(root, str) \
+            or not isinstance(seqs, list) or len(seqs) != count or not all(type(s) is int for s in seqs):
+        return False
+    return root_of_leaves(digest, [leaves[i:i + size] for i in range(0, len(leaves), size)]).hex() == root
 
 
 def expanded(doc: dict[str, Any], records: list[RecordId], digest: Digest) -> dict[str, Any]:

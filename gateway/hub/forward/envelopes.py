@@ -24,6 +24,7 @@ from gateway.hub.forward.chain import link, with_link
 from gateway.hub.forward.withheld import withhold
 from gateway.protocol.batch import make_batch
 from gateway.protocol.canonical import canonical_json
+from gateway.protocol.merkle import LEAF, Digest
 
 _EMPTY = b"[]"
 
@@ -35,6 +36,7 @@ class UpwardSpec:
     hub_key_id: str
     relay_key: str
     confidential: bool = False
+    digest: Digest | None = None  # the upper hub's suite digest: the envelopes' leaf hashes are stored with them
 
 
 def upward_record(r: dict[str, Any], spec: UpwardSpec, this_link: dict[str, str] | None = None) -> dict[str, Any]:
@@ -85,6 +87,14 @@ def batch_envelopes(candidates: list[Candidate], out: Outcome, spec: UpwardSpec,
 def encode(envelopes: list[dict[str, Any]]) -> bytes:
     """The envelopes as stored in `forward_outbox.body`: canonical JSON, the bytes they are signed in."""
     return canonical_json(envelopes)
+
+
+def leaf_hashes(envelopes: list[dict[str, Any]], digest: Digest) -> bytes:
+    """The envelopes' leaves of a compact receipt's Merkle tree under the upper hub's `digest`, concatenated
+    (`gateway.protocol.merkle`): stored with them, so the forwarder checks a receipt that accepted every
+    record without parsing the upward body again (that was ~5 µs a record, most of its receipt check)."""
+    return b"".join(digest(LEAF + canonical_json([e["type"], e["department"], e["key"], e["seq"], e["version"]]))
+                    for e in envelopes)
 
 
 def upward_body(department: str, source: str, batch_id: str, parts: list[bytes]) -> bytes:

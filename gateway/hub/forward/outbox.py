@@ -44,8 +44,10 @@ class ForwardBatch:
     body: bytes
     records: int
     attempts: int = 0
+    leaves: bytes | None = None  # the records' leaf hashes under the upper hub's digest (envelopes.leaf_hashes)
 
 
+Entry = tuple[str, int, bytes, bytes | None]  # a queued batch: id, envelopes, their JSON, their leaf hashes
 Bind = Engine | Connection  # an engine, or the forwarder's own connection (PostgreSQL: the one holding its lock)
 
 
@@ -101,37 +103,39 @@ def claim(bind: Bind, department: str, *, hub_key_id: str, relay_key: str, batch
     confidential fields withheld."""
     with writing(bind) as conn:
         queued = conn.execute(
-            select(_o.batch_id, _o.records, _o.body).where(and_(_o.state == "queued", _o.department == department))
+            select(_o.batch_id, _o.records, _o.body, _o.leaves).where(and_(_o.state == "queued", _o.department == department))
             .order_by(_o.log_seq, _o.queued_at).limit(CLAIM_BATCHES).with_for_update(skip_locked=True)
         ).all()
         if not queued:
             return []
         spec = UpwardSpec(hub_key_id, relay_key, confidential)
-        bare = [b for b, _, body in queued if body is None]
+        bare = [b for b, _, body, _ in queued if body is None]
         read_back = _current_records(conn, department, bare, spec) if bare else {}
-        entries: list[tuple[str, int, bytes]] = []
-        for b, n, body in queued:
+        entries: list[Entry] = []
+        for b, n, body, leaves in queued:
             if body is None:
                 found = read_back.get(b, [])
-                n, body = len(found), canonical_json(found)
-            entries.append((b, int(n), bytes(body)))
+                n, body, leaves = len(found), canonical_json(found), None
+            entries.append((b, int(n), bytes(body), None if leaves is None else bytes(leaves)))
         now = utcnow()
         made: list[ForwardBatch] = []
         for group in _groups(entries, batch_size):
-            ids = [b for b, _, _ in group]
-            count = sum(n for _, n, _ in group)
+            ids = [e[0] for e in group]
+            count = sum(e[1] for e in group)
             if not count:
                 conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(state="superseded"))
                 continue
             fid = str(uuid.uuid4())
-            body = upward_body(department, f"hub:{hub_key_id}", fid, [p for _, _, p in group])
+            body = upward_body(department, f"hub:{hub_key_id}", fid, [e[2] for e in group])
+            # The leaves in body order, only when every row had them (a row read back has none).
+            leaves = None if any(e[3] is None for e in group) else b"".join(e[3] for e in group)  # type: ignore[misc]
             conn.execute(tables.forward_batches.insert().values(
                 forward_id=fid, department=department, body=body, records=count, state="sent", attempts=0,
-                claimed_at=now))
+                claimed_at=now, leaves=leaves))
             # The envelopes now live in the upward body: the queue row keeps only which batch carried it.
             conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(
-                state="claimed", forward_id=fid, body=None))
-            made.append(ForwardBatch(fid, department, body, count))
+                state="claimed", forward_id=fid, body=None, leaves=None))
+            made.append(ForwardBatch(fid, department, body, count, leaves=leaves))
         return made
 
 
@@ -160,10 +164,10 @@ def _current_records(conn: Any, department: str, batch_ids: list[str], spec: Upw
     return {b: [upward_record(r, spec) for r in sorted(rs, key=lambda r: r["hub_seq"])] for b, rs in rows.items()}
 
 
-def _groups(entries: Iterable[tuple[str, int, bytes]], size: int) -> list[list[tuple[str, int, bytes]]]:
-    """Queued batches (id, envelopes, their JSON) in order, grouped so that each group holds at most `size`
-    records (a bigger batch alone)."""
-    groups: list[list[tuple[str, int, bytes]]] = [[]]
+def _groups(entries: Iterable[Entry], size: int) -> list[list[Entry]]:
+    """Queued batches (id, envelopes, their JSON, their leaves) in order, grouped so that each group holds at
+    most `size` records (a bigger batch alone)."""
+    groups: list[list[Entry]] = [[]]
     count = 0
     for entry in entries:
         n = entry[1]
@@ -183,10 +187,11 @@ def pending(bind: Bind, limit: int = 1) -> list[ForwardBatch]:
     """The oldest `limit` upward batches awaiting a receipt."""
     with reading(bind) as conn:
         rows = conn.execute(
-            select(_f.forward_id, _f.department, _f.body, _f.records, _f.attempts)
+            select(_f.forward_id, _f.department, _f.body, _f.records, _f.attempts, _f.leaves)
             .where(_f.state == "sent").order_by(_f.claimed_at, _f.forward_id).limit(limit)
         ).all()
-    return [ForwardBatch(r[0], r[1], bytes(r[2]), int(r[3]), int(r[4])) for r in rows]
+    return [ForwardBatch(r[0], r[1], bytes(r[2]), int(r[3]), int(r[4]), None if r[5] is None else bytes(r[5]))
+            for r in rows]
 
 
 def settle(bind: Bind, fb: ForwardBatch, receipt: bytes, signature: str, doc: dict[str, Any]) -> None:

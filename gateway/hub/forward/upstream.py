@@ -24,7 +24,7 @@ import orjson
 
 from gateway.protocol.batch import COMPACT_VERSION, VERSION_HEADER
 from gateway.protocol.keys import public_key_from_text
-from gateway.protocol.receipts import RECEIPT_HEADER, ReceiptInvalid, RecordId, expanded, verify_receipt
+from gateway.protocol.receipts import RECEIPT_HEADER, ReceiptInvalid, RecordId, accepts_all, expanded, verify_receipt
 from gateway.protocol.signing import sign_request
 from gateway.protocol.suites import suite_of
 
@@ -81,7 +81,9 @@ class Upstream:
             self._conn.close()
             self._conn = None
 
-    def post_batch(self, forward_id: str, department: str, body: bytes) -> Answer:
+    def post_batch(self, forward_id: str, department: str, body: bytes, leaves: bytes | None = None) -> Answer:
+        """Send one upward batch; `leaves`: its records' leaf hashes, which check a receipt accepting them all
+        without parsing `body` (`receipts.accepts_all`; otherwise, and without them, from the body)."""
         # Protocol 1.1: the upper hub answers a compact receipt (accepted records as a Merkle root).
         headers = {VERSION_HEADER: COMPACT_VERSION, "Content-Type": "application/json",
                    **sign_request("POST", self.path, body, self.key, self.key_id, content_type="application/json",
@@ -97,7 +99,7 @@ class Upstream:
         if resp.getheader("Connection", "").lower() == "close":
             self.close()
         if resp.status == 200:
-            return self._receipt(forward_id, department, data, resp.getheader(RECEIPT_HEADER), body)
+            return self._receipt(forward_id, department, data, resp.getheader(RECEIPT_HEADER), body, leaves)
         code, message = _error(data)
         text = f"HTTP {resp.status} {code}: {message}"
         if resp.status in RETRY_STATUSES or code in RETRY_ERRORS:
@@ -125,13 +127,17 @@ class Upstream:
         except ValueError:
             return resp.status, data[:300].decode("utf-8", "replace")
 
-    def _receipt(self, forward_id: str, department: str, data: bytes, signature: str | None, body: bytes) -> Answer:
+    def _receipt(self, forward_id: str, department: str, data: bytes, signature: str | None, body: bytes,
+                 leaves: bytes | None = None) -> Answer:
         if not signature:
             return Retry("answer 200 without Receipt-Signature")
         try:
             doc = verify_receipt(data, signature, self.hub_public)
-            if "accepted" in doc:  # compact: its root recomputed from the upward batch less what it lists
-                doc = expanded(doc, batch_records(body), suite_of(self.hub_public).digest)
+            digest = suite_of(self.hub_public).digest
+            # Compact: its root recomputed from the upward batch less what it lists (the stored leaves when
+            # it lists none; the doc then stays compact: settling reads only its key id and log entry).
+            if "accepted" in doc and not (leaves is not None and accepts_all(doc, leaves, digest)):
+                doc = expanded(doc, batch_records(body), digest)
         except ReceiptInvalid as e:
             return Retry(f"receipt does not verify with [upstream] hub_key: {e}")
         if doc.get("batch_id") != forward_id or doc.get("department") != department:

@@ -115,7 +115,7 @@ class Forwarder:
         fb = sent[0]
         self.last_full = fb.records >= self.upstream.batch_size
         answer = (self.files and self.files.before(self.client, fb)) or self.client.post_batch(
-            fb.forward_id, fb.department, fb.body)
+            fb.forward_id, fb.department, fb.body, fb.leaves)
         if isinstance(answer, Delivered):
             outbox.settle(bind, fb, answer.receipt, answer.signature, answer.doc)
             result.delivered += 1
