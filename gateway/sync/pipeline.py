@@ -488,8 +488,10 @@ def _extract(run: _Run, adapter: Adapter) -> None:
                     else:
                         state.pop("epoch", None)
                 run.commit(at_end)
-            elif long_chunks and since_commit < limit:
-                continue  # the position rides with the next commit
+            elif long_chunks and since_commit < limit and run.summary.rows_read > since_commit:
+                # The position rides with the next commit. The first checkpoint is committed still: it records
+                # the pass as begun (complete = False), so a pass killed after it is reported as interrupted.
+                continue
             else:
                 run.commit()
             since_commit = 0
