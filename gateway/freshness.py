@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy import Engine, and_, func, select
 
+from gateway.localtime import DEFAULT_TIMEZONE, zone
 from gateway.logs import log
 from gateway.standard.freshness import assess, parse_date, parse_time
 from gateway.store.tables import fingerprints, outbox
@@ -130,15 +131,21 @@ def freshness_report(
     freshness_days: Mapping[str, int],
     expiry_warn_days: Sequence[int] = (30, 90),
     now: dt.datetime | None = None,
+    tz: str = DEFAULT_TIMEZONE,
 ) -> FreshnessReport:
-    """Stale records (per-type period) and stock expiring within the largest warning window."""
+    """Stale records (per-type period) and stock expiring within the largest warning window, counted in
+    days of `tz` (the standard's dates are local days: a UTC day would count one day short every evening
+    after 16:00 UTC in China)."""
     now = now or dt.datetime.now(dt.UTC)
-    today = now.date()
+    local = zone(tz)
+    today = now.astimezone(local).date()
     report = FreshnessReport(as_of=now)
     for rtype, rkey, source, fp_updated, enqueued_at, data_text in _live_records(engine):
         report.records += 1
         data = orjson.loads(data_text) if rtype == "stock" and data_text else None
         last_update = parse_time(fp_updated) or parse_time(enqueued_at)
+        if isinstance(last_update, dt.datetime) and last_update.tzinfo is not None:
+            last_update = last_update.astimezone(local)
         last_check = parse_date(data.get("checked_date")) if data else None
         expiry = parse_date(data.get("expiry_date")) if data else None
         period = int(freshness_days.get(rtype, 90))
@@ -159,7 +166,8 @@ def freshness_report(
 
 def report_for(config, engine: Engine, now: dt.datetime | None = None) -> FreshnessReport:  # type: ignore[no-untyped-def]
     """freshness_report with the periods and warning windows of a GatewayConfig."""
-    return freshness_report(engine, config.freshness_days, config.expiry_warn_days, now)
+    tz = getattr(getattr(config, "web", None), "timezone", None) or DEFAULT_TIMEZONE
+    return freshness_report(engine, config.freshness_days, config.expiry_warn_days, now, tz)
 
 
 def log_freshness(config, engine: Engine, now: dt.datetime | None = None) -> FreshnessReport:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ from pathlib import Path
 import orjson
 
 from gateway.freshness import freshness_report
+from gateway.localtime import today
 from gateway.store import open_store
 from gateway.store.tables import fingerprints, outbox
 
@@ -72,6 +73,21 @@ def test_stale_and_expiring_records_are_listed_with_reasons(tmp_path: Path) -> N
     assert [s.record_key for s in rep.expiring] == ["C|D|", "A|D|1"]
 
 
+def test_days_are_counted_in_the_gateways_zone(tmp_path: Path) -> None:
+    """At 16:30 UTC it is already the next day in Beijing: a check dated 90 Beijing days before that day
+    is 90 days old there (stale under 89, fresh under 90), and expiry counts down from the Beijing day."""
+    eng = open_store(tmp_path / "gw.db")
+    evening = dt.datetime(2026, 6, 30, 16, 30, tzinfo=dt.UTC)  # 2026-07-01 00:30 in Beijing
+    _put(eng, "stock", "A|D|", {"material_id": "A", "depot_id": "D", "checked_date": "2026-04-02",
+                                "expiry_date": "2026-07-31"}, evening)
+    beijing = freshness_report(eng, {"stock": 89}, (30,), now=evening)
+    assert [(r.record_key, r.days_since) for r in beijing.stale] == [("A|D|", 90)]
+    assert [(s.record_key, s.days_left) for s in beijing.expiring] == [("A|D|", 30)]
+    assert not freshness_report(eng, {"stock": 90}, (30,), now=evening).stale
+    utc = freshness_report(eng, {"stock": 89}, (30,), now=evening, tz="UTC")  # a deployment set to UTC
+    assert not utc.stale and not utc.expiring  # 31 days left there: outside the 30-day window
+
+
 def test_daily_job_logs_a_summary_and_each_finding(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     import logging
     from types import SimpleNamespace
@@ -99,8 +115,8 @@ def test_cli_lists_stale_and_expiring(service_env) -> None:  # type: ignore[no-u
     eng = open_store(cfg.state_path)
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=150)
     _put(eng, "material", "WZ-OLD", {"material_id": "WZ-OLD"}, old)
-    soon = (dt.date.today() + dt.timedelta(days=10)).isoformat()
-    _put(eng, "stock", "WZ-1|CK|", {"material_id": "WZ-1", "depot_id": "CK", "checked_date": dt.date.today().isoformat(),
+    soon = (today() + dt.timedelta(days=10)).isoformat()  # Beijing days, as the report counts
+    _put(eng, "stock", "WZ-1|CK|", {"material_id": "WZ-1", "depot_id": "CK", "checked_date": today().isoformat(),
                                      "expiry_date": soon}, dt.datetime.now(dt.UTC))
     eng.dispose()
     r = CliRunner().invoke(cli, ["--config", str(cfg.file), "freshness"])

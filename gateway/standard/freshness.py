@@ -78,7 +78,7 @@ def assess(
     period_days: int = DEFAULT_PERIOD_DAYS,
     warn_days: Sequence[int] = DEFAULT_WARN_DAYS,
 ) -> Verdict:
-    """The verdict on one record at `today` (UTC date). `last_update`: a datetime (its own date counts) or a
+    """The verdict on one record at `today` (the local day). `last_update`: a datetime (its own date counts) or a
     date. Pass last_check and expiry for stock only."""
     if isinstance(last_update, dt.datetime):
         last_update = last_update.date()
