@@ -188,6 +188,7 @@ class _Run:
         self.refused: list[held.Refusal] = []  # refused rows others may name (held.py)
         self.locators: dict[str, str] = {}  # source key -> locator of the buffered rows that name others
         self.released = 0  # records held for one of this run's records, enqueued now
+        self.commits = 0
         # A fingerprint pass's stored digests, read once at its start (passdigests.py); None = looked up per chunk.
         self.pass_digests: PassDigests | None = None
         self._key_fields = RECORD_TYPES[sc.record_type].key
@@ -324,6 +325,7 @@ class _Run:
                     extra(conn)
                 _save_state(conn, self.sc.name, self.state)
         self._count(counts)
+        self.commits += 1
         for h in held_back:
             self.summary.rejected += 1
             where = self.locators.get(h.item.source_key, "")
@@ -488,7 +490,7 @@ def _extract(run: _Run, adapter: Adapter) -> None:
                     else:
                         state.pop("epoch", None)
                 run.commit(at_end)
-            elif long_chunks and since_commit < limit and run.summary.rows_read > since_commit:
+            elif long_chunks and since_commit < limit and run.commits:
                 # The position rides with the next commit. The first checkpoint is committed still: it records
                 # the pass as begun (complete = False), so a pass killed after it is reported as interrupted.
                 continue
