@@ -166,8 +166,7 @@ def freshness_report(
 
 def report_for(config, engine: Engine, now: dt.datetime | None = None) -> FreshnessReport:  # type: ignore[no-untyped-def]
     """freshness_report with the periods and warning windows of a GatewayConfig."""
-    tz = getattr(getattr(config, "web", None), "timezone", None) or DEFAULT_TIMEZONE
-    return freshness_report(engine, config.freshness_days, config.expiry_warn_days, now, tz)
+    return freshness_report(engine, config.freshness_days, config.expiry_warn_days, now, config.web.timezone)
 
 
 def log_freshness(config, engine: Engine, now: dt.datetime | None = None) -> FreshnessReport:  # type: ignore[no-untyped-def]

@@ -96,7 +96,7 @@ def test_daily_job_logs_a_summary_and_each_finding(tmp_path: Path, caplog) -> No
 
     eng = open_store(tmp_path / "gw.db")
     _put(eng, "depot", "CK-1", {"depot_id": "CK-1"}, NOW - dt.timedelta(days=200))
-    cfg = SimpleNamespace(freshness_days={"depot": 90}, expiry_warn_days=(30, 90))
+    cfg = SimpleNamespace(freshness_days={"depot": 90}, expiry_warn_days=(30, 90), web=SimpleNamespace(timezone="Asia/Shanghai"))
     with caplog.at_level(logging.INFO, logger="gateway.freshness"):
         rep = log_freshness(cfg, eng, now=NOW)
     assert len(rep.stale) == 1

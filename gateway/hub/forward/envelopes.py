@@ -24,7 +24,7 @@ from gateway.hub.forward.chain import link, with_link
 from gateway.hub.forward.withheld import withhold
 from gateway.protocol.batch import make_batch
 from gateway.protocol.canonical import canonical_json
-from gateway.protocol.merkle import LEAF, Digest
+from gateway.protocol.merkle import Digest, leaf_data, leaf_hash
 
 _EMPTY = b"[]"
 
@@ -93,7 +93,7 @@ def leaf_hashes(envelopes: list[dict[str, Any]], digest: Digest) -> bytes:
     """The envelopes' leaves of a compact receipt's Merkle tree under the upper hub's `digest`, concatenated
     (`gateway.protocol.merkle`): stored with them, so the forwarder checks a receipt that accepted every
     record without parsing the upward body again (that was ~5 µs a record, most of its receipt check)."""
-    return b"".join(digest(LEAF + canonical_json([e["type"], e["department"], e["key"], e["seq"], e["version"]]))
+    return b"".join(leaf_hash(digest, leaf_data(e["type"], e["department"], e["key"], e["seq"], e["version"]))
                     for e in envelopes)
 
 

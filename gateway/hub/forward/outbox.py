@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, Text, and_, cast, func, or_, select, update
@@ -47,7 +47,15 @@ class ForwardBatch:
     leaves: bytes | None = None  # the records' leaf hashes under the upper hub's digest (envelopes.leaf_hashes)
 
 
-Entry = tuple[str, int, bytes, bytes | None]  # a queued batch: id, envelopes, their JSON, their leaf hashes
+class Entry(NamedTuple):
+    """A queued batch as the claim groups it."""
+
+    batch_id: str
+    records: int  # its envelopes
+    body: bytes  # their JSON array
+    leaves: bytes | None  # their leaf hashes (None: read back, or stored before leaves were)
+
+
 Bind = Engine | Connection  # an engine, or the forwarder's own connection (PostgreSQL: the one holding its lock)
 
 
@@ -116,19 +124,20 @@ def claim(bind: Bind, department: str, *, hub_key_id: str, relay_key: str, batch
             if body is None:
                 found = read_back.get(b, [])
                 n, body, leaves = len(found), canonical_json(found), None
-            entries.append((b, int(n), bytes(body), None if leaves is None else bytes(leaves)))
+            entries.append(Entry(b, int(n), bytes(body), None if leaves is None else bytes(leaves)))
         now = utcnow()
         made: list[ForwardBatch] = []
         for group in _groups(entries, batch_size):
-            ids = [e[0] for e in group]
-            count = sum(e[1] for e in group)
+            ids = [e.batch_id for e in group]
+            count = sum(e.records for e in group)
             if not count:
                 conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(state="superseded"))
                 continue
             fid = str(uuid.uuid4())
-            body = upward_body(department, f"hub:{hub_key_id}", fid, [e[2] for e in group])
+            body = upward_body(department, f"hub:{hub_key_id}", fid, [e.body for e in group])
             # The leaves in body order, only when every row had them (a row read back has none).
-            leaves = None if any(e[3] is None for e in group) else b"".join(e[3] for e in group)  # type: ignore[misc]
+            parts = [e.leaves for e in group]
+            leaves = None if None in parts else b"".join(parts)  # type: ignore[arg-type]
             conn.execute(tables.forward_batches.insert().values(
                 forward_id=fid, department=department, body=body, records=count, state="sent", attempts=0,
                 claimed_at=now, leaves=leaves))
@@ -170,7 +179,7 @@ def _groups(entries: Iterable[Entry], size: int) -> list[list[Entry]]:
     groups: list[list[Entry]] = [[]]
     count = 0
     for entry in entries:
-        n = entry[1]
+        n = entry.records
         if groups[-1] and count + n > size:
             groups.append([])
             count = 0
