@@ -23,6 +23,7 @@ from gateway.protocol.keys import new_key_pair, public_key_from_text
 from gateway.protocol.receipts import ReceiptInvalid, expand_compact, sign_receipt, verify_receipt
 from gateway.protocol.signing import sign_request
 from gateway.protocol.suites import suite_of
+from gateway.push import record_receipts
 from gateway.push.transport import HubTransport
 from gateway.store.tables import dead_letters, outbox, receipts
 from tests.fixtures.faultproxy import relay_server, send_head
@@ -120,9 +121,9 @@ def outcome(gw: GatewayDir) -> list[tuple[Any, ...]]:
     engine = gw.store()
     with engine.connect() as c:
         rows = c.execute(select(outbox.c.id, outbox.c.record_key, outbox.c.seq, outbox.c.state).order_by(outbox.c.id)).all()
-        got = {r.outbox_id: r for r in c.execute(select(receipts))}
+        got = {r.outbox_id: record_receipts.as_row(r) for r in record_receipts.of_outbox(c, [i for i, *_ in rows])}
         dead = {r.outbox_id: r.reasons for r in c.execute(select(dead_letters))}
-    return [(key, seq, state, got[i].status, got[i].reasons, got[i].hub_seq is not None, dead.get(i))
+    return [(key, seq, state, got[i]["status"], got[i]["reasons"], got[i]["hub_seq"] is not None, dead.get(i))
             for i, key, seq, state in rows]
 
 

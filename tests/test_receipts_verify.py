@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from gateway.cli import cli
 from gateway.hub import tables as hub_tables
-from gateway.store.tables import batch_receipts, receipts
+from gateway.store.tables import batch_receipts, outbox, receipts
 from tests.fixtures.hub import SUITE_PARAMS, LiveHub
 from tests.fixtures.push import Edit, GatewayDir, enqueue, material, mkey
 
@@ -71,8 +71,13 @@ def test_a_tampered_receipt_is_named_and_fails(gateway_dir: GatewayDir, suite_hu
     with engine.begin() as c:
         batch_a, batch_b = c.execute(select(batch_receipts.c.batch_id).order_by(batch_receipts.c.batch_id)).scalars()
         # A record's receipt rewritten, as a clerk's view of it would show: "rejected" instead of "accepted".
-        c.execute(update(receipts).where(receipts.c.record_key == mkey(5)).values(status="rejected"))
-        target = c.execute(select(receipts.c.batch_id).where(receipts.c.record_key == mkey(5))).scalar_one()
+        # (An accepted record has no receipts row of its own; a forged one is what its view would then show.)
+        row = c.execute(select(outbox).where(outbox.c.record_key == mkey(5))).one()
+        target = row.batch_id
+        c.execute(receipts.insert().values(
+            outbox_id=row.id, batch_id=target, record_type=row.record_type, record_key=row.record_key, seq=row.seq,
+            status="rejected", reasons=None, hub_seq=None, hub_time=None, log_head=None, received_at="2026-12-04",
+        ))
         other = batch_b if target == batch_a else batch_a
         # One batch receipt's signed body altered by a byte.
         body = c.execute(select(batch_receipts.c.body).where(batch_receipts.c.batch_id == other)).scalar_one()

@@ -2,8 +2,10 @@
 
 Every batch receipt the gateway keeps (`batch_receipts`) is the hub's signature over the receipt document,
 which carries the hub's receipt-log head (`log_seq`, `log_head`) right after that batch. Checked with the hub's
-public key alone, they prove how far the hub's log reached and what it held; the per-record rows (`receipts`,
-what the admin UI shows) must say what the signed documents say. The latest head held is what the hub's
+public key alone, they prove how far the hub's log reached and what it held; what the store says of each
+record must be what the signed documents say: a receipts row (a rejection, a duplicate, a stale version) its
+signed result, an outbox row delivered without one (accepted: gateway/push/record_receipts.py) an accepted
+result for that very version. The latest head held is what the hub's
 published head (`GET /api/v1/log/head`) must not fall behind: a hub answering a lower `log_seq` has cut its
 log back (`gateway hub verify-log --heads` then names the entries, from the receipts `export_heads` writes).
 """
@@ -26,7 +28,9 @@ from gateway.config import GatewayConfig
 from gateway.errors import RetriableError
 from gateway.protocol.receipts import ReceiptInvalid, expanded, is_compact, verify_head, verify_receipt
 from gateway.protocol.suites import suite_of
-from gateway.store.tables import batch_receipts, outbox, receipts
+from gateway.store import receipts as receipt_store
+from gateway.store.receipts import Member
+from gateway.store.tables import batch_receipts, receipts
 
 LOG_HEAD_PATH = "/api/v1/log/head"
 
@@ -92,9 +96,11 @@ def verify_receipts(
             while row is not None and row.batch_id == br.batch_id:
                 mine.append(row)
                 row = next(rows, None)
-            doc = _check_batch(v, br, hub_public_key, department, conn, mine)
+            batch = receipt_store.members(conn, br.batch_id)
+            doc = _check_batch(v, br, hub_public_key, department, batch)
             if doc is None:
-                for r in mine:
+                own = {r.outbox_id for r in mine}
+                for r in [*mine, *(m for m in batch if m.state == "delivered" and m.id not in own)]:
                     _bad(v, r.batch_id, _record(r), "所属批次回执无效 / its batch receipt is bad")
                 continue
             if export is not None:
@@ -103,6 +109,7 @@ def verify_receipts(
             if v.latest is None or doc["log_seq"] > v.latest.log_seq:
                 v.latest = SignedHead(doc["log_seq"], doc["log_head"], br.batch_id)
             _check_records(v, doc, mine)
+            _check_accepted(v, doc, batch, mine)
         while row is not None:
             _bad(v, row.batch_id, _record(row), "无此批次的签名回执 / no signed receipt of its batch is stored")
             row = next(rows, None)
@@ -143,7 +150,7 @@ def _bad(v: EvidenceVerdict, batch_id: str, record: str | None, reason: str, cou
 
 
 def _check_batch(
-    v: EvidenceVerdict, br: Any, hub_public_key: Ed25519PublicKey, department: str, conn: Connection, mine: list[Any]
+    v: EvidenceVerdict, br: Any, hub_public_key: Ed25519PublicKey, department: str, batch: list[Member]
 ) -> dict[str, Any] | None:
     """The signed document of one stored batch receipt, or None (reported) when it is not evidence of that batch."""
     try:
@@ -166,7 +173,7 @@ def _check_batch(
         )
     if not problems and is_compact(doc):
         try:
-            doc = _expand(conn, doc, mine, hub_public_key, department)
+            doc = _expand(doc, batch, hub_public_key, department)
         except ReceiptInvalid as e:
             problems.append(str(e))
     for p in problems:
@@ -177,18 +184,34 @@ def _check_batch(
     return doc
 
 
-def _expand(conn: Connection, doc: dict[str, Any], mine: list[Any], hub_public_key: Any, department: str) -> dict[str, Any]:
-    """A compact receipt's per-record results, its Merkle root recomputed from the batch's stored rows.
-
-    The receipt rows of a batch are stored in batch order, one per record; each names its outbox row, which
-    holds the version the leaf hashes."""
-    ids = [r.outbox_id for r in mine]
-    versions = dict(conn.execute(select(outbox.c.id, outbox.c.version).where(outbox.c.id.in_(ids))).all()) if ids else {}
-    if any(i not in versions for i in ids):
+def _expand(doc: dict[str, Any], batch: list[Member], hub_public_key: Any, department: str) -> dict[str, Any]:
+    """A compact receipt's per-record results, its Merkle root recomputed from the batch's outbox rows (in
+    outbox order, the body's order; each holds the version its leaf hashes)."""
+    if not batch:
         raise ReceiptInvalid("紧凑回执所涉记录已不在发件箱，无法复核默克尔根 / the outbox rows a compact receipt covers "
                              "are gone: its merkle_root cannot be recomputed")
-    records = [(r.record_type, department, r.record_key, r.seq, versions[r.outbox_id]) for r in mine]
+    records = [(m.record_type, department, m.record_key, m.seq, m.version) for m in batch]
     return expanded(doc, records, suite_of(hub_public_key).digest)
+
+
+def _check_accepted(v: EvidenceVerdict, doc: dict[str, Any], batch: list[Member], mine: list[Any]) -> None:
+    """Each outbox row delivered in this batch without a receipts row of its own (an accepted record's
+    receipt is the batch's): the signed receipt must accept exactly that version."""
+    own = {r.outbox_id for r in mine}
+    results = doc["results"] if isinstance(doc["results"], list) else []
+    accepted = {
+        (r.get("type"), r.get("key"), r.get("seq"), r.get("version"))
+        for r in results if isinstance(r, dict) and r.get("status") == "accepted"
+    }
+    for m in batch:
+        if m.state != "delivered" or m.id in own:
+            continue
+        if (m.record_type, m.record_key, m.seq, m.version) in accepted:
+            v.records_ok += 1
+        else:
+            _bad(v, m.batch_id, _record(m),
+                 f"发件箱记为已送达，签名回执未接收此版本（seq {m.seq}）/ delivered in the outbox, but the signed "
+                 f"receipt does not accept this version (seq {m.seq})")
 
 
 def _check_records(v: EvidenceVerdict, doc: dict[str, Any], rows: list[Any]) -> None:

@@ -2,62 +2,39 @@
 
 A record counts as delivered only once the hub's signed receipt that says so is
 stored here: the signed document goes into batch_receipts exactly as received
-(the department's evidence), one row per record into receipts, and the outbox
-rows move to `delivered` (accepted, duplicate, stale) or `dead` with a dead
-letter carrying the hub's reasons (rejected). A row the receipt does not
-mention goes back to `pending` and is sent again in a later batch.
+(the department's evidence), and the outbox rows move to `delivered` (accepted,
+duplicate, stale) or `dead` with a dead letter carrying the hub's reasons
+(rejected). Per record, only what a record needs on its own gets a receipts row:
+a rejection, a duplicate, a stale version. An accepted record's receipt is its
+batch's signed document (gateway/push/record_receipts.py reads both as one
+view), so a bulk push writes no row per accepted record. A row the receipt does
+not mention goes back to `pending` and is sent again in a later batch.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from gateway.errors import RetriableError
 from gateway.logs import log
 from gateway.push.batching import Batch, BatchRow
 from gateway.push.deadletters import close_superseded
+from gateway.push.record_receipts import DELIVERED_STATUSES, ReceiptResult, of_outbox
 from gateway.sqlite_flush import unflushed_commits
 from gateway.store import outbox as outbox_store
 from gateway.store import receipts as receipt_store
 from gateway.store.db import utcnow
 from gateway.store.receipts import BatchReceiptRow, DeadLetterRow
-from gateway.store.tables import receipts
 
 LOG = logging.getLogger(__name__)
 
-DELIVERED_STATUSES = ("accepted", "duplicate", "stale")
-
-
 class ReceiptUnverified(RetriableError):
     """The hub's answer cannot be taken as a receipt for this batch; the batch stays `sent` and is retried."""
-
-
-class ReceiptResult(NamedTuple):
-    """What the hub said about one record, as stored from a verified receipt.
-
-    A NamedTuple, not a frozen dataclass: a bulk push makes one per record, and a
-    tuple is built several times faster.
-    """
-
-    outbox_id: int | None
-    batch_id: str
-    record_type: str
-    record_key: str
-    seq: int
-    status: str  # accepted | rejected | duplicate | stale
-    reasons: list[Any]
-    hub_seq: int | None
-    hub_time: str | None
-    log_head: str | None
-
-    @property
-    def delivered(self) -> bool:
-        return self.status in DELIVERED_STATUSES
 
 
 _STATUSES = frozenset((*DELIVERED_STATUSES, "rejected"))
@@ -121,17 +98,19 @@ def store_receipt(
     hub_time, log_head = doc.get("hub_time"), doc.get("log_head")
     batch_id = batch.batch_id
     out: list[ReceiptResult] = []
-    rows: list[Any] = []  # in ReceiptRow order, plain tuples: cheaper to build and bind, per record of a push
+    rows: list[Any] = []  # in ReceiptRow order: the results other than accepted (module docstring)
     for row, r in matched:
         status, reasons, hub_seq = str(r["status"]), r.get("reasons"), r.get("hub_seq")
         reasons = list(reasons) if reasons else []
         out.append(ReceiptResult(
-            row.outbox_id, batch_id, row.record_type, row.record_key, row.seq, status, reasons, hub_seq, hub_time, log_head,
+            row.outbox_id, batch_id, row.record_type, row.record_key, row.seq, status, reasons, hub_seq, hub_time,
+            log_head, now,
         ))
-        rows.append((
-            row.outbox_id, batch_id, row.record_type, row.record_key, row.seq, status,
-            orjson.dumps(reasons).decode() if reasons else None, hub_seq, hub_time, log_head, now,
-        ))
+        if status != "accepted":
+            rows.append((
+                row.outbox_id, batch_id, row.record_type, row.record_key, row.seq, status,
+                orjson.dumps(reasons).decode() if reasons else None, hub_seq, hub_time, log_head, now,
+            ))
     ids = batch.outbox_ids
     rejected = [x for x in out if not x.delivered]
     # One transaction on a pooled DBAPI connection, with the store's prepared statements: a SQLAlchemy
@@ -187,19 +166,7 @@ def store_receipt(
 
 def results_for(engine: Engine, outbox_ids: Iterable[int], conn: Any = None) -> list[ReceiptResult]:
     """The latest stored receipt result of each given outbox row (rows without one are left out)."""
-    ids = sorted(set(outbox_ids))
-    if not ids:
-        return []
-    q = select(receipts).where(receipts.c.outbox_id.in_(ids)).order_by(receipts.c.id)
-    if conn is None:
-        with engine.connect() as c:
-            rows: Sequence[Any] = c.execute(q).all()
-    else:
-        rows = conn.execute(q).all()
-    latest: dict[int, ReceiptResult] = {}
-    for r in rows:
-        latest[r.outbox_id] = ReceiptResult(
-            r.outbox_id, r.batch_id, r.record_type, r.record_key, r.seq, r.status,
-            orjson.loads(r.reasons) if r.reasons else [], r.hub_seq, r.hub_time, r.log_head,
-        )
-    return [latest[i] for i in ids if i in latest]
+    if conn is not None:
+        return of_outbox(conn, outbox_ids)
+    with engine.connect() as c:
+        return of_outbox(c, outbox_ids)

@@ -19,7 +19,8 @@ from sqlalchemy import Engine, select
 from gateway.config import GatewayConfig
 from gateway.protocol.receipts import ReceiptInvalid, expanded, is_compact, verify_receipt
 from gateway.protocol.suites import suite_of
-from gateway.store.tables import batch_receipts, receipts
+from gateway.push import record_receipts
+from gateway.store.tables import batch_receipts
 
 UPSTREAM_PATH = "/api/v1/batches/{}/upstream"
 
@@ -71,14 +72,11 @@ def check_upstream(config: GatewayConfig, engine: Engine, upper_keys: list[Any],
 
 def _accepted(conn_engine: Engine, batch_id: str, doc: dict[str, Any]) -> dict[tuple[str, str], int]:
     """The records the department's hub accepted of a batch: from its receipt, or, for a compact receipt (which
-    does not list them), from the per-record rows stored when it was verified."""
+    does not list them), from the batch's records as the gateway stored it (gateway/push/record_receipts.py)."""
     if not is_compact(doc):
         return {(r["type"], r["key"]): r["seq"] for r in doc["results"] if r["status"] == "accepted"}
-    c = receipts.c
     with conn_engine.connect() as conn:
-        rows = conn.execute(select(c.record_type, c.record_key, c.seq)
-                            .where(c.batch_id == batch_id, c.status == "accepted")).all()
-    return {(t, k): s for t, k, s in rows}
+        return {(r.record_type, r.record_key): r.seq for r in record_receipts.of_batch(conn, batch_id) if r.status == "accepted"}
 
 
 def _ask(transport: Any, config: GatewayConfig, batch_id: str, levels: int) -> dict[str, Any]:

@@ -56,7 +56,20 @@ def _v6(conn: Connection) -> None:
     add_account_columns(conn, tables.users)
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5), (6, _v6)]
+def _v7(conn: Connection) -> None:
+    # outbox_batches.first_id/last_id: a batch's outbox rows by primary-key range, which is how an
+    # accepted record's receipt is found now that it has no receipts row (gateway/push/record_receipts.py).
+    cols = {c["name"] for c in inspect(conn).get_columns("outbox_batches")}
+    for name in ("first_id", "last_id"):
+        if name not in cols:
+            conn.exec_driver_sql(f"ALTER TABLE outbox_batches ADD COLUMN {name} INTEGER")
+    conn.exec_driver_sql(
+        "UPDATE outbox_batches SET (first_id, last_id) = (SELECT min(id), max(id) FROM outbox"
+        " WHERE outbox.batch_id = outbox_batches.batch_id) WHERE first_id IS NULL"
+    )
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5), (6, _v6), (7, _v7)]
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -64,7 +64,8 @@ _PENDING_OF = prepare(
 _NEW_BATCH = prepare(
     insert(outbox_batches).values(
         batch_id=bindparam("batch_id"), source=bindparam("source"), created=bindparam("created"),
-        records=bindparam("records"), state="sent", attempts=1, last_attempt_at=bindparam("created_again"),
+        records=bindparam("records"), first_id=bindparam("first_id"), last_id=bindparam("last_id"), state="sent",
+        attempts=1, last_attempt_at=bindparam("created_again"),
     )
 )
 _claim = update(outbox).values(state="sent", batch_id=bindparam("batch_id"), attempts=outbox.c.attempts + 1)
@@ -94,7 +95,7 @@ def read_pending(cursor: Any, source: str, only_ids: Sequence[int] | None, limit
 def claim(cursor: Any, batch_id: str, source: str, created: str, ids: Sequence[int], only: bool) -> None:
     """Record the batch and mark its rows `sent`: the pending rows of `source` from the first to the
     last of `ids` (read in id order, cut at count or bytes); `only`: just those ids (the per-record push)."""
-    cursor.execute(_NEW_BATCH.sql, (batch_id, source, created, len(ids), created))
+    cursor.execute(_NEW_BATCH.sql, (batch_id, source, created, len(ids), ids[0], ids[-1], created))
     if only:
         cursor.execute(_CLAIM_OF.sql_for(len(ids)), (batch_id, source, ids[0], ids[-1], *ids))
     else:

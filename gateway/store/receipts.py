@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 
 from gateway.store.prepared import prepare
-from gateway.store.tables import batch_receipts, dead_letters, receipts
+from gateway.store.tables import batch_receipts, dead_letters, outbox, outbox_batches, receipts
 
 
 class ReceiptRow(NamedTuple):
@@ -105,3 +106,71 @@ def supersede(cursor: Any, dead_letter_ids: Sequence[int], now: str) -> None:
     """Close these returns as superseded by a later version the hub took."""
     if dead_letter_ids:
         cursor.executemany(_SUPERSEDE.sql, [(now, i) for i in dead_letter_ids])
+
+
+# Reading receipts per record (gateway/push/record_receipts.py): the receipts rows a record has on its own,
+# a batch's outbox rows by their claimed id range, and the signed documents.
+
+
+class Member(NamedTuple):
+    """An outbox row of a batch, as a receipt covers it."""
+
+    id: int
+    batch_id: str
+    record_type: str
+    record_key: str
+    seq: int
+    version: str
+    state: str
+
+
+_MEMBER_COLUMNS = (outbox.c.id, outbox.c.batch_id, outbox.c.record_type, outbox.c.record_key, outbox.c.seq,
+                   outbox.c.version, outbox.c.state)
+
+
+def listed_rows(conn: Connection, *, outbox_ids: Sequence[int] | None = None, batch_ids: Sequence[str] | None = None,
+                record: tuple[str, str] | None = None, limit: int | None = None) -> list[Any]:
+    """receipts rows (oldest first; with `limit`, the newest `limit` of them, still oldest first)."""
+    q = select(receipts)
+    if outbox_ids is not None:
+        q = q.where(receipts.c.outbox_id.in_(list(outbox_ids)))
+    if batch_ids is not None:
+        q = q.where(receipts.c.batch_id.in_(list(batch_ids)))
+    if record is not None:
+        q = q.where(receipts.c.record_type == record[0], receipts.c.record_key == record[1])
+    if limit is None:
+        return list(conn.execute(q.order_by(receipts.c.id)).all())
+    return list(reversed(conn.execute(q.order_by(receipts.c.id.desc()).limit(limit)).all()))
+
+
+def members(conn: Connection, batch_id: str) -> list[Member]:
+    """The batch's outbox rows in outbox order (its records' order in the batch body)."""
+    b = outbox_batches.c
+    span = conn.execute(select(b.first_id, b.last_id).where(b.batch_id == batch_id)).first()
+    q = select(*_MEMBER_COLUMNS).where(outbox.c.batch_id == batch_id)
+    if span is not None and span.first_id is not None:
+        q = q.where(outbox.c.id.between(span.first_id, span.last_id))
+    return [Member(*r) for r in conn.execute(q.order_by(outbox.c.id))]
+
+
+def outbox_members(conn: Connection, outbox_ids: Sequence[int]) -> list[Member]:
+    """These outbox rows as batch members (batch_id None: not in a batch now)."""
+    q = select(*_MEMBER_COLUMNS).where(outbox.c.id.in_(list(outbox_ids))).order_by(outbox.c.id)
+    return [Member(*r) for r in conn.execute(q)]
+
+
+def record_members(conn: Connection, record_type: str, record_key: str, limit: int) -> list[Member]:
+    """The record's newest `limit` outbox rows that are in a batch, newest first."""
+    q = (select(*_MEMBER_COLUMNS)
+         .where(outbox.c.record_type == record_type, outbox.c.record_key == record_key, outbox.c.batch_id.is_not(None))
+         .order_by(outbox.c.id.desc()).limit(limit))
+    return [Member(*r) for r in conn.execute(q)]
+
+
+def signed_documents(conn: Connection, batch_ids: Sequence[str]) -> dict[str, tuple[bytes, str]]:
+    """batch id -> (signed receipt document, received_at) of those with a stored receipt."""
+    if not batch_ids:
+        return {}
+    c = batch_receipts.c
+    q = select(c.batch_id, c.body, c.received_at).where(c.batch_id.in_(list(dict.fromkeys(batch_ids))))
+    return {bid: (bytes(body), at) for bid, body, at in conn.execute(q)}

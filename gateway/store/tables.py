@@ -97,6 +97,11 @@ outbox_batches = Table(
     Column("source", String, nullable=False),
     Column("created", String, nullable=False),  # the batch body's `created`
     Column("records", Integer, nullable=False),
+    # The outbox id range its rows were claimed from: a batch's rows are found by the primary key
+    # (id BETWEEN first_id AND last_id AND batch_id = ?), with no index on outbox.batch_id to keep up
+    # per record. NULL on batches claimed before schema version 7 (then found by batch_id alone).
+    Column("first_id", Integer, nullable=True),
+    Column("last_id", Integer, nullable=True),
     # sent -> receipted, or released (rows went back to pending unsent, e.g. 413)
     Column("state", String, nullable=False, default="sent"),
     Column("attempts", Integer, nullable=False, default=0),
@@ -108,7 +113,10 @@ outbox_batches = Table(
     Index("ix_outbox_batches_state", "state", "created"),
 )
 
-# Every verified receipt entry the hub returned, one row per record.
+# The receipt entries a record needs on its own: every result but a plain `accepted` (rejected,
+# duplicate, stale) and the accepted ones stored before schema version 7. An accepted record's receipt
+# is its batch's signed receipt (batch_receipts) with the record's outbox row `delivered` in that
+# batch; gateway/push/record_receipts.py reads both as one per-record view.
 receipts = Table(
     "receipts",
     metadata,

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 
 from gateway.accounts.web import actor, require
 from gateway.protocol.reasons import reason_texts
+from gateway.push import record_receipts
 from gateway.push.deadletters import (
     DeadLetterNotOpen,
     DeadLetterSuperseded,
@@ -44,16 +45,9 @@ def index() -> Any:
     q = select(b).order_by(b.c.created.desc(), b.c.batch_id.desc()).limit(PAGE)
     if before_created:
         q = q.where(or_(b.c.created < before_created, and_(b.c.created == before_created, b.c.batch_id < before_id)))
-    rc = t.receipts
     with gw().engine.connect() as c:
         batches = [dict(x) for x in c.execute(q).mappings()]
-        ids = [x["batch_id"] for x in batches]
-        counts: dict[str, dict[str, int]] = {}
-        if ids:
-            for bid, st, n in c.execute(
-                select(rc.c.batch_id, rc.c.status, func.count()).where(rc.c.batch_id.in_(ids)).group_by(rc.c.batch_id, rc.c.status)
-            ):
-                counts.setdefault(bid, {})[st] = n
+        counts = record_receipts.counts_by_batch(c, [x["batch_id"] for x in batches])
     return render_template(
         "deliveries.html", batches=batches, counts=counts, backlog=status.outbox_backlog(gw().engine),
         open_returns=status.open_dead_letters(gw().engine),
@@ -65,11 +59,11 @@ def index() -> Any:
 @bp.get("/batch/<batch_id>")
 @require("view")
 def batch(batch_id: str) -> Any:
-    rc, br, b = t.receipts, t.batch_receipts, t.outbox_batches
+    br, b = t.batch_receipts, t.outbox_batches
     with gw().engine.connect() as c:
         info = c.execute(select(b).where(b.c.batch_id == batch_id)).mappings().first()
         signed = c.execute(select(br).where(br.c.batch_id == batch_id)).mappings().first()
-        rows = [dict(x) for x in c.execute(select(rc).where(rc.c.batch_id == batch_id).order_by(rc.c.id)).mappings()]
+        rows = [record_receipts.as_row(r) for r in record_receipts.of_batch(c, batch_id)]
     if info is None and signed is None and not rows:
         abort(404)
     return render_template(
@@ -151,14 +145,12 @@ def resolve(dl_id: int) -> Any:
 def history(record_type: str, key: str) -> Any:
     if record_type not in RECORD_TYPES:
         abort(404)
-    o, rc, d, fp = t.outbox, t.receipts, t.dead_letters, t.fingerprints
+    o, d, fp = t.outbox, t.dead_letters, t.fingerprints
     with gw().engine.connect() as c:
         versions = [dict(x) for x in c.execute(
             select(o).where(o.c.record_type == record_type, o.c.record_key == key).order_by(o.c.id.desc()).limit(100)
         ).mappings()]
-        receipts = [dict(x) for x in c.execute(
-            select(rc).where(rc.c.record_type == record_type, rc.c.record_key == key).order_by(rc.c.id.desc()).limit(100)
-        ).mappings()]
+        receipts = [record_receipts.as_row(r) for r in record_receipts.of_record(c, record_type, key, 100)]
         dead = [dict(x) for x in c.execute(
             select(d).where(d.c.record_type == record_type, d.c.record_key == key).order_by(d.c.id.desc())
         ).mappings()]

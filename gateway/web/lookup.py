@@ -9,6 +9,7 @@ from flask import Blueprint, render_template, request
 from sqlalchemy import Engine, func, select
 
 from gateway.accounts.web import require
+from gateway.push import record_receipts
 from gateway.standard.schema import RECORD_TYPES
 from gateway.store import tables as t
 from gateway.sync import problems as cp
@@ -34,7 +35,7 @@ def _name(record_type: str, data: dict[str, Any] | None) -> str:
 
 def find(engine: Engine, q: str, limit: int = LIMIT) -> list[dict[str, Any]]:
     """Records whose key contains `q`, or whose name does (and the stock of a material found by name)."""
-    fp, o, rc = t.fingerprints, t.outbox, t.receipts
+    fp, o = t.fingerprints, t.outbox
     like, low = _like(q), q.lower()
     found: dict[tuple[str, str], None] = {}
     with engine.connect() as c:
@@ -80,16 +81,8 @@ def find(engine: Engine, q: str, limit: int = LIMIT) -> list[dict[str, Any]]:
             versions = c.execute(
                 select(func.count()).select_from(o).where(o.c.record_type == rt, o.c.record_key == key)
             ).scalar_one()
-            receipt = (
-                c.execute(
-                    select(rc.c.status, rc.c.seq, rc.c.received_at)
-                    .where(rc.c.record_type == rt, rc.c.record_key == key)
-                    .order_by(rc.c.id.desc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
+            newest = record_receipts.of_record(c, rt, key, 1)
+            receipt = {"status": newest[0].status, "seq": newest[0].seq, "received_at": newest[0].received_at} if newest else None
             data = json.loads(last["data"]) if last and last["data"] else None
             out.append(
                 {
