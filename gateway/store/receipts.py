@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.prepared import prepare
@@ -174,3 +174,28 @@ def signed_documents(conn: Connection, batch_ids: Sequence[str]) -> dict[str, tu
     c = batch_receipts.c
     q = select(c.batch_id, c.body, c.received_at).where(c.batch_id.in_(list(dict.fromkeys(batch_ids))))
     return {bid: (bytes(body), at) for bid, body, at in conn.execute(q)}
+
+
+def delivered_counts(conn: Connection, batch_ids: Sequence[str]) -> dict[str, int]:
+    """batch id -> its outbox rows `delivered`, counted by primary-key range (no row read into Python)."""
+    b = outbox_batches.c
+    out: dict[str, int] = {}
+    for bid, first, last in conn.execute(select(b.batch_id, b.first_id, b.last_id).where(b.batch_id.in_(list(batch_ids)))):
+        q = select(func.count()).select_from(outbox).where(outbox.c.batch_id == bid, outbox.c.state == "delivered")
+        if first is not None:
+            q = q.where(outbox.c.id.between(first, last))
+        out[bid] = int(conn.execute(q).scalar_one())
+    return out
+
+
+def listed_counts(conn: Connection, batch_ids: Sequence[str]) -> list[tuple[str, str, int]]:
+    """(batch id, status, receipts rows) of these batches."""
+    c = receipts.c
+    q = select(c.batch_id, c.status, func.count()).where(c.batch_id.in_(list(batch_ids))).group_by(c.batch_id, c.status)
+    return [(b, s, int(n)) for b, s, n in conn.execute(q)]
+
+
+def receipted(conn: Connection, batch_ids: Sequence[str]) -> set[str]:
+    """Those of these batches with a stored signed receipt."""
+    c = batch_receipts.c
+    return set(conn.execute(select(c.batch_id).where(c.batch_id.in_(list(batch_ids)))).scalars())
