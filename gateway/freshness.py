@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, select
 
 from gateway.localtime import DEFAULT_TIMEZONE, zone
 from gateway.logs import log
@@ -95,13 +95,6 @@ class FreshnessReport:
 
 def _live_records(engine: Engine, record_type: str | None = None) -> Iterator[tuple]:
     """(record_type, record_key, source, fp.updated_at, latest enqueued_at, latest data) of live records."""
-    latest = (
-        select(func.max(outbox.c.id).label("id"))
-        .group_by(outbox.c.record_type, outbox.c.record_key)
-    )
-    if record_type:
-        latest = latest.where(outbox.c.record_type == record_type)
-    latest_sq = latest.subquery()
     q = (
         select(
             fingerprints.c.record_type,
@@ -111,12 +104,8 @@ def _live_records(engine: Engine, record_type: str | None = None) -> Iterator[tu
             outbox.c.enqueued_at,
             outbox.c.data,
         )
-        .select_from(
-            fingerprints.join(
-                outbox,
-                and_(outbox.c.record_type == fingerprints.c.record_type, outbox.c.record_key == fingerprints.c.record_key),
-            ).join(latest_sq, latest_sq.c.id == outbox.c.id)
-        )
+        # The record's latest outbox row is the one its fingerprint names.
+        .select_from(fingerprints.join(outbox, outbox.c.id == fingerprints.c.outbox_id))
         .where(fingerprints.c.deleted == 0)
     )
     if record_type:

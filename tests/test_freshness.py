@@ -14,15 +14,15 @@ NOW = dt.datetime(2026, 6, 30, 12, 0, tzinfo=dt.UTC)
 
 
 def _put(eng, rtype: str, key: str, data: dict, enqueued: dt.datetime, updated_at: str | None = None, deleted: int = 0):  # type: ignore[no-untyped-def]
-    with eng.begin() as c:
-        c.execute(fingerprints.insert().values(
-            source="s", record_type=rtype, record_key=key, source_key=key, version="v" if not deleted else "",
-            seq=1, updated_at=updated_at, checked_at=NOW.isoformat(), deleted=deleted,
-        ))
-        c.execute(outbox.insert().values(
+    with eng.begin() as c:  # as the sync writes them: the fingerprint names the record's latest outbox row
+        ob_id = c.execute(outbox.insert().values(
             source="s", record_type=rtype, record_key=key, op="upsert", seq=1, version="v",
             data=orjson.dumps(data).decode(), updated_at=updated_at, provenance="{}",
             enqueued_at=enqueued.isoformat(), state="delivered",
+        )).inserted_primary_key[0]
+        c.execute(fingerprints.insert().values(
+            source="s", record_type=rtype, record_key=key, source_key=key, version="v" if not deleted else "",
+            seq=1, updated_at=updated_at, checked_at=NOW.isoformat(), deleted=deleted, outbox_id=ob_id,
         ))
 
 

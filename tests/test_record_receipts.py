@@ -101,7 +101,7 @@ def test_a_store_written_before_version_7_reads_the_same(tmp_path) -> None:  # t
              "log_head": r.log_head, "received_at": r.received_at}
             for r in answered if r.status == "accepted"
         ])
-        c.execute(schema_version.delete().where(schema_version.c.version == 7))
+        c.execute(schema_version.delete().where(schema_version.c.version >= 7))
     with engine.connect() as c:  # no range yet: found by batch id
         assert record_receipts.of_outbox(c, ids) == answered
     migrate(engine)

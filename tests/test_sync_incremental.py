@@ -273,11 +273,14 @@ def test_a_v1_store_gains_row_hash_and_the_covering_key_index(tmp_path: Path) ->
         c.exec_driver_sql("ALTER TABLE users DROP COLUMN must_change_password")
         c.exec_driver_sql("ALTER TABLE outbox_batches DROP COLUMN first_id")
         c.exec_driver_sql("ALTER TABLE outbox_batches DROP COLUMN last_id")
+        c.exec_driver_sql("ALTER TABLE fingerprints DROP COLUMN outbox_id")
+        c.exec_driver_sql("ALTER TABLE outbox DROP COLUMN prev_id")
+        c.exec_driver_sql("CREATE INDEX ix_outbox_record ON outbox (record_type, record_key)")
         c.exec_driver_sql("DELETE FROM schema_version WHERE version > 1")
     eng.dispose()
     eng = open_store(path)
     with eng.connect() as c:
-        assert current_version(c) == LATEST == 7
+        assert current_version(c) == LATEST == 8
         assert {"first_id", "last_id"} <= {col["name"] for col in sa.inspect(c).get_columns("outbox_batches")}
         assert c.dialect.has_table(c, "current_problems")
         assert "must_change_password" in {col["name"] for col in sa.inspect(c).get_columns("users")}

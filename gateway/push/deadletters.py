@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, bindparam, select, update
 
 from gateway.errors import GatewayError
 from gateway.push.batching import Batch
+from gateway.store import fingerprints
+from gateway.store import outbox as outbox_store
 from gateway.store import receipts as receipt_store
 from gateway.store.db import utcnow
 from gateway.store.tables import audit, dead_letters, outbox, outbox_batches
@@ -59,10 +61,10 @@ def close_superseded(cursor: Any, accepted: list[tuple[str, str, int]], now: str
 
 
 def newer_seq(conn: Any, record_type: str, record_key: str) -> int | None:
-    """The highest seq of the record in the outbox (any state)."""
-    return conn.execute(
-        select(func.max(outbox.c.seq)).where(outbox.c.record_type == record_type, outbox.c.record_key == record_key)
-    ).scalar()
+    """The highest seq of the record in the outbox (any state): its latest row's (seqs only grow along a
+    record's rows; a returned record queued again keeps its seq)."""
+    latest = outbox_store.latest_row(conn, record_type, record_key, (outbox.c.seq,))
+    return None if latest is None else int(latest.seq)
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,12 @@ def retry_dead_letter(engine: Engine, dead_letter_id: int, actor: str, note: str
                 f"{row.record_key} 已有更新的版本（序号 {latest}），不再重推序号 {row.seq} / a newer version exists"
             )
         copy = {c: getattr(row, c) for c in _COPIED}
+        head = outbox_store.latest_row(conn, row.record_type, row.record_key, (outbox.c.id,))
         new_id = conn.execute(
-            outbox.insert().values(**copy, enqueued_at=now, state="pending", batch_id=None, attempts=0)
+            outbox.insert().values(**copy, enqueued_at=now, state="pending", batch_id=None, attempts=0,
+                                   prev_id=None if head is None else head.id)
         ).inserted_primary_key[0]
+        fingerprints.set_head(conn, row.record_type, row.record_key, int(new_id))
         _audit(conn, actor, "dead_letter.retry", dead_letter_id, oid, now, note, requeued_as=new_id)
     return int(new_id)
 

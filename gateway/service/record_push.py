@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.logs import log
-from gateway.store.tables import fingerprints, outbox
+from gateway.store.tables import fingerprints
 
 LOG = logging.getLogger("gateway.push.record")
 
@@ -71,19 +71,12 @@ def _receipt_dict(r: Any) -> dict[str, Any]:
 def _latest_outbox_ids(engine: Engine, source: str, source_key: str) -> list[int]:
     """The latest outbox row of the record(s) this source row maps to (for an unchanged re-push)."""
     with engine.connect() as c:
-        keys = c.execute(
-            select(fingerprints.c.record_type, fingerprints.c.record_key).where(
+        heads = c.execute(
+            select(fingerprints.c.outbox_id).where(
                 fingerprints.c.source == source, fingerprints.c.source_key == source_key
             )
-        ).all()
-        ids = []
-        for rtype, rkey in keys:
-            i = c.execute(
-                select(func.max(outbox.c.id)).where(outbox.c.record_type == rtype, outbox.c.record_key == rkey)
-            ).scalar()
-            if i is not None:
-                ids.append(int(i))
-    return ids
+        ).scalars()
+        return [int(i) for i in heads if i is not None]
 
 
 class RecordPusher:

@@ -69,7 +69,27 @@ def _v7(conn: Connection) -> None:
     )
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5), (6, _v6), (7, _v7)]
+def _v8(conn: Connection) -> None:
+    # A record's outbox rows through its fingerprint (fingerprints.outbox_id, outbox.prev_id) instead of an
+    # index on outbox (record_type, record_key), which every enqueued record paid for in scattered order.
+    for table, name in (("fingerprints", "outbox_id"), ("outbox", "prev_id")):
+        if name not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} INTEGER")
+    # Built while the old index still serves the per-record order.
+    conn.exec_driver_sql(
+        "UPDATE outbox SET prev_id = (SELECT p.id FROM outbox p WHERE p.record_type = outbox.record_type"
+        " AND p.record_key = outbox.record_key AND p.id < outbox.id ORDER BY p.id DESC LIMIT 1) WHERE prev_id IS NULL"
+    )
+    conn.exec_driver_sql(
+        "UPDATE fingerprints SET outbox_id = (SELECT max(o.id) FROM outbox o WHERE o.record_type ="
+        " fingerprints.record_type AND o.record_key = fingerprints.record_key) WHERE outbox_id IS NULL"
+    )
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_outbox_record")
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [
+    (1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5), (6, _v6), (7, _v7), (8, _v8),
+]
 LATEST = MIGRATIONS[-1][0]
 
 

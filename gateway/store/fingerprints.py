@@ -36,6 +36,7 @@ class Stored(NamedTuple):
     seq: int
     deleted: int
     source_key: str
+    outbox_id: int | None  # the record's latest outbox row
 
 
 class NewRow(NamedTuple):
@@ -50,6 +51,7 @@ class NewRow(NamedTuple):
     checked_at: str
     deleted: int
     row_hash: bytes | None
+    outbox_id: int
 
 
 # row_hash (gateway/sync/rowhash.py) is written with every version it vouches for:
@@ -63,6 +65,7 @@ class ChangedRow(NamedTuple):
     updated_at: str | None
     checked_at: str
     row_hash: bytes | None
+    outbox_id: int
     record_type: str
     record_key: str
 
@@ -119,7 +122,7 @@ _TOUCH = prepare(
 )
 
 _BY_RECORD_KEY = prepare(
-    select(fp.c.record_key, fp.c.version, fp.c.seq, fp.c.deleted, fp.c.source_key).where(
+    select(fp.c.record_key, fp.c.version, fp.c.seq, fp.c.deleted, fp.c.source_key, fp.c.outbox_id).where(
         fp.c.record_type == bindparam("record_type"), fp.c.record_key.in_(_in_keys())
     )
 )
@@ -154,7 +157,7 @@ def stored(conn: Connection, record_type: str, keys: Sequence[str]) -> dict[str,
     cur = conn.connection.cursor()
     try:
         cur.execute(_BY_RECORD_KEY.sql, (record_type, orjson.dumps(keys).decode()))
-        return {rkey: Stored(version, seq, deleted, skey) for rkey, version, seq, deleted, skey in cur.fetchall()}
+        return {r[0]: Stored(*r[1:]) for r in cur.fetchall()}
     finally:
         cur.close()
 
@@ -243,14 +246,24 @@ def live_count(conn: Connection, source: str) -> int:
     return int(conn.execute(select(func.count()).select_from(fp).where(fp.c.source == source, fp.c.deleted == 0)).scalar_one())
 
 
-def mark_deleted(conn: Connection, record_type: str, deletes: Iterable[tuple[str, int]], now: str) -> None:
-    """Fingerprints of deleted records: (record_key, the delete's seq) each."""
+def mark_deleted(conn: Connection, record_type: str, deletes: Iterable[tuple[str, int, int]], now: str) -> None:
+    """Fingerprints of deleted records: (record_key, the delete's seq, its outbox row) each."""
     conn.execute(
         fp.update()
         .where(fp.c.record_type == record_type, fp.c.record_key == bindparam("k"))
-        .values(version="", seq=bindparam("seq"), deleted=1, checked_at=now, row_hash=None),
-        [{"k": k, "seq": seq} for k, seq in deletes],
+        .values(version="", seq=bindparam("seq"), deleted=1, checked_at=now, row_hash=None, outbox_id=bindparam("ob")),
+        [{"k": k, "seq": seq, "ob": ob} for k, seq, ob in deletes],
     )
+
+
+def heads(conn: Connection, record_type: str, keys: Sequence[str]) -> dict[str, int | None]:
+    """record_key -> the record's latest outbox row, of those of `keys` with a fingerprint."""
+    return {k: s.outbox_id for k, s in stored(conn, record_type, keys).items()}
+
+
+def set_head(conn: Connection, record_type: str, record_key: str, outbox_id: int) -> None:
+    """A record's latest outbox row is now `outbox_id` (a returned record queued again)."""
+    conn.execute(fp.update().where(fp.c.record_type == record_type, fp.c.record_key == record_key).values(outbox_id=outbox_id))
 
 
 # The live source keys of a source, for the key-set anti-join of gateway/sync/keyset.py: newline-joined

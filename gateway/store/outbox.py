@@ -11,16 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.prepared import prepare
-from gateway.store.tables import outbox, outbox_batches
+from gateway.store.tables import fingerprints, outbox, outbox_batches
 
 
 class Enqueued(NamedTuple):
     """One outbox row as sync and the per-record push enqueue it."""
 
+    id: int  # assigned by the writer (next_id): the record's fingerprint names it in the same transaction
     source: str
     record_type: str
     record_key: str
@@ -33,6 +34,7 @@ class Enqueued(NamedTuple):
     enqueued_at: str
     state: str
     attempts: int
+    prev_id: int | None  # the record's previous outbox row (fingerprints.outbox_id before this one)
 
 
 # What a batch carries of an outbox row, in this order (gateway/push/batching.py reads tuples).
@@ -102,22 +104,29 @@ def claim(cursor: Any, batch_id: str, source: str, created: str, ids: Sequence[i
         cursor.execute(_CLAIM.sql, (batch_id, source, ids[0], ids[-1]))
 
 
-def enqueue(conn: Connection, rows: Sequence[tuple[Any, ...]], want_ids: bool = False) -> list[int]:
-    """Insert outbox rows (in Enqueued's field order) in the caller's transaction; their ids when `want_ids` (else [])."""
-    if not rows:
-        return []
-    ids: list[int] = []
+_NEXT_ID = prepare(select(func.coalesce(func.max(outbox.c.id), 0) + 1))
+
+
+def next_id(conn: Connection) -> int:
+    """The id the next outbox row takes (the primary key's next rowid). Read in the write transaction that
+    inserts it: the writer numbers its rows itself, so the records' fingerprints can name them."""
     cur = conn.connection.cursor()
     try:
-        if want_ids:
-            for r in rows:
-                cur.execute(_ENQUEUE.sql, r)
-                ids.append(int(cur.lastrowid))
-        else:
-            cur.executemany(_ENQUEUE.sql, rows)
+        cur.execute(_NEXT_ID.sql)
+        return int(cur.fetchone()[0])
     finally:
         cur.close()
-    return ids
+
+
+def enqueue(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert outbox rows (in Enqueued's field order, ids from next_id) in the caller's write transaction."""
+    if not rows:
+        return
+    cur = conn.connection.cursor()
+    try:
+        cur.executemany(_ENQUEUE.sql, rows)
+    finally:
+        cur.close()
 
 
 # Settling a receipted batch: rows of the batch still `sent`, found by the id range, which keeps the
@@ -212,3 +221,31 @@ def release(conn: Connection, batch_id: str, reason: str, *, rows_too: bool = Tr
     if not rows_too:  # an empty batch: only one still `sent` is released
         batches = batches.where(outbox_batches.c.state == "sent")
     conn.execute(batches.values(state="released", last_error=reason[:2000]))
+
+
+# A record's outbox rows, newest first: from its fingerprint's latest row back through prev_id, by primary key
+# (the outbox has no index on the record; tables.fingerprints.outbox_id says why).
+
+
+def record_rows(conn: Connection, record_type: str, record_key: str, limit: int = 100, columns: Sequence[Any] = ()) -> list[Any]:
+    """The record's newest `limit` outbox rows (all columns, or `columns`), newest first. A record without a
+    fingerprint (none in the gateway's own writes) is looked for by a scan."""
+    cols = list(columns) or list(outbox.c)
+    f = fingerprints.c
+    head = conn.execute(select(f.outbox_id).where(f.record_type == record_type, f.record_key == record_key)).scalar()
+    if head is None:
+        scan = select(*cols).where(outbox.c.record_type == record_type, outbox.c.record_key == record_key)
+        return list(conn.execute(scan.order_by(outbox.c.id.desc()).limit(limit)))
+    chain = select(literal(head).label("id"), literal(1).label("n")).cte("chain", recursive=True)
+    step = select(outbox.c.prev_id, chain.c.n + 1).where(
+        outbox.c.id == chain.c.id, outbox.c.prev_id.is_not(None), chain.c.n < limit
+    )
+    chain = chain.union_all(step)
+    q = select(*cols).join_from(outbox, chain, outbox.c.id == chain.c.id).order_by(outbox.c.id.desc())
+    return list(conn.execute(q))
+
+
+def latest_row(conn: Connection, record_type: str, record_key: str, columns: Sequence[Any] = ()) -> Any | None:
+    """The record's latest outbox row, or None."""
+    rows = record_rows(conn, record_type, record_key, 1, columns)
+    return rows[0] if rows else None

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from gateway.store import outbox as outbox_store
 from gateway.store.prepared import prepare
 from gateway.store.tables import batch_receipts, dead_letters, outbox, outbox_batches, receipts
 
@@ -161,10 +162,8 @@ def outbox_members(conn: Connection, outbox_ids: Sequence[int]) -> list[Member]:
 
 def record_members(conn: Connection, record_type: str, record_key: str, limit: int) -> list[Member]:
     """The record's newest `limit` outbox rows that are in a batch, newest first."""
-    q = (select(*_MEMBER_COLUMNS)
-         .where(outbox.c.record_type == record_type, outbox.c.record_key == record_key, outbox.c.batch_id.is_not(None))
-         .order_by(outbox.c.id.desc()).limit(limit))
-    return [Member(*r) for r in conn.execute(q)]
+    rows = outbox_store.record_rows(conn, record_type, record_key, limit, _MEMBER_COLUMNS)
+    return [Member(*r) for r in rows if r.batch_id is not None]
 
 
 def signed_documents(conn: Connection, batch_ids: Sequence[str]) -> dict[str, tuple[bytes, str]]:

@@ -170,6 +170,7 @@ class ChangeWriter:
         fp_changed: list[Any] = []  # ChangedRow
         fp_seen: list[Any] = []  # SeenRow
         fp_seen_same: list[Any] = []  # SeenSameRow
+        first_id = outbox.next_id(conn)  # numbered here: each record's fingerprint names its outbox row
         for rkey, (m, body, version) in latest.items():
             old = have.get(rkey)
             if old is not None and not old.deleted and old.version == version:
@@ -185,17 +186,20 @@ class ChangeWriter:
                 counts.new += 1
             else:
                 counts.changed += 1
+            ob_id = first_id + len(ob_rows)
             ob_rows.append(
-                (source, rtype, rkey, "upsert", seq, version, body, m.updated_at or stamp,
-                 self._provenance(m.source_key), now, "pending", 0)
+                (ob_id, source, rtype, rkey, "upsert", seq, version, body, m.updated_at or stamp,
+                 self._provenance(m.source_key), now, "pending", 0, None if old is None else old.outbox_id)
             )
             if old is None:
-                fp_new.append((source, rtype, rkey, m.source_key, version, seq, mv, m.updated_at, now, 0, m.row_hash))
+                fp_new.append((source, rtype, rkey, m.source_key, version, seq, mv, m.updated_at, now, 0, m.row_hash, ob_id))
             else:
-                fp_changed.append((source, m.source_key, version, seq, mv, m.updated_at, now, m.row_hash, rtype, rkey))
+                fp_changed.append((source, m.source_key, version, seq, mv, m.updated_at, now, m.row_hash, ob_id, rtype, rkey))
                 if old.source_key != m.source_key:
                     counts.rekeyed.append(old.source_key)
-        counts.outbox_ids += outbox.enqueue(conn, ob_rows, want_ids)
+        outbox.enqueue(conn, ob_rows)
+        if want_ids:
+            counts.outbox_ids += [r[0] for r in ob_rows]
         fingerprints.write(conn, new=fp_new, changed=fp_changed, seen=fp_seen, seen_same=fp_seen_same)
         return counts
 
@@ -268,13 +272,15 @@ class ChangeWriter:
         if not todo:
             return 0
         now, stamp = utcnow(), now_iso()
+        heads = fingerprints.heads(conn, self.record_type, [rkey for rkey, _, _ in todo])
+        first_id = outbox.next_id(conn)
         ob_rows = [
-            Enqueued(self.source, self.record_type, rkey, "delete", seq + 1, delete_version(rkey, seq + 1), None, stamp,
-                     self._provenance(skey), now, "pending", 0)
-            for rkey, skey, seq in todo
+            Enqueued(first_id + i, self.source, self.record_type, rkey, "delete", seq + 1, delete_version(rkey, seq + 1),
+                     None, stamp, self._provenance(skey), now, "pending", 0, heads.get(rkey))
+            for i, (rkey, skey, seq) in enumerate(todo)
         ]
-        ids = outbox.enqueue(conn, ob_rows, want_ids)
-        if counts is not None:
-            counts.outbox_ids += ids
-        fingerprints.mark_deleted(conn, self.record_type, [(rkey, seq + 1) for rkey, _, seq in todo], now)
+        outbox.enqueue(conn, ob_rows)
+        if counts is not None and want_ids:
+            counts.outbox_ids += [r.id for r in ob_rows]
+        fingerprints.mark_deleted(conn, self.record_type, [(r.record_key, r.seq, r.id) for r in ob_rows], now)
         return len(todo)

@@ -19,6 +19,7 @@ from gateway.push.deadletters import (
     retry_dead_letter,
 )
 from gateway.standard.schema import RECORD_TYPES
+from gateway.store import outbox as outbox_store
 from gateway.store import tables as t
 from gateway.web import status
 from gateway.web.app import gw, wake_push_worker
@@ -145,11 +146,9 @@ def resolve(dl_id: int) -> Any:
 def history(record_type: str, key: str) -> Any:
     if record_type not in RECORD_TYPES:
         abort(404)
-    o, d, fp = t.outbox, t.dead_letters, t.fingerprints
+    d, fp = t.dead_letters, t.fingerprints
     with gw().engine.connect() as c:
-        versions = [dict(x) for x in c.execute(
-            select(o).where(o.c.record_type == record_type, o.c.record_key == key).order_by(o.c.id.desc()).limit(100)
-        ).mappings()]
+        versions = [dict(x._mapping) for x in outbox_store.record_rows(c, record_type, key, 100)]
         receipts = [record_receipts.as_row(r) for r in record_receipts.of_record(c, record_type, key, 100)]
         dead = [dict(x) for x in c.execute(
             select(d).where(d.c.record_type == record_type, d.c.record_key == key).order_by(d.c.id.desc())

@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from flask import Blueprint, render_template, request
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from gateway.accounts.web import require
 from gateway.push import record_receipts
 from gateway.standard.schema import RECORD_TYPES
+from gateway.store import outbox as outbox_store
 from gateway.store import tables as t
 from gateway.sync import problems as cp
 from gateway.web import status
@@ -22,6 +23,10 @@ LIMIT = 100
 NAME_FIELD = {
     name: next((f.name for f in rt.fields if f.name.endswith("_name")), None) for name, rt in RECORD_TYPES.items()
 }
+
+
+# Versions counted per found record (read back through the record's chain of outbox rows).
+MAX_VERSIONS = 1000
 
 
 def _like(q: str) -> str:
@@ -68,21 +73,11 @@ def find(engine: Engine, q: str, limit: int = LIMIT) -> list[dict[str, Any]]:
         out = []
         for rt, key in list(found)[:limit]:
             finger = c.execute(select(fp).where(fp.c.record_type == rt, fp.c.record_key == key)).mappings().first()
-            last = (
-                c.execute(
-                    select(o.c.id, o.c.state, o.c.data, o.c.source)
-                    .where(o.c.record_type == rt, o.c.record_key == key)
-                    .order_by(o.c.id.desc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
-            versions = c.execute(
-                select(func.count()).select_from(o).where(o.c.record_type == rt, o.c.record_key == key)
-            ).scalar_one()
-            newest = record_receipts.of_record(c, rt, key, 1)
-            receipt = {"status": newest[0].status, "seq": newest[0].seq, "received_at": newest[0].received_at} if newest else None
+            rows = outbox_store.record_rows(c, rt, key, MAX_VERSIONS, (o.c.id, o.c.state, o.c.data, o.c.source))
+            last = rows[0]._mapping if rows else None
+            versions = len(rows)
+            got = record_receipts.of_record(c, rt, key, 1)
+            receipt = {"status": got[0].status, "seq": got[0].seq, "received_at": got[0].received_at} if got else None
             data = json.loads(last["data"]) if last and last["data"] else None
             out.append(
                 {

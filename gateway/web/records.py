@@ -13,6 +13,7 @@ from gateway.accounts.web import actor, audit, require
 from gateway.errors import GatewayError
 from gateway.standard import schema as sch
 from gateway.standard.schema import RECORD_TYPES, RecordType, record_key
+from gateway.store import outbox as outbox_store
 from gateway.store import tables as t
 from gateway.web import status
 from gateway.web.app import gw, wake_push_worker
@@ -81,10 +82,7 @@ def latest_data(record_type: str, key: str) -> tuple[dict[str, Any] | None, dict
     """(data, provenance) of the newest enqueued version of a record."""
     o = t.outbox
     with gw().engine.connect() as c:
-        row = c.execute(
-            select(o.c.data, o.c.provenance).where(o.c.record_type == record_type, o.c.record_key == key)
-            .order_by(o.c.id.desc()).limit(1)
-        ).first()
+        row = outbox_store.latest_row(c, record_type, key, (o.c.data, o.c.provenance))
     if row is None:
         return None, None
     return (json.loads(row.data) if row.data else None), json.loads(row.provenance or "{}")
