@@ -8,9 +8,10 @@ from psycopg import sql
 from sqlalchemy import create_engine, select, text
 
 from gateway.cli import cli
+from gateway.push import record_receipts
 from gateway.service.pg_notify import NotifyTarget, conninfo, installed
 from gateway.service.runtime import GatewayService
-from gateway.store.tables import receipts
+from gateway.store.tables import outbox
 
 
 def test_trigger_pushes_insert_update_delete_to_the_hub(service_env, pg_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -53,8 +54,9 @@ def test_trigger_pushes_insert_update_delete_to_the_hub(service_env, pg_url: str
         svc.stop()
     # Each change was delivered with a verified receipt stored at the gateway.
     with svc.engine.connect() as c:
-        got = c.execute(select(receipts.c.record_key, receipts.c.status).order_by(receipts.c.id)).all()
-    assert [tuple(g) for g in got] == [
+        ids = list(c.execute(select(outbox.c.id)).scalars())
+        got = [(r.record_key, r.status) for r in record_receipts.of_outbox(c, ids)]
+    assert got == [
         ("WZ-0001", "accepted"), ("WZ-0005", "accepted"), ("WZ-0005", "accepted"), ("WZ-0001", "accepted"),
     ]
 
