@@ -168,7 +168,7 @@ def test_store_migration_adds_the_flag_and_keeps_old_accounts_unflagged(tmp_path
     engine = open_store(path)
     with engine.begin() as c:  # a store as version 5 left it: no must_change_password column
         c.execute(text("ALTER TABLE users DROP COLUMN must_change_password"))
-        c.execute(text("DELETE FROM schema_version WHERE version = 6"))
+        c.execute(text("DELETE FROM schema_version WHERE version >= 6"))
         c.execute(text("INSERT INTO users (username, display_name, password_hash, role, failed_logins, created_at)"
                        " VALUES ('old', '', 'scrypt$x', 'admin', 0, '2026-01-01T00:00:00+00:00')"))
     engine.dispose()
