@@ -129,6 +129,51 @@ def test_rows_queued_before_bodies_were_stored_are_read_back(hub_levels, tmp_pat
     migrated.dispose()
 
 
+def test_a_claims_upward_batches_are_read_back_in_the_order_claimed(hub_levels) -> None:
+    """The upward batches of one claim share its time; read back (after a restart or a failed attempt) they
+    leave in the order of the queued batches they carry, not of their random ids: the same key's later
+    version never goes up before its earlier one."""
+    township, _county = hub_levels(("township", "county")).hubs
+    engine = _still_forwarding_off(township)
+    for seq in range(1, 9):  # eight versions of one key, one batch each
+        township.post("/api/v1/batches", batch_body([record("material", sample("material", 1, material_name=f"床{seq}"),
+                                                            seq=seq), record("material", sample("material", 10 + seq))]))
+    made = outbox.claim(engine, "dept001", **{**SPEC, "batch_size": 2})
+    assert len(made) == 8 and len({fb.forward_id for fb in made}) == 8
+    assert [fb.forward_id for fb in outbox.pending(engine, limit=8)] == [fb.forward_id for fb in made]
+    assert [parse_batch(fb.body).records[0]["seq"] for fb in outbox.pending(engine, limit=8)] == list(range(1, 9))
+
+
+def test_upward_bodies_move_out_of_forward_batches(tmp_path) -> None:
+    """A database from before `forward_bodies` keeps every upward batch: the bodies and leaves move over, the
+    batch rows lose them, and a batch still awaiting its receipt is sent as stored."""
+    path = tmp_path / "before.db"
+    new = open_hub_db(f"sqlite:///{path}")
+    new.dispose()
+    old = create_engine(f"sqlite:///{path}")
+    with old.begin() as conn:  # forward_batches as hubs before forward_bodies made it
+        conn.exec_driver_sql("DROP TABLE forward_bodies")
+        conn.exec_driver_sql("DROP TABLE forward_batches")
+        conn.exec_driver_sql(
+            "CREATE TABLE forward_batches (forward_id VARCHAR(36) PRIMARY KEY, department VARCHAR(40) NOT NULL, "
+            "body BLOB NOT NULL, records INTEGER NOT NULL, state VARCHAR(12) NOT NULL, attempts INTEGER NOT NULL, "
+            "last_error TEXT, claimed_at VARCHAR NOT NULL, delivered_at VARCHAR, upstream_key_id VARCHAR(128), "
+            "log_seq BIGINT, receipt BLOB, signature VARCHAR, leaves BLOB)")
+        conn.exec_driver_sql("CREATE INDEX ix_forward_batches_state ON forward_batches (state, claimed_at)")
+        conn.exec_driver_sql("INSERT INTO forward_batches (forward_id, department, body, records, state, attempts, "
+                             "claimed_at, leaves) VALUES ('f1', 'dept001', X'7b7d', 1, 'delivered', 1, '2026-01-01', "
+                             "NULL), ('f2', 'dept001', X'5b5d', 2, 'sent', 0, '2026-01-02', X'0102')")
+    old.dispose()
+    migrated = open_hub_db(f"sqlite:///{path}")
+    assert {c["name"] for c in inspect(migrated).get_columns("forward_batches")}.isdisjoint({"body", "leaves"})
+    with migrated.connect() as conn:
+        moved = conn.execute(select(tables.forward_bodies).order_by(tables.forward_bodies.c.forward_id)).all()
+    assert [tuple(r) for r in moved] == [("f1", b"{}", None), ("f2", b"[]", b"\x01\x02")]
+    assert outbox.pending(migrated) == [outbox.ForwardBatch("f2", "dept001", b"[]", 2, 0, b"\x01\x02")]
+    migrated.dispose()
+    open_hub_db(f"sqlite:///{path}").dispose()  # and again: nothing left to move
+
+
 @pytest.mark.parametrize("suite", ["ed25519", "sm2-sm3"])
 def test_stored_leaves_check_a_receipt_as_the_records_do(hub_levels, suite) -> None:
     """The leaf hashes stored with the envelopes are the upward body's records' leaves under the county's

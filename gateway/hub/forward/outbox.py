@@ -3,8 +3,8 @@
 A batch the hub stored with accepted records was queued (`forward_outbox`, state `queued`) in its own
 transaction, with the upward envelopes of what it accepted (`gateway.hub.forward.envelopes`). A claim
 takes the oldest queued batches of one department (in receipt-log order), puts their envelopes together
-into upward batches of at most `batch_size` records, and stores each with its exact body
-(`forward_batches`, state `sent`) in the same transaction that marks the queue rows `claimed`. A later
+into upward batches of at most `batch_size` records, and stores each (`forward_batches`, state `sent`) with
+its exact body (`forward_bodies`) in the same transaction that marks the queue rows `claimed`. A later
 version of a key always leaves after an earlier one (and the upper hub would answer an earlier one
 arriving late `stale`). Rows queued without envelopes (`backfill`, or before they were stored) have the
 records they wrote that are still current read back (a record overwritten since leaves with the later
@@ -34,7 +34,8 @@ from gateway.sqlite_flush import unflushed_commits
 
 CLAIM_BATCHES = 200  # queued batches looked at per claim
 
-_o, _f, _r, _rc = tables.forward_outbox.c, tables.forward_batches.c, tables.records.c, tables.receipts.c
+_o, _f, _fb = tables.forward_outbox.c, tables.forward_batches.c, tables.forward_bodies.c
+_r, _rc = tables.records.c, tables.receipts.c
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,8 @@ def claim(bind: Bind, department: str, *, hub_key_id: str, relay_key: str, batch
             parts = [e.leaves for e in group]
             leaves = None if None in parts else b"".join(parts)  # type: ignore[arg-type]
             conn.execute(tables.forward_batches.insert().values(
-                forward_id=fid, department=department, body=body, records=count, state="sent", attempts=0,
-                claimed_at=now, leaves=leaves))
+                forward_id=fid, department=department, records=count, state="sent", attempts=0, claimed_at=now))
+            conn.execute(tables.forward_bodies.insert().values(forward_id=fid, body=body, leaves=leaves))
             # The envelopes now live in the upward body: the queue row keeps only which batch carried it.
             conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(
                 state="claimed", forward_id=fid, body=None, leaves=None))
@@ -193,11 +194,16 @@ def _json(text: str | None) -> Any:
 
 
 def pending(bind: Bind, limit: int = 1) -> list[ForwardBatch]:
-    """The oldest `limit` upward batches awaiting a receipt."""
+    """The oldest `limit` upward batches awaiting a receipt, in the order they were claimed.
+
+    The batches of one claim share its time: among them, the order of the queued batches they carry (their
+    ids are random, and a later version of a key must not leave before an earlier one)."""
+    first_queued = select(func.min(_o.log_seq)).where(_o.forward_id == _f.forward_id).scalar_subquery()
     with reading(bind) as conn:
         rows = conn.execute(
-            select(_f.forward_id, _f.department, _f.body, _f.records, _f.attempts, _f.leaves)
-            .where(_f.state == "sent").order_by(_f.claimed_at, _f.forward_id).limit(limit)
+            select(_f.forward_id, _f.department, _fb.body, _f.records, _f.attempts, _fb.leaves)
+            .select_from(tables.forward_batches.join(tables.forward_bodies, _fb.forward_id == _f.forward_id))
+            .where(_f.state == "sent").order_by(_f.claimed_at, first_queued, _f.forward_id).limit(limit)
         ).all()
     return [ForwardBatch(r[0], r[1], bytes(r[2]), int(r[3]), int(r[4]), None if r[5] is None else bytes(r[5]))
             for r in rows]
@@ -264,8 +270,9 @@ def upstream_receipts(engine: Engine, batch_id: str, department: str) -> list[di
     with engine.connect() as conn:
         rows = conn.execute(
             select(_f.forward_id, _f.state, _f.receipt, _f.signature, _f.upstream_key_id, _f.log_seq, _f.delivered_at,
-                   _f.body)
-            .select_from(tables.forward_outbox.join(tables.forward_batches, _f.forward_id == _o.forward_id))
+                   _fb.body)
+            .select_from(tables.forward_outbox.join(tables.forward_batches, _f.forward_id == _o.forward_id)
+                         .join(tables.forward_bodies, _fb.forward_id == _f.forward_id))
             .where(and_(_o.batch_id == batch_id, _o.department == department))
         ).mappings().all()
     return [
