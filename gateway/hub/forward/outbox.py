@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Engine, Text, and_, cast, func, or_, select, update
+from sqlalchemy import Engine, Text, and_, bindparam, cast, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.hub import tables
@@ -36,6 +36,31 @@ CLAIM_BATCHES = 200  # queued batches looked at per claim
 
 _o, _f, _fb = tables.forward_outbox.c, tables.forward_batches.c, tables.forward_bodies.c
 _r, _rc = tables.records.c, tables.receipts.c
+
+# The forwarder's statements, built once from the declared tables: it runs them for every upward batch, and
+# building each anew (and its cache key) was a good part of its CPU per batch.
+_QUEUED_DEPARTMENT = select(_o.department).where(_o.state == "queued").order_by(_o.log_seq, _o.queued_at).limit(1)
+_QUEUED = (select(_o.batch_id, _o.records, _o.body, _o.leaves)
+           .where(and_(_o.state == "queued", _o.department == bindparam("department")))
+           .order_by(_o.log_seq, _o.queued_at).limit(CLAIM_BATCHES).with_for_update(skip_locked=True))
+_SUPERSEDED = update(tables.forward_outbox).where(_o.batch_id == bindparam("b")).values(state="superseded")
+# The envelopes now live in the upward body: the queue row keeps only which batch carried it.
+_CLAIMED = (update(tables.forward_outbox).where(_o.batch_id == bindparam("b"))
+            .values(state="claimed", forward_id=bindparam("fid"), body=None, leaves=None))
+_PENDING = (select(_f.forward_id, _f.department, _fb.body, _f.records, _f.attempts, _fb.leaves)
+            .select_from(tables.forward_batches.join(tables.forward_bodies, _fb.forward_id == _f.forward_id))
+            .where(_f.state == "sent")
+            # The batches of one claim share its time: among them, the order of the queued batches they carry.
+            .order_by(_f.claimed_at, select(func.min(_o.log_seq)).where(_o.forward_id == _f.forward_id)
+                      .scalar_subquery(), _f.forward_id)
+            .limit(bindparam("limit")))
+_SETTLE = update(tables.forward_batches).where(_f.forward_id == bindparam("fid")).values(
+    state="delivered", delivered_at=bindparam("at"), receipt=bindparam("receipt"), signature=bindparam("signature"),
+    upstream_key_id=bindparam("upstream_key_id"), log_seq=bindparam("upstream_log_seq"), attempts=_f.attempts + 1,
+    last_error=None)
+_FAILED = update(tables.forward_batches).where(_f.forward_id == bindparam("fid")).values(
+    attempts=_f.attempts + 1, last_error=bindparam("error"))
+_REFUSED = _FAILED.values(state="refused")
 
 
 @dataclass(frozen=True)
@@ -97,9 +122,7 @@ def writing(bind: Bind, *, durable: bool = True) -> Iterator[Connection]:
 
 def queued_department(bind: Bind) -> str | None:
     with reading(bind) as conn:
-        return conn.execute(
-            select(_o.department).where(_o.state == "queued").order_by(_o.log_seq, _o.queued_at).limit(1)
-        ).scalar()
+        return conn.execute(_QUEUED_DEPARTMENT).scalar()
 
 
 def claim(bind: Bind, department: str, *, hub_key_id: str, relay_key: str, batch_size: int,
@@ -111,10 +134,7 @@ def claim(bind: Bind, department: str, *, hub_key_id: str, relay_key: str, batch
     back here, with this hub's link and, without `confidential` (the upper level's grant), the standard's
     confidential fields withheld."""
     with writing(bind) as conn:
-        queued = conn.execute(
-            select(_o.batch_id, _o.records, _o.body, _o.leaves).where(and_(_o.state == "queued", _o.department == department))
-            .order_by(_o.log_seq, _o.queued_at).limit(CLAIM_BATCHES).with_for_update(skip_locked=True)
-        ).all()
+        queued = conn.execute(_QUEUED, {"department": department}).all()
         if not queued:
             return []
         spec = UpwardSpec(hub_key_id, relay_key, confidential)
@@ -128,24 +148,29 @@ def claim(bind: Bind, department: str, *, hub_key_id: str, relay_key: str, batch
             entries.append(Entry(b, int(n), bytes(body), None if leaves is None else bytes(leaves)))
         now = utcnow()
         made: list[ForwardBatch] = []
+        superseded: list[dict[str, str]] = []
+        claimed: list[dict[str, str]] = []
         for group in _groups(entries, batch_size):
-            ids = [e.batch_id for e in group]
             count = sum(e.records for e in group)
             if not count:
-                conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(state="superseded"))
+                superseded.extend({"b": e.batch_id} for e in group)
                 continue
             fid = str(uuid.uuid4())
             body = upward_body(department, f"hub:{hub_key_id}", fid, [e.body for e in group])
             # The leaves in body order, only when every row had them (a row read back has none).
             parts = [e.leaves for e in group]
             leaves = None if None in parts else b"".join(parts)  # type: ignore[arg-type]
-            conn.execute(tables.forward_batches.insert().values(
-                forward_id=fid, department=department, records=count, state="sent", attempts=0, claimed_at=now))
-            conn.execute(tables.forward_bodies.insert().values(forward_id=fid, body=body, leaves=leaves))
-            # The envelopes now live in the upward body: the queue row keeps only which batch carried it.
-            conn.execute(update(tables.forward_outbox).where(_o.batch_id.in_(ids)).values(
-                state="claimed", forward_id=fid, body=None, leaves=None))
+            claimed.extend({"b": e.batch_id, "fid": fid} for e in group)
             made.append(ForwardBatch(fid, department, body, count, leaves=leaves))
+        if made:
+            conn.execute(tables.forward_batches.insert(), [
+                {"forward_id": fb.forward_id, "department": department, "records": fb.records, "state": "sent",
+                 "attempts": 0, "claimed_at": now} for fb in made])
+            conn.execute(tables.forward_bodies.insert(), [
+                {"forward_id": fb.forward_id, "body": fb.body, "leaves": fb.leaves} for fb in made])
+            conn.execute(_CLAIMED, claimed)
+        if superseded:
+            conn.execute(_SUPERSEDED, superseded)
         return made
 
 
@@ -198,13 +223,8 @@ def pending(bind: Bind, limit: int = 1) -> list[ForwardBatch]:
 
     The batches of one claim share its time: among them, the order of the queued batches they carry (their
     ids are random, and a later version of a key must not leave before an earlier one)."""
-    first_queued = select(func.min(_o.log_seq)).where(_o.forward_id == _f.forward_id).scalar_subquery()
     with reading(bind) as conn:
-        rows = conn.execute(
-            select(_f.forward_id, _f.department, _fb.body, _f.records, _f.attempts, _fb.leaves)
-            .select_from(tables.forward_batches.join(tables.forward_bodies, _fb.forward_id == _f.forward_id))
-            .where(_f.state == "sent").order_by(_f.claimed_at, first_queued, _f.forward_id).limit(limit)
-        ).all()
+        rows = conn.execute(_PENDING, {"limit": limit}).all()
     return [ForwardBatch(r[0], r[1], bytes(r[2]), int(r[3]), int(r[4]), None if r[5] is None else bytes(r[5]))
             for r in rows]
 
@@ -215,17 +235,14 @@ def settle(bind: Bind, fb: ForwardBatch, receipt: bytes, signature: str, doc: di
     Committed without waiting for the disk: a settle lost in a crash leaves the batch `sent`, and its
     resend (same id, same bytes) gets the very same receipt from the upper hub."""
     with writing(bind, durable=False) as conn:
-        conn.execute(update(tables.forward_batches).where(_f.forward_id == fb.forward_id).values(
-            state="delivered", delivered_at=utcnow(), receipt=receipt, signature=signature,
-            upstream_key_id=doc.get("hub_key_id"), log_seq=doc.get("log_seq"), attempts=_f.attempts + 1,
-            last_error=None))
+        conn.execute(_SETTLE, {"fid": fb.forward_id, "at": utcnow(), "receipt": receipt, "signature": signature,
+                               "upstream_key_id": doc.get("hub_key_id"), "upstream_log_seq": doc.get("log_seq")})
 
 
 def note_failure(bind: Bind, fb: ForwardBatch, error: str, *, refused: bool) -> None:
     """An attempt that got no receipt: counted, its error kept; `refused` (a 4xx) parks the batch."""
     with writing(bind, durable=False) as conn:
-        conn.execute(update(tables.forward_batches).where(_f.forward_id == fb.forward_id).values(
-            attempts=_f.attempts + 1, last_error=error[:2000], **({"state": "refused"} if refused else {})))
+        conn.execute(_REFUSED if refused else _FAILED, {"fid": fb.forward_id, "error": error[:2000]})
 
 
 def backfill(engine: Engine, departments: Iterable[str] | None = None) -> int:
