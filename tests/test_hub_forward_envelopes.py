@@ -144,6 +144,50 @@ def test_a_claims_upward_batches_are_read_back_in_the_order_claimed(hub_levels) 
     assert [parse_batch(fb.body).records[0]["seq"] for fb in outbox.pending(engine, limit=8)] == list(range(1, 9))
 
 
+def _without_ids(body: bytes) -> dict[str, Any]:
+    doc = orjson.loads(body)
+    return {k: v for k, v in doc.items() if k not in ("batch_id", "created")}
+
+
+def test_a_claim_from_envelopes_handed_over_sends_what_reading_them_back_sends(hub_levels, tmp_path) -> None:
+    """The claim's fast path (`outbox.Handed`: the envelopes this process's ingest just stored) builds the same
+    upward bodies and leaves as reading the rows back, some rows handed over and some not, in log order; the
+    rows it took are gone from the hand-over, and so are rows claimed while they were being handed over."""
+    import sqlite3
+
+    township, _county = hub_levels(("township", "county")).hubs
+    engine = _still_forwarding_off(township)
+    for n in range(1, 6):
+        township.post("/api/v1/batches", batch_body([record("material", sample("material", n)),
+                                                     record("depot", sample("depot", n))]))
+    rows = _queued(engine)
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(township.dir / "hub.db") as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    handed = outbox.Handed()
+    handed.put("claimed-meanwhile", "dept001", 0, b"[]", None)  # logged before every queued row: claimed already
+    for q in rows[1::2]:
+        handed.put(q["batch_id"], q["department"], q["log_seq"], bytes(q["body"]), bytes(q["leaves"]))
+    handed.put("other-department", "dept002", 0, b"[]", None)
+    spec = {**SPEC, "batch_size": 4}
+    fast = outbox.claim(engine, "dept001", **spec, handed=handed)
+    other = open_hub_db(f"sqlite:///{copy}")
+    read_back = outbox.claim(other, "dept001", **spec)
+    other.dispose()
+    assert len(fast) == len(read_back) >= 2, (len(fast), len(read_back))
+    assert sum(fb.records for fb in fast) == sum(q["records"] for q in rows)
+    assert [_without_ids(fb.body) for fb in fast] == [_without_ids(fb.body) for fb in read_back]
+    assert [fb.leaves for fb in fast] == [fb.leaves for fb in read_back] and all(fb.leaves for fb in fast)
+    assert len(handed) == 1 and handed.take("other-department") is not None
+
+
+def test_the_hand_over_keeps_within_its_bytes() -> None:
+    handed = outbox.Handed(max_bytes=10)
+    for n in range(5):
+        handed.put(f"b{n}", "dept001", n, b"x" * 4, None)
+    assert len(handed) == 2 and handed.take("b0") is None and handed.take("b4") == (b"xxxx", None)
+
+
 def test_upward_bodies_move_out_of_forward_batches(tmp_path) -> None:
     """A database from before `forward_bodies` keeps every upward batch: the bodies and leaves move over, the
     batch rows lose them, and a batch still awaiting its receipt is sent as stored."""

@@ -100,6 +100,14 @@ class Forwarder:
         # their bodies back. Only while this forwarder holds the lock and they go out as claimed; any failure
         # drops them (they wait in `forward_batches`, state `sent`, and `outbox.pending` reads them back).
         self._claimed: deque[outbox.ForwardBatch] = deque()
+        self.handed = outbox.Handed()  # queued envelopes from this process's ingest (`hand`)
+
+    def hand(self, queued: dict) -> None:
+        """This process's ingest committed `queued`, a forward outbox row: the claim takes its envelopes from
+        here. Kept only while this forwarder holds the lock (else another process's forwarder claims it)."""
+        if self.holding and queued.get("body") is not None:
+            self.handed.put(queued["batch_id"], queued["department"], int(queued["log_seq"]), queued["body"],
+                            queued.get("leaves"))
 
     # --- one pass ---------------------------------------------------------
     def step(self, result: Drained, bind: Bind | None = None) -> bool | None:
@@ -115,7 +123,7 @@ class Forwarder:
                 return None
             self._claimed.extend(outbox.claim(bind, dept, hub_key_id=self.hub_key_id, relay_key=self.upstream.key_id,
                                               confidential=self.upstream.confidential,
-                                              batch_size=self.upstream.batch_size))
+                                              batch_size=self.upstream.batch_size, handed=self.handed))
             if not self._claimed:
                 return True  # everything claimed was superseded: look again
         fb = self._claimed.popleft()
@@ -189,6 +197,7 @@ class Forwarder:
                     if held:
                         self.holding = True
                         self._claimed.clear()  # another forwarder may have sent them since
+                        self.handed.clear()  # and claimed these
                         try:
                             self._forward_while_held(bind)
                         finally:
