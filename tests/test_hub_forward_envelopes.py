@@ -188,34 +188,37 @@ def test_the_hand_over_keeps_within_its_bytes() -> None:
     assert len(handed) == 2 and handed.take("b0") is None and handed.take("b4") == (b"xxxx", None)
 
 
-def test_upward_bodies_move_out_of_forward_batches(tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upward_bodies_move_out_of_forward_batches(backend, tmp_path, request) -> None:
     """A database from before `forward_bodies` keeps every upward batch: the bodies and leaves move over, the
     batch rows lose them, and a batch still awaiting its receipt is sent as stored."""
-    path = tmp_path / "before.db"
-    new = open_hub_db(f"sqlite:///{path}")
-    new.dispose()
-    old = create_engine(f"sqlite:///{path}")
+    url = f"sqlite:///{tmp_path / 'before.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    open_hub_db(url).dispose()
+    blob, hexed = ("BLOB", "X'{}'") if backend == "sqlite" else ("BYTEA", "'\\x{}'::bytea")
+    old = create_engine(url)
     with old.begin() as conn:  # forward_batches as hubs before forward_bodies made it
         conn.exec_driver_sql("DROP TABLE forward_bodies")
         conn.exec_driver_sql("DROP TABLE forward_batches")
         conn.exec_driver_sql(
-            "CREATE TABLE forward_batches (forward_id VARCHAR(36) PRIMARY KEY, department VARCHAR(40) NOT NULL, "
-            "body BLOB NOT NULL, records INTEGER NOT NULL, state VARCHAR(12) NOT NULL, attempts INTEGER NOT NULL, "
-            "last_error TEXT, claimed_at VARCHAR NOT NULL, delivered_at VARCHAR, upstream_key_id VARCHAR(128), "
-            "log_seq BIGINT, receipt BLOB, signature VARCHAR, leaves BLOB)")
+            f"CREATE TABLE forward_batches (forward_id VARCHAR(36) PRIMARY KEY, department VARCHAR(40) NOT NULL, "
+            f"body {blob} NOT NULL, records INTEGER NOT NULL, state VARCHAR(12) NOT NULL, attempts INTEGER NOT NULL, "
+            f"last_error TEXT, claimed_at VARCHAR NOT NULL, delivered_at VARCHAR, upstream_key_id VARCHAR(128), "
+            f"log_seq BIGINT, receipt {blob}, signature VARCHAR, leaves {blob})")
         conn.exec_driver_sql("CREATE INDEX ix_forward_batches_state ON forward_batches (state, claimed_at)")
-        conn.exec_driver_sql("INSERT INTO forward_batches (forward_id, department, body, records, state, attempts, "
-                             "claimed_at, leaves) VALUES ('f1', 'dept001', X'7b7d', 1, 'delivered', 1, '2026-01-01', "
-                             "NULL), ('f2', 'dept001', X'5b5d', 2, 'sent', 0, '2026-01-02', X'0102')")
+        conn.exec_driver_sql(
+            "INSERT INTO forward_batches (forward_id, department, body, records, state, attempts, claimed_at, leaves) "
+            f"VALUES ('f1', 'dept001', {hexed.format('7b7d')}, 1, 'delivered', 1, '2026-01-01', NULL), "
+            f"('f2', 'dept001', {hexed.format('5b5d')}, 2, 'sent', 0, '2026-01-02', {hexed.format('0102')})")
     old.dispose()
-    migrated = open_hub_db(f"sqlite:///{path}")
+    migrated = open_hub_db(url)
     assert {c["name"] for c in inspect(migrated).get_columns("forward_batches")}.isdisjoint({"body", "leaves"})
     with migrated.connect() as conn:
         moved = conn.execute(select(tables.forward_bodies).order_by(tables.forward_bodies.c.forward_id)).all()
-    assert [tuple(r) for r in moved] == [("f1", b"{}", None), ("f2", b"[]", b"\x01\x02")]
+    assert [(f, bytes(b), None if v is None else bytes(v)) for f, b, v in moved] == [
+        ("f1", b"{}", None), ("f2", b"[]", b"\x01\x02")]
     assert outbox.pending(migrated) == [outbox.ForwardBatch("f2", "dept001", b"[]", 2, 0, b"\x01\x02")]
     migrated.dispose()
-    open_hub_db(f"sqlite:///{path}").dispose()  # and again: nothing left to move
+    open_hub_db(url).dispose()  # and again: nothing left to move
 
 
 @pytest.mark.parametrize("suite", ["ed25519", "sm2-sm3"])
