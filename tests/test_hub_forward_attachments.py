@@ -74,9 +74,12 @@ def test_attachments_reach_the_city_with_their_agreements_exactly_once_across_an
         assert read_attachment(h.dir / "attachments", ref2["sha256"]) == PDF2
     # Every upward batch at both forwarding levels got its receipt: nothing was refused as attachment_exists.
     for h in (township, county):
-        with h.engine.connect() as c:
-            states = c.execute(select(tables.forward_batches.c.state)).scalars().all()
-        assert states and set(states) == {"delivered"}, states
+        wait_for(lambda h=h: _upward_states(h) == {"delivered"})  # the county settles just after the city answers
+
+
+def _upward_states(h: LiveHub) -> set[str]:
+    with h.engine.connect() as c:
+        return set(c.execute(select(tables.forward_batches.c.state)).scalars())
 
 
 def test_a_relay_may_upload_files_only_for_departments_of_its_area(hub_levels) -> None:
@@ -145,8 +148,7 @@ def test_kill_9_of_the_township_mid_upload_leaves_each_file_once_above_and_no_re
             for n, ref in ((1, refs[0]), (2, refs[1])):
                 assert at[("agreement", f"XY-{n}")]["data"]["attachment"]["sha256"] == ref["sha256"]
         for h in (township, county):
-            with h.engine.connect() as c:
-                assert set(c.execute(select(tables.forward_batches.c.state)).scalars()) == {"delivered"}
+            wait_for(lambda h=h: _upward_states(h) == {"delivered"})
         with county.engine.connect() as c:  # no record sent up twice under two batch ids
             assert set(c.execute(select(tables.receipts.c.status)).scalars()) == {"accepted"}
         assert proxy.stats["cut"] == 1 and proxy.stats["stalled"] == 1, proxy.stats
