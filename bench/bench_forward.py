@@ -95,7 +95,7 @@ def ingest(forward: bool, records: int, batch: int, pg: bool) -> float:
     """The township's CPU-µs per record for `records` new materials in `batch`-record batches."""
     names = ("township", "county") if forward else ("township",)
     urls = [new_pg()[1] if pg else None] + [None] * (len(names) - 1)
-    lv = make_levels(Path(tempfile.mkdtemp()), names, urls, batch_size=max(batch, 500), process=True)
+    lv = make_levels(Path(tempfile.mkdtemp()), names, urls, batch_size=None, process=True)  # upstream.batch_size's default
     township = lv[0]
     try:
         bodies = [batch_body([record("material", sample("material", b * batch + i + 1)) for i in range(batch)])
@@ -116,7 +116,7 @@ def ingest(forward: bool, records: int, batch: int, pg: bool) -> float:
 
 def latency(edits: int, pg: bool) -> list[float]:
     urls = [new_pg()[1] if pg else None, None, None]
-    lv = make_levels(Path(tempfile.mkdtemp()), ("township", "county", "city"), urls, batch_size=500, process=True)
+    lv = make_levels(Path(tempfile.mkdtemp()), ("township", "county", "city"), urls, batch_size=None, process=True)
     township, city = lv[0], lv[2]
     out = []
     try:

@@ -28,8 +28,10 @@ def wait_for(check: Any, timeout: float = 20.0) -> Any:
 def upward(h: LiveHub) -> list[Any]:
     """The hub's upward batches, read on a fresh connection: SQLite's BEGIN fixes a connection's snapshot
     at its first read, so a poll that kept one connection would never see the forwarder settle a batch."""
+    f, fb = tables.forward_batches, tables.forward_bodies
     with h.engine.connect() as conn:
-        return list(conn.execute(select(tables.forward_batches)).mappings().all())
+        return list(conn.execute(select(f, fb.c.body, fb.c.leaves).join(fb, fb.c.forward_id == f.c.forward_id)
+                                 .order_by(f.c.claimed_at)).mappings().all())
 
 
 def stored(h: LiveHub, department: str = "dept001") -> dict[tuple[str, str], dict[str, Any]]:

@@ -129,6 +129,98 @@ def test_rows_queued_before_bodies_were_stored_are_read_back(hub_levels, tmp_pat
     migrated.dispose()
 
 
+def test_a_claims_upward_batches_are_read_back_in_the_order_claimed(hub_levels) -> None:
+    """The upward batches of one claim share its time; read back (after a restart or a failed attempt) they
+    leave in the order of the queued batches they carry, not of their random ids: the same key's later
+    version never goes up before its earlier one."""
+    township, _county = hub_levels(("township", "county")).hubs
+    engine = _still_forwarding_off(township)
+    for seq in range(1, 9):  # eight versions of one key, one batch each
+        township.post("/api/v1/batches", batch_body([record("material", sample("material", 1, material_name=f"床{seq}"),
+                                                            seq=seq), record("material", sample("material", 10 + seq))]))
+    made = outbox.claim(engine, "dept001", **{**SPEC, "batch_size": 2})
+    assert len(made) == 8 and len({fb.forward_id for fb in made}) == 8
+    assert [fb.forward_id for fb in outbox.pending(engine, limit=8)] == [fb.forward_id for fb in made]
+    assert [parse_batch(fb.body).records[0]["seq"] for fb in outbox.pending(engine, limit=8)] == list(range(1, 9))
+
+
+def _without_ids(body: bytes) -> dict[str, Any]:
+    doc = orjson.loads(body)
+    return {k: v for k, v in doc.items() if k not in ("batch_id", "created")}
+
+
+def test_a_claim_from_envelopes_handed_over_sends_what_reading_them_back_sends(hub_levels, tmp_path) -> None:
+    """The claim's fast path (`outbox.Handed`: the envelopes this process's ingest just stored) builds the same
+    upward bodies and leaves as reading the rows back, some rows handed over and some not, in log order; the
+    rows it took are gone from the hand-over, and so are rows claimed while they were being handed over."""
+    import sqlite3
+
+    township, _county = hub_levels(("township", "county")).hubs
+    engine = _still_forwarding_off(township)
+    for n in range(1, 6):
+        township.post("/api/v1/batches", batch_body([record("material", sample("material", n)),
+                                                     record("depot", sample("depot", n))]))
+    rows = _queued(engine)
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(township.dir / "hub.db") as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    handed = outbox.Handed()
+    handed.put("claimed-meanwhile", "dept001", 0, b"[]", None)  # logged before every queued row: claimed already
+    for q in rows[1::2]:
+        handed.put(q["batch_id"], q["department"], q["log_seq"], bytes(q["body"]), bytes(q["leaves"]))
+    handed.put("other-department", "dept002", 0, b"[]", None)
+    spec = {**SPEC, "batch_size": 4}
+    fast = outbox.claim(engine, "dept001", **spec, handed=handed)
+    other = open_hub_db(f"sqlite:///{copy}")
+    read_back = outbox.claim(other, "dept001", **spec)
+    other.dispose()
+    assert len(fast) == len(read_back) >= 2, (len(fast), len(read_back))
+    assert sum(fb.records for fb in fast) == sum(q["records"] for q in rows)
+    assert [_without_ids(fb.body) for fb in fast] == [_without_ids(fb.body) for fb in read_back]
+    assert [fb.leaves for fb in fast] == [fb.leaves for fb in read_back] and all(fb.leaves for fb in fast)
+    assert len(handed) == 1 and handed.take("other-department") is not None
+
+
+def test_the_hand_over_keeps_within_its_bytes() -> None:
+    handed = outbox.Handed(max_bytes=10)
+    for n in range(5):
+        handed.put(f"b{n}", "dept001", n, b"x" * 4, None)
+    assert len(handed) == 2 and handed.take("b0") is None and handed.take("b4") == (b"xxxx", None)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upward_bodies_move_out_of_forward_batches(backend, tmp_path, request) -> None:
+    """A database from before `forward_bodies` keeps every upward batch: the bodies and leaves move over, the
+    batch rows lose them, and a batch still awaiting its receipt is sent as stored."""
+    url = f"sqlite:///{tmp_path / 'before.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    open_hub_db(url).dispose()
+    blob, hexed = ("BLOB", "X'{}'") if backend == "sqlite" else ("BYTEA", "'\\x{}'::bytea")
+    old = create_engine(url)
+    with old.begin() as conn:  # forward_batches as hubs before forward_bodies made it
+        conn.exec_driver_sql("DROP TABLE forward_bodies")
+        conn.exec_driver_sql("DROP TABLE forward_batches")
+        conn.exec_driver_sql(
+            f"CREATE TABLE forward_batches (forward_id VARCHAR(36) PRIMARY KEY, department VARCHAR(40) NOT NULL, "
+            f"body {blob} NOT NULL, records INTEGER NOT NULL, state VARCHAR(12) NOT NULL, attempts INTEGER NOT NULL, "
+            f"last_error TEXT, claimed_at VARCHAR NOT NULL, delivered_at VARCHAR, upstream_key_id VARCHAR(128), "
+            f"log_seq BIGINT, receipt {blob}, signature VARCHAR, leaves {blob})")
+        conn.exec_driver_sql("CREATE INDEX ix_forward_batches_state ON forward_batches (state, claimed_at)")
+        conn.exec_driver_sql(
+            "INSERT INTO forward_batches (forward_id, department, body, records, state, attempts, claimed_at, leaves) "
+            f"VALUES ('f1', 'dept001', {hexed.format('7b7d')}, 1, 'delivered', 1, '2026-01-01', NULL), "
+            f"('f2', 'dept001', {hexed.format('5b5d')}, 2, 'sent', 0, '2026-01-02', {hexed.format('0102')})")
+    old.dispose()
+    migrated = open_hub_db(url)
+    assert {c["name"] for c in inspect(migrated).get_columns("forward_batches")}.isdisjoint({"body", "leaves"})
+    with migrated.connect() as conn:
+        moved = conn.execute(select(tables.forward_bodies).order_by(tables.forward_bodies.c.forward_id)).all()
+    assert [(f, bytes(b), None if v is None else bytes(v)) for f, b, v in moved] == [
+        ("f1", b"{}", None), ("f2", b"[]", b"\x01\x02")]
+    assert outbox.pending(migrated) == [outbox.ForwardBatch("f2", "dept001", b"[]", 2, 0, b"\x01\x02")]
+    migrated.dispose()
+    open_hub_db(url).dispose()  # and again: nothing left to move
+
+
 @pytest.mark.parametrize("suite", ["ed25519", "sm2-sm3"])
 def test_stored_leaves_check_a_receipt_as_the_records_do(hub_levels, suite) -> None:
     """The leaf hashes stored with the envelopes are the upward body's records' leaves under the county's

@@ -185,12 +185,13 @@ def test_gateway_receipts_verify_checks_the_upper_hubs_receipts(hub_levels, gate
     with gateway_dir.store().connect() as conn:
         assert all(b'"accepted":{' in bytes(b) for (b,) in conn.exec_driver_sql("SELECT body FROM batch_receipts"))
     with township.engine.begin() as conn:
-        ups = conn.execute(select(tables.forward_batches.c.forward_id, tables.forward_batches.c.receipt,
-                                  tables.forward_batches.c.body)).all()
+        f, fb = tables.forward_batches.c, tables.forward_bodies.c
+        ups = conn.execute(select(f.forward_id, f.receipt, fb.body).join_from(
+            tables.forward_batches, tables.forward_bodies, fb.forward_id == f.forward_id)).all()
         assert ups and all(b'"accepted":{' in bytes(r) for _, r, _ in ups)
         # A township that misstates what an upward batch carried is caught by the county's signed root.
         fid, _, body = ups[0]
-        conn.execute(tables.forward_batches.update().where(tables.forward_batches.c.forward_id == fid)
+        conn.execute(tables.forward_bodies.update().where(fb.forward_id == fid)
                      .values(body=bytes(body).replace(b'"seq":1,', b'"seq":2,', 1)))
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 1 and "默克尔根" in res.output, res.output

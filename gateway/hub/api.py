@@ -318,7 +318,7 @@ def _post_batch(h: Hub, conn: Connection, body: bytes, snap: registry.Snapshot, 
         raise _Refusal(409, "batch_id_conflict", conflict.format(stored.conflict), caller.key_id, caller.department,
                        batch_id=batch.batch_id)
     if h.forwarding and not stored.replayed:
-        h.wake_forwarder()
+        h.wake_forwarder(stored.queued)
     return _receipt_response(stored.receipt, stored.signature)
 
 

@@ -62,8 +62,11 @@ class Hub:
                                    files=FileSender(self.config.attachments_dir, self.config.at_rest))
         self.forwarder.start()
 
-    def wake_forwarder(self) -> None:
+    def wake_forwarder(self, queued: dict[str, Any] | None = None) -> None:
+        """A batch was stored; `queued`: its committed forward outbox row, handed to this process's forwarder."""
         if self.forwarder is not None:
+            if queued is not None:
+                self.forwarder.hand(queued)
             self.forwarder.wake.set()
 
     def close(self) -> None:

@@ -117,10 +117,22 @@ def _migrate_forward_outbox(conn: Connection) -> None:
             log_seq=select(b.log_seq).where(b.batch_id == o.batch_id).scalar_subquery()))
         ix = next(i for i in tables.forward_outbox.indexes if i.name == "ix_forward_outbox_order")
         ix.create(conn, checkfirst=True)
-    for table in (tables.forward_outbox, tables.forward_batches):  # leaf hashes: NULL checks a receipt as before
-        if "leaves" not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
-            ddl = table.c.leaves.type.compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN leaves {ddl}")
+    if "leaves" not in have:  # leaf hashes: NULL checks a receipt as before
+        ddl = tables.forward_outbox.c.leaves.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE forward_outbox ADD COLUMN leaves {ddl}")
+    _migrate_forward_bodies(conn)
+
+
+def _migrate_forward_bodies(conn: Connection) -> None:
+    """forward_batches from before `forward_bodies`: move each upward body (and its leaves) there, drop the columns."""
+    have = {c["name"] for c in inspect(conn).get_columns("forward_batches")}
+    if "body" not in have:
+        return
+    leaves = "leaves" if "leaves" in have else "NULL"
+    conn.exec_driver_sql(f"INSERT INTO forward_bodies (forward_id, body, leaves) "
+                         f"SELECT forward_id, body, {leaves} FROM forward_batches")
+    for col in ("body", "leaves") if leaves == "leaves" else ("body",):
+        conn.exec_driver_sql(f"ALTER TABLE forward_batches DROP COLUMN {col}")
 
 
 @contextmanager

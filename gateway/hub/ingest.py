@@ -162,6 +162,8 @@ class StoredBatch:
     # Nothing stored, and the request is to be refused: "replay" (its nonce was used before: nothing of it
     # was written) or "record_type_not_allowed" (its nonce is recorded, as for every other refusal).
     refused: str | None = None
+    # The forward outbox row it queued (its upward envelopes in "body", their "leaves"), when it queued one.
+    queued: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,7 @@ def _store(
         # Another department's batch took this batch id after our check (its department lock is not
         # ours): ours is undone; answer as if that batch had been there first.
         return _taken(conn, batch.batch_id, dept, digest, nonce), None
-    return StoredBatch(body, signature, False), head
+    return StoredBatch(body, signature, False, queued=queued), head
 
 
 def _sign(

@@ -241,15 +241,13 @@ forward_outbox = Table(
     Index("ix_forward_outbox_forward", "forward_id"),
 )
 
-# A batch as sent upward: its exact body (every resend is the same bytes under the same batch id, so the
-# upper hub answers a resend with its first receipt), and once answered, the upper hub's signed receipt.
+# A batch as sent upward (its exact body in `forward_bodies`), and once answered, the upper hub's signed receipt.
 # state: sent (awaiting a verified receipt) | delivered | refused (a 4xx the operator must look at).
 forward_batches = Table(
     "forward_batches",
     metadata,
     Column("forward_id", String(36), primary_key=True),
     Column("department", String(40), nullable=False),
-    Column("body", LargeBinary, nullable=False),
     Column("records", Integer, nullable=False),
     Column("state", String(12), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -260,8 +258,18 @@ forward_batches = Table(
     Column("log_seq", BigInteger, nullable=True),  # the upper hub's receipt-log entry
     Column("receipt", LargeBinary, nullable=True),  # the upper hub's signed receipt, exact bytes
     Column("signature", String, nullable=True),
-    Column("leaves", LargeBinary, nullable=True),  # the body's records' leaf hashes, when all its rows had them
     Index("ix_forward_batches_state", "state", "claimed_at"),
+)
+
+# An upward batch's exact body, written once at the claim: every resend is the same bytes under the same batch
+# id, so the upper hub answers a resend with its first receipt. Apart from `forward_batches` so that settling
+# a batch rewrites a small row, not the ~250 KB body with it (SQLite rewrites the whole row on UPDATE).
+forward_bodies = Table(
+    "forward_bodies",
+    metadata,
+    Column("forward_id", String(36), primary_key=True),  # forward_batches.forward_id
+    Column("body", LargeBinary, nullable=False),
+    Column("leaves", LargeBinary, nullable=True),  # the body's records' leaf hashes, when all its rows had them
 )
 
 # The operators UI adds its accounts/audit tables and browse indexes to this metadata.

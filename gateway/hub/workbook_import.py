@@ -169,7 +169,7 @@ def import_signed_workbook(hub: Any, workbook: Path, signature: Path, from_key: 
     sheets = {e.sheet: i for i, e in reversed(list(enumerate(result.errors)))}  # in the order they were read
     result.errors.sort(key=lambda e: (sheets[e.sheet], e.row))
     if hub.forwarding and not stored.replayed:
-        hub.wake_forwarder()
+        hub.wake_forwarder(stored.queued)
     return result
 
 

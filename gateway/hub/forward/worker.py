@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,6 +96,18 @@ class Forwarder:
         self._thread: threading.Thread | None = None
         self.holding = False  # this process's forwarder holds the database's forwarder lock
         self.last_full = False  # the last upward batch was full: more are likely waiting, claim at once
+        # The rest of the last claim's upward batches, oldest first, as stored: sent from here without reading
+        # their bodies back. Only while this forwarder holds the lock and they go out as claimed; any failure
+        # drops them (they wait in `forward_batches`, state `sent`, and `outbox.pending` reads them back).
+        self._claimed: deque[outbox.ForwardBatch] = deque()
+        self.handed = outbox.Handed()  # queued envelopes from this process's ingest (`hand`)
+
+    def hand(self, queued: dict) -> None:
+        """This process's ingest committed `queued`, a forward outbox row: the claim takes its envelopes from
+        here. Kept only while this forwarder holds the lock (else another process's forwarder claims it)."""
+        if self.holding and queued.get("body") is not None:
+            self.handed.put(queued["batch_id"], queued["department"], int(queued["log_seq"]), queued["body"],
+                            queued.get("leaves"))
 
     # --- one pass ---------------------------------------------------------
     def step(self, result: Drained, bind: Bind | None = None) -> bool | None:
@@ -102,22 +115,26 @@ class Forwarder:
 
         True: one was receipted; None: nothing to send; False: it failed (retry later)."""
         bind = bind if bind is not None else self.engine
-        sent = outbox.pending(bind)
-        if not sent:
+        if not self._claimed:
+            self._claimed.extend(outbox.pending(bind))
+        if not self._claimed:
             dept = outbox.queued_department(bind)
             if dept is None:
                 return None
-            sent = outbox.claim(bind, dept, hub_key_id=self.hub_key_id, relay_key=self.upstream.key_id,
-                                confidential=self.upstream.confidential,
-                                batch_size=self.upstream.batch_size)
-            if not sent:
+            self._claimed.extend(outbox.claim(bind, dept, hub_key_id=self.hub_key_id, relay_key=self.upstream.key_id,
+                                              confidential=self.upstream.confidential,
+                                              batch_size=self.upstream.batch_size, handed=self.handed))
+            if not self._claimed:
                 return True  # everything claimed was superseded: look again
-        fb = sent[0]
+        fb = self._claimed.popleft()
+        # Kept again only once this one is settled: after a failure or an exception they are read back.
+        rest, self._claimed = self._claimed, deque()
         self.last_full = fb.records >= self.upstream.batch_size
         answer = (self.files and self.files.before(self.client, fb)) or self.client.post_batch(
             fb.forward_id, fb.department, fb.body, fb.leaves)
         if isinstance(answer, Delivered):
             outbox.settle(bind, fb, answer.receipt, answer.signature, answer.doc)
+            self._claimed.extend(rest)
             result.delivered += 1
             result.records += fb.records
             return True
@@ -141,6 +158,7 @@ class Forwarder:
             if not held:
                 result.busy = True
                 return result
+            self._claimed.clear()  # another forwarder may have sent them since
             deadline, delay = time.monotonic() + retry_for, 1.0
             while not self.stopping.is_set():
                 done = self.step(result, bind)
@@ -178,6 +196,8 @@ class Forwarder:
                 with forward_lock(self.engine) as (held, bind):
                     if held:
                         self.holding = True
+                        self._claimed.clear()  # another forwarder may have sent them since
+                        self.handed.clear()  # and claimed these
                         try:
                             self._forward_while_held(bind)
                         finally:

@@ -48,6 +48,8 @@ def forward_batch(forward_id: str) -> Any:
         if row is None:
             abort(404)
         carried = list(c.execute(select(o.batch_id).where(o.forward_id == forward_id).order_by(o.queued_at)).scalars())
+        body = c.execute(select(tables.forward_bodies.c.body)
+                         .where(tables.forward_bodies.c.forward_id == forward_id)).scalar_one()
     doc, problem = None, None
     up = _hub().config.upstream
     if row["receipt"] is not None:
@@ -55,7 +57,7 @@ def forward_batch(forward_id: str) -> Any:
             key = public_key_from_text(up.hub_key) if up else None
             doc = verify_receipt(bytes(row["receipt"]), row["signature"], key) if key else json.loads(row["receipt"])
             if key and is_compact(doc):  # the per-record results of a compact receipt, its root checked
-                doc = expanded(doc, batch_records(bytes(row["body"])), suite_of(key).digest)
+                doc = expanded(doc, batch_records(bytes(body)), suite_of(key).digest)
         except ReceiptInvalid as e:
             problem = str(e)
     return render_template("hub_ui/forward_batch.html", fb=dict(row), doc=doc, problem=problem, carried=carried,
