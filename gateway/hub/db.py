@@ -21,7 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, insert, inspect, select, update
+from sqlalchemy import Engine, create_engine, event, insert, inspect, null, select, update
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Connection, make_url
 
 from gateway.hub import planner_stats, tables
@@ -128,10 +130,12 @@ def _migrate_forward_bodies(conn: Connection) -> None:
     have = {c["name"] for c in inspect(conn).get_columns("forward_batches")}
     if "body" not in have:
         return
-    leaves = "leaves" if "leaves" in have else "NULL"
-    conn.exec_driver_sql(f"INSERT INTO forward_bodies (forward_id, body, leaves) "
-                         f"SELECT forward_id, body, {leaves} FROM forward_batches")
-    for col in ("body", "leaves") if leaves == "leaves" else ("body",):
+    # The old columns are no longer declared: a lightweight table of them, so the copy is still Core.
+    old = sa_table("forward_batches", sa_column("forward_id"), sa_column("body"), sa_column("leaves"))
+    leaves = old.c.leaves if "leaves" in have else null()
+    conn.execute(insert(tables.forward_bodies).from_select(
+        ["forward_id", "body", "leaves"], select(old.c.forward_id, old.c.body, leaves)))
+    for col in ("body", "leaves") if "leaves" in have else ("body",):
         conn.exec_driver_sql(f"ALTER TABLE forward_batches DROP COLUMN {col}")
 
 
