@@ -55,18 +55,28 @@ def accepted_hub_seqs(doc: dict[str, Any], batch: Sequence[Member]) -> dict[int,
     accepted records are those it does not list, their hub_seqs in that order; when the rows do not add up
     to the receipt's count (a row gone from the store) their hub_seq is unknown (None)."""
     if is_compact(doc):
-        acc = doc.get("accepted") if isinstance(doc.get("accepted"), dict) else {}
-        seqs = acc.get("hub_seqs") if isinstance(acc.get("hub_seqs"), list) else []
-        listed = {r.get("index") for r in doc.get("results") or [] if isinstance(r, dict)}
+        count, seqs, listed = _compact(doc)
         at = [m for i, m in enumerate(batch) if i not in listed]
-        if len(at) == acc.get("count") == len(seqs):
+        if len(at) == count == len(seqs):
             return {m.id: s for m, s in zip(at, seqs, strict=True)}
         return {m.id: None for m in at}
-    signed = {
+    signed = signed_accepted(doc)
+    return {m.id: signed[k] for m in batch if (k := (m.record_type, m.record_key, m.seq, m.version)) in signed}
+
+
+def _compact(doc: dict[str, Any]) -> tuple[Any, list[Any], set[Any]]:
+    """(accepted count, hub_seqs, listed indices) of a compact receipt, as stored (checked when it was)."""
+    acc = doc.get("accepted") if isinstance(doc.get("accepted"), dict) else {}
+    seqs = acc.get("hub_seqs") if isinstance(acc.get("hub_seqs"), list) else []
+    return acc.get("count"), seqs, {r.get("index") for r in doc.get("results") or [] if isinstance(r, dict)}
+
+
+def signed_accepted(doc: dict[str, Any]) -> dict[tuple[Any, Any, Any, Any], Any]:
+    """(type, key, seq, version) -> hub_seq of the records a full receipt accepts."""
+    return {
         (r.get("type"), r.get("key"), r.get("seq"), r.get("version")): r.get("hub_seq")
         for r in doc.get("results") or [] if isinstance(r, dict) and r.get("status") == "accepted"
     }
-    return {m.id: signed[k] for m in batch if (k := (m.record_type, m.record_key, m.seq, m.version)) in signed}
 
 
 def _listed(row: Any) -> ReceiptResult:
@@ -82,7 +92,8 @@ class _Batches:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.docs: dict[str, tuple[dict[str, Any], str] | None] = {}
-        self.seqs: dict[str, dict[int, int | None]] = {}
+        self.seqs: dict[str, dict[int, int | None]] = {}  # of whole batches (accepted_hub_seqs)
+        self.signed: dict[str, dict[tuple[Any, Any, Any, Any], Any]] = {}  # of full receipts (signed_accepted)
 
     def load(self, batch_ids: Iterable[str]) -> None:
         todo = [b for b in dict.fromkeys(batch_ids) if b not in self.docs]
@@ -94,9 +105,9 @@ class _Batches:
             else:
                 self.docs[b] = None
 
-    def accepted(self, m: Member) -> ReceiptResult | None:
+    def accepted(self, m: Member, batch: Sequence[Member] | None = None) -> ReceiptResult | None:
         """The implied receipt of outbox row `m`: accepted, when it was delivered in a receipted batch
-        whose signed document accepts it."""
+        whose signed document accepts it. `batch`: all the batch's rows, when the caller read them."""
         if m.state != "delivered" or m.batch_id is None:
             return None
         self.load([m.batch_id])
@@ -104,13 +115,38 @@ class _Batches:
         if got is None:
             return None
         doc, at = got
-        if m.batch_id not in self.seqs:
-            self.seqs[m.batch_id] = accepted_hub_seqs(doc, receipt_store.members(self.conn, m.batch_id))
-        seqs = self.seqs[m.batch_id]
-        if m.id not in seqs:
-            return None
-        return ReceiptResult(m.id, m.batch_id, m.record_type, m.record_key, m.seq, "accepted", [], seqs[m.id],
+        if batch is not None:
+            if m.batch_id not in self.seqs:
+                self.seqs[m.batch_id] = accepted_hub_seqs(doc, batch)
+            if m.id not in self.seqs[m.batch_id]:
+                return None
+            hub_seq = self.seqs[m.batch_id][m.id]
+        elif not is_compact(doc):  # a full receipt names its records: no batch rows needed
+            if m.batch_id not in self.signed:
+                self.signed[m.batch_id] = signed_accepted(doc)
+            k = (m.record_type, m.record_key, m.seq, m.version)
+            if k not in self.signed[m.batch_id]:
+                return None
+            hub_seq = self.signed[m.batch_id][k]
+        else:
+            # One record of a compact receipt: its place in the batch counted, not the batch read.
+            found = compact_hub_seq(doc, *receipt_store.place(self.conn, m))
+            if found is None:
+                return None
+            hub_seq = found[0]
+        return ReceiptResult(m.id, m.batch_id, m.record_type, m.record_key, m.seq, "accepted", [], hub_seq,
                              doc.get("hub_time"), doc.get("log_head"), at)
+
+
+def compact_hub_seq(doc: dict[str, Any], index: int, rows: int) -> tuple[int | None] | None:
+    """(hub_seq,) of the batch's record at `index` (of `rows`) when the compact receipt accepts it (hub_seq None
+    when the rows do not add up to the receipt's count); None when the receipt lists it (not accepted)."""
+    count, seqs, listed = _compact(doc)
+    if index in listed:
+        return None
+    if rows - len(listed) != count or len(seqs) != count:
+        return (None,)
+    return (seqs[index - sum(1 for i in listed if isinstance(i, int) and i < index)],)
 
 
 def of_outbox(conn: Connection, outbox_ids: Iterable[int]) -> list[ReceiptResult]:
@@ -135,8 +171,9 @@ def of_batch(conn: Connection, batch_id: str) -> list[ReceiptResult]:
     listed = {(r.outbox_id, r.batch_id): _listed(r) for r in receipt_store.listed_rows(conn, batch_ids=[batch_id])}
     batches = _Batches(conn)
     out: list[ReceiptResult] = []
-    for m in receipt_store.members(conn, batch_id):
-        r = listed.pop((m.id, batch_id), None) or batches.accepted(m)
+    rows = receipt_store.members(conn, batch_id)
+    for m in rows:
+        r = listed.pop((m.id, batch_id), None) or batches.accepted(m, rows)
         if r is not None:
             out.append(r)
     # Rows of this batch whose outbox row has since left it (sent again in a later batch, or gone).

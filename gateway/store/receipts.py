@@ -154,6 +154,16 @@ def members(conn: Connection, batch_id: str) -> list[Member]:
     return [Member(*r) for r in conn.execute(q.order_by(outbox.c.id))]
 
 
+def place(conn: Connection, m: Member) -> tuple[int, int]:
+    """(the 0-based place of `m` among its batch's rows, the batch's rows): counted by primary-key range."""
+    b = outbox_batches.c
+    span = conn.execute(select(b.first_id, b.last_id).where(b.batch_id == m.batch_id)).first()
+    q = select(func.count()).select_from(outbox).where(outbox.c.batch_id == m.batch_id)
+    if span is not None and span.first_id is not None:
+        q = q.where(outbox.c.id.between(span.first_id, span.last_id))
+    return int(conn.execute(q.where(outbox.c.id < m.id)).scalar_one()), int(conn.execute(q).scalar_one())
+
+
 def outbox_members(conn: Connection, outbox_ids: Sequence[int]) -> list[Member]:
     """These outbox rows as batch members (batch_id None: not in a batch now)."""
     q = select(*_MEMBER_COLUMNS).where(outbox.c.id.in_(list(outbox_ids))).order_by(outbox.c.id)
