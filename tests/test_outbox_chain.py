@@ -7,8 +7,10 @@ a moved source key, a returned record queued again and a store migrated from bef
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, inspect, select
 
 from gateway.push.deadletters import newer_seq, retry_dead_letter
@@ -82,7 +84,7 @@ def test_a_returned_record_queued_again_joins_its_chain(tmp_path: Path) -> None:
         assert newer_seq(c, "material", "WZ-9") == 3
 
 
-def test_a_store_from_before_the_chain_is_linked_when_migrated(tmp_path: Path) -> None:
+def test_a_store_from_before_the_chain_is_linked_when_migrated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     engine, _ = history(tmp_path)
     before = {k: scan(engine, k) for k in ("WZ-1", "WZ-3", "WZ-4", "WZ-44")}
     with engine.begin() as c:  # what a version 7 store looks like
@@ -91,7 +93,11 @@ def test_a_store_from_before_the_chain_is_linked_when_migrated(tmp_path: Path) -
         c.exec_driver_sql("CREATE INDEX ix_outbox_record ON outbox (record_type, record_key)")
         c.exec_driver_sql("DELETE FROM schema_version WHERE version > 7")
     engine.dispose()
-    engine = open_store(tmp_path / "gw.db")
+    with caplog.at_level(logging.INFO, logger="gateway.store"):
+        engine = open_store(tmp_path / "gw.db")
+    # The service's log says what it is doing while it waits.
+    assert [(r.getMessage(), r.fields["version"]) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("state store migrating", 8), ("state store migrated", 8)]
     with engine.connect() as c:
         assert current_version(c) == LATEST
         assert "ix_outbox_record" not in {ix["name"] for ix in inspect(c).get_indexes("outbox")}
@@ -111,3 +117,9 @@ def test_a_record_enqueued_without_a_fingerprint_is_still_found(tmp_path: Path) 
         ))
     assert chain(engine, "WZ-X") == scan(engine, "WZ-X") == [1]
     assert chain(engine, "WZ-none") == []
+
+
+def test_a_new_store_is_created_without_migration_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="gateway.store"):
+        open_store(tmp_path / "new.db")
+    assert [r.getMessage() for r in caplog.records] == []

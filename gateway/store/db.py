@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +13,10 @@ from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import Connection
 
 from gateway.accounts.tables import add_account_columns
+from gateway.logs import log
 from gateway.store import tables
+
+LOG = logging.getLogger("gateway.store")
 
 # Each migration brings the schema from version n-1 to n. Append, never edit a
 # released one.
@@ -137,12 +142,20 @@ def migrate(engine: Engine) -> int:
     """Apply pending migrations in order, each in its own transaction. Returns the version."""
     with engine.begin() as conn:
         version = current_version(conn)
+    upgrade = version > 0
     for number, step in MIGRATIONS:
         if number <= version:
             continue
+        # Upgrading a store, some steps rewrite every row (v8 links each record's outbox rows: ~10 s for a
+        # 1M-record store), so whoever watches the service start sees why it waits. A new store says nothing.
+        if upgrade:
+            log(LOG, logging.INFO, "state store migrating", version=number)
+        t0 = time.monotonic()
         with engine.begin() as conn:
             step(conn)
             conn.execute(tables.schema_version.insert().values(version=number, applied_at=utcnow()))
+        if upgrade:
+            log(LOG, logging.INFO, "state store migrated", version=number, seconds=round(time.monotonic() - t0, 2))
         version = number
     return version
 
