@@ -137,13 +137,12 @@ def retry_dead_letter(engine: Engine, dead_letter_id: int, actor: str, note: str
     with engine.begin() as conn:
         oid = _close(conn, dead_letter_id, actor, "retried", now)
         row = conn.execute(select(outbox).where(outbox.c.id == oid)).one()
-        latest = newer_seq(conn, row.record_type, row.record_key)
-        if latest is not None and latest > row.seq:
+        head = outbox_store.latest_row(conn, row.record_type, row.record_key, (outbox.c.id, outbox.c.seq))
+        if head is not None and head.seq > row.seq:  # as newer_seq says
             raise DeadLetterSuperseded(
-                f"{row.record_key} 已有更新的版本（序号 {latest}），不再重推序号 {row.seq} / a newer version exists"
+                f"{row.record_key} 已有更新的版本（序号 {head.seq}），不再重推序号 {row.seq} / a newer version exists"
             )
         copy = {c: getattr(row, c) for c in _COPIED}
-        head = outbox_store.latest_row(conn, row.record_type, row.record_key, (outbox.c.id,))
         new_id = conn.execute(
             outbox.insert().values(**copy, enqueued_at=now, state="pending", batch_id=None, attempts=0,
                                    prev_id=None if head is None else head.id)

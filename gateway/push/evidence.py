@@ -28,6 +28,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import RetriableError
 from gateway.protocol.receipts import ReceiptInvalid, expanded, is_compact, verify_head, verify_receipt
 from gateway.protocol.suites import suite_of
+from gateway.push.record_receipts import signed_accepted
 from gateway.store import receipts as receipt_store
 from gateway.store.receipts import Member
 from gateway.store.tables import batch_receipts, receipts
@@ -198,11 +199,7 @@ def _check_accepted(v: EvidenceVerdict, doc: dict[str, Any], batch: list[Member]
     """Each outbox row delivered in this batch without a receipts row of its own (an accepted record's
     receipt is the batch's): the signed receipt must accept exactly that version."""
     own = {r.outbox_id for r in mine}
-    results = doc["results"] if isinstance(doc["results"], list) else []
-    accepted = {
-        (r.get("type"), r.get("key"), r.get("seq"), r.get("version"))
-        for r in results if isinstance(r, dict) and r.get("status") == "accepted"
-    }
+    accepted = signed_accepted(doc)  # the document is full here (a compact one was expanded)
     for m in batch:
         if m.state != "delivered" or m.id in own:
             continue

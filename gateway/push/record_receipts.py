@@ -158,7 +158,9 @@ def of_outbox(conn: Connection, outbox_ids: Iterable[int]) -> list[ReceiptResult
     for row in receipt_store.listed_rows(conn, outbox_ids=ids):
         latest[row.outbox_id] = _listed(row)
     batches = _Batches(conn)
-    for m in receipt_store.outbox_members(conn, ids):
+    rows = receipt_store.outbox_members(conn, ids)
+    batches.load(m.batch_id for m in rows if m.batch_id is not None)
+    for m in rows:
         if m.batch_id is not None and (m.id not in latest or latest[m.id].batch_id != m.batch_id):
             implied = batches.accepted(m)
             if implied is not None:
@@ -186,7 +188,9 @@ def of_record(conn: Connection, record_type: str, record_key: str, limit: int = 
     found = {(r.outbox_id, r.batch_id): _listed(r)
              for r in receipt_store.listed_rows(conn, record=(record_type, record_key), limit=limit)}
     batches = _Batches(conn)
-    for m in receipt_store.record_members(conn, record_type, record_key, limit):
+    rows = receipt_store.record_members(conn, record_type, record_key, limit)
+    batches.load(m.batch_id for m in rows)
+    for m in rows:
         if (m.id, m.batch_id) not in found and (implied := batches.accepted(m)) is not None:
             found[(m.id, m.batch_id)] = implied
     return sorted(found.values(), key=lambda r: (r.received_at or "", r.outbox_id or 0), reverse=True)[:limit]

@@ -161,6 +161,18 @@ def settle_batch(cursor: Any, batch_id: str, ids: Sequence[int], dead: Sequence[
 # Batches in flight and their resends: not per record, plain Core.
 
 
+def rows_of_batch(batch_id: str) -> tuple[Any, Any]:
+    """The WHERE of a batch's outbox rows: its id, within the id range it was claimed from
+    (outbox_batches.first_id/last_id), so the primary key finds them with no index on outbox.batch_id. A batch
+    claimed before schema version 7 has no range: then the whole table is looked through, as before."""
+    b = outbox_batches.c
+
+    def bound(col: Any, otherwise: int) -> Any:
+        return func.coalesce(select(col).where(b.batch_id == batch_id).scalar_subquery(), otherwise)
+
+    return outbox.c.batch_id == batch_id, outbox.c.id.between(bound(b.first_id, 0), bound(b.last_id, 2**63 - 1))
+
+
 def sent_batch_ids(conn: Connection, only_ids: Sequence[int] | None = None) -> list[str]:
     """Batches sent but not yet receipted, oldest first; with `only_ids`, those holding one of these rows."""
     wanted: set[str] | None = None
@@ -187,7 +199,7 @@ def batch_head(conn: Connection, batch_id: str) -> tuple[str, str] | None:
 
 def sent_rows(conn: Connection, batch_id: str) -> list[Any]:
     """The batch's rows still `sent`, as BATCH_COLUMNS rows in outbox order."""
-    q = select(*BATCH_COLUMNS).where(outbox.c.batch_id == batch_id, outbox.c.state == "sent").order_by(outbox.c.id)
+    q = select(*BATCH_COLUMNS).where(*rows_of_batch(batch_id), outbox.c.state == "sent").order_by(outbox.c.id)
     return list(conn.execute(q).all())
 
 
@@ -199,7 +211,7 @@ def count_attempt(conn: Connection, batch_id: str, now: str) -> None:
         .values(attempts=outbox_batches.c.attempts + 1, last_attempt_at=now)
     )
     conn.execute(
-        update(outbox).where(outbox.c.batch_id == batch_id, outbox.c.state == "sent").values(attempts=outbox.c.attempts + 1)
+        update(outbox).where(*rows_of_batch(batch_id), outbox.c.state == "sent").values(attempts=outbox.c.attempts + 1)
     )
 
 
@@ -215,7 +227,7 @@ def release(conn: Connection, batch_id: str, reason: str, *, rows_too: bool = Tr
     """The batch `released` with `reason`; its rows still `sent` back to pending, unsent (unless not `rows_too`)."""
     if rows_too:
         conn.execute(
-            update(outbox).where(outbox.c.batch_id == batch_id, outbox.c.state == "sent").values(state="pending", batch_id=None)
+            update(outbox).where(*rows_of_batch(batch_id), outbox.c.state == "sent").values(state="pending", batch_id=None)
         )
     batches = update(outbox_batches).where(outbox_batches.c.batch_id == batch_id)
     if not rows_too:  # an empty batch: only one still `sent` is released

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.store import outbox as outbox_store
 from gateway.store.prepared import prepare
-from gateway.store.tables import batch_receipts, dead_letters, outbox, outbox_batches, receipts
+from gateway.store.tables import batch_receipts, dead_letters, outbox, receipts
 
 
 class ReceiptRow(NamedTuple):
@@ -146,21 +146,13 @@ def listed_rows(conn: Connection, *, outbox_ids: Sequence[int] | None = None, ba
 
 def members(conn: Connection, batch_id: str) -> list[Member]:
     """The batch's outbox rows in outbox order (its records' order in the batch body)."""
-    b = outbox_batches.c
-    span = conn.execute(select(b.first_id, b.last_id).where(b.batch_id == batch_id)).first()
-    q = select(*_MEMBER_COLUMNS).where(outbox.c.batch_id == batch_id)
-    if span is not None and span.first_id is not None:
-        q = q.where(outbox.c.id.between(span.first_id, span.last_id))
+    q = select(*_MEMBER_COLUMNS).where(*outbox_store.rows_of_batch(batch_id))
     return [Member(*r) for r in conn.execute(q.order_by(outbox.c.id))]
 
 
 def place(conn: Connection, m: Member) -> tuple[int, int]:
     """(the 0-based place of `m` among its batch's rows, the batch's rows): counted by primary-key range."""
-    b = outbox_batches.c
-    span = conn.execute(select(b.first_id, b.last_id).where(b.batch_id == m.batch_id)).first()
-    q = select(func.count()).select_from(outbox).where(outbox.c.batch_id == m.batch_id)
-    if span is not None and span.first_id is not None:
-        q = q.where(outbox.c.id.between(span.first_id, span.last_id))
+    q = select(func.count()).select_from(outbox).where(*outbox_store.rows_of_batch(m.batch_id))
     return int(conn.execute(q.where(outbox.c.id < m.id)).scalar_one()), int(conn.execute(q).scalar_one())
 
 
@@ -187,14 +179,8 @@ def signed_documents(conn: Connection, batch_ids: Sequence[str]) -> dict[str, tu
 
 def delivered_counts(conn: Connection, batch_ids: Sequence[str]) -> dict[str, int]:
     """batch id -> its outbox rows `delivered`, counted by primary-key range (no row read into Python)."""
-    b = outbox_batches.c
-    out: dict[str, int] = {}
-    for bid, first, last in conn.execute(select(b.batch_id, b.first_id, b.last_id).where(b.batch_id.in_(list(batch_ids)))):
-        q = select(func.count()).select_from(outbox).where(outbox.c.batch_id == bid, outbox.c.state == "delivered")
-        if first is not None:
-            q = q.where(outbox.c.id.between(first, last))
-        out[bid] = int(conn.execute(q).scalar_one())
-    return out
+    q = select(func.count()).select_from(outbox).where(outbox.c.state == "delivered")
+    return {bid: int(conn.execute(q.where(*outbox_store.rows_of_batch(bid))).scalar_one()) for bid in batch_ids}
 
 
 def listed_counts(conn: Connection, batch_ids: Sequence[str]) -> list[tuple[str, str, int]]:

@@ -73,9 +73,9 @@ def find(engine: Engine, q: str, limit: int = LIMIT) -> list[dict[str, Any]]:
         out = []
         for rt, key in list(found)[:limit]:
             finger = c.execute(select(fp).where(fp.c.record_type == rt, fp.c.record_key == key)).mappings().first()
-            rows = outbox_store.record_rows(c, rt, key, MAX_VERSIONS, (o.c.id, o.c.state, o.c.data, o.c.source))
-            last = rows[0]._mapping if rows else None
-            versions = len(rows)
+            versions = len(outbox_store.record_rows(c, rt, key, MAX_VERSIONS, (o.c.id,)))
+            newest = outbox_store.latest_row(c, rt, key, (o.c.id, o.c.state, o.c.data, o.c.source))
+            last = newest._mapping if newest is not None else None
             got = record_receipts.of_record(c, rt, key, 1)
             receipt = {"status": got[0].status, "seq": got[0].seq, "received_at": got[0].received_at} if got else None
             data = json.loads(last["data"]) if last and last["data"] else None
