@@ -10,6 +10,8 @@ from typing import Any
 from gateway.config_file import Checker
 from gateway.hub.key_settings import KEY_ID_RE, KEY_KEYS, array_tables, key_config, key_file, public_key_line
 
+# Records per forwarded batch unless [upstream] batch_size says otherwise (UpstreamConfig.batch_size says why).
+DEFAULT_BATCH_SIZE = 2000
 UPSTREAM_KEYS = ("url", "key_id", "signing_key", "hub_key", "batch_size", "timeout", "poll_interval", "linger",
                  "confidential")
 RELAY_KEYS = ("key_id", "name", "public_key", "public_key_file", "departments", "revoked")
@@ -25,7 +27,7 @@ class UpstreamConfig:
     hub_key: str  # the upper hub's public key line (verifies its receipts)
     # Records per forwarded batch: as many as a department's gateway sends in one by default (push batch_size),
     # so gathered small batches go up in few requests (each a signed POST, a receipt and two commits).
-    batch_size: int = 2000
+    batch_size: int = DEFAULT_BATCH_SIZE
     timeout: float = 30.0  # seconds per request
     poll_interval: float = 1.0  # seconds between looks at the forward outbox when not woken
     linger: float = 0.02  # seconds a woken forwarder waits for more batches to join the upward one
@@ -55,7 +57,7 @@ def upstream_settings(chk: Checker, doc: dict[str, Any], base: Path) -> Upstream
         chk.problem("upstream.key_id", "use 1-128 letters, digits, '_', '.', ':' or '-'")
     key = key_file(chk, up.get("signing_key"), base, "upstream.signing_key")
     hub_key = public_key_line(chk, up.get("hub_key"), "upstream.hub_key", base)
-    size = chk.value(up, "batch_size", "upstream", int, default=2000)
+    size = chk.value(up, "batch_size", "upstream", int, default=DEFAULT_BATCH_SIZE)
     if size is not None and not (1 <= size <= 10_000):
         chk.problem("upstream.batch_size", "must be between 1 and 10000 records")
     timeout = chk.value(up, "timeout", "upstream", (int, float), default=30.0)
@@ -70,7 +72,7 @@ def upstream_settings(chk: Checker, doc: dict[str, Any], base: Path) -> Upstream
     chk.unknown(up, UPSTREAM_KEYS, "upstream")
     if not (url and key_id and key and hub_key):
         return None
-    return UpstreamConfig(url.rstrip("/"), key_id, key, hub_key, size or 2000, float(timeout or 30), float(poll or 1),
+    return UpstreamConfig(url.rstrip("/"), key_id, key, hub_key, size or DEFAULT_BATCH_SIZE, float(timeout or 30), float(poll or 1),
                           float(linger if linger is not None else 0.02), bool(confidential))
 
 
